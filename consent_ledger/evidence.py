@@ -1,0 +1,72 @@
+"""Evidence attached to a ledger entry: validated, minimised, committed to.
+
+Evidence is personal data (an IP address, a user agent, a page URL with a name in it),
+so its body never enters the hashed entry; the entry carries a salted commitment and
+the body sits in ``consent_evidence``, where erasure can delete it (GDPR Art. 5(1)(c),
+data minimisation: IPv4 addresses keep their /24, IPv6 their /48).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import orjson
+
+from consent_ledger.entries import evidence_commitment
+
+MAX_KEYS = 32
+MAX_KEY_LENGTH = 64
+MAX_VALUE_LENGTH = 2000
+USER_AGENT_LENGTH = 256
+
+EvidenceValue = str | int | bool | None
+
+
+class EvidenceError(ValueError):
+    """Evidence that cannot be recorded as it is."""
+
+
+def minimise_ip(address: str) -> str:
+    """The network an address belongs to, not the address: ``203.0.113.7`` → ``203.0.113.0/24``."""
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError as exc:
+        raise EvidenceError(f"ip: {address[:60]!r} is not an IP address") from exc
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+def clean_evidence(raw: Mapping[str, object]) -> dict[str, EvidenceValue]:
+    """Validate and minimise an evidence mapping; raise :class:`EvidenceError` if unfit."""
+    if len(raw) > MAX_KEYS:
+        raise EvidenceError(f"at most {MAX_KEYS} evidence keys")
+    cleaned: dict[str, EvidenceValue] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
+            raise EvidenceError(f"evidence keys are strings of 1 to {MAX_KEY_LENGTH} characters")
+        if value is not None and not isinstance(value, str | int | bool):
+            raise EvidenceError(f"{key}: evidence values are strings, numbers or booleans")
+        if isinstance(value, str) and len(value) > MAX_VALUE_LENGTH:
+            raise EvidenceError(f"{key}: at most {MAX_VALUE_LENGTH} characters")
+        if key == "ip" and isinstance(value, str):
+            value = minimise_ip(value)
+        elif key == "user_agent" and isinstance(value, str):
+            value = value[:USER_AGENT_LENGTH]
+        cleaned[key] = value
+    return cleaned
+
+
+@dataclass(frozen=True, slots=True)
+class SealedEvidence:
+    body: str
+    salt: str
+    commitment: str
+
+
+def seal_evidence(evidence: Mapping[str, EvidenceValue]) -> SealedEvidence:
+    body = orjson.dumps(dict(evidence), option=orjson.OPT_SORT_KEYS).decode()
+    salt = secrets.token_hex(16)
+    return SealedEvidence(body=body, salt=salt, commitment=evidence_commitment(salt, body))

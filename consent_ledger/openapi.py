@@ -1,0 +1,188 @@
+"""The ledger's part of ``/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERRORS = {
+    "401": {"$ref": "#/components/responses/Unauthorized"},
+    "422": {"$ref": "#/components/responses/InvalidInput"},
+}
+
+SCHEMAS: dict[str, Any] = {
+    "ConsentAnswer": {
+        "type": "object",
+        "required": ["purpose", "permitted", "status", "since", "notice_sha256"],
+        "properties": {
+            "purpose": {"type": "string"},
+            "permitted": {"type": "boolean"},
+            "status": {
+                "type": "string",
+                "description": "last effective action: granted, confirmed, pending, withdrawn, "
+                "refused, gpc-opt-out, expired, erased; `default` (opt-out purpose, nothing "
+                "recorded) or `none` (nothing recorded)",
+            },
+            "since": {"type": ["string", "null"], "format": "date-time"},
+            "notice_sha256": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$"},
+            "at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "LedgerEntry": {
+        "type": "object",
+        "required": ["seq", "hash", "prev_hash", "subject_id", "purpose", "action"],
+        "properties": {
+            "seq": {"type": "integer", "minimum": 1},
+            "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "prev_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "subject_id": {"type": "string"},
+            "purpose": {"type": "string"},
+            "action": {"type": "string"},
+            "confirmation_required": {"type": "boolean"},
+            "notice_sha256": {"type": ["string", "null"]},
+            "source": {"type": "string"},
+            "source_ref": {"type": ["string", "null"]},
+            "jurisdiction": {"type": ["string", "null"]},
+            "method": {"type": "string"},
+            "locale": {"type": ["string", "null"]},
+            "occurred_at": {"type": "string", "format": "date-time"},
+            "recorded_at": {"type": "string", "format": "date-time"},
+            "evidence_sha256": {"type": ["string", "null"]},
+            "consent": {"$ref": "#/components/schemas/ConsentAnswer"},
+        },
+    },
+    "ConsentPost": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["email", "purpose", "action", "source"],
+        "properties": {
+            "email": {"type": "string", "format": "email", "maxLength": 320},
+            "purpose": {"type": "string", "maxLength": 64},
+            "action": {"type": "string", "enum": ["granted", "withdrawn", "refused", "confirmed"]},
+            "notice_sha256": {
+                "type": "string",
+                "pattern": "^[0-9a-f]{64}$",
+                "description": "required for granted: SHA-256 hex of the exact notice text shown",
+            },
+            "occurred_at": {"type": "string", "format": "date-time"},
+            "source": {"type": "string", "maxLength": 200, "description": "where it was gathered"},
+            "method": {
+                "type": "string",
+                "enum": [
+                    "checkbox",
+                    "double-opt-in",
+                    "electronic",
+                    "email-link",
+                    "verbal",
+                    "written",
+                ],
+            },
+            "evidence": {
+                "type": "object",
+                "description": "required for granted and confirmed; `ip` and `user_agent` are "
+                "minimised; the body is kept erasably, the entry holds a salted commitment",
+                "maxProperties": 32,
+                "additionalProperties": {"type": ["string", "integer", "boolean", "null"]},
+            },
+            "jurisdiction": {"type": "string", "pattern": "^[A-Z]{2}(-[A-Z0-9]{1,3})?$"},
+            "locale": {"type": "string"},
+            "name": {"type": "string", "maxLength": 200},
+        },
+    },
+    "Notice": {
+        "type": "object",
+        "required": ["purpose", "locale", "notice_sha256", "text"],
+        "properties": {
+            "purpose": {"type": "string"},
+            "title": {"type": "string"},
+            "category": {"type": "string"},
+            "mechanism": {"type": "string", "enum": ["opt-in", "opt-out"]},
+            "locale": {"type": "string"},
+            "version": {"type": "integer"},
+            "notice_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "text": {"type": "string"},
+        },
+    },
+}
+
+PATHS: dict[str, Any] = {
+    "/api/consent": {
+        "get": {
+            "summary": "Is contacting this address for this purpose permitted (now, or at `at`)?",
+            "security": [{"apiKey": []}],
+            "parameters": [
+                {"name": "email", "in": "query", "required": True, "schema": {"type": "string"}},
+                {"name": "purpose", "in": "query", "required": True, "schema": {"type": "string"}},
+                {
+                    "name": "at",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "format": "date-time"},
+                    "description": "answer as of this moment, from the ledger",
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "the answer",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/ConsentAnswer"}
+                        }
+                    },
+                },
+                "404": {"$ref": "#/components/responses/NotFound"},
+                **_ERRORS,
+            },
+        },
+        "post": {
+            "summary": "Record consent gathered elsewhere (with its evidence)",
+            "security": [{"apiKey": []}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ConsentPost"}}
+                },
+            },
+            "responses": {
+                "201": {
+                    "description": "the ledger entry written",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/LedgerEntry"}}
+                    },
+                },
+                "404": {"$ref": "#/components/responses/NotFound"},
+                "413": {"$ref": "#/components/responses/InvalidInput"},
+                "415": {"$ref": "#/components/responses/InvalidInput"},
+                **_ERRORS,
+            },
+        },
+    },
+    "/api/notices": {
+        "get": {
+            "summary": "Purposes and their current notice versions",
+            "security": [{"apiKey": []}],
+            "parameters": [
+                {"name": "locale", "in": "query", "required": False, "schema": {"type": "string"}}
+            ],
+            "responses": {
+                "200": {
+                    "description": "current notices",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["notices"],
+                                "properties": {
+                                    "notices": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/Notice"},
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                "401": {"$ref": "#/components/responses/Unauthorized"},
+            },
+        }
+    },
+}

@@ -1,0 +1,272 @@
+"""The ledger's part of ``site.toml``: purposes, their notice texts, topics.
+
+Parsing (:func:`parse`) checks everything and builds plain specs; applying
+(:func:`apply`) writes them in the caller's transaction. A notice text that changed
+becomes a new immutable :class:`NoticeVersion`; purposes and notice versions are never
+deleted (the ledger points at them), so a purpose missing from the file is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import orjson
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from consent_ledger.actions import LegalBasis, Mechanism, PurposeCategory
+from consent_ledger.models import NoticeVersion, Purpose, Topic
+from zeroparty.config_errors import ConfigProblems
+
+KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Z]{2})?$")
+JURISDICTION_RE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
+MAX_NOTICE_LENGTH = 5000
+
+PURPOSE_KEYS = {
+    "title",
+    "description",
+    "category",
+    "legal_basis",
+    "mechanism",
+    "double_opt_in",
+    "jurisdictions",
+    "notice",
+}
+TOPIC_KEYS = {"purpose", "title", "description"}
+
+
+@dataclass(frozen=True, slots=True)
+class PurposeSpec:
+    key: str
+    title: str
+    description: str
+    category: str
+    legal_basis: str
+    mechanism: str
+    double_opt_in: bool
+    jurisdictions: tuple[str, ...]
+    notices: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    key: str
+    purpose: str
+    title: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerConfig:
+    purposes: tuple[PurposeSpec, ...]
+    topics: tuple[TopicSpec, ...]
+
+
+def notice_sha256(text: str) -> str:
+    """The public identity of a notice version: SHA-256 hex of its exact UTF-8 text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _text(raw: Mapping[str, object], key: str, where: str, problems: ConfigProblems,
+          *, required: bool = True, limit: int = 200) -> str:  # fmt: skip
+    value = raw.get(key)
+    if value is None:
+        if required:
+            problems.add(f"{where}.{key}", "is required")
+        return ""
+    if not isinstance(value, str) or (required and not value.strip()):
+        problems.add(f"{where}.{key}", "must be a non-empty string")
+        return ""
+    if len(value) > limit:
+        problems.add(f"{where}.{key}", f"at most {limit} characters")
+    return value.strip()
+
+
+def _choice(raw: Mapping[str, object], key: str, where: str, choices: type[object],
+            default: str, problems: ConfigProblems) -> str:  # fmt: skip
+    value = raw.get(key, default)
+    allowed = [str(c) for c in choices]  # type: ignore[attr-defined]
+    if value not in allowed:
+        problems.add(f"{where}.{key}", f"must be one of {', '.join(allowed)} (got {value!r})")
+        return default
+    return str(value)
+
+
+def _unknown(
+    raw: Mapping[str, object], known: set[str], where: str, problems: ConfigProblems
+) -> None:
+    for key in sorted(set(raw) - known):
+        problems.add(f"{where}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
+
+
+def _purpose(
+    key: str, raw: object, locales: tuple[str, ...], problems: ConfigProblems
+) -> PurposeSpec | None:
+    where = f"purposes.{key}"
+    if not KEY_RE.match(key):
+        problems.add(where, "purpose keys are lower-case letters, digits, '-' and '_'")
+    if not isinstance(raw, dict):
+        problems.add(where, "must be a table")
+        return None
+    _unknown(raw, PURPOSE_KEYS, where, problems)
+    category = _choice(raw, "category", where, PurposeCategory, "communication", problems)
+    mechanism = _choice(raw, "mechanism", where, Mechanism, Mechanism.OPT_IN.value, problems)
+    legal_basis = _choice(raw, "legal_basis", where, LegalBasis, LegalBasis.CONSENT.value, problems)
+    default_doi = category == PurposeCategory.COMMUNICATION and mechanism == Mechanism.OPT_IN
+    double_opt_in = raw.get("double_opt_in", default_doi)
+    if not isinstance(double_opt_in, bool):
+        problems.add(f"{where}.double_opt_in", "must be true or false")
+        double_opt_in = default_doi
+    jurisdictions = raw.get("jurisdictions", [])
+    if not isinstance(jurisdictions, list) or not all(
+        isinstance(j, str) and JURISDICTION_RE.match(j) for j in jurisdictions
+    ):
+        problems.add(f"{where}.jurisdictions", 'must be a list of ISO 3166 codes such as "US-CA"')
+        jurisdictions = []
+    if mechanism == Mechanism.OPT_OUT and not jurisdictions:
+        problems.add(
+            f"{where}.jurisdictions",
+            "an opt-out purpose must name the jurisdictions where opt-out is lawful",
+        )
+    notices = raw.get("notice")
+    texts: dict[str, str] = {}
+    if not isinstance(notices, dict) or not notices:
+        problems.add(f"{where}.notice", "a table of notice texts per locale is required")
+    else:
+        for locale, text in notices.items():
+            if not LOCALE_RE.match(locale):
+                problems.add(f"{where}.notice.{locale}", "is not a locale such as en or de-AT")
+            elif locales and locale not in locales:
+                problems.add(
+                    f"{where}.notice.{locale}", f"locale not in site.locales {list(locales)}"
+                )
+            if not isinstance(text, str) or not text.strip():
+                problems.add(f"{where}.notice.{locale}", "must be a non-empty string")
+            elif len(text) > MAX_NOTICE_LENGTH:
+                problems.add(f"{where}.notice.{locale}", f"at most {MAX_NOTICE_LENGTH} characters")
+            else:
+                texts[locale] = text.strip()
+    return PurposeSpec(
+        key=key,
+        title=_text(raw, "title", where, problems),
+        description=_text(raw, "description", where, problems, required=False, limit=2000),
+        category=category,
+        legal_basis=legal_basis,
+        mechanism=mechanism,
+        double_opt_in=bool(double_opt_in),
+        jurisdictions=tuple(jurisdictions),
+        notices=texts,
+    )
+
+
+def parse(
+    raw: Mapping[str, object], locales: tuple[str, ...], problems: ConfigProblems
+) -> LedgerConfig:
+    """Check the ``purposes`` and ``topics`` tables, adding every problem to ``problems``."""
+    purposes_raw = raw.get("purposes")
+    purposes: list[PurposeSpec] = []
+    if not isinstance(purposes_raw, dict) or not purposes_raw:
+        problems.add("purposes", "at least one purpose is required")
+    else:
+        for key, value in purposes_raw.items():
+            spec = _purpose(key, value, locales, problems)
+            if spec is not None:
+                purposes.append(spec)
+    keys = {p.key for p in purposes}
+    topics: list[TopicSpec] = []
+    topics_raw = raw.get("topics", {})
+    if not isinstance(topics_raw, dict):
+        problems.add("topics", "must be a table")
+        topics_raw = {}
+    for key, value in topics_raw.items():
+        where = f"topics.{key}"
+        if not KEY_RE.match(key):
+            problems.add(where, "topic keys are lower-case letters, digits, '-' and '_'")
+        if not isinstance(value, dict):
+            problems.add(where, "must be a table")
+            continue
+        _unknown(value, TOPIC_KEYS, where, problems)
+        purpose = _text(value, "purpose", where, problems, limit=64)
+        if purpose and purpose not in keys:
+            problems.add(f"{where}.purpose", f"no purpose {purpose!r} in this file")
+        topics.append(
+            TopicSpec(
+                key=key,
+                purpose=purpose,
+                title=_text(value, "title", where, problems),
+                description=_text(
+                    value, "description", where, problems, required=False, limit=2000
+                ),
+            )
+        )
+    return LedgerConfig(tuple(purposes), tuple(topics))
+
+
+def apply(session: Session, config: LedgerConfig) -> list[str]:
+    """Write ``config``; returns a line per change (empty when nothing changed)."""
+    changes: list[str] = []
+    for spec in config.purposes:
+        purpose = session.get(Purpose, spec.key)
+        values = {
+            "title": spec.title,
+            "description": spec.description,
+            "category": spec.category,
+            "legal_basis": spec.legal_basis,
+            "mechanism": spec.mechanism,
+            "double_opt_in": spec.double_opt_in,
+            "jurisdictions": orjson.dumps(list(spec.jurisdictions)).decode(),
+        }
+        if purpose is None:
+            session.add(Purpose(key=spec.key, **values))
+            changes.append(f"purpose {spec.key}: created")
+        elif any(getattr(purpose, k) != v for k, v in values.items()):
+            for k, v in values.items():
+                setattr(purpose, k, v)
+            changes.append(f"purpose {spec.key}: updated")
+        session.flush()
+        for locale, text in spec.notices.items():
+            changes.extend(_publish_notice(session, spec.key, locale, text))
+    for topic_spec in config.topics:
+        topic = session.get(Topic, topic_spec.key)
+        topic_values = {
+            "purpose_key": topic_spec.purpose,
+            "title": topic_spec.title,
+            "description": topic_spec.description,
+        }
+        if topic is None:
+            session.add(Topic(key=topic_spec.key, **topic_values))
+            changes.append(f"topic {topic_spec.key}: created")
+        elif any(getattr(topic, k) != v for k, v in topic_values.items()):
+            for k, v in topic_values.items():
+                setattr(topic, k, v)
+            changes.append(f"topic {topic_spec.key}: updated")
+    session.flush()
+    return changes
+
+
+def _publish_notice(session: Session, purpose: str, locale: str, text: str) -> list[str]:
+    latest = session.execute(
+        select(NoticeVersion)
+        .where(NoticeVersion.purpose_key == purpose, NoticeVersion.locale == locale)
+        .order_by(NoticeVersion.version.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    digest = notice_sha256(text)
+    if latest is not None and latest.sha256 == digest:
+        return []
+    version = (
+        session.execute(
+            select(func.coalesce(func.max(NoticeVersion.version), 0)).where(
+                NoticeVersion.purpose_key == purpose, NoticeVersion.locale == locale
+            )
+        ).scalar_one()
+        + 1
+    )
+    session.add(
+        NoticeVersion(purpose_key=purpose, locale=locale, version=version, text=text, sha256=digest)
+    )
+    return [f"notice {purpose}/{locale}: version {version} (sha256 {digest[:12]}…)"]

@@ -1,0 +1,198 @@
+"""Answers about consent: now, at a past moment, and the projection's rebuild."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import groupby
+
+import orjson
+from sqlalchemy import and_, bindparam, delete, insert, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from consent_ledger import projection
+from consent_ledger.actions import Mechanism
+from consent_ledger.ledger import lock_head
+from consent_ledger.models import ConsentEvent, ConsentState, Purpose, Subject, SubjectProfile
+from zeroparty.errors import NotFound
+
+DEFAULT_STATUS = "default"
+NO_RECORD = "none"
+REBUILD_BATCH = 2000
+
+
+class UnknownPurpose(NotFound):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"purpose: no purpose {key[:64]!r}", fields={"purpose": "unknown purpose"})
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentAnswer:
+    """Whether contacting a subject for a purpose is permitted (at a moment)."""
+
+    purpose: str
+    permitted: bool
+    status: str
+    since: datetime | None
+    notice_sha256: str | None
+
+
+def _default_answer(
+    purpose: str, mechanism: str, jurisdictions: str, subject_jurisdiction: str | None
+) -> ConsentAnswer:
+    """The answer for a subject with no entry for the purpose (SPEC rule 8).
+
+    Opt-in: nothing is permitted. Opt-out: permitted only for a subject whose recorded
+    jurisdiction is one the purpose names; unknown jurisdiction means not permitted.
+    """
+    if mechanism == Mechanism.OPT_OUT and subject_jurisdiction:
+        allowed = orjson.loads(jurisdictions)
+        if subject_jurisdiction in allowed:
+            return ConsentAnswer(purpose, True, DEFAULT_STATUS, None, None)
+    return ConsentAnswer(purpose, False, NO_RECORD, None, None)
+
+
+_p, _sp, _s, _cs, _ev = (
+    Purpose.__table__,
+    SubjectProfile.__table__,
+    Subject.__table__,
+    ConsentState.__table__,
+    ConsentEvent.__table__,
+)
+# One indexed query answers "may I contact X about P now": the purpose's mechanism,
+# the subject's jurisdiction and the kept state, all outer-joined so an unknown
+# address still gets the purpose's default and an unknown purpose gets no row.
+_CURRENT = (
+    select(
+        _p.c.mechanism,
+        _p.c.jurisdictions,
+        _s.c.jurisdiction,
+        _cs.c.status,
+        _cs.c.permitted,
+        _cs.c.since,
+        _cs.c.notice_sha256,
+    )
+    .select_from(
+        _p.outerjoin(_sp, _sp.c.email == bindparam("email"))
+        .outerjoin(_s, _s.c.id == _sp.c.subject_id)
+        .outerjoin(_cs, and_(_cs.c.subject_id == _sp.c.subject_id, _cs.c.purpose_key == _p.c.key))
+    )
+    .where(_p.c.key == bindparam("purpose"))
+)
+_PURPOSE_AND_SUBJECT = (
+    select(_p.c.mechanism, _p.c.jurisdictions, _s.c.jurisdiction)
+    .select_from(_p.outerjoin(_s, _s.c.id == bindparam("sid")))
+    .where(_p.c.key == bindparam("purpose"))
+)
+_FACTS_UNTIL = (
+    select(
+        _ev.c.seq,
+        _ev.c.action,
+        _ev.c.confirmation_required,
+        _ev.c.notice_sha256,
+        _ev.c.occurred_at,
+    )
+    .where(
+        _ev.c.subject_id == bindparam("sid"),
+        _ev.c.purpose_key == bindparam("purpose"),
+        _ev.c.occurred_at <= bindparam("at"),
+    )
+    .order_by(_ev.c.occurred_at, _ev.c.seq)
+)
+
+
+def consent_now(session: Session, email: str, purpose: str) -> ConsentAnswer:
+    """Whether ``email`` (normalised) may be contacted for ``purpose`` now.
+
+    Read from the kept projection, which every append updates in its own transaction,
+    so a withdrawal is reflected by the next request (SPEC rule 2).
+    """
+    row = session.connection().execute(_CURRENT, {"email": email, "purpose": purpose}).first()
+    if row is None:
+        raise UnknownPurpose(purpose)
+    mechanism, jurisdictions, subject_jurisdiction, status, permitted, since, notice = row
+    if status is None:
+        return _default_answer(purpose, mechanism, jurisdictions, subject_jurisdiction)
+    return ConsentAnswer(purpose, bool(permitted), status, since, notice)
+
+
+def consent_at(session: Session, subject_id: str, purpose: str, at: datetime) -> ConsentAnswer:
+    """What ``subject_id`` had permitted for ``purpose`` at ``at``, from the ledger itself.
+
+    Only entries whose action happened at or before ``at`` count, folded in the same
+    order as the kept projection.
+    """
+    connection = session.connection()
+    head = connection.execute(_PURPOSE_AND_SUBJECT, {"sid": subject_id, "purpose": purpose})
+    row = head.first()
+    if row is None:
+        raise UnknownPurpose(purpose)
+    params = {"sid": subject_id, "purpose": purpose, "at": at}
+    facts = [projection.ConsentFact(*r) for r in connection.execute(_FACTS_UNTIL, params)]
+    state = projection.fold(facts)
+    if state is None:
+        return _default_answer(purpose, row.mechanism, row.jurisdictions, row.jurisdiction)
+    return ConsentAnswer(purpose, state.permitted, state.status, state.since, state.notice_sha256)
+
+
+def iter_folded_pairs(
+    connection: Connection,
+) -> Iterator[tuple[str, str, projection.StateValue]]:
+    """Replay the ledger pair by pair, in (subject, purpose) order, in constant memory."""
+    stmt = (
+        select(
+            _ev.c.subject_id,
+            _ev.c.purpose_key,
+            _ev.c.seq,
+            _ev.c.action,
+            _ev.c.confirmation_required,
+            _ev.c.notice_sha256,
+            _ev.c.occurred_at,
+        )
+        .order_by(_ev.c.subject_id, _ev.c.purpose_key, _ev.c.occurred_at, _ev.c.seq)
+        .execution_options(stream_results=True, yield_per=REBUILD_BATCH)
+    )
+    rows = connection.execute(stmt)
+    for (subject_id, purpose), group in groupby(rows, key=lambda r: (r[0], r[1])):
+        facts = [projection.ConsentFact(r[2], r[3], r[4], r[5], r[6]) for r in group]
+        state = projection.fold(facts)
+        assert state is not None
+        yield subject_id, purpose, state
+
+
+def rebuild_projection(session: Session) -> int:
+    """Throw the kept projection away and rebuild it from the ledger; returns its rows.
+
+    Run in a write transaction: appends wait for it, and readers see the old projection
+    until it commits.
+    """
+    connection = session.connection()
+    lock_head(connection)  # appends wait until the rebuilt projection commits
+    connection.execute(delete(_cs))
+    batch: list[dict[str, object]] = []
+    count = 0
+    # A second connection streams the ledger while this one writes the projection.
+    with connection.engine.connect() as reader:
+        for subject_id, purpose, state in iter_folded_pairs(reader):
+            batch.append(
+                {
+                    "subject_id": subject_id,
+                    "purpose_key": purpose,
+                    "status": state.status,
+                    "permitted": state.permitted,
+                    "since": state.since,
+                    "notice_sha256": state.notice_sha256,
+                    "last_seq": state.last_seq,
+                    "last_occurred_at": state.last_occurred_at,
+                }
+            )
+            if len(batch) >= REBUILD_BATCH:
+                connection.execute(insert(_cs), batch)
+                count += len(batch)
+                batch.clear()
+    if batch:
+        connection.execute(insert(_cs), batch)
+        count += len(batch)
+    return count

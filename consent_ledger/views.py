@@ -1,0 +1,107 @@
+"""The ledger's JSON API: consent look-up and recording, notices."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.routing import Route
+
+from consent_ledger import schemas, services, state
+from consent_ledger.entries import format_timestamp
+from consent_ledger.subjects import find_subject_id
+from zeroparty.db import Database
+from zeroparty.http import JSONResponse, read_json_object
+
+
+def _database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+def _authenticate(request: Request, session: object) -> None:
+    request.app.state.api_keys.verify(session, request.headers.get("authorization"))
+
+
+def _authenticate_read(request: Request, database: Database) -> None:
+    with database.read() as session:
+        _authenticate(request, session)
+
+
+def _ts(moment: datetime | None) -> str | None:
+    return format_timestamp(moment) if moment is not None else None
+
+
+def _answer_json(answer: state.ConsentAnswer) -> dict[str, object]:
+    return {
+        "purpose": answer.purpose,
+        "permitted": answer.permitted,
+        "status": answer.status,
+        "since": _ts(answer.since),
+        "notice_sha256": answer.notice_sha256,
+    }
+
+
+def get_consent(request: Request) -> JSONResponse:
+    with _database(request).read() as session:
+        _authenticate(request, session)
+        email, purpose, at = schemas.parse_consent_query(request.query_params)
+        if at is None:
+            answer = state.consent_now(session, email, purpose)
+        else:
+            subject_id = find_subject_id(session, email)
+            answer = state.consent_at(session, subject_id or "", purpose, at)
+    body = _answer_json(answer)
+    if at is not None:
+        body["at"] = format_timestamp(at)
+    return JSONResponse(body)
+
+
+async def post_consent(request: Request) -> JSONResponse:
+    database = _database(request)
+    await run_in_threadpool(_authenticate_read, request, database)
+    body = await read_json_object(request)
+    record = schemas.parse_consent_post(body)
+    entry, answer = await run_in_threadpool(_record, database, record)
+    return JSONResponse({**entry, "consent": _answer_json(answer)}, status_code=201)
+
+
+def _record(
+    database: Database, record: services.ConsentRecord
+) -> tuple[dict[str, object], state.ConsentAnswer]:
+    with database.write() as session:
+        entry = services.record_consent(session, record)
+        answer = state.consent_now(session, record.email, record.purpose)
+    return entry.as_json(), answer
+
+
+def get_notices(request: Request) -> JSONResponse:
+    locale = request.query_params.get("locale") or None
+    with _database(request).read() as session:
+        _authenticate(request, session)
+        notices = services.current_notices(session, locale)
+    return JSONResponse(
+        {
+            "notices": [
+                {
+                    "purpose": n.purpose,
+                    "title": n.title,
+                    "category": n.category,
+                    "mechanism": n.mechanism,
+                    "locale": n.locale,
+                    "version": n.version,
+                    "notice_sha256": n.notice_sha256,
+                    "text": n.text,
+                }
+                for n in notices
+            ]
+        }
+    )
+
+
+routes = [
+    Route("/api/consent", get_consent, methods=["GET"]),
+    Route("/api/consent", post_consent, methods=["POST"]),
+    Route("/api/notices", get_notices, methods=["GET"]),
+]

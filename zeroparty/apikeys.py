@@ -1,0 +1,124 @@
+"""API keys for the site's backend and the CRM.
+
+A key is shown once (``zeroparty apikey create NAME``) and stored as its SHA-256: keys
+are 256-bit random strings, so a fast hash is enough (there is no password to stretch).
+The key's public prefix finds the row; the comparison is constant-time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import String, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from zeroparty.db import Base, UTCDateTime, utcnow
+from zeroparty.errors import Conflict, InvalidInput, Unauthorized
+
+KEY_PREFIX = "zp"
+PREFIX_BYTES = 6
+SECRET_BYTES = 32
+NAME_PATTERN = "letters, digits, '-', '_' and '.', 1 to 64 characters"
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    key_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who an authenticated API request comes from."""
+
+    key_id: int
+    name: str
+
+
+def _valid_name(name: str) -> bool:
+    return 0 < len(name) <= 64 and all(c.isalnum() or c in "-_." for c in name)
+
+
+def create_api_key(session: Session, name: str) -> str:
+    """Create a key named ``name`` and return it; only its hash is kept."""
+    if not _valid_name(name):
+        raise InvalidInput(f"name: use {NAME_PATTERN}", fields={"name": NAME_PATTERN})
+    if session.execute(select(ApiKey.id).where(ApiKey.name == name)).first() is not None:
+        raise Conflict(f"an API key named {name!r} exists already")
+    prefix = secrets.token_hex(PREFIX_BYTES)
+    key = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(SECRET_BYTES)}"
+    session.add(ApiKey(name=name, prefix=prefix, key_sha256=_digest(key)))
+    session.flush()
+    return key
+
+
+def revoke_api_key(session: Session, name: str) -> None:
+    key = session.execute(select(ApiKey).where(ApiKey.name == name)).scalar_one_or_none()
+    if key is None:
+        raise InvalidInput(f"no API key named {name!r}", fields={"name": "unknown"})
+    key.revoked_at = utcnow()
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _prefix_of(key: str) -> str | None:
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != PREFIX_BYTES * 2:
+        return None
+    return parts[1]
+
+
+class ApiKeyVerifier:
+    """Checks bearer keys, remembering good ones for ``cache_seconds``.
+
+    The cache spares the database one query per API call; a revoked key stops working
+    within ``cache_seconds`` on every process (each keeps its own cache).
+    """
+
+    def __init__(self, cache_seconds: float = 10.0) -> None:
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Caller]] = {}
+        self._lock = threading.Lock()
+
+    def verify(self, session: Session, authorization: str | None) -> Caller:
+        if not authorization or not authorization.startswith("Bearer "):
+            raise Unauthorized("an API key is required: Authorization: Bearer <key>")
+        key = authorization.removeprefix("Bearer ").strip()
+        digest = _digest(key)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        prefix = _prefix_of(key)
+        row = None
+        if prefix is not None:
+            stmt = select(ApiKey.id, ApiKey.name, ApiKey.key_sha256, ApiKey.revoked_at).where(
+                ApiKey.prefix == prefix
+            )
+            row = session.execute(stmt).first()
+        if (
+            row is None
+            or row.revoked_at is not None
+            or not hmac.compare_digest(row.key_sha256, digest)
+        ):
+            raise Unauthorized("the API key is not valid")
+        caller = Caller(key_id=row.id, name=row.name)
+        if self._cache_seconds > 0:
+            with self._lock:
+                if len(self._cache) > 1000:
+                    self._cache.clear()
+                self._cache[digest] = (now + self._cache_seconds, caller)
+        return caller

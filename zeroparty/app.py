@@ -1,0 +1,144 @@
+"""The app factory: a Starlette app built from explicit settings.
+
+Tests and servers build as many apps as they like (:func:`create_app`); the only
+process-wide state is what is passed in. ``uvicorn --factory zeroparty.app:app_from_env``
+builds one from the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+import consent_ledger.openapi
+import consent_ledger.views
+from zeroparty import __version__
+from zeroparty.apikeys import ApiKeyVerifier
+from zeroparty.db import Database
+from zeroparty.errors import ZeropartyError
+from zeroparty.http import JSONResponse, wants_json
+from zeroparty.openapi import build_openapi, openapi_endpoint
+from zeroparty.security import SecurityHeadersMiddleware
+from zeroparty.settings import PROJECT_ROOT, Settings
+
+log = logging.getLogger("zeroparty")
+
+TEMPLATES_DIR = PROJECT_ROOT / "templates"
+STATIC_DIR = PROJECT_ROOT / "zeroparty" / "static"
+
+
+def error_response(request: Request, status: int, code: str, message: str,
+                   fields: dict[str, str] | None = None) -> Response:  # fmt: skip
+    """The one shape of every error: JSON for machines, an HTML page for people."""
+    if wants_json(request):
+        return JSONResponse(
+            {"error": {"code": code, "message": message, "fields": fields or {}}},
+            status_code=status,
+        )
+    templates: Jinja2Templates = request.app.state.templates
+    return templates.TemplateResponse(
+        request,
+        "zeroparty/error.html",
+        {"status": status, "code": code, "message": message, "fields": fields or {}},
+        status_code=status,
+    )
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ZeropartyError)
+    return error_response(request, exc.status_code, exc.code, exc.message, exc.fields)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    return error_response(
+        request, exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail)
+    )
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    log.error("database unavailable: %s", type(exc).__name__)
+    return error_response(
+        request, 503, "unavailable", "the database is unavailable; nothing was changed, retry later"
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(
+        request, 500, "internal_error", "something went wrong on our side; nothing was changed"
+    )
+
+
+def healthz(request: Request) -> JSONResponse:
+    database: Database = request.app.state.database
+    try:
+        with database.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError:
+        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+    return JSONResponse({"status": "ok", "database": database.dialect, "version": __version__})
+
+
+def home(request: Request) -> Response:
+    templates: Jinja2Templates = request.app.state.templates
+    return templates.TemplateResponse(request, "zeroparty/home.html", {"version": __version__})
+
+
+def create_app(settings: Settings, database: Database | None = None) -> Starlette:
+    """Build the app. ``database`` defaults to one for ``settings.database_url``."""
+    db = database or Database.from_url(settings.database_url)
+    owns_database = database is None
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        if owns_database:
+            db.dispose()
+
+    document = build_openapi([consent_ledger.openapi], __version__)
+    routes: list[Any] = [
+        Route("/", home, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/openapi.json", openapi_endpoint(document), methods=["GET"]),
+        *consent_ledger.views.routes,
+        Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    app = Starlette(
+        debug=False,
+        routes=routes,
+        middleware=[
+            Middleware(SecurityHeadersMiddleware, hsts=settings.base_url.startswith("https://"))
+        ],
+        exception_handlers={
+            ZeropartyError: _domain_error,
+            HTTPException: _http_error,
+            OperationalError: _unavailable,
+            Exception: _unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = db
+    app.state.api_keys = ApiKeyVerifier(settings.api_key_cache_seconds)
+    app.state.templates = Jinja2Templates(directory=TEMPLATES_DIR)
+    return app
+
+
+def app_from_env() -> Starlette:
+    """Factory for ``uvicorn --factory``: settings from the environment."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,81 @@
+"""``GET /openapi.json``: the JSON API's schema, assembled from each package's part."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import ModuleType
+from typing import Any
+
+from starlette.requests import Request
+
+from zeroparty.http import JSONResponse
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "fields"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        }
+    },
+}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def build_openapi(parts: Iterable[ModuleType], version: str) -> dict[str, Any]:
+    """Merge the ``PATHS`` and ``SCHEMAS`` of each part into one OpenAPI 3.1 document."""
+    paths: dict[str, Any] = {
+        "/healthz": {
+            "get": {
+                "summary": "Liveness and database reachability",
+                "responses": {
+                    "200": {
+                        "description": "up",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "503": _error("the database cannot be reached"),
+                },
+            }
+        }
+    }
+    schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
+    for part in parts:
+        paths.update(part.PATHS)
+        schemas.update(part.SCHEMAS)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "zeroparty",
+            "version": version,
+            "description": "Consent-first lead capture: consent ledger and JSON API.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+            "responses": {
+                "Unauthorized": _error("missing or wrong API key"),
+                "InvalidInput": _error("the request was refused; nothing was changed"),
+                "NotFound": _error("no such thing"),
+            },
+        },
+    }
+
+
+def openapi_endpoint(document: Mapping[str, Any]) -> Any:
+    async def endpoint(_request: Request) -> JSONResponse:
+        return JSONResponse(document)
+
+    return endpoint

@@ -1,0 +1,84 @@
+"""Typed settings, read once from the environment (12-factor, prefix ``ZEROPARTY_``).
+
+No other module reads ``os.environ``: the app factory and the CLI build one
+:class:`Settings` and pass it down, so a test can build as many as it likes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = "sqlite:///./zeroparty.db"
+DEFAULT_SITE_FILE = PROJECT_ROOT / "site.toml"
+PREFIX = "ZEROPARTY_"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value zeroparty cannot use."""
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about one running zeroparty.
+
+    ``secret_keys``: the first key signs, every key verifies (rotation: prepend the new
+    key, drop the old one once its links may expire).
+    """
+
+    database_url: str = DEFAULT_DATABASE_URL
+    secret_keys: tuple[str, ...] = ()
+    base_url: str = "http://127.0.0.1:8000"
+    smtp_url: str | None = None
+    allowed_embed_origins: tuple[str, ...] = ()
+    outbox_dir: Path = Path("./outbox")
+    site_file: Path = DEFAULT_SITE_FILE
+    debug: bool = False
+    api_key_cache_seconds: float = 10.0
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default: the process environment).
+
+        Without ``ZEROPARTY_SECRET_KEYS`` a development key is used and the app says so
+        in the log; a production deployment must set it (``docs`` in the README).
+        """
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(PREFIX + name)
+            return value if value not in (None, "") else None
+
+        secret_keys = _split(get("SECRET_KEYS") or "")
+        if any(len(key) < 16 for key in secret_keys):
+            raise SettingsError("ZEROPARTY_SECRET_KEYS: each key must be at least 16 characters")
+        base_url = (get("BASE_URL") or cls.base_url).rstrip("/")
+        if not base_url.startswith(("http://", "https://")):
+            raise SettingsError("ZEROPARTY_BASE_URL must start with http:// or https://")
+        cache = get("API_KEY_CACHE_SECONDS")
+        try:
+            cache_seconds = float(cache) if cache is not None else cls.api_key_cache_seconds
+        except ValueError as exc:
+            raise SettingsError("ZEROPARTY_API_KEY_CACHE_SECONDS must be a number") from exc
+        return cls(
+            database_url=get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            secret_keys=secret_keys or ("development-only-secret-key-change-me",),
+            base_url=base_url,
+            smtp_url=get("SMTP_URL"),
+            allowed_embed_origins=_split(get("ALLOWED_EMBED_ORIGINS") or ""),
+            outbox_dir=Path(get("OUTBOX_DIR") or "./outbox"),
+            site_file=Path(get("SITE_FILE") or DEFAULT_SITE_FILE),
+            debug=(get("DEBUG") or "").lower() in {"1", "true", "yes"},
+            api_key_cache_seconds=cache_seconds,
+        )

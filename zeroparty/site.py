@@ -1,0 +1,111 @@
+"""Loading ``site.toml``: every package's section checked, then applied in one go.
+
+Each package that owns a part of the site file registers a :class:`SiteSection`
+(a parser and an applier). The loader parses the whole file first, collecting every
+problem; only a file without problems is applied, in one transaction, so nothing is
+ever half-loaded.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from consent_ledger import site as ledger_site
+from zeroparty.config_errors import ConfigProblems, SiteConfigError
+from zeroparty.db import Database
+
+SITE_KEYS = {"name", "default_locale", "locales", "controller", "policy_url"}
+MAX_FILE_BYTES = 2_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class SiteSection:
+    """A package's part of the site file: which top-level keys it owns, how to load them."""
+
+    keys: frozenset[str]
+    parse: Callable[[Mapping[str, object], tuple[str, ...], ConfigProblems], Any]
+    apply: Callable[[Session, Any], list[str]]
+
+
+SECTIONS: list[SiteSection] = [
+    SiteSection(frozenset({"purposes", "topics"}), ledger_site.parse, ledger_site.apply),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    changes: list[str]
+
+
+def read_site_file(path: Path) -> dict[str, Any]:
+    """Read and TOML-parse ``path``; syntax errors name the line and column."""
+    where = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SiteConfigError([(where, f"cannot read: {exc.strerror or exc}")]) from exc
+    if len(data) > MAX_FILE_BYTES:
+        raise SiteConfigError([(where, f"larger than {MAX_FILE_BYTES} bytes")])
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SiteConfigError([(where, "is not UTF-8 text")]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        location = f"{where}:{match.group(1)}:{match.group(2)}" if match else where
+        raise SiteConfigError([(location, f"TOML syntax: {exc}")]) from exc
+
+
+def _site_table(raw: Mapping[str, Any], problems: ConfigProblems) -> tuple[str, ...]:
+    site = raw.get("site", {})
+    if not isinstance(site, dict):
+        problems.add("site", "must be a table")
+        return ()
+    for key in sorted(set(site) - SITE_KEYS):
+        problems.add(f"site.{key}", f"unknown key (known: {', '.join(sorted(SITE_KEYS))})")
+    locales = site.get("locales", [])
+    if not isinstance(locales, list) or not all(
+        isinstance(item, str) and ledger_site.LOCALE_RE.match(item) for item in locales
+    ):
+        problems.add("site.locales", 'must be a list of locales such as ["en", "de"]')
+        return ()
+    return tuple(locales)
+
+
+def parse_site(raw: Mapping[str, Any], where: str) -> list[tuple[SiteSection, Any]]:
+    """Check every section of a parsed site file; raise with all problems found."""
+    problems = ConfigProblems()
+    locales = _site_table(raw, problems)
+    owned = {"site"} | {key for section in SECTIONS for key in section.keys}
+    for key in sorted(set(raw) - owned):
+        problems.add(key, f"unknown section (known: {', '.join(sorted(owned))})")
+    parsed = [(section, section.parse(raw, locales, problems)) for section in SECTIONS]
+    if problems:
+        raise SiteConfigError([(f"{where}: {path}", what) for path, what in problems.items])
+    return parsed
+
+
+def load_site(database: Database, path: Path, *, dry_run: bool = False) -> LoadResult:
+    """Validate ``path`` and apply it (unless ``dry_run``); all or nothing."""
+    parsed = parse_site(read_site_file(path), path.name)
+    changes: list[str] = []
+    try:
+        with database.write() as session:
+            for section, config in parsed:
+                changes.extend(section.apply(session, config))
+            if dry_run:
+                raise _DryRun
+    except _DryRun:
+        pass
+    return LoadResult(changes)
+
+
+class _DryRun(Exception):
+    """Raised to roll a checked load back."""
