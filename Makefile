@@ -1,0 +1,45 @@
+# One command surface for people and CI (.ci/run calls `make test`).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test test-sqlite test-postgresql lint format migrations-check bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv with zeroparty and its development tools
+
+run: $(STAMP)  ## run the service on the embedded SQLite default with the demo site
+	$(BIN)/zeroparty serve
+
+test: $(STAMP)  ## the whole suite: lint, types, migrations, tests on SQLite and PostgreSQL
+	scripts/test
+
+test-sqlite: $(STAMP)
+	ZEROPARTY_TEST_DB=sqlite $(BIN)/pytest
+
+test-postgresql: $(STAMP)
+	ZEROPARTY_TEST_DB=postgresql $(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+migrations-check: $(STAMP)
+	scripts/migrations-check
+
+bench: $(STAMP)  ## run the benchmarks and rewrite BENCHMARKS.md
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov test-artifacts

@@ -1,0 +1,209 @@
+"""Shared fixtures: a fresh, migrated database per test, on SQLite or PostgreSQL.
+
+Which database the suite runs on:
+- ``ZEROPARTY_TEST_DB=sqlite`` (default): a template file is migrated and loaded with the
+  demo site once per session; each test gets its own copy.
+- ``ZEROPARTY_TEST_DB=postgresql``: a template database on ``ZEROPARTY_TEST_POSTGRES_URL``
+  (default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``) is migrated once;
+  each test gets ``CREATE DATABASE … TEMPLATE`` of it, dropped afterwards.
+
+Each test therefore sees exactly the migrated schema plus the demo site and nothing any
+other test wrote (append-only tables cannot be cleaned by DELETE, by design).
+
+Tests that need PostgreSQL skip with a reason when no server answers, unless
+``ZEROPARTY_REQUIRE_SERVICES=1`` (set by ``.ci/run``), which turns such skips into
+failures so CI cannot pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+from starlette.testclient import TestClient
+
+from zeroparty import migrations
+from zeroparty.apikeys import create_api_key
+from zeroparty.app import create_app
+from zeroparty.db import Database, make_engine
+from zeroparty.settings import DEFAULT_SITE_FILE, Settings
+from zeroparty.site import load_site
+
+TEST_DB = os.environ.get("ZEROPARTY_TEST_DB", "sqlite")
+POSTGRES_URL = os.environ.get(
+    "ZEROPARTY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+REQUIRE_SERVICES = os.environ.get("ZEROPARTY_REQUIRE_SERVICES") == "1"
+TEST_SECRET = "test-secret-key-for-zeroparty-suite"
+
+
+def need_service(reason: str) -> None:
+    """Skip (or, in CI, fail) a test whose service is missing."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"required service missing: {reason}")
+    pytest.skip(reason)
+
+
+def _pg_admin() -> psycopg.Connection[tuple[object, ...]]:
+    url = make_url(POSTGRES_URL)
+    return psycopg.connect(
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password,
+        dbname=url.database or "postgres",
+        autocommit=True,
+        connect_timeout=3,
+    )
+
+
+def postgres_available() -> bool:
+    try:
+        with _pg_admin():
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def _pg_url(name: str) -> str:
+    return make_url(POSTGRES_URL).set(drivername="postgresql+psycopg", database=name).render_as_string(
+        hide_password=False
+    )
+
+
+def _prepare(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        migrations.upgrade(engine)
+        load_site(Database(engine), DEFAULT_SITE_FILE)
+    finally:
+        engine.dispose()
+
+
+class DatabaseFactory:
+    """Makes fresh migrated databases from a template, on one backend."""
+
+    def __init__(self, backend: str, workdir: Path) -> None:
+        self.backend = backend
+        self.workdir = workdir
+        self.template: str | None = None
+        self._created: list[str] = []
+
+    def _ensure_template(self) -> None:
+        if self.template is not None:
+            return
+        if self.backend == "sqlite":
+            path = self.workdir / "template.db"
+            _prepare(f"sqlite:///{path}")
+            self.template = str(path)
+            return
+        if not postgres_available():
+            need_service(f"no PostgreSQL server at {make_url(POSTGRES_URL).host}")
+        name = f"zp_tmpl_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        with _pg_admin() as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        _prepare(_pg_url(name))
+        self.template = name
+
+    def new_url(self) -> str:
+        self._ensure_template()
+        assert self.template is not None
+        if self.backend == "sqlite":
+            path = self.workdir / f"test_{uuid.uuid4().hex[:12]}.db"
+            shutil.copyfile(self.template, path)
+            return f"sqlite:///{path}"
+        name = f"zp_test_{uuid.uuid4().hex[:12]}"
+        with _pg_admin() as admin:
+            admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        self._created.append(name)
+        return _pg_url(name)
+
+    def drop(self, url: str) -> None:
+        if self.backend == "sqlite":
+            for suffix in ("", "-wal", "-shm"):
+                Path(make_url(url).database + suffix).unlink(missing_ok=True)  # type: ignore[operator]
+            return
+        name = make_url(url).database
+        with _pg_admin() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def close(self) -> None:
+        if self.backend == "postgresql" and self.template is not None:
+            with _pg_admin() as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseFactory]:
+    factory = DatabaseFactory(TEST_DB, tmp_path_factory.mktemp("databases"))
+    yield factory
+    factory.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseFactory]:
+    """PostgreSQL databases whatever ``ZEROPARTY_TEST_DB`` says (multi-process tests)."""
+    if not postgres_available():
+        need_service("no PostgreSQL server for a PostgreSQL-only test")
+    factory = DatabaseFactory("postgresql", tmp_path_factory.mktemp("pg"))
+    yield factory
+    factory.close()
+
+
+@pytest.fixture
+def database_url(database_factory: DatabaseFactory) -> Iterator[str]:
+    url = database_factory.new_url()
+    yield url
+    database_factory.drop(url)
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    db = Database.from_url(database_url)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        secret_keys=(TEST_SECRET,),
+        base_url="http://testserver",
+        outbox_dir=tmp_path / "outbox",
+        api_key_cache_seconds=0,
+    )
+
+
+@pytest.fixture
+def app_client(settings: Settings, database: Database) -> Iterator[TestClient]:
+    app = create_app(settings, database)
+    with TestClient(app) as client:
+        yield client
+
+
+@pytest.fixture
+def api_key(database: Database) -> str:
+    with database.write() as session:
+        return create_api_key(session, f"test-{uuid.uuid4().hex[:6]}")
+
+
+@pytest.fixture
+def api(app_client: TestClient, api_key: str) -> TestClient:
+    """A client that sends the API key with every request."""
+    app_client.headers["Authorization"] = f"Bearer {api_key}"
+    return app_client
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Settings:
+    """Point the in-process CLI (``zeroparty.cli.main``) at the test database."""
+    monkeypatch.setenv("ZEROPARTY_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("ZEROPARTY_SECRET_KEYS", TEST_SECRET)
+    return settings
