@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection
 
 from consent_ledger.entries import ENTRY_FIELDS, format_timestamp
-from consent_ledger.models import ConsentEvent, ConsentEvidence, SubjectProfile
+from consent_ledger.models import ConsentEvent, ConsentEvidence
 
 STREAM_BATCH = 2_000
 EXPORT_FIELDS = (*ENTRY_FIELDS, "hash", "evidence")
 # A spreadsheet treats a cell starting with one of these as a formula (CWE-1236).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
 
-_ev, _evd, _sp = ConsentEvent.__table__, ConsentEvidence.__table__, SubjectProfile.__table__
+_ev, _evd = (cast(Table, model.__table__) for model in (ConsentEvent, ConsentEvidence))
 
 
 def iter_export_rows(

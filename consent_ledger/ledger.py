@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -24,10 +25,10 @@ from zeroparty.db import utcnow
 
 HEAD_ID = 1
 
-_events = ConsentEvent.__table__
-_evidence = ConsentEvidence.__table__
-_state = ConsentState.__table__
-_head = LedgerHead.__table__
+_events = cast(Table, ConsentEvent.__table__)
+_evidence = cast(Table, ConsentEvidence.__table__)
+_state = cast(Table, ConsentState.__table__)
+_head = cast(Table, LedgerHead.__table__)
 
 # Statements are built once: building them per call costs more than SQLite's insert.
 _LOCK_HEAD = select(_head.c.seq, _head.c.hash).where(_head.c.id == HEAD_ID).with_for_update()

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
+from typing import cast
 
 import orjson
-from sqlalchemy import and_, bindparam, delete, insert, select
+from sqlalchemy import Table, and_, bindparam, delete, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -55,11 +56,8 @@ def _default_answer(
 
 
 _p, _sp, _s, _cs, _ev = (
-    Purpose.__table__,
-    SubjectProfile.__table__,
-    Subject.__table__,
-    ConsentState.__table__,
-    ConsentEvent.__table__,
+    cast(Table, model.__table__)
+    for model in (Purpose, SubjectProfile, Subject, ConsentState, ConsentEvent)
 )
 # One indexed query answers "may I contact X about P now": the purpose's mechanism,
 # the subject's jurisdiction and the kept state, all outer-joined so an unknown

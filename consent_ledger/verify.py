@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import zip_longest
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection
 
 from consent_ledger import projection
@@ -34,10 +34,8 @@ PROGRESS_EVERY = 50_000
 STREAM_BATCH = 5_000
 
 _ev, _evd, _cs, _head = (
-    ConsentEvent.__table__,
-    ConsentEvidence.__table__,
-    ConsentState.__table__,
-    LedgerHead.__table__,
+    cast(Table, model.__table__)
+    for model in (ConsentEvent, ConsentEvidence, ConsentState, LedgerHead)
 )
 
 
@@ -206,18 +204,29 @@ def verify_ledger(connection: Connection, progress: ProgressCallback | None = No
     """Check chain, head and projection; see the module docstring."""
     head = connection.execute(select(_head.c.seq, _head.c.hash)).first()
     if head is None:
-        problem = Problem(None, "head", "ledger_head row is missing")
-        return VerifyReport(0, 0, GENESIS_HASH, 0, problem)
+        missing = Problem(None, "head", "ledger_head row is missing")
+        return VerifyReport(0, 0, GENESIS_HASH, 0, missing)
     head_seq, head_hash = int(head[0]), str(head[1])
-    entries, last_hash, problem = _check_chain(connection, head_seq, progress)
-    if problem is None and (entries != head_seq or last_hash != head_hash):
+    entries, last_hash, chain_problem = _check_chain(connection, head_seq, progress)
+    problem: Problem | None = chain_problem
+    if problem is None and entries < head_seq:
         problem = Problem(
-            entries + 1 if entries < head_seq else entries,
+            entries + 1,
             "head",
             f"ledger_head names entry {head_seq} but the chain ends at entry {entries} "
-            "(entries were deleted from the tail, or appended without the head)",
+            "(entries were deleted from the tail)",
         )
+    elif problem is None and entries > head_seq:
+        problem = Problem(
+            head_seq + 1,
+            "head",
+            f"the chain runs to entry {entries} past ledger_head's entry {head_seq} "
+            "(entries were appended without the ledger's lock)",
+        )
+    elif problem is None and last_hash != head_hash:
+        problem = Problem(entries, "head", "ledger_head's hash differs from the last entry's")
     rows = 0
     if problem is None:
-        rows, problem = _check_projection(connection, head_seq, progress)
+        rows, projection_problem = _check_projection(connection, head_seq, progress)
+        problem = projection_problem
     return VerifyReport(entries, head_seq, head_hash, rows, problem)

@@ -40,7 +40,6 @@ class Settings:
     allowed_embed_origins: tuple[str, ...] = ()
     outbox_dir: Path = Path("./outbox")
     site_file: Path = DEFAULT_SITE_FILE
-    debug: bool = False
     api_key_cache_seconds: float = 10.0
 
     @property
@@ -79,6 +78,5 @@ class Settings:
             allowed_embed_origins=_split(get("ALLOWED_EMBED_ORIGINS") or ""),
             outbox_dir=Path(get("OUTBOX_DIR") or "./outbox"),
             site_file=Path(get("SITE_FILE") or DEFAULT_SITE_FILE),
-            debug=(get("DEBUG") or "").lower() in {"1", "true", "yes"},
             api_key_cache_seconds=cache_seconds,
         )
