@@ -6,7 +6,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import consent_ledger.models  # noqa: F401  (registers the ledger's tables)
-import zeroparty.apikeys  # noqa: F401  (registers api_keys)
+import zeroparty.apikeys
+import zeroparty.mail  # noqa: F401  (registers mail_outbox)
 from zeroparty.db import Base, make_engine
 from zeroparty.settings import Settings
 

@@ -32,8 +32,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     database = _database(settings)
     try:
-        current = migrations.current_revision(database.engine)
-        if current != migrations.head_revision():
+        current = migrations.current_revisions(database.engine)
+        if current != migrations.head_revisions():
             if not settings.is_sqlite:
                 print(
                     "the database schema is not current: run `zeroparty db upgrade` first",
@@ -42,7 +42,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 return 2
             migrations.upgrade(database.engine)
             print("embedded database upgraded to the current schema", file=sys.stderr)
-            if current is None:
+            if not current:
                 result = load_site(database, settings.site_file)
                 print(
                     f"loaded {settings.site_file.name}: {len(result.changes)} change(s)",
@@ -73,7 +73,7 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     database = _database(settings)
     try:
         migrations.upgrade(database.engine, args.revision)
-        print(f"database at {migrations.current_revision(database.engine)}")
+        print(f"database at {', '.join(sorted(migrations.current_revisions(database.engine)))}")
     finally:
         database.dispose()
     return 0
@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="db_command", required=True, metavar="ACTION"
     )
     upgrade = db.add_parser("upgrade", help="apply migrations")
-    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.add_argument("revision", nargs="?", default="heads")
     upgrade.set_defaults(handler=cmd_db_upgrade)
 
     site = commands.add_parser("site", help="site configuration").add_subparsers(

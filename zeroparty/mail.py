@@ -1,0 +1,214 @@
+"""Outgoing mail through a transactional outbox.
+
+A mail is queued (:func:`queue_mail`) in the same transaction as the change it is about,
+so an acknowledged request never loses its mail and a rolled-back one never sends one.
+:func:`deliver_pending` sends what is due: it claims rows in a short transaction, sends
+outside any transaction, then marks them sent, or schedules a retry with exponential
+backoff. Several processes may deliver at once: a claimed row is invisible to the others
+until its claim lapses (PostgreSQL additionally skips locked rows).
+
+Transports: SMTP (``ZEROPARTY_SMTP_URL``: ``smtp://user:pass@host:587?starttls=1`` or
+``smtps://host:465``) or, without it, ``.eml`` files in the outbox folder plus a log line
+(which names the recipient's domain only: no email addresses in logs).
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import orjson
+from sqlalchemy import Integer, String, Text, or_, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from zeroparty.db import Base, Database, UTCDateTime, utcnow
+
+log = logging.getLogger("zeroparty.mail")
+
+MAX_ATTEMPTS = 8
+CLAIM_SECONDS = 120
+DEFAULT_FROM = "zeroparty <no-reply@zeroparty.invalid>"
+
+
+class OutboxMail(Base):
+    """A mail waiting to go out, or sent. Personal data: erasure deletes a subject's rows."""
+
+    __tablename__ = "mail_outbox"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subject_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    to_address: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(300))
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    headers: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    to: str
+    subject: str
+    text: str
+    html: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class Transport(Protocol):
+    def send(self, message: EmailMessage) -> None: ...
+
+
+class SmtpTransport:
+    """Sends through an SMTP server named by a URL."""
+
+    def __init__(self, url: str, timeout: float = 15.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("ZEROPARTY_SMTP_URL must look like smtp://host:port or smtps://host")
+        self.implicit_tls = parts.scheme == "smtps"
+        self.host = parts.hostname
+        self.port = parts.port or (465 if self.implicit_tls else 25)
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        query = parse_qs(parts.query)
+        self.starttls = query.get("starttls", ["0"])[0] in ("1", "true", "yes")
+        self.sender = query.get("from", [DEFAULT_FROM])[0]
+        self.timeout = timeout
+
+    def send(self, message: EmailMessage) -> None:
+        if "From" not in message:
+            message["From"] = self.sender
+        context = ssl.create_default_context()
+        client: smtplib.SMTP
+        if self.implicit_tls:
+            client = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        else:
+            client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        with client:
+            if self.starttls:
+                client.starttls(context=context)
+            if self.username and self.password:
+                client.login(self.username, self.password)
+            client.send_message(message)
+
+
+class FolderTransport:
+    """Writes each mail as an ``.eml`` file: for development and for sites without SMTP."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def send(self, message: EmailMessage) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if "From" not in message:
+            message["From"] = DEFAULT_FROM
+        name = f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.eml"
+        (self.directory / name).write_bytes(message.as_bytes())
+        domain = str(message["To"]).rpartition("@")[2]
+        log.warning("mail written to %s (recipient at %s): %s", name, domain, message["Subject"])
+
+
+def transport_for(smtp_url: str | None, outbox_dir: Path) -> Transport:
+    return SmtpTransport(smtp_url) if smtp_url else FolderTransport(outbox_dir)
+
+
+def queue_mail(session: Session, mail: Mail, *, subject_id: str | None = None) -> str:
+    """Queue ``mail`` in the caller's transaction; returns its id."""
+    mail_id = uuid.uuid4().hex
+    session.add(
+        OutboxMail(
+            id=mail_id,
+            subject_id=subject_id,
+            to_address=mail.to,
+            subject=mail.subject,
+            body_text=mail.text,
+            body_html=mail.html,
+            headers=orjson.dumps(dict(mail.headers)).decode(),
+        )
+    )
+    return mail_id
+
+
+def build_message(row: OutboxMail, domain: str) -> EmailMessage:
+    message = EmailMessage()
+    message["To"] = row.to_address
+    message["Subject"] = row.subject
+    message["Date"] = format_datetime(row.created_at)
+    message["Message-ID"] = make_msgid(idstring=row.id, domain=domain)
+    for name, value in orjson.loads(row.headers).items():
+        message[name] = value
+    message.set_content(row.body_text)
+    if row.body_html:
+        message.add_alternative(row.body_html, subtype="html")
+    return message
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(30 * 2 ** (attempts - 1), 6 * 3600))
+
+
+def deliver_pending(
+    database: Database, transport: Transport, *, limit: int = 50, domain: str = "zeroparty.local"
+) -> int:
+    """Send the mails that are due; returns how many were sent."""
+    now = utcnow()
+    with database.write() as session:
+        stmt = (
+            select(OutboxMail)
+            .where(
+                OutboxMail.sent_at.is_(None),
+                OutboxMail.failed_at.is_(None),
+                OutboxMail.next_attempt_at <= now,
+                or_(OutboxMail.claimed_until.is_(None), OutboxMail.claimed_until < now),
+            )
+            .order_by(OutboxMail.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        rows = list(session.execute(stmt).scalars())
+        for row in rows:
+            row.claimed_until = now + timedelta(seconds=CLAIM_SECONDS)
+        messages = [(row.id, row.attempts, build_message(row, domain)) for row in rows]
+    sent = 0
+    for mail_id, attempts, message in messages:
+        try:
+            transport.send(message)
+        except (OSError, smtplib.SMTPException) as exc:
+            _failed(database, mail_id, attempts + 1, exc)
+            continue
+        with database.write() as session:
+            session.execute(
+                update(OutboxMail)
+                .where(OutboxMail.id == mail_id)
+                .values(sent_at=utcnow(), claimed_until=None, attempts=attempts + 1)
+            )
+        sent += 1
+    return sent
+
+
+def _failed(database: Database, mail_id: str, attempts: int, exc: Exception) -> None:
+    reason = f"{type(exc).__name__}: {exc}"[:500]
+    log.warning("mail %s not sent (attempt %d): %s", mail_id, attempts, type(exc).__name__)
+    values: dict[str, object] = {"attempts": attempts, "claimed_until": None, "last_error": reason}
+    if attempts >= MAX_ATTEMPTS:
+        values["failed_at"] = utcnow()
+    else:
+        values["next_attempt_at"] = utcnow() + _backoff(attempts)
+    with database.write() as session:
+        session.execute(update(OutboxMail).where(OutboxMail.id == mail_id).values(**values))
