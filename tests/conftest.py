@@ -35,6 +35,8 @@ from zeroparty.db import Database, make_engine
 from zeroparty.settings import DEFAULT_SITE_FILE, Settings
 from zeroparty.site import load_site
 
+pytest_plugins = ["tests.fixtures.mail", "tests.fixtures.browser"]
+
 TEST_DB = os.environ.get("ZEROPARTY_TEST_DB", "sqlite")
 POSTGRES_URL = os.environ.get(
     "ZEROPARTY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
