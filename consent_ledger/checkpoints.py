@@ -48,6 +48,7 @@ MAX_SIGNATURES = 100
 MAX_NOTE_BYTES = 1 << 20
 _PRIVATE_KEY_PREFIX = "PRIVATE+KEY+"
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")  # C0 controls but newline
 
 
 class CheckpointError(ValueError):
@@ -141,10 +142,7 @@ def parse_verifier_key(text: str) -> VerifierKey:
     data = _unb64(encoded, "verifier key")
     if data[:1] != _ED25519 or len(data) != 1 + 32:
         raise CheckpointError("verifier key is not an Ed25519 key")
-    try:
-        public_key = Ed25519PublicKey.from_public_bytes(data[1:])
-    except ValueError as error:
-        raise CheckpointError("verifier key is not an Ed25519 key") from error
+    public_key = Ed25519PublicKey.from_public_bytes(data[1:])
     if int(hex_id, 16) != key_id(name, public_key):
         raise CheckpointError("verifier key ID does not match its name and key")
     return VerifierKey(name, int(hex_id, 16), public_key)
@@ -248,13 +246,15 @@ def _split_note(note: str | bytes) -> tuple[str, list[tuple[str, int, bytes]]]:
         raise CheckpointError("note is not UTF-8") from error
     if size > MAX_NOTE_BYTES:
         raise CheckpointError("note is too large")
-    if any(char < " " and char != "\n" for char in note):
+    if _CONTROL.search(note):
         raise CheckpointError("note contains control characters")
     # The text ends at the last blank line; it keeps its final newline.
     split = note.rfind("\n\n")
     if split < 0:
         raise CheckpointError("note has no signatures")
     text, block = note[: split + 1], note[split + 2 :]
+    if not block:
+        raise CheckpointError("note has no signature lines after its last blank line")
     if not block.endswith("\n"):
         raise CheckpointError("note does not end with a newline")
     lines = block[:-1].split("\n")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import orjson
 
 from consent_ledger.entries import evidence_commitment
+from zeroparty.errors import InvalidInput
 
 MAX_KEYS = 32
 MAX_KEY_LENGTH = 64
@@ -25,18 +26,22 @@ USER_AGENT_LENGTH = 256
 EvidenceValue = str | int | bool | None
 
 
-class EvidenceError(ValueError):
+class EvidenceError(InvalidInput):
     """Evidence that cannot be recorded as it is."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"evidence: {message}", fields={"evidence": message})
 
 
 def minimise_ip(address: str) -> str:
     """The network an address belongs to, not the address: ``203.0.113.7`` → ``203.0.113.0/24``."""
     try:
-        ip = ipaddress.ip_address(address.strip())
+        network = ipaddress.ip_network(address.strip(), strict=False)
     except ValueError as exc:
         raise EvidenceError(f"ip: {address[:60]!r} is not an IP address") from exc
-    prefix = 24 if ip.version == 4 else 48
-    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+    # Already-minimised networks pass through unchanged; anything narrower is widened.
+    prefix = min(network.prefixlen, 24 if network.version == 4 else 48)
+    return str(network.supernet(new_prefix=prefix))
 
 
 def clean_evidence(raw: Mapping[str, object]) -> dict[str, EvidenceValue]:

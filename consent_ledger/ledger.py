@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from consent_ledger import projection
 from consent_ledger.entries import LedgerEntry, format_timestamp, seal
-from consent_ledger.evidence import EvidenceValue, seal_evidence
+from consent_ledger.evidence import EvidenceValue, clean_evidence, seal_evidence
 from consent_ledger.models import ConsentEvent, ConsentEvidence, ConsentState, LedgerHead
 from zeroparty.db import utcnow
 
@@ -114,6 +114,8 @@ def append_many(session: Session, drafts: Sequence[EntryDraft]) -> list[LedgerEn
     The caller commits. Until then the head row stays locked, so keep the rest of the
     transaction short.
     """
+    if not drafts:
+        return []
     connection = session.connection()
     seq, prev_hash = lock_head(connection)
     recorded_at = utcnow()
@@ -124,7 +126,8 @@ def append_many(session: Session, drafts: Sequence[EntryDraft]) -> list[LedgerEn
         seq += 1
         commitment = None
         if draft.evidence:
-            sealed = seal_evidence(draft.evidence)
+            # Minimised here, at the one place evidence enters the ledger, whoever calls.
+            sealed = seal_evidence(clean_evidence(draft.evidence))
             commitment = sealed.commitment
             evidence_rows.append({"seq": seq, "salt": sealed.salt, "body": sealed.body})
         fields: dict[str, object] = {

@@ -7,10 +7,10 @@ Hashing (RFC 6962 §2.1, RFC 9162 §2.1.1): ``leaf = SHA-256(0x00 || entry)``,
 
 Nothing here touches a database. Proofs are generated from a :class:`LeafHashSource`, an
 indexed store of leaf hashes that may also hand back cached hashes of perfect aligned
-subtrees. A store that keeps the hash of every complete aligned *tile* of ``2**k``
-leaves (see :func:`aligned_subtree_hashes` and :class:`TiledLeafSource`) lets a proof at
-any size be built from ``O(log n)`` tile-hash reads plus at most two windows of fewer
-than ``2**k`` leaves, never a scan of the log.
+subtrees. A store that keeps the hash of every aligned subtree of at least ``2**k``
+leaves (one per filled *tile* of ``2**k`` leaves, plus their ancestors: see
+:func:`completed_subtrees` and :class:`TiledLeafSource`) builds a proof at any size
+from ``O(log n)`` stored hashes and at most two short leaf reads, never a scan.
 
 Verifiers never raise anything but :class:`ProofError`, whatever they are handed.
 """
@@ -131,40 +131,62 @@ class ListLeafSource:
         return self.hashes[start:end]
 
 
-class TiledLeafSource:
-    """A source that answers large perfect subtrees from stored tile hashes.
+def completed_subtrees(
+    tile_height: int,
+    tile_index: int,
+    tile_hash: bytes,
+    stored_hash: Callable[[int, int], bytes],
+) -> list[tuple[int, int, bytes]]:
+    """The aligned subtrees that tile ``tile_index`` completes, as ``(height, index, hash)``.
 
-    ``fetch_tiles(first, last)`` returns the stored hashes of tiles ``[first, last)``,
-    tile ``i`` being :func:`aligned_subtree_hashes` block ``i`` at ``tile_height``. A
-    perfect aligned subtree of at least one tile is the fold of the tiles it covers;
-    anything smaller comes from ``fetch_leaves``. A database-backed store passes its
-    two queries here.
+    The first is the tile itself (height ``tile_height``); each next one is its parent
+    for as long as the subtree just completed is a right child, whose left sibling
+    comes from ``stored_hash(height, index)``. Storing these whenever a tile of
+    ``2**tile_height`` leaves fills keeps every aligned subtree of at least tile height
+    stored (about ``2 * n / 2**tile_height`` hashes), which :class:`TiledLeafSource`
+    needs; it costs one write per tile plus, amortised, one more.
+    """
+    completed = [(tile_height, tile_index, tile_hash)]
+    height, index, value = tile_height, tile_index, tile_hash
+    while index & 1:
+        value = node_hash(stored_hash(height, index - 1), value)
+        height, index = height + 1, index >> 1
+        completed.append((height, index, value))
+    return completed
+
+
+class TiledLeafSource:
+    """A source that answers perfect subtrees of at least tile height from a store.
+
+    ``fetch_node(height, index)`` returns the stored hash of the aligned subtree
+    covering leaves ``[index * 2**height, (index + 1) * 2**height)`` (kept up to date
+    with :func:`completed_subtrees`; in bulk, height ``h`` is
+    ``aligned_subtree_hashes(leaf_hashes, h)``), or ``None`` if it has none; smaller
+    subtrees, and missing ones, come from ``fetch_leaves``. A proof then costs
+    ``O(log n)`` single-hash lookups and a leaf read or two within the (at most two)
+    tiles its paths end in. A database-backed store passes its two queries here.
     """
 
     def __init__(
         self,
         tile_height: int,
         fetch_leaves: Callable[[int, int], list[bytes]],
-        fetch_tiles: Callable[[int, int], list[bytes]],
+        fetch_node: Callable[[int, int], bytes | None],
     ) -> None:
         if tile_height < 1:
             raise ValueError("tile_height must be >= 1")
         self.tile_height = tile_height
         self._fetch_leaves = fetch_leaves
-        self._fetch_tiles = fetch_tiles
+        self._fetch_node = fetch_node
 
     def leaf_hashes(self, start: int, end: int) -> list[bytes]:
         return self._fetch_leaves(start, end)
 
     def subtree_hash(self, start: int, end: int) -> bytes | None:
-        width = end - start
-        tile_width = 1 << self.tile_height
-        if width < tile_width or start % width or width & (width - 1):
+        height = (end - start).bit_length() - 1
+        if height < self.tile_height:
             return None
-        tiles = self._fetch_tiles(start >> self.tile_height, end >> self.tile_height)
-        if len(tiles) != width >> self.tile_height:
-            return None  # tiles not stored yet: fall back to leaves
-        return root_from_leaf_hashes(tiles)[1]
+        return self._fetch_node(height, start >> height)
 
 
 def _split(size: int) -> int:

@@ -186,3 +186,30 @@ class LedgerHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(HASH_HEX))
+
+
+class MerkleNode(Base):
+    """A stored hash of a perfect aligned subtree of the ledger's Merkle tree.
+
+    Covers leaves ``[index * 2**height, (index + 1) * 2**height)`` (leaf ``i`` is entry
+    ``seq = i + 1``). Only subtrees of at least tile height are kept, so a proof needs
+    ``O(log n)`` look-ups and never a scan. Derived data: ``ledger verify`` recomputes it.
+    """
+
+    __tablename__ = "merkle_nodes"
+
+    height: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(HASH_HEX))
+
+
+class LedgerCheckpoint(Base):
+    """A signed tree head, as published (C2SP signed-note checkpoint). Append-only."""
+
+    __tablename__ = "ledger_checkpoints"
+
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root: Mapped[str] = mapped_column(String(HASH_HEX))
+    note: Mapped[str] = mapped_column(Text)
+    key_name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -186,3 +186,114 @@ PATHS: dict[str, Any] = {
         }
     },
 }
+
+_B64_HASH = {"type": "string", "description": "base64 of a 32-byte SHA-256 hash"}
+_TEXT = {"text/plain": {"schema": {"type": "string"}}}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _size_param(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+        "description": description,
+    }
+
+
+SCHEMAS["Proof"] = {
+    "type": "object",
+    "properties": {
+        "index": {"type": "integer"},
+        "size": {"type": "integer"},
+        "from": {"type": "integer"},
+        "to": {"type": "integer"},
+        "leaf_hash": _B64_HASH,
+        "root": _B64_HASH,
+        "old_root": _B64_HASH,
+        "new_root": _B64_HASH,
+        "proof": {"type": "array", "items": _B64_HASH},
+    },
+    "required": ["proof"],
+}
+
+PATHS.update(
+    {
+        "/ledger/checkpoint": {
+            "get": {
+                "summary": "The latest signed checkpoint (C2SP signed note)",
+                "responses": {
+                    "200": {"description": "the note", "content": _TEXT},
+                    "404": {"$ref": "#/components/responses/NotFound"},
+                },
+            }
+        },
+        "/ledger/checkpoints": {
+            "get": {
+                "summary": "Checkpoint history, newest first",
+                "parameters": [
+                    {"name": "before", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "checkpoints",
+                        "content": _json(
+                            {
+                                "type": "object",
+                                "required": ["checkpoints", "next_before"],
+                                "properties": {
+                                    "checkpoints": {"type": "array", "items": {"type": "object"}},
+                                    "next_before": {"type": ["integer", "null"]},
+                                },
+                            }
+                        ),
+                    },
+                    "422": {"$ref": "#/components/responses/InvalidInput"},
+                },
+            }
+        },
+        "/ledger/key": {
+            "get": {
+                "summary": "Public keys (signed-note verifier keys), current first",
+                "responses": {"200": {"description": "one key per line", "content": _TEXT}},
+            }
+        },
+        "/ledger/proof/inclusion": {
+            "get": {
+                "summary": "RFC 6962 audit path of leaf `index` in the tree of `size` entries",
+                "parameters": [
+                    _size_param("index", "leaf index (entry seq - 1)"),
+                    _size_param("size", "tree size"),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the proof",
+                        "content": _json({"$ref": "#/components/schemas/Proof"}),
+                    },
+                    "422": {"$ref": "#/components/responses/InvalidInput"},
+                },
+            }
+        },
+        "/ledger/proof/consistency": {
+            "get": {
+                "summary": "RFC 6962 consistency proof between two tree sizes",
+                "parameters": [
+                    _size_param("from", "older tree size"),
+                    _size_param("to", "newer tree size"),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the proof",
+                        "content": _json({"$ref": "#/components/schemas/Proof"}),
+                    },
+                    "422": {"$ref": "#/components/responses/InvalidInput"},
+                },
+            }
+        },
+    }
+)

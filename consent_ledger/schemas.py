@@ -150,7 +150,7 @@ def parse_consent_post(body: Mapping[str, Any]) -> ConsentRecord:
         try:
             evidence = clean_evidence(raw_evidence)
         except EvidenceError as exc:
-            errors["evidence"] = str(exc)
+            errors["evidence"] = exc.fields["evidence"]
     if errors or not (email and purpose and action and method and source_label):
         raise _fail(errors)
     return ConsentRecord(

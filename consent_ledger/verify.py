@@ -23,9 +23,10 @@ from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection
 
 from consent_ledger import projection
-from consent_ledger.entries import ENTRY_FIELDS, GENESIS_HASH, evidence_commitment, seal
+from consent_ledger.entries import GENESIS_HASH, entry_hash, evidence_commitment
 from consent_ledger.models import ConsentEvent, ConsentEvidence, ConsentState, LedgerHead
 from consent_ledger.state import iter_folded_pairs
+from consent_ledger.stored import canonical_of_row, entry_select
 
 ProgressCallback = Callable[[str, int, int], None]
 """Called as ``progress(phase, done, total)`` every :data:`PROGRESS_EVERY` entries."""
@@ -61,32 +62,10 @@ class VerifyReport:
         return self.problem is None
 
 
-def _timestamp(value: Any) -> str:
-    return str(value.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
-
-
 def _chain_rows(connection: Connection) -> Iterator[Any]:
     stmt = (
-        select(
-            _ev.c.seq,
-            _ev.c.prev_hash,
-            _ev.c.subject_id,
-            _ev.c.purpose_key,
-            _ev.c.action,
-            _ev.c.confirmation_required,
-            _ev.c.notice_sha256,
-            _ev.c.source,
-            _ev.c.source_ref,
-            _ev.c.jurisdiction,
-            _ev.c.method,
-            _ev.c.locale,
-            _ev.c.occurred_at,
-            _ev.c.recorded_at,
-            _ev.c.evidence_sha256,
-            _ev.c.hash,
-            _evd.c.salt,
-            _evd.c.body,
-        )
+        entry_select()
+        .add_columns(_evd.c.salt, _evd.c.body)
         .select_from(_ev.outerjoin(_evd, _evd.c.seq == _ev.c.seq))
         .order_by(_ev.c.seq)
         .execution_options(stream_results=True, yield_per=STREAM_BATCH)
@@ -101,9 +80,8 @@ def _check_chain(
     expected_seq, running = 1, GENESIS_HASH
     count = 0
     for row in _chain_rows(connection):
-        (seq, prev_hash, subject_id, purpose, action, confirm, notice, source, source_ref,
-         jurisdiction, method, locale, occurred_at, recorded_at, evidence_sha256, stored,
-         salt, body) = row  # fmt: skip
+        seq, prev_hash, evidence_sha256, stored = row[0], row[1], row[14], row[15]
+        salt, body = row[16], row[17]
         if seq != expected_seq:
             kind = "gap" if seq > expected_seq else "order"
             what = f"entry {expected_seq} is missing" if seq > expected_seq else "out of order"
@@ -114,10 +92,7 @@ def _check_chain(
                 running,
                 Problem(seq, "link", f"prev_hash does not match the hash of entry {seq - 1}"),
             )
-        values = (seq, prev_hash, subject_id, purpose, action, bool(confirm), notice,
-                  source, source_ref, jurisdiction, method, locale, _timestamp(occurred_at),
-                  _timestamp(recorded_at), evidence_sha256)  # fmt: skip
-        computed = seal(dict(zip(ENTRY_FIELDS, values, strict=True)))
+        computed = entry_hash(canonical_of_row(row))
         if computed != stored:
             return (
                 count,

@@ -180,6 +180,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         base_url="http://testserver",
         outbox_dir=tmp_path / "outbox",
         api_key_cache_seconds=0,
+        checkpoint_key_file=tmp_path / "checkpoint.key",
     )
 
 

@@ -96,29 +96,131 @@ def cmd_site_load(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from consent_ledger import transparency
     from consent_ledger.verify import verify_ledger
 
     def progress(phase: str, done: int, total: int) -> None:
         if not args.quiet:
             print(f"\r{phase}: {done:,}/{total:,} entries", end="", file=sys.stderr, flush=True)
 
+    external = [Path(name).read_text(encoding="utf-8") for name in args.checkpoint]
     database = _database(settings)
     try:
         with database.connect() as connection:
             report = verify_ledger(connection, progress)
+            checkpoint_problem = None
+            if report.problem is None:
+                signer = (
+                    transparency.load_signer(settings, create=False)
+                    if (settings.checkpoint_key_file.exists())
+                    else None
+                )
+                keys = transparency.verifier_keys(settings, signer) if signer else []
+                if keys or external:
+                    checkpoint_problem = transparency.verify_checkpoints(
+                        connection, keys, settings.ledger_origin, external
+                    )
     finally:
         database.dispose()
     if not args.quiet:
         print("\r", end="", file=sys.stderr)
-    if report.problem is None:
-        print(
-            f"ledger intact: {report.entries:,} entries, head {report.head_hash}, "
-            f"{report.projection_rows:,} consent states agree"
-        )
-        return 0
-    where = f"entry {report.problem.seq}" if report.problem.seq is not None else "ledger"
-    print(f"LEDGER BROKEN at {where} ({report.problem.kind}): {report.problem.message}")
-    return 1
+    if report.problem is not None:
+        where = f"entry {report.problem.seq}" if report.problem.seq is not None else "ledger"
+        print(f"LEDGER BROKEN at {where} ({report.problem.kind}): {report.problem.message}")
+        return 1
+    if checkpoint_problem is not None:
+        where = f"checkpoint {checkpoint_problem.size}" if checkpoint_problem.size else "checkpoint"
+        print(f"LEDGER BROKEN at {where} (checkpoint): {checkpoint_problem.message}")
+        return 1
+    print(
+        f"ledger intact: {report.entries:,} entries, head {report.head_hash}, "
+        f"{report.projection_rows:,} consent states agree, checkpoints consistent"
+    )
+    return 0
+
+
+def cmd_ledger_checkpoint(args: argparse.Namespace, settings: Settings) -> int:
+    from consent_ledger import transparency
+
+    database = _database(settings)
+    try:
+        signer = transparency.load_signer(settings)
+        made = transparency.make_checkpoint(database, settings, signer)
+        if made is None:
+            with database.read() as session:
+                made = transparency.latest_checkpoint(session.connection())
+            if made is None:
+                print("the ledger is empty: nothing to checkpoint", file=sys.stderr)
+                return 0
+            print("no new entries since the last checkpoint", file=sys.stderr)
+    finally:
+        database.dispose()
+    print(made.note, end="")
+    return 0
+
+
+def cmd_receipt(args: argparse.Namespace, settings: Settings) -> int:
+    if args.words[0] == "verify":
+        if len(args.words) != 2:
+            print("usage: zeroparty receipt verify FILE [--key VKEY]", file=sys.stderr)
+            return 2
+        return _verify_receipt(Path(args.words[1]), args.key, settings)
+    if len(args.words) != 1:
+        print("usage: zeroparty receipt EMAIL [--purpose P]", file=sys.stderr)
+        return 2
+    import orjson
+
+    from consent_ledger import receipts, transparency
+    from consent_ledger.subjects import find_subject_id, normalise_email
+
+    email = normalise_email(args.words[0])
+    database = _database(settings)
+    try:
+        with database.read() as session:
+            subject_id = find_subject_id(session, email)
+        if subject_id is None:
+            print(f"no lead with email {email}", file=sys.stderr)
+            return 2
+        signer = transparency.load_signer(settings)
+        receipt = receipts.build_receipt(database, settings, signer, subject_id, args.purpose)
+    finally:
+        database.dispose()
+    sys.stdout.buffer.write(orjson.dumps(receipt, option=orjson.OPT_INDENT_2) + b"\n")
+    return 0
+
+
+def _verify_receipt(path: Path, keys: list[str], settings: Settings) -> int:
+    import orjson
+
+    from consent_ledger import receipts, transparency
+    from consent_ledger.checkpoints import CheckpointError, parse_verifier_key
+
+    try:
+        receipt = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        print(f"RECEIPT INVALID: cannot read {path}: {exc}")
+        return 1
+    try:
+        trusted = [parse_verifier_key(key) for key in keys]
+    except CheckpointError as exc:
+        print(f"error: --key: {exc}", file=sys.stderr)
+        return 2
+    if not trusted:
+        if not settings.checkpoint_key_file.exists():
+            print("error: give the log's public key with --key (GET /ledger/key)", file=sys.stderr)
+            return 2
+        signer = transparency.load_signer(settings, create=False)
+        trusted = transparency.verifier_keys(settings, signer)
+    try:
+        check = receipts.verify_receipt(receipt, trusted)
+    except receipts.ReceiptError as exc:
+        print(f"RECEIPT INVALID: {exc}")
+        return 1
+    print(
+        f"receipt valid: subject {check.subject_id}, purposes {', '.join(check.purposes)}, "
+        f"in the ledger's first {check.tree_size:,} entries, checkpoint signed by {check.key_name}"
+    )
+    return 0
 
 
 def cmd_ledger_export(args: argparse.Namespace, settings: Settings) -> int:
@@ -188,6 +290,53 @@ def cmd_apikey_revoke(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _lead_id(database: Database, raw_email: str) -> str | None:
+    from consent_ledger.subjects import find_subject_id, normalise_email
+
+    email = normalise_email(raw_email)
+    with database.read() as session:
+        subject_id = find_subject_id(session, email)
+    if subject_id is None:
+        print(f"no lead with email {email}", file=sys.stderr)
+    return subject_id
+
+
+def cmd_link(args: argparse.Namespace, settings: Settings) -> int:
+    from preference_center.links import manage_link
+
+    database = _database(settings)
+    try:
+        subject_id = _lead_id(database, args.email)
+        if subject_id is None:
+            return 2
+        with database.read() as session:
+            print(manage_link(settings, session, subject_id))
+    finally:
+        database.dispose()
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
+    import zeroparty.app  # noqa: F401  (every package registers its personal-data provider)
+    from consent_ledger.erasure import erase_subject, scrub_sqlite
+
+    database = _database(settings)
+    try:
+        subject_id = _lead_id(database, args.email)
+        if subject_id is None:
+            return 2
+        with database.write() as session:
+            result = erase_subject(session, subject_id, source_ref="cli")
+        scrub_sqlite(database)
+    finally:
+        database.dispose()
+    print(
+        f"erased lead {subject_id}: personal data removed ({', '.join(result.providers)}), "
+        f"{len(result.entries)} erased entr{'y' if len(result.entries) == 1 else 'ies'} recorded"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zeroparty",
@@ -228,6 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify = ledger.add_parser("verify", help="check the whole ledger (exit 1 if broken)")
     verify.add_argument("--quiet", action="store_true", help="no progress output")
+    verify.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also check a checkpoint kept outside the database (repeatable)",
+    )
     verify.set_defaults(handler=cmd_ledger_verify)
     export = ledger.add_parser("export", help="stream entries as JSONL or CSV")
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
@@ -237,6 +393,28 @@ def build_parser() -> argparse.ArgumentParser:
         "rebuild-state", help="rebuild current consent state from the ledger"
     )
     rebuild.set_defaults(handler=cmd_ledger_rebuild_state)
+    checkpoint = ledger.add_parser("checkpoint", help="sign and store a checkpoint now")
+    checkpoint.set_defaults(handler=cmd_ledger_checkpoint)
+
+    receipt = commands.add_parser(
+        "receipt",
+        help="print a signed consent receipt (receipt EMAIL) or check one (receipt verify FILE)",
+    )
+    receipt.add_argument("words", nargs="+", metavar="EMAIL | verify FILE")
+    receipt.add_argument("--purpose", help="only this purpose")
+    receipt.add_argument(
+        "--key", action="append", default=[], help="a trusted public key (vkey; repeatable)"
+    )
+    receipt.set_defaults(handler=cmd_receipt)
+
+    link = commands.add_parser("link", help="print a lead's signed preference-center URL")
+    link.add_argument("email")
+    link.set_defaults(handler=cmd_link)
+    erase = commands.add_parser(
+        "erase", help="erase a lead's personal data (the ledger still verifies)"
+    )
+    erase.add_argument("email")
+    erase.set_defaults(handler=cmd_erase)
 
     apikey = commands.add_parser("apikey", help="API keys").add_subparsers(
         dest="apikey_command", required=True, metavar="ACTION"

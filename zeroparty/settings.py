@@ -41,6 +41,20 @@ class Settings:
     outbox_dir: Path = Path("./outbox")
     site_file: Path = DEFAULT_SITE_FILE
     api_key_cache_seconds: float = 10.0
+    checkpoint_key_file: Path = Path("./zeroparty-checkpoint.key")
+    checkpoint_origin: str | None = None
+    checkpoint_every_entries: int = 1000
+    checkpoint_every_minutes: float = 10.0
+    checkpoint_mirror_file: Path | None = None
+    checkpoint_retired_keys: tuple[str, ...] = ()
+
+    @property
+    def ledger_origin(self) -> str:
+        """The log's name in its checkpoints: ``<host>/consent-ledger`` unless set."""
+        if self.checkpoint_origin:
+            return self.checkpoint_origin
+        host = self.base_url.split("://", 1)[-1].split("/", 1)[0]
+        return f"{host}/consent-ledger"
 
     @property
     def is_sqlite(self) -> bool:
@@ -65,11 +79,18 @@ class Settings:
         base_url = (get("BASE_URL") or cls.base_url).rstrip("/")
         if not base_url.startswith(("http://", "https://")):
             raise SettingsError("ZEROPARTY_BASE_URL must start with http:// or https://")
-        cache = get("API_KEY_CACHE_SECONDS")
-        try:
-            cache_seconds = float(cache) if cache is not None else cls.api_key_cache_seconds
-        except ValueError as exc:
-            raise SettingsError("ZEROPARTY_API_KEY_CACHE_SECONDS must be a number") from exc
+
+        def number(name: str, default: float) -> float:
+            raw = get(name)
+            try:
+                value = float(raw) if raw is not None else default
+            except ValueError as exc:
+                raise SettingsError(f"{PREFIX}{name} must be a number") from exc
+            if value < 0:
+                raise SettingsError(f"{PREFIX}{name} must not be negative")
+            return value
+
+        mirror = get("CHECKPOINT_MIRROR_FILE")
         return cls(
             database_url=get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             secret_keys=secret_keys or ("development-only-secret-key-change-me",),
@@ -78,5 +99,19 @@ class Settings:
             allowed_embed_origins=_split(get("ALLOWED_EMBED_ORIGINS") or ""),
             outbox_dir=Path(get("OUTBOX_DIR") or "./outbox"),
             site_file=Path(get("SITE_FILE") or DEFAULT_SITE_FILE),
-            api_key_cache_seconds=cache_seconds,
+            api_key_cache_seconds=number("API_KEY_CACHE_SECONDS", cls.api_key_cache_seconds),
+            checkpoint_key_file=Path(get("CHECKPOINT_KEY_FILE") or "./zeroparty-checkpoint.key"),
+            checkpoint_origin=get("CHECKPOINT_ORIGIN"),
+            checkpoint_every_entries=int(
+                number("CHECKPOINT_EVERY_ENTRIES", cls.checkpoint_every_entries)
+            ),
+            checkpoint_every_minutes=number(
+                "CHECKPOINT_EVERY_MINUTES", cls.checkpoint_every_minutes
+            ),
+            checkpoint_mirror_file=Path(mirror) if mirror else None,
+            checkpoint_retired_keys=tuple(
+                key.strip()
+                for key in (get("CHECKPOINT_RETIRED_KEYS") or "").split(";")
+                if key.strip()
+            ),
         )

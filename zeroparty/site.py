@@ -17,9 +17,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from capture import site as capture_site
 from consent_ledger import site as ledger_site
 from zeroparty.config_errors import ConfigProblems, SiteConfigError
 from zeroparty.db import Database
+from zeroparty.site_info import UNNAMED, SiteIdentity, store_site_identity
 
 SITE_KEYS = {"name", "default_locale", "locales", "controller", "policy_url"}
 MAX_FILE_BYTES = 2_000_000
@@ -34,8 +36,12 @@ class SiteSection:
     apply: Callable[[Session, Any], list[str]]
 
 
+SITE_SECTION = SiteSection(
+    frozenset({"site"}), lambda raw, locales, problems: None, store_site_identity
+)
 SECTIONS: list[SiteSection] = [
     SiteSection(frozenset({"purposes", "topics"}), ledger_site.parse, ledger_site.apply),
+    SiteSection(frozenset({"forms", "quizzes"}), capture_site.parse, capture_site.apply),
 ]
 
 
@@ -63,30 +69,47 @@ def read_site_file(path: Path) -> dict[str, Any]:
         raise SiteConfigError([(location, f"TOML syntax: {exc}")]) from exc
 
 
-def _site_table(raw: Mapping[str, Any], problems: ConfigProblems) -> tuple[str, ...]:
+def _site_table(raw: Mapping[str, Any], problems: ConfigProblems) -> SiteIdentity:
     site = raw.get("site", {})
     if not isinstance(site, dict):
         problems.add("site", "must be a table")
-        return ()
+        return UNNAMED
     for key in sorted(set(site) - SITE_KEYS):
         problems.add(f"site.{key}", f"unknown key (known: {', '.join(sorted(SITE_KEYS))})")
-    locales = site.get("locales", [])
+    locales = site.get("locales", ["en"])
     if not isinstance(locales, list) or not all(
         isinstance(item, str) and ledger_site.LOCALE_RE.match(item) for item in locales
     ):
         problems.add("site.locales", 'must be a list of locales such as ["en", "de"]')
-        return ()
-    return tuple(locales)
+        locales = ["en"]
+    default_locale = site.get("default_locale", locales[0] if locales else "en")
+    if not isinstance(default_locale, str) or default_locale not in locales:
+        problems.add("site.default_locale", f"must be one of site.locales {locales}")
+        default_locale = locales[0] if locales else "en"
+    texts: dict[str, str] = {}
+    for key, default in (("name", "zeroparty"), ("controller", ""), ("policy_url", "")):
+        value = site.get(key, default)
+        if not isinstance(value, str) or len(value) > 500:
+            problems.add(f"site.{key}", "must be a string of at most 500 characters")
+            value = default
+        texts[key] = value.strip()
+    if texts["policy_url"] and not texts["policy_url"].startswith(("https://", "http://")):
+        problems.add("site.policy_url", "must be an http(s) URL")
+    return SiteIdentity(
+        texts["name"], texts["controller"], texts["policy_url"], default_locale, tuple(locales)
+    )
 
 
 def parse_site(raw: Mapping[str, Any], where: str) -> list[tuple[SiteSection, Any]]:
     """Check every section of a parsed site file; raise with all problems found."""
     problems = ConfigProblems()
-    locales = _site_table(raw, problems)
+    identity = _site_table(raw, problems)
+    locales = identity.locales
     owned = {"site"} | {key for section in SECTIONS for key in section.keys}
     for key in sorted(set(raw) - owned):
         problems.add(key, f"unknown section (known: {', '.join(sorted(owned))})")
-    parsed = [(section, section.parse(raw, locales, problems)) for section in SECTIONS]
+    parsed = [(SITE_SECTION, identity)]
+    parsed += [(section, section.parse(raw, locales, problems)) for section in SECTIONS]
     if problems:
         raise SiteConfigError([(f"{where}: {path}", what) for path, what in problems.items])
     return parsed

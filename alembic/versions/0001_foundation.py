@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from zeroparty.append_only import allow_changes, forbid_changes
 from zeroparty.db import UTCDateTime
 
 revision: str = "0001"
@@ -24,39 +25,6 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 APPEND_ONLY = ("consent_events", "notice_versions")
-
-
-def _forbid_changes(table: str) -> None:
-    message = f"{table} is append-only: UPDATE and DELETE are refused"
-    if op.get_bind().dialect.name == "sqlite":
-        for verb in ("UPDATE", "DELETE"):
-            op.execute(
-                f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
-                f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
-            )
-        return
-    op.execute(
-        f"CREATE FUNCTION {table}_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
-        f"BEGIN RAISE EXCEPTION '{message}' USING ERRCODE = 'insufficient_privilege'; END $$"
-    )
-    op.execute(
-        f"CREATE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table} "
-        f"FOR EACH ROW EXECUTE FUNCTION {table}_append_only()"
-    )
-    op.execute(
-        f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-        f"FOR EACH STATEMENT EXECUTE FUNCTION {table}_append_only()"
-    )
-
-
-def _allow_changes(table: str) -> None:
-    if op.get_bind().dialect.name == "sqlite":
-        op.execute(f"DROP TRIGGER IF EXISTS {table}_no_update")
-        op.execute(f"DROP TRIGGER IF EXISTS {table}_no_delete")
-        return
-    op.execute(f"DROP TRIGGER IF EXISTS {table}_no_change ON {table}")
-    op.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
-    op.execute(f"DROP FUNCTION IF EXISTS {table}_append_only()")
 
 
 def upgrade() -> None:
@@ -217,12 +185,12 @@ def upgrade() -> None:
         )
     )
     for table in APPEND_ONLY:
-        _forbid_changes(table)
+        forbid_changes(table)
 
 
 def downgrade() -> None:
     for table in APPEND_ONLY:
-        _allow_changes(table)
+        allow_changes(table)
     op.drop_table("consent_evidence")
     op.drop_table("topics")
     op.drop_table("subject_profiles")

@@ -19,6 +19,7 @@ from consent_ledger.merkle import (
     ProofError,
     TiledLeafSource,
     aligned_subtree_hashes,
+    completed_subtrees,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
@@ -90,9 +91,34 @@ class CountingSource(ListLeafSource):
         return super().leaf_hashes(start, end)
 
 
-def tiled(source: CountingSource, tile_height: int) -> TiledLeafSource:
-    tiles = aligned_subtree_hashes(source.hashes, tile_height)
-    return TiledLeafSource(tile_height, source.leaf_hashes, lambda first, last: tiles[first:last])
+def stored_subtrees(hashes: list[bytes], tile_height: int) -> dict[tuple[int, int], bytes]:
+    """Every aligned subtree of at least tile height, keyed ``(height, index)``, in bulk."""
+    store: dict[tuple[int, int], bytes] = {}
+    height, level = tile_height, aligned_subtree_hashes(hashes, tile_height)
+    while level:
+        store.update(((height, index), value) for index, value in enumerate(level))
+        height, level = height + 1, aligned_subtree_hashes(level, 1)
+    return store
+
+
+class NodeStore:
+    """Stored subtree hashes, counting lookups like a database would see them."""
+
+    def __init__(self, nodes: dict[tuple[int, int], bytes]) -> None:
+        self.nodes = nodes
+        self.lookups = 0
+
+    def fetch(self, height: int, index: int) -> bytes | None:
+        self.lookups += 1
+        return self.nodes.get((height, index))
+
+
+def tiled(
+    hashes: list[bytes], tile_height: int, nodes: dict[tuple[int, int], bytes] | None = None
+) -> tuple[TiledLeafSource, CountingSource, NodeStore]:
+    counting = CountingSource(hashes)
+    store = NodeStore(stored_subtrees(hashes, tile_height) if nodes is None else nodes)
+    return TiledLeafSource(tile_height, counting.leaf_hashes, store.fetch), counting, store
 
 
 # -- public vectors (transparency-dev/merkle testdata) ---------------------------------
@@ -449,40 +475,35 @@ def big_leaves() -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def big_tiles(big_leaves: list[bytes]) -> list[bytes]:
-    return aligned_subtree_hashes(big_leaves, TILE_HEIGHT)
-
-
-def tiled_counting(
-    hashes: list[bytes], tiles: list[bytes]
-) -> tuple[TiledLeafSource, CountingSource]:
-    counting = CountingSource(hashes)
-    source = TiledLeafSource(TILE_HEIGHT, counting.leaf_hashes, lambda a, b: tiles[a:b])
-    return source, counting
+def big_nodes(big_leaves: list[bytes]) -> dict[tuple[int, int], bytes]:
+    return stored_subtrees(big_leaves, TILE_HEIGHT)
 
 
 @pytest.mark.parametrize("index", [0, 1, 255, 256, 4097, 65535, 65536, 99_999, 77_777])
-def test_tiled_inclusion_proof_reads_few_leaves(
-    big_leaves: list[bytes], big_tiles: list[bytes], index: int
+def test_tiled_inclusion_proof_reads_few_hashes(
+    big_leaves: list[bytes], big_nodes: dict[tuple[int, int], bytes], index: int
 ) -> None:
-    source, counting = tiled_counting(big_leaves, big_tiles)
+    source, counting, store = tiled(big_leaves, TILE_HEIGHT, big_nodes)
     proof = inclusion_proof(source, index, BIG)
     assert proof == inclusion_proof(ListLeafSource(big_leaves), index, BIG)
-    # The leaf's own tile and the partial last tile, each read at most once.
+    # The leaf's own tile and the partial last tile, each read at most once, plus one
+    # lookup per stored subtree on the path.
     assert counting.calls <= 2
     assert counting.leaves_read <= 2 * TILE
+    assert store.lookups <= 2 * BIG.bit_length()
     _, root = root_from_leaf_hashes(big_leaves)
     verify_inclusion(big_leaves[index], index, BIG, proof, root)
 
 
 @pytest.mark.parametrize(("old", "new"), [(1, BIG), (256, BIG), (65_536, BIG), (12_345, 99_000)])
-def test_tiled_consistency_proof_reads_few_leaves(
-    big_leaves: list[bytes], big_tiles: list[bytes], old: int, new: int
+def test_tiled_consistency_proof_reads_few_hashes(
+    big_leaves: list[bytes], big_nodes: dict[tuple[int, int], bytes], old: int, new: int
 ) -> None:
-    source, counting = tiled_counting(big_leaves, big_tiles)
+    source, counting, store = tiled(big_leaves, TILE_HEIGHT, big_nodes)
     proof = consistency_proof(source, old, new)
     assert proof == consistency_proof(ListLeafSource(big_leaves), old, new)
     assert counting.leaves_read <= 2 * TILE
+    assert store.lookups <= 2 * BIG.bit_length()
     verify_consistency(
         old,
         new,
@@ -493,11 +514,12 @@ def test_tiled_consistency_proof_reads_few_leaves(
 
 
 def test_tiled_root_reads_only_the_last_partial_tile(
-    big_leaves: list[bytes], big_tiles: list[bytes]
+    big_leaves: list[bytes], big_nodes: dict[tuple[int, int], bytes]
 ) -> None:
-    source, counting = tiled_counting(big_leaves, big_tiles)
+    source, counting, store = tiled(big_leaves, TILE_HEIGHT, big_nodes)
     assert tree_root(source, BIG) == root_from_leaf_hashes(big_leaves)[1]
     assert counting.leaves_read == BIG % TILE
+    assert store.lookups == (BIG >> TILE_HEIGHT).bit_count()
 
 
 def test_plain_source_reads_everything_once(big_leaves: list[bytes]) -> None:
@@ -516,26 +538,68 @@ def test_tiled_proofs_equal_plain_proofs(data: st.DataObject) -> None:
     old = data.draw(st.integers(min_value=0, max_value=size))
     hashes = leaves(size)
     plain = ListLeafSource(hashes)
-    source = tiled(CountingSource(hashes), tile_height)
+    source, _, _ = tiled(hashes, tile_height)
     assert inclusion_proof(source, index, size) == inclusion_proof(plain, index, size)
     assert consistency_proof(source, old, size) == consistency_proof(plain, old, size)
     assert tree_root(source, size) == reference_root(hashes)
 
 
-def test_tiled_source_falls_back_to_leaves_when_tiles_are_missing() -> None:
+@given(st.integers(min_value=0, max_value=600), st.integers(min_value=1, max_value=4))
+def test_completed_subtrees_keep_the_store_equal_to_a_bulk_build(
+    size: int, tile_height: int
+) -> None:
+    hashes = leaves(size)
+    tile = 1 << tile_height
+    store: dict[tuple[int, int], bytes] = {}
+    # Append leaf by leaf, storing what each filled tile completes.
+    for count in range(1, size + 1):
+        if count % tile == 0:
+            tile_hash = root_from_leaf_hashes(hashes[count - tile : count])[1]
+            for height, index, value in completed_subtrees(
+                tile_height, count // tile - 1, tile_hash, lambda h, i: store[h, i]
+            ):
+                assert (height, index) not in store  # append-only: written once
+                store[height, index] = value
+    assert store == stored_subtrees(hashes, tile_height)
+
+
+CHAIN = [(1, 7), (2, 3), (3, 1), (4, 0)]
+
+
+def test_completed_subtrees_climbs_while_a_right_child() -> None:
+    hashes = leaves(16)
+    nodes = stored_subtrees(hashes, 1)
+    completed = completed_subtrees(1, 7, nodes[1, 7], lambda h, i: nodes[h, i])
+    assert completed == [
+        (1, 7, nodes[1, 7]),
+        (2, 3, nodes[2, 3]),
+        (3, 1, nodes[3, 1]),
+        (4, 0, nodes[4, 0]),
+    ]
+    assert completed_subtrees(1, 6, nodes[1, 6], lambda h, i: nodes[h, i]) == [(1, 6, nodes[1, 6])]
+
+
+def test_tiled_source_falls_back_to_leaves_when_nodes_are_missing() -> None:
     hashes = leaves(64)
-    counting = CountingSource(hashes)
-    source = TiledLeafSource(3, counting.leaf_hashes, lambda a, b: [])
+    source, counting, store = tiled(hashes, 3, nodes={})
     assert tree_root(source, 64) == reference_root(hashes)
     assert counting.leaves_read == 64
+    assert store.lookups == 1
 
 
 def test_tiled_source_rejects_zero_height() -> None:
     with pytest.raises(ValueError, match="tile_height"):
-        TiledLeafSource(0, ListLeafSource([]).leaf_hashes, lambda a, b: [])
+        TiledLeafSource(0, ListLeafSource([]).leaf_hashes, lambda h, i: None)
+
+
+class BadCacheSource(ListLeafSource):
+    def subtree_hash(self, start: int, end: int) -> bytes | None:
+        return b"short"
 
 
 def test_bad_cached_hash_is_an_error() -> None:
-    source = TiledLeafSource(1, ListLeafSource(leaves(4)).leaf_hashes, lambda a, b: [b"x"] * 2)
+    with pytest.raises(ValueError, match=r"cached hash of \[0, 4\) is not 32 bytes"):
+        tree_root(BadCacheSource(leaves(4)), 4)
+    source = TiledLeafSource(1, ListLeafSource(leaves(4)).leaf_hashes, lambda h, i: b"x")
     with pytest.raises(ValueError, match="not 32 bytes"):
         tree_root(source, 4)

@@ -1,0 +1,278 @@
+"""Consent receipts: Kantara Consent Receipt v1.1 fields plus a proof anyone can check.
+
+A receipt names the lead only by its pseudonymous subject id (it outlives erasure) and
+carries, per purpose, the lead's latest ledger entry, that entry's RFC 6962 inclusion
+proof, and the signed checkpoint the proof leads to. The whole receipt is signed with
+the checkpoint key, so a changed byte anywhere (a Kantara field, the entry, the proof,
+the checkpoint) fails :func:`verify_receipt`, which needs nothing but the public key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import orjson
+from cryptography.exceptions import InvalidSignature
+from sqlalchemy import Table, func, select
+from sqlalchemy.orm import Session
+
+from consent_ledger import merkle, transparency, tree
+from consent_ledger.actions import Mechanism
+from consent_ledger.checkpoints import (
+    CheckpointError,
+    CheckpointSigner,
+    VerifierKey,
+    parse_verifier_key,
+    verify_checkpoint,
+)
+from consent_ledger.entries import ENTRY_FIELDS, canonical_bytes, entry_hash
+from consent_ledger.models import ConsentEvent, NoticeVersion, Purpose
+from consent_ledger.stored import entry_of_row, entry_select
+from zeroparty.db import Database
+from zeroparty.errors import NotFound
+from zeroparty.settings import Settings
+from zeroparty.site_info import site_identity
+
+RECEIPT_VERSION = "KI-CR-v1.1.0"
+PROOF_FORMAT = "zeroparty-ledger-proof-v1"
+_ev = cast(Table, ConsentEvent.__table__)
+
+
+class ReceiptError(ValueError):
+    """A receipt that does not verify; the message says which part failed."""
+
+
+class NoConsentRecords(NotFound):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptCheck:
+    subject_id: str
+    purposes: tuple[str, ...]
+    tree_size: int
+    key_name: str
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _unb64(text: object, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise ReceiptError(f"{what}: not base64 text")
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError as exc:
+        raise ReceiptError(f"{what}: not base64") from exc
+
+
+def _latest_entries(session: Session, subject_id: str, purpose: str | None) -> list[Any]:
+    latest = (
+        select(func.max(_ev.c.seq))
+        .where(_ev.c.subject_id == subject_id)
+        .group_by(_ev.c.purpose_key)
+    )
+    if purpose is not None:
+        latest = latest.where(_ev.c.purpose_key == purpose)
+    stmt = entry_select().where(_ev.c.seq.in_(latest.scalar_subquery())).order_by(_ev.c.seq)
+    return [entry_of_row(row) for row in session.connection().execute(stmt)]
+
+
+def _signing_bytes(receipt: dict[str, Any]) -> bytes:
+    body = {key: value for key, value in receipt.items() if key != "signature"}
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+
+def build_receipt(
+    database: Database,
+    settings: Settings,
+    signer: CheckpointSigner,
+    subject_id: str,
+    purpose: str | None = None,
+) -> dict[str, Any]:
+    """A signed receipt for the subject's latest entry per purpose (or one purpose).
+
+    Publishes a fresh checkpoint first when the newest one does not cover the entries.
+    """
+    with database.read() as session:
+        entries = _latest_entries(session, subject_id, purpose)
+        if not entries:
+            raise NoConsentRecords(
+                "no consent records for this lead"
+                + (f" and purpose {purpose!r}" if purpose else "")
+            )
+        identity = site_identity(session)
+        latest = transparency.latest_checkpoint(session.connection())
+    if latest is None or latest.size < max(entry.seq for entry in entries):
+        transparency.make_checkpoint(database, settings, signer)
+    with database.read() as session:
+        connection = session.connection()
+        checkpoint = transparency.latest_checkpoint(connection)
+        assert checkpoint is not None
+        purposes = {p.key: p for p in session.execute(select(Purpose)).scalars()}
+        notices = {
+            n.sha256: n.text
+            for n in session.execute(
+                select(NoticeVersion).where(
+                    NoticeVersion.sha256.in_([e.notice_sha256 for e in entries if e.notice_sha256])
+                )
+            ).scalars()
+        }
+        records = []
+        for entry in entries:
+            proof = tree.inclusion_proof(connection, entry.seq - 1, checkpoint.size)
+            records.append(
+                {
+                    "entry": entry.as_json(),
+                    "notice_text": notices.get(entry.notice_sha256 or ""),
+                    "leaf_index": entry.seq - 1,
+                    "inclusion_proof": [_b64(node) for node in proof],
+                }
+            )
+    newest = max(entries, key=lambda e: e.occurred_at)
+    receipt: dict[str, Any] = {
+        "version": RECEIPT_VERSION,
+        "jurisdiction": newest.jurisdiction or "",
+        "consentTimestamp": int(newest.occurred_at.timestamp()),
+        "collectionMethod": f"{newest.source}/{newest.method}",
+        "consentReceiptID": str(
+            uuid.UUID(
+                bytes=hashlib.sha256(
+                    "".join(e.hash for e in entries).encode() + checkpoint.root.encode()
+                ).digest()[:16]
+            )
+        ),
+        "publicKey": signer.verifier_key.encode(),
+        "language": newest.locale or identity.default_locale,
+        "piiPrincipalId": subject_id,
+        "piiControllers": [
+            {
+                "piiController": identity.name,
+                "contact": identity.controller,
+                "address": identity.controller,
+                "email": "",
+                "phone": "",
+                "piiControllerUrl": identity.policy_url,
+            }
+        ],
+        "policyUrl": identity.policy_url,
+        "services": [
+            {
+                "service": identity.name,
+                "purposes": [
+                    _purpose_json(purposes.get(record["entry"]["purpose"]), record["entry"])
+                    for record in records
+                ],
+            }
+        ],
+        "sensitive": False,
+        "spiCat": [],
+        "proof": {
+            "format": PROOF_FORMAT,
+            "canonical_form": "JSON, keys sorted, no whitespace, UTF-8; hash = SHA-256 of it; "
+            "Merkle leaf = the same bytes (RFC 6962)",
+            "tree_size": checkpoint.size,
+            "checkpoint": checkpoint.note,
+            "records": records,
+        },
+    }
+    signature = signer.private_key.sign(_signing_bytes(receipt))
+    receipt["signature"] = {"key": signer.verifier_key.encode(), "ed25519": _b64(signature)}
+    return receipt
+
+
+def _purpose_json(purpose: Purpose | None, entry: dict[str, Any]) -> dict[str, Any]:
+    category = purpose.category if purpose else ""
+    return {
+        "purpose": purpose.title if purpose else entry["purpose"],
+        "purposeKey": entry["purpose"],
+        "purposeCategory": [category],
+        "consentType": "EXPLICIT"
+        if purpose is None or purpose.mechanism == Mechanism.OPT_IN
+        else "IMPLICIT",
+        "purposeTermination": "until withdrawn",
+        "termination": "until withdrawn, in one step, at the preference center",
+        "primaryPurpose": False,
+        "thirdPartyDisclosure": category == "sale-or-sharing",
+        "thirdPartyName": "",
+        "action": entry["action"],
+        "notice_sha256": entry["notice_sha256"],
+    }
+
+
+def verify_receipt(receipt: object, trusted_keys: Sequence[VerifierKey]) -> ReceiptCheck:
+    """Check a receipt offline with only public keys; raise :class:`ReceiptError`.
+
+    Checks, in order: the checkpoint's signature (and that it is this log's); the
+    receipt's own signature; for each record, the entry's hash over its canonical form,
+    its inclusion proof against the checkpoint's root, and that the Kantara fields name
+    the same subject.
+    """
+    if not isinstance(receipt, dict):
+        raise ReceiptError("a receipt is a JSON object")
+    proof = receipt.get("proof")
+    if not isinstance(proof, dict):
+        raise ReceiptError("proof: missing")
+    try:
+        checkpoint = verify_checkpoint(str(proof.get("checkpoint", "")), trusted_keys)
+    except CheckpointError as exc:
+        raise ReceiptError(f"checkpoint: {exc}") from exc
+    if proof.get("tree_size") != checkpoint.size:
+        raise ReceiptError("proof: tree_size differs from the checkpoint's")
+    signature = receipt.get("signature")
+    if not isinstance(signature, dict):
+        raise ReceiptError("signature: missing")
+    try:
+        signing_key = parse_verifier_key(str(signature.get("key", "")))
+    except CheckpointError as exc:
+        raise ReceiptError(f"signature: {exc}") from exc
+    trusted = {(k.name, k.key_id): k for k in trusted_keys}
+    key = trusted.get((signing_key.name, signing_key.key_id))
+    if key is None:
+        raise ReceiptError("signature: made by a key you do not trust")
+    try:
+        key.public_key.verify(
+            _unb64(signature.get("ed25519"), "signature"), _signing_bytes(receipt)
+        )
+    except InvalidSignature as exc:
+        raise ReceiptError("signature: the receipt was changed after it was signed") from exc
+    records = proof.get("records")
+    if not isinstance(records, list) or not records:
+        raise ReceiptError("proof: no records")
+    subject = receipt.get("piiPrincipalId")
+    purposes: list[str] = []
+    for number, record in enumerate(records):
+        purposes.append(_check_record(record, number, checkpoint.size, checkpoint.root, subject))
+    return ReceiptCheck(str(subject), tuple(purposes), checkpoint.size, checkpoint.key_name)
+
+
+def _check_record(record: object, number: int, size: int, root: bytes, subject: object) -> str:
+    where = f"record {number}"
+    if not isinstance(record, dict) or not isinstance(record.get("entry"), dict):
+        raise ReceiptError(f"{where}: malformed")
+    entry = record["entry"]
+    if set(entry) != {*ENTRY_FIELDS, "hash"}:
+        raise ReceiptError(f"{where}: entry fields differ from the ledger's")
+    canonical = canonical_bytes({field: entry[field] for field in ENTRY_FIELDS})
+    if entry_hash(canonical) != entry["hash"]:
+        raise ReceiptError(f"{where}: entry does not match its hash")
+    if entry["subject_id"] != subject:
+        raise ReceiptError(f"{where}: entry is about another subject")
+    seq = entry["seq"]
+    if type(seq) is not int or record.get("leaf_index") != seq - 1:
+        raise ReceiptError(f"{where}: leaf index does not match the entry")
+    nodes = record.get("inclusion_proof")
+    if not isinstance(nodes, list):
+        raise ReceiptError(f"{where}: inclusion_proof missing")
+    proof = [_unb64(node, f"{where}: inclusion_proof") for node in nodes]
+    try:
+        merkle.verify_inclusion(merkle.leaf_hash(canonical), seq - 1, size, proof, root)
+    except merkle.ProofError as exc:
+        raise ReceiptError(f"{where}: inclusion proof fails: {exc}") from exc
+    return str(entry["purpose"])

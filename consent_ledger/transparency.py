@@ -1,0 +1,235 @@
+"""Signed checkpoints of the ledger: making, storing, publishing and checking them.
+
+A hash chain shows the ledger was not edited in place, but whoever runs the database
+could recompute the whole chain. A checkpoint (C2SP signed note: origin, tree size,
+RFC 6962 root, Ed25519 signature) published outside the database fixes a tree head in
+time; anyone holding one can later demand a consistency proof that the ledger only grew.
+
+The signing key lives in a file (``ZEROPARTY_CHECKPOINT_KEY_FILE``, created on first
+use, mode 0600); every host of a deployment must share it. Retired public keys
+(``ZEROPARTY_CHECKPOINT_RETIRED_KEYS``) keep older checkpoints verifiable after a rotation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+from sqlalchemy import Table, insert, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from consent_ledger import merkle, tree
+from consent_ledger.checkpoints import (
+    CheckpointError,
+    CheckpointSigner,
+    VerifierKey,
+    parse_verifier_key,
+    verify_checkpoint,
+)
+from consent_ledger.models import LedgerCheckpoint
+from zeroparty.db import Database, utcnow
+from zeroparty.settings import Settings
+
+log = logging.getLogger("zeroparty.checkpoints")
+
+_cp = cast(Table, LedgerCheckpoint.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    size: int
+    root: str
+    note: str
+    key_name: str
+    created_at: datetime
+
+
+def load_signer(settings: Settings, *, create: bool = True) -> CheckpointSigner:
+    """The checkpoint signer from the key file, generated there on first use."""
+    path = settings.checkpoint_key_file
+    if path.exists():
+        text = path.read_text(encoding="utf-8").strip()
+        if text.startswith("PRIVATE+KEY+"):
+            return CheckpointSigner.from_signer_key(text)
+        return CheckpointSigner.from_pem(text.encode(), settings.ledger_origin)
+    if not create:
+        raise CheckpointError(f"no checkpoint key at {path}")
+    signer = CheckpointSigner.generate(settings.ledger_origin)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Created 0600 in one step: the private key is never readable by others.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(signer.to_signer_key() + "\n")
+    log.warning("generated a checkpoint signing key at %s: back it up", path)
+    return signer
+
+
+def verifier_keys(settings: Settings, signer: CheckpointSigner) -> list[VerifierKey]:
+    """The current public key and the retired ones still trusted."""
+    keys = [signer.verifier_key]
+    keys.extend(parse_verifier_key(text) for text in settings.checkpoint_retired_keys)
+    return keys
+
+
+def _row(row: Any) -> StoredCheckpoint:
+    return StoredCheckpoint(int(row.size), row.root, row.note, row.key_name, row.created_at)
+
+
+def latest_checkpoint(connection: Connection) -> StoredCheckpoint | None:
+    stmt = (
+        select(_cp.c.size, _cp.c.root, _cp.c.note, _cp.c.key_name, _cp.c.created_at)
+        .order_by(_cp.c.size.desc())
+        .limit(1)
+    )
+    row = connection.execute(stmt).first()
+    return _row(row) if row is not None else None
+
+
+def list_checkpoints(
+    connection: Connection, limit: int = 100, before: int | None = None
+) -> list[StoredCheckpoint]:
+    stmt = select(_cp.c.size, _cp.c.root, _cp.c.note, _cp.c.key_name, _cp.c.created_at)
+    if before is not None:
+        stmt = stmt.where(_cp.c.size < before)
+    stmt = stmt.order_by(_cp.c.size.desc()).limit(limit)
+    return [_row(row) for row in connection.execute(stmt)]
+
+
+def checkpoint_at(connection: Connection, size: int) -> StoredCheckpoint | None:
+    stmt = select(_cp.c.size, _cp.c.root, _cp.c.note, _cp.c.key_name, _cp.c.created_at).where(
+        _cp.c.size == size
+    )
+    row = connection.execute(stmt).first()
+    return _row(row) if row is not None else None
+
+
+def make_checkpoint(
+    database: Database, settings: Settings, signer: CheckpointSigner
+) -> StoredCheckpoint | None:
+    """Sign and store a checkpoint of the ledger as it is now.
+
+    Returns ``None`` when the newest checkpoint already covers every entry. Extends the
+    stored tree first, in its own transaction, so the slow part never holds a lock that
+    appends wait for. Two processes checkpointing the same size store it once.
+    """
+    with database.write() as session:
+        connection = session.connection()
+        size = tree.ledger_size(connection)
+        tree.extend_tree(connection, size)
+    with database.read() as session:
+        connection = session.connection()
+        latest = latest_checkpoint(connection)
+        if latest is not None and latest.size >= size:
+            return None
+        root = tree.root(connection, size)
+    note = signer.sign_checkpoint(settings.ledger_origin, size, root)
+    stored = StoredCheckpoint(size, root.hex(), note, signer.key_name, utcnow())
+    try:
+        with database.write() as session:
+            session.connection().execute(
+                insert(_cp).values(
+                    size=stored.size,
+                    root=stored.root,
+                    note=stored.note,
+                    key_name=stored.key_name,
+                    created_at=stored.created_at,
+                )
+            )
+    except IntegrityError:
+        return None  # another process published this size a moment ago
+    _mirror(settings.checkpoint_mirror_file, note)
+    return stored
+
+
+def _mirror(path: Path | None, note: str) -> None:
+    """Append the note to a file outside the database (an independent copy)."""
+    if path is None:
+        return
+    try:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(note + "\n")
+    except OSError as exc:
+        log.error("checkpoint not mirrored to %s: %s", path, exc.strerror)
+
+
+def checkpoint_due(database: Database, settings: Settings) -> bool:
+    """Whether N entries or T minutes have passed since the last checkpoint."""
+    with database.read() as session:
+        connection = session.connection()
+        size = tree.ledger_size(connection)
+        latest = latest_checkpoint(connection)
+    if size == 0:
+        return False
+    if latest is None:
+        return True
+    if size <= latest.size:
+        return False
+    if size - latest.size >= settings.checkpoint_every_entries:
+        return True
+    return utcnow() - latest.created_at >= timedelta(minutes=settings.checkpoint_every_minutes)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointProblem:
+    size: int | None
+    message: str
+
+
+def verify_checkpoints(
+    connection: Connection,
+    keys: list[VerifierKey],
+    origin: str,
+    external: list[str] = (),  # type: ignore[assignment]
+) -> CheckpointProblem | None:
+    """Check every stored checkpoint (and any ``external`` notes) against the tree.
+
+    Each must carry a valid signature by a trusted key, name this log, have the root the
+    ledger has at its size, and each must be consistent with the next (the ledger only
+    grew between them). An external note held outside the database catches a history
+    rewritten along with its stored checkpoints.
+    """
+    size_now = tree.ledger_size(connection)
+    stored = sorted(list_checkpoints(connection, limit=1_000_000), key=lambda c: c.size)
+    notes = [(c.size, c.note) for c in stored] + [(None, text) for text in external]
+    previous: tuple[int, bytes] | None = None
+    heads: list[tuple[int, bytes]] = []
+    for stored_size, note in notes:
+        try:
+            checkpoint = verify_checkpoint(note, keys, origin=origin)
+        except CheckpointError as exc:
+            return CheckpointProblem(stored_size, f"checkpoint signature: {exc}")
+        if stored_size is not None and checkpoint.size != stored_size:
+            return CheckpointProblem(stored_size, "stored size differs from the signed size")
+        if checkpoint.size > size_now:
+            return CheckpointProblem(
+                checkpoint.size,
+                f"checkpoint covers {checkpoint.size} entries but the ledger has {size_now} "
+                "(entries were removed)",
+            )
+        try:
+            actual = tree.root(connection, checkpoint.size)
+        except merkle.ProofError as exc:
+            return CheckpointProblem(checkpoint.size, str(exc))
+        if actual != checkpoint.root:
+            return CheckpointProblem(
+                checkpoint.size,
+                f"the ledger's first {checkpoint.size} entries no longer have the signed root "
+                "(history was rewritten)",
+            )
+        heads.append((checkpoint.size, checkpoint.root))
+    for size, root in sorted(heads):
+        if previous is not None and previous[0] < size:
+            proof = tree.consistency_proof(connection, previous[0], size)
+            try:
+                merkle.verify_consistency(previous[0], size, proof, previous[1], root)
+            except merkle.ProofError as exc:
+                return CheckpointProblem(
+                    size, f"not consistent with checkpoint {previous[0]}: {exc}"
+                )
+        previous = (size, root)
+    return None

@@ -1,0 +1,117 @@
+"""The ledger as an RFC 6962 Merkle tree, stored as tiles.
+
+Leaf ``i`` is the canonical form of entry ``seq = i + 1`` (the bytes its chain hash is
+taken over), so a receipt's entry is at once chain-checked and tree-checked. Every
+complete tile of :data:`TILE` leaves gets its hash stored in ``merkle_nodes`` together
+with each larger aligned subtree it completes (:func:`consent_ledger.merkle.completed_subtrees`);
+:func:`extend_tree` adds what is missing, and proofs and roots then cost ``O(log n)``
+look-ups plus at most two tiles' worth of leaves.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from sqlalchemy import Table, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from consent_ledger import merkle
+from consent_ledger.models import ConsentEvent, LedgerHead, MerkleNode
+from consent_ledger.stored import canonical_of_row, entry_select
+
+TILE_HEIGHT = 8
+TILE = 1 << TILE_HEIGHT
+
+_ev = cast(Table, ConsentEvent.__table__)
+_nodes = cast(Table, MerkleNode.__table__)
+_head = cast(Table, LedgerHead.__table__)
+
+
+def fetch_leaf_hashes(connection: Connection, start: int, end: int) -> list[bytes]:
+    """Leaf hashes of leaves ``[start, end)`` (entries ``start + 1`` … ``end``)."""
+    stmt = entry_select().where(_ev.c.seq > start, _ev.c.seq <= end).order_by(_ev.c.seq)
+    hashes = [merkle.leaf_hash(canonical_of_row(row)) for row in connection.execute(stmt)]
+    if len(hashes) != end - start:
+        raise merkle.ProofError(f"the ledger has no entries {start + 1}..{end}")
+    return hashes
+
+
+def _fetch_node(connection: Connection, height: int, index: int) -> bytes | None:
+    stmt = select(_nodes.c.hash).where(_nodes.c.height == height, _nodes.c.index == index)
+    value = connection.execute(stmt).scalar_one_or_none()
+    return bytes.fromhex(value) if value is not None else None
+
+
+def leaf_source(connection: Connection) -> merkle.TiledLeafSource:
+    return merkle.TiledLeafSource(
+        TILE_HEIGHT,
+        lambda start, end: fetch_leaf_hashes(connection, start, end),
+        lambda height, index: _fetch_node(connection, height, index),
+    )
+
+
+def ledger_size(connection: Connection) -> int:
+    return int(connection.execute(select(_head.c.seq)).scalar_one())
+
+
+def extend_tree(connection: Connection, up_to: int | None = None) -> int:
+    """Store the hashes of every complete tile (and the subtrees it completes) up to
+    ``up_to`` entries (default: the whole ledger); returns how many tiles were added.
+
+    Idempotent and safe to run from several processes at once: nodes are a function of
+    the append-only ledger, so a concurrent writer stores the same values and a
+    conflicting insert is skipped.
+    """
+    size = ledger_size(connection) if up_to is None else up_to
+    last = connection.execute(
+        select(func.max(_nodes.c.index)).where(_nodes.c.height == TILE_HEIGHT)
+    ).scalar_one_or_none()
+    tile = 0 if last is None else int(last) + 1
+    added = 0
+    pending: dict[tuple[int, int], bytes] = {}
+
+    def stored(height: int, index: int) -> bytes:
+        value = pending.get((height, index)) or _fetch_node(connection, height, index)
+        if value is None:
+            raise merkle.ProofError(f"merkle node ({height}, {index}) missing: rebuild the tree")
+        return value
+
+    while (tile + 1) * TILE <= size:
+        leaves = fetch_leaf_hashes(connection, tile * TILE, (tile + 1) * TILE)
+        _, tile_hash = merkle.root_from_leaf_hashes(leaves)
+        for height, index, value in merkle.completed_subtrees(TILE_HEIGHT, tile, tile_hash, stored):
+            pending[(height, index)] = value
+        tile += 1
+        added += 1
+        if len(pending) >= 512:
+            _store(connection, pending)
+            pending.clear()
+    _store(connection, pending)
+    return added
+
+
+def _store(connection: Connection, nodes: dict[tuple[int, int], bytes]) -> None:
+    if not nodes:
+        return
+    rows = [{"height": h, "index": i, "hash": v.hex()} for (h, i), v in nodes.items()]
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        connection.execute(postgresql.insert(_nodes).on_conflict_do_nothing(), rows)
+    elif dialect == "sqlite":
+        connection.execute(sqlite.insert(_nodes).on_conflict_do_nothing(), rows)
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        connection.execute(insert(_nodes), rows)
+
+
+def root(connection: Connection, size: int) -> bytes:
+    """The Merkle root of the first ``size`` entries."""
+    return merkle.tree_root(leaf_source(connection), size)
+
+
+def inclusion_proof(connection: Connection, index: int, size: int) -> list[bytes]:
+    return merkle.inclusion_proof(leaf_source(connection), index, size)
+
+
+def consistency_proof(connection: Connection, old_size: int, new_size: int) -> list[bytes]:
+    return merkle.consistency_proof(leaf_source(connection), old_size, new_size)
