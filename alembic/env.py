@@ -5,9 +5,12 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import capture.models  # noqa: F401  (registers capture's tables)
 import consent_ledger.models  # noqa: F401  (registers the ledger's tables)
+import preference_center.models  # noqa: F401  (registers the preference center's tables)
 import zeroparty.apikeys
-import zeroparty.mail  # noqa: F401  (registers mail_outbox)
+import zeroparty.mail
+import zeroparty.site_info  # noqa: F401  (registers site_info)
 from zeroparty.db import Base, make_engine
 from zeroparty.settings import Settings
 

@@ -23,6 +23,10 @@ MAX_KEY_LENGTH = 64
 MAX_VALUE_LENGTH = 2000
 USER_AGENT_LENGTH = 256
 
+# Spellings under which an address or user agent may arrive; all are minimised.
+IP_KEYS = frozenset({"ip", "ip_address", "client_ip", "remote_addr"})
+USER_AGENT_KEYS = frozenset({"user_agent", "user-agent", "useragent", "ua"})
+
 EvidenceValue = str | int | bool | None
 
 
@@ -39,6 +43,10 @@ def minimise_ip(address: str) -> str:
         network = ipaddress.ip_network(address.strip(), strict=False)
     except ValueError as exc:
         raise EvidenceError(f"ip: {address[:60]!r} is not an IP address") from exc
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen == 128:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:  # ::ffff:198.51.100.23 is an IPv4 address
+            network = ipaddress.ip_network(f"{mapped}/32")
     # Already-minimised networks pass through unchanged; anything narrower is widened.
     prefix = min(network.prefixlen, 24 if network.version == 4 else 48)
     return str(network.supernet(new_prefix=prefix))
@@ -56,9 +64,12 @@ def clean_evidence(raw: Mapping[str, object]) -> dict[str, EvidenceValue]:
             raise EvidenceError(f"{key}: evidence values are strings, numbers or booleans")
         if isinstance(value, str) and len(value) > MAX_VALUE_LENGTH:
             raise EvidenceError(f"{key}: at most {MAX_VALUE_LENGTH} characters")
-        if key == "ip" and isinstance(value, str):
+        name = key.lower()
+        if name in IP_KEYS:
+            if not isinstance(value, str):
+                raise EvidenceError(f"{key}: an IP address is written as a string")
             value = minimise_ip(value)
-        elif key == "user_agent" and isinstance(value, str):
+        elif name in USER_AGENT_KEYS and isinstance(value, str):
             value = value[:USER_AGENT_LENGTH]
         cleaned[key] = value
     return cleaned

@@ -11,13 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from consent_ledger import projection
+from consent_ledger.actions import ConsentAction
+from consent_ledger.append_sql import AppendSql, append_sql
 from consent_ledger.entries import LedgerEntry, format_timestamp, seal
 from consent_ledger.evidence import EvidenceValue, clean_evidence, seal_evidence
 from consent_ledger.models import ConsentEvent, ConsentEvidence, ConsentState, LedgerHead
@@ -32,13 +35,6 @@ _head = cast(Table, LedgerHead.__table__)
 
 # Statements are built once: building them per call costs more than SQLite's insert.
 _LOCK_HEAD = select(_head.c.seq, _head.c.hash).where(_head.c.id == HEAD_ID).with_for_update()
-_INSERT_EVENT = insert(_events)
-_INSERT_EVIDENCE = insert(_evidence)
-_UPDATE_HEAD = (
-    update(_head)
-    .where(_head.c.id == HEAD_ID)
-    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
-)
 _SELECT_STATE = select(
     _state.c.status,
     _state.c.permitted,
@@ -117,86 +113,145 @@ def append_many(session: Session, drafts: Sequence[EntryDraft]) -> list[LedgerEn
     if not drafts:
         return []
     connection = session.connection()
-    seq, prev_hash = lock_head(connection)
-    recorded_at = utcnow()
-    entries: list[LedgerEntry] = []
-    event_rows: list[dict[str, object]] = []
-    evidence_rows: list[dict[str, object]] = []
-    for draft in drafts:
-        seq += 1
-        commitment = None
-        if draft.evidence:
-            # Minimised here, at the one place evidence enters the ledger, whoever calls.
-            sealed = seal_evidence(clean_evidence(draft.evidence))
-            commitment = sealed.commitment
-            evidence_rows.append({"seq": seq, "salt": sealed.salt, "body": sealed.body})
-        fields: dict[str, object] = {
-            "seq": seq,
-            "prev_hash": prev_hash,
-            "subject_id": draft.subject_id,
-            "purpose": draft.purpose,
-            "action": draft.action,
-            "confirmation_required": draft.confirmation_required,
-            "notice_sha256": draft.notice_sha256,
-            "source": draft.source,
-            "source_ref": draft.source_ref,
-            "jurisdiction": draft.jurisdiction,
-            "method": draft.method,
-            "locale": draft.locale,
-            "occurred_at": format_timestamp(draft.occurred_at),
-            "recorded_at": format_timestamp(recorded_at),
-            "evidence_sha256": commitment,
-        }
-        digest = seal(fields)
-        entry = LedgerEntry(
-            seq=seq,
-            prev_hash=prev_hash,
-            subject_id=draft.subject_id,
-            purpose=draft.purpose,
-            action=draft.action,
-            confirmation_required=draft.confirmation_required,
-            notice_sha256=draft.notice_sha256,
-            source=draft.source,
-            source_ref=draft.source_ref,
-            jurisdiction=draft.jurisdiction,
-            method=draft.method,
-            locale=draft.locale,
-            occurred_at=draft.occurred_at,
-            recorded_at=recorded_at,
-            evidence_sha256=commitment,
-            hash=digest,
+    sql = append_sql(connection.dialect.name)
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql.lock_head)
+        head = cursor.fetchone()
+        if head is None:
+            raise LedgerCorrupt("ledger_head row missing: run `zeroparty db upgrade`")
+        seq, prev_hash = int(head[0]), str(head[1])
+        recorded_at = utcnow()
+        entries: list[LedgerEntry] = []
+        evidence_rows: list[tuple[object, ...]] = []
+        for draft in drafts:
+            seq += 1
+            commitment = None
+            if draft.evidence:
+                # Minimised here, at the one place evidence enters the ledger, whoever calls.
+                sealed = seal_evidence(clean_evidence(draft.evidence))
+                commitment = sealed.commitment
+                evidence_rows.append((seq, sealed.salt, sealed.body))
+            entry = _sealed_entry(draft, seq, prev_hash, recorded_at, commitment)
+            entries.append(entry)
+            prev_hash = entry.hash
+        bind = sql.bind_time
+        cursor.executemany(
+            sql.insert_event,
+            [
+                (
+                    e.seq,
+                    e.subject_id,
+                    e.purpose,
+                    e.action,
+                    e.confirmation_required,
+                    e.notice_sha256,
+                    e.source,
+                    e.source_ref,
+                    e.jurisdiction,
+                    e.method,
+                    e.locale,
+                    bind(e.occurred_at),
+                    bind(e.recorded_at),
+                    e.evidence_sha256,
+                    e.prev_hash,
+                    e.hash,
+                )
+                for e in entries
+            ],
         )
-        entries.append(entry)
-        event_rows.append(_event_row(entry))
-        prev_hash = digest
-    connection.execute(_INSERT_EVENT, event_rows)
-    if evidence_rows:
-        connection.execute(_INSERT_EVIDENCE, evidence_rows)
-    for entry in entries:
-        _project(connection, entry)
-    connection.execute(_UPDATE_HEAD, {"new_seq": seq, "new_hash": prev_hash})
+        if evidence_rows:
+            cursor.executemany(sql.insert_evidence, evidence_rows)
+        for entry in entries:
+            if not _upsert_state(cursor, sql, entry):
+                _project(connection, entry)
+        cursor.execute(sql.update_head, (seq, prev_hash))
+    except connection.dialect.loaded_dbapi.Error as exc:
+        # The same exception classes SQLAlchemy would raise (IntegrityError, …), so
+        # callers and the app's error handling see no difference.
+        raise DBAPIError.instance(
+            None,
+            None,
+            exc,
+            connection.dialect.loaded_dbapi.Error,
+            hide_parameters=True,
+            dialect=connection.dialect,
+        ) from exc
+    finally:
+        cursor.close()
     return entries
 
 
-def _event_row(entry: LedgerEntry) -> dict[str, object]:
-    return {
-        "seq": entry.seq,
-        "subject_id": entry.subject_id,
-        "purpose_key": entry.purpose,
-        "action": entry.action,
-        "confirmation_required": entry.confirmation_required,
-        "notice_sha256": entry.notice_sha256,
-        "source": entry.source,
-        "source_ref": entry.source_ref,
-        "jurisdiction": entry.jurisdiction,
-        "method": entry.method,
-        "locale": entry.locale,
-        "occurred_at": entry.occurred_at,
-        "recorded_at": entry.recorded_at,
-        "evidence_sha256": entry.evidence_sha256,
-        "prev_hash": entry.prev_hash,
-        "hash": entry.hash,
+def _sealed_entry(
+    draft: EntryDraft, seq: int, prev_hash: str, recorded_at: datetime, commitment: str | None
+) -> LedgerEntry:
+    fields: dict[str, object] = {
+        "seq": seq,
+        "prev_hash": prev_hash,
+        "subject_id": draft.subject_id,
+        "purpose": draft.purpose,
+        "action": draft.action,
+        "confirmation_required": draft.confirmation_required,
+        "notice_sha256": draft.notice_sha256,
+        "source": draft.source,
+        "source_ref": draft.source_ref,
+        "jurisdiction": draft.jurisdiction,
+        "method": draft.method,
+        "locale": draft.locale,
+        "occurred_at": format_timestamp(draft.occurred_at),
+        "recorded_at": format_timestamp(recorded_at),
+        "evidence_sha256": commitment,
     }
+    return LedgerEntry(
+        seq=seq,
+        prev_hash=prev_hash,
+        subject_id=draft.subject_id,
+        purpose=draft.purpose,
+        action=draft.action,
+        confirmation_required=draft.confirmation_required,
+        notice_sha256=draft.notice_sha256,
+        source=draft.source,
+        source_ref=draft.source_ref,
+        jurisdiction=draft.jurisdiction,
+        method=draft.method,
+        locale=draft.locale,
+        occurred_at=draft.occurred_at,
+        recorded_at=recorded_at,
+        evidence_sha256=commitment,
+        hash=seal(fields),
+    )
+
+
+def _upsert_state(cursor: Any, sql: AppendSql, entry: LedgerEntry) -> bool:
+    """The projection in one statement where that is exact; ``False`` when the entry
+    needs :func:`_project` (a confirmation, a grant without notice, or a late entry)."""
+    negative = projection.is_negative(entry.action)
+    if entry.action == ConsentAction.CONFIRMED or (not negative and entry.notice_sha256 is None):
+        return False
+    fact = projection.ConsentFact(
+        entry.seq,
+        entry.action,
+        entry.confirmation_required,
+        entry.notice_sha256,
+        entry.occurred_at,
+    )
+    new = projection.apply(None, fact)
+    bind = sql.bind_time
+    cursor.execute(
+        sql.upsert_state,
+        (
+            entry.subject_id,
+            entry.purpose,
+            new.status,
+            new.permitted,
+            bind(new.since) if new.since is not None else None,
+            new.notice_sha256,
+            new.last_seq,
+            bind(new.last_occurred_at),
+            1 if negative else 0,
+        ),
+    )
+    return cursor.fetchone() is not None
 
 
 def _project(connection: Connection, entry: LedgerEntry) -> None:

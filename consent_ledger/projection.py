@@ -56,6 +56,11 @@ class StateValue:
     last_occurred_at: datetime
 
 
+def is_negative(action: str) -> bool:
+    """A refusal, withdrawal, GPC signal, expiry or erasure: it wins ties (rule 8)."""
+    return action in _NEGATIVE
+
+
 def order_key(fact: ConsentFact) -> tuple[datetime, int, int]:
     return (fact.occurred_at, 1 if fact.action in _NEGATIVE else 0, fact.seq)
 

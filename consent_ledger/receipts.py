@@ -86,7 +86,10 @@ def _latest_entries(session: Session, subject_id: str, purpose: str | None) -> l
 
 def _signing_bytes(receipt: dict[str, Any]) -> bytes:
     body = {key: value for key, value in receipt.items() if key != "signature"}
-    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    try:
+        return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    except TypeError as exc:  # orjson.JSONEncodeError: e.g. nested deeper than it writes
+        raise ReceiptError(f"the receipt cannot be serialised: {exc}") from exc
 
 
 def build_receipt(
@@ -141,11 +144,15 @@ def build_receipt(
         "jurisdiction": newest.jurisdiction or "",
         "consentTimestamp": int(newest.occurred_at.timestamp()),
         "collectionMethod": f"{newest.source}/{newest.method}",
+        # Derived from what the receipt proves, so the same entries under the same
+        # checkpoint give the same ID; the version bits make it the UUID-4 that Kantara
+        # CR v1.1 asks for (RFC 4122 §4.4: random bits, here from SHA-256).
         "consentReceiptID": str(
             uuid.UUID(
                 bytes=hashlib.sha256(
                     "".join(e.hash for e in entries).encode() + checkpoint.root.encode()
-                ).digest()[:16]
+                ).digest()[:16],
+                version=4,
             )
         ),
         "publicKey": signer.verifier_key.encode(),
@@ -211,8 +218,9 @@ def verify_receipt(receipt: object, trusted_keys: Sequence[VerifierKey]) -> Rece
 
     Checks, in order: the checkpoint's signature (and that it is this log's); the
     receipt's own signature; for each record, the entry's hash over its canonical form,
-    its inclusion proof against the checkpoint's root, and that the Kantara fields name
-    the same subject.
+    its inclusion proof against the checkpoint's root, that the notice text carried is
+    the one the entry names by hash, and that the Kantara fields name the same subject
+    and, purpose by purpose, say what the entries say.
     """
     if not isinstance(receipt, dict):
         raise ReceiptError("a receipt is a JSON object")
@@ -246,20 +254,44 @@ def verify_receipt(receipt: object, trusted_keys: Sequence[VerifierKey]) -> Rece
     if not isinstance(records, list) or not records:
         raise ReceiptError("proof: no records")
     subject = receipt.get("piiPrincipalId")
+    claims = _purpose_claims(receipt)
+    if len(claims) != len(records):
+        raise ReceiptError("services: the purposes listed differ from the records")
     purposes: list[str] = []
-    for number, record in enumerate(records):
-        purposes.append(_check_record(record, number, checkpoint.size, checkpoint.root, subject))
+    for number, (record, claim) in enumerate(zip(records, claims, strict=True)):
+        purposes.append(
+            _check_record(record, number, checkpoint.size, checkpoint.root, subject, claim)
+        )
     return ReceiptCheck(str(subject), tuple(purposes), checkpoint.size, checkpoint.key_name)
 
 
-def _check_record(record: object, number: int, size: int, root: bytes, subject: object) -> str:
+def _purpose_claims(receipt: dict[str, Any]) -> list[object]:
+    """The Kantara purposes of every service, in order (one per record)."""
+    services = receipt.get("services")
+    if not isinstance(services, list):
+        raise ReceiptError("services: missing")
+    claims: list[object] = []
+    for service in services:
+        purposes = service.get("purposes") if isinstance(service, dict) else None
+        if not isinstance(purposes, list):
+            raise ReceiptError("services: a service without purposes")
+        claims.extend(purposes)
+    return claims
+
+
+def _check_record(
+    record: object, number: int, size: int, root: bytes, subject: object, claim: object
+) -> str:
     where = f"record {number}"
     if not isinstance(record, dict) or not isinstance(record.get("entry"), dict):
         raise ReceiptError(f"{where}: malformed")
     entry = record["entry"]
     if set(entry) != {*ENTRY_FIELDS, "hash"}:
         raise ReceiptError(f"{where}: entry fields differ from the ledger's")
-    canonical = canonical_bytes({field: entry[field] for field in ENTRY_FIELDS})
+    try:
+        canonical = canonical_bytes({field: entry[field] for field in ENTRY_FIELDS})
+    except TypeError as exc:  # orjson.JSONEncodeError
+        raise ReceiptError(f"{where}: entry cannot be serialised") from exc
     if entry_hash(canonical) != entry["hash"]:
         raise ReceiptError(f"{where}: entry does not match its hash")
     if entry["subject_id"] != subject:
@@ -275,4 +307,20 @@ def _check_record(record: object, number: int, size: int, root: bytes, subject: 
         merkle.verify_inclusion(merkle.leaf_hash(canonical), seq - 1, size, proof, root)
     except merkle.ProofError as exc:
         raise ReceiptError(f"{where}: inclusion proof fails: {exc}") from exc
+    notice_text = record.get("notice_text")
+    if notice_text is not None and (
+        not isinstance(notice_text, str)
+        or hashlib.sha256(notice_text.encode("utf-8", "surrogatepass")).hexdigest()
+        != entry["notice_sha256"]
+    ):
+        raise ReceiptError(f"{where}: notice_text is not the notice the entry names")
+    if not isinstance(claim, dict) or any(
+        claim.get(key) != entry[field]
+        for key, field in (
+            ("purposeKey", "purpose"),
+            ("action", "action"),
+            ("notice_sha256", "notice_sha256"),
+        )
+    ):
+        raise ReceiptError(f"{where}: the Kantara purpose differs from the entry")
     return str(entry["purpose"])

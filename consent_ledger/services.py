@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from consent_ledger import ledger
@@ -15,7 +16,7 @@ from consent_ledger.entries import LedgerEntry
 from consent_ledger.evidence import EvidenceValue
 from consent_ledger.models import NoticeVersion, Purpose
 from consent_ledger.state import UnknownPurpose
-from consent_ledger.subjects import get_or_create_subject
+from consent_ledger.subjects import ensure_subject
 from zeroparty.db import utcnow
 from zeroparty.errors import InvalidInput
 
@@ -64,6 +65,26 @@ def notice_for(session: Session, purpose: str, notice_sha256: str) -> NoticeVers
     return session.execute(stmt).scalar_one_or_none()
 
 
+_purposes = cast(Table, Purpose.__table__)
+_notices = cast(Table, NoticeVersion.__table__)
+# The purpose and, when a hash is given, the locale of that notice version of it.
+_PURPOSE_AND_NOTICE = (
+    select(_purposes.c.double_opt_in, _notices.c.locale)
+    .select_from(
+        _purposes.outerjoin(
+            _notices,
+            and_(
+                _notices.c.purpose_key == _purposes.c.key,
+                _notices.c.sha256 == bindparam("sha"),
+            ),
+        )
+    )
+    .where(_purposes.c.key == bindparam("purpose"))
+    .order_by(_notices.c.version.desc())
+    .limit(1)
+)
+
+
 def record_consent(session: Session, record: ConsentRecord) -> LedgerEntry:
     """Validate ``record`` against the site's purposes and notices and append it.
 
@@ -71,39 +92,42 @@ def record_consent(session: Session, record: ConsentRecord) -> LedgerEntry:
     must belong to the purpose. A grant of a double opt-in purpose is pending until a
     ``confirmed`` entry follows, unless its method says it was confirmed already.
     """
-    purpose = session.get(Purpose, record.purpose)
-    if purpose is None:
+    row = (
+        session.connection()
+        .execute(_PURPOSE_AND_NOTICE, {"purpose": record.purpose, "sha": record.notice_sha256})
+        .first()
+    )
+    if row is None:
         raise UnknownPurpose(record.purpose)
+    double_opt_in, notice_locale = bool(row.double_opt_in), row.locale
     now = utcnow()
     occurred_at = record.occurred_at or now
     if occurred_at > now + CLOCK_SKEW:
         raise InvalidInput(
             "occurred_at: lies in the future", fields={"occurred_at": "lies in the future"}
         )
-    notice = None
     if record.notice_sha256 is not None:
-        notice = notice_for(session, purpose.key, record.notice_sha256)
-        if notice is None:
-            reason = f"is not a notice version of purpose {purpose.key!r}"
+        if notice_locale is None:
+            reason = f"is not a notice version of purpose {record.purpose!r}"
             raise InvalidInput(f"notice_sha256: {reason}", fields={"notice_sha256": reason})
     elif record.action is ConsentAction.GRANTED:
         reason = "required when consent is granted: the hash of the notice text shown"
         raise InvalidInput(f"notice_sha256: {reason}", fields={"notice_sha256": reason})
-    subject = get_or_create_subject(
+    subject = ensure_subject(
         session,
         record.email,
         name=record.name,
-        locale=record.locale or (notice.locale if notice else None),
+        locale=record.locale or notice_locale,
         jurisdiction=record.jurisdiction,
     )
     confirmation_required = (
         record.action is ConsentAction.GRANTED
-        and purpose.double_opt_in
+        and double_opt_in
         and record.method is not ConsentMethod.DOUBLE_OPT_IN
     )
     draft = ledger.EntryDraft(
         subject_id=subject.id,
-        purpose=purpose.key,
+        purpose=record.purpose,
         action=record.action.value,
         source=record.source.value,
         method=record.method.value,
@@ -112,7 +136,7 @@ def record_consent(session: Session, record: ConsentRecord) -> LedgerEntry:
         confirmation_required=confirmation_required,
         source_ref=record.source_ref,
         jurisdiction=record.jurisdiction or subject.jurisdiction,
-        locale=record.locale or (notice.locale if notice else subject.locale),
+        locale=record.locale or notice_locale or subject.locale,
         evidence=record.evidence,
     )
     return ledger.append(session, draft)
@@ -153,5 +177,5 @@ def current_notices(session: Session, locale: str | None = None) -> list[NoticeV
             notice_sha256=n.sha256,
             text=n.text,
         )
-        for p, n in session.execute(stmt).tuples()
+        for p, n in session.execute(stmt).all()
     ]

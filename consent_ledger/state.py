@@ -17,6 +17,7 @@ from consent_ledger import projection
 from consent_ledger.actions import Mechanism
 from consent_ledger.ledger import lock_head
 from consent_ledger.models import ConsentEvent, ConsentState, Purpose, Subject, SubjectProfile
+from zeroparty.db import WRITE_OPTION
 from zeroparty.errors import NotFound
 
 DEFAULT_STATUS = "default"
@@ -152,12 +153,12 @@ def iter_folded_pairs(
         .order_by(_ev.c.subject_id, _ev.c.purpose_key, _ev.c.occurred_at, _ev.c.seq)
         .execution_options(stream_results=True, yield_per=REBUILD_BATCH)
     )
-    rows = connection.execute(stmt)
-    for (subject_id, purpose), group in groupby(rows, key=lambda r: (r[0], r[1])):
-        facts = [projection.ConsentFact(r[2], r[3], r[4], r[5], r[6]) for r in group]
-        state = projection.fold(facts)
-        assert state is not None
-        yield subject_id, purpose, state
+    with connection.execute(stmt) as rows:
+        for (subject_id, purpose), group in groupby(rows, key=lambda r: (r[0], r[1])):
+            facts = [projection.ConsentFact(r[2], r[3], r[4], r[5], r[6]) for r in group]
+            state = projection.fold(facts)
+            assert state is not None
+            yield subject_id, purpose, state
 
 
 def rebuild_projection(session: Session) -> int:
@@ -171,8 +172,11 @@ def rebuild_projection(session: Session) -> int:
     connection.execute(delete(_cs))
     batch: list[dict[str, object]] = []
     count = 0
-    # A second connection streams the ledger while this one writes the projection.
-    with connection.engine.connect() as reader:
+    # A second connection streams the ledger while this one writes the projection. It
+    # only reads: begun IMMEDIATE (the write engine's option) it would wait on SQLite
+    # for the lock this very transaction holds.
+    reader_engine = connection.engine.execution_options(**{WRITE_OPTION: False})
+    with reader_engine.connect() as reader:
         for subject_id, purpose, state in iter_folded_pairs(reader):
             batch.append(
                 {

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
+from typing import cast
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from consent_ledger.models import Subject, SubjectProfile
+from zeroparty.db import utcnow
 from zeroparty.errors import InvalidInput
 
 
@@ -40,10 +43,68 @@ def new_subject_id() -> str:
     return secrets.token_hex(16)
 
 
+_subjects = cast(Table, Subject.__table__)
+_profiles = cast(Table, SubjectProfile.__table__)
+_FIND = select(_profiles.c.subject_id).where(_profiles.c.email == bindparam("email"))
+_FIND_WITH_SUBJECT = (
+    select(_subjects.c.id, _subjects.c.locale, _subjects.c.jurisdiction)
+    .join(_profiles, _profiles.c.subject_id == _subjects.c.id)
+    .where(_profiles.c.email == bindparam("email"))
+)
+_INSERT_SUBJECT = insert(_subjects)
+_INSERT_PROFILE = insert(_profiles)
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectRef:
+    """A lead's id and the non-personal facts the ledger records with its entries."""
+
+    id: str
+    locale: str | None
+    jurisdiction: str | None
+
+
 def find_subject_id(session: Session, email: str) -> str | None:
     """The subject id for an already-normalised email, or ``None``."""
-    stmt = select(SubjectProfile.subject_id).where(SubjectProfile.email == email)
-    return session.execute(stmt).scalar_one_or_none()
+    return session.connection().execute(_FIND, {"email": email}).scalar_one_or_none()
+
+
+def ensure_subject(
+    session: Session,
+    email: str,
+    *,
+    name: str | None = None,
+    locale: str | None = None,
+    jurisdiction: str | None = None,
+) -> SubjectRef:
+    """Like :func:`get_or_create_subject`, for the write hot path (no ORM objects)."""
+    connection = session.connection()
+    row = connection.execute(_FIND_WITH_SUBJECT, {"email": email}).first()
+    if row is not None:
+        if (jurisdiction and row.jurisdiction != jurisdiction) or (locale and not row.locale):
+            subject = get_or_create_subject(
+                session, email, name=name, locale=locale, jurisdiction=jurisdiction
+            )
+            return SubjectRef(subject.id, subject.locale, subject.jurisdiction)
+        return SubjectRef(row.id, row.locale, row.jurisdiction)
+    if connection.dialect.name != "sqlite":
+        subject = get_or_create_subject(
+            session, email, name=name, locale=locale, jurisdiction=jurisdiction
+        )
+        return SubjectRef(subject.id, subject.locale, subject.jurisdiction)
+    # SQLite write transactions begin IMMEDIATE: nobody else can have added this email
+    # since the look-up above, so two plain inserts are safe.
+    ref = SubjectRef(new_subject_id(), locale, jurisdiction)
+    now = utcnow()
+    connection.execute(
+        _INSERT_SUBJECT,
+        {"id": ref.id, "locale": locale, "jurisdiction": jurisdiction, "created_at": now},
+    )
+    connection.execute(
+        _INSERT_PROFILE,
+        {"subject_id": ref.id, "email": email, "name": name, "created_at": now, "updated_at": now},
+    )
+    return ref
 
 
 def get_or_create_subject(
@@ -64,6 +125,13 @@ def get_or_create_subject(
             subject.locale = locale
         return subject
     subject = Subject(id=new_subject_id(), locale=locale, jurisdiction=jurisdiction)
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite write transactions begin IMMEDIATE: no other writer can have added
+        # this email since the look-up above, so no savepoint is needed.
+        session.add(subject)
+        session.add(SubjectProfile(subject_id=subject.id, email=email, name=name))
+        session.flush()
+        return subject
     try:
         with session.begin_nested():
             session.add(subject)

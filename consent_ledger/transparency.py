@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -38,6 +39,9 @@ from zeroparty.settings import Settings
 log = logging.getLogger("zeroparty.checkpoints")
 
 _cp = cast(Table, LedgerCheckpoint.__table__)
+# One signed note (https://c2sp.org/signed-note): text lines, a blank line, signature
+# lines starting with an em dash.
+_NOTE = re.compile(r"(?:[^\n]+\n)+\n(?:\u2014 [^\n]*\n)+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +117,10 @@ def make_checkpoint(
 ) -> StoredCheckpoint | None:
     """Sign and store a checkpoint of the ledger as it is now.
 
-    Returns ``None`` when the newest checkpoint already covers every entry. Extends the
-    stored tree first, in its own transaction, so the slow part never holds a lock that
-    appends wait for. Two processes checkpointing the same size store it once.
+    Returns ``None`` when the ledger is empty or the newest checkpoint already covers
+    every entry. Extends the stored tree first, in its own transaction, so the slow part
+    never holds a lock that appends wait for. Two processes checkpointing the same size
+    store it once.
     """
     with database.write() as session:
         connection = session.connection()
@@ -124,7 +129,7 @@ def make_checkpoint(
     with database.read() as session:
         connection = session.connection()
         latest = latest_checkpoint(connection)
-        if latest is not None and latest.size >= size:
+        if size == 0 or (latest is not None and latest.size >= size):
             return None
         root = tree.root(connection, size)
     note = signer.sign_checkpoint(settings.ledger_origin, size, root)
@@ -155,6 +160,26 @@ def _mirror(path: Path | None, note: str) -> None:
             handle.write(note + "\n")
     except OSError as exc:
         log.error("checkpoint not mirrored to %s: %s", path, exc.strerror)
+
+
+def split_notes(text: str) -> list[str]:
+    """The notes of a file that holds several, one after another, such as the mirror
+    file (:func:`_mirror` follows each note with a blank line).
+
+    Text that is not a run of whole notes comes back as it is, in a list of one, so
+    :func:`verify_checkpoint` can say what is wrong with it.
+    """
+    notes: list[str] = []
+    position = 0
+    while position < len(text):
+        match = _NOTE.match(text, position)
+        if match is None:
+            return [text]
+        notes.append(match.group())
+        position = match.end()
+        while text.startswith("\n", position):
+            position += 1
+    return notes or [text]
 
 
 def checkpoint_due(database: Database, settings: Settings) -> bool:
@@ -192,11 +217,14 @@ def verify_checkpoints(
     ledger has at its size, and each must be consistent with the next (the ledger only
     grew between them). An external note held outside the database catches a history
     rewritten along with its stored checkpoints.
+
+    Roots are recomputed from the entries themselves (:func:`tree.check_tree`), never
+    taken from the stored subtree hashes, which are checked on the way: someone who can
+    rewrite entries can also leave stale hashes that would still give the signed root.
     """
     size_now = tree.ledger_size(connection)
     stored = sorted(list_checkpoints(connection, limit=1_000_000), key=lambda c: c.size)
     notes = [(c.size, c.note) for c in stored] + [(None, text) for text in external]
-    previous: tuple[int, bytes] | None = None
     heads: list[tuple[int, bytes]] = []
     for stored_size, note in notes:
         try:
@@ -211,17 +239,23 @@ def verify_checkpoints(
                 f"checkpoint covers {checkpoint.size} entries but the ledger has {size_now} "
                 "(entries were removed)",
             )
-        try:
-            actual = tree.root(connection, checkpoint.size)
-        except merkle.ProofError as exc:
-            return CheckpointProblem(checkpoint.size, str(exc))
-        if actual != checkpoint.root:
+        heads.append((checkpoint.size, checkpoint.root))
+    recomputed = tree.check_tree(connection, {size for size, _ in heads})
+    for size, root in heads:
+        actual = recomputed.roots.get(size)
+        if actual is None:
             return CheckpointProblem(
-                checkpoint.size,
-                f"the ledger's first {checkpoint.size} entries no longer have the signed root "
+                size, f"the ledger has only {recomputed.entries} entries (entries were removed)"
+            )
+        if actual != root:
+            return CheckpointProblem(
+                size,
+                f"the ledger's first {size} entries no longer have the signed root "
                 "(history was rewritten)",
             )
-        heads.append((checkpoint.size, checkpoint.root))
+    if recomputed.problem is not None:
+        return CheckpointProblem(None, f"{recomputed.problem} (the stored tree was altered)")
+    previous: tuple[int, bytes] | None = None
     for size, root in sorted(heads):
         if previous is not None and previous[0] < size:
             proof = tree.consistency_proof(connection, previous[0], size)

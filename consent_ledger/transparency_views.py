@@ -30,7 +30,8 @@ def _b64(data: bytes) -> str:
 
 def _int(params: Mapping[str, str], name: str, *, minimum: int = 0) -> int:
     raw = params.get(name)
-    if raw is None or not raw.isdigit() or len(raw) > 20:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() then refuses.
+    if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > 20:
         raise InvalidInput(
             f"{name}: a whole number is required", fields={name: "a whole number is required"}
         )

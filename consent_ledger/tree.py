@@ -10,6 +10,8 @@ look-ups plus at most two tiles' worth of leaves.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import cast
 
 from sqlalchemy import Table, func, insert, select
@@ -22,6 +24,7 @@ from consent_ledger.stored import canonical_of_row, entry_select
 
 TILE_HEIGHT = 8
 TILE = 1 << TILE_HEIGHT
+STREAM_BATCH = 5_000
 
 _ev = cast(Table, ConsentEvent.__table__)
 _nodes = cast(Table, MerkleNode.__table__)
@@ -104,14 +107,105 @@ def _store(connection: Connection, nodes: dict[tuple[int, int], bytes]) -> None:
         connection.execute(insert(_nodes), rows)
 
 
+def _require_entries(connection: Connection, size: int) -> None:
+    """Refuse a tree larger than the ledger. Reading the missing leaves would catch
+    most such requests, but not all: the audit path of leaf ``n`` in a tree of ``n + 1``
+    leaves is made of leaves ``0 .. n - 1`` only, so a proof for an entry that does not
+    exist would otherwise be handed out."""
+    current = ledger_size(connection)
+    if size > current:
+        raise merkle.ProofError(f"the ledger has no entries {current + 1}..{size}")
+
+
 def root(connection: Connection, size: int) -> bytes:
     """The Merkle root of the first ``size`` entries."""
+    _require_entries(connection, size)
     return merkle.tree_root(leaf_source(connection), size)
 
 
 def inclusion_proof(connection: Connection, index: int, size: int) -> list[bytes]:
+    """The audit path of leaf ``index`` (entry ``index + 1``) in the tree of ``size``."""
+    _require_entries(connection, size)
     return merkle.inclusion_proof(leaf_source(connection), index, size)
 
 
 def consistency_proof(connection: Connection, old_size: int, new_size: int) -> list[bytes]:
+    """The proof that the tree of ``old_size`` entries is a prefix of that of ``new_size``."""
+    _require_entries(connection, new_size)
     return merkle.consistency_proof(leaf_source(connection), old_size, new_size)
+
+
+@dataclass(frozen=True, slots=True)
+class TreeCheck:
+    """What :func:`check_tree` found.
+
+    ``roots`` maps each size asked for (up to ``entries``) to the root computed from the
+    entries alone; ``problem`` names the first stored subtree hash that the entries do
+    not give (or that covers entries the ledger does not have), else ``None``.
+    """
+
+    entries: int
+    roots: dict[int, bytes]
+    problem: str | None
+
+
+def check_tree(connection: Connection, sizes: Iterable[int]) -> TreeCheck:
+    """Recompute the tree from every entry, in one pass and ``O(log n)`` memory.
+
+    The stored subtree hashes are derived data: whoever can rewrite entries can leave
+    the old hashes in place, and a root or proof built from them would then vouch for
+    entries that are no longer there. So an audit must not use them; this recomputes
+    the roots at ``sizes`` from the leaves and checks every stored hash on the way.
+    """
+    wanted = {size for size in sizes if size >= 0}
+    stored = {
+        (int(height), int(index)): str(value)
+        for height, index, value in connection.execute(
+            select(_nodes.c.height, _nodes.c.index, _nodes.c.hash)
+        )
+    }
+    roots = {0: merkle.EMPTY_ROOT} if 0 in wanted else {}
+    stack: list[bytes] = []  # roots of the perfect subtrees so far, largest first
+    count = 0
+    problem: str | None = None
+    stmt = (
+        entry_select()
+        .order_by(_ev.c.seq)
+        .execution_options(stream_results=True, yield_per=STREAM_BATCH)
+    )
+    result = connection.execute(stmt)
+    try:
+        for row in result:
+            if row[0] != count + 1:
+                problem = f"the ledger has no entry {count + 1}"
+                break
+            value = merkle.leaf_hash(canonical_of_row(row))
+            count += 1
+            # As in merkle.root_from_leaf_hashes: each trailing zero bit of the count
+            # completes one perfect subtree, here of height `height`.
+            height, merges = 0, count
+            while not merges & 1:
+                value = merkle.node_hash(stack.pop(), value)
+                height, merges = height + 1, merges >> 1
+                if height >= TILE_HEIGHT:
+                    kept = stored.pop((height, (count >> height) - 1), None)
+                    if kept is not None and kept != value.hex() and problem is None:
+                        problem = (
+                            f"stored Merkle subtree (height {height}, index "
+                            f"{(count >> height) - 1}) does not match the entries"
+                        )
+            stack.append(value)
+            if count in wanted:
+                root = stack[-1]
+                for left in reversed(stack[:-1]):
+                    root = merkle.node_hash(left, root)
+                roots[count] = root
+    finally:
+        result.close()
+    if problem is None and stored:
+        height, index = min(stored)
+        problem = (
+            f"stored Merkle subtree (height {height}, index {index}) covers entries "
+            "the ledger does not have"
+        )
+    return TreeCheck(count, roots, problem)

@@ -70,7 +70,9 @@ def _chain_rows(connection: Connection) -> Iterator[Any]:
         .order_by(_ev.c.seq)
         .execution_options(stream_results=True, yield_per=STREAM_BATCH)
     )
-    yield from connection.execute(stmt)
+    # Closed even when the caller stops early (a server-side cursor on PostgreSQL).
+    with connection.execute(stmt) as rows:
+        yield from rows
 
 
 def _check_chain(
@@ -133,8 +135,7 @@ def _check_projection(
         .execution_options(stream_results=True, yield_per=STREAM_BATCH)
     )
     rows = 0
-    with connection.engine.connect() as second:
-        kept_rows = second.execute(kept_stmt)
+    with connection.engine.connect() as second, second.execute(kept_stmt) as kept_rows:
         for folded, kept in zip_longest(iter_folded_pairs(connection), kept_rows):
             rows += 1
             if folded is None:

@@ -94,9 +94,11 @@ class ApiKeyVerifier:
         self._lock = threading.Lock()
 
     def verify(self, session: Session, authorization: str | None) -> Caller:
-        if not authorization or not authorization.startswith("Bearer "):
+        scheme, _, key = (authorization or "").partition(" ")
+        # RFC 9110 §11.1: the authentication scheme is case-insensitive.
+        if scheme.lower() != "bearer" or not key.strip():
             raise Unauthorized("an API key is required: Authorization: Bearer <key>")
-        key = authorization.removeprefix("Bearer ").strip()
+        key = key.strip()
         digest = _digest(key)
         now = time.monotonic()
         cached = self._cache.get(digest)

@@ -23,10 +23,19 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+import capture.jobs
+import capture.openapi
+import capture.views
 import consent_ledger.openapi
+import consent_ledger.transparency_views
 import consent_ledger.views
+import preference_center.openapi
+import preference_center.views
+from consent_ledger import transparency
+from consent_ledger.checkpoints import CheckpointSigner
 from zeroparty import __version__
 from zeroparty.apikeys import ApiKeyVerifier
+from zeroparty.background import PeriodicJob
 from zeroparty.db import Database
 from zeroparty.errors import ZeropartyError
 from zeroparty.http import JSONResponse, wants_json
@@ -38,6 +47,7 @@ log = logging.getLogger("zeroparty")
 
 TEMPLATES_DIR = PROJECT_ROOT / "templates"
 STATIC_DIR = PROJECT_ROOT / "zeroparty" / "static"
+CHECKPOINT_POLL_SECONDS = 15.0
 
 
 def error_response(request: Request, status: int, code: str, message: str,
@@ -99,23 +109,52 @@ def home(request: Request) -> Response:
     return templates.TemplateResponse(request, "zeroparty/home.html", {"version": __version__})
 
 
-def create_app(settings: Settings, database: Database | None = None) -> Starlette:
-    """Build the app. ``database`` defaults to one for ``settings.database_url``."""
+def _background_jobs(
+    settings: Settings, db: Database, signer: CheckpointSigner
+) -> list[PeriodicJob]:
+    """What ``serve`` runs beside the web app, in every worker."""
+
+    def checkpoint_if_due() -> None:
+        if transparency.checkpoint_due(db, settings):
+            transparency.make_checkpoint(db, settings, signer)
+
+    return [
+        PeriodicJob("ledger-checkpoints", CHECKPOINT_POLL_SECONDS, checkpoint_if_due),
+        *capture.jobs.background_jobs(settings, db),
+    ]
+
+
+def create_app(
+    settings: Settings, database: Database | None = None, *, background: bool = False
+) -> Starlette:
+    """Build the app. ``database`` defaults to one for ``settings.database_url``;
+    ``background`` runs the periodic jobs (``serve`` does; tests call them directly)."""
     db = database or Database.from_url(settings.database_url)
     owns_database = database is None
+    signer = transparency.load_signer(settings)
+    jobs = _background_jobs(settings, db, signer) if background else []
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        for job in jobs:
+            job.start()
         yield
+        for job in jobs:
+            job.stop()
         if owns_database:
             db.dispose()
 
-    document = build_openapi([consent_ledger.openapi], __version__)
+    document = build_openapi(
+        [consent_ledger.openapi, preference_center.openapi, capture.openapi], __version__
+    )
     routes: list[Any] = [
         Route("/", home, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint(document), methods=["GET"]),
         *consent_ledger.views.routes,
+        *consent_ledger.transparency_views.routes,
+        *preference_center.views.routes,
+        *capture.views.routes,
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(
@@ -136,9 +175,10 @@ def create_app(settings: Settings, database: Database | None = None) -> Starlett
     app.state.database = db
     app.state.api_keys = ApiKeyVerifier(settings.api_key_cache_seconds)
     app.state.templates = Jinja2Templates(directory=TEMPLATES_DIR)
+    app.state.checkpoint_signer = signer
     return app
 
 
 def app_from_env() -> Starlette:
     """Factory for ``uvicorn --factory``: settings from the environment."""
-    return create_app(Settings.from_env())
+    return create_app(Settings.from_env(), background=True)

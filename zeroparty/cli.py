@@ -103,7 +103,13 @@ def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
         if not args.quiet:
             print(f"\r{phase}: {done:,}/{total:,} entries", end="", file=sys.stderr, flush=True)
 
-    external = [Path(name).read_text(encoding="utf-8") for name in args.checkpoint]
+    external: list[str] = []
+    for name in args.checkpoint:
+        try:
+            external += transparency.split_notes(Path(name).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"error: --checkpoint: cannot read {name}: {exc}", file=sys.stderr)
+            return 2
     database = _database(settings)
     try:
         with database.connect() as connection:

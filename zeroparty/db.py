@@ -30,7 +30,7 @@ NAMING_CONVENTION = {
 }
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-_WRITE_OPTION = "zeroparty_write"
+WRITE_OPTION = "zeroparty_write"
 
 
 class Base(DeclarativeBase):
@@ -95,7 +95,7 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        mode = "IMMEDIATE" if connection.get_execution_options().get(_WRITE_OPTION) else ""
+        mode = "IMMEDIATE" if connection.get_execution_options().get(WRITE_OPTION) else ""
         connection.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
@@ -126,7 +126,7 @@ class Database:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._writer = engine.execution_options(**{_WRITE_OPTION: True})
+        self._writer = engine.execution_options(**{WRITE_OPTION: True})
         self._write_sessions = sessionmaker(bind=self._writer, expire_on_commit=False)
         self._read_sessions = sessionmaker(bind=engine, expire_on_commit=False)
 

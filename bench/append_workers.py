@@ -1,0 +1,229 @@
+"""Writer processes for :mod:`bench.ledger_appends` (importable, so ``spawn`` finds them).
+
+Each writer builds its own engine, warms up, says it is ready, waits for the common
+start signal, then commits transactions for a fixed time and reports how many it
+committed and how long each took.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    String,
+    Table,
+    insert,
+    select,
+)
+
+from bench.databases import bare_engine
+from consent_ledger import ledger
+from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
+from consent_ledger.models import NoticeVersion
+from consent_ledger.services import ConsentRecord, record_consent
+from consent_ledger.subjects import get_or_create_subject
+from zeroparty.db import Database
+
+WARMUP_TRANSACTIONS = 30
+START_TIMEOUT_S = 120.0
+
+# What a signup form keeps as evidence, already minimised (clean_evidence's output).
+EVIDENCE: dict[str, str | int | bool | None] = {
+    "ip": "203.0.113.0/24",
+    "user_agent": "Mozilla/5.0 (X11; Linux x86_64) zeroparty-bench",
+    "page": "https://northwind.example/signup",
+    "form": "signup-v3",
+}
+# The purposes a three-box signup form asks about (all in the demo site.toml).
+FORM_PURPOSES = ("newsletter", "product_updates", "profiling")
+
+bare_metadata = MetaData()
+# Shaped like consent_events: same columns, types, primary key, unique hash and
+# composite index; no foreign keys, no triggers, no ledger logic.
+bare_events = Table(
+    "bare_events",
+    bare_metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("subject_id", String(32), nullable=False),
+    Column("purpose_key", String(64), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("confirmation_required", Boolean, nullable=False),
+    Column("notice_sha256", String(64)),
+    Column("source", String(32), nullable=False),
+    Column("source_ref", String(200)),
+    Column("jurisdiction", String(16)),
+    Column("method", String(32), nullable=False),
+    Column("locale", String(16)),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("evidence_sha256", String(64)),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+    Index("ix_bare_events_subject_purpose_time", "subject_id", "purpose_key", "occurred_at", "seq"),
+)
+_INSERT_BARE = insert(bare_events)  # built once, like the PERF-NOTES baseline
+
+
+@dataclass(frozen=True, slots=True)
+class WriterSpec:
+    kind: str  # "bare", "record_consent" or "append_many"
+    url: str
+    index: int
+    writers: int
+    entries_per_transaction: int
+    duration_s: float
+
+
+def _bare_transaction(spec: WriterSpec) -> Callable[[int], None]:
+    engine = bare_engine(spec.url)
+    dialect = engine.dialect.name
+
+    def run(n: int) -> None:
+        now = datetime.now(UTC)
+        if dialect == "sqlite":
+            now = now.replace(tzinfo=None)
+        rows: list[dict[str, Any]] = []
+        for k in range(spec.entries_per_transaction):
+            seq = ((n * spec.entries_per_transaction + k) * spec.writers) + spec.index + 1
+            digest = hashlib.sha256(f"{os.getpid()}:{seq}".encode()).hexdigest()
+            rows.append(
+                {
+                    "seq": seq,
+                    "subject_id": digest[:32],
+                    "purpose_key": FORM_PURPOSES[k % len(FORM_PURPOSES)],
+                    "action": "granted",
+                    "confirmation_required": False,
+                    "notice_sha256": digest,
+                    "source": "form",
+                    "source_ref": "bench-form",
+                    "jurisdiction": "DE",
+                    "method": "checkbox",
+                    "locale": "en",
+                    "occurred_at": now,
+                    "recorded_at": now,
+                    "evidence_sha256": digest,
+                    "prev_hash": digest,
+                    "hash": digest,
+                }
+            )
+        with engine.begin() as connection:
+            connection.execute(_INSERT_BARE, rows)
+
+    return run
+
+
+def _notices(database: Database) -> dict[str, str]:
+    with database.read() as session:
+        stmt = select(NoticeVersion.purpose_key, NoticeVersion.sha256).where(
+            NoticeVersion.locale == "en"
+        )
+        return dict(session.execute(stmt).tuples().all())
+
+
+def _email(spec: WriterSpec, n: int) -> str:
+    return f"lead-{spec.index}-{os.getpid()}-{n}@bench.example"
+
+
+def _record_consent_transaction(spec: WriterSpec) -> Callable[[int], None]:
+    database = Database.from_url(spec.url)
+    notice = _notices(database)["profiling"]
+
+    def run(n: int) -> None:
+        record = ConsentRecord(
+            email=_email(spec, n),
+            purpose="profiling",
+            action=ConsentAction.GRANTED,
+            source=ConsentSource.FORM,
+            method=ConsentMethod.CHECKBOX,
+            notice_sha256=notice,
+            source_ref="bench-form",
+            jurisdiction="DE",
+            locale="en",
+            evidence=EVIDENCE,
+        )
+        with database.write() as session:
+            record_consent(session, record)
+
+    return run
+
+
+def _append_many_transaction(spec: WriterSpec) -> Callable[[int], None]:
+    database = Database.from_url(spec.url)
+    notices = _notices(database)
+    purposes = [FORM_PURPOSES[k % len(FORM_PURPOSES)] for k in range(spec.entries_per_transaction)]
+
+    def run(n: int) -> None:
+        with database.write() as session:
+            subject = get_or_create_subject(
+                session, _email(spec, n), locale="en", jurisdiction="DE"
+            )
+            occurred_at = datetime.now(UTC)
+            drafts = [
+                ledger.EntryDraft(
+                    subject_id=subject.id,
+                    purpose=purpose,
+                    action=ConsentAction.GRANTED.value,
+                    source=ConsentSource.FORM.value,
+                    method=ConsentMethod.CHECKBOX.value,
+                    occurred_at=occurred_at,
+                    notice_sha256=notices[purpose],
+                    confirmation_required=purpose != "profiling",
+                    source_ref="bench-form",
+                    jurisdiction="DE",
+                    locale="en",
+                    evidence=EVIDENCE,
+                )
+                for purpose in purposes
+            ]
+            ledger.append_many(session, drafts)
+
+    return run
+
+
+TRANSACTIONS: dict[str, Callable[[WriterSpec], Callable[[int], None]]] = {
+    "bare": _bare_transaction,
+    "record_consent": _record_consent_transaction,
+    "append_many": _append_many_transaction,
+}
+
+
+def writer(spec: WriterSpec, ready: Any, go: Any, results: Any) -> None:
+    """Process entry point: report ``(index, transactions, elapsed_s, latencies_s, cpu_s)``.
+
+    ``cpu_s`` is this process's CPU time during the measured window: unlike the rate, it
+    hardly moves when other work shares the machine.
+    """
+    transaction = TRANSACTIONS[spec.kind](spec)
+    n = 0
+    for _ in range(WARMUP_TRANSACTIONS):
+        transaction(n)
+        n += 1
+    ready.put(spec.index)
+    if not go.wait(START_TIMEOUT_S):
+        results.put((spec.index, 0, 0.0, [], 0.0))
+        return
+    latencies: list[float] = []
+    cpu_start = time.process_time()
+    start = time.perf_counter()
+    deadline = start + spec.duration_s
+    now = start
+    while now < deadline:
+        transaction(n)
+        n += 1
+        after = time.perf_counter()
+        latencies.append(after - now)
+        now = after
+    cpu = time.process_time() - cpu_start
+    results.put((spec.index, len(latencies), now - start, latencies, cpu))

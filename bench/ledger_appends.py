@@ -1,0 +1,219 @@
+"""Scenario 1: ledger appends per second through the real service, beside a bare insert.
+
+zeroparty: ``record_consent`` inside ``Database.write()``, one entry per transaction,
+with evidence, for a new lead each time (what a signup form does); and ``append_many``
+with three entries per transaction (a form with three consent boxes). Baseline, same
+run, same database and pragmas: a plain SQLAlchemy Core insert into a table shaped
+like ``consent_events`` (statement built once), one row (or three) per transaction.
+1 and 4 writers; 4 writers are 4 OS processes (``spawn``), each with its own engine.
+
+Run alone: ``python -m bench.ledger_appends [--quick] [--no-postgres]``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bench.append_workers import WriterSpec, bare_metadata, writer
+from bench.databases import (
+    PostgresTemplate,
+    SqliteTemplate,
+    bare_engine,
+    postgres_available,
+    workdir,
+)
+from bench.report import (
+    Options,
+    Row,
+    ScenarioResult,
+    parse_options,
+    per_second,
+    percentile,
+    ratio_text,
+)
+
+TARGET = 0.60
+WRITER_COUNTS = (1, 4)
+FORM_BOXES = 3
+JOIN_GRACE_S = 90.0
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One measurement: transactions and entries per second, latency per transaction."""
+
+    transactions_per_s: float
+    entries_per_s: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us_per_entry: float  # in the writer processes (SQLite's work included, not PG's)
+
+
+def _get(channel: Any, processes: list[Any], timeout_s: float, kind: str) -> Any:
+    """The next message from the writers; fails at once if one of them died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            return channel.get(timeout=0.5)
+        except queue.Empty:
+            if any(p.exitcode not in (None, 0) for p in processes):
+                break
+    raise RuntimeError(f"{kind} writers failed or stalled (see their stderr)")
+
+
+def measure(kind: str, url: str, writers: int, per_transaction: int, duration_s: float) -> Cell:
+    """Run ``writers`` processes of ``kind`` against ``url`` for ``duration_s``."""
+    context = multiprocessing.get_context("spawn")
+    ready, results = context.Queue(), context.Queue()
+    go = context.Event()
+    processes = [
+        context.Process(
+            target=writer,
+            args=(
+                WriterSpec(kind, url, i, writers, per_transaction, duration_s),
+                ready,
+                go,
+                results,
+            ),
+            daemon=True,
+        )
+        for i in range(writers)
+    ]
+    for process in processes:
+        process.start()
+    outcomes = []
+    try:
+        for _ in processes:
+            _get(ready, processes, JOIN_GRACE_S, kind)
+        go.set()
+        for _ in processes:
+            outcomes.append(_get(results, processes, duration_s + JOIN_GRACE_S, kind))
+    finally:
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=5)
+    latencies = [value for outcome in outcomes for value in outcome[3]]
+    transactions = sum(count / elapsed for _, count, elapsed, _, _ in outcomes if elapsed > 0)
+    committed = sum(outcome[1] for outcome in outcomes) * per_transaction
+    cpu = sum(outcome[4] for outcome in outcomes)
+    return Cell(
+        transactions_per_s=transactions,
+        entries_per_s=transactions * per_transaction,
+        p50_ms=percentile(latencies, 0.50) * 1000,
+        p99_ms=percentile(latencies, 0.99) * 1000,
+        cpu_us_per_entry=cpu / committed * 1e6 if committed else 0.0,
+    )
+
+
+def _with_bare_table(url: str) -> str:
+    engine = bare_engine(url)
+    try:
+        bare_metadata.create_all(engine)
+    finally:
+        engine.dispose()
+    return url
+
+
+def _settled(url: str) -> str:
+    """``url`` after a checkpoint, so no cell pays for the previous cell's writes.
+
+    ``CREATE DATABASE … TEMPLATE`` and the cell before leave WAL behind; a checkpoint
+    landing inside a short cell would otherwise decide its figure.
+    """
+    engine = bare_engine(url)
+    raw = engine.raw_connection()
+    try:
+        if engine.dialect.name == "sqlite":
+            raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        else:
+            raw.driver_connection.autocommit = True
+            raw.driver_connection.execute("CHECKPOINT")
+    finally:
+        raw.close()
+        engine.dispose()
+    return url
+
+
+def _cell_text(cell: Cell) -> str:
+    return (
+        f"{per_second(cell.entries_per_s)} (p50 {cell.p50_ms:.1f} ms, p99 {cell.p99_ms:.1f} ms; "
+        f"{cell.cpu_us_per_entry:,.0f} µs CPU/entry)"
+    )
+
+
+def run_backend(backend: str, fresh: Callable[[], str], duration_s: float) -> list[Row]:
+    """Every cell on one backend; each cell gets a fresh copy of the migrated database."""
+    rows: list[Row] = []
+    cases: Sequence[tuple[str, str, int]] = (
+        ("record_consent, 1 entry/transaction", "record_consent", 1),
+        (f"append_many, {FORM_BOXES} entries/transaction", "append_many", FORM_BOXES),
+    )
+    for label, kind, per_transaction in cases:
+        for writers in WRITER_COUNTS:
+            bare_url = _settled(_with_bare_table(fresh()))
+            bare = measure("bare", bare_url, writers, per_transaction, duration_s)
+            ours = measure(kind, _settled(fresh()), writers, per_transaction, duration_s)
+            ratio = ours.entries_per_s / bare.entries_per_s if bare.entries_per_s else 0.0
+            rows.append(
+                Row(
+                    label=f"{backend}: {label}, {writers} writer(s), entries/s",
+                    zeroparty=_cell_text(ours),
+                    bare=_cell_text(bare),
+                    ratio=ratio_text(ours.entries_per_s, bare.entries_per_s),
+                    target=f">= {TARGET:.0%}",
+                    met=ratio >= TARGET,
+                )
+            )
+            print(f"  {rows[-1].label}: {rows[-1].zeroparty} vs {rows[-1].bare}", flush=True)
+    return rows
+
+
+def run(options: Options) -> ScenarioResult:
+    duration_s = 2.0 if options.quick else 5.0
+    result = ScenarioResult(
+        title="Ledger appends",
+        command="python -m bench.ledger_appends" + (" --quick" if options.quick else ""),
+        what=(
+            f"Entries committed per second for {duration_s:g} s per cell, after a warm-up. "
+            "zeroparty: `record_consent` in `Database.write()` for a new lead each time "
+            "(purpose and notice checked, subject and profile created, head locked, entry, "
+            "evidence and projection written), and `get_or_create_subject` + "
+            f"`ledger.append_many` with {FORM_BOXES} entries (a three-box form). Bare: one "
+            "Core `insert()` built once into a table shaped like `consent_events` (same "
+            "columns and indexes), the same number of rows per transaction, same pragmas "
+            "and `BEGIN IMMEDIATE`. Latencies are per transaction; CPU/entry is the writer "
+            "processes' own CPU time (SQLite's work included, PostgreSQL server's not), "
+            "which other load on the machine hardly changes."
+        ),
+    )
+    with workdir() as directory:
+        print("ledger appends: SQLite", flush=True)
+        template = SqliteTemplate(directory)
+        result.rows += run_backend("SQLite", template.fresh, duration_s)
+    if postgres_available(options.postgres_url):
+        assert options.postgres_url is not None
+        print("ledger appends: PostgreSQL", flush=True)
+        pg = PostgresTemplate(options.postgres_url)
+        try:
+            result.rows += run_backend("PostgreSQL", pg.fresh, duration_s)
+        finally:
+            pg.close()
+    else:
+        result.notes.append("PostgreSQL not measured: no server answered.")
+    return result
+
+
+def main() -> None:
+    options = parse_options(__doc__ or "")
+    print(run(options).markdown())
+
+
+if __name__ == "__main__":
+    main()

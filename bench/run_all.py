@@ -1,0 +1,104 @@
+"""Run every scenario and rewrite ``BENCHMARKS.md``.
+
+``python -m bench.run_all [--quick] [--no-postgres] [--postgres-url URL]``
+
+The analysis of targets missed (profiles and proposed fixes) lives in
+``bench/analysis.md``, written by hand from the profiles and copied into the report
+as it stands, with its own date.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import consent_lookup, ledger_appends, ledger_verify
+from bench.machine import describe, load_average, source_state, wait_for_quiet
+from bench.measured_process import measuring_tool
+from bench.report import Options, ScenarioResult, parse_options
+from zeroparty.settings import PROJECT_ROOT
+
+REPORT = PROJECT_ROOT / "BENCHMARKS.md"
+ANALYSIS = Path(__file__).with_name("analysis.md")
+QUIET_LOAD = 1.5
+QUIET_WAIT_S = 90.0
+
+SCENARIOS: list[tuple[str, Callable[[Options], ScenarioResult]]] = [
+    ("ledger appends", ledger_appends.run),
+    ("ledger verify", ledger_verify.run),
+    ("consent look-up", consent_lookup.run),
+]
+
+
+def _run_one(
+    name: str, scenario: Callable[[Options], ScenarioResult], options: Options
+) -> ScenarioResult:
+    before = wait_for_quiet(QUIET_LOAD, 0 if options.quick else QUIET_WAIT_S)
+    started = time.perf_counter()
+    try:
+        result = scenario(options)
+    except Exception as exc:  # a broken scenario is reported, the others still run
+        traceback.print_exc()
+        result = ScenarioResult(title=name.capitalize(), command="", what="")
+        result.notes.append(f"FAILED: {type(exc).__name__}: {str(exc)[:500]}")
+    after = load_average()
+    result.notes.append(
+        f"Took {time.perf_counter() - started:.0f} s; 1-minute load average {before:.1f} at "
+        f"the start, {after:.1f} at the end (this machine is shared: other work running "
+        "at the same time lowers every figure, zeroparty's and bare alike)."
+    )
+    return result
+
+
+def render(options: Options, results: list[ScenarioResult], started: datetime) -> str:
+    mode = "--quick" if options.quick else "full"
+    command = "python -m bench.run_all" + (" --quick" if options.quick else "")
+    lines = [
+        "# Benchmarks",
+        "",
+        "zeroparty's hot paths beside a bare baseline measured in the same run, on the "
+        "same machine and database; a figure is judged by its ratio to that baseline "
+        "(targets below), never against numbers from another machine.",
+        "",
+        "Commands (`make bench` runs the first):",
+        "",
+        "```",
+        "python -m bench.run_all [--quick] [--no-postgres] [--postgres-url URL]",
+        "python -m bench.ledger_appends [--quick] [--no-postgres]",
+        "python -m bench.ledger_verify [--quick] [--no-postgres]",
+        "python -m bench.consent_lookup [--quick]",
+        "```",
+        "",
+        f"Latest run: `{command}` ({mode}), started {started:%Y-%m-%d %H:%M} UTC, "
+        f"{source_state(PROJECT_ROOT)}.",
+        "",
+        *describe(options.postgres_url),
+        f"- peak memory of child processes measured with {measuring_tool()}",
+        "",
+    ]
+    for result in results:
+        lines.append(result.markdown())
+    if ANALYSIS.exists():
+        lines.append(ANALYSIS.read_text().rstrip() + "\n")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    options = parse_options(__doc__ or "")
+    started = datetime.now(UTC)
+    results = []
+    for name, scenario in SCENARIOS:
+        print(f"== {name}", flush=True)
+        results.append(_run_one(name, scenario, options))
+    REPORT.write_text(render(options, results, started))
+    print(f"wrote {REPORT}")
+    failed = any(note.startswith("FAILED") for r in results for note in r.notes)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Capture: embeddable forms and quizzes, their versions, submissions and double opt-in."""

@@ -1,0 +1,307 @@
+"""What a form or quiz is: fields, consent boxes, steps, branches, outcomes.
+
+A :class:`Definition` is plain, immutable data. Its canonical JSON (:func:`to_json`) is
+what a published version stores, and its SHA-256 is the version's identity, like a
+notice text's: a changed definition is a new version, never an edit of the old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+
+class FieldType(StrEnum):
+    EMAIL = "email"
+    TEXT = "text"
+    NAME = "name"
+    COMPANY = "company"
+    JOB_TITLE = "job_title"
+    COMPANY_SIZE = "company_size"
+    INDUSTRY = "industry"
+    TEXTAREA = "textarea"
+    CHOICE = "choice"
+    """One of a list, as a drop-down."""
+    RADIO = "radio"
+    """One of a list, as radio buttons."""
+    CHECKBOXES = "checkboxes"
+    """Any of a list, as check boxes (``checkbox-multi``)."""
+    HIDDEN = "hidden"
+    """Filled from the page's query string (``utm_source`` …), never shown."""
+
+
+class DefinitionKind(StrEnum):
+    FORM = "form"
+    QUIZ = "quiz"
+
+
+CHOICE_TYPES = frozenset(
+    {
+        FieldType.CHOICE,
+        FieldType.RADIO,
+        FieldType.CHECKBOXES,
+        FieldType.COMPANY_SIZE,
+        FieldType.INDUSTRY,
+    }
+)
+
+DEFAULT_MAX_LENGTH = {FieldType.EMAIL: 320, FieldType.TEXTAREA: 2000, FieldType.HIDDEN: 200}
+AUTOCOMPLETE = {
+    FieldType.EMAIL: "email",
+    FieldType.NAME: "name",
+    FieldType.COMPANY: "organization",
+    FieldType.JOB_TITLE: "organization-title",
+}
+INPUT_TYPE = {FieldType.EMAIL: "email"}
+
+COMPANY_SIZES = (
+    ("1-10", "1 to 10 people"),
+    ("11-50", "11 to 50 people"),
+    ("51-200", "51 to 200 people"),
+    ("201-1000", "201 to 1,000 people"),
+    ("1001+", "More than 1,000 people"),
+)
+INDUSTRIES = (
+    ("software", "Software and internet"),
+    ("finance", "Finance and insurance"),
+    ("retail", "Retail and e-commerce"),
+    ("manufacturing", "Manufacturing"),
+    ("health", "Health care"),
+    ("public", "Public sector and education"),
+    ("other", "Other"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    value: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One input. ``purposes``: what a kept answer may be used for; ``needed``: kept
+    because the request itself needs it (the email a confirmation goes to), even when
+    no purpose is granted. An answer that is neither is never stored."""
+
+    name: str
+    type: FieldType
+    label: str
+    help: str = ""
+    required: bool = False
+    max_length: int = 200
+    purposes: tuple[str, ...] = ()
+    needed: bool = False
+    choices: tuple[Choice, ...] = ()
+
+    @property
+    def multiple(self) -> bool:
+        return self.type is FieldType.CHECKBOXES
+
+    @property
+    def autocomplete(self) -> str:
+        return AUTOCOMPLETE.get(self.type, "off" if self.type is FieldType.HIDDEN else "on")
+
+    @property
+    def input_type(self) -> str:
+        return INPUT_TYPE.get(self.type, "text")
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerSpec:
+    """A possible answer to a quiz question, with where it leads and what it tells."""
+
+    value: str
+    label: str
+    next: str | None = None
+    outcome: str | None = None
+    tags: tuple[str, ...] = ()
+    score: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionSpec:
+    key: str
+    text: str
+    answers: tuple[AnswerSpec, ...]
+    multiple: bool = False
+    required: bool = True
+    help: str = ""
+    purposes: tuple[str, ...] = ()
+
+    def answer(self, value: str) -> AnswerSpec | None:
+        return next((a for a in self.answers if a.value == value), None)
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    key: str
+    title: str
+    questions: tuple[QuestionSpec, ...]
+    next: str | None = None
+    outcome: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeSpec:
+    key: str
+    title: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``count`` accepted submissions per client IP and form per window."""
+
+    count: int = 20
+    window_seconds: int = 600
+
+
+@dataclass(frozen=True, slots=True)
+class Definition:
+    """A form (``steps`` empty) or a quiz, as published under ``slug``."""
+
+    slug: str
+    kind: DefinitionKind
+    title: str
+    locale: str
+    fields: tuple[FieldSpec, ...]
+    consent: tuple[str, ...] = ()
+    intro: str = ""
+    submit_label: str = "Submit"
+    allowed_origins: tuple[str, ...] = ()
+    thank_you: str = "Thank you. We have received your details."
+    redirect: str | None = None
+    double_opt_in: tuple[tuple[str, bool], ...] = ()
+    min_fill_seconds: float = 2.0
+    rate_limit: RateLimit = field(default_factory=RateLimit)
+    steps: tuple[StepSpec, ...] = ()
+    outcomes: tuple[OutcomeSpec, ...] = ()
+    default_outcome: str | None = None
+    answer_purposes: tuple[str, ...] = ()
+
+    @property
+    def is_quiz(self) -> bool:
+        return self.kind is DefinitionKind.QUIZ
+
+    def field_named(self, name: str) -> FieldSpec | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+    def questions(self) -> list[QuestionSpec]:
+        return [q for step in self.steps for q in step.questions]
+
+    def question_named(self, key: str) -> QuestionSpec | None:
+        return next((q for q in self.questions() if q.key == key), None)
+
+    def step_named(self, key: str) -> StepSpec | None:
+        return next((s for s in self.steps if s.key == key), None)
+
+    def outcome_named(self, key: str) -> OutcomeSpec | None:
+        return next((o for o in self.outcomes if o.key == key), None)
+
+    def question_purposes(self, question: QuestionSpec) -> tuple[str, ...]:
+        return question.purposes or self.answer_purposes
+
+    def doi_override(self, purpose: str) -> bool | None:
+        return dict(self.double_opt_in).get(purpose)
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A definition as stored: its version row's id, number and hash."""
+
+    id: int
+    version: int
+    sha256: str
+    definition: Definition
+
+
+def to_json(definition: Definition) -> bytes:
+    """Canonical JSON (sorted keys, no whitespace): stored, hashed, compared."""
+    return orjson.dumps(plain(definition), option=orjson.OPT_SORT_KEYS)
+
+
+def definition_sha256(definition: Definition) -> str:
+    return hashlib.sha256(to_json(definition)).hexdigest()
+
+
+def plain(value: Any) -> Any:
+    if hasattr(value, "__dataclass_fields__"):
+        return {name: plain(getattr(value, name)) for name in value.__dataclass_fields__}
+    if isinstance(value, tuple | list):
+        return [plain(item) for item in value]
+    return value
+
+
+def from_json(data: bytes | str) -> Definition:
+    """Rebuild a stored definition (the inverse of :func:`to_json`)."""
+    raw = orjson.loads(data)
+    return Definition(
+        slug=raw["slug"],
+        kind=DefinitionKind(raw["kind"]),
+        title=raw["title"],
+        locale=raw["locale"],
+        fields=tuple(_field(f) for f in raw["fields"]),
+        consent=tuple(raw["consent"]),
+        intro=raw["intro"],
+        submit_label=raw["submit_label"],
+        allowed_origins=tuple(raw["allowed_origins"]),
+        thank_you=raw["thank_you"],
+        redirect=raw["redirect"],
+        double_opt_in=tuple((p, bool(v)) for p, v in raw["double_opt_in"]),
+        min_fill_seconds=float(raw["min_fill_seconds"]),
+        rate_limit=RateLimit(**raw["rate_limit"]),
+        steps=tuple(
+            StepSpec(
+                key=s["key"],
+                title=s["title"],
+                questions=tuple(_question(q) for q in s["questions"]),
+                next=s["next"],
+                outcome=s["outcome"],
+            )
+            for s in raw["steps"]
+        ),
+        outcomes=tuple(OutcomeSpec(**o) for o in raw["outcomes"]),
+        default_outcome=raw["default_outcome"],
+        answer_purposes=tuple(raw["answer_purposes"]),
+    )
+
+
+def _field(raw: dict[str, Any]) -> FieldSpec:
+    return FieldSpec(
+        name=raw["name"],
+        type=FieldType(raw["type"]),
+        label=raw["label"],
+        help=raw["help"],
+        required=raw["required"],
+        max_length=raw["max_length"],
+        purposes=tuple(raw["purposes"]),
+        needed=raw["needed"],
+        choices=tuple(Choice(**c) for c in raw["choices"]),
+    )
+
+
+def _question(raw: dict[str, Any]) -> QuestionSpec:
+    return QuestionSpec(
+        key=raw["key"],
+        text=raw["text"],
+        answers=tuple(
+            AnswerSpec(
+                value=a["value"],
+                label=a["label"],
+                next=a["next"],
+                outcome=a["outcome"],
+                tags=tuple(a["tags"]),
+                score=a["score"],
+            )
+            for a in raw["answers"]
+        ),
+        multiple=raw["multiple"],
+        required=raw["required"],
+        help=raw["help"],
+        purposes=tuple(raw["purposes"]),
+    )

@@ -1,0 +1,102 @@
+"""Who may frame a form and who may post to it: origins, CSP and CORS.
+
+A form may be framed by, and accept cross-origin submissions from, its own
+``allowed_origins`` plus ``ZEROPARTY_ALLOWED_EMBED_ORIGINS``. Framing is enforced by the
+browser through CSP ``frame-ancestors``; submissions are checked here by their
+``Origin`` (datasette-style cross-site protection): a browser always sends it on a
+cross-origin POST, so a POST from any other site is refused before anything is read.
+Requests without ``Origin`` come from servers and scripts, not from another site's
+page, and are accepted (they still need a valid render token).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+
+from capture.definitions import Definition
+from capture.errors import OriginRefused
+from zeroparty.settings import Settings
+
+CORS_MAX_AGE = "600"
+CORS_HEADERS = "content-type, accept, idempotency-key"
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of an absolute http(s) URL, else ``None``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def own_origin(request: Request) -> str:
+    host = request.headers.get("host", request.url.netloc)
+    return f"{request.url.scheme}://{host}".lower()
+
+
+def allowed_origins(definition: Definition, settings: Settings) -> tuple[str, ...]:
+    origins = (*definition.allowed_origins, *settings.allowed_embed_origins)
+    return tuple(dict.fromkeys(o.rstrip("/").lower() for o in origins))
+
+
+def cross_origin(request: Request) -> str | None:
+    """The request's ``Origin`` when it is another site's, else ``None``."""
+    origin = request.headers.get("origin")
+    if origin is None or origin.lower() == own_origin(request):
+        return None
+    return origin.lower()
+
+
+def check_origin(origin: str, allowed: Iterable[str]) -> None:
+    if origin not in allowed:
+        raise OriginRefused(f"this form does not accept submissions from {origin[:100]}")
+
+
+def cors_headers(origin: str) -> dict[str, str]:
+    """Headers letting ``origin`` (already checked) read a JSON answer; no credentials."""
+    return {"access-control-allow-origin": origin, "vary": "Origin"}
+
+
+def preflight_headers(origin: str) -> dict[str, str]:
+    return {
+        **cors_headers(origin),
+        "access-control-allow-methods": "GET, POST",
+        "access-control-allow-headers": CORS_HEADERS,
+        "access-control-max-age": CORS_MAX_AGE,
+    }
+
+
+def new_nonce() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def page_headers(
+    nonce: str, frame_origins: Iterable[str], form_targets: Iterable[str] = ()
+) -> dict[str, str]:
+    """CSP with a per-response nonce; framing only by the form's origins.
+
+    ``X-Frame-Options`` cannot name several origins: browsers that know
+    ``frame-ancestors`` ignore it, older ones get ``SAMEORIGIN`` (no cross-site framing).
+    ``form_targets`` are origins a form may be sent or redirected to (CSP ``form-action``
+    also governs the redirect after a submission).
+    """
+    ancestors = " ".join(["'self'", *frame_origins])
+    targets = " ".join(["'self'", *form_targets])
+    return {
+        "content-security-policy": (
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'self'; "
+            f"img-src 'self' data:; form-action {targets}; frame-ancestors {ancestors}; "
+            "base-uri 'none'"
+        ),
+        "x-frame-options": "SAMEORIGIN",
+        "x-content-type-options": "nosniff",
+        "referrer-policy": "strict-origin-when-cross-origin",
+        "cache-control": "no-store",
+    }

@@ -1,0 +1,91 @@
+"""Tables of capture.
+
+``capture_definitions`` is append-only (database triggers refuse UPDATE and DELETE): a
+published form or quiz version is immutable, and every submission points at the one
+it was made on. Personal data lives in ``capture_submissions`` (outcome, tags, score)
+and ``capture_answers``; erasure deletes a subject's rows from both
+(:mod:`capture.personal`). ``capture_rate_counters`` holds keyed hashes of client
+addresses, never the addresses.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from zeroparty.db import Base, UTCDateTime, utcnow
+
+HASH_HEX = 64
+SUBMISSION_ID_LENGTH = 32
+
+
+class DefinitionVersion(Base):
+    """One immutable published version of a form or quiz."""
+
+    __tablename__ = "capture_definitions"
+    __table_args__ = (UniqueConstraint("slug", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    slug: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(8))
+    version: Mapped[int] = mapped_column(Integer)
+    definition: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(HASH_HEX))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Submission(Base):
+    """An accepted submission. Quiz results (outcome, tags, score) are kept only when
+    every answer they derive from was kept (per-field purpose binding)."""
+
+    __tablename__ = "capture_submissions"
+
+    id: Mapped[str] = mapped_column(String(SUBMISSION_ID_LENGTH), primary_key=True)
+    definition_id: Mapped[int] = mapped_column(ForeignKey("capture_definitions.id"))
+    subject_id: Mapped[str | None] = mapped_column(ForeignKey("subjects.id"), index=True)
+    locale: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str | None] = mapped_column(String(64))
+    tags: Mapped[str | None] = mapped_column(Text)
+    score: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Answer(Base):
+    """One kept answer (one row per chosen value of a multiple choice)."""
+
+    __tablename__ = "capture_answers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    submission_id: Mapped[str] = mapped_column(ForeignKey("capture_submissions.id"), index=True)
+    subject_id: Mapped[str | None] = mapped_column(ForeignKey("subjects.id"), index=True)
+    field: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(Text)
+
+
+class IdempotencyRecord(Base):
+    """The answer given to a submission, kept so a retry gets it again.
+
+    ``key`` is SHA-256 over the form and the client's idempotency key; ``request_sha256``
+    over the normalised submission, so the same key with another body is refused.
+    """
+
+    __tablename__ = "capture_idempotency"
+
+    key: Mapped[str] = mapped_column(String(HASH_HEX), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(HASH_HEX))
+    submission_id: Mapped[str] = mapped_column(String(SUBMISSION_ID_LENGTH), index=True)
+    response: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RateCounter(Base):
+    """Accepted submissions per bucket (keyed hash of client address and form) and
+    fixed window: shared by every worker process and host through the database."""
+
+    __tablename__ = "capture_rate_counters"
+
+    bucket: Mapped[str] = mapped_column(String(HASH_HEX), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)

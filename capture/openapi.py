@@ -1,0 +1,118 @@
+"""Capture's part of ``/openapi.json``: JSON submissions for custom front-ends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+SCHEMAS: dict[str, Any] = {
+    "FormSubmission": {
+        "type": "object",
+        "required": ["render_token"],
+        "additionalProperties": False,
+        "properties": {
+            "fields": {
+                "type": "object",
+                "description": "values by declared field (and quiz question) name",
+                "additionalProperties": {
+                    "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
+                },
+            },
+            "consent": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "purpose keys of the boxes ticked (unticked: left out)",
+            },
+            "render_token": {
+                "type": "string",
+                "description": "`render_token` from `GET /f/{slug}` (Accept: application/json)",
+            },
+            "page_url": {"type": "string", "description": "the page the form was shown on"},
+        },
+    },
+    "SubmissionResult": {
+        "type": "object",
+        "required": ["submission", "stored", "granted", "pending_confirmation"],
+        "properties": {
+            "submission": {"type": "string"},
+            "stored": {"type": "boolean"},
+            "kept_fields": {"type": "array", "items": {"type": "string"}},
+            "granted": {"type": "array", "items": {"type": "string"}},
+            "pending_confirmation": {"type": "array", "items": {"type": "string"}},
+            "gpc_opt_out": {"type": "array", "items": {"type": "string"}},
+            "outcome": {"type": ["string", "null"]},
+            "mail_queued": {"type": "boolean"},
+            "message": {"type": "string"},
+            "redirect": {"type": ["string", "null"]},
+            "result": {"type": ["object", "null"]},
+        },
+    },
+}
+
+PATHS: dict[str, Any] = {
+    "/f/{slug}": {
+        "parameters": [
+            {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
+        ],
+        "get": {
+            "summary": "A form or quiz definition with its notices and a render token",
+            "responses": {
+                "200": {
+                    "description": "the published version",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "404": {"description": "no such form", **_ERROR},
+            },
+        },
+        "post": {
+            "summary": "Submit a form or quiz (also urlencoded or multipart)",
+            "parameters": [
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "Sec-GPC",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                },
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/FormSubmission"}}
+                },
+            },
+            "responses": {
+                "201": {
+                    "description": "stored",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/SubmissionResult"}
+                        }
+                    },
+                },
+                "200": {
+                    "description": "a retry answered as before, or a quiz result not stored",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/SubmissionResult"}
+                        }
+                    },
+                },
+                "400": {"description": "render token not valid", **_ERROR},
+                "403": {"description": "origin not allowed", **_ERROR},
+                "409": {"description": "idempotency key used for another body", **_ERROR},
+                "410": {"description": "render token expired", **_ERROR},
+                "413": {"description": "body too large", **_ERROR},
+                "415": {"description": "wrong content type", **_ERROR},
+                "422": {"description": "invalid or unknown fields, too fast, honeypot", **_ERROR},
+                "429": {"description": "rate limited", **_ERROR},
+            },
+        },
+    },
+}

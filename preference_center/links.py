@@ -1,0 +1,89 @@
+"""Signed links to the preference center, and the headers every outgoing mail carries.
+
+:func:`mail_headers` is the helper for capture's mails and for customers' own mails:
+``List-Unsubscribe`` with the one-click URL (and a mailto, if given),
+``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058 section 3.1), and the
+footer link to the preference center.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from preference_center.tokens import LinkClaim, LinkPurpose, LinkTokens, current_version
+from zeroparty.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class MailLinks:
+    """What to put into a mail for one subject: headers plus the footer link."""
+
+    headers: dict[str, str]
+    preference_url: str
+    unsubscribe_url: str
+
+    def footer_text(self, intro: str = "Manage your preferences or unsubscribe:") -> str:
+        return f"\n\n--\n{intro} {self.preference_url}\n"
+
+
+def preference_url(settings: Settings, token: str) -> str:
+    return f"{settings.base_url}/p/{token}"
+
+
+def unsubscribe_url(settings: Settings, token: str) -> str:
+    return f"{settings.base_url}/u/{token}"
+
+
+def erase_url(settings: Settings, token: str) -> str:
+    return f"{settings.base_url}/p/erase/{token}"
+
+
+def manage_link(settings: Settings, session: Session, subject_id: str) -> str:
+    """The subject's signed preference-center URL, at their current link version."""
+    version = current_version(session, subject_id)
+    token = LinkTokens(settings).issue(LinkPurpose.MANAGE, LinkClaim(subject_id, version))
+    return preference_url(settings, token)
+
+
+def mail_headers(
+    settings: Settings,
+    subject_id: str,
+    purpose: str | list[str] | tuple[str, ...],
+    session: Session | None = None,
+    *,
+    mailto: str | None = None,
+    link_version: int | None = None,
+) -> MailLinks:
+    """Headers and footer link for a mail to ``subject_id`` sent for ``purpose``.
+
+    The one-click link withdraws exactly the purpose(s) named. Pass the ``session`` the
+    mail is queued in: the links then carry the subject's current link version. Without
+    one (or an explicit ``link_version``) they carry version 0, which is right for every
+    subject whose links were never revoked. ``mailto`` adds a ``mailto:`` alternative for
+    mail clients without one-click support (RFC 2369).
+    """
+    purposes = (purpose,) if isinstance(purpose, str) else tuple(purpose)
+    if link_version is not None:
+        version = link_version
+    elif session is not None:
+        version = current_version(session, subject_id)
+    else:
+        version = 0
+    tokens = LinkTokens(settings)
+    manage = preference_url(
+        settings, tokens.issue(LinkPurpose.MANAGE, LinkClaim(subject_id, version))
+    )
+    one_click = unsubscribe_url(
+        settings,
+        tokens.issue(LinkPurpose.UNSUBSCRIBE, LinkClaim(subject_id, version, purposes)),
+    )
+    targets = [f"<{one_click}>"]
+    if mailto:
+        targets.append(f"<mailto:{mailto}?subject=unsubscribe>")
+    headers = {
+        "List-Unsubscribe": ", ".join(targets),
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    return MailLinks(headers=headers, preference_url=manage, unsubscribe_url=one_click)

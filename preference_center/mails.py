@@ -1,0 +1,98 @@
+"""Mails the preference center sends: a fresh link, and the erasure confirmation.
+
+Both are queued in the caller's transaction (:func:`zeroparty.mail.queue_mail`) with the
+subject id, so erasure deletes them with the rest of the subject's personal data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from consent_ledger.actions import PurposeCategory
+from consent_ledger.models import Purpose, Subject
+from consent_ledger.subjects import find_subject_id
+from preference_center.links import erase_url, mail_headers
+from preference_center.locale import choose_locale, strings
+from preference_center.models import LinkRequest
+from preference_center.tokens import LinkClaim, LinkPurpose, LinkTokens, current_version
+from zeroparty.db import utcnow
+from zeroparty.errors import ZeropartyError
+from zeroparty.mail import Mail, queue_mail
+from zeroparty.settings import Settings
+
+LINK_REQUESTS_PER_HOUR = 3
+RATE_WINDOW = timedelta(hours=1)
+
+
+class TooManyRequests(ZeropartyError):
+    status_code = 429
+    code = "too_many_requests"
+
+
+def address_key(settings: Settings, email: str) -> str:
+    """A keyed hash of the address for rate limiting: not reversible without the key."""
+    key = hashlib.sha256(b"zeroparty.link-requests|" + settings.secret_keys[0].encode()).digest()
+    return hmac.new(key, email.encode(), hashlib.sha256).hexdigest()
+
+
+def _locale(session: Session, subject_id: str, accept_language: str | None) -> str:
+    subject = session.get(Subject, subject_id)
+    return choose_locale(subject.locale if subject else None, accept_language)
+
+
+def request_link(
+    session: Session, settings: Settings, email: str, accept_language: str | None = None
+) -> None:
+    """Mail a fresh preference link to ``email`` if it belongs to a lead.
+
+    Says nothing about whether it does: the rate limit (per address, known or not) and
+    the answer are the same either way. Raises :class:`TooManyRequests` past the limit.
+    """
+    now = utcnow()
+    session.execute(delete(LinkRequest).where(LinkRequest.requested_at < now - RATE_WINDOW))
+    key = address_key(settings, email)
+    recent = session.execute(
+        select(func.count()).select_from(LinkRequest).where(LinkRequest.address_key == key)
+    ).scalar_one()
+    if recent >= LINK_REQUESTS_PER_HOUR:
+        raise TooManyRequests(
+            "too many links were requested for this address; try again in an hour"
+        )
+    session.add(LinkRequest(address_key=key, requested_at=now))
+    subject_id = find_subject_id(session, email)
+    if subject_id is None:
+        return
+    text = strings(_locale(session, subject_id, accept_language))
+    links = mail_headers(settings, subject_id, _communication_purposes(session), session)
+    body = f"{text['mail_link_text']}\n\n{links.preference_url}\n\n{text['mail_ignore']}\n"
+    queue_mail(
+        session,
+        Mail(to=email, subject=text["mail_link_subject"], text=body, headers=links.headers),
+        subject_id=subject_id,
+    )
+
+
+def _communication_purposes(session: Session) -> list[str]:
+    stmt = select(Purpose.key).where(Purpose.category == PurposeCategory.COMMUNICATION.value)
+    return list(session.execute(stmt.order_by(Purpose.key)).scalars())
+
+
+def request_erasure(
+    session: Session, settings: Settings, subject_id: str, email: str, locale: str
+) -> None:
+    """Mail a link that confirms the erasure (valid 24 hours); erases nothing yet."""
+    token = LinkTokens(settings).issue(
+        LinkPurpose.ERASE, LinkClaim(subject_id, current_version(session, subject_id))
+    )
+    text = strings(locale)
+    body = f"{text['mail_erase_text']}\n\n{erase_url(settings, token)}\n\n{text['mail_ignore']}\n"
+    queue_mail(
+        session,
+        Mail(to=email, subject=text["mail_erase_subject"], text=body),
+        subject_id=subject_id,
+    )

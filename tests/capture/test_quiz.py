@@ -1,0 +1,216 @@
+"""Quizzes: step by step without JavaScript, branching, outcomes, tags and scores, and
+results shown whether or not anything is stored."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+import pytest
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
+from capture.definitions import from_json
+from capture.models import Answer, DefinitionVersion, Submission
+from capture.quiz import walk
+from consent_ledger.models import ConsentEvent
+from tests.capture.conftest import find_all, one
+from zeroparty.db import Database
+
+QUIZ = "/f/analytics-fit"
+
+
+def _step(client: TestClient, token: str, at: str, **answers: str | list[str]) -> str:
+    response = client.post(QUIZ, data={"_rt": token, "_action": "next", "_at": at, **answers})
+    assert response.status_code == 200, response.text[:400]
+    return response.text
+
+
+def test_first_step_is_a_fieldset_of_radio_buttons(app_client: TestClient) -> None:
+    html = app_client.get(QUIZ).text
+    assert one(html, "legend")["text"].startswith("What do you most want")
+    radios = find_all(html, "input", name="goal")
+    assert [r["type"] for r in radios] == ["radio"] * 3
+    assert one(html, "input", name="_at")["value"] == "goal"
+
+
+@pytest.mark.parametrize(
+    ("path", "outcome"),
+    [
+        ([("goal", {"goal": "browsing"})], "The explorer"),
+        ([("goal", {"goal": "reporting"}), ("tools", {"tools": ["bi", "spreadsheets"]})],
+         "The reporter"),
+        ([("goal", {"goal": "prediction"}), ("volume", {"volume": "small"})], "The builder"),
+        ([("goal", {"goal": "prediction"}), ("volume", {"volume": "large"})], "The scaler"),
+    ],
+)  # fmt: skip
+def test_branches_lead_to_their_outcome(
+    app_client: TestClient,
+    render: Callable[..., str],
+    path: list[tuple[str, dict[str, str | list[str]]]],
+    outcome: str,
+) -> None:
+    token = render("analytics-fit")
+    given: dict[str, str | list[str]] = {}
+    html = ""
+    for at, answers in path:
+        given.update(answers)
+        html = _step(app_client, token, at, **given)
+    assert one(html, "h2", id="outcome-title")["text"] == outcome
+    # The result is shown before any email is asked for: consent is not its price.
+    assert one(html, "input", id="f-email")
+    assert "checked" not in one(html, "input", id="c-newsletter")
+
+
+def test_branch_shows_the_step_it_leads_to(
+    app_client: TestClient, render: Callable[..., str]
+) -> None:
+    html = _step(app_client, render("analytics-fit"), "goal", goal="prediction")
+    assert one(html, "input", name="_at")["value"] == "volume"
+    assert one(html, "input", type="hidden", name="goal")["value"] == "prediction"
+    assert not find_all(html, "input", name="tools")
+
+
+def test_a_step_without_an_answer_says_so(
+    app_client: TestClient, render: Callable[..., str]
+) -> None:
+    response = app_client.post(
+        QUIZ, data={"_rt": render("analytics-fit"), "_action": "next", "_at": "goal"}
+    )
+    assert response.status_code == 422
+    assert one(response.text, "p", id="f-goal-error")["text"].strip() == "Error: Choose an answer"
+    assert one(response.text, "input", id="f-goal-0")["aria-describedby"] == "f-goal-error"
+
+
+def test_answers_outcome_tags_and_score_are_kept_with_profiling_consent(
+    app_client: TestClient, render: Callable[..., str], database: Database
+) -> None:
+    response = app_client.post(
+        QUIZ,
+        data={
+            "_rt": render("analytics-fit"),
+            "_action": "submit",
+            "goal": "reporting",
+            "tools": ["spreadsheets", "bi"],
+            "email": "quinn@example.com",
+            "consent": "profiling",
+        },
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    with database.read() as session:
+        submission = session.execute(select(Submission)).scalar_one()
+        kept = [(a.field, a.value) for a in session.execute(select(Answer)).scalars()]
+        entries = session.execute(select(ConsentEvent)).scalars().all()
+    assert submission.outcome == "reporter"
+    assert orjson.loads(submission.tags or "[]") == ["reporting", "spreadsheets", "bi"]
+    assert submission.score == 20
+    assert ("goal", "reporting") in kept
+    assert ("tools", "bi") in kept
+    assert [(e.purpose_key, e.source) for e in entries] == [("profiling", "quiz")]
+    thanks = app_client.get(response.headers["location"])
+    assert one(thanks.text, "h1")["text"] == "Your result: The reporter"
+
+
+def test_without_profiling_consent_answers_and_result_are_not_kept(
+    app_client: TestClient, render: Callable[..., str], database: Database
+) -> None:
+    response = app_client.post(
+        QUIZ,
+        json={
+            "render_token": render("analytics-fit"),
+            "fields": {"goal": "prediction", "volume": "large", "email": "ray@example.com"},
+            "consent": ["newsletter"],
+        },
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["outcome"] == "scaler"
+    assert body["result"]["title"] == "The scaler"
+    assert body["pending_confirmation"] == ["newsletter"]
+    with database.read() as session:
+        submission = session.execute(select(Submission)).scalar_one()
+        kept = [a.field for a in session.execute(select(Answer)).scalars()]
+    assert kept == ["email"]
+    assert (submission.outcome, submission.tags, submission.score) == (None, None, None)
+
+
+def test_result_without_email_stores_nothing(
+    app_client: TestClient, render: Callable[..., str], counts: Callable[[], dict[str, int]]
+) -> None:
+    before = counts()
+    response = app_client.post(
+        QUIZ,
+        data={"_rt": render("analytics-fit"), "_action": "submit", "goal": "browsing"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    thanks = app_client.get(response.headers["location"])
+    assert one(thanks.text, "h1")["text"] == "Your result: The explorer"
+    assert "We have not stored anything about you." in thanks.text
+    assert counts() == before
+
+
+def test_answers_off_the_path_are_dropped(
+    app_client: TestClient, render: Callable[..., str], database: Database
+) -> None:
+    response = app_client.post(
+        QUIZ,
+        json={
+            "render_token": render("analytics-fit"),
+            "fields": {"goal": "browsing", "volume": "large", "email": "sam@example.com"},
+            "consent": ["profiling"],
+        },
+    )
+    assert response.status_code == 201
+    assert response.json()["outcome"] == "explorer"
+    with database.read() as session:
+        kept = sorted(a.field for a in session.execute(select(Answer)).scalars())
+    assert kept == ["email", "goal"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"goal": "nonsense"}, "goal"),
+        ({"goal": "reporting", "tools": ["hammer"]}, "tools"),
+        ({"goal": ["reporting", "prediction"]}, "goal"),
+        ({}, "goal"),
+    ],
+)
+def test_bad_quiz_answers_are_refused(
+    app_client: TestClient,
+    render: Callable[..., str],
+    counts: Callable[[], dict[str, int]],
+    fields: dict[str, object],
+    problem: str,
+) -> None:
+    before = counts()
+    response = app_client.post(
+        QUIZ,
+        json={
+            "render_token": render("analytics-fit"),
+            "fields": {**fields, "email": "tim@example.com"},
+            "consent": ["profiling"],
+        },
+    )
+    assert response.status_code == 422
+    assert problem in response.json()["error"]["fields"]
+    assert counts() == before
+
+
+def test_walk_stops_at_the_step_after_the_one_answered(database: Database) -> None:
+    with database.read() as session:
+        stored = session.execute(
+            select(DefinitionVersion.definition).where(DefinitionVersion.slug == "analytics-fit")
+        ).scalar_one()
+    quiz = from_json(stored)
+    path = walk(quiz, {"goal": ("reporting",)}, until="goal")
+    assert path.current is not None
+    assert path.current.key == "tools"
+    assert path.outcome is None
+    done = walk(quiz, {"goal": ("reporting",), "tools": ("none",)})
+    assert done.outcome is not None
+    assert done.outcome.key == "reporter"
+    assert done.score == 5
+    assert done.tags == ("reporting",)

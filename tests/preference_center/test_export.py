@@ -1,0 +1,112 @@
+"""Downloading all my data (GDPR Art. 15/20) and my consent receipts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session
+from starlette.testclient import TestClient
+
+from consent_ledger.entries import seal
+from tests.factories import notice_hash
+from tests.preference_center.conftest import EMAIL, issue, open_session
+from zeroparty import personal_data
+from zeroparty.db import Database
+from zeroparty.settings import Settings
+
+
+def test_export_holds_everything(
+    app_client: TestClient,
+    settings: Settings,
+    database: Database,
+    lead: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[str] = []
+
+    def answers(_session: Session, subject_id: str) -> dict[str, Any]:
+        seen.append(subject_id)
+        return {"company": "Northwind Fan Club", "role": "analyst"}
+
+    monkeypatch.setitem(
+        personal_data._PROVIDERS,
+        "capture",
+        personal_data.PersonalData("capture", answers, lambda _s, _i: None),
+    )
+    csrf = open_session(app_client, issue(settings, database, lead))
+    app_client.post(
+        "/p/",
+        data={"csrf": csrf, "action": "unsubscribe_all"},
+        headers={"Sec-Fetch-Site": "same-origin"},
+    )
+    response = app_client.get("/p/export")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["content-disposition"] == 'attachment; filename="my-data.json"'
+    data = response.json()
+    assert data["format"] == "zeroparty.subject-export/1"
+    assert data["subject"]["id"] == lead
+    assert data["profile"]["email"] == EMAIL
+    assert data["answers"] == {"company": "Northwind Fan Club", "role": "analyst"}
+    assert seen == [lead]
+    assert data["scores"] is None
+    ledger = data["ledger"]
+    assert [(e["purpose"], e["action"]) for e in ledger] == [
+        ("newsletter", "granted"),
+        ("profiling", "granted"),
+        ("newsletter", "withdrawn"),
+        ("profiling", "withdrawn"),
+    ]
+    grant = ledger[0]
+    assert grant["notice_sha256"] == notice_hash(database, "newsletter")
+    assert grant["notice"]["text"].startswith("Yes, send me the Northwind newsletter")
+    assert grant["evidence"] == {"ip": "198.51.100.0/24", "user_agent": "pytest"}
+    assert grant["hash"]
+    assert {s["purpose"]: s["permitted"] for s in data["consent"]} == {
+        "newsletter": False,
+        "profiling": False,
+    }
+    assert {s["topic"]: s["subscribed"] for s in data["subscriptions"]} == {
+        "monthly_digest": False,
+        "webinars": False,
+    }
+    assert len(data["subscription_history"]) == 2
+
+
+def test_receipts_recompute_to_their_hashes(
+    app_client: TestClient, settings: Settings, database: Database, lead: str
+) -> None:
+    open_session(app_client, issue(settings, database, lead))
+    response = app_client.get("/p/receipts")
+    assert response.status_code == 200
+    data = response.json()
+    assert data["subject_id"] == lead
+    assert data["ledger_head"]["seq"] >= 2
+    fields = (
+        "seq",
+        "prev_hash",
+        "subject_id",
+        "purpose",
+        "action",
+        "confirmation_required",
+        "notice_sha256",
+        "source",
+        "source_ref",
+        "jurisdiction",
+        "method",
+        "locale",
+        "occurred_at",
+        "recorded_at",
+        "evidence_sha256",
+    )
+    for receipt in data["receipts"]:
+        assert seal({name: receipt[name] for name in fields}) == receipt["hash"]
+        assert "evidence" not in receipt
+
+
+@pytest.mark.parametrize("path", ["/p/export", "/p/receipts"])
+def test_downloads_need_a_session(app_client: TestClient, path: str) -> None:
+    response = app_client.get(path)
+    assert response.status_code == 401
+    assert "Your session has ended" in response.text

@@ -1,0 +1,198 @@
+"""RFC 8058 one-click unsubscribe and the mail headers that announce it."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
+from consent_ledger.models import ConsentEvent
+from preference_center import mail_headers
+from preference_center.tokens import LinkPurpose
+from tests.preference_center.conftest import EMAIL, counts, issue, ledger_size
+from zeroparty.db import Database
+from zeroparty.settings import Settings
+
+
+def _unsubscribe_token(settings: Settings, database: Database, lead: str) -> str:
+    return issue(settings, database, lead, LinkPurpose.UNSUBSCRIBE, ("newsletter",))
+
+
+def _permitted(api: TestClient, purpose: str) -> bool:
+    response = api.get("/api/consent", params={"email": EMAIL, "purpose": purpose})
+    return bool(response.json()["permitted"])
+
+
+@pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])
+def test_one_click_withdraws_named_purpose(
+    api: TestClient, settings: Settings, database: Database, lead: str, encoding: str
+) -> None:
+    token = _unsubscribe_token(settings, database, lead)
+    start = ledger_size(database)
+    api.cookies.clear()
+    if encoding == "urlencoded":
+        response = api.post(
+            f"/u/{token}",
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    else:
+        response = api.post(
+            f"/u/{token}", files={"List-Unsubscribe": (None, "One-Click")}
+        )  # multipart/form-data with one plain field, as Gmail sends it
+    assert response.status_code == 200, response.text
+    assert "set-cookie" not in response.headers
+    assert "<form" not in response.text  # nothing left to click
+    with database.read() as session:
+        entries = list(
+            session.execute(select(ConsentEvent).where(ConsentEvent.seq > start)).scalars()
+        )
+    assert [(e.purpose_key, e.action, e.source, e.method) for e in entries] == [
+        ("newsletter", "withdrawn", "preference-center", "one-click-unsubscribe")
+    ]
+    assert _permitted(api, "newsletter") is False
+    assert _permitted(api, "profiling") is True  # only what the token names
+
+    # Idempotent: providers retry; the second call records nothing.
+    again = api.post(
+        f"/u/{token}",
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert again.status_code == 200
+    assert ledger_size(database) == start + 1
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "status"),
+    [
+        ("application/x-www-form-urlencoded", b"", 422),
+        ("application/x-www-form-urlencoded", b"List-Unsubscribe=Yes", 422),
+        ("application/x-www-form-urlencoded", b"unsubscribe=One-Click", 422),
+        ("application/json", b'{"List-Unsubscribe": "One-Click"}', 415),
+        ("text/plain", b"List-Unsubscribe=One-Click", 415),
+    ],
+)
+def test_one_click_bad_bodies(
+    app_client: TestClient,
+    settings: Settings,
+    database: Database,
+    lead: str,
+    content_type: str,
+    body: bytes,
+    status: int,
+) -> None:
+    before = counts(database)
+    response = app_client.post(
+        f"/u/{_unsubscribe_token(settings, database, lead)}",
+        content=body,
+        headers={"Content-Type": content_type},
+    )
+    assert response.status_code == status
+    assert counts(database) == before
+
+
+@pytest.mark.parametrize(
+    ("token_kind", "status"), [("manage", 400), ("garbage", 400), ("revoked", 410)]
+)
+def test_one_click_bad_tokens(
+    app_client: TestClient,
+    settings: Settings,
+    database: Database,
+    lead: str,
+    token_kind: str,
+    status: int,
+) -> None:
+    from preference_center.tokens import revoke_links
+
+    if token_kind == "manage":
+        token = issue(settings, database, lead)
+    elif token_kind == "garbage":
+        token = "x.y.z"
+    else:
+        token = _unsubscribe_token(settings, database, lead)
+        with database.write() as session:
+            revoke_links(session, lead)
+    before = counts(database)
+    response = app_client.post(
+        f"/u/{token}",
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == status
+    assert counts(database) == before
+
+
+def test_one_click_needs_no_same_origin(
+    app_client: TestClient, settings: Settings, database: Database, lead: str
+) -> None:
+    # Mail providers post from their own servers: no Origin check applies.
+    response = app_client.post(
+        f"/u/{_unsubscribe_token(settings, database, lead)}",
+        content=b"List-Unsubscribe=One-Click",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Origin": "https://mail.provider.example",
+            "Sec-Fetch-Site": "cross-site",
+        },
+    )
+    assert response.status_code == 200
+
+
+def test_get_unsubscribe_url_shows_a_button_only(
+    app_client: TestClient, settings: Settings, database: Database, lead: str
+) -> None:
+    before = counts(database)
+    response = app_client.get(f"/u/{_unsubscribe_token(settings, database, lead)}")
+    assert response.status_code == 200
+    assert 'name="List-Unsubscribe" value="One-Click"' in response.text
+    assert counts(database) == before
+
+
+def test_mail_headers(
+    settings: Settings, database: Database, lead: str, app_client: TestClient
+) -> None:
+    with database.read() as session:
+        links = mail_headers(
+            settings, lead, "newsletter", session, mailto="unsubscribe@example.org"
+        )
+    header = links.headers["List-Unsubscribe"]
+    assert header.startswith("<http://testserver/u/")
+    assert header.endswith(", <mailto:unsubscribe@example.org?subject=unsubscribe>")
+    assert links.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert links.preference_url.startswith("http://testserver/p/")
+    assert links.preference_url in links.footer_text()
+    # The announced URL works as RFC 8058 says a provider will use it.
+    response = app_client.post(
+        links.unsubscribe_url.removeprefix("http://testserver"),
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 200
+    # Without a session the links carry version 0: right until the first revocation.
+    plain = mail_headers(settings, lead, ["newsletter", "product_updates"])
+    assert plain.unsubscribe_url != links.unsubscribe_url
+
+
+def test_cli_link_prints_working_url(
+    cli_env: Settings,
+    database: Database,
+    lead: str,
+    app_client: TestClient,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from zeroparty.cli import main
+
+    assert main(["link", EMAIL]) == 0
+    url = capsys.readouterr().out.strip()
+    path = urlsplit(url).path
+    assert path.startswith("/p/")
+    landing = app_client.get(
+        path,
+        headers={"Sec-Fetch-Site": "none"},
+        follow_redirects=False,
+    )
+    assert landing.status_code == 303
+    assert main(["link", "nobody@example.com"]) == 2
