@@ -11,8 +11,8 @@ rule 8: the no wins), then by ``seq``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from consent_ledger.actions import ConsentAction
 
@@ -27,11 +27,17 @@ _NEGATIVE = frozenset(
 )
 
 PENDING = "pending"
+_GRANTED = ConsentAction.GRANTED.value
+_CONFIRMED = ConsentAction.CONFIRMED.value
 
 
-@dataclass(frozen=True, slots=True)
-class ConsentFact:
-    """What the fold needs of a ledger entry."""
+class ConsentFact(NamedTuple):
+    """What the fold needs of a ledger entry.
+
+    Tuples rather than dataclasses: ``ledger verify`` builds one per entry, a million
+    at a time. ``occurred_at`` may be a datetime or canonical RFC 3339 text (verify
+    folds text): the fold only compares and copies it.
+    """
 
     seq: int
     action: str
@@ -40,8 +46,7 @@ class ConsentFact:
     occurred_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class StateValue:
+class StateValue(NamedTuple):
     """The state of one subject's consent for one purpose after some entries.
 
     ``status`` is the last effective action (``pending`` for a grant awaiting its
@@ -67,26 +72,29 @@ def order_key(fact: ConsentFact) -> tuple[datetime, int, int]:
 
 def apply(state: StateValue | None, fact: ConsentFact) -> StateValue:
     """The state after ``fact``, given the state before it (``None``: no entries yet)."""
-    action = ConsentAction(fact.action)
-    seq, at = fact.seq, fact.occurred_at
-    if action is ConsentAction.GRANTED:
+    action, seq, at = fact.action, fact.seq, fact.occurred_at
+    if action == _GRANTED:
         if fact.confirmation_required:
             return StateValue(PENDING, False, None, fact.notice_sha256, seq, at)
-        return StateValue(action.value, True, at, fact.notice_sha256, seq, at)
-    if action is ConsentAction.CONFIRMED:
+        return StateValue(_GRANTED, True, at, fact.notice_sha256, seq, at)
+    if action == _CONFIRMED:
         if state is not None and state.status == PENDING:
-            return StateValue(action.value, True, at, state.notice_sha256, seq, at)
+            return StateValue(_CONFIRMED, True, at, state.notice_sha256, seq, at)
         # A confirmation with nothing pending (clicked after a withdrawal, or twice)
         # changes nothing but is still the last entry seen.
         if state is None:
-            return StateValue(action.value, False, None, fact.notice_sha256, seq, at)
+            return StateValue(_CONFIRMED, False, None, fact.notice_sha256, seq, at)
         return StateValue(state.status, state.permitted, state.since, state.notice_sha256, seq, at)
+    if action not in _NEGATIVE:
+        raise ValueError(f"unknown ledger action {action!r}")
     notice = fact.notice_sha256 or (state.notice_sha256 if state else None)
-    return StateValue(action.value, False, at, notice, seq, at)
+    return StateValue(str(action), False, at, notice, seq, at)
 
 
 def fold(facts: list[ConsentFact], state: StateValue | None = None) -> StateValue | None:
     """Apply ``facts`` (any order) in :func:`order_key` order on top of ``state``."""
+    if len(facts) == 1:
+        return apply(state, facts[0])
     for fact in sorted(facts, key=order_key):
         state = apply(state, fact)
     return state

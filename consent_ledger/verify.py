@@ -16,17 +16,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from itertools import zip_longest
+from itertools import groupby, zip_longest
+from operator import itemgetter
 from typing import Any, cast
 
+import orjson
 from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection
 
-from consent_ledger import projection
-from consent_ledger.entries import GENESIS_HASH, entry_hash, evidence_commitment
+from consent_ledger import ledger_scan, projection
+from consent_ledger.entries import (
+    GENESIS_HASH,
+    entry_hash,
+    evidence_commitment,
+)
 from consent_ledger.models import ConsentEvent, ConsentEvidence, ConsentState, LedgerHead
-from consent_ledger.state import iter_folded_pairs
-from consent_ledger.stored import canonical_of_row, entry_select
 
 ProgressCallback = Callable[[str, int, int], None]
 """Called as ``progress(phase, done, total)`` every :data:`PROGRESS_EVERY` entries."""
@@ -62,53 +66,72 @@ class VerifyReport:
         return self.problem is None
 
 
-def _chain_rows(connection: Connection) -> Iterator[Any]:
-    stmt = (
-        entry_select()
-        .add_columns(_evd.c.salt, _evd.c.body)
-        .select_from(_ev.outerjoin(_evd, _evd.c.seq == _ev.c.seq))
-        .order_by(_ev.c.seq)
-        .execution_options(stream_results=True, yield_per=STREAM_BATCH)
-    )
-    # Closed even when the caller stops early (a server-side cursor on PostgreSQL).
-    with connection.execute(stmt) as rows:
-        yield from rows
-
-
 def _check_chain(
     connection: Connection, total: int, progress: ProgressCallback | None
 ) -> tuple[int, str, Problem | None]:
     """Walk the chain; returns (entries seen, last hash, first problem)."""
+    evidence = ledger_scan.evidence_rows(connection)
+    try:
+        return _walk_chain(connection, evidence, total, progress)
+    finally:
+        evidence.close()
+
+
+dumps = orjson.dumps
+
+
+def _walk_chain(
+    connection: Connection,
+    evidence: Iterator[tuple[Any, ...]],
+    total: int,
+    progress: ProgressCallback | None,
+) -> tuple[int, str, Problem | None]:
     expected_seq, running = 1, GENESIS_HASH
     count = 0
-    for row in _chain_rows(connection):
-        seq, prev_hash, evidence_sha256, stored = row[0], row[1], row[14], row[15]
-        salt, body = row[16], row[17]
+    kept = next(evidence, None)  # evidence rows, merged in by seq
+    for row in ledger_scan.chain_rows(connection):
+        (seq, prev_hash, subject_id, purpose, action, confirm, notice, source, source_ref,
+         jurisdiction, method, locale, occurred_at, recorded_at, evidence_sha256,
+         stored) = row  # fmt: skip
         if seq != expected_seq:
             kind = "gap" if seq > expected_seq else "order"
             what = f"entry {expected_seq} is missing" if seq > expected_seq else "out of order"
             return count, running, Problem(expected_seq, kind, f"{what} (found seq {seq})")
         if prev_hash != running:
-            return (
-                count,
-                running,
-                Problem(seq, "link", f"prev_hash does not match the hash of entry {seq - 1}"),
-            )
-        computed = entry_hash(canonical_of_row(row))
+            message = f"prev_hash does not match the hash of entry {seq - 1}"
+            return count, running, Problem(seq, "link", message)
+        # Keys written in sorted order, so plain dumps gives the canonical bytes
+        # (entries.canonical_bytes sorts; the test suite checks the two agree).
+        canonical = dumps(
+            {
+                "action": action,
+                "confirmation_required": bool(confirm),
+                "evidence_sha256": evidence_sha256,
+                "jurisdiction": jurisdiction,
+                "locale": locale,
+                "method": method,
+                "notice_sha256": notice,
+                "occurred_at": occurred_at,
+                "prev_hash": prev_hash,
+                "purpose": purpose,
+                "recorded_at": recorded_at,
+                "seq": seq,
+                "source": source,
+                "source_ref": source_ref,
+                "subject_id": subject_id,
+            }
+        )
+        computed = entry_hash(canonical)
         if computed != stored:
-            return (
-                count,
-                running,
-                Problem(seq, "hash", "content does not match its hash (the entry was altered)"),
-            )
-        if body is not None and (
-            evidence_sha256 is None or evidence_commitment(salt, body) != evidence_sha256
-        ):
-            return (
-                count,
-                running,
-                Problem(seq, "evidence", "kept evidence does not match the entry's commitment"),
-            )
+            message = "content does not match its hash (the entry was altered)"
+            return count, running, Problem(seq, "hash", message)
+        while kept is not None and kept[0] < seq:
+            kept = next(evidence, None)
+        if kept is not None and kept[0] == seq:
+            if evidence_sha256 is None or evidence_commitment(kept[1], kept[2]) != evidence_sha256:
+                message = "kept evidence does not match the entry's commitment"
+                return count, running, Problem(seq, "evidence", message)
+            kept = next(evidence, None)
         running = computed
         expected_seq += 1
         count += 1
@@ -117,67 +140,73 @@ def _check_chain(
     return count, running, None
 
 
+def _folded_pairs(connection: Connection) -> Iterator[tuple[str, str, projection.StateValue]]:
+    """The ledger folded pair by pair, timestamps kept as canonical text (it sorts in
+    time order, which is all the fold needs of them)."""
+    facts = ledger_scan.fact_rows(connection)
+    fact = projection.ConsentFact
+    for (subject_id, purpose), group in groupby(facts, key=itemgetter(0, 1)):
+        state = projection.fold([fact(r[2], r[3], r[4], r[5], r[6]) for r in group])
+        assert state is not None
+        yield subject_id, purpose, state
+
+
 def _check_projection(
     connection: Connection, total: int, progress: ProgressCallback | None
 ) -> tuple[int, Problem | None]:
-    kept_stmt = (
-        select(
-            _cs.c.subject_id,
-            _cs.c.purpose_key,
-            _cs.c.status,
-            _cs.c.permitted,
-            _cs.c.since,
-            _cs.c.notice_sha256,
-            _cs.c.last_seq,
-            _cs.c.last_occurred_at,
-        )
-        .order_by(_cs.c.subject_id, _cs.c.purpose_key)
-        .execution_options(stream_results=True, yield_per=STREAM_BATCH)
-    )
+    # Same connection, same transaction: the states and the entries come from one
+    # snapshot, so appends running meanwhile cannot make them look inconsistent.
+    kept_rows = ledger_scan.state_rows(connection)
+    try:
+        return _compare_states(_folded_pairs(connection), kept_rows, total, progress)
+    finally:
+        kept_rows.close()
+
+
+def _compare_states(
+    folded_pairs: Iterator[tuple[str, str, projection.StateValue]],
+    kept_rows: Iterator[tuple[Any, ...]],
+    total: int,
+    progress: ProgressCallback | None,
+) -> tuple[int, Problem | None]:
     rows = 0
-    with connection.engine.connect() as second, second.execute(kept_stmt) as kept_rows:
-        for folded, kept in zip_longest(iter_folded_pairs(connection), kept_rows):
-            rows += 1
-            if folded is None:
-                return rows, Problem(
-                    None,
-                    "projection",
-                    f"consent_state has a row for subject {kept[0]} / {kept[1]} "
-                    "that the ledger has no entries for",
-                )
-            subject_id, purpose, state = folded
-            if kept is None or (kept[0], kept[1]) != (subject_id, purpose):
-                return rows, Problem(
-                    state.last_seq,
-                    "projection",
-                    f"consent_state lacks subject {subject_id} / {purpose} "
-                    "(or holds a pair the ledger does not)",
-                )
-            if projection.StateValue(*kept[2:]) != _normalised(state):
-                return rows, Problem(
-                    state.last_seq,
-                    "projection",
-                    f"consent_state for subject {subject_id} / {purpose} disagrees with "
-                    "the ledger (run `zeroparty ledger rebuild-state` after investigating)",
-                )
-            if progress is not None and rows % PROGRESS_EVERY == 0:
-                progress("projection", rows, total)
+    for folded, kept in zip_longest(folded_pairs, kept_rows):
+        rows += 1
+        if folded is None:
+            message = (
+                f"consent_state has a row for subject {kept[0]} / {kept[1]} "
+                "that the ledger has no entries for"
+            )
+            return rows, Problem(None, "projection", message)
+        subject_id, purpose, state = folded
+        if kept is None or (kept[0], kept[1]) != (subject_id, purpose):
+            message = (
+                f"consent_state lacks subject {subject_id} / {purpose} "
+                "(or holds a pair the ledger does not)"
+            )
+            return rows, Problem(state.last_seq, "projection", message)
+        if tuple(kept[2:]) != state:
+            message = (
+                f"consent_state for subject {subject_id} / {purpose} disagrees with the "
+                "ledger (run `zeroparty ledger rebuild-state` after investigating)"
+            )
+            return rows, Problem(state.last_seq, "projection", message)
+        if progress is not None and rows % PROGRESS_EVERY == 0:
+            progress("projection", rows, total)
     return rows, None
 
 
-def _normalised(state: projection.StateValue) -> projection.StateValue:
-    return projection.StateValue(
-        state.status,
-        bool(state.permitted),
-        state.since,
-        state.notice_sha256,
-        state.last_seq,
-        state.last_occurred_at,
-    )
+def verify_ledger(
+    connection: Connection,
+    progress: ProgressCallback | None = None,
+    *,
+    projection_result: Callable[[], tuple[int, Problem | None]] | None = None,
+) -> VerifyReport:
+    """Check chain, head and projection; see the module docstring.
 
-
-def verify_ledger(connection: Connection, progress: ProgressCallback | None = None) -> VerifyReport:
-    """Check chain, head and projection; see the module docstring."""
+    ``projection_result``, when given, supplies the projection check's outcome (run
+    elsewhere, see :func:`verify_database`) instead of running it here.
+    """
     head = connection.execute(select(_head.c.seq, _head.c.hash)).first()
     if head is None:
         missing = Problem(None, "head", "ledger_head row is missing")
@@ -203,6 +232,52 @@ def verify_ledger(connection: Connection, progress: ProgressCallback | None = No
         problem = Problem(entries, "head", "ledger_head's hash differs from the last entry's")
     rows = 0
     if problem is None:
-        rows, projection_problem = _check_projection(connection, head_seq, progress)
+        if projection_result is not None:
+            rows, projection_problem = projection_result()
+        else:
+            rows, projection_problem = _check_projection(connection, head_seq, progress)
         problem = projection_problem
     return VerifyReport(entries, head_seq, head_hash, rows, problem)
+
+
+def _snapshot(connection: Connection) -> Connection:
+    """One snapshot for the whole check (PostgreSQL statements otherwise each see their
+    own; SQLite's read transaction is one snapshot already)."""
+    if connection.dialect.name == "postgresql":
+        return connection.execution_options(isolation_level="REPEATABLE READ")
+    return connection
+
+
+def _projection_in_child(url: str) -> tuple[int, Problem | None]:
+    from zeroparty.db import Database
+
+    database = Database.from_url(url)
+    try:
+        with database.connect() as raw:
+            connection = _snapshot(raw)
+            head = connection.execute(select(_head.c.seq)).scalar_one_or_none() or 0
+            return _check_projection(connection, int(head), None)
+    finally:
+        database.dispose()
+
+
+def verify_database(url: str, progress: ProgressCallback | None = None) -> VerifyReport:
+    """Verify the ledger at ``url`` using both cores: the chain and head are checked here
+    while a second process checks the projection (each on its own consistent snapshot).
+    What ``zeroparty ledger verify`` runs; the result is the same as :func:`verify_ledger`.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from zeroparty.db import Database
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        future = pool.submit(_projection_in_child, url)
+        database = Database.from_url(url)
+        try:
+            with database.connect() as raw:
+                report = verify_ledger(_snapshot(raw), progress, projection_result=future.result)
+        finally:
+            database.dispose()
+            future.cancel()
+    return report

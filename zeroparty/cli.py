@@ -97,7 +97,7 @@ def cmd_site_load(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
     from consent_ledger import transparency
-    from consent_ledger.verify import verify_ledger
+    from consent_ledger.verify import verify_database
 
     def progress(phase: str, done: int, total: int) -> None:
         if not args.quiet:
@@ -112,8 +112,8 @@ def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
             return 2
     database = _database(settings)
     try:
+        report = verify_database(settings.database_url, progress)
         with database.connect() as connection:
-            report = verify_ledger(connection, progress)
             checkpoint_problem = None
             if report.problem is None:
                 signer = (
