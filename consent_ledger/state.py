@@ -102,13 +102,17 @@ _FACTS_UNTIL = (
 )
 
 
-def consent_now(session: Session, email: str, purpose: str) -> ConsentAnswer:
+def _connection(source: Session | Connection) -> Connection:
+    return source.connection() if isinstance(source, Session) else source
+
+
+def consent_now(session: Session | Connection, email: str, purpose: str) -> ConsentAnswer:
     """Whether ``email`` (normalised) may be contacted for ``purpose`` now.
 
     Read from the kept projection, which every append updates in its own transaction,
     so a withdrawal is reflected by the next request (SPEC rule 2).
     """
-    row = session.connection().execute(_CURRENT, {"email": email, "purpose": purpose}).first()
+    row = _connection(session).execute(_CURRENT, {"email": email, "purpose": purpose}).first()
     if row is None:
         raise UnknownPurpose(purpose)
     mechanism, jurisdictions, subject_jurisdiction, status, permitted, since, notice = row
@@ -117,13 +121,15 @@ def consent_now(session: Session, email: str, purpose: str) -> ConsentAnswer:
     return ConsentAnswer(purpose, bool(permitted), status, since, notice)
 
 
-def consent_at(session: Session, subject_id: str, purpose: str, at: datetime) -> ConsentAnswer:
+def consent_at(
+    session: Session | Connection, subject_id: str, purpose: str, at: datetime
+) -> ConsentAnswer:
     """What ``subject_id`` had permitted for ``purpose`` at ``at``, from the ledger itself.
 
     Only entries whose action happened at or before ``at`` count, folded in the same
     order as the kept projection.
     """
-    connection = session.connection()
+    connection = _connection(session)
     head = connection.execute(_PURPOSE_AND_SUBJECT, {"sid": subject_id, "purpose": purpose})
     row = head.first()
     if row is None:

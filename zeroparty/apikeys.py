@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import String, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from zeroparty.db import Base, UTCDateTime, utcnow
@@ -93,7 +94,7 @@ class ApiKeyVerifier:
         self._cache: dict[str, tuple[float, Caller]] = {}
         self._lock = threading.Lock()
 
-    def verify(self, session: Session, authorization: str | None) -> Caller:
+    def verify(self, session: Session | Connection, authorization: str | None) -> Caller:
         scheme, _, key = (authorization or "").partition(" ")
         # RFC 9110 §11.1: the authentication scheme is case-insensitive.
         if scheme.lower() != "bearer" or not key.strip():
