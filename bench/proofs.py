@@ -292,6 +292,10 @@ def measure_audit(database: Database, settings: Settings, signer: CheckpointSign
 # --- the scenario -----------------------------------------------------------------------
 
 
+def make_path(url: str) -> str:
+    return url.removeprefix("sqlite:///")
+
+
 def run(quick: bool) -> dict[str, Any]:
     """Measure everything on a copy of the cached synthetic ledger; returns the figures."""
     entries = QUICK_ENTRIES if quick else FULL_ENTRIES
@@ -350,10 +354,6 @@ def run(quick: bool) -> dict[str, Any]:
         "checkpoint_audit_seconds": round(audit_s, 2),
         "ledger_generated_seconds": round(ledger.seconds, 1),
     }
-
-
-def make_path(url: str) -> str:
-    return url.removeprefix("sqlite:///")
 
 
 def scenario(options: Options) -> ScenarioResult:

@@ -121,3 +121,16 @@ def walk(
         if outcome is not None:
             return QuizPath(tuple(visited), None, outcome, kept)
     raise AssertionError("unreachable: every walk ends at a step or an outcome")
+
+
+def step_back(
+    definition: Definition, answers: Mapping[str, tuple[str, ...]], at: str | None
+) -> QuizPath:
+    """The step before ``at`` on the visitor's path, its answers kept (``Back``)."""
+    path = walk(definition, answers, at)
+    visited = list(path.visited)
+    keys = [step.key for step in visited]
+    before = visited[: keys.index(at)] if at in keys else visited
+    if not before:
+        return QuizPath((), definition.steps[0], None, path.answers)
+    return QuizPath(tuple(before[:-1]), before[-1], None, path.answers)

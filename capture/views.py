@@ -23,10 +23,8 @@ Template contexts (``templates/capture/``):
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +41,7 @@ from capture import confirm_views, embedding, forms, services
 from capture.context import CaptureState, capture_state, database_of, settings_of, templates_of
 from capture.definitions import Definition, OutcomeSpec, Published, plain
 from capture.errors import QuizAnswersInvalid, SpamSuspected, TooFast
-from capture.quiz import QuizPath, walk
+from capture.quiz import QuizPath, step_back, walk
 from capture.ratelimit import bucket_for
 from capture.tokens import CaptureTokens, RenderToken
 from consent_ledger.evidence import EvidenceValue, clean_evidence
@@ -159,7 +157,7 @@ def _render(request: Request, screen: FormScreen) -> Response:
             template = "capture/quiz_step.html"
             context.update(
                 step=step,
-                step_number=definition.steps.index(step) + 1,
+                step_number=len(path.visited) + 1 if path is not None else 1,
                 answers=path.answers if path is not None else {},
             )
         else:
@@ -268,21 +266,11 @@ def _idempotency_key(request: Request, slug: str, token: RenderToken) -> str:
     return hashlib.sha256(f"{slug}\x00{key}".encode()).hexdigest()
 
 
-# SQLite has one writer at a time. Threads of this process queue on a lock, handed over
-# at once; left to SQLite they would poll its busy handler, which sleeps up to 100 ms
-# between tries (the p99 of every SQLite write path under load). Other processes still
-# meet at SQLite's own lock.
-_SQLITE_WRITER = threading.Lock()
-
-
 def _store(
     database: Database, request: services.SubmissionRequest, tokens: CaptureTokens, base_url: str
 ) -> services.SubmissionResult:
-    guard: AbstractContextManager[object] = (
-        _SQLITE_WRITER if database.dialect == "sqlite" else nullcontext()
-    )
     try:
-        with guard, database.write() as session:
+        with database.write() as session:
             return services.accept_submission(session, request, tokens=tokens, base_url=base_url)
     except IntegrityError:
         # A retry (same render token or Idempotency-Key) met the first submission's
@@ -351,12 +339,18 @@ async def _submit(
     if raw.meta.get(forms.HONEYPOT):
         raise SpamSuspected("the submission was refused as automated")
     page_url = _page_url(raw.meta.get(forms.PAGE_URL))
-    action = raw.meta.get(forms.ACTION, "submit")
-    if definition.is_quiz and not raw.is_json and action == "next":
+    # A quiz step page names its step; its Next button may be "pressed" without a value.
+    action = raw.meta.get(forms.ACTION) or ("next" if forms.AT_STEP in raw.meta else "submit")
+    if definition.is_quiz and not raw.is_json and action in ("next", "back"):
         answers = {
             q.key: tuple(v for v in raw.values.get(q.key, []) if v) for q in definition.questions()
         }
-        work.quiz = path = walk(definition, answers, raw.meta.get(forms.AT_STEP) or None)
+        at = raw.meta.get(forms.AT_STEP) or None
+        if action == "back":
+            path = step_back(definition, answers, at)
+        else:
+            path = walk(definition, answers, at)
+        work.quiz = path
         if path.errors:
             raise QuizAnswersInvalid(dict(path.errors))
         notices = await run_in_threadpool(_load_notices, database, definition)

@@ -18,13 +18,13 @@ from sqlalchemy import Table, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from consent_ledger import merkle
+from consent_ledger import ledger_scan, merkle
+from consent_ledger.entries import ENTRY_FIELDS, canonical_bytes
 from consent_ledger.models import ConsentEvent, LedgerHead, MerkleNode
 from consent_ledger.stored import canonical_of_row, entry_select
 
 TILE_HEIGHT = 8
 TILE = 1 << TILE_HEIGHT
-STREAM_BATCH = 5_000
 
 _ev = cast(Table, ConsentEvent.__table__)
 _nodes = cast(Table, MerkleNode.__table__)
@@ -168,18 +168,17 @@ def check_tree(connection: Connection, sizes: Iterable[int]) -> TreeCheck:
     stack: list[bytes] = []  # roots of the perfect subtrees so far, largest first
     count = 0
     problem: str | None = None
-    stmt = (
-        entry_select()
-        .order_by(_ev.c.seq)
-        .execution_options(stream_results=True, yield_per=STREAM_BATCH)
-    )
-    result = connection.execute(stmt)
+    # The driver-cursor scan `ledger verify` uses (timestamps spelled by the database):
+    # the same canonical bytes as stored.canonical_of_row at half the cost per entry.
+    rows = ledger_scan.chain_rows(connection)
     try:
-        for row in result:
+        for row in rows:
             if row[0] != count + 1:
                 problem = f"the ledger has no entry {count + 1}"
                 break
-            value = merkle.leaf_hash(canonical_of_row(row))
+            fields = dict(zip(ENTRY_FIELDS, row[: len(ENTRY_FIELDS)], strict=True))
+            fields["confirmation_required"] = bool(fields["confirmation_required"])
+            value = merkle.leaf_hash(canonical_bytes(fields))
             count += 1
             # As in merkle.root_from_leaf_hashes: each trailing zero bit of the count
             # completes one perfect subtree, here of height `height`.
@@ -201,7 +200,7 @@ def check_tree(connection: Connection, sizes: Iterable[int]) -> TreeCheck:
                     root = merkle.node_hash(left, root)
                 roots[count] = root
     finally:
-        result.close()
+        rows.close()
     if problem is None and stored:
         height, index = min(stored)
         problem = (

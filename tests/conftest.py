@@ -25,6 +25,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
@@ -36,6 +38,13 @@ from zeroparty.settings import DEFAULT_SITE_FILE, Settings
 from zeroparty.site import load_site
 
 pytest_plugins = ["tests.fixtures.mail", "tests.fixtures.browser"]
+
+# No timing thresholds in tests (the machines are shared and noisy): hypothesis gets no
+# per-example deadline and no "too slow" health check; examples stay bounded in number.
+hypothesis_settings.register_profile(
+    "zeroparty", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("zeroparty")
 
 TEST_DB = os.environ.get("ZEROPARTY_TEST_DB", "sqlite")
 POSTGRES_URL = os.environ.get(
@@ -74,8 +83,10 @@ def postgres_available() -> bool:
 
 
 def _pg_url(name: str) -> str:
-    return make_url(POSTGRES_URL).set(drivername="postgresql+psycopg", database=name).render_as_string(
-        hide_password=False
+    return (
+        make_url(POSTGRES_URL)
+        .set(drivername="postgresql+psycopg", database=name)
+        .render_as_string(hide_password=False)
     )
 
 

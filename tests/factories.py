@@ -47,6 +47,8 @@ def record(
                 notice_sha256=notice,
                 occurred_at=occurred_at,
                 jurisdiction=jurisdiction,
-                evidence=evidence if evidence is not None else {"ip": "198.51.100.23", "user_agent": "pytest"},
+                evidence=evidence
+                if evidence is not None
+                else {"ip": "198.51.100.23", "user_agent": "pytest"},
             ),
         )

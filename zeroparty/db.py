@@ -10,8 +10,9 @@ stay deferred so readers never wait for writers.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -107,11 +108,13 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         _configure_sqlite(engine)
         return engine
     # hide_parameters: an error message must never carry an email into the logs.
+    # No pool_pre_ping (a round trip per request): a connection found dead is
+    # invalidated by SQLAlchemy on its first error, and the pool recovers by itself.
     return create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_recycle=1800,
         hide_parameters=True,
     )
 
@@ -126,6 +129,13 @@ class Database:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # SQLite has one writer at a time. Threads of this process queue here rather
+        # than in SQLite's busy handler, which sleeps up to 100 ms between tries (the
+        # p99 of every write path under load); other processes still meet at SQLite's
+        # own lock. Re-entrant, so a nested write fails as before rather than hanging.
+        self._write_lock: AbstractContextManager[object] = (
+            threading.RLock() if engine.dialect.name == "sqlite" else nullcontext()
+        )
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
         self._write_sessions = sessionmaker(bind=self._writer, expire_on_commit=False)
         self._read_sessions = sessionmaker(bind=engine, expire_on_commit=False)
@@ -140,7 +150,7 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        with self._write_sessions() as session, session.begin():
+        with self._write_lock, self._write_sessions() as session, session.begin():
             yield session
 
     @contextmanager

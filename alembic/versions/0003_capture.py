@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from zeroparty.append_only import allow_changes, forbid_changes
 from zeroparty.db import UTCDateTime
 
 revision: str = "0003"
@@ -23,39 +24,6 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 APPEND_ONLY = "capture_definitions"
-
-
-def _forbid_changes(table: str) -> None:
-    message = f"{table} is append-only: UPDATE and DELETE are refused"
-    if op.get_bind().dialect.name == "sqlite":
-        for verb in ("UPDATE", "DELETE"):
-            op.execute(
-                f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
-                f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
-            )
-        return
-    op.execute(
-        f"CREATE FUNCTION {table}_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
-        f"BEGIN RAISE EXCEPTION '{message}' USING ERRCODE = 'insufficient_privilege'; END $$"
-    )
-    op.execute(
-        f"CREATE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table} "
-        f"FOR EACH ROW EXECUTE FUNCTION {table}_append_only()"
-    )
-    op.execute(
-        f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-        f"FOR EACH STATEMENT EXECUTE FUNCTION {table}_append_only()"
-    )
-
-
-def _allow_changes(table: str) -> None:
-    if op.get_bind().dialect.name == "sqlite":
-        op.execute(f"DROP TRIGGER IF EXISTS {table}_no_update")
-        op.execute(f"DROP TRIGGER IF EXISTS {table}_no_delete")
-        return
-    op.execute(f"DROP TRIGGER IF EXISTS {table}_no_change ON {table}")
-    op.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
-    op.execute(f"DROP FUNCTION IF EXISTS {table}_append_only()")
 
 
 def upgrade() -> None:
@@ -139,11 +107,11 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_capture_answers_submission_id"), ["submission_id"], unique=False
         )
-    _forbid_changes(APPEND_ONLY)
+    forbid_changes(APPEND_ONLY)
 
 
 def downgrade() -> None:
-    _allow_changes(APPEND_ONLY)
+    allow_changes(APPEND_ONLY)
     with op.batch_alter_table("capture_answers", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_capture_answers_submission_id"))
         batch_op.drop_index(batch_op.f("ix_capture_answers_subject_id"))

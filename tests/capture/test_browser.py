@@ -135,6 +135,11 @@ def test_quiz_clicked_through_to_its_outcome(
     page.get_by_role("button", name="Next").click()
     page.get_by_text("How much data do you work with?").wait_for()
     screenshot(page, "capture-quiz-step-2")
+    assert axe_violations(page) == []
+    page.get_by_role("button", name="Back").click()
+    assert page.get_by_label("Predictions").is_checked()
+    page.get_by_role("button", name="Next").click()
+    page.get_by_text("How much data do you work with?").wait_for()
     page.get_by_role("button", name="Next").click()  # nothing chosen: an error
     assert "Choose an answer" in page.locator("#f-volume-error").inner_text()
     page.get_by_label("Terabytes or more").check()

@@ -214,3 +214,30 @@ def test_walk_stops_at_the_step_after_the_one_answered(database: Database) -> No
     assert done.outcome.key == "reporter"
     assert done.score == 5
     assert done.tags == ("reporting",)
+
+
+def test_back_returns_to_the_previous_step_with_its_answer(
+    app_client: TestClient, render: Callable[..., str]
+) -> None:
+    token = render("analytics-fit")
+    html = _step(app_client, token, "goal", goal="prediction")
+    assert one(html, "p", class_="progress")["text"] == "Step 2: Your data"
+    assert one(html, "button", value="back")
+    response = app_client.post(
+        QUIZ,
+        data={"_rt": token, "_action": "back", "_at": "volume", "goal": "prediction"},
+    )
+    assert response.status_code == 200
+    back = response.text
+    assert one(back, "input", name="_at")["value"] == "goal"
+    assert "checked" in one(back, "input", id="f-goal-1")
+    assert not find_all(back, "button", value="back"), "no Back on the first step"
+
+
+def test_next_without_a_button_value_still_steps(
+    app_client: TestClient, render: Callable[..., str]
+) -> None:
+    response = app_client.post(
+        QUIZ, data={"_rt": render("analytics-fit"), "_at": "goal", "goal": "reporting"}
+    )
+    assert one(response.text, "input", name="_at")["value"] == "tools"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
-import dataclasses
 import hashlib
 import json
 import uuid
@@ -720,7 +719,5 @@ def test_receipt_of_a_lead_with_many_purposes_is_one_signature(
     assert purposes["sale_sharing"]["thirdPartyDisclosure"] is True
     assert purposes["sale_sharing"]["consentType"] == "IMPLICIT"
     assert receipt["jurisdiction"] == "US-CA"
-    again = receipts.build_receipt(
-        database, dataclasses.replace(settings), signer, entries[0].subject_id
-    )
+    again = receipts.build_receipt(database, settings, signer, entries[0].subject_id)
     assert again["consentReceiptID"] == receipt["consentReceiptID"]  # same entries, same head

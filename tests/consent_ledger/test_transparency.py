@@ -14,7 +14,7 @@ import dataclasses
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -93,7 +93,7 @@ def check(
     database: Database,
     settings: Settings,
     signer: CheckpointSigner,
-    external: list[str] = (),  # type: ignore[assignment]
+    external: Sequence[str] = (),
 ) -> transparency.CheckpointProblem | None:
     keys = transparency.verifier_keys(settings, signer)
     with database.connect() as connection:
@@ -527,7 +527,14 @@ def resign(
         insert_checkpoint(database, signer, settings.ledger_origin, size, timedelta(0))
 
 
-def truncate(database: Database, settings: Settings, signer: CheckpointSigner, keep: int) -> None:
+def truncate(
+    database: Database,
+    settings: Settings,
+    signer: CheckpointSigner,
+    keep: int,
+    *,
+    drop_nodes: bool = True,
+) -> None:
     """Delete every entry after ``keep`` and cover it up: head, projection, tree and the
     stored checkpoints that named the lost entries."""
     with tampering(database) as connection:
@@ -537,7 +544,8 @@ def truncate(database: Database, settings: Settings, signer: CheckpointSigner, k
         connection.execute(update(_head).values(seq=keep, hash=last))
         sizes = [int(s) for s in connection.execute(select(_cp.c.size)).scalars()]
         connection.execute(delete(_cp))
-        connection.execute(delete(_nodes))
+        if drop_nodes:
+            connection.execute(delete(_nodes))
     with database.write() as session:
         rebuild_projection(session)
     resign(database, settings, signer, [size for size in sizes if size <= keep])
@@ -797,6 +805,71 @@ def test_unreadable_checkpoint_file_is_a_clean_error(
     )
     assert code == 2
     assert "Traceback" not in err
+
+
+@pytest.mark.usefixtures("ledger_cli")
+def test_stored_tree_left_behind_by_a_truncation_is_reported(
+    database: Database,
+    settings: Settings,
+    signer: CheckpointSigner,
+    saved: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Even without a checkpoint kept outside: tile hashes over entries that are gone."""
+    truncate(database, settings, signer, 100, drop_nodes=False)
+    problem = check(database, settings, signer)
+    assert problem is not None
+    assert "covers entries the ledger does not have" in problem.message
+    code, out = verify_with(capsys)
+    assert code == 1
+    assert "stored tree was altered" in out
+
+
+@pytest.mark.usefixtures("ledger_cli")
+@pytest.mark.parametrize("height", [8, 9])
+def test_altered_stored_tree_is_reported(
+    database: Database,
+    settings: Settings,
+    signer: CheckpointSigner,
+    capsys: pytest.CaptureFixture[str],
+    height: int,
+) -> None:
+    """A wrong subtree hash makes wrong proofs: ``ledger verify`` says so."""
+    grow(database, 600)
+    checkpoint(database, settings, signer)
+    with database.write() as session:  # merkle_nodes is derived data, not append-only
+        session.execute(
+            update(_nodes)
+            .where(_nodes.c.height == height, _nodes.c.index == 0)
+            .values(hash="ab" * 32)
+        )
+    problem = check(database, settings, signer)
+    assert problem is not None
+    assert f"(height {height}, index 0) does not match the entries" in problem.message
+    assert verify_with(capsys)[0] == 1
+
+
+NOTE_1 = "log\n1\nroot\n\n\u2014 key sig\n"
+NOTE_2 = "log\n2\nroot\n\n\u2014 key sig\n\u2014 witness sig\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "notes"),
+    [
+        pytest.param("", [""], id="empty"),
+        pytest.param("not a note\n", ["not a note\n"], id="garbage"),
+        pytest.param(NOTE_1, [NOTE_1], id="one-note"),
+        pytest.param(NOTE_1 + "\n", [NOTE_1], id="one-mirrored-note"),
+        pytest.param(NOTE_1 + "\n" + NOTE_2 + "\n", [NOTE_1, NOTE_2], id="mirror-of-two"),
+        pytest.param(NOTE_1 + "\n\n\n" + NOTE_2, [NOTE_1, NOTE_2], id="extra-blank-lines"),
+        pytest.param(NOTE_1 + "\njunk\n", [NOTE_1 + "\njunk\n"], id="note-then-junk"),
+        pytest.param(NOTE_1[:-1], [NOTE_1[:-1]], id="no-final-newline"),
+    ],
+)
+def test_split_notes(content: str, notes: list[str]) -> None:
+    """A file of several notes (the mirror) is split; anything else is left whole for
+    the note parser to reject with its own message."""
+    assert transparency.split_notes(content) == notes
 
 
 def test_verify_checkpoints_proves_consistency_between_checkpoints(
