@@ -39,7 +39,7 @@ from consent_ledger.models import ConsentState, NoticeVersion, Purpose, Subject,
 from consent_ledger.subjects import new_subject_id
 from zeroparty.db import utcnow
 from zeroparty.errors import Conflict, NotFound
-from zeroparty.mail import Mail, queue_mail
+from zeroparty.mail import LeadLinker, Mail, queue_mail, with_lead_links
 
 NEGATIVE_STATUSES = frozenset({"withdrawn", "refused", "gpc-opt-out", "expired", "erased"})
 
@@ -293,7 +293,12 @@ def _kept_values(
 
 
 def accept_submission(
-    session: Session, request: SubmissionRequest, *, tokens: CaptureTokens, base_url: str
+    session: Session,
+    request: SubmissionRequest,
+    *,
+    tokens: CaptureTokens,
+    base_url: str,
+    lead_links: LeadLinker | None = None,
 ) -> SubmissionResult:
     """Store a checked submission (see the module docstring). The caller commits.
 
@@ -392,11 +397,11 @@ def accept_submission(
         token = tokens.issue_confirm(
             ConfirmToken(subject_id, tuple(pending), request.submission_id)
         )
-        queue_mail(
-            session,
-            confirmation_mail(email, [info[p] for p in pending], f"{base_url}/confirm/{token}"),
-            subject_id=subject_id,
-        )
+        mail = confirmation_mail(email, [info[p] for p in pending], f"{base_url}/confirm/{token}")
+        if lead_links is not None:
+            # One-click unsubscribe withdraws exactly the purposes this mail is about.
+            mail = with_lead_links(mail, lead_links(session, subject_id, list(pending)))
+        queue_mail(session, mail, subject_id=subject_id)
         session.flush()
     result = SubmissionResult(
         submission_id=request.submission_id,

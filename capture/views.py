@@ -48,7 +48,7 @@ from consent_ledger.evidence import EvidenceValue, clean_evidence
 from zeroparty.db import Database, utcnow
 from zeroparty.errors import ZeropartyError
 from zeroparty.http import JSONResponse, wants_json
-from zeroparty.mail import deliver_pending, transport_for
+from zeroparty.mail import LeadLinker, deliver_pending, transport_for
 from zeroparty.settings import Settings
 from zeroparty.tokens import TokenError, TokenInvalid
 
@@ -267,11 +267,17 @@ def _idempotency_key(request: Request, slug: str, token: RenderToken) -> str:
 
 
 def _store(
-    database: Database, request: services.SubmissionRequest, tokens: CaptureTokens, base_url: str
+    database: Database,
+    request: services.SubmissionRequest,
+    tokens: CaptureTokens,
+    base_url: str,
+    lead_links: LeadLinker | None,
 ) -> services.SubmissionResult:
     try:
         with database.write() as session:
-            return services.accept_submission(session, request, tokens=tokens, base_url=base_url)
+            return services.accept_submission(
+                session, request, tokens=tokens, base_url=base_url, lead_links=lead_links
+            )
     except IntegrityError:
         # A retry (same render token or Idempotency-Key) met the first submission's
         # unique rows: answer as it was answered (or refuse a different body).
@@ -388,7 +394,12 @@ async def _submit(
         quiz=work.quiz,
     )
     result = await run_in_threadpool(
-        _store, database, service_request, state.tokens, settings.base_url
+        _store,
+        database,
+        service_request,
+        state.tokens,
+        settings.base_url,
+        getattr(request.app.state, "lead_links", None),
     )
     background = BackgroundTask(_deliver, database, settings) if result.mail_queued else None
     return _success(

@@ -1,4 +1,4 @@
-"""What a lead downloads: all data held about them (GDPR Art. 15 and 20), and receipts.
+"""What a lead downloads: all data held about them (GDPR Art. 15 and 20).
 
 The export is assembled from every registered :mod:`zeroparty.personal_data` provider
 (the ledger's profile and mails, capture's answers, scoring's scores, our topic choices),
@@ -14,14 +14,13 @@ from sqlalchemy.orm import Session
 
 from consent_ledger.entries import format_timestamp
 from consent_ledger.export import iter_export_rows
-from consent_ledger.models import ConsentState, LedgerHead, NoticeVersion, Subject
+from consent_ledger.models import ConsentState, NoticeVersion, Subject
 from preference_center.models import TopicSubscription, TopicSubscriptionChange
 from preference_center.services import live_subject
 from zeroparty import personal_data
 from zeroparty.db import utcnow
 
 EXPORT_FORMAT = "zeroparty.subject-export/1"
-RECEIPTS_FORMAT = "zeroparty.consent-receipts/1"
 
 
 def _ts(value: Any) -> str | None:
@@ -111,24 +110,4 @@ def _subject(subject: Subject) -> dict[str, Any]:
         "locale": subject.locale,
         "jurisdiction": subject.jurisdiction,
         "created_at": _ts(subject.created_at),
-    }
-
-
-def consent_receipts(session: Session, subject_id: str) -> dict[str, Any]:
-    """The subject's entries with their hashes and the ledger head they are chained to.
-
-    With the entries' canonical form (``consent_ledger.entries``) anyone can recompute
-    each hash; ``zeroparty ledger verify`` (or a signed checkpoint) ties them to the head.
-    """
-    live_subject(session, subject_id)
-    head = session.get(LedgerHead, 1)
-    return {
-        "format": RECEIPTS_FORMAT,
-        "generated_at": format_timestamp(utcnow()),
-        "subject_id": subject_id,
-        "ledger_head": {"seq": head.seq, "hash": head.hash} if head else None,
-        "receipts": [
-            {key: value for key, value in row.items() if key != "evidence"}
-            for row in ledger_entries(session, subject_id)
-        ],
     }

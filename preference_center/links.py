@@ -8,11 +8,13 @@ footer link to the preference center.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
 from preference_center.tokens import LinkClaim, LinkPurpose, LinkTokens, current_version
+from zeroparty.mail import LeadLinker, LeadLinks
 from zeroparty.settings import Settings
 
 
@@ -87,3 +89,13 @@ def mail_headers(
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
     return MailLinks(headers=headers, preference_url=manage, unsubscribe_url=one_click)
+
+
+def lead_linker(settings: Settings) -> LeadLinker:
+    """The :data:`zeroparty.mail.LeadLinker` the app factory gives to mail senders."""
+
+    def links(session: Session, subject_id: str, purposes: Sequence[str]) -> LeadLinks:
+        made = mail_headers(settings, subject_id, tuple(purposes), session)
+        return LeadLinks(headers=made.headers, preference_url=made.preference_url)
+
+    return links

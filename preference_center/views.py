@@ -25,6 +25,7 @@ import consent_ledger.erasure
 import preference_center.personal_data  # noqa: F401  (registers this package's provider)
 from consent_ledger.actions import ConsentMethod, ConsentSource
 from consent_ledger.models import Subject
+from consent_ledger.receipts import build_receipt
 from consent_ledger.subjects import InvalidEmail
 from preference_center import export, forms, mails, services
 from preference_center.crosssite import require_same_origin
@@ -257,10 +258,13 @@ def _download(body: dict[str, Any], filename: str) -> Response:
 
 
 def _export(request: Request, claim: LinkClaim, receipts: bool) -> dict[str, Any]:
-    with _database(request).read() as session:
-        if receipts:
-            return export.consent_receipts(session, claim.subject_id)
-        return export.subject_export(session, claim.subject_id)
+    database = _database(request)
+    with database.read() as session:
+        if not receipts:
+            return export.subject_export(session, claim.subject_id)
+        services.live_subject(session, claim.subject_id)
+    state = request.app.state
+    return build_receipt(database, state.settings, state.checkpoint_signer, claim.subject_id)
 
 
 @_link_pages
@@ -273,7 +277,8 @@ async def download_export(request: Request) -> Response:
 
 @_link_pages
 async def download_receipts(request: Request) -> Response:
-    """``GET /p/receipts``: the lead's ledger entries with hashes and the ledger head."""
+    """``GET /p/receipts``: a signed consent receipt (Kantara v1.1 fields) with the
+    inclusion proof of each purpose's latest entry; checkable offline."""
     claim = await run_in_threadpool(_session_claim, request)
     body = await run_in_threadpool(_export, request, claim, True)
     return _download(body, "my-consent-receipts.json")

@@ -29,6 +29,7 @@ import capture.views
 import consent_ledger.openapi
 import consent_ledger.transparency_views
 import consent_ledger.views
+import preference_center.links
 import preference_center.openapi
 import preference_center.views
 from consent_ledger import transparency
@@ -176,6 +177,8 @@ def create_app(
     app.state.api_keys = ApiKeyVerifier(settings.api_key_cache_seconds)
     app.state.templates = Jinja2Templates(directory=TEMPLATES_DIR)
     app.state.checkpoint_signer = signer
+    # Every mail a package sends to a lead carries the preference center's links.
+    app.state.lead_links = preference_center.links.lead_linker(settings)
     return app
 
 

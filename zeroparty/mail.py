@@ -18,11 +18,12 @@ import logging
 import smtplib
 import ssl
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from html import escape
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -68,6 +69,34 @@ class Mail:
     text: str
     html: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LeadLinks:
+    """What every mail to a lead carries: RFC 8058 one-click unsubscribe headers and a
+    signed link to the preference center."""
+
+    headers: Mapping[str, str]
+    preference_url: str
+
+
+LeadLinker = Callable[[Session, str, Sequence[str]], LeadLinks]
+"""``linker(session, subject_id, purposes)``: links for a mail about ``purposes``.
+The preference center provides it; the app factory hands it to packages that send mail."""
+
+
+def with_lead_links(mail: Mail, links: LeadLinks) -> Mail:
+    """``mail`` with the unsubscribe headers and a preference-center footer added."""
+    label = "Manage your preferences or unsubscribe"
+    html = mail.html
+    if html is not None:
+        html += f'<hr><p><a href="{escape(links.preference_url)}">{label}</a></p>'
+    return replace(
+        mail,
+        text=f"{mail.text.rstrip()}\n\n--\n{label}: {links.preference_url}\n",
+        html=html,
+        headers={**mail.headers, **links.headers},
+    )
 
 
 class Transport(Protocol):

@@ -97,6 +97,38 @@ def test_confirmation_link_round_trip(
     assert len(confirmations) == 1
 
 
+def test_confirmation_mail_carries_one_click_unsubscribe(
+    mail_client: TestClient,
+    api: TestClient,
+    render: Callable[..., str],
+    smtp_server: SmtpServer,
+) -> None:
+    """RFC 8058: the mail's List-Unsubscribe URL withdraws the purposes it is about, in one
+    POST with no cookies, and the footer links to the preference center."""
+    response = mail_client.post(
+        "/f/newsletter",
+        data={"email": "olga@example.com", "consent": "newsletter", "_rt": render("newsletter")},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    (mail,) = smtp_server.wait_for(1)
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    unsubscribe = re.fullmatch(r"<http://testserver(/u/\S+)>", str(mail["List-Unsubscribe"]))
+    assert unsubscribe is not None
+    assert re.search(r"http://testserver/p/\S+", SmtpServer.text_of(mail))
+
+    mail_client.cookies.clear()
+    done = mail_client.post(
+        unsubscribe.group(1),
+        content=b"List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert done.status_code == 200
+    answer = _permitted(api, "olga@example.com", "newsletter")
+    assert answer["permitted"] is False
+    assert answer["status"] == "withdrawn"
+
+
 def test_no_mail_without_a_double_opt_in_purpose(
     mail_client: TestClient, render: Callable[..., str], smtp_server: SmtpServer
 ) -> None:

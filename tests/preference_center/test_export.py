@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
-from consent_ledger.entries import seal
+from consent_ledger.checkpoints import parse_verifier_key
+from consent_ledger.receipts import verify_receipt
 from tests.factories import notice_hash
 from tests.preference_center.conftest import EMAIL, issue, open_session
 from zeroparty import personal_data
@@ -74,35 +75,21 @@ def test_export_holds_everything(
     assert len(data["subscription_history"]) == 2
 
 
-def test_receipts_recompute_to_their_hashes(
+def test_receipts_are_signed_and_verify_offline(
     app_client: TestClient, settings: Settings, database: Database, lead: str
 ) -> None:
     open_session(app_client, issue(settings, database, lead))
     response = app_client.get("/p/receipts")
     assert response.status_code == 200
-    data = response.json()
-    assert data["subject_id"] == lead
-    assert data["ledger_head"]["seq"] >= 2
-    fields = (
-        "seq",
-        "prev_hash",
-        "subject_id",
-        "purpose",
-        "action",
-        "confirmation_required",
-        "notice_sha256",
-        "source",
-        "source_ref",
-        "jurisdiction",
-        "method",
-        "locale",
-        "occurred_at",
-        "recorded_at",
-        "evidence_sha256",
-    )
-    for receipt in data["receipts"]:
-        assert seal({name: receipt[name] for name in fields}) == receipt["hash"]
-        assert "evidence" not in receipt
+    receipt = response.json()
+    assert receipt["version"] == "KI-CR-v1.1.0"
+    assert receipt["piiPrincipalId"] == lead
+    key = app_client.get("/ledger/key").text.splitlines()[0]
+    check = verify_receipt(receipt, [parse_verifier_key(key)])
+    assert check.subject_id == lead
+    assert set(check.purposes) == {"newsletter", "profiling"}
+    for record in receipt["proof"]["records"]:
+        assert "evidence" not in record["entry"]
 
 
 @pytest.mark.parametrize("path", ["/p/export", "/p/receipts"])
