@@ -31,6 +31,7 @@ NAMING_CONVENTION = {
 }
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_POOL_SIZE = 40
 WRITE_OPTION = "zeroparty_write"
 
 
@@ -104,7 +105,16 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     """An engine for ``url`` with zeroparty's connection settings applied."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False}, hide_parameters=True)
+        # As many pooled connections as Starlette has threadpool threads (40): opening a
+        # SQLite connection and running its PRAGMAs costs more than a look-up query.
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False},
+            hide_parameters=True,
+            pool_size=SQLITE_POOL_SIZE,
+            max_overflow=0,
+            pool_timeout=60,
+        )
         _configure_sqlite(engine)
         return engine
     # hide_parameters: an error message must never carry an email into the logs.
