@@ -8,7 +8,8 @@ from functools import lru_cache
 from typing import cast
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Table, bindparam, delete, insert, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -60,6 +61,12 @@ _FIND_WITH_SUBJECT = (
 )
 _INSERT_SUBJECT = insert(_subjects)
 _INSERT_PROFILE = insert(_profiles)
+_INSERT_PROFILE_UNLESS_TAKEN = (
+    postgresql.insert(_profiles)
+    .on_conflict_do_nothing(index_elements=[_profiles.c.email])
+    .returning(_profiles.c.subject_id)
+)
+_DELETE_SUBJECT = delete(_subjects).where(_subjects.c.id == bindparam("sid"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,24 +102,37 @@ def ensure_subject(
             )
             return SubjectRef(subject.id, subject.locale, subject.jurisdiction)
         return SubjectRef(row.id, row.locale, row.jurisdiction)
-    if connection.dialect.name != "sqlite":
-        subject = get_or_create_subject(
-            session, email, name=name, locale=locale, jurisdiction=jurisdiction
-        )
-        return SubjectRef(subject.id, subject.locale, subject.jurisdiction)
-    # SQLite write transactions begin IMMEDIATE: nobody else can have added this email
-    # since the look-up above, so two plain inserts are safe.
     ref = SubjectRef(new_subject_id(), locale, jurisdiction)
     now = utcnow()
     connection.execute(
         _INSERT_SUBJECT,
         {"id": ref.id, "locale": locale, "jurisdiction": jurisdiction, "created_at": now},
     )
-    connection.execute(
-        _INSERT_PROFILE,
+    if connection.dialect.name == "sqlite":
+        # SQLite write transactions begin IMMEDIATE: nobody else can have added this
+        # email since the look-up above, so a plain insert is safe.
+        connection.execute(
+            _INSERT_PROFILE,
+            {
+                "subject_id": ref.id,
+                "email": email,
+                "name": name,
+                "created_at": now,
+                "updated_at": now,
+            },  # fmt: skip
+        )
+        return ref
+    # PostgreSQL: another transaction may add the same email meanwhile. The insert
+    # yields to it (no savepoint needed) and we use the lead it created.
+    created = connection.execute(
+        _INSERT_PROFILE_UNLESS_TAKEN,
         {"subject_id": ref.id, "email": email, "name": name, "created_at": now, "updated_at": now},
-    )
-    return ref
+    ).first()
+    if created is not None:
+        return ref
+    connection.execute(_DELETE_SUBJECT, {"sid": ref.id})
+    existing = connection.execute(_FIND_WITH_SUBJECT, {"email": email}).one()
+    return SubjectRef(existing.id, existing.locale, existing.jurisdiction)
 
 
 def get_or_create_subject(
