@@ -108,26 +108,16 @@ def ensure_subject(
         _INSERT_SUBJECT,
         {"id": ref.id, "locale": locale, "jurisdiction": jurisdiction, "created_at": now},
     )
+    profile = {"subject_id": ref.id, "email": email, "name": name}
+    profile |= {"created_at": now, "updated_at": now}
     if connection.dialect.name == "sqlite":
         # SQLite write transactions begin IMMEDIATE: nobody else can have added this
         # email since the look-up above, so a plain insert is safe.
-        connection.execute(
-            _INSERT_PROFILE,
-            {
-                "subject_id": ref.id,
-                "email": email,
-                "name": name,
-                "created_at": now,
-                "updated_at": now,
-            },  # fmt: skip
-        )
+        connection.execute(_INSERT_PROFILE, profile)
         return ref
     # PostgreSQL: another transaction may add the same email meanwhile. The insert
     # yields to it (no savepoint needed) and we use the lead it created.
-    created = connection.execute(
-        _INSERT_PROFILE_UNLESS_TAKEN,
-        {"subject_id": ref.id, "email": email, "name": name, "created_at": now, "updated_at": now},
-    ).first()
+    created = connection.execute(_INSERT_PROFILE_UNLESS_TAKEN, profile).first()
     if created is not None:
         return ref
     connection.execute(_DELETE_SUBJECT, {"sid": ref.id})
