@@ -108,7 +108,7 @@ def ensure_subject(
         _INSERT_SUBJECT,
         {"id": ref.id, "locale": locale, "jurisdiction": jurisdiction, "created_at": now},
     )
-    profile = {"subject_id": ref.id, "email": email, "name": name}
+    profile: dict[str, object] = {"subject_id": ref.id, "email": email, "name": name}
     profile |= {"created_at": now, "updated_at": now}
     if connection.dialect.name == "sqlite":
         # SQLite write transactions begin IMMEDIATE: nobody else can have added this
