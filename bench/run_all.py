@@ -16,7 +16,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import consent_lookup, ledger_appends, ledger_verify
+from bench import consent_lookup, ledger_appends, ledger_verify, proofs
+from bench.feature_scenarios import capture_scenario, preference_center_scenario
 from bench.machine import describe, load_average, source_state, wait_for_quiet
 from bench.measured_process import measuring_tool
 from bench.report import Options, ScenarioResult, parse_options
@@ -31,6 +32,9 @@ SCENARIOS: list[tuple[str, Callable[[Options], ScenarioResult]]] = [
     ("ledger appends", ledger_appends.run),
     ("ledger verify", ledger_verify.run),
     ("consent look-up", consent_lookup.run),
+    ("proofs", proofs.scenario),
+    ("capture submissions", capture_scenario),
+    ("preference center", preference_center_scenario),
 ]
 
 
@@ -71,6 +75,9 @@ def render(options: Options, results: list[ScenarioResult], started: datetime) -
         "python -m bench.ledger_appends [--quick] [--no-postgres]",
         "python -m bench.ledger_verify [--quick] [--no-postgres]",
         "python -m bench.consent_lookup [--quick]",
+        "python -m bench.proofs [--quick]",
+        "python -m bench.capture_submissions [--quick] [--no-postgres]",
+        "python -m bench.preference_center [--quick]",
         "```",
         "",
         f"Latest run: `{command}` ({mode}), started {started:%Y-%m-%d %H:%M} UTC, "
