@@ -58,7 +58,9 @@ def _run_one(
     return result
 
 
-def render(options: Options, results: list[ScenarioResult], started: datetime) -> str:
+def render(
+    options: Options, results: list[ScenarioResult], started: datetime, source_at_start: str
+) -> str:
     mode = "--quick" if options.quick else "full"
     command = "python -m bench.run_all" + (" --quick" if options.quick else "")
     lines = [
@@ -80,8 +82,8 @@ def render(options: Options, results: list[ScenarioResult], started: datetime) -
         "python -m bench.preference_center [--quick]",
         "```",
         "",
-        f"Latest run: `{command}` ({mode}), started {started:%Y-%m-%d %H:%M} UTC, "
-        f"{source_state(PROJECT_ROOT)}.",
+        f"Latest run: `{command}` ({mode}), started {started:%Y-%m-%d %H:%M} UTC on "
+        f"{source_at_start}{_source_change(source_at_start)}.",
         "",
         *describe(options.postgres_url),
         f"- peak memory of child processes measured with {measuring_tool()}",
@@ -94,14 +96,21 @@ def render(options: Options, results: list[ScenarioResult], started: datetime) -
     return "\n".join(lines)
 
 
+def _source_change(source_at_start: str) -> str:
+    """A note when the work tree changed while the scenarios ran (figures then mix)."""
+    now = source_state(PROJECT_ROOT)
+    return "" if now == source_at_start else f"; by the end of the run: {now}"
+
+
 def main() -> int:
     options = parse_options(__doc__ or "")
     started = datetime.now(UTC)
+    source_at_start = source_state(PROJECT_ROOT)
     results = []
     for name, scenario in SCENARIOS:
         print(f"== {name}", flush=True)
         results.append(_run_one(name, scenario, options))
-    REPORT.write_text(render(options, results, started))
+    REPORT.write_text(render(options, results, started, source_at_start))
     print(f"wrote {REPORT}")
     failed = any(note.startswith("FAILED") for r in results for note in r.notes)
     return 1 if failed else 0
