@@ -3,17 +3,22 @@ changes nothing; ``POST /confirm/{token}`` records ``confirmed``."""
 
 from __future__ import annotations
 
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from capture import double_opt_in, embedding
-from capture.context import capture_state, database_of, templates_of
+from capture.context import capture_state, database_of, settings_of, templates_of
 from capture.tokens import CaptureTokens
+from consent_ledger import receipts
+from consent_ledger.checkpoints import CheckpointSigner
 from consent_ledger.evidence import EvidenceValue, clean_evidence
 from zeroparty.db import Database
 from zeroparty.http import JSONResponse, wants_json
+from zeroparty.mail import LeadLinker, deliver_pending, transport_for
+from zeroparty.settings import Settings
 
 
 def _confirm_view(
@@ -77,12 +82,40 @@ async def confirm_post(request: Request) -> Response:
             if v is not None and v != "testclient"
         }
     )
+    database = database_of(request)
     view, done = await run_in_threadpool(
-        _confirm, database_of(request), state.tokens, request.path_params["token"], evidence
+        _confirm, database, state.tokens, request.path_params["token"], evidence
     )
+    background = None
+    settings = settings_of(request)
+    if done and settings.mail_receipts:
+        token = state.tokens.read_confirm(request.path_params["token"])
+        background = BackgroundTask(
+            _mail_receipt,
+            database,
+            settings,
+            request.app.state.checkpoint_signer,
+            token.subject_id,
+            getattr(request.app.state, "lead_links", None),
+        )
     if wants_json(request):
-        return JSONResponse({"confirmed": list(done)})
-    return _confirm_page(request, view, done)
+        return JSONResponse({"confirmed": list(done)}, background=background)
+    response = _confirm_page(request, view, done)
+    response.background = background
+    return response
+
+
+def _mail_receipt(
+    database: Database,
+    settings: Settings,
+    signer: CheckpointSigner,
+    subject_id: str,
+    lead_links: LeadLinker | None,
+) -> None:
+    """After the answer is sent: the lead's signed receipt by mail (SPEC: receipts a
+    regulator can verify), then delivery."""
+    if receipts.mail_receipt(database, settings, signer, subject_id, lead_links):
+        deliver_pending(database, transport_for(settings.smtp_url, settings.outbox_dir))
 
 
 routes = [

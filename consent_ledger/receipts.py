@@ -31,10 +31,11 @@ from consent_ledger.checkpoints import (
     verify_checkpoint,
 )
 from consent_ledger.entries import ENTRY_FIELDS, canonical_bytes, entry_hash
-from consent_ledger.models import ConsentEvent, NoticeVersion, Purpose
+from consent_ledger.models import ConsentEvent, NoticeVersion, Purpose, SubjectProfile
 from consent_ledger.stored import entry_of_row, entry_select
 from zeroparty.db import Database
 from zeroparty.errors import NotFound
+from zeroparty.mail import LeadLinker, Mail, queue_mail, with_lead_links
 from zeroparty.settings import Settings
 from zeroparty.site_info import site_identity
 
@@ -324,3 +325,37 @@ def _check_record(
     ):
         raise ReceiptError(f"{where}: the Kantara purpose differs from the entry")
     return str(entry["purpose"])
+
+
+def mail_receipt(
+    database: Database,
+    settings: Settings,
+    signer: CheckpointSigner,
+    subject_id: str,
+    lead_links: LeadLinker | None = None,
+) -> bool:
+    """Queue a mail to the lead with their signed receipt (after a confirmation).
+
+    The receipt travels as JSON in the mail itself, ready for ``zeroparty receipt
+    verify``. Returns whether a mail was queued (not for an erased or unknown lead).
+    """
+    receipt = build_receipt(database, settings, signer, subject_id)
+    body = orjson.dumps(receipt, option=orjson.OPT_INDENT_2).decode()
+    with database.write() as session:
+        profile = session.get(SubjectProfile, subject_id)
+        if profile is None:
+            return False
+        text = (
+            "Hello,\n\n"
+            "thank you for confirming. Below is your consent receipt: what you agreed to, "
+            "when, and the exact text you were shown, with a proof that it is recorded in "
+            "our tamper-evident consent ledger. Keep it: anyone can check it with the "
+            f"public key published at {settings.base_url}/ledger/key, without trusting us.\n\n"
+            f"--- consent-receipt.json ---\n{body}\n--- end ---\n"
+        )
+        mail = Mail(to=profile.email, subject="Your consent receipt", text=text)
+        if lead_links is not None:
+            purposes = [record["entry"]["purpose"] for record in receipt["proof"]["records"]]
+            mail = with_lead_links(mail, lead_links(session, subject_id, purposes))
+        queue_mail(session, mail, subject_id=subject_id)
+    return True

@@ -220,4 +220,6 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Settings:
     """Point the in-process CLI (``zeroparty.cli.main``) at the test database."""
     monkeypatch.setenv("ZEROPARTY_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("ZEROPARTY_SECRET_KEYS", TEST_SECRET)
+    monkeypatch.setenv("ZEROPARTY_BASE_URL", settings.base_url)
+    monkeypatch.setenv("ZEROPARTY_CHECKPOINT_KEY_FILE", str(settings.checkpoint_key_file))
     return settings

@@ -113,6 +113,7 @@ def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
     database = _database(settings)
     try:
         report = verify_database(settings.database_url, progress)
+        checkpoints_checked = False
         with database.connect() as connection:
             checkpoint_problem = None
             if report.problem is None:
@@ -123,6 +124,7 @@ def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
                 )
                 keys = transparency.verifier_keys(settings, signer) if signer else []
                 if keys or external:
+                    checkpoints_checked = True
                     checkpoint_problem = transparency.verify_checkpoints(
                         connection, keys, settings.ledger_origin, external
                     )
@@ -138,9 +140,14 @@ def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
         where = f"checkpoint {checkpoint_problem.size}" if checkpoint_problem.size else "checkpoint"
         print(f"LEDGER BROKEN at {where} (checkpoint): {checkpoint_problem.message}")
         return 1
+    checkpoints = (
+        "checkpoints consistent"
+        if checkpoints_checked
+        else f"checkpoints not checked (no key at {settings.checkpoint_key_file})"
+    )
     print(
         f"ledger intact: {report.entries:,} entries, head {report.head_hash}, "
-        f"{report.projection_rows:,} consent states agree, checkpoints consistent"
+        f"{report.projection_rows:,} consent states agree, {checkpoints}"
     )
     return 0
 

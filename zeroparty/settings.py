@@ -47,6 +47,7 @@ class Settings:
     checkpoint_every_minutes: float = 10.0
     checkpoint_mirror_file: Path | None = None
     checkpoint_retired_keys: tuple[str, ...] = ()
+    mail_receipts: bool = True
 
     @property
     def ledger_origin(self) -> str:

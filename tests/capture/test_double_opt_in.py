@@ -12,7 +12,9 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
+from consent_ledger.checkpoints import parse_verifier_key
 from consent_ledger.models import ConsentEvent, ConsentEvidence
+from consent_ledger.receipts import verify_receipt
 from tests.capture.conftest import one
 from tests.fixtures.mail import SmtpServer
 from zeroparty.app import create_app
@@ -127,6 +129,34 @@ def test_confirmation_mail_carries_one_click_unsubscribe(
     answer = _permitted(api, "olga@example.com", "newsletter")
     assert answer["permitted"] is False
     assert answer["status"] == "withdrawn"
+
+
+def test_confirmation_mails_a_receipt_that_verifies_offline(
+    mail_client: TestClient,
+    render: Callable[..., str],
+    smtp_server: SmtpServer,
+) -> None:
+    mail_client.post(
+        "/f/newsletter",
+        data={"email": "pia@example.com", "consent": "newsletter", "_rt": render("newsletter")},
+        follow_redirects=False,
+    )
+    (confirmation,) = smtp_server.wait_for(1)
+    match = LINK_RE.search(SmtpServer.text_of(confirmation))
+    assert match is not None
+    assert mail_client.post(match.group(1)).status_code == 200
+
+    receipt_mail = smtp_server.wait_for(2)[1]
+    assert receipt_mail["Subject"] == "Your consent receipt"
+    assert receipt_mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    text = SmtpServer.text_of(receipt_mail).replace("\r\n", "\n")
+    body = text.split("--- consent-receipt.json ---\n", 1)[1].split("\n--- end ---", 1)[0]
+    key = mail_client.get("/ledger/key").text.splitlines()[0]
+    check = verify_receipt(orjson.loads(body), [parse_verifier_key(key)])
+    assert check.purposes == ("newsletter",)
+    # A second click confirms nothing and mails nothing.
+    mail_client.post(match.group(1))
+    assert len(smtp_server.messages) == 2
 
 
 def test_no_mail_without_a_double_opt_in_purpose(
