@@ -47,7 +47,7 @@ def _answer_json(answer: state.ConsentAnswer) -> dict[str, object]:
 
 def get_consent(request: Request) -> JSONResponse:
     # A plain connection, not an ORM session: this is the site backend's hot path.
-    with _database(request).connect() as connection:
+    with _database(request).lookup() as connection:
         _authenticate(request, connection)
         email, purpose, at = schemas.parse_consent_query(request.query_params)
         if at is None:

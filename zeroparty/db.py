@@ -33,6 +33,7 @@ NAMING_CONVENTION = {
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_POOL_SIZE = 40
 WRITE_OPTION = "zeroparty_write"
+LOOKUP_OPTION = "zeroparty_lookup"
 
 
 class Base(DeclarativeBase):
@@ -97,7 +98,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        mode = "IMMEDIATE" if connection.get_execution_options().get(WRITE_OPTION) else ""
+        options = connection.get_execution_options()
+        if options.get(LOOKUP_OPTION):
+            return  # each statement is its own snapshot; no BEGIN/ROLLBACK round trips
+        mode = "IMMEDIATE" if options.get(WRITE_OPTION) else ""
         connection.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
@@ -173,6 +177,14 @@ class Database:
         """A plain connection for streaming reads (exports, verification)."""
         with self.engine.connect() as connection:
             yield connection
+
+    @contextmanager
+    def lookup(self) -> Iterator[Connection]:
+        """A connection for independent single-statement reads (the consent API's hot
+        path): on SQLite no explicit transaction, so no BEGIN/ROLLBACK per request.
+        Never write through it, and never rely on two of its reads agreeing."""
+        with self.engine.connect() as connection:
+            yield connection.execution_options(**{LOOKUP_OPTION: True})
 
     def dispose(self) -> None:
         self.engine.dispose()
