@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
+import httpx2
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
@@ -101,7 +101,7 @@ def test_concurrent_retries_store_once(
             "render_token": render("newsletter")}  # fmt: skip
 
     def post(_: int) -> int:
-        return httpx.post(f"{server.url}/f/newsletter", json=body, timeout=30).status_code
+        return httpx2.post(f"{server.url}/f/newsletter", json=body, timeout=30).status_code
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         statuses = sorted(pool.map(post, range(6)))
