@@ -27,6 +27,8 @@ _NEGATIVE = frozenset(
 )
 
 PENDING = "pending"
+NO_RECORD = "none"
+"""Status of a pair whose entries record no decision (a lone confirmation)."""
 _GRANTED = ConsentAction.GRANTED.value
 _CONFIRMED = ConsentAction.CONFIRMED.value
 
@@ -81,9 +83,10 @@ def apply(state: StateValue | None, fact: ConsentFact) -> StateValue:
         if state is not None and state.status == PENDING:
             return StateValue(_CONFIRMED, True, at, state.notice_sha256, seq, at)
         # A confirmation with nothing pending (clicked after a withdrawal, or twice)
-        # changes nothing but is still the last entry seen.
+        # changes nothing but is still the last entry seen. With no history at all it
+        # leaves "no record", so an opt-out purpose keeps its default.
         if state is None:
-            return StateValue(_CONFIRMED, False, None, fact.notice_sha256, seq, at)
+            return StateValue(NO_RECORD, False, None, fact.notice_sha256, seq, at)
         return StateValue(state.status, state.permitted, state.since, state.notice_sha256, seq, at)
     if action not in _NEGATIVE:
         raise ValueError(f"unknown ledger action {action!r}")

@@ -21,7 +21,7 @@ from zeroparty.db import WRITE_OPTION
 from zeroparty.errors import NotFound
 
 DEFAULT_STATUS = "default"
-NO_RECORD = "none"
+NO_RECORD = projection.NO_RECORD
 REBUILD_BATCH = 2000
 
 
@@ -116,7 +116,7 @@ def consent_now(session: Session | Connection, email: str, purpose: str) -> Cons
     if row is None:
         raise UnknownPurpose(purpose)
     mechanism, jurisdictions, subject_jurisdiction, status, permitted, since, notice = row
-    if status is None:
+    if status is None or status == NO_RECORD:
         return _default_answer(purpose, mechanism, jurisdictions, subject_jurisdiction)
     return ConsentAnswer(purpose, bool(permitted), status, since, notice)
 
@@ -137,7 +137,7 @@ def consent_at(
     params = {"sid": subject_id, "purpose": purpose, "at": at}
     facts = [projection.ConsentFact(*r) for r in connection.execute(_FACTS_UNTIL, params)]
     state = projection.fold(facts)
-    if state is None:
+    if state is None or state.status == NO_RECORD:
         return _default_answer(purpose, row.mechanism, row.jurisdictions, row.jurisdiction)
     return ConsentAnswer(purpose, state.permitted, state.status, state.since, state.notice_sha256)
 

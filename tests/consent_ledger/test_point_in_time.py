@@ -7,10 +7,12 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from starlette.testclient import TestClient
 
-from consent_ledger.actions import ConsentAction, ConsentMethod
+from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
 from consent_ledger.entries import format_timestamp
-from consent_ledger.state import ConsentAnswer, UnknownPurpose, consent_at
+from consent_ledger.services import ConsentRecord, record_consent
+from consent_ledger.state import ConsentAnswer, UnknownPurpose, consent_at, consent_now
 from consent_ledger.subjects import find_subject_id
+from consent_ledger.verify import verify_ledger
 from tests.factories import notice_hash, record
 from zeroparty.db import Database
 
@@ -263,3 +265,30 @@ def test_api_at_needs_a_key(app_client: TestClient) -> None:
         params={"email": "a@example.com", "purpose": "profiling", "at": "2026-01-01T00:00:00Z"},
     )
     assert response.status_code == 401
+
+
+def test_a_lone_confirmation_keeps_an_opt_out_default(database: Database) -> None:
+    """Rule 8: an opt-out purpose stays permitted until refused; a confirmation with no
+    grant before it is no refusal."""
+    record(database, "cal@example.com", "profiling", jurisdiction="US-CA")
+    with database.write() as session:
+        record_consent(
+            session,
+            ConsentRecord(
+                email="cal@example.com",
+                purpose="sale_sharing",
+                action=ConsentAction.CONFIRMED,
+                source=ConsentSource.API,
+                method=ConsentMethod.DOUBLE_OPT_IN,
+                evidence={"reference": "stray click"},
+            ),
+        )
+    with database.read() as session:
+        now = consent_now(session, "cal@example.com", "sale_sharing")
+        subject_id = find_subject_id(session, "cal@example.com")
+        assert subject_id is not None
+        then = consent_at(session, subject_id, "sale_sharing", datetime.now(UTC))
+    assert (now.permitted, now.status) == (True, "default")
+    assert (then.permitted, then.status) == (True, "default")
+    with database.connect() as connection:
+        assert verify_ledger(connection).ok
