@@ -194,9 +194,6 @@ class Definition:
     def questions(self) -> list[QuestionSpec]:
         return [q for step in self.steps for q in step.questions]
 
-    def question_named(self, key: str) -> QuestionSpec | None:
-        return next((q for q in self.questions() if q.key == key), None)
-
     def step_named(self, key: str) -> StepSpec | None:
         return next((s for s in self.steps if s.key == key), None)
 

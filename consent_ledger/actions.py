@@ -23,10 +23,6 @@ class ConsentAction(StrEnum):
     ERASED = "erased"
     """The subject's personal data was erased; nothing is permitted afterwards."""
 
-    @property
-    def is_grant(self) -> bool:
-        return self in (ConsentAction.GRANTED, ConsentAction.CONFIRMED)
-
 
 class ConsentSource(StrEnum):
     """Where an entry came from."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from zeroparty.db import Database
@@ -20,8 +21,14 @@ log = logging.getLogger("zeroparty.cli")
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
-def _database(settings: Settings) -> Database:
-    return Database.from_url(settings.database_url)
+@contextmanager
+def _opened_database(settings: Settings) -> Iterator[Database]:
+    """The database for one command, its connections closed when the command ends."""
+    database = Database.from_url(settings.database_url)
+    try:
+        yield database
+    finally:
+        database.dispose()
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -30,8 +37,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from zeroparty import migrations
     from zeroparty.site import load_site
 
-    database = _database(settings)
-    try:
+    with _opened_database(settings) as database:
         current = migrations.current_revisions(database.engine)
         if current != migrations.head_revisions():
             if not settings.is_sqlite:
@@ -48,8 +54,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                     f"loaded {settings.site_file.name}: {len(result.changes)} change(s)",
                     file=sys.stderr,
                 )
-    finally:
-        database.dispose()
     print(
         f"zeroparty on http://{args.host}:{args.port} ({args.workers} worker(s))", file=sys.stderr
     )
@@ -70,23 +74,17 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from zeroparty import migrations
 
-    database = _database(settings)
-    try:
+    with _opened_database(settings) as database:
         migrations.upgrade(database.engine, args.revision)
         print(f"database at {', '.join(sorted(migrations.current_revisions(database.engine)))}")
-    finally:
-        database.dispose()
     return 0
 
 
 def cmd_site_load(args: argparse.Namespace, settings: Settings) -> int:
     from zeroparty.site import load_site
 
-    database = _database(settings)
-    try:
+    with _opened_database(settings) as database:
         result = load_site(database, Path(args.file), dry_run=args.check)
-    finally:
-        database.dispose()
     verb = "would change" if args.check else "changed"
     if not result.changes:
         print(f"{args.file}: valid, nothing changed")
@@ -110,8 +108,7 @@ def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
         except (OSError, UnicodeDecodeError) as exc:
             print(f"error: --checkpoint: cannot read {name}: {exc}", file=sys.stderr)
             return 2
-    database = _database(settings)
-    try:
+    with _opened_database(settings) as database:
         report = verify_database(settings.database_url, progress)
         checkpoints_checked = False
         with database.connect() as connection:
@@ -128,8 +125,6 @@ def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
                     checkpoint_problem = transparency.verify_checkpoints(
                         connection, keys, settings.ledger_origin, external
                     )
-    finally:
-        database.dispose()
     if not args.quiet:
         print("\r", end="", file=sys.stderr)
     if report.problem is not None:
@@ -155,8 +150,7 @@ def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_ledger_checkpoint(args: argparse.Namespace, settings: Settings) -> int:
     from consent_ledger import transparency
 
-    database = _database(settings)
-    try:
+    with _opened_database(settings) as database:
         signer = transparency.load_signer(settings)
         made = transparency.make_checkpoint(database, settings, signer)
         if made is None:
@@ -166,8 +160,6 @@ def cmd_ledger_checkpoint(args: argparse.Namespace, settings: Settings) -> int:
                 print("the ledger is empty: nothing to checkpoint", file=sys.stderr)
                 return 0
             print("no new entries since the last checkpoint", file=sys.stderr)
-    finally:
-        database.dispose()
     print(made.note, end="")
     return 0
 
@@ -187,8 +179,7 @@ def cmd_receipt(args: argparse.Namespace, settings: Settings) -> int:
     from consent_ledger.subjects import find_subject_id, normalise_email
 
     email = normalise_email(args.words[0])
-    database = _database(settings)
-    try:
+    with _opened_database(settings) as database:
         with database.read() as session:
             subject_id = find_subject_id(session, email)
         if subject_id is None:
@@ -196,8 +187,6 @@ def cmd_receipt(args: argparse.Namespace, settings: Settings) -> int:
             return 2
         signer = transparency.load_signer(settings)
         receipt = receipts.build_receipt(database, settings, signer, subject_id, args.purpose)
-    finally:
-        database.dispose()
     sys.stdout.buffer.write(orjson.dumps(receipt, option=orjson.OPT_INDENT_2) + b"\n")
     return 0
 
@@ -240,8 +229,7 @@ def cmd_ledger_export(args: argparse.Namespace, settings: Settings) -> int:
     from consent_ledger import export
     from consent_ledger.subjects import find_subject_id, normalise_email
 
-    database = _database(settings)
-    try:
+    with _opened_database(settings) as database:
         subject_id = None
         if args.email:
             email = normalise_email(args.email)
@@ -258,20 +246,14 @@ def cmd_ledger_export(args: argparse.Namespace, settings: Settings) -> int:
                 count = export.write_csv(rows, sys.stdout)
         sys.stdout.flush()
         print(f"exported {count:,} entries", file=sys.stderr)
-    finally:
-        database.dispose()
     return 0
 
 
 def cmd_ledger_rebuild_state(args: argparse.Namespace, settings: Settings) -> int:
     from consent_ledger.state import rebuild_projection
 
-    database = _database(settings)
-    try:
-        with database.write() as session:
-            rows = rebuild_projection(session)
-    finally:
-        database.dispose()
+    with _opened_database(settings) as database, database.write() as session:
+        rows = rebuild_projection(session)
     print(f"consent state rebuilt from the ledger: {rows:,} rows")
     return 0
 
@@ -279,12 +261,8 @@ def cmd_ledger_rebuild_state(args: argparse.Namespace, settings: Settings) -> in
 def cmd_apikey_create(args: argparse.Namespace, settings: Settings) -> int:
     from zeroparty.apikeys import create_api_key
 
-    database = _database(settings)
-    try:
-        with database.write() as session:
-            key = create_api_key(session, args.name)
-    finally:
-        database.dispose()
+    with _opened_database(settings) as database, database.write() as session:
+        key = create_api_key(session, args.name)
     print(key)
     print(f"API key {args.name!r} created; it is shown only now, store it safely", file=sys.stderr)
     return 0
@@ -293,12 +271,8 @@ def cmd_apikey_create(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_apikey_revoke(args: argparse.Namespace, settings: Settings) -> int:
     from zeroparty.apikeys import revoke_api_key
 
-    database = _database(settings)
-    try:
-        with database.write() as session:
-            revoke_api_key(session, args.name)
-    finally:
-        database.dispose()
+    with _opened_database(settings) as database, database.write() as session:
+        revoke_api_key(session, args.name)
     print(f"API key {args.name!r} revoked")
     return 0
 
@@ -317,15 +291,12 @@ def _lead_id(database: Database, raw_email: str) -> str | None:
 def cmd_link(args: argparse.Namespace, settings: Settings) -> int:
     from preference_center.links import manage_link
 
-    database = _database(settings)
-    try:
+    with _opened_database(settings) as database:
         subject_id = _lead_id(database, args.email)
         if subject_id is None:
             return 2
         with database.read() as session:
             print(manage_link(settings, session, subject_id))
-    finally:
-        database.dispose()
     return 0
 
 
@@ -333,16 +304,13 @@ def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
     import zeroparty.app  # noqa: F401  (every package registers its personal-data provider)
     from consent_ledger.erasure import erase_subject, scrub_sqlite
 
-    database = _database(settings)
-    try:
+    with _opened_database(settings) as database:
         subject_id = _lead_id(database, args.email)
         if subject_id is None:
             return 2
         with database.write() as session:
             result = erase_subject(session, subject_id, source_ref="cli")
         scrub_sqlite(database)
-    finally:
-        database.dispose()
     print(
         f"erased lead {subject_id}: personal data removed ({', '.join(result.providers)}), "
         f"{len(result.entries)} erased entr{'y' if len(result.entries) == 1 else 'ies'} recorded"
