@@ -5,6 +5,10 @@ result processing that costs more than the hashing itself. These scans select th
 columns as the database has them, with timestamps already in the canonical spelling
 (``2026-11-25T14:00:00.000000Z``, text: it sorts in time order), and stream them in
 batches (a server-side cursor on PostgreSQL), in constant memory.
+
+The projection check only compares and orders timestamps, never hashes them, so its
+scans (:func:`fact_rows`, :func:`state_rows`) take SQLite's stored text as it is: one
+fixed spelling, sorting in time order too, and a second less per million rows.
 """
 
 from __future__ import annotations
@@ -30,6 +34,12 @@ def _time(dialect: str, column: str) -> str:
         return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
     # SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff" (naive UTC, SQLAlchemy's format).
     return f"substr({column}, 1, 10) || 'T' || substr({column}, 12) || 'Z'"
+
+
+def _comparable_time(dialect: str, column: str) -> str:
+    """SQL giving ``column`` as text that compares and sorts in time order, in one
+    spelling for every row of a table (SQLite's stored text; canonical on PostgreSQL)."""
+    return column if dialect == "sqlite" else _time(dialect, column)
 
 
 def _stream(connection: Connection, sql: str) -> Generator[tuple[Any, ...], None, None]:
@@ -67,11 +77,12 @@ def evidence_rows(connection: Connection) -> Generator[tuple[Any, ...], None, No
 
 def fact_rows(connection: Connection) -> Generator[tuple[Any, ...], None, None]:
     """(subject, purpose, seq, action, confirmation_required, notice, occurred_at) in
-    (subject, purpose, occurred_at, seq) order: the ledger grouped pair by pair."""
+    (subject, purpose, occurred_at, seq) order: the ledger grouped pair by pair.
+    Timestamps are comparable text (:func:`_comparable_time`), as in :func:`state_rows`."""
     dialect = connection.dialect.name
     sql = (
         "SELECT subject_id, purpose_key, seq, action, confirmation_required, notice_sha256, "
-        f"{_time(dialect, 'occurred_at')} FROM consent_events "
+        f"{_comparable_time(dialect, 'occurred_at')} FROM consent_events "
         "ORDER BY subject_id, purpose_key, occurred_at, seq"
     )
     for row in _stream(connection, sql):
@@ -80,12 +91,13 @@ def fact_rows(connection: Connection) -> Generator[tuple[Any, ...], None, None]:
 
 def state_rows(connection: Connection) -> Generator[tuple[Any, ...], None, None]:
     """Kept states in (subject, purpose) order: subject, purpose, status, permitted,
-    since, notice, last_seq, last_occurred_at (timestamps canonical)."""
+    since, notice, last_seq, last_occurred_at (timestamps comparable text, as in
+    :func:`fact_rows`)."""
     dialect = connection.dialect.name
     sql = (
         "SELECT subject_id, purpose_key, status, permitted, "
-        f"{_time(dialect, 'since')}, notice_sha256, last_seq, "
-        f"{_time(dialect, 'last_occurred_at')} FROM consent_state "
+        f"{_comparable_time(dialect, 'since')}, notice_sha256, last_seq, "
+        f"{_comparable_time(dialect, 'last_occurred_at')} FROM consent_state "
         "ORDER BY subject_id, purpose_key"
     )
     for row in _stream(connection, sql):

@@ -205,42 +205,56 @@ class CheckpointProblem:
     message: str
 
 
-def verify_checkpoints(
+SignedHead = tuple[int, bytes]
+"""A checkpoint's (size, root), once its signature is checked."""
+
+
+def signed_heads(
     connection: Connection,
     keys: list[VerifierKey],
     origin: str,
     external: list[str] = (),  # type: ignore[assignment]
-) -> CheckpointProblem | None:
-    """Check every stored checkpoint (and any ``external`` notes) against the tree.
-
-    Each must carry a valid signature by a trusted key, name this log, have the root the
-    ledger has at its size, and each must be consistent with the next (the ledger only
-    grew between them). An external note held outside the database catches a history
-    rewritten along with its stored checkpoints.
-
-    Roots are recomputed from the entries themselves (:func:`tree.check_tree`), never
-    taken from the stored subtree hashes, which are checked on the way: someone who can
-    rewrite entries can also leave stale hashes that would still give the signed root.
-    """
+) -> tuple[list[SignedHead], CheckpointProblem | None]:
+    """The heads of every stored checkpoint (and any ``external`` notes), each of which
+    must carry a valid signature by a trusted key, name this log, and cover no more
+    entries than the ledger has; or the first problem found."""
     size_now = tree.ledger_size(connection)
     stored = sorted(list_checkpoints(connection, limit=1_000_000), key=lambda c: c.size)
     notes = [(c.size, c.note) for c in stored] + [(None, text) for text in external]
-    heads: list[tuple[int, bytes]] = []
+    heads: list[SignedHead] = []
     for stored_size, note in notes:
         try:
             checkpoint = verify_checkpoint(note, keys, origin=origin)
         except CheckpointError as exc:
-            return CheckpointProblem(stored_size, f"checkpoint signature: {exc}")
+            return heads, CheckpointProblem(stored_size, f"checkpoint signature: {exc}")
         if stored_size is not None and checkpoint.size != stored_size:
-            return CheckpointProblem(stored_size, "stored size differs from the signed size")
+            return heads, CheckpointProblem(stored_size, "stored size differs from the signed size")
         if checkpoint.size > size_now:
-            return CheckpointProblem(
+            return heads, CheckpointProblem(
                 checkpoint.size,
                 f"checkpoint covers {checkpoint.size} entries but the ledger has {size_now} "
                 "(entries were removed)",
             )
         heads.append((checkpoint.size, checkpoint.root))
-    recomputed = tree.check_tree(connection, {size for size, _ in heads})
+    return heads, None
+
+
+def check_heads(
+    connection: Connection, heads: list[SignedHead], recomputed: tree.TreeCheck | None = None
+) -> CheckpointProblem | None:
+    """Check signed ``heads`` against the tree recomputed from the entries themselves
+    (``recomputed``, from :class:`tree.TreeRebuild`, else :func:`tree.check_tree` here),
+    and each against the next for consistency (the ledger only grew between them).
+
+    Roots are never taken from the stored subtree hashes, which are checked on the way:
+    someone who can rewrite entries can also leave stale hashes that would still give
+    the signed root.
+    """
+    sizes = {size for size, _ in heads}
+    if recomputed is None or any(
+        size <= recomputed.entries and size not in recomputed.roots for size in sizes
+    ):
+        recomputed = tree.check_tree(connection, sizes)
     for size, root in heads:
         actual = recomputed.roots.get(size)
         if actual is None:
@@ -255,7 +269,7 @@ def verify_checkpoints(
             )
     if recomputed.problem is not None:
         return CheckpointProblem(None, f"{recomputed.problem} (the stored tree was altered)")
-    previous: tuple[int, bytes] | None = None
+    previous: SignedHead | None = None
     for size, root in sorted(heads):
         if previous is not None and previous[0] < size:
             proof = tree.consistency_proof(connection, previous[0], size)
@@ -267,3 +281,16 @@ def verify_checkpoints(
                 )
         previous = (size, root)
     return None
+
+
+def verify_checkpoints(
+    connection: Connection,
+    keys: list[VerifierKey],
+    origin: str,
+    external: list[str] = (),  # type: ignore[assignment]
+) -> CheckpointProblem | None:
+    """Check every stored checkpoint (and any ``external`` notes) against the ledger:
+    :func:`signed_heads`, then :func:`check_heads`. An external note held outside the
+    database catches a history rewritten along with its stored checkpoints."""
+    heads, problem = signed_heads(connection, keys, origin, external)
+    return problem or check_heads(connection, heads)

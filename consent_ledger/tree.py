@@ -149,62 +149,95 @@ class TreeCheck:
     problem: str | None
 
 
-def check_tree(connection: Connection, sizes: Iterable[int]) -> TreeCheck:
-    """Recompute the tree from every entry, in one pass and ``O(log n)`` memory.
+class TreeRebuild:
+    """The tree recomputed leaf by leaf, checking stored subtree hashes on the way.
+
+    Fed the canonical bytes of entries 1, 2, 3 … in order (:meth:`add`), it keeps
+    ``O(log n)`` hashes, the roots at the sizes asked for, and the first stored subtree
+    hash that the entries do not give. ``ledger verify`` feeds it from the chain walk,
+    which has the canonical bytes at hand, so the tree costs no second pass.
 
     The stored subtree hashes are derived data: whoever can rewrite entries can leave
     the old hashes in place, and a root or proof built from them would then vouch for
     entries that are no longer there. So an audit must not use them; this recomputes
-    the roots at ``sizes`` from the leaves and checks every stored hash on the way.
+    the roots from the leaves and checks every stored hash.
     """
-    wanted = {size for size in sizes if size >= 0}
-    stored = {
-        (int(height), int(index)): str(value)
-        for height, index, value in connection.execute(
-            select(_nodes.c.height, _nodes.c.index, _nodes.c.hash)
-        )
-    }
-    roots = {0: merkle.EMPTY_ROOT} if 0 in wanted else {}
-    stack: list[bytes] = []  # roots of the perfect subtrees so far, largest first
-    count = 0
-    problem: str | None = None
+
+    __slots__ = ("_stack", "_stored", "_wanted", "count", "problem", "roots")
+
+    def __init__(self, stored: dict[tuple[int, int], str], sizes: Iterable[int]) -> None:
+        self._stored = stored
+        self._wanted = {size for size in sizes if size >= 0}
+        self._stack: list[bytes] = []  # roots of the perfect subtrees so far, largest first
+        self.roots: dict[int, bytes] = {0: merkle.EMPTY_ROOT} if 0 in self._wanted else {}
+        self.count = 0
+        self.problem: str | None = None
+
+    @classmethod
+    def load(cls, connection: Connection, sizes: Iterable[int]) -> TreeRebuild:
+        """Ready to check the subtree hashes stored in ``connection``'s snapshot."""
+        stored = {
+            (int(height), int(index)): str(value)
+            for height, index, value in connection.execute(
+                select(_nodes.c.height, _nodes.c.index, _nodes.c.hash)
+            )
+        }
+        return cls(stored, sizes)
+
+    def add(self, canonical: bytes) -> None:
+        """Leaf ``count``: the entry whose canonical form is ``canonical``."""
+        value = merkle.leaf_hash(canonical)
+        self.count = count = self.count + 1
+        stack = self._stack
+        # As in merkle.root_from_leaf_hashes: each trailing zero bit of the count
+        # completes one perfect subtree, here of height `height`.
+        height, merges = 0, count
+        while not merges & 1:
+            value = merkle.node_hash(stack.pop(), value)
+            height, merges = height + 1, merges >> 1
+            if height >= TILE_HEIGHT:
+                self._check_stored(height, (count >> height) - 1, value)
+        stack.append(value)
+        if count in self._wanted:
+            root = value
+            for left in reversed(stack[:-1]):
+                root = merkle.node_hash(left, root)
+            self.roots[count] = root
+
+    def _check_stored(self, height: int, index: int, value: bytes) -> None:
+        kept = self._stored.pop((height, index), None)
+        if kept is not None and kept != value.hex() and self.problem is None:
+            self.problem = (
+                f"stored Merkle subtree (height {height}, index {index}) does not match the entries"
+            )
+
+    def result(self) -> TreeCheck:
+        """What was found, once every entry has been added."""
+        problem = self.problem
+        if problem is None and self._stored:
+            height, index = min(self._stored)
+            problem = (
+                f"stored Merkle subtree (height {height}, index {index}) covers entries "
+                "the ledger does not have"
+            )
+        return TreeCheck(self.count, dict(self.roots), problem)
+
+
+def check_tree(connection: Connection, sizes: Iterable[int]) -> TreeCheck:
+    """Recompute the tree from every entry, in one pass and ``O(log n)`` memory
+    (see :class:`TreeRebuild`); a gap in ``seq`` ends the tree there."""
+    rebuild = TreeRebuild.load(connection, sizes)
     # The driver-cursor scan `ledger verify` uses (timestamps spelled by the database):
     # the same canonical bytes as stored.canonical_of_row at half the cost per entry.
     rows = ledger_scan.chain_rows(connection)
     try:
         for row in rows:
-            if row[0] != count + 1:
-                problem = f"the ledger has no entry {count + 1}"
+            if row[0] != rebuild.count + 1:
+                rebuild.problem = rebuild.problem or f"the ledger has no entry {rebuild.count + 1}"
                 break
             fields = dict(zip(ENTRY_FIELDS, row[: len(ENTRY_FIELDS)], strict=True))
             fields["confirmation_required"] = bool(fields["confirmation_required"])
-            value = merkle.leaf_hash(canonical_bytes(fields))
-            count += 1
-            # As in merkle.root_from_leaf_hashes: each trailing zero bit of the count
-            # completes one perfect subtree, here of height `height`.
-            height, merges = 0, count
-            while not merges & 1:
-                value = merkle.node_hash(stack.pop(), value)
-                height, merges = height + 1, merges >> 1
-                if height >= TILE_HEIGHT:
-                    kept = stored.pop((height, (count >> height) - 1), None)
-                    if kept is not None and kept != value.hex() and problem is None:
-                        problem = (
-                            f"stored Merkle subtree (height {height}, index "
-                            f"{(count >> height) - 1}) does not match the entries"
-                        )
-            stack.append(value)
-            if count in wanted:
-                root = stack[-1]
-                for left in reversed(stack[:-1]):
-                    root = merkle.node_hash(left, root)
-                roots[count] = root
+            rebuild.add(canonical_bytes(fields))
     finally:
         rows.close()
-    if problem is None and stored:
-        height, index = min(stored)
-        problem = (
-            f"stored Merkle subtree (height {height}, index {index}) covers entries "
-            "the ledger does not have"
-        )
-    return TreeCheck(count, roots, problem)
+    return rebuild.result()

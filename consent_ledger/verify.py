@@ -14,7 +14,7 @@ edits made with the triggers disabled are found too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import groupby, zip_longest
 from operator import itemgetter
@@ -31,6 +31,7 @@ from consent_ledger.entries import (
     evidence_commitment,
 )
 from consent_ledger.models import ConsentEvent, ConsentEvidence, ConsentState, LedgerHead
+from consent_ledger.tree import TreeCheck, TreeRebuild
 
 ProgressCallback = Callable[[str, int, int], None]
 """Called as ``progress(phase, done, total)`` every :data:`PROGRESS_EVERY` entries."""
@@ -60,6 +61,8 @@ class VerifyReport:
     head_hash: str
     projection_rows: int
     problem: Problem | None
+    tree: TreeCheck | None = None
+    """The Merkle tree recomputed by the chain walk, when ``tree_sizes`` were asked for."""
 
     @property
     def ok(self) -> bool:
@@ -67,12 +70,16 @@ class VerifyReport:
 
 
 def _check_chain(
-    connection: Connection, total: int, progress: ProgressCallback | None
+    connection: Connection,
+    total: int,
+    progress: ProgressCallback | None,
+    tree: TreeRebuild | None = None,
 ) -> tuple[int, str, Problem | None]:
-    """Walk the chain; returns (entries seen, last hash, first problem)."""
+    """Walk the chain; returns (entries seen, last hash, first problem). Each entry's
+    canonical bytes also go to ``tree``, when given."""
     evidence = ledger_scan.evidence_rows(connection)
     try:
-        return _walk_chain(connection, evidence, total, progress)
+        return _walk_chain(connection, evidence, total, progress, tree)
     finally:
         evidence.close()
 
@@ -85,8 +92,10 @@ def _walk_chain(
     evidence: Iterator[tuple[Any, ...]],
     total: int,
     progress: ProgressCallback | None,
+    tree: TreeRebuild | None,
 ) -> tuple[int, str, Problem | None]:
     expected_seq, running = 1, GENESIS_HASH
+    add_leaf = tree.add if tree is not None else None
     count = 0
     kept = next(evidence, None)  # evidence rows, merged in by seq
     for row in ledger_scan.chain_rows(connection):
@@ -132,6 +141,8 @@ def _walk_chain(
                 message = "kept evidence does not match the entry's commitment"
                 return count, running, Problem(seq, "evidence", message)
             kept = next(evidence, None)
+        if add_leaf is not None:
+            add_leaf(canonical)
         running = computed
         expected_seq += 1
         count += 1
@@ -141,7 +152,7 @@ def _walk_chain(
 
 
 def _folded_pairs(connection: Connection) -> Iterator[tuple[str, str, projection.StateValue]]:
-    """The ledger folded pair by pair, timestamps kept as canonical text (it sorts in
+    """The ledger folded pair by pair, timestamps kept as comparable text (it sorts in
     time order, which is all the fold needs of them)."""
     facts = ledger_scan.fact_rows(connection)
     fact = projection.ConsentFact
@@ -201,18 +212,22 @@ def verify_ledger(
     progress: ProgressCallback | None = None,
     *,
     projection_result: Callable[[], tuple[int, Problem | None]] | None = None,
+    tree_sizes: Iterable[int] | None = None,
 ) -> VerifyReport:
     """Check chain, head and projection; see the module docstring.
 
     ``projection_result``, when given, supplies the projection check's outcome (run
-    elsewhere, see :func:`verify_database`) instead of running it here.
+    elsewhere, see :func:`verify_database`) instead of running it here. ``tree_sizes``,
+    when given, has the chain walk recompute the Merkle tree too (the report's ``tree``,
+    with the roots at those sizes: what checking signed checkpoints needs).
     """
     head = connection.execute(select(_head.c.seq, _head.c.hash)).first()
     if head is None:
         missing = Problem(None, "head", "ledger_head row is missing")
         return VerifyReport(0, 0, GENESIS_HASH, 0, missing)
     head_seq, head_hash = int(head[0]), str(head[1])
-    entries, last_hash, chain_problem = _check_chain(connection, head_seq, progress)
+    tree = TreeRebuild.load(connection, tree_sizes) if tree_sizes is not None else None
+    entries, last_hash, chain_problem = _check_chain(connection, head_seq, progress, tree)
     problem: Problem | None = chain_problem
     if problem is None and entries < head_seq:
         problem = Problem(
@@ -237,7 +252,8 @@ def verify_ledger(
         else:
             rows, projection_problem = _check_projection(connection, head_seq, progress)
         problem = projection_problem
-    return VerifyReport(entries, head_seq, head_hash, rows, problem)
+    tree_check = tree.result() if tree is not None else None
+    return VerifyReport(entries, head_seq, head_hash, rows, problem, tree_check)
 
 
 def _snapshot(connection: Connection) -> Connection:
@@ -261,7 +277,11 @@ def _projection_in_child(url: str) -> tuple[int, Problem | None]:
         database.dispose()
 
 
-def verify_database(url: str, progress: ProgressCallback | None = None) -> VerifyReport:
+def verify_database(
+    url: str,
+    progress: ProgressCallback | None = None,
+    tree_sizes: Iterable[int] | None = None,
+) -> VerifyReport:
     """Verify the ledger at ``url`` using both cores: the chain and head are checked here
     while a second process checks the projection (each on its own consistent snapshot).
     What ``zeroparty ledger verify`` runs; the result is the same as :func:`verify_ledger`.
@@ -276,7 +296,12 @@ def verify_database(url: str, progress: ProgressCallback | None = None) -> Verif
         database = Database.from_url(url)
         try:
             with database.connect() as raw:
-                report = verify_ledger(_snapshot(raw), progress, projection_result=future.result)
+                report = verify_ledger(
+                    _snapshot(raw),
+                    progress,
+                    projection_result=future.result,
+                    tree_sizes=tree_sizes,
+                )
         finally:
             database.dispose()
             future.cancel()

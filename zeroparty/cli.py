@@ -109,22 +109,26 @@ def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
             print(f"error: --checkpoint: cannot read {name}: {exc}", file=sys.stderr)
             return 2
     with _opened_database(settings) as database:
-        report = verify_database(settings.database_url, progress)
-        checkpoints_checked = False
-        with database.connect() as connection:
-            checkpoint_problem = None
-            if report.problem is None:
-                signer = (
-                    transparency.load_signer(settings, create=False)
-                    if (settings.checkpoint_key_file.exists())
-                    else None
+        signer = (
+            transparency.load_signer(settings, create=False)
+            if settings.checkpoint_key_file.exists()
+            else None
+        )
+        keys = transparency.verifier_keys(settings, signer) if signer else []
+        checkpoints_checked = bool(keys or external)
+        heads: list[transparency.SignedHead] = []
+        checkpoint_problem = None
+        if checkpoints_checked:
+            # Signatures first; the chain walk then recomputes the tree at their sizes.
+            with database.connect() as connection:
+                heads, checkpoint_problem = transparency.signed_heads(
+                    connection, keys, settings.ledger_origin, external
                 )
-                keys = transparency.verifier_keys(settings, signer) if signer else []
-                if keys or external:
-                    checkpoints_checked = True
-                    checkpoint_problem = transparency.verify_checkpoints(
-                        connection, keys, settings.ledger_origin, external
-                    )
+        sizes = {size for size, _ in heads} if checkpoints_checked else None
+        report = verify_database(settings.database_url, progress, tree_sizes=sizes)
+        if report.problem is None and checkpoint_problem is None and checkpoints_checked:
+            with database.connect() as connection:
+                checkpoint_problem = transparency.check_heads(connection, heads, report.tree)
     if not args.quiet:
         print("\r", end="", file=sys.stderr)
     if report.problem is not None:
@@ -318,6 +322,42 @@ def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
+    from console.accounts import create_user
+    from console.sessions import ConsoleTokens
+
+    with _opened_database(settings) as database, database.write() as session:
+        user = create_user(session, args.email, args.role)
+        token = ConsoleTokens(settings).issue_set_password(user.id, user.session_generation)
+    print(f"{settings.base_url}/console/set-password/{token}")
+    print(
+        f"staff account {user.email} ({user.role}) created; send them this one-time link "
+        "to set a password (valid 72 hours)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
+    import zeroparty.app  # noqa: F401  (scoring's listeners)
+    from scoring import cli as scoring_cli
+
+    with _opened_database(settings) as database:
+        if args.explain:
+            subject_id = _lead_id(database, args.explain)
+            if subject_id is None:
+                return 2
+            return scoring_cli.print_explanation(database, subject_id, args.explain)
+        return scoring_cli.rescore_with_progress(database, quiet=args.quiet)
+
+
+def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    from scoring import cli as scoring_cli
+
+    with _opened_database(settings) as database:
+        return scoring_cli.dispatch_once(database, settings, dead=args.dead_letters)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zeroparty",
@@ -397,6 +437,14 @@ def build_parser() -> argparse.ArgumentParser:
     erase.add_argument("email")
     erase.set_defaults(handler=cmd_erase)
 
+    user = commands.add_parser("user", help="staff accounts for the console").add_subparsers(
+        dest="user_command", required=True, metavar="ACTION"
+    )
+    user_add = user.add_parser("add", help="create a staff account; prints a set-password link")
+    user_add.add_argument("email")
+    user_add.add_argument("--role", required=True, choices=["admin", "compliance", "marketer"])
+    user_add.set_defaults(handler=cmd_user_add)
+
     apikey = commands.add_parser("apikey", help="API keys").add_subparsers(
         dest="apikey_command", required=True, metavar="ACTION"
     )
@@ -406,6 +454,16 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = apikey.add_parser("revoke", help="revoke a key")
     revoke.add_argument("name")
     revoke.set_defaults(handler=cmd_apikey_revoke)
+
+    score = commands.add_parser("score", help="rescore permissioned leads; explain one score")
+    score.add_argument("--explain", metavar="EMAIL", help="print every point of this lead")
+    score.add_argument("--quiet", action="store_true", help="no progress output")
+    score.set_defaults(handler=cmd_score)
+    dispatch = commands.add_parser("dispatch", help="deliver due webhooks to the CRM now")
+    dispatch.add_argument(
+        "--dead-letters", action="store_true", help="list webhooks given up on instead"
+    )
+    dispatch.set_defaults(handler=cmd_dispatch)
     return parser
 
 
