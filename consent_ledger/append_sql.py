@@ -51,7 +51,7 @@ class AppendSql:
 
 def _sqlite_time(moment: datetime) -> str:
     # SQLAlchemy's SQLite DATETIME storage format (naive UTC, microseconds).
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _aware_time(moment: datetime) -> datetime:
