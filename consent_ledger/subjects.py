@@ -8,10 +8,9 @@ from functools import lru_cache
 from typing import cast
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Table, bindparam, delete, insert, select
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from consent_ledger.models import Subject, SubjectProfile
@@ -67,6 +66,11 @@ _INSERT_PROFILE_UNLESS_TAKEN = (
     .returning(_profiles.c.subject_id)
 )
 _DELETE_SUBJECT = delete(_subjects).where(_subjects.c.id == bindparam("sid"))
+_UPDATE_SUBJECT = (
+    update(_subjects)
+    .where(_subjects.c.id == bindparam("sid"))
+    .values(jurisdiction=bindparam("jurisdiction"), locale=bindparam("locale"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,23 +89,27 @@ def find_subject_id(session: Session | Connection, email: str) -> str | None:
 
 
 def ensure_subject(
-    session: Session,
+    session: Session | Connection,
     email: str,
     *,
     name: str | None = None,
     locale: str | None = None,
     jurisdiction: str | None = None,
 ) -> SubjectRef:
-    """Like :func:`get_or_create_subject`, for the write hot path (no ORM objects)."""
-    connection = session.connection()
+    """The lead with this normalised email, created if new, in the caller's (write)
+    transaction; a known lead takes the jurisdiction given and a locale it lacked.
+    Core statements only, so it runs on a plain connection too."""
+    connection = session.connection() if isinstance(session, Session) else session
     row = connection.execute(_FIND_WITH_SUBJECT, {"email": email}).first()
     if row is not None:
-        if (jurisdiction and row.jurisdiction != jurisdiction) or (locale and not row.locale):
-            subject = get_or_create_subject(
-                session, email, name=name, locale=locale, jurisdiction=jurisdiction
+        new_jurisdiction = jurisdiction if jurisdiction else row.jurisdiction
+        new_locale = row.locale or locale
+        if (new_jurisdiction, new_locale) != (row.jurisdiction, row.locale):
+            connection.execute(
+                _UPDATE_SUBJECT,
+                {"sid": row.id, "jurisdiction": new_jurisdiction, "locale": new_locale},
             )
-            return SubjectRef(subject.id, subject.locale, subject.jurisdiction)
-        return SubjectRef(row.id, row.locale, row.jurisdiction)
+        return SubjectRef(row.id, new_locale, new_jurisdiction)
     ref = SubjectRef(new_subject_id(), locale, jurisdiction)
     now = utcnow()
     connection.execute(
@@ -133,31 +141,7 @@ def get_or_create_subject(
     locale: str | None = None,
     jurisdiction: str | None = None,
 ) -> Subject:
-    """The lead with this normalised email, created if new (in the caller's transaction)."""
-    subject_id = find_subject_id(session, email)
-    if subject_id is not None:
-        subject = session.get_one(Subject, subject_id)
-        if jurisdiction and subject.jurisdiction != jurisdiction:
-            subject.jurisdiction = jurisdiction
-        if locale and not subject.locale:
-            subject.locale = locale
-        return subject
-    subject = Subject(id=new_subject_id(), locale=locale, jurisdiction=jurisdiction)
-    if session.get_bind().dialect.name == "sqlite":
-        # SQLite write transactions begin IMMEDIATE: no other writer can have added
-        # this email since the look-up above, so no savepoint is needed.
-        session.add(subject)
-        session.add(SubjectProfile(subject_id=subject.id, email=email, name=name))
-        session.flush()
-        return subject
-    try:
-        with session.begin_nested():
-            session.add(subject)
-            session.add(SubjectProfile(subject_id=subject.id, email=email, name=name))
-    except IntegrityError:
-        # Another transaction created this lead between our look-up and insert.
-        existing = find_subject_id(session, email)
-        if existing is None:
-            raise
-        return session.get_one(Subject, existing)
-    return subject
+    """:func:`ensure_subject`, returning the lead as an ORM object for callers that go
+    on to use it (its attributes as the database has them now)."""
+    ref = ensure_subject(session, email, name=name, locale=locale, jurisdiction=jurisdiction)
+    return session.get_one(Subject, ref.id, populate_existing=True)

@@ -168,6 +168,14 @@ class Database:
             yield session
 
     @contextmanager
+    def write_connection(self) -> Iterator[Connection]:
+        """Like :meth:`write`, on a plain connection: for write paths made of Core
+        statements only (the ledger's appends), which would otherwise pay for an ORM
+        session they never use. Commits on success, rolls back on any exception."""
+        with self._write_lock, self._writer.connect() as connection, connection.begin():
+            yield connection
+
+    @contextmanager
     def read(self) -> Iterator[Session]:
         with self._read_sessions() as session, session.begin():
             yield session
