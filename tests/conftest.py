@@ -5,7 +5,9 @@ Which database the suite runs on:
   demo site once per session; each test gets its own copy.
 - ``ZEROPARTY_TEST_DB=postgresql``: a template database on ``ZEROPARTY_TEST_POSTGRES_URL``
   (default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``) is migrated once;
-  each test gets ``CREATE DATABASE … TEMPLATE`` of it, dropped afterwards.
+  each test gets ``CREATE DATABASE … TEMPLATE`` of it. Afterwards the database is put
+  back to the template's content and reused when its schema is provably untouched
+  (``tests/fixtures/pg_reuse.py``), and dropped otherwise.
 
 Each test therefore sees exactly the migrated schema plus the demo site and nothing any
 other test wrote (append-only tables cannot be cleaned by DELETE, by design).
@@ -30,6 +32,7 @@ from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
+from tests.fixtures.pg_reuse import TemplateContent, is_superuser
 from zeroparty import migrations
 from zeroparty.apikeys import create_api_key
 from zeroparty.app import create_app
@@ -61,14 +64,15 @@ def need_service(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _pg_admin() -> psycopg.Connection[tuple[object, ...]]:
+def _pg_admin(database: str | None = None) -> psycopg.Connection[tuple[object, ...]]:
+    """An autocommit connection to the server's admin database (or to ``database``)."""
     url = make_url(POSTGRES_URL)
     return psycopg.connect(
         host=url.host or "127.0.0.1",
         port=url.port or 5432,
         user=url.username or "postgres",
         password=url.password,
-        dbname=url.database or "postgres",
+        dbname=database or url.database or "postgres",
         autocommit=True,
         connect_timeout=3,
     )
@@ -106,7 +110,8 @@ class DatabaseFactory:
         self.backend = backend
         self.workdir = workdir
         self.template: str | None = None
-        self._created: list[str] = []
+        self._content: TemplateContent | None = None  # PostgreSQL: for reuse
+        self._free: list[str] = []  # PostgreSQL databases reset and ready for reuse
 
     def _ensure_template(self) -> None:
         if self.template is not None:
@@ -123,6 +128,9 @@ class DatabaseFactory:
             admin.execute(f'CREATE DATABASE "{name}"')
         _prepare(_pg_url(name))
         self.template = name
+        with _pg_admin(name) as connection:
+            if is_superuser(connection):
+                self._content = TemplateContent.read(connection)
 
     def new_url(self) -> str:
         self._ensure_template()
@@ -131,10 +139,11 @@ class DatabaseFactory:
             path = self.workdir / f"test_{uuid.uuid4().hex[:12]}.db"
             shutil.copyfile(self.template, path)
             return f"sqlite:///{path}"
+        if self._free:
+            return _pg_url(self._free.pop())
         name = f"zp_test_{uuid.uuid4().hex[:12]}"
         with _pg_admin() as admin:
             admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
-        self._created.append(name)
         return _pg_url(name)
 
     def drop(self, url: str) -> None:
@@ -143,13 +152,37 @@ class DatabaseFactory:
                 Path(make_url(url).database + suffix).unlink(missing_ok=True)  # type: ignore[operator]
             return
         name = make_url(url).database
+        assert name is not None
+        if self._reset(name):
+            self._free.append(name)
+            return
         with _pg_admin() as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def _reset(self, name: str) -> bool:
+        """Put the template's content back into database ``name``; ``False`` when it
+        cannot be reused (its schema changed, or it cannot be reached)."""
+        if self._content is None:
+            return False
+        try:
+            with _pg_admin() as admin:
+                # Connections a test left open (a server it started, a pool) go first.
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (name,),
+                )
+            with _pg_admin(name) as connection:
+                return self._content.restore(connection)
+        except psycopg.Error:
+            return False
 
     def close(self) -> None:
         if self.backend == "postgresql" and self.template is not None:
             with _pg_admin() as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
+                for name in [*self._free, self.template]:
+                    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            self._free.clear()
 
 
 @pytest.fixture(scope="session")
