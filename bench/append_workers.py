@@ -33,7 +33,7 @@ from consent_ledger import ledger
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
 from consent_ledger.models import NoticeVersion
 from consent_ledger.services import ConsentRecord, record_consent
-from consent_ledger.subjects import get_or_create_subject
+from consent_ledger.subjects import ensure_subject, get_or_create_subject
 from zeroparty.db import Database
 
 WARMUP_TRANSACTIONS = 30
@@ -192,10 +192,43 @@ def _append_many_transaction(spec: WriterSpec) -> Callable[[int], None]:
     return run
 
 
+KNOWN_LEADS = 500
+
+
+def _known_lead_transaction(spec: WriterSpec) -> Callable[[int], None]:
+    """``record_consent`` for a lead already known, on ``Database.write_connection()``:
+    what a preference change, an unsubscribe or an API call about an existing lead
+    costs. Each lead alternates grant and withdrawal of ``profiling``."""
+    database = Database.from_url(spec.url)
+    notice = _notices(database)["profiling"]
+    emails = [f"known-{spec.index}-{os.getpid()}-{k}@bench.example" for k in range(KNOWN_LEADS)]
+    with database.write_connection() as connection:
+        for email in emails:
+            ensure_subject(connection, email, locale="en", jurisdiction="DE")
+
+    def run(n: int) -> None:
+        granted = (n // KNOWN_LEADS) % 2 == 0
+        record = ConsentRecord(
+            email=emails[n % KNOWN_LEADS],
+            purpose="profiling",
+            action=ConsentAction.GRANTED if granted else ConsentAction.WITHDRAWN,
+            source=ConsentSource.PREFERENCE_CENTER,
+            method=ConsentMethod.CHECKBOX,
+            notice_sha256=notice if granted else None,
+            source_ref="bench-preferences",
+            evidence=EVIDENCE,
+        )
+        with database.write_connection() as connection:
+            record_consent(connection, record)
+
+    return run
+
+
 TRANSACTIONS: dict[str, Callable[[WriterSpec], Callable[[int], None]]] = {
     "bare": _bare_transaction,
     "record_consent": _record_consent_transaction,
     "append_many": _append_many_transaction,
+    "known_lead": _known_lead_transaction,
 }
 
 

@@ -152,6 +152,7 @@ def run_backend(backend: str, fresh: Callable[[], str], duration_s: float) -> li
     """Every cell on one backend; each cell gets a fresh copy of the migrated database."""
     rows: list[Row] = []
     cases: Sequence[tuple[str, str, int]] = (
+        ("record_consent for a known lead, 1 entry/transaction", "known_lead", 1),
         ("record_consent, 1 entry/transaction", "record_consent", 1),
         (f"append_many, {FORM_BOXES} entries/transaction", "append_many", FORM_BOXES),
     )
@@ -182,9 +183,11 @@ def run(options: Options) -> ScenarioResult:
         command="python -m bench.ledger_appends" + (" --quick" if options.quick else ""),
         what=(
             f"Entries committed per second for {duration_s:g} s per cell, after a warm-up. "
-            "zeroparty: `record_consent` in `Database.write()` for a new lead each time "
-            "(purpose and notice checked, subject and profile created, head locked, entry, "
-            "evidence and projection written), and `get_or_create_subject` + "
+            "zeroparty: `record_consent` on `Database.write_connection()` for a lead already "
+            "known (a preference change or an API call: purpose and notice checked, lead "
+            "looked up, head locked, entry, evidence and projection written; grants and "
+            "withdrawals alternate); `record_consent` in `Database.write()` for a new lead "
+            "each time (subject and profile created too), and `get_or_create_subject` + "
             f"`ledger.append_many` with {FORM_BOXES} entries (a three-box form). Bare: one "
             "Core `insert()` built once into a table shaped like `consent_events` (same "
             "columns and indexes), the same number of rows per transaction, same pragmas "

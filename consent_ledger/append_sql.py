@@ -13,10 +13,15 @@ UTC text on SQLite, aware datetimes on PostgreSQL), so rows read back identicall
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
+from typing import Any
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 # Column order of the event insert; matches consent_events.
 EVENT_COLUMNS = (
@@ -46,6 +51,7 @@ class AppendSql:
     insert_evidence: str
     upsert_state: str
     update_head: str
+    record_context: str
     bind_time: Callable[[datetime], object]
 
 
@@ -83,8 +89,41 @@ def append_sql(dialect: str) -> AppendSql:
             "RETURNING last_seq"
         ),
         "update_head": "UPDATE ledger_head SET seq = ?, hash = ? WHERE id = 1",
+        # What recording consent needs to know first, in one round trip: the purpose
+        # (no row: unknown), the locale of the notice version named by its hash (NULL:
+        # not a notice of this purpose) and the lead with this e-mail, if known.
+        # Parameters: notice hash, e-mail, purpose.
+        "record_context": (
+            "SELECT p.double_opt_in, n.locale, s.id, s.locale, s.jurisdiction "
+            "FROM purposes p "
+            "LEFT JOIN notice_versions n ON n.purpose_key = p.key AND n.sha256 = ? "
+            "LEFT JOIN subject_profiles sp ON sp.email = ? "
+            "LEFT JOIN subjects s ON s.id = sp.subject_id "
+            "WHERE p.key = ? ORDER BY n.version DESC LIMIT 1"
+        ),
     }
     if dialect == "postgresql":
         statements = {key: sql.replace("?", "%s") for key, sql in statements.items()}
     bind_time = _sqlite_time if dialect == "sqlite" else _aware_time
     return AppendSql(bind_time=bind_time, **statements)
+
+
+@contextmanager
+def driver_cursor(connection: Connection) -> Iterator[Any]:
+    """The DBAPI cursor of ``connection``, inside its transaction. Driver errors come out
+    as the exception classes SQLAlchemy would raise (``IntegrityError``, …), so callers
+    and the app's error handling see no difference."""
+    cursor = connection.connection.cursor()
+    try:
+        yield cursor
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(
+            None,
+            None,
+            exc,
+            connection.dialect.loaded_dbapi.Error,
+            hide_parameters=True,
+            dialect=connection.dialect,
+        ) from exc
+    finally:
+        cursor.close()

@@ -15,12 +15,11 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from consent_ledger import projection
+from consent_ledger import listeners, projection
 from consent_ledger.actions import ConsentAction
-from consent_ledger.append_sql import AppendSql, append_sql
+from consent_ledger.append_sql import AppendSql, append_sql, driver_cursor
 from consent_ledger.entries import LedgerEntry, format_timestamp, seal
 from consent_ledger.evidence import EvidenceValue, clean_evidence, seal_evidence
 from consent_ledger.models import ConsentEvent, ConsentEvidence, ConsentState, LedgerHead
@@ -99,23 +98,24 @@ def lock_head(connection: Connection) -> tuple[int, str]:
     return int(head.seq), str(head.hash)
 
 
-def append(session: Session, draft: EntryDraft) -> LedgerEntry:
+def append(session: Session | Connection, draft: EntryDraft) -> LedgerEntry:
     """Append one entry; see :func:`append_many`."""
     return append_many(session, [draft])[0]
 
 
-def append_many(session: Session, drafts: Sequence[EntryDraft]) -> list[LedgerEntry]:
-    """Append ``drafts`` in order, in the session's (write) transaction.
+def append_many(session: Session | Connection, drafts: Sequence[EntryDraft]) -> list[LedgerEntry]:
+    """Append ``drafts`` in order, in the (write) transaction of ``session``: an ORM
+    session (:meth:`Database.write`) or a plain connection
+    (:meth:`Database.write_connection`, cheaper: appends are Core statements only).
 
     The caller commits. Until then the head row stays locked, so keep the rest of the
     transaction short.
     """
     if not drafts:
         return []
-    connection = session.connection()
+    connection = session.connection() if isinstance(session, Session) else session
     sql = append_sql(connection.dialect.name)
-    cursor = connection.connection.cursor()
-    try:
+    with driver_cursor(connection) as cursor:
         cursor.execute(sql.lock_head)
         head = cursor.fetchone()
         if head is None:
@@ -166,19 +166,15 @@ def append_many(session: Session, drafts: Sequence[EntryDraft]) -> list[LedgerEn
             if not _upsert_state(cursor, sql, entry):
                 _project(connection, entry)
         cursor.execute(sql.update_head, (seq, prev_hash))
-    except connection.dialect.loaded_dbapi.Error as exc:
-        # The same exception classes SQLAlchemy would raise (IntegrityError, …), so
-        # callers and the app's error handling see no difference.
-        raise DBAPIError.instance(
-            None,
-            None,
-            exc,
-            connection.dialect.loaded_dbapi.Error,
-            hide_parameters=True,
-            dialect=connection.dialect,
-        ) from exc
-    finally:
-        cursor.close()
+    if listeners.registered():
+        # Derived data (scores) follows a withdrawal in this same transaction (rule 2).
+        if isinstance(session, Session):
+            listeners.notify(session, entries)
+        else:
+            # Listeners work with an ORM session. One bound to this connection joins its
+            # transaction, and neither commits it nor, when closed, rolls it back.
+            with Session(bind=session) as orm:
+                listeners.notify(orm, entries)
     return entries
 
 

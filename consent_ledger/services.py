@@ -5,18 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import cast
 
-from sqlalchemy import Table, and_, bindparam, func, select
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from consent_ledger import ledger
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
+from consent_ledger.append_sql import append_sql, driver_cursor
 from consent_ledger.entries import LedgerEntry
 from consent_ledger.evidence import EvidenceValue
 from consent_ledger.models import NoticeVersion, Purpose
 from consent_ledger.state import UnknownPurpose
-from consent_ledger.subjects import ensure_subject
+from consent_ledger.subjects import SubjectRef, ensure_subject, needs_update
 from zeroparty.db import utcnow
 from zeroparty.errors import InvalidInput
 
@@ -65,41 +66,24 @@ def notice_for(session: Session, purpose: str, notice_sha256: str) -> NoticeVers
     return session.execute(stmt).scalar_one_or_none()
 
 
-_purposes = cast(Table, Purpose.__table__)
-_notices = cast(Table, NoticeVersion.__table__)
-# The purpose and, when a hash is given, the locale of that notice version of it.
-_PURPOSE_AND_NOTICE = (
-    select(_purposes.c.double_opt_in, _notices.c.locale)
-    .select_from(
-        _purposes.outerjoin(
-            _notices,
-            and_(
-                _notices.c.purpose_key == _purposes.c.key,
-                _notices.c.sha256 == bindparam("sha"),
-            ),
-        )
-    )
-    .where(_purposes.c.key == bindparam("purpose"))
-    .order_by(_notices.c.version.desc())
-    .limit(1)
-)
-
-
-def record_consent(session: Session, record: ConsentRecord) -> LedgerEntry:
-    """Validate ``record`` against the site's purposes and notices and append it.
+def record_consent(session: Session | Connection, record: ConsentRecord) -> LedgerEntry:
+    """Validate ``record`` against the site's purposes and notices and append it, in the
+    caller's write transaction (an ORM session or a plain connection).
 
     A grant must name the notice version that was shown (by its hash), and that version
     must belong to the purpose. A grant of a double opt-in purpose is pending until a
     ``confirmed`` entry follows, unless its method says it was confirmed already.
     """
-    row = (
-        session.connection()
-        .execute(_PURPOSE_AND_NOTICE, {"purpose": record.purpose, "sha": record.notice_sha256})
-        .first()
-    )
+    connection = session.connection() if isinstance(session, Session) else session
+    # Purpose, notice and lead in one statement on the driver's cursor: this runs for
+    # every consent recorded, and SQLAlchemy's execution would cost more than SQLite's.
+    with driver_cursor(connection) as cursor:
+        sql = append_sql(connection.dialect.name)
+        cursor.execute(sql.record_context, (record.notice_sha256, record.email, record.purpose))
+        row = cursor.fetchone()
     if row is None:
         raise UnknownPurpose(record.purpose)
-    double_opt_in, notice_locale = bool(row.double_opt_in), row.locale
+    double_opt_in, notice_locale = bool(row[0]), row[1]
     now = utcnow()
     occurred_at = record.occurred_at or now
     if occurred_at > now + CLOCK_SKEW:
@@ -113,13 +97,18 @@ def record_consent(session: Session, record: ConsentRecord) -> LedgerEntry:
     elif record.action is ConsentAction.GRANTED:
         reason = "required when consent is granted: the hash of the notice text shown"
         raise InvalidInput(f"notice_sha256: {reason}", fields={"notice_sha256": reason})
-    subject = ensure_subject(
-        session,
-        record.email,
-        name=record.name,
-        locale=record.locale or notice_locale,
-        jurisdiction=record.jurisdiction,
-    )
+    locale = record.locale or notice_locale
+    known = SubjectRef(row[2], row[3], row[4]) if row[2] is not None else None
+    if known is not None and not needs_update(known, locale, record.jurisdiction):
+        subject = known
+    else:
+        subject = ensure_subject(
+            connection,
+            record.email,
+            name=record.name,
+            locale=locale,
+            jurisdiction=record.jurisdiction,
+        )
     confirmation_required = (
         record.action is ConsentAction.GRANTED
         and double_opt_in

@@ -82,6 +82,14 @@ class SubjectRef:
     jurisdiction: str | None
 
 
+def needs_update(known: SubjectRef, locale: str | None, jurisdiction: str | None) -> bool:
+    """Whether a known lead takes something from a new record: a jurisdiction other
+    than its own, or a locale when it has none."""
+    return bool(jurisdiction and jurisdiction != known.jurisdiction) or bool(
+        locale and not known.locale
+    )
+
+
 def find_subject_id(session: Session | Connection, email: str) -> str | None:
     """The subject id for an already-normalised email, or ``None``."""
     connection = session.connection() if isinstance(session, Session) else session
@@ -102,14 +110,15 @@ def ensure_subject(
     connection = session.connection() if isinstance(session, Session) else session
     row = connection.execute(_FIND_WITH_SUBJECT, {"email": email}).first()
     if row is not None:
-        new_jurisdiction = jurisdiction if jurisdiction else row.jurisdiction
-        new_locale = row.locale or locale
-        if (new_jurisdiction, new_locale) != (row.jurisdiction, row.locale):
-            connection.execute(
-                _UPDATE_SUBJECT,
-                {"sid": row.id, "jurisdiction": new_jurisdiction, "locale": new_locale},
-            )
-        return SubjectRef(row.id, new_locale, new_jurisdiction)
+        known = SubjectRef(row.id, row.locale, row.jurisdiction)
+        if not needs_update(known, locale, jurisdiction):
+            return known
+        updated = SubjectRef(known.id, known.locale or locale, jurisdiction or known.jurisdiction)
+        connection.execute(
+            _UPDATE_SUBJECT,
+            {"sid": known.id, "jurisdiction": updated.jurisdiction, "locale": updated.locale},
+        )
+        return updated
     ref = SubjectRef(new_subject_id(), locale, jurisdiction)
     now = utcnow()
     connection.execute(

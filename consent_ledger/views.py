@@ -73,9 +73,9 @@ async def post_consent(request: Request) -> JSONResponse:
 def _record(
     database: Database, record: services.ConsentRecord
 ) -> tuple[dict[str, object], state.ConsentAnswer]:
-    with database.write() as session:
-        entry = services.record_consent(session, record)
-        answer = state.consent_now(session, record.email, record.purpose)
+    with database.write_connection() as connection:
+        entry = services.record_consent(connection, record)
+        answer = state.consent_now(connection, record.email, record.purpose)
     return entry.as_json(), answer
 
 

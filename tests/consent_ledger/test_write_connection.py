@@ -1,0 +1,129 @@
+"""Recording consent on a plain connection (``Database.write_connection()``): the same
+entries, projection and guarantees as through an ORM session, for less."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from consent_ledger import listeners
+from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
+from consent_ledger.entries import LedgerEntry
+from consent_ledger.models import ConsentEvent, Subject
+from consent_ledger.services import ConsentRecord, record_consent
+from consent_ledger.state import consent_now
+from consent_ledger.subjects import ensure_subject, get_or_create_subject
+from consent_ledger.verify import verify_ledger
+from tests.factories import notice_hash
+from zeroparty.db import Database
+from zeroparty.errors import InvalidInput
+
+
+def _record(
+    database: Database, action: ConsentAction, email: str = "ann@example.com"
+) -> ConsentRecord:
+    granted = action is ConsentAction.GRANTED
+    return ConsentRecord(
+        email=email,
+        purpose="profiling",
+        action=action,
+        source=ConsentSource.API,
+        method=ConsentMethod.CHECKBOX,
+        notice_sha256=notice_hash(database, "profiling") if granted else None,
+        jurisdiction="DE",
+        evidence={"ip": "198.51.100.23", "user_agent": "pytest"},
+    )
+
+
+def _append_then_fail(database: Database, record: ConsentRecord) -> None:
+    with database.write_connection() as connection:
+        record_consent(connection, record)
+        raise RuntimeError("after the append, before the commit")
+
+
+def _entries(database: Database) -> int:
+    with database.read() as session:
+        return int(session.execute(select(func.count()).select_from(ConsentEvent)).scalar_one())
+
+
+def test_grant_and_withdrawal_on_a_connection(database: Database) -> None:
+    with database.write_connection() as connection:
+        granted = record_consent(connection, _record(database, ConsentAction.GRANTED))
+    with database.read() as session:
+        assert consent_now(session, "ann@example.com", "profiling").permitted
+    with database.write_connection() as connection:
+        withdrawn = record_consent(connection, _record(database, ConsentAction.WITHDRAWN))
+    assert (granted.seq, withdrawn.seq) == (1, 2)
+    assert withdrawn.prev_hash == granted.hash
+    assert withdrawn.subject_id == granted.subject_id
+    with database.read() as session:
+        assert not consent_now(session, "ann@example.com", "profiling").permitted
+        assert verify_ledger(session.connection()).ok
+
+
+def test_a_failed_transaction_leaves_nothing(database: Database) -> None:
+    with pytest.raises(RuntimeError):
+        _append_then_fail(database, _record(database, ConsentAction.GRANTED, "bob@example.com"))
+    assert _entries(database) == 0
+    with database.read() as session:
+        assert session.execute(select(func.count()).select_from(Subject)).scalar_one() == 0
+        assert verify_ledger(session.connection()).ok
+
+
+def test_bad_input_on_a_connection_changes_nothing(database: Database) -> None:
+    bad = ConsentRecord(
+        email="ann@example.com",
+        purpose="profiling",
+        action=ConsentAction.GRANTED,
+        source=ConsentSource.API,
+        method=ConsentMethod.CHECKBOX,
+        notice_sha256="0" * 64,
+    )
+    with pytest.raises(InvalidInput), database.write_connection() as connection:
+        record_consent(connection, bad)
+    assert _entries(database) == 0
+
+
+@pytest.fixture
+def seen_by_listener() -> Iterator[list[tuple[bool, int]]]:
+    seen: list[tuple[bool, int]] = []
+
+    def listener(session: Session, entries: Sequence[LedgerEntry]) -> None:
+        # What a listener writes belongs to the appending transaction.
+        session.execute(text("UPDATE subjects SET locale = 'xx'"))
+        seen.append((isinstance(session, Session), len(entries)))
+
+    listeners.register("test-write-connection", listener)
+    yield seen
+    listeners.unregister("test-write-connection")
+
+
+def test_listeners_join_the_connections_transaction(
+    database: Database, seen_by_listener: list[tuple[bool, int]]
+) -> None:
+    with database.write_connection() as connection:
+        record_consent(connection, _record(database, ConsentAction.GRANTED))
+    bob = _record(database, ConsentAction.WITHDRAWN, "bob@example.com")
+    with pytest.raises(RuntimeError):  # rolls back the entry and what the listener did
+        _append_then_fail(database, bob)
+    assert seen_by_listener == [(True, 1), (True, 1)]
+    assert _entries(database) == 1
+    with database.read() as session:
+        locales = session.execute(select(Subject.locale)).scalars().all()
+    assert locales == ["xx"]  # the committed listener write only; bob was rolled back
+
+
+def test_a_known_lead_takes_a_new_jurisdiction_and_a_missing_locale(database: Database) -> None:
+    with database.write_connection() as connection:
+        first = ensure_subject(connection, "carl@example.com")
+        again = ensure_subject(connection, "carl@example.com", locale="de", jurisdiction="US-CA")
+        kept = ensure_subject(connection, "carl@example.com", locale="fr")
+    assert first.id == again.id == kept.id
+    assert (again.locale, again.jurisdiction) == ("de", "US-CA")
+    assert (kept.locale, kept.jurisdiction) == ("de", "US-CA")  # a locale is not replaced
+    with database.write() as session:
+        subject = get_or_create_subject(session, "carl@example.com", jurisdiction="DE")
+        assert (subject.id, subject.locale, subject.jurisdiction) == (first.id, "de", "DE")
