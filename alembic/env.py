@@ -6,8 +6,11 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import capture.models  # noqa: F401  (registers capture's tables)
-import consent_ledger.models  # noqa: F401  (registers the ledger's tables)
+import consent_ledger.models  # registers the ledger's tables
+import consent_ledger.requests  # noqa: F401  (registers data-subject requests)
+import console.models  # noqa: F401  (registers the console's tables)
 import preference_center.models  # noqa: F401  (registers the preference center's tables)
+import scoring.models  # noqa: F401  (registers scoring's tables)
 import zeroparty.apikeys
 import zeroparty.mail
 import zeroparty.site_info  # noqa: F401  (registers site_info)

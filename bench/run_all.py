@@ -16,7 +16,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import consent_lookup, ledger_appends, ledger_verify, proofs
+from bench import (
+    bench_console,
+    bench_scoring,
+    consent_lookup,
+    ledger_appends,
+    ledger_verify,
+    proofs,
+)
 from bench.feature_scenarios import capture_scenario, preference_center_scenario
 from bench.machine import describe, load_average, source_state, wait_for_quiet
 from bench.measured_process import measuring_tool
@@ -25,6 +32,7 @@ from zeroparty.settings import PROJECT_ROOT
 
 REPORT = PROJECT_ROOT / "BENCHMARKS.md"
 ANALYSIS = Path(__file__).with_name("analysis.md")
+SOAK = Path(__file__).with_name("soak.md")  # written by `python -m bench.soak`
 QUIET_LOAD = 1.5
 QUIET_WAIT_S = 90.0
 
@@ -35,6 +43,8 @@ SCENARIOS: list[tuple[str, Callable[[Options], ScenarioResult]]] = [
     ("proofs", proofs.scenario),
     ("capture submissions", capture_scenario),
     ("preference center", preference_center_scenario),
+    ("compliance console", bench_console.run),
+    ("lead scoring", bench_scoring.run),
 ]
 
 
@@ -80,6 +90,9 @@ def render(
         "python -m bench.proofs [--quick]",
         "python -m bench.capture_submissions [--quick] [--no-postgres]",
         "python -m bench.preference_center [--quick]",
+        "python -m bench.soak [--seconds S] [--rate R] [--workers 1,2,4] [--db sqlite,postgresql]",
+        "python -m bench.bench_console [--quick] [--no-postgres]",
+        "python -m bench.bench_scoring [--quick] [--no-postgres] [--leads N] [--write]",
         "```",
         "",
         f"Latest run: `{command}` ({mode}), started {started:%Y-%m-%d %H:%M} UTC on "
@@ -91,6 +104,8 @@ def render(
     ]
     for result in results:
         lines.append(result.markdown())
+    if SOAK.exists():
+        lines.append(SOAK.read_text().rstrip() + "\n")
     if ANALYSIS.exists():
         lines.append(ANALYSIS.read_text().rstrip() + "\n")
     return "\n".join(lines)

@@ -37,6 +37,7 @@ from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource, 
 from consent_ledger.evidence import EvidenceValue
 from consent_ledger.models import ConsentState, NoticeVersion, Purpose, Subject, SubjectProfile
 from consent_ledger.subjects import new_subject_id
+from zeroparty import lead_signals
 from zeroparty.db import utcnow
 from zeroparty.errors import Conflict, NotFound
 from zeroparty.mail import LeadLinker, Mail, queue_mail, with_lead_links
@@ -429,7 +430,40 @@ def accept_submission(
     if ratelimit.hit(session, request.rate_bucket, limit.window_seconds) > limit.count:
         raise RateLimited("too many submissions from your network for this form; try again later")
     ledger.append_many(session, drafts)
+    if lead_signals.listening():  # scoring listens (zeroparty.app imports it); same transaction
+        lead_signals.publish(session, _lead_signal(request, subject_id, kept))
     return result
+
+
+def _lead_signal(
+    request: SubmissionRequest, subject_id: str, kept: Mapping[str, tuple[str, ...]]
+) -> lead_signals.LeadSignal:
+    """The kept answers, each with the purposes it was collected for."""
+    definition = request.published.definition
+    field_purposes = {spec.name: spec.purposes for spec in definition.fields}
+    inputs = [
+        lead_signals.LeadInput(lead_signals.InputKind.FIELD, name, kept[name], purposes)
+        for name, purposes in field_purposes.items()
+        if name in kept and purposes
+    ]
+    if request.quiz is not None:
+        inputs += [
+            lead_signals.LeadInput(
+                lead_signals.InputKind.QUIZ_ANSWER,
+                question.key,
+                kept[question.key],
+                definition.question_purposes(question),
+            )
+            for step in request.quiz.visited
+            for question in step.questions
+            if question.key in kept
+        ]
+    return lead_signals.LeadSignal(
+        subject_id,
+        request.occurred_at,
+        f"{definition.slug}@v{request.published.version}",
+        tuple(inputs),
+    )
 
 
 def confirmation_mail(to: str, purposes: Sequence[PurposeInfo], link: str) -> Mail:

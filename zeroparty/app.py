@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -23,18 +23,26 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+import capture.history
 import capture.jobs
 import capture.openapi
 import capture.views
 import consent_ledger.openapi
 import consent_ledger.transparency_views
 import consent_ledger.views
+import console.jobs
+import console.views
 import preference_center.links
 import preference_center.openapi
 import preference_center.views
+import scoring.hooks  # (registers consent and answer listeners, personal data)
+import scoring.jobs
+import scoring.openapi
+import scoring.views
 from consent_ledger import transparency
 from consent_ledger.checkpoints import CheckpointSigner
-from zeroparty import __version__
+from console.providers import ConsoleProviders
+from zeroparty import __version__, access_log
 from zeroparty.apikeys import ApiKeyVerifier
 from zeroparty.background import PeriodicJob
 from zeroparty.db import Database
@@ -81,6 +89,19 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _unstorable(request: Request, exc: Exception) -> Response:
+    # A value the database refuses to compare or store (PostgreSQL: a NUL character in
+    # text) is bad input, not a failure of ours; the transaction was rolled back.
+    assert isinstance(exc, DataError)
+    log.warning("value refused by the database: %s", type(exc.orig).__name__)
+    return error_response(
+        request,
+        422,
+        "invalid_input",
+        "the request holds a value that cannot be stored; nothing was changed",
+    )
+
+
 async def _unavailable(request: Request, exc: Exception) -> Response:
     log.error("database unavailable: %s", type(exc).__name__)
     return error_response(
@@ -122,6 +143,8 @@ def _background_jobs(
     return [
         PeriodicJob("ledger-checkpoints", CHECKPOINT_POLL_SECONDS, checkpoint_if_due),
         *capture.jobs.background_jobs(settings, db),
+        *console.jobs.background_jobs(db),
+        *scoring.jobs.background_jobs(settings, db),
     ]
 
 
@@ -146,7 +169,8 @@ def create_app(
             db.dispose()
 
     document = build_openapi(
-        [consent_ledger.openapi, preference_center.openapi, capture.openapi], __version__
+        [consent_ledger.openapi, preference_center.openapi, capture.openapi, scoring.openapi],
+        __version__,
     )
     routes: list[Any] = [
         Route("/", home, methods=["GET"]),
@@ -156,6 +180,8 @@ def create_app(
         *consent_ledger.transparency_views.routes,
         *preference_center.views.routes,
         *capture.views.routes,
+        *scoring.views.routes,
+        *console.views.routes,
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(
@@ -168,6 +194,7 @@ def create_app(
             ZeropartyError: _domain_error,
             HTTPException: _http_error,
             OperationalError: _unavailable,
+            DataError: _unstorable,
             Exception: _unexpected,
         },
         lifespan=lifespan,
@@ -179,9 +206,15 @@ def create_app(
     app.state.checkpoint_signer = signer
     # Every mail a package sends to a lead carries the preference center's links.
     app.state.lead_links = preference_center.links.lead_linker(settings)
+    # The console reads capture's form history through providers, never an import.
+    app.state.console_providers = ConsoleProviders(
+        definition_versions=capture.history.definition_versions,
+        submission_weeks=capture.history.submission_weeks,
+    )
     return app
 
 
 def app_from_env() -> Starlette:
     """Factory for ``uvicorn --factory``: settings from the environment."""
+    access_log.install()  # no link token or email in `serve --access-log` lines
     return create_app(Settings.from_env(), background=True)

@@ -48,6 +48,11 @@ class Settings:
     checkpoint_mirror_file: Path | None = None
     checkpoint_retired_keys: tuple[str, ...] = ()
     mail_receipts: bool = True
+    crm_webhook_url: str | None = None
+    crm_webhook_secret: str | None = None
+    webhook_max_attempts: int = 8
+    webhook_timeout_seconds: float = 5.0
+    console_session_minutes: float = 480.0
 
     @property
     def ledger_origin(self) -> str:
@@ -92,6 +97,13 @@ class Settings:
             return value
 
         mirror = get("CHECKPOINT_MIRROR_FILE")
+        webhook_url, webhook_secret = get("CRM_WEBHOOK_URL"), get("CRM_WEBHOOK_SECRET")
+        if webhook_url and not webhook_url.startswith(("http://", "https://")):
+            raise SettingsError("ZEROPARTY_CRM_WEBHOOK_URL must start with http:// or https://")
+        if webhook_url and not (webhook_secret or "").startswith("whsec_"):
+            raise SettingsError(
+                "ZEROPARTY_CRM_WEBHOOK_SECRET (whsec_ and base64) is required with a webhook URL"
+            )
         return cls(
             database_url=get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             secret_keys=secret_keys or ("development-only-secret-key-change-me",),
@@ -110,9 +122,15 @@ class Settings:
                 "CHECKPOINT_EVERY_MINUTES", cls.checkpoint_every_minutes
             ),
             checkpoint_mirror_file=Path(mirror) if mirror else None,
+            console_session_minutes=number("CONSOLE_SESSION_MINUTES", cls.console_session_minutes)
+            or cls.console_session_minutes,
             checkpoint_retired_keys=tuple(
                 key.strip()
                 for key in (get("CHECKPOINT_RETIRED_KEYS") or "").split(";")
                 if key.strip()
             ),
+            crm_webhook_url=webhook_url,
+            crm_webhook_secret=webhook_secret,
+            webhook_max_attempts=max(1, int(number("WEBHOOK_MAX_ATTEMPTS", 8))),
+            webhook_timeout_seconds=number("WEBHOOK_TIMEOUT_SECONDS", 5.0),
         )

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from capture import site as capture_site
 from consent_ledger import site as ledger_site
+from scoring import site as scoring_site
 from zeroparty.config_errors import ConfigProblems, SiteConfigError
 from zeroparty.db import Database
 from zeroparty.site_info import UNNAMED, SiteIdentity, store_site_identity
@@ -42,6 +43,7 @@ SITE_SECTION = SiteSection(
 SECTIONS: list[SiteSection] = [
     SiteSection(frozenset({"purposes", "topics"}), ledger_site.parse, ledger_site.apply),
     SiteSection(frozenset({"forms", "quizzes"}), capture_site.parse, capture_site.apply),
+    SiteSection(frozenset({"scoring"}), scoring_site.parse, scoring_site.apply),
 ]
 
 

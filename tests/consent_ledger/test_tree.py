@@ -378,7 +378,8 @@ def test_chain_walk_recomputes_the_same_tree_as_check_tree(database: Database, s
         separate = tree.check_tree(connection, sizes)
     assert report.ok
     assert report.tree == separate
-    assert report.tree is not None and report.tree.problem is None
+    assert report.tree is not None
+    assert report.tree.problem is None
     assert report.tree.entries == size
     for prefix in sizes:
         if prefix <= size:

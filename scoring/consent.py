@@ -1,0 +1,97 @@
+"""Is a lead's consent for the gating purpose live, now and when something happened?
+
+Scoring reads ``consent_state`` (the ledger's kept projection) and, where that cannot
+answer for a past moment, folds the ledger itself with the same pure function the
+projection uses. Each answer names the ledger entry that permitted it.
+
+Locking: writers read the gating state ``FOR SHARE`` on PostgreSQL, so a withdrawal
+(which updates that row) and a scoring or dispatch of the same lead are ordered: the
+withdrawal waits for the scoring to commit and then removes what it wrote, or the
+scoring waits for the withdrawal and sees it. On SQLite writers are serialised anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import Table, bindparam, select
+from sqlalchemy.engine import Connection
+
+from consent_ledger import projection
+from consent_ledger.models import ConsentEvent, ConsentState
+
+_cs = cast(Table, ConsentState.__table__)
+_ev = cast(Table, ConsentEvent.__table__)
+
+_FACTS_UNTIL = (
+    select(
+        _ev.c.seq,
+        _ev.c.action,
+        _ev.c.confirmation_required,
+        _ev.c.notice_sha256,
+        _ev.c.occurred_at,
+    )
+    .where(
+        _ev.c.subject_id == bindparam("sid"),
+        _ev.c.purpose_key == bindparam("purpose"),
+        _ev.c.occurred_at <= bindparam("at"),
+    )
+    .order_by(_ev.c.occurred_at, _ev.c.seq)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GateState:
+    """A lead's current state for the gating purpose."""
+
+    permitted: bool
+    since: datetime | None
+    last_seq: int
+
+
+def gate_states(
+    connection: Connection, subject_ids: Collection[str], purpose: str, *, lock: bool = False
+) -> dict[str, GateState]:
+    """Current gating state of each of ``subject_ids`` (absent: nothing recorded)."""
+    if not subject_ids:
+        return {}
+    stmt = select(_cs.c.subject_id, _cs.c.permitted, _cs.c.since, _cs.c.last_seq).where(
+        _cs.c.purpose_key == purpose, _cs.c.subject_id.in_(list(subject_ids))
+    )
+    if lock and connection.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(read=True)
+    return {
+        row.subject_id: GateState(bool(row.permitted), row.since, int(row.last_seq))
+        for row in connection.execute(stmt)
+    }
+
+
+def permitted_purposes(connection: Connection, subject_id: str) -> set[str]:
+    rows = connection.execute(
+        select(_cs.c.purpose_key).where(_cs.c.subject_id == subject_id, _cs.c.permitted)
+    )
+    return {row.purpose_key for row in rows}
+
+
+def permitting_entry(
+    connection: Connection, subject_id: str, purpose: str, at: datetime, now: GateState | None
+) -> int | None:
+    """The ``seq`` of the ledger entry under which ``purpose`` was live at ``at``, or
+    ``None`` if it was not (the gating purpose is opt-in: no entry, no permission).
+
+    The kept state answers when the permission that is live now had begun by ``at``;
+    otherwise the pair's entries up to ``at`` are folded.
+    """
+    if now is None:
+        return None
+    if now.permitted and now.since is not None and now.since <= at:
+        return now.last_seq
+    params = {"sid": subject_id, "purpose": purpose, "at": at}
+    facts = [projection.ConsentFact(*row) for row in connection.execute(_FACTS_UNTIL, params)]
+    state = projection.fold(facts)
+    if state is None or not state.permitted:
+        return None
+    return state.last_seq

@@ -1,0 +1,146 @@
+"""Tables of scoring.
+
+Invariant (SPEC rule 3): rows about a lead exist here only while its consent for the
+model's gating purpose is live. A withdrawal, GPC opt-out, expiry or erasure deletes
+``scoring_leads``, ``scoring_attributes``, ``scoring_events`` and ``scoring_points``
+rows of the lead and cancels its pending webhooks in the same transaction
+(:func:`scoring.services.on_consent_change`). ``scoring_dropped_events`` counts what
+was refused for lack of consent and names nobody.
+
+Personal data: attributes (answers), events, points, stage changes and webhook bodies
+are about a person; :mod:`scoring.personal` exports and erases them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Float, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from zeroparty.db import Base, UTCDateTime, utcnow
+
+SUBJECT_ID = 32
+EVENT_ID = 100
+
+
+class ScoringModelVersion(Base):
+    """One loaded scoring model, immutable; the latest is the one in force."""
+
+    __tablename__ = "scoring_models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    definition: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ScoredLead(Base):
+    """A permissioned lead's current score and stage (no row: not scored, stage Lead)."""
+
+    __tablename__ = "scoring_leads"
+    __table_args__ = (Index("ix_scoring_leads_stage_subject", "stage", "subject_id"),)
+
+    subject_id: Mapped[str] = mapped_column(String(SUBJECT_ID), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(16))
+    score: Mapped[float] = mapped_column(Float)
+    model_id: Mapped[int | None] = mapped_column(Integer)
+    scored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    stage_since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set by a recycle: the lead moves up by threshold again only above this score.
+    recycled_score: Mapped[float | None] = mapped_column(Float)
+
+
+class LeadAttribute(Base):
+    """A kept answer usable for scoring: the latest value(s) of a field or quiz question,
+    with the purposes it was collected for (JSON list) and the permitting ledger entry."""
+
+    __tablename__ = "scoring_attributes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subject_id: Mapped[str] = mapped_column(String(SUBJECT_ID), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(Text)
+    purposes: Mapped[str] = mapped_column(Text)
+    source_ref: Mapped[str] = mapped_column(String(200))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    consent_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class LeadEvent(Base):
+    """A behaviour event kept because consent was live when it happened. ``id`` is the
+    sender's event id: a retried event is recognised and not counted twice."""
+
+    __tablename__ = "scoring_events"
+    __table_args__ = (Index("ix_scoring_events_subject_time", "subject_id", "occurred_at"),)
+
+    id: Mapped[str] = mapped_column(String(EVENT_ID), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(SUBJECT_ID))
+    type: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    properties: Mapped[str] = mapped_column(Text, default="{}")
+    consent_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class ScorePoint(Base):
+    """One explained point of a lead's current score (see :class:`scoring.engine.Point`)."""
+
+    __tablename__ = "scoring_points"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subject_id: Mapped[str] = mapped_column(String(SUBJECT_ID), index=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    points: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(Text)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    consent_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class StageChange(Base):
+    """Every stage move, with who or what made it and why. Erasure deletes a lead's rows."""
+
+    __tablename__ = "scoring_stage_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subject_id: Mapped[str] = mapped_column(String(SUBJECT_ID), index=True)
+    from_stage: Mapped[str] = mapped_column(String(16))
+    to_stage: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text)
+    score: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Webhook(Base):
+    """The transactional outbox of hand-offs: written with the stage change, delivered by
+    :func:`scoring.webhooks.dispatch_pending`. ``id`` is the Standard Webhooks
+    ``webhook-id`` (the same on every retry). Exactly one of ``delivered_at``,
+    ``failed_at`` (dead letter), ``cancelled_at`` ends a row."""
+
+    __tablename__ = "scoring_webhooks"
+    __table_args__ = (Index("ix_scoring_webhooks_due", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(SUBJECT_ID), index=True)
+    stage: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_reason: Mapped[str | None] = mapped_column(String(100))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class DroppedEvents(Base):
+    """How many events were refused for lack of consent, per day and type. No lead."""
+
+    __tablename__ = "scoring_dropped_events"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,96 @@
+"""``zeroparty score``: recompute every permissioned lead after a model change.
+
+Leads are taken in batches by id (keyset pagination, constant memory), each batch in
+its own short write transaction that re-reads the gating consent under lock, so a
+withdrawal committed meanwhile wins. Leads found with scoring rows but no live consent
+(which the ledger listener prevents) are purged all the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import Table, func, select
+from sqlalchemy.engine import Connection
+
+from consent_ledger.models import ConsentState
+from scoring.models import ScoredLead
+from scoring.services import ActiveModel, purge_lead, require_model, rescore_leads
+from zeroparty.db import Database, utcnow
+
+BATCH = 1000
+
+_cs = cast(Table, ConsentState.__table__)
+_leads = cast(Table, ScoredLead.__table__)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RescoreReport:
+    leads: int
+    points: int
+    moved: int
+    purged: int
+    model_id: int
+
+
+def rescore_all(
+    database: Database,
+    progress: Progress | None = None,
+    *,
+    now: datetime | None = None,
+    batch_size: int = BATCH,
+) -> RescoreReport:
+    with database.read() as session:
+        active = require_model(session)
+        purpose = active.model.purpose
+        permitted = select(_cs.c.subject_id).where(_cs.c.purpose_key == purpose, _cs.c.permitted)
+        total = session.execute(select(func.count()).select_from(permitted.subquery())).scalar_one()
+        orphans = [
+            row.subject_id
+            for row in session.execute(
+                select(_leads.c.subject_id).where(_leads.c.subject_id.not_in(permitted))
+            )
+        ]
+    now = now or utcnow()
+    purged = 0
+    if orphans:
+        with database.write() as session:
+            for subject_id in orphans:
+                purge_lead(session.connection(), active.model, subject_id, "no live consent")
+            purged = len(orphans)
+    done = points = moved = 0
+    after = ""
+    while True:
+        with database.write() as session:
+            connection = session.connection()
+            stmt = (
+                select(_cs.c.subject_id)
+                .where(_cs.c.purpose_key == purpose, _cs.c.permitted, _cs.c.subject_id > after)
+                .order_by(_cs.c.subject_id)
+                .limit(batch_size)
+            )
+            if connection.dialect.name == "postgresql":
+                stmt = stmt.with_for_update(read=True)
+            ids = [row.subject_id for row in connection.execute(stmt)]
+            if not ids:
+                break
+            batch_points, batch_moved = _rescore_batch(connection, active, ids, now)
+        points += batch_points
+        moved += batch_moved
+        done += len(ids)
+        after = ids[-1]
+        if progress is not None:
+            progress(done, total)
+    return RescoreReport(done, points, moved, purged, active.id)
+
+
+def _rescore_batch(
+    connection: Connection, active: ActiveModel, ids: list[str], now: datetime
+) -> tuple[int, int]:
+    scored = rescore_leads(connection, active, ids, now=now).values()
+    return sum(len(lead.points) for lead in scored), sum(lead.moved for lead in scored)

@@ -1,0 +1,207 @@
+"""The scoring model: fit rules, behaviour rules, quiz rules, thresholds, hand-off.
+
+A model is declared in ``site.toml`` (``[scoring]``, parsed by :mod:`scoring.site`),
+stored as an immutable version (its canonical JSON and SHA-256) and read back with
+:func:`model_from_json`. Everything here is plain data and pure functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from scoring.stages import Stage
+
+_LEADING_NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)")
+
+
+def leading_number(value: str) -> float | None:
+    """The number a value starts with: ``"51-200"`` → 51, ``"1001+"`` → 1001."""
+    match = _LEADING_NUMBER.match(value)
+    return float(match.group(1)) if match else None
+
+
+def _number(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class FitRule:
+    """Points for who the lead is: a field's value equals, is in, lies in a range
+    (``low <= number <= high``, the value's leading number) or matches a pattern."""
+
+    name: str
+    field: str
+    points: float
+    equals: str | None = None
+    one_of: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    pattern: str | None = None
+
+    def matches(self, value: str) -> bool:
+        if self.equals is not None:
+            return value.casefold() == self.equals.casefold()
+        if self.one_of:
+            return value.casefold() in {item.casefold() for item in self.one_of}
+        if self.pattern is not None:
+            return re.search(self.pattern, value, re.IGNORECASE) is not None
+        number = leading_number(value)
+        if number is None:
+            return False
+        return (self.low is None or number >= self.low) and (
+            self.high is None or number <= self.high
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BehaviourRule:
+    """Points for what the lead did: each event of type ``event`` scores ``points``
+    once the lead has ``min_count`` of them, at most ``max_count`` times, counting
+    only events of the last ``window_days`` (if set); ``half_life_days`` halves an
+    event's points every that many days of its age."""
+
+    name: str
+    event: str
+    points: float
+    min_count: int = 1
+    max_count: int = 1
+    window_days: float | None = None
+    half_life_days: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuizRule:
+    """Points for a quiz answer: question ``question`` answered ``answer``."""
+
+    name: str
+    question: str
+    answer: str
+    points: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringModel:
+    """A whole model. ``thresholds`` ascend in stage order; ``handoff`` names the
+    stages whose reaching sends a webhook to the CRM."""
+
+    purpose: str
+    thresholds: tuple[tuple[Stage, float], ...]
+    handoff: tuple[Stage, ...] = (Stage.MQL, Stage.SQL)
+    fit: tuple[FitRule, ...] = ()
+    behaviour: tuple[BehaviourRule, ...] = ()
+    quiz: tuple[QuizRule, ...] = ()
+    extra_event_types: tuple[str, ...] = ()
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def event_types(self) -> frozenset[str]:
+        """Every event type ``POST /api/events`` accepts."""
+        cached = self._cache.get("event_types")
+        if cached is None:
+            cached = frozenset(
+                {rule.event for rule in self.behaviour} | set(self.extra_event_types)
+            )
+            self._cache["event_types"] = cached
+        return cached
+
+    def stage_for(self, score: float) -> Stage:
+        """The highest threshold stage ``score`` reaches (Lead below every threshold)."""
+        reached = Stage.LEAD
+        for stage, minimum in self.thresholds:
+            if score >= minimum:
+                reached = stage
+        return reached
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "purpose": self.purpose,
+            "thresholds": {stage.value: float(points) for stage, points in self.thresholds},
+            "handoff": [stage.value for stage in self.handoff],
+            "fit": [
+                {
+                    "name": r.name,
+                    "field": r.field,
+                    "points": float(r.points),
+                    "equals": r.equals,
+                    "in": list(r.one_of),
+                    "low": _number(r.low),
+                    "high": _number(r.high),
+                    "pattern": r.pattern,
+                }
+                for r in self.fit
+            ],
+            "behaviour": [
+                {
+                    "name": r.name,
+                    "event": r.event,
+                    "points": float(r.points),
+                    "min_count": r.min_count,
+                    "max_count": r.max_count,
+                    "window_days": _number(r.window_days),
+                    "half_life_days": _number(r.half_life_days),
+                }
+                for r in self.behaviour
+            ],
+            "quiz": [
+                {
+                    "name": r.name,
+                    "question": r.question,
+                    "answer": r.answer,
+                    "points": float(r.points),
+                }
+                for r in self.quiz
+            ],
+            "event_types": list(self.extra_event_types),
+        }
+
+    @property
+    def canonical(self) -> bytes:
+        return orjson.dumps(self.as_json(), option=orjson.OPT_SORT_KEYS)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.canonical).hexdigest()
+
+
+def model_from_json(raw: str | bytes) -> ScoringModel:
+    data = orjson.loads(raw)
+    return ScoringModel(
+        purpose=data["purpose"],
+        thresholds=tuple((Stage(k), float(v)) for k, v in data["thresholds"].items()),
+        handoff=tuple(Stage(s) for s in data["handoff"]),
+        fit=tuple(
+            FitRule(
+                name=r["name"],
+                field=r["field"],
+                points=float(r["points"]),
+                equals=r["equals"],
+                one_of=tuple(r["in"]),
+                low=r["low"],
+                high=r["high"],
+                pattern=r["pattern"],
+            )
+            for r in data["fit"]
+        ),
+        behaviour=tuple(
+            BehaviourRule(
+                name=r["name"],
+                event=r["event"],
+                points=float(r["points"]),
+                min_count=int(r["min_count"]),
+                max_count=int(r["max_count"]),
+                window_days=r["window_days"],
+                half_life_days=r["half_life_days"],
+            )
+            for r in data["behaviour"]
+        ),
+        quiz=tuple(
+            QuizRule(r["name"], r["question"], r["answer"], float(r["points"]))
+            for r in data["quiz"]
+        ),
+        extra_event_types=tuple(data["event_types"]),
+    )

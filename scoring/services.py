@@ -1,0 +1,735 @@
+"""Scoring's domain logic: intake, incremental rescoring, stages, consent changes.
+
+Every function takes a session in the caller's write transaction; nothing commits
+here. The invariant kept (SPEC rule 3): a lead has scoring rows only while its consent
+for the model's gating purpose is live, and an input counts only if that consent was
+live when it happened (:mod:`scoring.consent`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import String, Table, any_, bindparam, delete, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from consent_ledger import projection
+from consent_ledger.entries import LedgerEntry
+from consent_ledger.models import ConsentState, SubjectProfile
+from scoring import consent, engine
+from scoring.models import (
+    DroppedEvents,
+    LeadAttribute,
+    LeadEvent,
+    ScoredLead,
+    ScorePoint,
+    ScoringModelVersion,
+    StageChange,
+    Webhook,
+)
+from scoring.rules import ScoringModel, model_from_json
+from scoring.stages import Actor, Stage
+from zeroparty.db import utcnow
+from zeroparty.errors import Conflict, InvalidInput, NotFound
+from zeroparty.lead_signals import LeadSignal
+
+_leads, _attrs, _events, _points, _changes, _hooks, _dropped, _profiles = (
+    cast(Table, m.__table__)
+    for m in (
+        ScoredLead,
+        LeadAttribute,
+        LeadEvent,
+        ScorePoint,
+        StageChange,
+        Webhook,
+        DroppedEvents,
+        SubjectProfile,
+    )
+)
+
+_cs = cast(Table, ConsentState.__table__)
+_UPDATE_SCORE = (
+    update(_leads)
+    .where(_leads.c.subject_id == bindparam("sid"))
+    .values(
+        score=bindparam("score"), model_id=bindparam("model_id"), scored_at=bindparam("scored_at")
+    )
+)
+
+_UPDATE_SCORES_PG = text(
+    "UPDATE scoring_leads AS l SET score = v.score, model_id = :model_id, scored_at = :at "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:scores AS float8[])) AS v(subject_id, score) "
+    "WHERE l.subject_id = v.subject_id"
+)
+# PostgreSQL: rows as column arrays (unnest), one statement whatever the count, instead
+# of a pipeline of one statement per row.
+_INSERT_LEADS_PG = text(
+    "INSERT INTO scoring_leads (subject_id, stage, score, scored_at, stage_since) "
+    "SELECT sid, 'Lead', 0, :at, :at FROM unnest(CAST(:ids AS text[])) AS ids(sid) "
+    "ON CONFLICT DO NOTHING"
+)
+_MODELS: dict[str, ScoringModel] = {}
+
+
+def _among(connection: Connection, column: Any, ids: Sequence[str]) -> Any:
+    """``column IN ids``; on PostgreSQL ``= ANY(array)``: one parameter, one statement text
+    whatever the count (an IN list of 1,000 is parsed afresh every time)."""
+    if connection.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(String)))
+    return column.in_(list(ids))
+
+
+class ConsentMissing(Conflict):
+    """The lead has no live consent for the gating purpose."""
+
+    code = "consent_missing"
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveModel:
+    id: int
+    model: ScoringModel
+
+
+@dataclass(frozen=True, slots=True)
+class EventIn:
+    """A checked event from ``POST /api/events`` (``index``: its place in the batch)."""
+
+    index: int
+    id: str
+    email: str
+    type: str
+    occurred_at: datetime
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeResult:
+    accepted: int
+    duplicates: int
+    dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeadScore:
+    subject_id: str
+    stage: Stage
+    score: float
+    points: list[engine.Point]
+    moved: bool = False
+
+
+def active_model(session: Session | Connection) -> ActiveModel | None:
+    """The model in force (the latest loaded), parsed once per process per version."""
+    row = session.execute(
+        select(ScoringModelVersion.id, ScoringModelVersion.sha256)
+        .order_by(ScoringModelVersion.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    # Keyed by content hash, not id: several databases (tests, tools) may share a process.
+    model = _MODELS.get(row.sha256)
+    if model is None:
+        definition = session.execute(
+            select(ScoringModelVersion.definition).where(ScoringModelVersion.id == row.id)
+        ).scalar_one()
+        model = _MODELS[row.sha256] = model_from_json(definition)
+    return ActiveModel(row.id, model)
+
+
+def require_model(session: Session | Connection) -> ActiveModel:
+    active = active_model(session)
+    if active is None:
+        raise NotFound("no scoring model is loaded: add [scoring] to site.toml and load it")
+    return active
+
+
+# --- rescoring one lead -----------------------------------------------------------------
+
+
+def _lock_lead(connection: Connection, subject_id: str) -> Any:
+    return _lock_leads(connection, [subject_id], utcnow())[subject_id]
+
+
+def _lock_leads(connection: Connection, subject_ids: list[str], now: datetime) -> dict[str, Any]:
+    """The leads' scoring rows, created at stage Lead if new, locked for this transaction
+    (so two writers scoring one lead queue, and a threshold is crossed once)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(_INSERT_LEADS_PG, {"ids": list(subject_ids), "at": now})
+    else:
+        connection.execute(
+            sqlite.insert(_leads).on_conflict_do_nothing(),
+            [
+                {
+                    "subject_id": sid,
+                    "stage": Stage.LEAD.value,
+                    "score": 0.0,
+                    "scored_at": now,
+                    "stage_since": now,
+                }
+                for sid in subject_ids
+            ],
+        )
+    # Locked in id order, like the inserts above: two writers never wait on each other
+    # in opposite orders (no deadlock).
+    stmt = select(_leads).where(_among(connection, _leads.c.subject_id, subject_ids))
+    stmt = stmt.order_by(_leads.c.subject_id)
+    if connection.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return {row.subject_id: row for row in connection.execute(stmt)}
+
+
+def _facts(
+    connection: Connection, subject_ids: list[str]
+) -> tuple[dict[str, list[engine.AttributeFact]], dict[str, list[engine.EventFact]]]:
+    """The leads' answers (only those collected for a purpose still permitted) and events."""
+    permitted: dict[str, set[str]] = defaultdict(set)
+    for row in connection.execute(
+        select(_cs.c.subject_id, _cs.c.purpose_key).where(
+            _among(connection, _cs.c.subject_id, subject_ids), _cs.c.permitted
+        )
+    ):
+        permitted[row.subject_id].add(row.purpose_key)
+    attributes: dict[str, list[engine.AttributeFact]] = defaultdict(list)
+    for r in connection.execute(
+        select(_attrs)
+        .where(_among(connection, _attrs.c.subject_id, subject_ids))
+        .order_by(_attrs.c.id)
+    ):
+        if permitted[r.subject_id].intersection(orjson.loads(r.purposes)):
+            attributes[r.subject_id].append(
+                engine.AttributeFact(
+                    r.kind, r.name, r.value, r.source_ref, r.occurred_at, r.consent_seq
+                )
+            )
+    events: dict[str, list[engine.EventFact]] = defaultdict(list)
+    for r in connection.execute(
+        select(
+            _events.c.subject_id,
+            _events.c.id,
+            _events.c.type,
+            _events.c.occurred_at,
+            _events.c.consent_seq,
+        ).where(_among(connection, _events.c.subject_id, subject_ids))
+    ):
+        events[r.subject_id].append(engine.EventFact(r.id, r.type, r.occurred_at, r.consent_seq))
+    return attributes, events
+
+
+def rescore_leads(
+    session: Session | Connection,
+    active: ActiveModel,
+    subject_ids: Iterable[str],
+    *,
+    now: datetime | None = None,
+) -> dict[str, LeadScore]:
+    """Recompute permissioned leads' points, scores and stages, in a few statements for
+    the whole set (the caller checked their consent, holding the gating state locked).
+    A score crossing a threshold moves the lead forward, records the move and queues the
+    hand-off in this transaction."""
+    connection = session.connection() if isinstance(session, Session) else session
+    ids = sorted(set(subject_ids))
+    if not ids:
+        return {}
+    now = now or utcnow()
+    leads = _lock_leads(connection, ids, now)
+    attributes, events = _facts(connection, ids)
+    connection.execute(delete(_points).where(_among(connection, _points.c.subject_id, ids)))
+    point_rows: list[dict[str, object]] = []
+    updates: list[dict[str, object]] = []
+    scored: dict[str, LeadScore] = {}
+    for sid in ids:
+        points = engine.score_lead(active.model, attributes[sid], events[sid], now)
+        score = engine.total(points)
+        point_rows += [
+            {
+                "subject_id": sid,
+                "rule": p.rule,
+                "kind": p.kind,
+                "points": p.points,
+                "source": p.source,
+                "occurred_at": p.occurred_at,
+                "consent_seq": p.consent_seq,
+            }
+            for p in points
+        ]
+        lead = leads[sid]
+        stage, reached = Stage(lead.stage), active.model.stage_for(score)
+        held = lead.recycled_score is not None and score <= lead.recycled_score
+        if reached.rank > stage.rank and not held:
+            threshold = dict(active.model.thresholds)[reached]
+            _move(
+                connection,
+                active.model,
+                sid,
+                stage,
+                reached,
+                Actor.THRESHOLD.value,
+                f"score {score:g} reached the {reached.value} threshold ({threshold:g})",
+                score,
+                now,
+            )
+            connection.execute(
+                update(_leads)
+                .where(_leads.c.subject_id == sid)
+                .values(stage=reached.value, stage_since=now, recycled_score=None)
+            )
+            stage, moved = reached, True
+        else:
+            moved = False
+        updates.append({"sid": sid, "score": score, "model_id": active.id, "scored_at": now})
+        scored[sid] = LeadScore(sid, stage, score, points, moved)
+    if point_rows:
+        connection.execute(insert(_points), point_rows)
+    if connection.dialect.name == "postgresql":
+        # One statement over two arrays rather than a pipeline of one UPDATE per lead.
+        connection.execute(
+            _UPDATE_SCORES_PG,
+            {
+                "ids": [u["sid"] for u in updates],
+                "scores": [float(u["score"]) for u in updates],  # type: ignore[arg-type]
+                "model_id": active.id,
+                "at": now,
+            },
+        )
+    else:
+        connection.execute(_UPDATE_SCORE, updates)
+    return scored
+
+
+def rescore_lead(
+    session: Session, active: ActiveModel, subject_id: str, *, now: datetime | None = None
+) -> LeadScore:
+    """:func:`rescore_leads` for one lead."""
+    return rescore_leads(session, active, [subject_id], now=now)[subject_id]
+
+
+def _move(
+    connection: Connection,
+    model: ScoringModel,
+    subject_id: str,
+    old: Stage,
+    new: Stage,
+    actor: str,
+    reason: str,
+    score: float | None,
+    now: datetime,
+) -> None:
+    """Record a stage move; a forward move into a hand-off stage queues its webhook."""
+    connection.execute(
+        insert(_changes).values(
+            subject_id=subject_id,
+            from_stage=old.value,
+            to_stage=new.value,
+            actor=actor[:100],
+            reason=reason,
+            score=score,
+            created_at=now,
+        )
+    )
+    if new.rank > old.rank and any(old.rank < s.rank <= new.rank for s in model.handoff):
+        connection.execute(
+            insert(_hooks).values(
+                id=f"msg_{uuid.uuid4().hex}",
+                subject_id=subject_id,
+                stage=new.value,
+                created_at=now,
+                attempts=0,
+                next_attempt_at=now,
+            )
+        )
+
+
+# --- events -------------------------------------------------------------------------------
+
+
+def _subject_ids(connection: Connection, emails: Iterable[str]) -> dict[str, str]:
+    rows = connection.execute(
+        select(_profiles.c.email, _profiles.c.subject_id).where(
+            _profiles.c.email.in_(sorted(set(emails)))
+        )
+    )
+    return {row.email: row.subject_id for row in rows}
+
+
+def _count_dropped(connection: Connection, dropped: dict[tuple[str, str], int]) -> None:
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    for (day, event_type), count in sorted(dropped.items()):
+        stmt = dialect.insert(_dropped).values(day=day, type=event_type, count=count)
+        connection.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[_dropped.c.day, _dropped.c.type],
+                set_={"count": _dropped.c.count + stmt.excluded.count},
+            )
+        )
+
+
+def ingest_events(session: Session, events: Sequence[EventIn]) -> IntakeResult:
+    """Keep the events whose lead's gating consent is live now and was live when the
+    event happened; count the others (no personal data); rescore each lead once.
+
+    All or nothing: an unknown event type or lead refuses the whole batch, naming
+    every bad item in ``fields``.
+    """
+    connection = session.connection()
+    active = require_model(connection)
+    known = active.model.event_types
+    subjects = _subject_ids(connection, (e.email for e in events))
+    problems: dict[str, str] = {}
+    for event in events:
+        if event.type not in known:
+            problems[f"events[{event.index}].type"] = (
+                f"unknown event type {event.type[:64]!r} (known: {', '.join(sorted(known))})"
+            )
+        if event.email not in subjects:
+            problems[f"events[{event.index}].email"] = "no lead with this email"
+    if problems:
+        raise InvalidInput(
+            f"{len(problems)} problem(s) in the batch; nothing was stored", fields=problems
+        )
+    seen = {
+        row.id
+        for row in connection.execute(
+            select(_events.c.id).where(_events.c.id.in_([e.id for e in events]))
+        )
+    }
+    gates = consent.gate_states(connection, set(subjects.values()), active.model.purpose, lock=True)
+    rows: list[dict[str, object]] = []
+    dropped: dict[tuple[str, str], int] = {}
+    duplicates = 0
+    now = utcnow()
+    for event in events:
+        if event.id in seen:
+            duplicates += 1
+            continue
+        seen.add(event.id)
+        subject_id = subjects[event.email]
+        gate = gates.get(subject_id)
+        seq = (
+            consent.permitting_entry(
+                connection, subject_id, active.model.purpose, event.occurred_at, gate
+            )
+            if gate is not None and gate.permitted
+            else None
+        )
+        if seq is None:
+            key = (event.occurred_at.date().isoformat(), event.type)
+            dropped[key] = dropped.get(key, 0) + 1
+            continue
+        rows.append(
+            {
+                "id": event.id,
+                "subject_id": subject_id,
+                "type": event.type,
+                "occurred_at": event.occurred_at,
+                "received_at": now,
+                "properties": orjson.dumps(event.properties).decode(),
+                "consent_seq": seq,
+            }
+        )
+    if rows:
+        # A retry racing its first attempt (another process, PostgreSQL) waits on the
+        # unique id and then inserts nothing, rather than failing the batch.
+        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+        connection.execute(dialect.insert(_events).on_conflict_do_nothing(), rows)
+    if dropped:
+        _count_dropped(connection, dropped)
+    rescore_leads(session, active, {str(row["subject_id"]) for row in rows}, now=now)
+    return IntakeResult(len(rows), duplicates, sum(dropped.values()))
+
+
+# --- answers from capture --------------------------------------------------------------------
+
+
+def record_answers(session: Session, signal: LeadSignal) -> None:
+    """Keep a submission's answers for scoring if the gating consent is live (the
+    submission's own grant counts: it was appended just before) and rescore the lead."""
+    connection = session.connection()
+    active = active_model(connection)
+    if active is None or not signal.inputs:
+        return
+    purpose = active.model.purpose
+    gate = consent.gate_states(connection, [signal.subject_id], purpose, lock=True).get(
+        signal.subject_id
+    )
+    if gate is None or not gate.permitted:
+        return
+    seq = consent.permitting_entry(connection, signal.subject_id, purpose, signal.occurred_at, gate)
+    if seq is None:
+        return
+    permitted = consent.permitted_purposes(connection, signal.subject_id)
+    inputs = [i for i in signal.inputs if permitted.intersection(i.purposes)]
+    if not inputs:
+        return
+    for item in inputs:  # the latest answer replaces the previous one
+        connection.execute(
+            delete(_attrs).where(
+                _attrs.c.subject_id == signal.subject_id,
+                _attrs.c.kind == item.kind.value,
+                _attrs.c.name == item.name,
+            )
+        )
+    connection.execute(
+        insert(_attrs),
+        [
+            {
+                "subject_id": signal.subject_id,
+                "kind": item.kind.value,
+                "name": item.name,
+                "value": value,
+                "purposes": orjson.dumps(list(item.purposes)).decode(),
+                "source_ref": signal.source_ref,
+                "occurred_at": signal.occurred_at,
+                "consent_seq": seq,
+            }
+            for item in inputs
+            for value in item.values
+        ],
+    )
+    rescore_lead(session, active, signal.subject_id)
+
+
+# --- consent changes --------------------------------------------------------------------------
+
+
+def on_consent_change(session: Session, entries: Sequence[LedgerEntry]) -> None:
+    """Ledger listener: a refusal, withdrawal, GPC opt-out, expiry or erasure of the
+    gating purpose removes the lead's scoring data at once; of another purpose, the
+    answers collected only for it. Grants change nothing here (costs no query)."""
+    negative = [(e.subject_id, e.purpose, e) for e in entries if projection.is_negative(e.action)]
+    if not negative:
+        return
+    connection = session.connection()
+    active = active_model(connection)
+    if active is None:
+        return
+    for subject_id, purpose, entry in negative:
+        if purpose == active.model.purpose:
+            purge_lead(
+                connection,
+                active.model,
+                subject_id,
+                f"consent {entry.action} for {purpose} (ledger entry {entry.seq})",
+            )
+        else:
+            _forget_inputs_of(session, active, subject_id)
+
+
+def purge_lead(connection: Connection, model: ScoringModel, subject_id: str, reason: str) -> None:
+    """Delete the lead's scores, points, events and answers, cancel its pending
+    webhooks, and put it back at stage Lead (recorded, if it was beyond)."""
+    lead = connection.execute(
+        select(_leads.c.stage, _leads.c.score).where(_leads.c.subject_id == subject_id)
+    ).first()
+    for table in (_points, _events, _attrs, _leads):
+        connection.execute(delete(table).where(table.c.subject_id == subject_id))
+    _cancel_webhooks(connection, subject_id, "consent")
+    if lead is not None and Stage(lead.stage).rank > Stage.LEAD.rank:
+        connection.execute(
+            insert(_changes).values(
+                subject_id=subject_id,
+                from_stage=lead.stage,
+                to_stage=Stage.LEAD.value,
+                actor=Actor.CONSENT.value,
+                reason=reason,
+                score=None,
+                created_at=utcnow(),
+            )
+        )
+
+
+def _cancel_webhooks(connection: Connection, subject_id: str, reason: str) -> None:
+    pending = select(_hooks.c.id).where(
+        _hooks.c.subject_id == subject_id,
+        _hooks.c.delivered_at.is_(None),
+        _hooks.c.failed_at.is_(None),
+        _hooks.c.cancelled_at.is_(None),
+    )
+    if connection.dialect.name == "postgresql":
+        # A row a dispatcher holds is skipped, not waited for: that dispatcher waits for
+        # this transaction's consent change, then sees it and cancels the row itself.
+        pending = pending.with_for_update(skip_locked=True)
+    ids = [row.id for row in connection.execute(pending)]
+    if ids:
+        connection.execute(
+            update(_hooks)
+            .where(_hooks.c.id.in_(ids))
+            .values(cancelled_at=utcnow(), cancel_reason=reason)
+        )
+
+
+def _forget_inputs_of(session: Session, active: ActiveModel, subject_id: str) -> None:
+    connection = session.connection()
+    permitted = consent.permitted_purposes(connection, subject_id)
+    stale = [
+        row.id
+        for row in connection.execute(
+            select(_attrs.c.id, _attrs.c.purposes).where(_attrs.c.subject_id == subject_id)
+        )
+        if not permitted.intersection(orjson.loads(row.purposes))
+    ]
+    if not stale:
+        return
+    connection.execute(delete(_attrs).where(_attrs.c.id.in_(stale)))
+    if active.model.purpose in permitted:
+        rescore_lead(session, active, subject_id)
+
+
+# --- stage moves by people ------------------------------------------------------------------------
+
+
+def move_stage(
+    session: Session, subject_id: str, to: Stage, *, actor: str, reason: str, recycle: bool
+) -> tuple[Stage, LeadScore]:
+    """Move a lead to ``to`` on a person's say-so. Forward moves need a live consent;
+    a backward move (recycling) only with ``recycle`` and a reason. Returns the stage
+    moved from and the lead's state after."""
+    connection = session.connection()
+    active = require_model(connection)
+    gate = consent.gate_states(connection, [subject_id], active.model.purpose, lock=True).get(
+        subject_id
+    )
+    if gate is None or not gate.permitted:
+        raise ConsentMissing(
+            f"this lead has no live consent for {active.model.purpose}: it stays a Lead "
+            "and is not handed to sales"
+        )
+    if to in (Stage.VISITOR, Stage.LEAD) and not recycle:
+        raise InvalidInput(
+            'stage: moving back needs "recycle": true',
+            fields={"stage": "a backward move is a recycle"},
+        )
+    lead = _lock_lead(connection, subject_id)
+    old = Stage(lead.stage)
+    if to == old:
+        raise Conflict(f"the lead is at {old.value} already", fields={"stage": "unchanged"})
+    if to.rank < old.rank and not recycle:
+        raise InvalidInput(
+            f'stage: {to.value} is before {old.value}; send "recycle": true with a reason',
+            fields={"stage": "a backward move is a recycle"},
+        )
+    if to.rank > old.rank and recycle:
+        raise InvalidInput(
+            f"recycle: {to.value} is after {old.value}, not a recycle",
+            fields={"recycle": "only for backward moves"},
+        )
+    if recycle and not reason.strip():
+        raise InvalidInput("reason: a recycle needs a reason", fields={"reason": "required"})
+    now = utcnow()
+    _move(
+        connection,
+        active.model,
+        subject_id,
+        old,
+        to,
+        actor,
+        reason.strip() or "moved by sales",
+        lead.score,
+        now,
+    )
+    values: dict[str, object] = {"stage": to.value, "stage_since": now}
+    if recycle:
+        # A recycled lead moves up by threshold again only once it earns new points.
+        values["recycled_score"] = lead.score
+        _cancel_webhooks(connection, subject_id, "recycled")
+    connection.execute(update(_leads).where(_leads.c.subject_id == subject_id).values(values))
+    return old, LeadScore(subject_id, to, lead.score, [])
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    subject_id: str
+    permitted: bool
+    stage: Stage
+    score: float | None
+    model_id: int | None
+    scored_at: datetime | None
+    points: list[engine.Point]
+    changes: list[dict[str, object]]
+
+
+def explain(connection: Connection, subject_id: str) -> Explanation:
+    """Every point of the lead's score, with rule, input and permitting ledger entry."""
+    active = active_model(connection)
+    gate = (
+        consent.gate_states(connection, [subject_id], active.model.purpose).get(subject_id)
+        if active is not None
+        else None
+    )
+    lead = connection.execute(select(_leads).where(_leads.c.subject_id == subject_id)).first()
+    points = [
+        engine.Point(r.rule, r.kind, r.points, r.source, r.occurred_at, r.consent_seq)
+        for r in connection.execute(
+            select(_points).where(_points.c.subject_id == subject_id).order_by(_points.c.id)
+        )
+    ]
+    changes = [
+        {
+            "from": r.from_stage,
+            "to": r.to_stage,
+            "actor": r.actor,
+            "reason": r.reason,
+            "score": r.score,
+            "at": r.created_at,
+        }
+        for r in connection.execute(
+            select(_changes).where(_changes.c.subject_id == subject_id).order_by(_changes.c.id)
+        )
+    ]
+    return Explanation(
+        subject_id,
+        bool(gate and gate.permitted),
+        Stage(lead.stage) if lead is not None else Stage.LEAD,
+        lead.score if lead is not None else None,
+        lead.model_id if lead is not None else None,
+        lead.scored_at if lead is not None else None,
+        points,
+        changes,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LeadRow:
+    subject_id: str
+    email: str
+    stage: Stage
+    score: float
+    stage_since: datetime
+    scored_at: datetime
+
+
+def list_leads(connection: Connection, stage: Stage, limit: int, after: str) -> list[LeadRow]:
+    """Permissioned leads at ``stage``, by id after ``after`` (keyset pagination). The
+    consent join is belt and braces: the listener already removed anyone else."""
+    active = require_model(connection)
+    cs = _cs
+    rows = connection.execute(
+        select(_leads, _profiles.c.email)
+        .join(_profiles, _profiles.c.subject_id == _leads.c.subject_id)
+        .join(
+            cs,
+            (cs.c.subject_id == _leads.c.subject_id)
+            & (cs.c.purpose_key == active.model.purpose)
+            & cs.c.permitted,
+        )
+        .where(_leads.c.stage == stage.value, _leads.c.subject_id > after)
+        .order_by(_leads.c.subject_id)
+        .limit(limit)
+    )
+    return [
+        LeadRow(r.subject_id, r.email, Stage(r.stage), r.score, r.stage_since, r.scored_at)
+        for r in rows
+    ]

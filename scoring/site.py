@@ -1,0 +1,347 @@
+"""Scoring's part of ``site.toml``: the ``[scoring]`` table.
+
+:func:`parse` checks the model against the rest of the same file (the gating purpose
+must be declared there and be opt-in; fit rules must name a declared form field, quiz
+rules a declared question and answer; thresholds must ascend in stage order) and
+reports every problem by key path; :func:`apply` stores a changed model as a new
+immutable version. A file without ``[scoring]`` leaves the model in force as it is.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scoring.models import ScoringModelVersion
+from scoring.rules import BehaviourRule, FitRule, QuizRule, ScoringModel
+from scoring.stages import THRESHOLD_STAGES, Stage
+from zeroparty.config_errors import ConfigProblems
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+EVENT_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+MAX_POINTS = 1000.0
+MODEL_KEYS = {
+    "purpose",
+    "thresholds",
+    "handoff",
+    "half_life_days",
+    "event_types",
+    "fit",
+    "behaviour",
+    "quiz",
+}
+FIT_KEYS = {"name", "field", "points", "equals", "in", "range", "pattern"}
+BEHAVIOUR_KEYS = {
+    "name",
+    "event",
+    "points",
+    "min_count",
+    "max_count",
+    "window_days",
+    "half_life_days",
+}
+QUIZ_KEYS = {"name", "question", "answer", "points"}
+HANDOFF_STAGES = (Stage.MQL, Stage.SQL, Stage.OPPORTUNITY, Stage.CUSTOMER)
+
+
+def _declared_fields(raw: Mapping[str, Any]) -> set[str]:
+    names: set[str] = set()
+    for section in ("forms", "quizzes"):
+        table = raw.get(section)
+        for item in table.values() if isinstance(table, dict) else ():
+            fields = item.get("fields", []) if isinstance(item, dict) else []
+            for spec in fields if isinstance(fields, list) else ():
+                if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+                    names.add(spec["name"])
+    return names
+
+
+def _declared_answers(raw: Mapping[str, Any]) -> dict[str, set[str]]:
+    answers: dict[str, set[str]] = {}
+    table = raw.get("quizzes")
+    for quiz in table.values() if isinstance(table, dict) else ():
+        steps = quiz.get("steps", []) if isinstance(quiz, dict) else []
+        for step in steps if isinstance(steps, list) else ():
+            questions = step.get("questions", []) if isinstance(step, dict) else []
+            for question in questions if isinstance(questions, list) else ():
+                if not isinstance(question, dict) or not isinstance(question.get("key"), str):
+                    continue
+                values = answers.setdefault(question["key"], set())
+                for answer in question.get("answers", []) or []:
+                    if isinstance(answer, dict) and isinstance(answer.get("value"), str):
+                        values.add(answer["value"])
+    return answers
+
+
+class _Rules:
+    """Reads one rule table, problems located by key path."""
+
+    def __init__(self, raw: Mapping[str, Any], where: str, problems: ConfigProblems) -> None:
+        self.raw, self.where, self.problems = raw, where, problems
+
+    def add(self, key: str, what: str) -> None:
+        self.problems.add(f"{self.where}.{key}", what)
+
+    def unknown(self, known: set[str]) -> None:
+        for key in sorted(set(self.raw) - known):
+            self.add(key, f"unknown key (known: {', '.join(sorted(known))})")
+
+    def name(self, key: str, pattern: re.Pattern[str] = NAME_RE) -> str:
+        value = self.raw.get(key)
+        if not isinstance(value, str) or not pattern.match(value):
+            self.add(key, "is required: lower-case letters, digits, '_' or '-' (at most 64)")
+            return ""
+        return value
+
+    def number(self, key: str, *, low: float, high: float, default: float | None = None) -> float:
+        value = self.raw.get(key, default)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not (low <= value <= high)
+        ):
+            self.add(key, f"must be a number from {low:g} to {high:g}")
+            return default or 0.0
+        return float(value)
+
+    def whole(self, key: str, default: int, low: int, high: int) -> int:
+        value = self.raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.add(key, f"must be a whole number from {low} to {high}")
+            return default
+        return value
+
+    def optional_days(self, key: str, default: float | None = None) -> float | None:
+        if key not in self.raw:
+            return default
+        return self.number(key, low=0.001, high=36_500)
+
+
+def _gating_purpose(
+    scoring: Mapping[str, Any], raw: Mapping[str, Any], problems: ConfigProblems
+) -> str:
+    purposes = raw.get("purposes", {})
+    declared = (
+        {k: v for k, v in purposes.items() if isinstance(v, dict)}
+        if isinstance(purposes, dict)
+        else {}
+    )
+    key = scoring.get("purpose")
+    if key is None:
+        profiling = sorted(k for k, v in declared.items() if v.get("category") == "profiling")
+        if not profiling:
+            problems.add(
+                "scoring.purpose",
+                "name the purpose that gates scoring (none is of category profiling)",
+            )
+            return ""
+        return str(profiling[0])
+    if not isinstance(key, str) or key not in declared:
+        problems.add("scoring.purpose", f"no purpose {key!r} in this file")
+        return ""
+    if declared[key].get("mechanism", "opt-in") != "opt-in":
+        problems.add("scoring.purpose", "must be an opt-in purpose: scoring needs a live grant")
+    return key
+
+
+def _thresholds(
+    scoring: Mapping[str, Any], problems: ConfigProblems
+) -> tuple[tuple[Stage, float], ...]:
+    raw = scoring.get("thresholds")
+    if not isinstance(raw, dict) or not raw:
+        problems.add("scoring.thresholds", "is required: a table such as { MQL = 60, SQL = 80 }")
+        return ()
+    found: list[tuple[Stage, float]] = []
+    for key, value in raw.items():
+        stage = Stage.parse(key)
+        if stage not in THRESHOLD_STAGES:
+            names = ", ".join(s.value for s in THRESHOLD_STAGES)
+            problems.add(f"scoring.thresholds.{key}", f"not a threshold stage (one of {names})")
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            problems.add(f"scoring.thresholds.{key}", "must be a number above 0")
+            continue
+        assert stage is not None
+        found.append((stage, float(value)))
+    found.sort(key=lambda item: item[0].rank)
+    for (low_stage, low), (high_stage, high) in itertools.pairwise(found):
+        if high <= low:
+            problems.add(
+                f"scoring.thresholds.{high_stage.value}",
+                f"thresholds out of order: {high_stage.value} ({high:g}) must be above "
+                f"{low_stage.value} ({low:g})",
+            )
+    return tuple(found)
+
+
+def _handoff(scoring: Mapping[str, Any], problems: ConfigProblems) -> tuple[Stage, ...]:
+    raw = scoring.get("handoff", ["MQL", "SQL"])
+    stages = [Stage.parse(item) for item in raw] if isinstance(raw, list) else [None]
+    if any(stage not in HANDOFF_STAGES for stage in stages):
+        names = ", ".join(s.value for s in HANDOFF_STAGES)
+        problems.add("scoring.handoff", f"must be a list of stages among {names}")
+        return ()
+    return tuple(sorted({s for s in stages if s is not None}, key=lambda s: s.rank))
+
+
+def _tables(
+    scoring: Mapping[str, Any], key: str, problems: ConfigProblems
+) -> list[Mapping[str, Any]]:
+    value = scoring.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        problems.add(f"scoring.{key}", "must be a list of tables ([[scoring." + key + "]])")
+        return []
+    return value
+
+
+def _fit(raw: Mapping[str, Any], where: str, fields: set[str], problems: ConfigProblems) -> FitRule:
+    check = _Rules(raw, where, problems)
+    check.unknown(FIT_KEYS)
+    name = check.name("name")
+    field = raw.get("field")
+    if not isinstance(field, str) or field not in fields:
+        check.add("field", f"no form or quiz field {field!r} in this file")
+    points = check.number("points", low=-MAX_POINTS, high=MAX_POINTS)
+    tests = [key for key in ("equals", "in", "range", "pattern") if key in raw]
+    if len(tests) != 1:
+        check.add("name", "give exactly one of equals, in, range, pattern")
+        return FitRule(name, str(field), points)
+    test = tests[0]
+    value = raw[test]
+    if test == "equals" and isinstance(value, str):
+        return FitRule(name, str(field), points, equals=value)
+    if (
+        test == "in"
+        and isinstance(value, list)
+        and value
+        and all(isinstance(v, str) for v in value)
+    ):
+        return FitRule(name, str(field), points, one_of=tuple(value))
+    if test == "pattern" and isinstance(value, str):
+        try:
+            re.compile(value)
+        except re.error as exc:
+            check.add("pattern", f"not a valid regular expression: {exc}")
+        return FitRule(name, str(field), points, pattern=value)
+    if (
+        test == "range"
+        and isinstance(value, list)
+        and len(value) == 2
+        and all(not isinstance(v, bool) and isinstance(v, int | float) for v in value)
+        and value[0] <= value[1]
+    ):
+        return FitRule(name, str(field), points, low=float(value[0]), high=float(value[1]))
+    expected = {
+        "equals": "a string",
+        "in": "a non-empty list of strings",
+        "pattern": "a regular expression string",
+        "range": "[low, high] numbers with low <= high",
+    }
+    check.add(test, f"must be {expected[test]}")
+    return FitRule(name, str(field), points)
+
+
+def _behaviour(
+    raw: Mapping[str, Any], where: str, half_life: float | None, problems: ConfigProblems
+) -> BehaviourRule:
+    check = _Rules(raw, where, problems)
+    check.unknown(BEHAVIOUR_KEYS)
+    return BehaviourRule(
+        name=check.name("name"),
+        event=check.name("event", EVENT_RE),
+        points=check.number("points", low=-MAX_POINTS, high=MAX_POINTS),
+        min_count=check.whole("min_count", 1, 1, 10_000),
+        max_count=check.whole("max_count", 1, 1, 10_000),
+        window_days=check.optional_days("window_days"),
+        half_life_days=check.optional_days("half_life_days", half_life),
+    )
+
+
+def _quiz(
+    raw: Mapping[str, Any], where: str, answers: dict[str, set[str]], problems: ConfigProblems
+) -> QuizRule:
+    check = _Rules(raw, where, problems)
+    check.unknown(QUIZ_KEYS)
+    question, answer = raw.get("question"), raw.get("answer")
+    if not isinstance(question, str) or question not in answers:
+        check.add("question", f"no quiz question {question!r} in this file")
+    elif not isinstance(answer, str) or answer not in answers[question]:
+        check.add("answer", f"question {question!r} has no answer {answer!r}")
+    return QuizRule(
+        check.name("name"),
+        str(question),
+        str(answer),
+        check.number("points", low=-MAX_POINTS, high=MAX_POINTS),
+    )
+
+
+def parse(
+    raw: Mapping[str, object], locales: tuple[str, ...], problems: ConfigProblems
+) -> ScoringModel | None:
+    """Check ``[scoring]``, adding every problem to ``problems``; ``None`` if absent."""
+    scoring = raw.get("scoring")
+    if scoring is None:
+        return None
+    if not isinstance(scoring, dict):
+        problems.add("scoring", "must be a table")
+        return None
+    for key in sorted(set(scoring) - MODEL_KEYS):
+        problems.add(f"scoring.{key}", f"unknown key (known: {', '.join(sorted(MODEL_KEYS))})")
+    file: Mapping[str, Any] = raw
+    purpose = _gating_purpose(scoring, file, problems)
+    top = _Rules(scoring, "scoring", problems)
+    half_life = top.optional_days("half_life_days")
+    extra = scoring.get("event_types", [])
+    if not isinstance(extra, list) or not all(
+        isinstance(v, str) and EVENT_RE.match(v) for v in extra
+    ):
+        problems.add("scoring.event_types", "must be a list of event type names")
+        extra = []
+    fields, answers = _declared_fields(file), _declared_answers(file)
+    model = ScoringModel(
+        purpose=purpose,
+        thresholds=_thresholds(scoring, problems),
+        handoff=_handoff(scoring, problems),
+        fit=tuple(
+            _fit(r, f"scoring.fit[{i}]", fields, problems)
+            for i, r in enumerate(_tables(scoring, "fit", problems))
+        ),
+        behaviour=tuple(
+            _behaviour(r, f"scoring.behaviour[{i}]", half_life, problems)
+            for i, r in enumerate(_tables(scoring, "behaviour", problems))
+        ),
+        quiz=tuple(
+            _quiz(r, f"scoring.quiz[{i}]", answers, problems)
+            for i, r in enumerate(_tables(scoring, "quiz", problems))
+        ),
+        extra_event_types=tuple(extra),
+    )
+    names = [r.name for r in model.fit if r.name] + [r.name for r in model.behaviour if r.name]
+    names += [r.name for r in model.quiz if r.name]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.add("scoring", f"rule name {name!r} is used more than once")
+    return model
+
+
+def apply(session: Session, model: ScoringModel | None) -> list[str]:
+    """Store ``model`` as a new version if it differs from the one in force."""
+    if model is None:
+        return []
+    digest = model.sha256
+    latest = session.execute(
+        select(ScoringModelVersion.sha256).order_by(ScoringModelVersion.id.desc()).limit(1)
+    ).scalar_one_or_none()
+    if latest == digest:
+        return []
+    row = ScoringModelVersion(sha256=digest, definition=model.canonical.decode())
+    session.add(row)
+    session.flush()
+    return [
+        f"scoring model: version {row.id} (sha256 {digest[:12]}…); "
+        "run `zeroparty score` to rescore every permissioned lead"
+    ]
