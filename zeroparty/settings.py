@@ -96,6 +96,16 @@ class Settings:
                 raise SettingsError(f"{PREFIX}{name} must not be negative")
             return value
 
+        def flag(name: str, default: bool) -> bool:
+            raw = get(name)
+            if raw is None:
+                return default
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise SettingsError(f"{PREFIX}{name} must be 1 or 0")
+
         mirror = get("CHECKPOINT_MIRROR_FILE")
         webhook_url, webhook_secret = get("CRM_WEBHOOK_URL"), get("CRM_WEBHOOK_SECRET")
         if webhook_url and not webhook_url.startswith(("http://", "https://")):
@@ -122,6 +132,7 @@ class Settings:
                 "CHECKPOINT_EVERY_MINUTES", cls.checkpoint_every_minutes
             ),
             checkpoint_mirror_file=Path(mirror) if mirror else None,
+            mail_receipts=flag("MAIL_RECEIPTS", cls.mail_receipts),
             console_session_minutes=number("CONSOLE_SESSION_MINUTES", cls.console_session_minutes)
             or cls.console_session_minutes,
             checkpoint_retired_keys=tuple(

@@ -121,6 +121,20 @@ def test_bad_api_key_cache_seconds_is_refused(value: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, True), ("1", True), ("true", True), ("0", False), ("off", False), ("FALSE", False)],
+)
+def test_mail_receipts_is_read(value: str | None, expected: bool) -> None:
+    environ = {} if value is None else {"ZEROPARTY_MAIL_RECEIPTS": value}
+    assert Settings.from_env(environ).mail_receipts is expected
+
+
+def test_bad_mail_receipts_is_refused() -> None:
+    with pytest.raises(SettingsError, match="ZEROPARTY_MAIL_RECEIPTS"):
+        Settings.from_env({"ZEROPARTY_MAIL_RECEIPTS": "maybe"})
+
+
+@pytest.mark.parametrize(
     ("url", "expected"),
     [
         ("postgres://zp:pw@db.internal:5432/zp", "postgresql+psycopg://zp:pw@db.internal:5432/zp"),
