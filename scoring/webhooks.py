@@ -1,18 +1,26 @@
 """Hand-off to the CRM: signed webhooks from the transactional outbox.
 
 A stage change into a hand-off stage writes a ``scoring_webhooks`` row in its own
-transaction (:func:`scoring.services._move`). :func:`dispatch_pending` delivers due rows,
-one transaction per row: it locks the row (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
-several dispatchers never take the same row; SQLite's single writer does the same),
-re-checks the gating consent under a share lock (a lead who withdrew meanwhile is not
-sent: the row is cancelled), builds the body from the current data, posts it with a
-timeout and records the outcome. A failure is retried with exponential backoff; after
-``max_attempts`` the row is dead-lettered (``failed_at``) and listed by
-:func:`dead_letters`.
+transaction (:func:`scoring.services._move`). :func:`dispatch_pending` delivers due rows
+one at a time, in three steps, and never holds a transaction during the network call
+(on SQLite a transaction open for the length of a slow CRM's answer would stop every
+other writer):
 
-Because the consent row stays share-locked during the post, a withdrawal of that lead
-waits for the post to end (at most the timeout): either it committed first and nothing
-is sent, or the post happened before it committed.
+1. *claim*, in a short transaction: take a due row (``FOR UPDATE SKIP LOCKED`` on
+   PostgreSQL; SQLite's single writer serialises), re-check the gating consent (a lead
+   who withdrew is not sent: the row is cancelled), build the body from the current
+   data, and lease the row (``next_attempt_at`` moves past the post's timeout) so no
+   other dispatcher takes it meanwhile;
+2. *post* it, with a timeout, outside any transaction;
+3. *record* the outcome in a second short transaction: delivered, or retried with
+   exponential backoff, or dead-lettered (``failed_at``) after ``max_attempts`` and
+   listed by :func:`dead_letters`.
+
+A withdrawal committed before the claim stops the webhook; one that commits while the
+post is on its way cannot recall it, and cancels any retry. A dispatcher that dies
+between claim and record leaves the lease to expire, and the webhook is sent again with
+the same ``webhook-id``: delivery is at least once, and receivers deduplicate by id as
+Standard Webhooks asks.
 
 Signatures follow the Standard Webhooks convention: headers ``webhook-id`` (the row's
 id, the same on every retry), ``webhook-timestamp`` (Unix seconds) and
@@ -184,6 +192,9 @@ def _due(now: datetime, dialect: str) -> Any:
     return stmt.with_for_update(skip_locked=True) if dialect == "postgresql" else stmt
 
 
+LEASE_MARGIN = timedelta(seconds=60)
+
+
 def dispatch_pending(
     database: Database,
     config: DispatchConfig,
@@ -197,31 +208,46 @@ def dispatch_pending(
     for _ in range(limit):
         moment = now or utcnow()
         with database.write() as session:
-            connection = session.connection()
-            row = connection.execute(_due(moment, connection.dialect.name)).first()
-            if row is None:
-                break
-            _dispatch_one(connection, config, row, moment, sender, report)
+            claimed = _claim(session.connection(), config, moment, report)
+        if claimed is None:
+            break
+        if claimed is _CANCELLED:
+            continue
+        assert isinstance(claimed, _Claim)
+        error = _send(claimed, config, sender)
+        with database.write() as session:
+            _record(session.connection(), config, claimed, error, now or utcnow(), report)
     return report
 
 
-def _dispatch_one(
-    connection: Connection,
-    config: DispatchConfig,
-    row: Any,
-    now: datetime,
-    sender: Sender,
-    report: DispatchReport,
-) -> None:
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    webhook_id: str
+    attempts: int
+    delivery: Delivery
+
+
+_CANCELLED = object()
+
+
+def _claim(
+    connection: Connection, config: DispatchConfig, now: datetime, report: DispatchReport
+) -> _Claim | object | None:
+    """Take the next due row: ``None`` when there is none, :data:`_CANCELLED` when its
+    lead may no longer be handed off, else what to post (the row is leased)."""
+    row = connection.execute(_due(now, connection.dialect.name)).first()
+    if row is None:
+        return None
     where = _hooks.c.id == row.id
     active = services.active_model(connection)
-    gate = (
-        consent.gate_states(connection, [row.subject_id], active.model.purpose, lock=True).get(
-            row.subject_id
-        )
+    # Share-locked on PostgreSQL: a withdrawal of this lead commits before this claim
+    # (and the row is cancelled here) or after it (and cancels what is left to retry).
+    gates = (
+        consent.gate_states(connection, [row.subject_id], active.model.purpose, lock=True)
         if active is not None
-        else None
+        else {}
     )
+    gate = gates.get(row.subject_id)
     email = connection.execute(
         select(_profiles.c.email).where(_profiles.c.subject_id == row.subject_id)
     ).scalar_one_or_none()
@@ -230,7 +256,7 @@ def _dispatch_one(
             update(_hooks).where(where).values(cancelled_at=now, cancel_reason="consent")
         )
         report.cancelled += 1
-        return
+        return _CANCELLED
     body = payload(connection, row, email, now)
     timestamp = int(now.timestamp())
     delivery = Delivery(
@@ -244,25 +270,50 @@ def _dispatch_one(
         },
         body,
     )
-    attempts = row.attempts + 1
+    lease = now + timedelta(seconds=config.timeout) + LEASE_MARGIN
+    connection.execute(update(_hooks).where(where).values(next_attempt_at=lease))
+    return _Claim(row.id, row.attempts + 1, delivery)
+
+
+def _send(claim: _Claim, config: DispatchConfig, sender: Sender) -> str | None:
+    """Post it; the error as text, or ``None`` when the receiver took it."""
     try:
-        sender(delivery, config.timeout)
+        sender(claim.delivery, config.timeout)
     except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError) as exc:
         reason = f"{type(exc).__name__}: {exc}"[:500]
-        log.warning("webhook %s not delivered (attempt %d): %s", row.id, attempts, reason)
-        values: dict[str, object] = {"attempts": attempts, "last_error": reason}
-        if attempts >= config.max_attempts:
-            values["failed_at"] = now
-            report.dead_lettered += 1
-        else:
-            values["next_attempt_at"] = now + backoff(attempts)
-            report.retried += 1
-        connection.execute(update(_hooks).where(where).values(values))
+        log.warning(
+            "webhook %s not delivered (attempt %d): %s", claim.webhook_id, claim.attempts, reason
+        )
+        return reason
+    return None
+
+
+def _record(
+    connection: Connection,
+    config: DispatchConfig,
+    claim: _Claim,
+    error: str | None,
+    now: datetime,
+    report: DispatchReport,
+) -> None:
+    where = _hooks.c.id == claim.webhook_id
+    if error is None:
+        connection.execute(
+            update(_hooks)
+            .where(where)
+            .values(attempts=claim.attempts, delivered_at=now, last_error=None)
+        )
+        report.delivered += 1
         return
-    connection.execute(
-        update(_hooks).where(where).values(attempts=attempts, delivered_at=now, last_error=None)
-    )
-    report.delivered += 1
+    values: dict[str, object] = {"attempts": claim.attempts, "last_error": error}
+    if claim.attempts >= config.max_attempts:
+        values["failed_at"] = now
+        report.dead_lettered += 1
+    else:
+        # A row cancelled meanwhile (a withdrawal during the post) stays cancelled.
+        values["next_attempt_at"] = now + backoff(claim.attempts)
+        report.retried += 1
+    connection.execute(update(_hooks).where(where).values(values))
 
 
 def dead_letters(connection: Connection) -> list[Any]:
