@@ -24,6 +24,9 @@ from zeroparty.settings import Settings
 MAX_PAGE = 1000
 
 
+MAX_POSITION = 2**63 - 1
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -38,6 +41,9 @@ def _int(params: Mapping[str, str], name: str, *, minimum: int = 0) -> int:
     value = int(raw)
     if value < minimum:
         raise InvalidInput(f"{name}: at least {minimum}", fields={name: f"at least {minimum}"})
+    if value > MAX_POSITION:
+        # Beyond any ledger, and beyond what the databases' 64-bit integers can bind.
+        raise InvalidInput(f"{name}: too large", fields={name: f"at most {MAX_POSITION}"})
     return value
 
 
