@@ -11,6 +11,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection
 
 from consent_ledger.entries import ENTRY_FIELDS, format_timestamp
+from consent_ledger.filters import LedgerFilter
 from consent_ledger.models import ConsentEvent, ConsentEvidence
 
 STREAM_BATCH = 2_000
@@ -22,9 +23,12 @@ _ev, _evd = (cast(Table, model.__table__) for model in (ConsentEvent, ConsentEvi
 
 
 def iter_export_rows(
-    connection: Connection, subject_id: str | None = None
+    connection: Connection,
+    subject_id: str | None = None,
+    ledger_filter: LedgerFilter | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Entries in ``seq`` order as plain dicts, with kept evidence (erased: ``None``)."""
+    """Entries in ``seq`` order as plain dicts, with kept evidence (erased: ``None``),
+    only those ``ledger_filter`` matches when one is given."""
     stmt = (
         select(_ev, _evd.c.body)
         .select_from(_ev.outerjoin(_evd, _evd.c.seq == _ev.c.seq))
@@ -33,6 +37,8 @@ def iter_export_rows(
     )
     if subject_id is not None:
         stmt = stmt.where(_ev.c.subject_id == subject_id)
+    if ledger_filter is not None:
+        stmt = stmt.where(*ledger_filter.clauses())
     for row in connection.execute(stmt):
         values = row._mapping
         yield {

@@ -26,9 +26,9 @@ import preference_center.personal_data  # noqa: F401  (registers this package's 
 from consent_ledger.actions import ConsentMethod, ConsentSource
 from consent_ledger.models import Subject
 from consent_ledger.receipts import build_receipt
+from consent_ledger.requests import RequestChannel, RequestKind, record_request
 from consent_ledger.subjects import InvalidEmail
 from preference_center import export, forms, mails, services
-from preference_center.crosssite import require_same_origin
 from preference_center.locale import choose_locale, strings
 from preference_center.tokens import (
     MAX_AGE,
@@ -37,6 +37,7 @@ from preference_center.tokens import (
     LinkTokens,
     check_not_revoked,
 )
+from zeroparty.crosssite import require_same_origin
 from zeroparty.db import Database
 from zeroparty.settings import Settings
 from zeroparty.tokens import TokenError
@@ -45,6 +46,7 @@ COOKIE = "zp_pref"
 COOKIE_PATH = "/p"
 NO_REFERRER = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 NOTICES = ("saved", "unsubscribed_all", "erase_requested")
+SELF_SERVICE = "the lead (self-service)"
 
 
 class SessionMissing(TokenError):
@@ -259,9 +261,17 @@ def _download(body: dict[str, Any], filename: str) -> Response:
 
 def _export(request: Request, claim: LinkClaim, receipts: bool) -> dict[str, Any]:
     database = _database(request)
+    if not receipts:
+        with database.write() as session:
+            body = export.subject_export(session, claim.subject_id)
+            # The download answers an access request (GDPR Art. 15) at once: kept in
+            # the queue the console shows, as completed.
+            record_request(
+                session, claim.subject_id, RequestKind.ACCESS, RequestChannel.PREFERENCE_CENTER,
+                handled_by=SELF_SERVICE, completed=True,
+            )  # fmt: skip
+            return body
     with database.read() as session:
-        if not receipts:
-            return export.subject_export(session, claim.subject_id)
         services.live_subject(session, claim.subject_id)
     state = request.app.state
     return build_receipt(database, state.settings, state.checkpoint_signer, claim.subject_id)
@@ -324,6 +334,10 @@ def _erase(request: Request, claim: LinkClaim) -> None:
     with _database(request).write() as session:
         check_not_revoked(session, claim)
         services.live_subject(session, claim.subject_id)
+        record_request(
+            session, claim.subject_id, RequestKind.ERASURE, RequestChannel.PREFERENCE_CENTER,
+            handled_by=SELF_SERVICE, completed=True,
+        )  # fmt: skip
         consent_ledger.erasure.erase_subject(
             session,
             claim.subject_id,

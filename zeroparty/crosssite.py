@@ -3,7 +3,8 @@
 Browsers since 2020 send ``Sec-Fetch-Site`` on every request; a form posted from another
 site says ``cross-site``. Older browsers send ``Origin`` on POSTs. A request with neither
 header is not from a browser that a foreign page could drive; the CSRF token bound to the
-session cookie still has to match (:func:`preference_center.forms.check_csrf`).
+session cookie still has to match (each package checks its own: the preference center's
+nonce, the console's session nonce).
 """
 
 from __future__ import annotations

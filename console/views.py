@@ -1,0 +1,246 @@
+"""The console's HTTP surface: the overview, leads, the ledger and its exports, proofs
+(with the routes of the other parts: :mod:`console.auth_views`,
+:mod:`console.work_views`, :mod:`console.insight_views`).
+
+Every page needs a staff session (``/console/login`` otherwise); every POST must come
+from the console's own pages (``Sec-Fetch-Site``/``Origin``) and carry the session's
+CSRF nonce. What staff look at and export about a lead is written to the staff audit
+log in the same request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from consent_ledger import requests as subject_requests
+from consent_ledger.actions import ConsentAction, ConsentSource
+from console import (
+    audit,
+    auth_views,
+    exports,
+    forms,
+    health,
+    insight_views,
+    leads,
+    proofs,
+    work_views,
+)
+from console.audit import StaffAction
+from console.roles import Permission
+from console.web import (
+    Staff,
+    database_of,
+    render,
+    require,
+    staff_page,
+)
+from zeroparty.db import utcnow
+
+
+def _overview(request: Request, staff: Staff) -> dict[str, Any]:
+    with database_of(request).read() as session:
+        overdue = (
+            subject_requests.count_overdue(session)
+            if staff.may(Permission.HANDLE_REQUESTS)
+            else None
+        )
+        last_run = health.last_run(session) if staff.may(Permission.VIEW_HEALTH) else None
+    return {"overdue": overdue, "last_run": last_run}
+
+
+@staff_page
+async def home(request: Request) -> Response:
+    """``GET /console/``: where to go, what needs attention."""
+    staff = await require(request, Permission.VIEW_LEADS)
+    context = await run_in_threadpool(_overview, request, staff)
+    return render(request, "home.html", context, staff=staff)
+
+
+async def to_home(request: Request) -> Response:
+    return RedirectResponse("/console/", status_code=308)
+
+
+# ---------------------------------------------------------------- leads
+
+
+def _search(request: Request, staff: Staff, query: str) -> list[leads.LeadHit]:
+    database = database_of(request)
+    with database.read() as session:
+        hits = leads.search(session, query)
+    with database.write() as session:
+        # What was typed is not kept (it may be an email); which leads it showed is.
+        detail = f"{len(hits)} result(s): " + " ".join(hit.subject_id for hit in hits[:20])
+        audit.record(session, staff.id, StaffAction.LEAD_SEARCH, detail=detail)
+    return hits
+
+
+@staff_page
+async def lead_search(request: Request) -> Response:
+    """``GET /console/leads?q=``: by email (or its beginning) or lead id."""
+    staff = await require(request, Permission.VIEW_LEADS)
+    query = request.query_params.get("q", "")
+    hits = await run_in_threadpool(_search, request, staff, query) if query.strip() else []
+    return render(request, "leads.html", {"q": query, "hits": hits}, staff=staff)
+
+
+def _lead_file(request: Request, staff: Staff, subject_id: str, at_raw: str) -> leads.LeadFile:
+    at = forms.parse_moment(at_raw) if at_raw else None
+    database = database_of(request)
+    with database.read() as session:
+        lead = leads.lead_file(
+            session, subject_id, with_evidence=staff.may(Permission.VIEW_EVIDENCE), at=at
+        )
+    with database.write() as session:
+        detail = f"at {at.isoformat()}" if at else ""
+        audit.record(session, staff.id, StaffAction.LEAD_VIEW, subject_id=subject_id, detail=detail)
+    return lead
+
+
+@staff_page
+async def lead_page(request: Request) -> Response:
+    """``GET /console/leads/{id}[?at=]``: timeline, state now, and at a moment."""
+    staff = await require(request, Permission.VIEW_LEADS)
+    subject_id = forms.parse_subject_id(request.path_params["subject_id"])
+    at_raw = request.query_params.get("at", "").strip()
+    lead = await run_in_threadpool(_lead_file, request, staff, subject_id, at_raw)
+    return render(request, "lead.html", {"lead": lead, "at_raw": at_raw}, staff=staff)
+
+
+# ---------------------------------------------------------------- the ledger
+
+
+def _purposes(request: Request) -> list[str]:
+    with database_of(request).read() as session:
+        return leads.purpose_keys(session)
+
+
+@staff_page
+async def ledger_page(request: Request) -> Response:
+    """``GET /console/ledger``: the whole ledger, filtered, newest first."""
+    staff = await require(request, Permission.VIEW_LEDGER)
+    purposes = await run_in_threadpool(_purposes, request)
+    params = dict(request.query_params)
+    ledger_filter = forms.parse_ledger_filter(params, purposes)
+    before = forms.parse_cursor(params.get("before"))
+    page = await run_in_threadpool(exports.ledger_page, database_of(request), ledger_filter, before)
+    return render(
+        request,
+        "ledger.html",
+        {
+            "page": page,
+            "params": params,
+            "query": forms.filter_query(ledger_filter),
+            "purposes": purposes,
+            "actions": [a.value for a in ConsentAction],
+            "sources": [s.value for s in ConsentSource],
+        },
+        staff=staff,
+    )
+
+
+def _log_export(request: Request, staff: Staff, detail: str) -> None:
+    with database_of(request).write() as session:
+        audit.record(session, staff.id, StaffAction.LEDGER_EXPORT, detail=detail)
+
+
+@staff_page
+async def ledger_export(request: Request) -> Response:
+    """``GET /console/ledger/export?format=csv|jsonl&…``: the filtered view, streamed."""
+    staff = await require(request, Permission.EXPORT)
+    purposes = await run_in_threadpool(_purposes, request)
+    params = dict(request.query_params)
+    ledger_filter = forms.parse_ledger_filter(params, purposes)
+    kind = forms.parse_export_format(params.get("format"))
+    query = forms.filter_query(ledger_filter)
+    await run_in_threadpool(_log_export, request, staff, f"{kind} {orjson.dumps(query).decode()}")
+    stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
+    if kind == "csv":
+        body = exports.stream_csv(database_of(request), ledger_filter)
+        media, name = "text/csv; charset=utf-8", f"ledger-{stamp}.csv"
+    else:
+        body = exports.stream_jsonl(database_of(request), ledger_filter)
+        media, name = "application/x-ndjson", f"ledger-{stamp}.jsonl"
+    return StreamingResponse(
+        body,
+        media_type=media,
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+# ---------------------------------------------------------------- proofs
+
+
+def _proof(request: Request, staff: Staff, subject_id: str, purpose: str) -> proofs.ProofPage:
+    state = request.app.state
+    page = proofs.proof_page(
+        database_of(request), state.settings, state.checkpoint_signer, subject_id, purpose
+    )
+    with database_of(request).write() as session:
+        audit.record(
+            session, staff.id, StaffAction.PROOF_VIEW, subject_id=subject_id, detail=purpose
+        )
+    return page
+
+
+@staff_page
+async def proof_page(request: Request) -> Response:
+    """``GET /console/leads/{id}/proof/{purpose}``: a proof a regulator can read."""
+    staff = await require(request, Permission.VIEW_PROOFS)
+    subject_id = forms.parse_subject_id(request.path_params["subject_id"])
+    purpose = request.path_params["purpose"]
+    page = await run_in_threadpool(_proof, request, staff, subject_id, purpose)
+    return render(request, "proof.html", {"proof": page}, staff=staff)
+
+
+def _receipt(request: Request, staff: Staff, subject_id: str, purpose: str) -> bytes:
+    state = request.app.state
+    receipt = proofs.receipt(
+        database_of(request), state.settings, state.checkpoint_signer, subject_id, purpose
+    )
+    with database_of(request).write() as session:
+        audit.record(
+            session, staff.id, StaffAction.RECEIPT_DOWNLOAD, subject_id=subject_id, detail=purpose
+        )
+    return orjson.dumps(receipt, option=orjson.OPT_INDENT_2)
+
+
+@staff_page
+async def receipt_download(request: Request) -> Response:
+    """``GET /console/leads/{id}/receipt/{purpose}``: the signed consent receipt."""
+    staff = await require(request, Permission.VIEW_PROOFS)
+    subject_id = forms.parse_subject_id(request.path_params["subject_id"])
+    purpose = request.path_params["purpose"]
+    body = await run_in_threadpool(_receipt, request, staff, subject_id, purpose)
+    return Response(
+        body,
+        media_type="application/json",
+        headers={
+            "Content-Disposition": f'attachment; filename="receipt-{subject_id[:8]}.json"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+routes = [
+    *auth_views.routes,
+    *work_views.routes,
+    *insight_views.routes,
+    Route("/console", to_home, methods=["GET"]),
+    Route("/console/", home, methods=["GET"]),
+    Route("/console/leads", lead_search, methods=["GET"]),
+    Route("/console/leads/{subject_id}", lead_page, methods=["GET"]),
+    Route("/console/leads/{subject_id}/proof/{purpose}", proof_page, methods=["GET"]),
+    Route("/console/leads/{subject_id}/receipt/{purpose}", receipt_download, methods=["GET"]),
+    Route("/console/ledger", ledger_page, methods=["GET"]),
+    Route("/console/ledger/export", ledger_export, methods=["GET"]),
+]
