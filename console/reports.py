@@ -258,25 +258,24 @@ def _stages(counts: Sequence[StageCountRecord]) -> tuple[Report, Report]:
     )
     stage_report = Report(chart, ["stage", "leads"], [[s, str(n)] for s, n in stages])
     # A funnel counts everyone who reached a stage: those in it and in every later one.
+    # It starts at the first funnel stage the provider reports (visitors are anonymous
+    # until they submit a form, so scoring reports none and the funnel starts at Lead).
     order = [s for s, _n in stages]
-    reached = []
-    for stage in FUNNEL:
-        if stage in order:
-            reached.append(sum(n for s, n in stages[order.index(stage) :]))
-        else:
-            reached.append(0)
+    funnel = [stage for stage in FUNNEL if stage in order]
+    reached = [sum(n for _s, n in stages[order.index(stage) :]) for stage in funnel]
+    first = funnel[0] if funnel else FUNNEL[0]
     funnel_chart = Chart(
         "funnel",
-        "Funnel Visitor → Lead → MQL → SQL",
+        "Funnel " + " → ".join(funnel or FUNNEL),
         "Leads that reached each stage (now in it or in a later one).",
-        list(FUNNEL),
+        list(funnel),
         [Series("reached", reached)],
     )
     rows = [
         [stage, str(n), format_value(_pct(n, reached[0]), "%") if reached[0] else "—"]
-        for stage, n in zip(FUNNEL, reached, strict=True)
+        for stage, n in zip(funnel, reached, strict=True)
     ]
-    return stage_report, Report(funnel_chart, ["stage", "reached", "of visitors"], rows)
+    return stage_report, Report(funnel_chart, ["stage", "reached", f"of {first}"], rows)
 
 
 def build_reports(session: Session, providers: ConsoleProviders, weeks: int) -> Reports:

@@ -38,6 +38,7 @@ import preference_center.views
 import scoring.hooks  # (registers consent and answer listeners, personal data)
 import scoring.jobs
 import scoring.openapi
+import scoring.reports
 import scoring.views
 from consent_ledger import transparency
 from consent_ledger.checkpoints import CheckpointSigner
@@ -210,6 +211,7 @@ def create_app(
     app.state.console_providers = ConsoleProviders(
         definition_versions=capture.history.definition_versions,
         submission_weeks=capture.history.submission_weeks,
+        stage_counts=scoring.reports.stage_counts,
     )
     return app
 

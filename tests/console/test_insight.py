@@ -25,9 +25,12 @@ def test_reports_with_data(as_role: Callable[[str], TestClient], database: Datab
     record(database, "b@example.com", "profiling")
     record(database, "b@example.com", "profiling", ConsentAction.WITHDRAWN)
     page = as_role("marketer").get("/console/reports").text
-    assert page.count("<svg") == 5  # opt-in per purpose and per form, grants, GPC, DOI
+    # opt-in per purpose and per form, grants, GPC, DOI, stages and the funnel
+    assert page.count("<svg") == 7
     assert "Grants and withdrawals per week" in page
-    assert "no scoring data yet" in page
+    # Stages come from scoring: two leads, neither scored yet; visitors are not counted.
+    assert "Funnel Lead → MQL → SQL" in page
+    assert "<td>Lead</td><td>2</td><td>100%</td>" in page
     # The numbers are there as a table too: this week, 2 grants, 1 withdrawal.
     assert re.search(r"<td>\d{4}-\d\d-\d\d</td><td>2</td><td>1</td>", page)
     assert "style=" not in page
@@ -36,7 +39,7 @@ def test_reports_with_data(as_role: Callable[[str], TestClient], database: Datab
 
 def test_reports_empty(as_role: Callable[[str], TestClient]) -> None:
     page = as_role("admin").get("/console/reports").text
-    assert page.count("<svg") == 5
+    assert page.count("<svg") == 7
     assert "No data in this period." in page
 
 

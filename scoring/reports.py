@@ -1,0 +1,45 @@
+"""Figures about scoring for reports elsewhere (the console reads them through the
+provider the app factory hands it; see ``console/providers.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from sqlalchemy import Table, func, select
+from sqlalchemy.orm import Session
+
+from consent_ledger.models import Subject
+from scoring.models import ScoredLead
+from scoring.stages import Stage
+
+_leads = cast(Table, ScoredLead.__table__)
+_subjects = cast(Table, Subject.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class StageCount:
+    stage: str
+    leads: int
+
+
+def stage_counts(session: Session) -> list[StageCount]:
+    """Leads per lifecycle stage now, Lead to Customer in funnel order.
+
+    A lead without a scoring row is at stage Lead (never scored, or scoring was
+    withdrawn); erased leads are not counted. Visitors are anonymous until they submit
+    a form, so zeroparty has no count of them and reports none.
+    """
+    scored: dict[str, int] = {
+        str(stage): int(count)
+        for stage, count in session.execute(
+            select(_leads.c.stage, func.count()).group_by(_leads.c.stage)
+        )
+    }
+    everyone = session.execute(
+        select(func.count()).select_from(_subjects).where(_subjects.c.erased_at.is_(None))
+    ).scalar_one()
+    beyond_lead = sum(n for stage, n in scored.items() if stage != Stage.LEAD.value)
+    counts = {stage: int(scored.get(stage.value, 0)) for stage in Stage}
+    counts[Stage.LEAD] = max(0, int(everyone) - beyond_lead)
+    return [StageCount(stage.value, counts[stage]) for stage in Stage if stage is not Stage.VISITOR]
