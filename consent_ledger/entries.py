@@ -56,7 +56,10 @@ def parse_timestamp(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("z", "Z"))
     if moment.tzinfo is None:
         raise ValueError("timestamp needs a UTC offset (Z or +hh:mm)")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:  # 0001-01-01T00:00:00+01:00 lies before year 1 in UTC
+        raise ValueError("timestamp out of range") from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -242,8 +242,21 @@ def test_opt_out_refusal_wins_in_california(api: TestClient, database: Database)
         ({"email": "ann@example.com", "purpose": "no_such_purpose"}, 404, "purpose"),
         ({"email": "ann@example.com", "purpose": "newsletter", "colour": "red"}, 422, "colour"),
         ({"email": "ann@example.com", "purpose": "newsletter", "at": "yesterday"}, 422, "at"),
+        (
+            {"email": "a@example.com", "purpose": "newsletter", "at": "0001-01-01T00:00:00+01:00"},
+            422,
+            "at",
+        ),
     ],
-    ids=["no-email", "bad-email", "no-purpose", "unknown-purpose", "unknown-param", "bad-at"],
+    ids=[
+        "no-email",
+        "bad-email",
+        "no-purpose",
+        "unknown-purpose",
+        "unknown-param",
+        "bad-at",
+        "at-before-year-one-in-utc",
+    ],
 )
 def test_get_consent_bad_query(
     api: TestClient, params: dict[str, str], status: int, field: str
