@@ -129,7 +129,7 @@ def _notices(database: Database) -> dict[str, str]:
         stmt = select(NoticeVersion.purpose_key, NoticeVersion.sha256).where(
             NoticeVersion.locale == "en"
         )
-        return dict(session.execute(stmt).tuples().all())
+        return {str(k): str(v) for k, v in session.execute(stmt)}
 
 
 def _email(spec: WriterSpec, n: int) -> str:

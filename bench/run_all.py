@@ -9,6 +9,7 @@ as it stands, with its own date.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 import traceback
@@ -93,6 +94,8 @@ def render(
         "python -m bench.soak [--seconds S] [--rate R] [--workers 1,2,4] [--db sqlite,postgresql]",
         "python -m bench.bench_console [--quick] [--no-postgres]",
         "python -m bench.bench_scoring [--quick] [--no-postgres] [--leads N] [--write]",
+        "python -m bench.bench_import [--rows N] [--no-postgres] [--write]",
+        "python -m bench.bench_predictive [--leads N] [--write]",
         "```",
         "",
         f"Latest run: `{command}` ({mode}), started {started:%Y-%m-%d %H:%M} UTC on "
@@ -111,6 +114,21 @@ def render(
     return "\n".join(lines)
 
 
+_MARKED = re.compile(r"<!-- (?P<key>[\w-]+):start -->.*?<!-- (?P=key):end -->\n?", re.S)
+
+
+def kept_sections(previous: str, rendered: str) -> str:
+    """Sections other benches write between their own markers (``python -m
+    bench.bench_import`` and the like) that this run did not produce: kept as they
+    were, so a full run never deletes figures it does not measure."""
+    kept = [
+        match.group(0)
+        for match in _MARKED.finditer(previous)
+        if f"<!-- {match.group('key')}:start -->" not in rendered
+    ]
+    return "\n".join(block.rstrip() + "\n" for block in kept)
+
+
 def _source_change(source_at_start: str) -> str:
     """A note when the work tree changed while the scenarios ran (figures then mix)."""
     now = source_state(PROJECT_ROOT)
@@ -125,7 +143,10 @@ def main() -> int:
     for name, scenario in SCENARIOS:
         print(f"== {name}", flush=True)
         results.append(_run_one(name, scenario, options))
-    REPORT.write_text(render(options, results, started, source_at_start))
+    previous = REPORT.read_text() if REPORT.exists() else ""
+    rendered = render(options, results, started, source_at_start)
+    kept = kept_sections(previous, rendered)
+    REPORT.write_text(rendered + ("\n" + kept if kept else ""))
     print(f"wrote {REPORT}")
     failed = any(note.startswith("FAILED") for r in results for note in r.notes)
     return 1 if failed else 0

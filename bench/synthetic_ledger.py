@@ -195,7 +195,7 @@ def fill(url: str, entries: int) -> str:
             stmt = select(NoticeVersion.purpose_key, NoticeVersion.sha256).where(
                 NoticeVersion.locale == "en"
             )
-            notices = dict(session.execute(stmt).tuples().all())
+            notices = {str(k): str(v) for k, v in session.execute(stmt)}
         head: dict[str, Any] = {"seq": 0, "hash": GENESIS_HASH}
         for batch in _batches(entries, notices):
             with database.engine.begin() as connection:
