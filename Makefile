@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-sqlite test-postgresql lint format migrations-check bench clean
+.PHONY: install run test test-sqlite test-postgresql test-reliability lint format migrations-check bench soak fuzz-api audit clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,19 @@ migrations-check: $(STAMP)
 
 bench: $(STAMP)  ## run the benchmarks and rewrite BENCHMARKS.md
 	$(BIN)/python -m bench.run_all
+
+soak: $(STAMP)  ## sustained mixed load, 1/2/4 workers, both databases (figures to BENCHMARKS.md)
+	$(BIN)/python -m bench.soak --seconds 120 --workers 1,2,4 --db sqlite,postgresql
+
+test-reliability: $(STAMP)  ## only the reliability suite (tests/reliability/), on both databases
+	ZEROPARTY_TEST_DB=sqlite $(BIN)/pytest -m reliability
+	ZEROPARTY_TEST_DB=postgresql $(BIN)/pytest -m reliability
+
+fuzz-api: $(STAMP)  ## schemathesis with thousands of generated requests per run (see tests/reliability)
+	ZEROPARTY_FUZZ_EXAMPLES=500 $(BIN)/pytest -m reliability tests/reliability/test_openapi_fuzz.py
+
+audit: $(STAMP)  ## pip-audit of the installed dependencies
+	scripts/audit-deps
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov test-artifacts

@@ -57,12 +57,19 @@ PATHS: dict[str, Any] = {
         ],
         "get": {
             "summary": "A form or quiz definition with its notices and a render token",
+            "description": "JSON with `Accept: application/json`; otherwise the hosted page.",
             "responses": {
                 "200": {
                     "description": "the published version",
-                    "content": {"application/json": {"schema": {"type": "object"}}},
+                    "content": {
+                        "application/json": {"schema": {"type": "object"}},
+                        "text/html": {"schema": {"type": "string"}},
+                    },
                 },
-                "404": {"description": "no such form", **_ERROR},
+                "404": {
+                    "description": "no such form",
+                    "content": {**_ERROR["content"], "text/html": {"schema": {"type": "string"}}},
+                },
             },
         },
         "post": {

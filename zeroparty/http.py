@@ -23,13 +23,15 @@ class JSONResponse(Response):
 
 
 def wants_json(request: Request) -> bool:
-    """Machines get JSON: API paths, and clients that ask for JSON before HTML."""
+    """Machines get JSON: API paths, clients that ask for JSON before HTML, and clients
+    that sent JSON without asking for HTML (a script posting a form's JSON body)."""
     path = request.url.path
     if path.startswith(("/api/", "/ledger/")) or path in ("/healthz", "/openapi.json"):
         return True
     accept = request.headers.get("accept", "")
     if "application/json" not in accept:
-        return False
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        return content_type == "application/json" and "text/html" not in accept
     return "text/html" not in accept or accept.index("application/json") < accept.index("text/html")
 
 
