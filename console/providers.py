@@ -56,12 +56,28 @@ class StageCountRecord(Protocol):
     def leads(self) -> int: ...
 
 
+class SlaWeekRecord(Protocol):
+    """Hand-offs that entered a stage with a response-time SLA in one week (its Monday):
+    answered in time, late or overdue, and still within their time."""
+
+    @property
+    def week(self) -> date: ...
+    @property
+    def met(self) -> int: ...
+    @property
+    def missed(self) -> int: ...
+    @property
+    def open(self) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ConsoleProviders:
     """``definition_versions(session)``: every form and quiz version (capture).
     ``submission_weeks(session, since)``: submissions per form and week (capture).
-    ``stage_counts(session)``: leads per lifecycle stage, in funnel order (scoring)."""
+    ``stage_counts(session)``: leads per lifecycle stage, in funnel order (scoring).
+    ``sla_weeks(session, since)``: hand-off SLA attainment per week (scoring)."""
 
     definition_versions: Callable[[Session], Sequence[DefinitionVersionRecord]] | None = None
     submission_weeks: Callable[[Session, datetime], Sequence[SubmissionWeekRecord]] | None = None
     stage_counts: Callable[[Session], Sequence[StageCountRecord]] | None = None
+    sla_weeks: Callable[[Session, datetime], Sequence[SlaWeekRecord]] | None = None

@@ -19,7 +19,12 @@ from sqlalchemy.orm import Session
 from consent_ledger.actions import ConsentAction, ConsentSource
 from consent_ledger.models import ConsentEvent
 from console.charts import Chart, Series, format_value
-from console.providers import ConsoleProviders, StageCountRecord, SubmissionWeekRecord
+from console.providers import (
+    ConsoleProviders,
+    SlaWeekRecord,
+    StageCountRecord,
+    SubmissionWeekRecord,
+)
 from zeroparty.db import utcnow
 
 DEFAULT_WEEKS = 8
@@ -278,6 +283,32 @@ def _stages(counts: Sequence[StageCountRecord]) -> tuple[Report, Report]:
     return stage_report, Report(funnel_chart, ["stage", "reached", f"of {first}"], rows)
 
 
+def _sla(records: Sequence[SlaWeekRecord], weeks: list[date]) -> Report:
+    by_week = {_monday(_as_date(r.week)): r for r in records}
+    met = [by_week[w].met if w in by_week else 0 for w in weeks]
+    missed = [by_week[w].missed if w in by_week else 0 for w in weeks]
+    still_open = [by_week[w].open if w in by_week else 0 for w in weeks]
+    chart = Chart(
+        "sla",
+        "Hand-offs answered within their SLA per week",
+        "Leads handed to sales each week: acknowledged within the stage's response time, "
+        "late or overdue.",
+        [_week_label(w) for w in weeks],
+        [Series("in time", met), Series("late or overdue", missed)],
+    )
+    rows = [
+        [
+            w.isoformat(),
+            str(m),
+            str(x),
+            str(o),
+            format_value(_pct(m, m + x), "%") if m + x else "—",
+        ]
+        for w, m, x, o in zip(weeks, met, missed, still_open, strict=True)
+    ]
+    return Report(chart, ["week of", "in time", "late or overdue", "still open", "SLA met"], rows)
+
+
 def build_reports(session: Session, providers: ConsoleProviders, weeks: int) -> Reports:
     today = utcnow().date()
     first = _monday(today) - timedelta(weeks=weeks - 1)
@@ -308,4 +339,8 @@ def build_reports(session: Session, providers: ConsoleProviders, weeks: int) -> 
         reports.extend(_stages(providers.stage_counts(session)))
     else:
         missing.append("leads per lifecycle stage and the funnel (no scoring data yet)")
+    if providers.sla_weeks is not None:
+        reports.append(_sla(providers.sla_weeks(session, since), week_list))
+    else:
+        missing.append("hand-off SLA attainment (no scoring data yet)")
     return Reports(weeks, first, reports, missing)

@@ -2,20 +2,30 @@
 
 Invariant (SPEC rule 3): rows about a lead exist here only while its consent for the
 model's gating purpose is live. A withdrawal, GPC opt-out, expiry or erasure deletes
-``scoring_leads``, ``scoring_attributes``, ``scoring_events`` and ``scoring_points``
-rows of the lead and cancels its pending webhooks in the same transaction
-(:func:`scoring.services.on_consent_change`). ``scoring_dropped_events`` counts what
-was refused for lack of consent and names nobody.
+``scoring_leads``, ``scoring_attributes``, ``scoring_events``, ``scoring_points`` and
+``scoring_qualification`` (BANT) rows of the lead and cancels its pending webhooks in
+the same transaction (:func:`scoring.services.on_consent_change`).
+``scoring_dropped_events`` counts what was refused for lack of consent and names nobody.
 
-Personal data: attributes (answers), events, points, stage changes and webhook bodies
-are about a person; :mod:`scoring.personal` exports and erases them.
+Personal data: attributes (answers), events, points, BANT, stage changes, hand-off
+acknowledgements and webhook bodies are about a person; :mod:`scoring.personal` exports
+and erases them.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Float, Index, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zeroparty.db import Base, UTCDateTime, utcnow
@@ -144,3 +154,70 @@ class DroppedEvents(Base):
     day: Mapped[str] = mapped_column(String(10), primary_key=True)
     type: Mapped[str] = mapped_column(String(64), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
+
+
+class Qualification(Base):
+    """One BANT value sales recorded for a lead (``value`` ``None``: cleared), with who
+    and when; the latest row per field is the current value, earlier rows the history.
+    Like the other rows about a lead, deleted when its gating consent ends."""
+
+    __tablename__ = "scoring_qualification"
+    __table_args__ = (Index("ix_scoring_qualification_subject_field", "subject_id", "field"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subject_id: Mapped[str] = mapped_column(String(SUBJECT_ID))
+    field: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(100))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    consent_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class HandoffAck(Base):
+    """Sales acknowledged a hand-off: the lead's entry into ``stage`` at ``entered_at``
+    (its ``stage_since`` then), by whom and when. One row per entry. Kept, like stage
+    changes, until the lead is erased."""
+
+    __tablename__ = "scoring_handoff_acks"
+    __table_args__ = (
+        UniqueConstraint("subject_id", "stage", "entered_at"),
+        Index("ix_scoring_handoff_acks_acked_at", "acked_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subject_id: Mapped[str] = mapped_column(String(SUBJECT_ID))
+    stage: Mapped[str] = mapped_column(String(16))
+    entered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    acked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(100))
+
+
+class LeadOutcome(Base):
+    """How a lead's opportunity ended, as sales recorded it (won or lost): what the
+    predictive score learns from. One per lead; recorded only with live consent for
+    the gating purpose and deleted with the lead's other scoring rows when it ends."""
+
+    __tablename__ = "scoring_outcomes"
+
+    subject_id: Mapped[str] = mapped_column(String(SUBJECT_ID), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(8))
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_by: Mapped[str] = mapped_column(String(100))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PredictiveModelVersion(Base):
+    """One training of the predictive score, append-only (triggers refuse UPDATE and
+    DELETE): the model and its card as JSON, and whether it was published. The latest
+    published row is the model in force. Holds weights and aggregate metrics, no lead."""
+
+    __tablename__ = "scoring_predictive_models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    scoring_model_id: Mapped[int] = mapped_column(Integer)
+    purpose: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    definition: Mapped[str] = mapped_column(Text)
+    published: Mapped[bool] = mapped_column(Boolean)
+    decision: Mapped[str] = mapped_column(Text)

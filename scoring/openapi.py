@@ -1,4 +1,5 @@
-"""Scoring's part of ``/openapi.json``: events, leads by stage, explanations, stage moves."""
+"""Scoring's part of ``/openapi.json``: events, leads by stage, explanations, stage moves,
+outcomes, and the conversion probability of the published predictive model."""
 
 from __future__ import annotations
 
@@ -29,7 +30,75 @@ _POINT = {
     },
 }
 
+_CONVERSION = {
+    "oneOf": [{"$ref": "#/components/schemas/Conversion"}, {"type": "null"}],
+    "description": "the published predictive model's view; null when no model is published "
+    "or the lead has no live consent for the purpose it was trained under",
+}
+
 SCHEMAS: dict[str, Any] = {
+    "Conversion": {
+        "type": "object",
+        "required": ["probability", "model_version", "top_features"],
+        "properties": {
+            "probability": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1,
+                "description": "chance the lead's opportunity is won, from the published model",
+            },
+            "model_version": {"type": "integer", "description": "the published training's id"},
+            "top_features": {
+                "type": "array",
+                "description": "the features that moved the log-odds most, strongest first",
+                "items": {
+                    "type": "object",
+                    "required": ["feature", "contribution"],
+                    "properties": {
+                        "feature": {
+                            "type": "string",
+                            "description": "events:TYPE (a count), field:NAME=VALUE or "
+                            "quiz:QUESTION=ANSWER",
+                        },
+                        "contribution": {
+                            "type": "number",
+                            "description": "added to the log-odds (negative: lowers it)",
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "OutcomeIn": {
+        "type": "object",
+        "required": ["email", "outcome"],
+        "additionalProperties": False,
+        "properties": {
+            "email": {"type": "string", "format": "email"},
+            "outcome": {"enum": ["won", "lost"]},
+            "decided_at": {
+                "type": "string",
+                "format": "date-time",
+                "description": "when the opportunity was decided (default: now; not in "
+                "the future); the model learns only from what happened before it",
+            },
+        },
+    },
+    "OutcomeRecorded": {
+        "type": "object",
+        "required": ["lead_id", "outcome", "decided_at", "recorded_by", "recorded_at", "created"],
+        "properties": {
+            "lead_id": {"type": "string"},
+            "outcome": {"enum": ["won", "lost"]},
+            "decided_at": {"type": "string", "format": "date-time"},
+            "recorded_by": {"type": "string", "description": "api:KEYNAME"},
+            "recorded_at": {"type": "string", "format": "date-time"},
+            "created": {
+                "type": "boolean",
+                "description": "false: this outcome was recorded before; nothing changed",
+            },
+        },
+    },
     "EventBatch": {
         "type": "object",
         "required": ["events"],
@@ -88,6 +157,7 @@ SCHEMAS: dict[str, Any] = {
                         "score": {"type": "number"},
                         "stage_since": {"type": "string", "format": "date-time"},
                         "scored_at": {"type": "string", "format": "date-time"},
+                        "conversion": _CONVERSION,
                     },
                 },
             },
@@ -104,6 +174,7 @@ SCHEMAS: dict[str, Any] = {
             "model_version": {"type": ["integer", "null"]},
             "points": {"type": "array", "items": _POINT},
             "stage_changes": {"type": "array", "items": {"type": "object"}},
+            "conversion": _CONVERSION,
         },
     },
     "StageMove": {
@@ -203,4 +274,260 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    "/api/leads/outcome": {
+        "post": {
+            "summary": "Record how a lead's opportunity ended (won or lost), for the predictive "
+            "score; only with live consent for the gating purpose",
+            "security": _SECURITY,
+            "requestBody": {"required": True, "content": _json("OutcomeIn")},
+            "responses": {
+                "201": {"description": "recorded", "content": _json("OutcomeRecorded")},
+                "200": {
+                    "description": "the same outcome was recorded before; nothing changed",
+                    "content": _json("OutcomeRecorded"),
+                },
+                "401": {"description": "missing or wrong API key", **_ERROR},
+                "404": {"description": "no such lead, or no scoring model loaded", **_ERROR},
+                "409": {
+                    "description": "no live consent (nothing stored), or a different outcome "
+                    "is recorded already",
+                    **_ERROR,
+                },
+                "413": {"description": "body too large", **_ERROR},
+                "415": {"description": "not JSON", **_ERROR},
+                "422": {"description": "bad input; nothing stored", **_ERROR},
+            },
+        }
+    },
+}
+
+
+# --- accounts, qualification, hand-off SLA -------------------------------------------------
+
+_PAGE_PARAMS: list[dict[str, Any]] = [
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "next_cursor of the previous page",
+    },
+]
+_BANT_FIELDS = ("budget", "authority", "need", "timeline")
+_BANT_VALUE = {
+    "type": ["object", "null"],
+    "properties": {
+        "value": {"type": "string"},
+        "recorded_by": {"type": "string"},
+        "recorded_at": {"type": "string", "format": "date-time"},
+    },
+}
+_ACCOUNT_PROPERTIES: dict[str, Any] = {
+    "domain": {"type": "string"},
+    "members": {"type": "integer", "description": "permissioned, scored leads"},
+    "score": {"type": "number", "description": "sum of the members' scores"},
+    "top_score": {"type": "number"},
+    "stage": {"enum": _STAGES[1:], "description": "the furthest stage of a member"},
+    "buying_committee": {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "job titles and BANT authorities seen among the members",
+    },
+}
+
+SCHEMAS.update(
+    {
+        "AccountPage": {
+            "type": "object",
+            "required": ["accounts", "next_cursor"],
+            "properties": {
+                "accounts": {
+                    "type": "array",
+                    "items": {"type": "object", "properties": _ACCOUNT_PROPERTIES},
+                },
+                "next_cursor": {"type": ["string", "null"]},
+            },
+        },
+        "Account": {
+            "type": "object",
+            "properties": {
+                **_ACCOUNT_PROPERTIES,
+                "leads": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "lead_id": {"type": "string"},
+                            "email": {"type": "string"},
+                            "stage": {"enum": _STAGES[1:]},
+                            "score": {"type": "number"},
+                            "job_title": {"type": ["string", "null"]},
+                        },
+                    },
+                },
+            },
+        },
+        "QualificationIn": {
+            "type": "object",
+            "required": ["email"],
+            "minProperties": 2,
+            "additionalProperties": False,
+            "properties": {
+                "email": {"type": "string", "format": "email"},
+                "budget": {"type": ["number", "null"], "minimum": 0, "maximum": 1e12},
+                "authority": {
+                    "enum": ["decision_maker", "influencer", "user", "none", None],
+                },
+                "need": {"type": ["string", "null"], "minLength": 1, "maxLength": 500},
+                "timeline": {
+                    "enum": ["immediate", "quarter", "half_year", "year", "later", "none", None],
+                },
+            },
+            "description": "null clears a field; every value is kept as history",
+        },
+        "Qualification": {
+            "type": "object",
+            "properties": {
+                "lead_id": {"type": "string"},
+                "qualification": {
+                    "type": "object",
+                    "properties": dict.fromkeys(_BANT_FIELDS, _BANT_VALUE),
+                },
+            },
+        },
+        "Ack": {
+            "type": "object",
+            "required": ["email"],
+            "additionalProperties": False,
+            "properties": {"email": {"type": "string", "format": "email"}},
+        },
+        "AckResult": {
+            "type": "object",
+            "properties": {
+                "lead_id": {"type": "string"},
+                "stage": {"enum": _STAGES[2:]},
+                "entered_at": {"type": "string", "format": "date-time"},
+                "acknowledged_at": {"type": "string", "format": "date-time"},
+                "acknowledged_by": {"type": "string"},
+                "due_at": {"type": ["string", "null"], "format": "date-time"},
+                "within_sla": {"type": ["boolean", "null"]},
+            },
+        },
+        "SlaPage": {
+            "type": "object",
+            "required": ["leads", "next_cursor"],
+            "properties": {
+                "leads": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "lead_id": {"type": "string"},
+                            "email": {"type": "string"},
+                            "stage": {"enum": _STAGES[2:]},
+                            "score": {"type": "number"},
+                            "entered_at": {"type": "string", "format": "date-time"},
+                            "due_at": {"type": "string", "format": "date-time"},
+                            "state": {"enum": ["open", "due_soon", "breached"]},
+                        },
+                    },
+                },
+                "next_cursor": {"type": ["string", "null"]},
+            },
+        },
+    }
+)
+
+PATHS.update(
+    {
+        "/api/accounts": {
+            "get": {
+                "summary": "Accounts (company domains) of permissioned leads, by cursor",
+                "security": _SECURITY,
+                "parameters": [
+                    {"name": "stage", "in": "query", "schema": {"enum": _STAGES[1:]}},
+                    *_PAGE_PARAMS,
+                ],
+                "responses": {
+                    "200": {"description": "a page", "content": _json("AccountPage")},
+                    "401": {"description": "missing or wrong API key", **_ERROR},
+                    "422": {"description": "bad parameters", **_ERROR},
+                },
+            }
+        },
+        "/api/accounts/{domain}": {
+            "get": {
+                "summary": "One account with its permissioned members",
+                "security": _SECURITY,
+                "parameters": [
+                    {"name": "domain", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {"description": "the account", "content": _json("Account")},
+                    "401": {"description": "missing or wrong API key", **_ERROR},
+                    "404": {"description": "no account (or a free-mail domain)", **_ERROR},
+                    "422": {"description": "not a domain", **_ERROR},
+                },
+            }
+        },
+        "/api/leads/qualification": {
+            "post": {
+                "summary": "Record BANT (budget, authority, need, timeline) for a lead",
+                "security": _SECURITY,
+                "requestBody": {"required": True, "content": _json("QualificationIn")},
+                "responses": {
+                    "201": {"description": "recorded", "content": _json("Qualification")},
+                    "401": {"description": "missing or wrong API key", **_ERROR},
+                    "404": {"description": "no such lead", **_ERROR},
+                    "409": {"description": "no live consent; nothing recorded", **_ERROR},
+                    "422": {"description": "bad input; nothing recorded", **_ERROR},
+                },
+            }
+        },
+        "/api/leads/ack": {
+            "post": {
+                "summary": "Acknowledge a lead's hand-off (stops its SLA clock)",
+                "security": _SECURITY,
+                "requestBody": {"required": True, "content": _json("Ack")},
+                "responses": {
+                    "201": {"description": "acknowledged", "content": _json("AckResult")},
+                    "200": {"description": "acknowledged before", "content": _json("AckResult")},
+                    "401": {"description": "missing or wrong API key", **_ERROR},
+                    "404": {"description": "no such lead", **_ERROR},
+                    "409": {"description": "no live consent, or nothing handed off", **_ERROR},
+                    "422": {"description": "bad input", **_ERROR},
+                },
+            }
+        },
+        "/api/leads/sla": {
+            "get": {
+                "summary": "Hand-offs awaiting acknowledgement: due soon or breached",
+                "security": _SECURITY,
+                "parameters": [
+                    {
+                        "name": "state",
+                        "in": "query",
+                        "schema": {"enum": ["due_soon", "breached"]},
+                        "description": "absent: every running clock",
+                    },
+                    *_PAGE_PARAMS,
+                ],
+                "responses": {
+                    "200": {"description": "a page", "content": _json("SlaPage")},
+                    "401": {"description": "missing or wrong API key", **_ERROR},
+                    "422": {"description": "bad parameters", **_ERROR},
+                },
+            }
+        },
+    }
+)
+
+SCHEMAS["ScoreExplanation"]["properties"]["qualification"] = {
+    "type": "object",
+    "description": "current BANT (null per field not recorded); empty without live consent",
+    "properties": dict.fromkeys(_BANT_FIELDS, _BANT_VALUE),
 }

@@ -1,8 +1,10 @@
 """Scoring's personal data, for access (export) and erasure requests.
 
-A lead's kept answers, events, points, score, stage history and webhooks are about
-them: export returns them, erasure deletes them. ``scoring_dropped_events`` names
-nobody and stays.
+A lead's kept answers, events, points, score, stage history, webhooks, recorded
+outcome, BANT qualification history, hand-off acknowledgements and conversion
+probability are about them: export returns them, erasure deletes them (the probability
+is computed, never stored). ``scoring_dropped_events`` names nobody and stays; a
+trained model holds weights and aggregates, no lead.
 """
 
 from __future__ import annotations
@@ -14,20 +16,34 @@ from sqlalchemy import Table, delete, select
 from sqlalchemy.orm import Session
 
 from consent_ledger.entries import format_timestamp
-from scoring import services
+from scoring import conversion, qualification, services, sla
 from scoring.models import (
+    HandoffAck,
     LeadAttribute,
     LeadEvent,
+    LeadOutcome,
+    Qualification,
     ScoredLead,
     ScorePoint,
     StageChange,
     Webhook,
 )
+from scoring.outcomes import outcome_of
 from zeroparty.personal_data import PersonalData, register
 
 _TABLES = [
     cast(Table, m.__table__)
-    for m in (ScorePoint, LeadEvent, LeadAttribute, StageChange, Webhook, ScoredLead)
+    for m in (
+        ScorePoint,
+        LeadEvent,
+        LeadAttribute,
+        LeadOutcome,
+        Qualification,
+        HandoffAck,
+        StageChange,
+        Webhook,
+        ScoredLead,
+    )
 ]
 
 
@@ -53,7 +69,15 @@ def export_scoring(session: Session, subject_id: str) -> dict[str, Any] | None:
             select(LeadAttribute).where(LeadAttribute.subject_id == subject_id)
         ).scalars()
     ]
-    if explanation.score is None and not explanation.changes and not events and not answers:
+    outcome = outcome_of(session, subject_id)
+    predictions = conversion.predict(connection, [subject_id])
+    if (
+        explanation.score is None
+        and not explanation.changes
+        and not events
+        and not answers
+        and outcome is None
+    ):
         return None
     return {
         "stage": explanation.stage.value,
@@ -68,6 +92,16 @@ def export_scoring(session: Session, subject_id: str) -> dict[str, Any] | None:
         ],
         "events": events,
         "answers": answers,
+        "outcome": {
+            "outcome": outcome.outcome.value,
+            "decided_at": format_timestamp(outcome.decided_at),
+            "recorded_by": outcome.recorded_by,
+        }
+        if outcome is not None
+        else None,
+        "conversion": predictions[subject_id].as_json() if subject_id in predictions else None,
+        "qualification": qualification.export(connection, subject_id),
+        "handoff_acks": sla.export_acks(connection, subject_id),
     }
 
 

@@ -96,6 +96,10 @@ class ScoringModel:
     behaviour: tuple[BehaviourRule, ...] = ()
     quiz: tuple[QuizRule, ...] = ()
     extra_event_types: tuple[str, ...] = ()
+    # Accounts: free-mail domains added to the built-in list (scoring.accounts).
+    free_mail: tuple[str, ...] = ()
+    # Hand-off SLA: response time in seconds per stage (scoring.sla).
+    sla: tuple[tuple[Stage, float], ...] = ()
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -118,7 +122,14 @@ class ScoringModel:
         return reached
 
     def as_json(self) -> dict[str, Any]:
+        extras: dict[str, Any] = {}
+        # Only when set: a model without them keeps the hash it had before they existed.
+        if self.free_mail:
+            extras["free_mail"] = list(self.free_mail)
+        if self.sla:
+            extras["sla"] = {stage.value: float(seconds) for stage, seconds in self.sla}
         return {
+            **extras,
             "purpose": self.purpose,
             "thresholds": {stage.value: float(points) for stage, points in self.thresholds},
             "handoff": [stage.value for stage in self.handoff],
@@ -204,4 +215,6 @@ def model_from_json(raw: str | bytes) -> ScoringModel:
             for r in data["quiz"]
         ),
         extra_event_types=tuple(data["event_types"]),
+        free_mail=tuple(data.get("free_mail", ())),
+        sla=tuple((Stage(k), float(v)) for k, v in data.get("sla", {}).items()),
     )

@@ -12,7 +12,10 @@ import orjson
 
 from consent_ledger.entries import parse_timestamp
 from consent_ledger.subjects import InvalidEmail, normalise_email
+from scoring import qualification
+from scoring.outcomes import Outcome
 from scoring.services import EventIn
+from scoring.sla import SlaState
 from scoring.stages import Stage
 from zeroparty.db import utcnow
 from zeroparty.errors import InvalidInput
@@ -146,3 +149,168 @@ def parse_stage_move(body: Mapping[str, Any]) -> StageMove:
     if errors or stage is None:
         raise _fail(errors)
     return StageMove(email, stage, reason, recycle)
+
+
+DOMAIN_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9-]+(\.[a-z0-9-]+)+$")
+
+
+@dataclass(frozen=True, slots=True)
+class AccountsQuery:
+    stage: Stage | None
+    limit: int
+    after: str
+
+
+def _limit(params: Mapping[str, str], errors: dict[str, str]) -> int:
+    text_ = params.get("limit", "100")
+    limit = int(text_) if text_.isdigit() else 0
+    if not 1 <= limit <= MAX_PAGE:
+        errors["limit"] = f"must be a whole number from 1 to {MAX_PAGE}"
+    return limit
+
+
+def parse_accounts_query(params: Mapping[str, str]) -> AccountsQuery:
+    """``?stage=&limit=&cursor=``: stage optional (any stage beyond Visitor)."""
+    errors: dict[str, str] = {}
+    for key in sorted(set(params) - {"stage", "limit", "cursor"}):
+        errors[key[:64]] = "unknown parameter"
+    stage = None
+    if "stage" in params:
+        stage = Stage.parse(params["stage"])
+        if stage is None or stage is Stage.VISITOR:
+            errors["stage"] = "must be one of " + ", ".join(s.value for s in Stage if s.rank > 0)
+    limit = _limit(params, errors)
+    after = params.get("cursor", "")
+    if after and not DOMAIN_RE.match(after):
+        errors["cursor"] = "not a cursor from a previous page"
+    if errors:
+        raise _fail(errors)
+    return AccountsQuery(stage, limit, after)
+
+
+def parse_domain(raw: str) -> str:
+    domain = raw.strip().lower()
+    if not DOMAIN_RE.match(domain):
+        raise _fail({"domain": "not a domain name"})
+    return domain
+
+
+@dataclass(frozen=True, slots=True)
+class QualificationIn:
+    email: str
+    values: dict[str, str | None]
+
+
+def _bant_value(name: str, value: object, errors: dict[str, str]) -> str | None:
+    """One BANT value checked and written as text (``None`` clears the field)."""
+    if value is None:
+        return None
+    if name == "budget":
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not 0 <= value <= qualification.MAX_BUDGET
+        ):
+            errors[name] = f"must be an amount from 0 to {qualification.MAX_BUDGET:.0f}, or null"
+            return None
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    if name == "need":
+        if not isinstance(value, str) or not value.strip() or len(value) > qualification.MAX_NEED:
+            errors[name] = f"must be text of 1 to {qualification.MAX_NEED} characters, or null"
+            return None
+        return value.strip()
+    allowed = (
+        qualification.AUTHORITY_VALUES if name == "authority" else qualification.TIMELINE_VALUES
+    )
+    if value not in allowed:
+        errors[name] = f"must be one of {', '.join(allowed)}, or null"
+        return None
+    return str(value)
+
+
+def parse_qualification(body: Mapping[str, Any]) -> QualificationIn:
+    """``{"email", "budget", "authority", "need", "timeline"}``: at least one of the four."""
+    errors: dict[str, str] = {}
+    for key in sorted(set(body) - {"email", *qualification.BANT_FIELDS}):
+        errors[key[:64]] = "unknown field"
+    email = _email(body.get("email"), "email", errors)
+    values = {
+        name: _bant_value(name, body[name], errors)
+        for name in qualification.BANT_FIELDS
+        if name in body
+    }
+    if not values and "email" not in errors:
+        errors["budget"] = "give at least one of " + ", ".join(qualification.BANT_FIELDS)
+    if errors:
+        raise _fail(errors)
+    return QualificationIn(email, values)
+
+
+def parse_ack(body: Mapping[str, Any]) -> str:
+    """``{"email"}``: the lead whose current hand-off sales acknowledges."""
+    errors: dict[str, str] = {}
+    for key in sorted(set(body) - {"email"}):
+        errors[key[:64]] = "unknown field"
+    email = _email(body.get("email"), "email", errors)
+    if errors:
+        raise _fail(errors)
+    return email
+
+
+@dataclass(frozen=True, slots=True)
+class SlaQuery:
+    state: SlaState | None
+    limit: int
+    after: str
+
+
+def parse_sla_query(params: Mapping[str, str]) -> SlaQuery:
+    """``?state=due_soon|breached&limit=&cursor=`` (no state: every running clock)."""
+    errors: dict[str, str] = {}
+    for key in sorted(set(params) - {"state", "limit", "cursor"}):
+        errors[key[:64]] = "unknown parameter"
+    state = None
+    if "state" in params:
+        try:
+            state = SlaState(params["state"])
+        except ValueError:
+            errors["state"] = "must be due_soon or breached"
+    limit = _limit(params, errors)
+    after = params.get("cursor", "")
+    if after and not re.fullmatch(r"[0-9a-f]{32}", after):
+        errors["cursor"] = "not a cursor from a previous page"
+    if errors:
+        raise _fail(errors)
+    return SlaQuery(state, limit, after)
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeIn:
+    email: str
+    outcome: Outcome
+    decided_at: datetime | None
+
+
+def parse_outcome(body: Mapping[str, Any], *, now: datetime | None = None) -> OutcomeIn:
+    """``{"email", "outcome": "won"|"lost", "decided_at"}`` (RFC 3339, optional: now;
+    not in the future)."""
+    errors: dict[str, str] = {}
+    for key in sorted(set(body) - {"email", "outcome", "decided_at"}):
+        errors[key[:64]] = "unknown field"
+    email = _email(body.get("email"), "email", errors)
+    raw = body.get("outcome")
+    outcome = Outcome(raw) if isinstance(raw, str) and raw in set(Outcome) else None
+    if outcome is None:
+        errors["outcome"] = "is required: won or lost"
+    decided_at = None
+    if body.get("decided_at") is not None:
+        try:
+            decided_at = parse_timestamp(body["decided_at"])
+        except (ValueError, TypeError) as exc:
+            errors["decided_at"] = str(exc)
+        else:
+            if decided_at > (now or utcnow()) + CLOCK_SKEW:
+                errors["decided_at"] = "lies in the future"
+    if errors or outcome is None:
+        raise _fail(errors)
+    return OutcomeIn(email, outcome, decided_at)

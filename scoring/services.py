@@ -16,7 +16,18 @@ from datetime import datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import String, Table, any_, bindparam, delete, insert, select, text, update
+from sqlalchemy import (
+    String,
+    Table,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
@@ -30,6 +41,8 @@ from scoring.models import (
     DroppedEvents,
     LeadAttribute,
     LeadEvent,
+    LeadOutcome,
+    Qualification,
     ScoredLead,
     ScorePoint,
     ScoringModelVersion,
@@ -57,6 +70,8 @@ _leads, _attrs, _events, _points, _changes, _hooks, _dropped, _profiles = (
 )
 
 _cs = cast(Table, ConsentState.__table__)
+_qual = cast(Table, Qualification.__table__)
+_outcomes = cast(Table, LeadOutcome.__table__)
 _UPDATE_SCORE = (
     update(_leads)
     .where(_leads.c.subject_id == bindparam("sid"))
@@ -223,6 +238,21 @@ def _facts(
         ).where(_among(connection, _events.c.subject_id, subject_ids))
     ):
         events[r.subject_id].append(engine.EventFact(r.id, r.type, r.occurred_at, r.consent_seq))
+    # Current BANT values count as fields "bant.<name>" (scoring.qualification); sales
+    # recorded them under a live gating consent, and they are deleted with it.
+    latest = (
+        select(func.max(_qual.c.id))
+        .where(_among(connection, _qual.c.subject_id, subject_ids))
+        .group_by(_qual.c.subject_id, _qual.c.field)
+    )
+    for r in connection.execute(
+        select(_qual).where(_qual.c.id.in_(latest.scalar_subquery()), _qual.c.value.is_not(None))
+    ):
+        attributes[r.subject_id].append(
+            engine.AttributeFact(
+                "field", f"bant.{r.field}", r.value, "bant", r.recorded_at, r.consent_seq
+            )
+        )
     return attributes, events
 
 
@@ -526,12 +556,12 @@ def on_consent_change(session: Session, entries: Sequence[LedgerEntry]) -> None:
 
 
 def purge_lead(connection: Connection, model: ScoringModel, subject_id: str, reason: str) -> None:
-    """Delete the lead's scores, points, events and answers, cancel its pending
+    """Delete the lead's scores, points, events, answers and outcome, cancel its pending
     webhooks, and put it back at stage Lead (recorded, if it was beyond)."""
     lead = connection.execute(
         select(_leads.c.stage, _leads.c.score).where(_leads.c.subject_id == subject_id)
     ).first()
-    for table in (_points, _events, _attrs, _leads):
+    for table in (_points, _events, _attrs, _outcomes, _qual, _leads):
         connection.execute(delete(table).where(table.c.subject_id == subject_id))
     _cancel_webhooks(connection, subject_id, "consent")
     if lead is not None and Stage(lead.stage).rank > Stage.LEAD.rank:

@@ -2,7 +2,8 @@
 
 :func:`parse` checks the model against the rest of the same file (the gating purpose
 must be declared there and be opt-in; fit rules must name a declared form field, quiz
-rules a declared question and answer; thresholds must ascend in stage order) and
+rules a declared question and answer, or a BANT field ``bant.*``; thresholds must ascend
+in stage order; ``accounts.free_mail`` holds domains, ``sla`` durations per stage) and
 reports every problem by key path; :func:`apply` stores a changed model as a new
 immutable version. A file without ``[scoring]`` leaves the model in force as it is.
 """
@@ -18,7 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scoring.models import ScoringModelVersion
+from scoring.qualification import BANT_RULE_FIELDS
 from scoring.rules import BehaviourRule, FitRule, QuizRule, ScoringModel
+from scoring.sla import SLA_STAGES, parse_duration
 from scoring.stages import THRESHOLD_STAGES, Stage
 from zeroparty.config_errors import ConfigProblems
 
@@ -34,7 +37,11 @@ MODEL_KEYS = {
     "fit",
     "behaviour",
     "quiz",
+    "accounts",
+    "sla",
 }
+ACCOUNTS_KEYS = {"free_mail"}
+DOMAIN_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9-]+(\.[a-z0-9-]+)+$")
 FIT_KEYS = {"name", "field", "points", "equals", "in", "range", "pattern"}
 BEHAVIOUR_KEYS = {
     "name",
@@ -204,8 +211,12 @@ def _fit(raw: Mapping[str, Any], where: str, fields: set[str], problems: ConfigP
     check.unknown(FIT_KEYS)
     name = check.name("name")
     field = raw.get("field")
-    if not isinstance(field, str) or field not in fields:
-        check.add("field", f"no form or quiz field {field!r} in this file")
+    if not isinstance(field, str) or (field not in fields and field not in BANT_RULE_FIELDS):
+        check.add(
+            "field",
+            f"no form or quiz field {field!r} in this file "
+            f"(or one of {', '.join(BANT_RULE_FIELDS)})",
+        )
     points = check.number("points", low=-MAX_POINTS, high=MAX_POINTS)
     tests = [key for key in ("equals", "in", "range", "pattern") if key in raw]
     if len(tests) != 1:
@@ -280,6 +291,53 @@ def _quiz(
     )
 
 
+def _free_mail(scoring: Mapping[str, Any], problems: ConfigProblems) -> tuple[str, ...]:
+    """``[scoring.accounts] free_mail = [...]``: domains added to the built-in list."""
+    table = scoring.get("accounts", {})
+    if not isinstance(table, dict):
+        problems.add("scoring.accounts", "must be a table")
+        return ()
+    for key in sorted(set(table) - ACCOUNTS_KEYS):
+        problems.add(f"scoring.accounts.{key}", "unknown key (known: free_mail)")
+    raw = table.get("free_mail", [])
+    if not isinstance(raw, list):
+        problems.add("scoring.accounts.free_mail", "must be a list of domains")
+        return ()
+    found: list[str] = []
+    for index, item in enumerate(raw):
+        domain = item.strip().lower() if isinstance(item, str) else ""
+        if not DOMAIN_RE.match(domain):
+            problems.add(f"scoring.accounts.free_mail[{index}]", f"not a domain: {item!r}")
+            continue
+        found.append(domain)
+    return tuple(sorted(set(found)))
+
+
+def _sla(scoring: Mapping[str, Any], problems: ConfigProblems) -> tuple[tuple[Stage, float], ...]:
+    """``[scoring.sla] SQL = "24h"``: the response time per hand-off stage."""
+    table = scoring.get("sla", {})
+    if not isinstance(table, dict):
+        problems.add("scoring.sla", 'must be a table such as { SQL = "24h" }')
+        return ()
+    found: list[tuple[Stage, float]] = []
+    for key, value in table.items():
+        stage = Stage.parse(key)
+        if stage not in SLA_STAGES:
+            names = ", ".join(s.value for s in SLA_STAGES)
+            problems.add(f"scoring.sla.{key}", f"not a hand-off stage (one of {names})")
+            continue
+        seconds = parse_duration(value)
+        if seconds is None:
+            problems.add(
+                f"scoring.sla.{key}",
+                'must be a duration such as "30m", "24h" or "3d" (at most 365 days)',
+            )
+            continue
+        assert stage is not None
+        found.append((stage, seconds))
+    return tuple(sorted(found, key=lambda item: item[0].rank))
+
+
 def parse(
     raw: Mapping[str, object], locales: tuple[str, ...], problems: ConfigProblems
 ) -> ScoringModel | None:
@@ -320,6 +378,8 @@ def parse(
             for i, r in enumerate(_tables(scoring, "quiz", problems))
         ),
         extra_event_types=tuple(extra),
+        free_mail=_free_mail(scoring, problems),
+        sla=_sla(scoring, problems),
     )
     names = [r.name for r in model.fit if r.name] + [r.name for r in model.behaviour if r.name]
     names += [r.name for r in model.quiz if r.name]

@@ -9,10 +9,10 @@ from starlette.routing import Route
 
 from consent_ledger.entries import format_timestamp
 from consent_ledger.subjects import find_subject_id
-from scoring import schemas, services
+from scoring import accounts, conversion, outcomes, qualification, schemas, services, sla
 from scoring.stages import Stage
 from zeroparty.apikeys import Caller
-from zeroparty.db import Database
+from zeroparty.db import Database, utcnow
 from zeroparty.errors import InvalidInput, NotFound
 from zeroparty.http import JSONResponse, read_json_object
 
@@ -53,6 +53,7 @@ def get_leads(request: Request) -> JSONResponse:
     query = schemas.parse_leads_query(request.query_params)
     with _database(request).read() as session:
         rows = services.list_leads(session.connection(), query.stage, query.limit, query.after)
+        predictions = conversion.predict(session.connection(), [r.subject_id for r in rows])
     return JSONResponse(
         {
             "leads": [
@@ -63,12 +64,20 @@ def get_leads(request: Request) -> JSONResponse:
                     "score": r.score,
                     "stage_since": format_timestamp(r.stage_since),
                     "scored_at": format_timestamp(r.scored_at),
+                    "conversion": _conversion(predictions, r.subject_id),
                 }
                 for r in rows
             ],
             "next_cursor": rows[-1].subject_id if len(rows) == query.limit else None,
         }
     )
+
+
+def _conversion(
+    predictions: dict[str, conversion.Prediction], subject_id: str
+) -> dict[str, object] | None:
+    prediction = predictions.get(subject_id)
+    return prediction.as_json() if prediction is not None else None
 
 
 def _lead_id(session: Session, raw_email: object) -> str:
@@ -118,7 +127,18 @@ def get_score(request: Request) -> JSONResponse:
     with _database(request).read() as session:
         subject_id = _lead_id(session, request.query_params.get("email"))
         explanation = services.explain(session.connection(), subject_id)
-    return JSONResponse(explanation_json(explanation))
+        predictions = conversion.predict(session.connection(), [subject_id])
+        # BANT is shown only while the lead's gating consent is live (SPEC rule 3).
+        bant = (
+            qualification.current(session.connection(), subject_id) if explanation.permitted else {}
+        )
+    return JSONResponse(
+        {
+            **explanation_json(explanation),
+            "conversion": _conversion(predictions, subject_id),
+            "qualification": _bant_json(bant),
+        }
+    )
 
 
 async def post_stage(request: Request) -> JSONResponse:
@@ -146,9 +166,187 @@ def _move(
         )
 
 
+async def post_outcome(request: Request) -> JSONResponse:
+    caller = await run_in_threadpool(_authenticate, request)
+    given = schemas.parse_outcome(await read_json_object(request))
+    recorded = await run_in_threadpool(
+        _record_outcome, _database(request), given, f"api:{caller.name}"
+    )
+    return JSONResponse(
+        {
+            "lead_id": recorded.subject_id,
+            "outcome": recorded.outcome.value,
+            "decided_at": format_timestamp(recorded.decided_at),
+            "recorded_by": recorded.recorded_by,
+            "recorded_at": format_timestamp(recorded.recorded_at),
+            "created": recorded.created,
+        },
+        status_code=201 if recorded.created else 200,
+    )
+
+
+def _record_outcome(
+    database: Database, given: schemas.OutcomeIn, actor: str
+) -> outcomes.RecordedOutcome:
+    with database.write() as session:
+        subject_id = _lead_id(session, given.email)
+        return outcomes.record_outcome(
+            session, subject_id, given.outcome, given.decided_at, actor=actor
+        )
+
+
+def _bant_json(bant: dict[str, qualification.BantValue]) -> dict[str, object]:
+    return {
+        name: (
+            {
+                "value": bant[name].value,
+                "recorded_by": bant[name].actor,
+                "recorded_at": format_timestamp(bant[name].recorded_at),
+            }
+            if name in bant
+            else None
+        )
+        for name in qualification.BANT_FIELDS
+    }
+
+
+async def post_qualification(request: Request) -> JSONResponse:
+    caller = await run_in_threadpool(_authenticate, request)
+    given = schemas.parse_qualification(await read_json_object(request))
+    subject_id, bant = await run_in_threadpool(
+        _qualify, _database(request), given, f"api:{caller.name}"
+    )
+    return JSONResponse({"lead_id": subject_id, "qualification": _bant_json(bant)}, status_code=201)
+
+
+def _qualify(
+    database: Database, given: schemas.QualificationIn, actor: str
+) -> tuple[str, dict[str, qualification.BantValue]]:
+    with database.write() as session:
+        subject_id = _lead_id(session, given.email)
+        return subject_id, qualification.record(
+            session, subject_id, given.values, actor=actor, now=utcnow()
+        )
+
+
+def _account_json(account: accounts.Account) -> dict[str, object]:
+    return {
+        "domain": account.domain,
+        "members": account.members,
+        "score": account.score,
+        "top_score": account.top_score,
+        "stage": account.stage.value,
+        "buying_committee": list(account.committee),
+    }
+
+
+def get_accounts(request: Request) -> JSONResponse:
+    _authenticate(request)
+    query = schemas.parse_accounts_query(request.query_params)
+    with _database(request).read() as session:
+        rows = accounts.list_accounts(
+            session.connection(), stage=query.stage, limit=query.limit, after=query.after
+        )
+    return JSONResponse(
+        {
+            "accounts": [_account_json(a) for a in rows],
+            "next_cursor": rows[-1].domain if len(rows) == query.limit else None,
+        }
+    )
+
+
+def get_account(request: Request) -> JSONResponse:
+    _authenticate(request)
+    if request.query_params:
+        raise InvalidInput(
+            "unknown parameter",
+            fields={k[:64]: "unknown parameter" for k in request.query_params},
+        )
+    domain = schemas.parse_domain(request.path_params["domain"])
+    with _database(request).read() as session:
+        found = accounts.get_account(session.connection(), domain)
+    if found is None:
+        raise NotFound(
+            "no account: no permissioned lead with this domain, or a free-mail domain",
+            fields={"domain": "no account"},
+        )
+    account, members = found
+    return JSONResponse(
+        {
+            **_account_json(account),
+            "leads": [
+                {
+                    "lead_id": m.subject_id,
+                    "email": m.email,
+                    "stage": m.stage.value,
+                    "score": m.score,
+                    "job_title": m.job_title,
+                }
+                for m in members
+            ],
+        }
+    )
+
+
+async def post_ack(request: Request) -> JSONResponse:
+    caller = await run_in_threadpool(_authenticate, request)
+    email = schemas.parse_ack(await read_json_object(request))
+    ack = await run_in_threadpool(_ack, _database(request), email, f"api:{caller.name}")
+    return JSONResponse(
+        {
+            "lead_id": ack.subject_id,
+            "stage": ack.stage.value,
+            "entered_at": format_timestamp(ack.entered_at),
+            "acknowledged_at": format_timestamp(ack.acked_at),
+            "acknowledged_by": ack.actor,
+            "due_at": format_timestamp(ack.due_at) if ack.due_at else None,
+            "within_sla": ack.within_sla,
+        },
+        status_code=201 if ack.created else 200,
+    )
+
+
+def _ack(database: Database, email: str, actor: str) -> sla.Acknowledgement:
+    with database.write() as session:
+        subject_id = _lead_id(session, email)
+        return sla.acknowledge(session, subject_id, actor=actor, now=utcnow())
+
+
+def get_sla(request: Request) -> JSONResponse:
+    _authenticate(request)
+    query = schemas.parse_sla_query(request.query_params)
+    with _database(request).read() as session:
+        rows = sla.pending(
+            session, now=utcnow(), state=query.state, limit=query.limit, after=query.after
+        )
+    return JSONResponse(
+        {
+            "leads": [
+                {
+                    "lead_id": r.subject_id,
+                    "email": r.email,
+                    "stage": r.stage.value,
+                    "score": r.score,
+                    "entered_at": format_timestamp(r.entered_at),
+                    "due_at": format_timestamp(r.due_at),
+                    "state": r.state.value if r.state else "open",
+                }
+                for r in rows
+            ],
+            "next_cursor": rows[-1].subject_id if len(rows) == query.limit else None,
+        }
+    )
+
+
 routes = [
     Route("/api/events", post_events, methods=["POST"]),
     Route("/api/leads", get_leads, methods=["GET"]),
     Route("/api/leads/score", get_score, methods=["GET"]),
     Route("/api/leads/stage", post_stage, methods=["POST"]),
+    Route("/api/leads/qualification", post_qualification, methods=["POST"]),
+    Route("/api/leads/ack", post_ack, methods=["POST"]),
+    Route("/api/leads/sla", get_sla, methods=["GET"]),
+    Route("/api/accounts", get_accounts, methods=["GET"]),
+    Route("/api/accounts/{domain}", get_account, methods=["GET"]),
+    Route("/api/leads/outcome", post_outcome, methods=["POST"]),
 ]

@@ -39,6 +39,7 @@ import scoring.hooks  # (registers consent and answer listeners, personal data)
 import scoring.jobs
 import scoring.openapi
 import scoring.reports
+import scoring.sla
 import scoring.views
 from consent_ledger import transparency
 from consent_ledger.checkpoints import CheckpointSigner
@@ -212,6 +213,7 @@ def create_app(
         definition_versions=capture.history.definition_versions,
         submission_weeks=capture.history.submission_weeks,
         stage_counts=scoring.reports.stage_counts,
+        sla_weeks=scoring.sla.attainment,
     )
     return app
 

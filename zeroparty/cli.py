@@ -402,6 +402,20 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.ok else 2
 
 
+def cmd_model_train(args: argparse.Namespace, settings: Settings) -> int:
+    from scoring.predictive import InsufficientData
+    from scoring.training import format_report, train_from_database
+
+    with _opened_database(settings) as database:
+        try:
+            report = train_from_database(database, seed=args.seed)
+        except InsufficientData as exc:
+            print(f"not trained, nothing stored: too few outcomes ({exc})", file=sys.stderr)
+            return 1
+    print("\n".join(format_report(report)))
+    return 0 if report.published else 1
+
+
 def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
     from scoring import cli as scoring_cli
 
@@ -542,6 +556,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="validate and report; write nothing"
     )
     import_.set_defaults(handler=cmd_import)
+    model = commands.add_parser("model", help="the predictive score").add_subparsers(
+        dest="model_command", required=True, metavar="ACTION"
+    )
+    model_train = model.add_parser(
+        "train",
+        help="train on recorded outcomes; publish only if better than the rule score (else exit 1)",
+    )
+    model_train.add_argument(
+        "--seed", type=int, default=0, help="seed of the held-out split (default 0)"
+    )
+    model_train.set_defaults(handler=cmd_model_train)
     dispatch = commands.add_parser("dispatch", help="deliver due webhooks to the CRM now")
     dispatch.add_argument(
         "--dead-letters", action="store_true", help="list webhooks given up on instead"

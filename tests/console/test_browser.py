@@ -80,7 +80,7 @@ def test_compliance_officer_in_browser(
     assert len(rows) == 3
 
     page.get_by_role("link", name="Reports").click()
-    assert page.locator("svg[role=img]").count() == 7  # with stages and the funnel
+    assert page.locator("svg[role=img]").count() == 8  # with stages, funnel and SLA
     assert axe_violations(page) == []
     screenshot(page, "console-reports")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from console.providers import ConsoleProviders
 from tests.console.conftest import log_in, make_staff
 from tests.factories import record
 from zeroparty.app import create_app
-from zeroparty.db import Database
+from zeroparty.db import Database, utcnow
 from zeroparty.settings import Settings
 from zeroparty.site import load_site
 
@@ -25,8 +26,8 @@ def test_reports_with_data(as_role: Callable[[str], TestClient], database: Datab
     record(database, "b@example.com", "profiling")
     record(database, "b@example.com", "profiling", ConsentAction.WITHDRAWN)
     page = as_role("marketer").get("/console/reports").text
-    # opt-in per purpose and per form, grants, GPC, DOI, stages and the funnel
-    assert page.count("<svg") == 7
+    # opt-in per purpose and per form, grants, GPC, DOI, stages, the funnel, the SLA
+    assert page.count("<svg") == 8
     assert "Grants and withdrawals per week" in page
     # Stages come from scoring: two leads, neither scored yet; visitors are not counted.
     assert "Funnel Lead → MQL → SQL" in page
@@ -39,7 +40,7 @@ def test_reports_with_data(as_role: Callable[[str], TestClient], database: Datab
 
 def test_reports_empty(as_role: Callable[[str], TestClient]) -> None:
     page = as_role("admin").get("/console/reports").text
-    assert page.count("<svg") == 7
+    assert page.count("<svg") == 8
     assert "No data in this period." in page
 
 
@@ -68,6 +69,26 @@ def test_stages_and_funnel_from_a_provider(settings: Settings, database: Databas
     assert "Funnel Visitor → Lead → MQL → SQL" in page
     assert "<td>Visitor</td><td>104</td><td>100%</td>" in page
     assert "<td>SQL</td><td>9</td>" in page
+
+
+def test_sla_attainment_from_a_provider(settings: Settings, database: Database) -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Week:
+        week: datetime.date
+        met: int
+        missed: int
+        open: int
+
+    this_week = utcnow().date() - datetime.timedelta(days=utcnow().weekday())
+    app = create_app(settings, database)
+    app.state.console_providers = dataclasses.replace(
+        app.state.console_providers, sla_weeks=lambda _session, _since: [Week(this_week, 3, 1, 2)]
+    )
+    make_staff(database, "s@staff.example", "marketer")
+    with TestClient(app) as client:
+        page = log_in(client, "s@staff.example").get("/console/reports").text
+    assert "Hand-offs answered within their SLA per week" in page
+    assert f"<td>{this_week.isoformat()}</td><td>3</td><td>1</td><td>2</td><td>75%</td>" in page
 
 
 def test_reports_without_capture(settings: Settings, database: Database) -> None:

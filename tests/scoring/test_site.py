@@ -33,12 +33,16 @@ def test_the_demo_model_is_loaded_with_the_issue_numbers(database: Database) -> 
         "company-size": 20,
         "decision-maker": 15,
         "industry": 10,
+        "bant-budget": 10,
+        "bant-authority": 10,
     }
     assert {r.name: (r.points, r.min_count) for r in model.behaviour} == {
         "pricing-page": (20, 1),
         "case-study": (10, 1),
         "webinar": (15, 1),
         "emails-opened": (5, 3),
+        "feature-used": (5, 1),
+        "usage-limit": (25, 1),
     }
 
 
