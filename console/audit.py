@@ -33,6 +33,11 @@ class StaffAction(StrEnum):
     REQUEST_ACCESS = "request.access"
     REQUEST_ERASE = "request.erase"
     REQUEST_REFUSE = "request.refuse"
+    ACCOUNT_VIEW = "account.view"
+    HANDOFF_ACK = "handoff.ack"
+    SLA_VIEW = "sla.view"
+    LEAD_QUALIFY = "lead.qualify"
+    LEAD_OUTCOME = "lead.outcome"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ the pages that would use it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol
@@ -70,14 +70,120 @@ class SlaWeekRecord(Protocol):
     def open(self) -> int: ...
 
 
+class AccountRecord(Protocol):
+    """Permissioned leads of one company e-mail domain: ``score`` the sum of theirs,
+    ``stage`` the furthest reached, ``committee`` their job titles and BANT authorities."""
+
+    @property
+    def domain(self) -> str: ...
+    @property
+    def members(self) -> int: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def top_score(self) -> float: ...
+    @property
+    def stage(self) -> str: ...
+    @property
+    def committee(self) -> tuple[str, ...]: ...
+
+
+class AccountMemberRecord(Protocol):
+    """One permissioned lead of an account."""
+
+    @property
+    def subject_id(self) -> str: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def stage(self) -> str: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def job_title(self) -> str | None: ...
+
+
+class HandoffRecord(Protocol):
+    """A hand-off whose SLA clock runs: ``state`` is ``"due_soon"``, ``"breached"`` or
+    ``None`` (time enough left)."""
+
+    @property
+    def subject_id(self) -> str: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def stage(self) -> str: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def entered_at(self) -> datetime: ...
+    @property
+    def due_at(self) -> datetime: ...
+    @property
+    def state(self) -> str | None: ...
+
+
+class AcknowledgementRecord(Protocol):
+    """Sales took a hand-off; ``created`` false: it was acknowledged before (by
+    ``actor``), nothing changed."""
+
+    @property
+    def stage(self) -> str: ...
+    @property
+    def acked_at(self) -> datetime: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def created(self) -> bool: ...
+
+
+class SalesRecord(Protocol):
+    """What sales recorded about a lead: its current BANT values (field -> value) and
+    its outcome (``"won"``, ``"lost"`` or ``None``) with who recorded it."""
+
+    @property
+    def bant(self) -> Mapping[str, str]: ...
+    @property
+    def outcome(self) -> str | None: ...
+    @property
+    def outcome_by(self) -> str | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ConsoleProviders:
     """``definition_versions(session)``: every form and quiz version (capture).
     ``submission_weeks(session, since)``: submissions per form and week (capture).
     ``stage_counts(session)``: leads per lifecycle stage, in funnel order (scoring).
-    ``sla_weeks(session, since)``: hand-off SLA attainment per week (scoring)."""
+    ``sla_weeks(session, since)``: hand-off SLA attainment per week (scoring).
+    ``accounts(session, stage, limit)``: accounts by domain, those at ``stage`` (a stage
+    name, ``None``: all) only; unknown stage names raise ``InvalidInput`` (scoring).
+    ``account(session, domain)``: one account with its members, or ``None`` (scoring).
+    ``handoffs(session, now, limit)``: hand-offs due soon or breached at ``now``, the
+    breached first (scoring).
+    ``acknowledge(session, subject_id, actor, now)``: sales took the lead's current
+    hand-off; raises ``Conflict`` without one or without live consent (scoring).
+    ``stage_names``: the lifecycle stages, in funnel order (scoring).
+    ``sales_record(session, subject_id)``: the lead's BANT and outcome (scoring).
+    ``record_bant(session, subject_id, values, actor, now)``: BANT values as typed in a
+    form (empty ones left out), checked (``InvalidInput``) and recorded; ``Conflict``
+    without live consent (scoring).
+    ``record_outcome(session, subject_id, outcome, actor)``: ``"won"`` or ``"lost"``;
+    true if recorded now, false if the same was recorded before; ``Conflict`` for a
+    different one or without live consent (scoring).
+    The scoring providers give nothing (empty, ``None``) while no scoring model is
+    loaded, except ``acknowledge``, which raises ``NotFound``."""
 
     definition_versions: Callable[[Session], Sequence[DefinitionVersionRecord]] | None = None
     submission_weeks: Callable[[Session, datetime], Sequence[SubmissionWeekRecord]] | None = None
     stage_counts: Callable[[Session], Sequence[StageCountRecord]] | None = None
     sla_weeks: Callable[[Session, datetime], Sequence[SlaWeekRecord]] | None = None
+    accounts: Callable[[Session, str | None, int], Sequence[AccountRecord]] | None = None
+    account: (
+        Callable[[Session, str], tuple[AccountRecord, Sequence[AccountMemberRecord]] | None] | None
+    ) = None
+    handoffs: Callable[[Session, datetime, int], Sequence[HandoffRecord]] | None = None
+    acknowledge: Callable[[Session, str, str, datetime], AcknowledgementRecord] | None = None
+    stage_names: tuple[str, ...] = ()
+    sales_record: Callable[[Session, str], SalesRecord | None] | None = None
+    record_bant: Callable[[Session, str, Mapping[str, str], str, datetime], None] | None = None
+    record_outcome: Callable[[Session, str, str, str], bool] | None = None

@@ -2,9 +2,11 @@
 
 - ``admin``: everything.
 - ``compliance``: read and export everything, run ledger verification, process
-  data-subject requests; changes nothing else.
-- ``marketer``: forms, quizzes and their versions, reports, leads and their timelines
-  without raw evidence (no IP addresses, no user agents), no exports.
+  data-subject requests; changes nothing else (the hand-off SLA page is read-only).
+- ``marketer`` (marketing and sales ops): forms, quizzes and their versions, reports,
+  accounts, leads and their timelines without raw evidence (no IP addresses, no user
+  agents), no exports; acknowledges hand-offs on the SLA page and records BANT and
+  won/lost on a lead's page.
 """
 
 from __future__ import annotations
@@ -30,10 +32,30 @@ class Permission(StrEnum):
     VIEW_REPORTS = "view-reports"
     VIEW_VERSIONS = "view-versions"
     VIEW_AUDIT_LOG = "view-audit-log"
+    VIEW_ACCOUNTS = "view-accounts"
+    VIEW_SLA = "view-sla"
+    ACKNOWLEDGE_HANDOFFS = "acknowledge-handoffs"
+    RECORD_SALES = "record-sales"  # BANT and won/lost on a lead's page
 
 
-_COMPLIANCE = frozenset(Permission) - {Permission.VIEW_AUDIT_LOG}
-_MARKETER = frozenset({Permission.VIEW_LEADS, Permission.VIEW_REPORTS, Permission.VIEW_VERSIONS})
+# Compliance reads the hand-off SLA page and sales' records but does not act for sales
+# (no acknowledgements, no BANT or outcomes).
+_COMPLIANCE = frozenset(Permission) - {
+    Permission.VIEW_AUDIT_LOG,
+    Permission.ACKNOWLEDGE_HANDOFFS,
+    Permission.RECORD_SALES,
+}
+_MARKETER = frozenset(
+    {
+        Permission.VIEW_LEADS,
+        Permission.VIEW_REPORTS,
+        Permission.VIEW_VERSIONS,
+        Permission.VIEW_ACCOUNTS,
+        Permission.VIEW_SLA,
+        Permission.ACKNOWLEDGE_HANDOFFS,
+        Permission.RECORD_SALES,
+    }
+)
 
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),

@@ -29,6 +29,7 @@ from console import (
     insight_views,
     leads,
     proofs,
+    sales_views,
     work_views,
 )
 from console.audit import StaffAction
@@ -109,7 +110,17 @@ async def lead_page(request: Request) -> Response:
     subject_id = forms.parse_subject_id(request.path_params["subject_id"])
     at_raw = request.query_params.get("at", "").strip()
     lead = await run_in_threadpool(_lead_file, request, staff, subject_id, at_raw)
-    return render(request, "lead.html", {"lead": lead, "at_raw": at_raw}, staff=staff)
+    sales = await run_in_threadpool(sales_views.sales_of, request, subject_id)
+    context = {
+        "lead": lead,
+        "at_raw": at_raw,
+        "sales": sales,
+        "may_record": staff.may(Permission.RECORD_SALES),
+        "done": sales_views.lead_notice(request),
+        "authority_choices": sales_views.AUTHORITY_CHOICES,
+        "timeline_choices": sales_views.TIMELINE_CHOICES,
+    }
+    return render(request, "lead.html", context, staff=staff)
 
 
 # ---------------------------------------------------------------- the ledger
@@ -235,6 +246,7 @@ routes = [
     *auth_views.routes,
     *work_views.routes,
     *insight_views.routes,
+    *sales_views.routes,
     Route("/console", to_home, methods=["GET"]),
     Route("/console/", home, methods=["GET"]),
     Route("/console/leads", lead_search, methods=["GET"]),

@@ -35,6 +35,7 @@ import console.views
 import preference_center.links
 import preference_center.openapi
 import preference_center.views
+import scoring.console_adapters
 import scoring.hooks  # (registers consent and answer listeners, personal data)
 import scoring.jobs
 import scoring.openapi
@@ -214,6 +215,14 @@ def create_app(
         submission_weeks=capture.history.submission_weeks,
         stage_counts=scoring.reports.stage_counts,
         sla_weeks=scoring.sla.attainment,
+        accounts=scoring.console_adapters.list_accounts,
+        account=scoring.console_adapters.get_account,
+        handoffs=scoring.console_adapters.handoffs,
+        acknowledge=scoring.console_adapters.acknowledge,
+        stage_names=scoring.console_adapters.STAGE_NAMES,
+        sales_record=scoring.console_adapters.sales_record,
+        record_bant=scoring.console_adapters.record_bant,
+        record_outcome=scoring.console_adapters.record_outcome,
     )
     return app
 

@@ -1,5 +1,6 @@
 """The console in headless Chromium: a compliance officer logs in, finds a lead, reads
-the timeline and the proof, exports the ledger as CSV and opens the reports; axe-core
+the timeline and the proof, exports the ledger as CSV and opens the reports, accounts
+and the hand-off SLA; axe-core
 finds no violations on any console page; screenshots in ``test-artifacts/console-*``."""
 
 from __future__ import annotations
@@ -7,13 +8,15 @@ from __future__ import annotations
 import csv
 import dataclasses
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from scoring.models import ScoredLead
 from tests.console.conftest import LEAD_EMAIL, PASSWORD, make_staff
 from tests.fixtures.browser import LiveServer, axe_violations, free_port, screenshot
 from zeroparty.app import create_app
-from zeroparty.db import Database
+from zeroparty.db import Database, utcnow
 from zeroparty.settings import Settings
 
 
@@ -84,10 +87,24 @@ def test_compliance_officer_in_browser(
     assert axe_violations(page) == []
     screenshot(page, "console-reports")
 
+    # The hostile lead (live profiling consent) handed to sales 30 h ago: SLA breached.
+    with database.write() as session:
+        session.merge(
+            ScoredLead(
+                subject_id=hostile_lead,
+                stage="SQL",
+                score=0.0,
+                stage_since=utcnow() - timedelta(hours=30),
+            )
+        )
     for path in ("/console/", "/console/requests", "/console/versions", "/console/health",
+                 "/console/accounts", "/console/accounts/example.com", "/console/sla",
                  f"/console/leads/{hostile_lead}"):  # fmt: skip
         page.goto(server.url + path)
         assert axe_violations(page) == [], path
+        if path == "/console/sla":
+            assert "OVERDUE" in page.locator("main").inner_text()
+            screenshot(page, "console-sla")
     screenshot(page, "console-hostile-lead")
     assert dialogs == []  # the stored script never ran
     assert not [e for e in errors if "Content Security Policy" in e]

@@ -1,0 +1,131 @@
+"""Scoring's functions in the shapes the console's providers declare
+(``console/providers.py``); the app factory hands these to the console, which never
+imports scoring. Thin: parse the console's plain values, call the service, return its
+records (they have the attributes the console's protocols name).
+
+While no scoring model is loaded the read adapters give nothing (an empty list,
+``None``) instead of raising, so the console's pages say "no data".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from scoring import accounts, outcomes, qualification, schemas, services, sla
+from scoring.stages import Stage
+from zeroparty.errors import InvalidInput
+
+STAGE_NAMES = tuple(stage.value for stage in Stage if stage is not Stage.VISITOR)
+
+
+def list_accounts(session: Session, stage: str | None, limit: int) -> list[accounts.Account]:
+    """Accounts by domain, those whose furthest stage is ``stage`` only if given."""
+    wanted = None
+    if stage is not None:
+        wanted = Stage.parse(stage)
+        if wanted is None or wanted is Stage.VISITOR:
+            raise InvalidInput(
+                "stage: one of " + ", ".join(STAGE_NAMES),
+                fields={"stage": "one of " + ", ".join(STAGE_NAMES)},
+            )
+    connection = session.connection()
+    if services.active_model(connection) is None:
+        return []
+    return accounts.list_accounts(connection, stage=wanted, limit=limit)
+
+
+def get_account(
+    session: Session, domain: str
+) -> tuple[accounts.Account, list[accounts.Member]] | None:
+    connection = session.connection()
+    if services.active_model(connection) is None:
+        return None
+    return accounts.get_account(connection, domain)
+
+
+def handoffs(session: Session, now: datetime, limit: int) -> list[sla.PendingHandoff]:
+    """Hand-offs breached (first) and due soon at ``now``, up to ``limit`` of each."""
+    if services.active_model(session) is None:
+        return []
+    found: list[sla.PendingHandoff] = []
+    for state in (sla.SlaState.BREACHED, sla.SlaState.DUE_SOON):
+        rows = sla.pending(session, now=now, state=state, limit=limit)
+        found.extend(sorted(rows, key=lambda r: (r.due_at, r.subject_id)))
+    return found
+
+
+def acknowledge(
+    session: Session, subject_id: str, actor: str, now: datetime
+) -> sla.Acknowledgement:
+    return sla.acknowledge(session, subject_id, actor=actor, now=now)
+
+
+@dataclass(frozen=True, slots=True)
+class SalesRecord:
+    bant: dict[str, str]
+    outcome: str | None
+    outcome_by: str | None
+
+
+def sales_record(session: Session, subject_id: str) -> SalesRecord | None:
+    """The lead's current BANT and outcome (``None`` while no model is loaded)."""
+    connection = session.connection()
+    if services.active_model(connection) is None:
+        return None
+    bant = {
+        name: value.value
+        for name, value in qualification.current(connection, subject_id).items()
+        if value.value is not None
+    }
+    recorded = outcomes.outcome_of(session, subject_id)
+    return SalesRecord(
+        bant,
+        recorded.outcome.value if recorded else None,
+        recorded.recorded_by if recorded else None,
+    )
+
+
+def _typed(name: str, raw: str, errors: dict[str, str]) -> object:
+    """A form's text as the API's JSON value would be (a budget is a number)."""
+    if name != "budget":
+        return raw
+    try:
+        return float(raw.replace(",", "").replace("_", ""))
+    except ValueError:
+        errors[name] = f"must be an amount from 0 to {qualification.MAX_BUDGET:.0f}"
+        return None
+
+
+def record_bant(
+    session: Session, subject_id: str, values: Mapping[str, str], actor: str, now: datetime
+) -> None:
+    """BANT values typed into the console (empty ones are left out), checked as the
+    API checks them, then recorded."""
+    errors: dict[str, str] = {}
+    checked: dict[str, str | None] = {}
+    for name in qualification.BANT_FIELDS:
+        raw = values.get(name, "").strip()
+        if not raw:
+            continue
+        typed = _typed(name, raw, errors)
+        if name not in errors:
+            checked[name] = schemas._bant_value(name, typed, errors)
+    if not checked and not errors:
+        errors["budget"] = "give at least one of " + ", ".join(qualification.BANT_FIELDS)
+    if errors:
+        raise InvalidInput(
+            "; ".join(f"{name}: {problem}" for name, problem in errors.items()), fields=errors
+        )
+    qualification.record(session, subject_id, checked, actor=actor, now=now)
+
+
+def record_outcome(session: Session, subject_id: str, outcome: str, actor: str) -> bool:
+    try:
+        given = outcomes.Outcome(outcome)
+    except ValueError:
+        raise InvalidInput("outcome: won or lost", fields={"outcome": "won or lost"}) from None
+    return outcomes.record_outcome(session, subject_id, given, None, actor=actor).created
