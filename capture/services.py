@@ -31,6 +31,7 @@ from capture.errors import RateLimited
 from capture.forms import CleanSubmission
 from capture.models import Answer, DefinitionVersion, IdempotencyRecord, Submission
 from capture.quiz import QuizPath
+from capture.site import SLUG_RE
 from capture.tokens import CaptureTokens, ConfirmToken
 from consent_ledger import ledger
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource, PurposeCategory
@@ -161,6 +162,8 @@ class DefinitionStore:
     by_id: dict[int, Published] = field(default_factory=dict)
 
     def latest(self, session: Session, slug: str) -> Published:
+        if not SLUG_RE.match(slug):  # not a slug at all: nothing to look up
+            raise UnknownForm(slug)
         row = session.execute(
             select(DefinitionVersion.id)
             .where(DefinitionVersion.slug == slug)

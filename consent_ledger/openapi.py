@@ -182,6 +182,7 @@ PATHS: dict[str, Any] = {
                     },
                 },
                 "401": {"$ref": "#/components/responses/Unauthorized"},
+                "422": {"$ref": "#/components/responses/InvalidInput"},
             },
         }
     },

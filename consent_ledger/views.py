@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from sqlalchemy.engine import Connection
@@ -14,6 +15,7 @@ from consent_ledger import schemas, services, state
 from consent_ledger.entries import format_timestamp
 from consent_ledger.subjects import find_subject_id
 from zeroparty.db import Database
+from zeroparty.errors import InvalidInput
 from zeroparty.http import JSONResponse, read_json_object
 
 
@@ -79,10 +81,17 @@ def _record(
     return entry.as_json(), answer
 
 
+# A language tag's shape (BCP 47, loosely): what may be looked up as a locale at all.
+_LOCALE_SHAPE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,4}")
+
+
 def get_notices(request: Request) -> JSONResponse:
     locale = request.query_params.get("locale") or None
     with _database(request).read() as session:
         _authenticate(request, session)
+        if locale is not None and not _LOCALE_SHAPE.fullmatch(locale):
+            reason = "must be a locale such as en or de-AT"
+            raise InvalidInput(f"locale: {reason}", fields={"locale": reason})
         notices = services.current_notices(session, locale)
     return JSONResponse(
         {

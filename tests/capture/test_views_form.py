@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Callable
 
 import orjson
+import pytest
 from sqlalchemy import select, text
 from starlette.testclient import TestClient
 
@@ -88,6 +89,14 @@ def test_unknown_form_is_404(app_client: TestClient) -> None:
         app_client.get("/f/nope", headers={"accept": "application/json"}).json()["error"]["code"]
         == "not_found"
     )
+
+
+@pytest.mark.parametrize("slug", ["%00", "a%00b", "Contact", "x" * 80, "%F0%92%AE%98"])
+def test_a_path_that_is_no_slug_is_404(app_client: TestClient, slug: str) -> None:
+    """Never looked up (a NUL would be a database error on PostgreSQL)."""
+    response = app_client.get(f"/f/{slug}", headers={"accept": "application/json"})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
 
 
 def test_every_field_type_is_stored_when_its_purpose_is_granted(

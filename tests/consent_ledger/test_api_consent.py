@@ -512,6 +512,13 @@ def test_notices_filtered_by_locale(api: TestClient) -> None:
     assert "sale_sharing" not in {n["purpose"] for n in notices}
 
 
+@pytest.mark.parametrize(
+    "locale", ["\x11\x00", "e", "english please", "en-" + "x" * 9, "<script>", "de/../en"]
+)
+def test_notices_refuse_a_value_that_is_no_locale(api: TestClient, locale: str) -> None:
+    assert_error(api.get("/api/notices", params={"locale": locale}), 422, "locale")
+
+
 def test_notice_hash_from_the_api_records_a_grant(api: TestClient, database: Database) -> None:
     notices = api.get("/api/notices", params={"locale": "de"}).json()["notices"]
     german = next(n for n in notices if n["purpose"] == "profiling")
