@@ -151,7 +151,9 @@ def test_a_withdrawn_lead_is_out_of_the_next_training(database: Database) -> Non
     assert bare[0].outcome is None
     assert not bare[0].numeric
     assert not bare[0].categorical
-    assert first.model.weights != second.model.weights
+    # (Whether the weights change depends on which side of the seeded split the leavers
+    # fell: lead ids are random. The row counts above are what must change.)
+    assert not {r.lead_id for r in records} & {subjects[e] for e in leaving[1:]}
 
 
 SCENARIOS = ("granted", "never", "withdrawn", "regranted", "other-purpose", "orphan")
