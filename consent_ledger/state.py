@@ -134,12 +134,20 @@ def consent_at(
     row = head.first()
     if row is None:
         raise UnknownPurpose(purpose)
-    params = {"sid": subject_id, "purpose": purpose, "at": at}
-    facts = [projection.ConsentFact(*r) for r in connection.execute(_FACTS_UNTIL, params)]
-    state = projection.fold(facts)
+    state = folded_state_at(connection, subject_id, purpose, at)
     if state is None or state.status == NO_RECORD:
         return _default_answer(purpose, row.mechanism, row.jurisdictions, row.jurisdiction)
     return ConsentAnswer(purpose, state.permitted, state.status, state.since, state.notice_sha256)
+
+
+def folded_state_at(
+    connection: Connection, subject_id: str, purpose: str, at: datetime
+) -> projection.StateValue | None:
+    """The pair's entries whose action happened at or before ``at``, folded (``None``:
+    there were none). What :func:`consent_at` answers from, without the defaults."""
+    params = {"sid": subject_id, "purpose": purpose, "at": at}
+    facts = [projection.ConsentFact(*r) for r in connection.execute(_FACTS_UNTIL, params)]
+    return projection.fold(facts)
 
 
 def iter_folded_pairs(

@@ -17,30 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection
 
-from consent_ledger import projection
-from consent_ledger.models import ConsentEvent, ConsentState
+from consent_ledger.models import ConsentState
+from consent_ledger.state import folded_state_at
 
 _cs = cast(Table, ConsentState.__table__)
-_ev = cast(Table, ConsentEvent.__table__)
-
-_FACTS_UNTIL = (
-    select(
-        _ev.c.seq,
-        _ev.c.action,
-        _ev.c.confirmation_required,
-        _ev.c.notice_sha256,
-        _ev.c.occurred_at,
-    )
-    .where(
-        _ev.c.subject_id == bindparam("sid"),
-        _ev.c.purpose_key == bindparam("purpose"),
-        _ev.c.occurred_at <= bindparam("at"),
-    )
-    .order_by(_ev.c.occurred_at, _ev.c.seq)
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +72,7 @@ def permitting_entry(
         return None
     if now.permitted and now.since is not None and now.since <= at:
         return now.last_seq
-    params = {"sid": subject_id, "purpose": purpose, "at": at}
-    facts = [projection.ConsentFact(*row) for row in connection.execute(_FACTS_UNTIL, params)]
-    state = projection.fold(facts)
+    state = folded_state_at(connection, subject_id, purpose, at)
     if state is None or not state.permitted:
         return None
     return state.last_seq
