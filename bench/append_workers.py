@@ -33,7 +33,7 @@ from consent_ledger import ledger
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
 from consent_ledger.models import NoticeVersion
 from consent_ledger.services import ConsentRecord, record_consent
-from consent_ledger.subjects import ensure_subject, get_or_create_subject
+from consent_ledger.subjects import ensure_subject
 from zeroparty.db import Database
 
 WARMUP_TRANSACTIONS = 30
@@ -153,8 +153,8 @@ def _record_consent_transaction(spec: WriterSpec) -> Callable[[int], None]:
             locale="en",
             evidence=EVIDENCE,
         )
-        with database.write() as session:
-            record_consent(session, record)
+        with database.write_connection() as connection:
+            record_consent(connection, record)
 
     return run
 
@@ -165,10 +165,8 @@ def _append_many_transaction(spec: WriterSpec) -> Callable[[int], None]:
     purposes = [FORM_PURPOSES[k % len(FORM_PURPOSES)] for k in range(spec.entries_per_transaction)]
 
     def run(n: int) -> None:
-        with database.write() as session:
-            subject = get_or_create_subject(
-                session, _email(spec, n), locale="en", jurisdiction="DE"
-            )
+        with database.write_connection() as connection:
+            subject = ensure_subject(connection, _email(spec, n), locale="en", jurisdiction="DE")
             occurred_at = datetime.now(UTC)
             drafts = [
                 ledger.EntryDraft(
@@ -187,7 +185,7 @@ def _append_many_transaction(spec: WriterSpec) -> Callable[[int], None]:
                 )
                 for purpose in purposes
             ]
-            ledger.append_many(session, drafts)
+            ledger.append_many(connection, drafts)
 
     return run
 

@@ -1,8 +1,9 @@
 """Scenario 1: ledger appends per second through the real service, beside a bare insert.
 
-zeroparty: ``record_consent`` inside ``Database.write()``, one entry per transaction,
-with evidence, for a new lead each time (what a signup form does); and ``append_many``
-with three entries per transaction (a form with three consent boxes). Baseline, same
+zeroparty, on ``Database.write_connection()`` as ``POST /api/consent`` runs it:
+``record_consent``, one entry per transaction with evidence, for a lead already known
+and for a new lead each time (what a signup does); and ``ensure_subject`` +
+``append_many`` with three entries per transaction (a form with three consent boxes). Baseline, same
 run, same database and pragmas: a plain SQLAlchemy Core insert into a table shaped
 like ``consent_events`` (statement built once), one row (or three) per transaction.
 1 and 4 writers; 4 writers are 4 OS processes (``spawn``), each with its own engine.
@@ -186,8 +187,9 @@ def run(options: Options) -> ScenarioResult:
             "zeroparty: `record_consent` on `Database.write_connection()` for a lead already "
             "known (a preference change or an API call: purpose and notice checked, lead "
             "looked up, head locked, entry, evidence and projection written; grants and "
-            "withdrawals alternate); `record_consent` in `Database.write()` for a new lead "
-            "each time (subject and profile created too), and `get_or_create_subject` + "
+            "withdrawals alternate); `record_consent` on the same connection for a new lead "
+            "each time (subject and profile created too, as `POST /api/consent` does), and "
+            "`ensure_subject` + "
             f"`ledger.append_many` with {FORM_BOXES} entries (a three-box form). Bare: one "
             "Core `insert()` built once into a table shaped like `consent_events` (same "
             "columns and indexes), the same number of rows per transaction, same pragmas "

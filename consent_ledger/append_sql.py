@@ -52,7 +52,12 @@ class AppendSql:
     upsert_state: str
     update_head: str
     record_context: str
+    insert_subject: str
+    insert_profile: str
     bind_time: Callable[[datetime], object]
+    # PostgreSQL only: an entry, its evidence, its projection and the head in one
+    # statement (one round trip while the head is locked); see append_entry_sql().
+    append_entry: str | None = None
 
 
 def _sqlite_time(moment: datetime) -> str:
@@ -101,11 +106,73 @@ def append_sql(dialect: str) -> AppendSql:
             "LEFT JOIN subjects s ON s.id = sp.subject_id "
             "WHERE p.key = ? ORDER BY n.version DESC LIMIT 1"
         ),
+        # A new lead. On SQLite, write transactions begin IMMEDIATE, so nobody can have
+        # added the e-mail since the caller looked it up. On PostgreSQL another
+        # transaction may add it meanwhile: the profile yields (no savepoint needed),
+        # no row comes back, and the caller uses the lead that transaction created.
+        "insert_subject": (
+            "INSERT INTO subjects (id, locale, jurisdiction, created_at) VALUES (?, ?, ?, ?)"
+        ),
+        "insert_profile": (
+            "INSERT INTO subject_profiles (subject_id, email, name, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?)"
+        ),
     }
     if dialect == "postgresql":
+        statements["insert_profile"] += " ON CONFLICT (email) DO NOTHING RETURNING subject_id"
+        # Subject and profile in one round trip; the profile's foreign key is checked at
+        # the end of the statement, when the subject row exists.
+        statements["insert_profile"] = (
+            f"WITH subject AS ({statements['insert_subject']}) {statements['insert_profile']}"
+        )
         statements = {key: sql.replace("?", "%s") for key, sql in statements.items()}
+        statements["append_entry"] = _postgres_append_entry(statements)
     bind_time = _sqlite_time if dialect == "sqlite" else _aware_time
     return AppendSql(bind_time=bind_time, **statements)
+
+
+def _postgres_append_entry(statements: dict[str, str]) -> str:
+    """One entry appended by one statement, head lock included.
+
+    The chain link is computed by PostgreSQL in the statement that takes the head
+    lock: the caller sends the entry's canonical bytes in three parts, cut where
+    ``prev_hash`` and ``seq`` go, and the statement locks the head row, fills in the
+    next ``seq`` and the last hash, hashes the bytes (``sha256``) and writes entry,
+    evidence, projection and head. So the head stays locked for this one statement and
+    the commit, and an append costs one round trip. The caller re-computes the hash
+    from the row that comes back and refuses the append if the two disagree.
+
+    Each part is a data-modifying CTE: PostgreSQL runs every one of them to completion
+    and checks the foreign keys (evidence and state on the event) at the end of the
+    statement. Evidence and projection are optional, each switched by a boolean
+    parameter, so one prepared statement serves every entry.
+
+    Parameters, in order: the three parts of the canonical bytes; the event's columns
+    from ``subject_id`` to ``evidence_sha256`` (EVENT_COLUMNS less ``seq``,
+    ``prev_hash`` and ``hash``); evidence salt, body, has-evidence; the projection's
+    values less ``last_seq``, do-upsert, and 1 for an entry that wins ties.
+    Returns ``seq``, ``prev_hash``, ``hash`` and how many projection rows the upsert
+    wrote (0: the entry needs ``ledger._project``, as with ``upsert_state``).
+    """
+    event_values = ", ".join("%s" for _ in EVENT_COLUMNS[1:-2])
+    state_values = "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+    state_insert, found, state_conflict = statements["upsert_state"].partition(state_values)
+    assert found, "upsert_state no longer has the VALUES clause rewritten here"
+    return (
+        "WITH old AS (SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE), "
+        "new AS (SELECT old.seq + 1 AS seq, old.hash AS prev_hash, "
+        "encode(sha256(%s::bytea || convert_to(old.hash, 'UTF8') || %s::bytea "
+        "|| convert_to((old.seq + 1)::text, 'UTF8') || %s::bytea), 'hex') AS hash FROM old), "
+        "head AS (UPDATE ledger_head SET seq = new.seq, hash = new.hash FROM new "
+        "WHERE ledger_head.id = 1), "
+        f"event AS (INSERT INTO consent_events ({', '.join(EVENT_COLUMNS)}) "
+        f"SELECT new.seq, {event_values}, new.prev_hash, new.hash FROM new), "
+        "evidence AS (INSERT INTO consent_evidence (seq, salt, body) "
+        "SELECT new.seq, %s, %s FROM new WHERE %s), "
+        f"state AS ({state_insert}SELECT %s, %s, %s, %s, %s, %s, new.seq, %s FROM new "
+        f"WHERE %s{state_conflict}) "
+        "SELECT new.seq, new.prev_hash, new.hash, (SELECT count(*) FROM state) FROM new"
+    )
 
 
 @contextmanager

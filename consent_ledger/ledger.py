@@ -20,7 +20,13 @@ from sqlalchemy.orm import Session
 from consent_ledger import listeners, projection
 from consent_ledger.actions import ConsentAction
 from consent_ledger.append_sql import AppendSql, append_sql, driver_cursor
-from consent_ledger.entries import LedgerEntry, format_timestamp, seal
+from consent_ledger.entries import (
+    GENESIS_HASH,
+    LedgerEntry,
+    canonical_bytes,
+    format_timestamp,
+    seal,
+)
 from consent_ledger.evidence import EvidenceValue, clean_evidence, seal_evidence
 from consent_ledger.models import ConsentEvent, ConsentEvidence, ConsentState, LedgerHead
 from zeroparty.db import utcnow
@@ -115,57 +121,12 @@ def append_many(session: Session | Connection, drafts: Sequence[EntryDraft]) -> 
         return []
     connection = session.connection() if isinstance(session, Session) else session
     sql = append_sql(connection.dialect.name)
+    recorded_at = utcnow()
     with driver_cursor(connection) as cursor:
-        cursor.execute(sql.lock_head)
-        head = cursor.fetchone()
-        if head is None:
-            raise LedgerCorrupt("ledger_head row missing: run `zeroparty db upgrade`")
-        seq, prev_hash = int(head[0]), str(head[1])
-        recorded_at = utcnow()
-        entries: list[LedgerEntry] = []
-        evidence_rows: list[tuple[object, ...]] = []
-        for draft in drafts:
-            seq += 1
-            commitment = None
-            if draft.evidence:
-                # Minimised here, at the one place evidence enters the ledger, whoever calls.
-                sealed = seal_evidence(clean_evidence(draft.evidence))
-                commitment = sealed.commitment
-                evidence_rows.append((seq, sealed.salt, sealed.body))
-            entry = _sealed_entry(draft, seq, prev_hash, recorded_at, commitment)
-            entries.append(entry)
-            prev_hash = entry.hash
-        bind = sql.bind_time
-        cursor.executemany(
-            sql.insert_event,
-            [
-                (
-                    e.seq,
-                    e.subject_id,
-                    e.purpose,
-                    e.action,
-                    e.confirmation_required,
-                    e.notice_sha256,
-                    e.source,
-                    e.source_ref,
-                    e.jurisdiction,
-                    e.method,
-                    e.locale,
-                    bind(e.occurred_at),
-                    bind(e.recorded_at),
-                    e.evidence_sha256,
-                    e.prev_hash,
-                    e.hash,
-                )
-                for e in entries
-            ],
-        )
-        if evidence_rows:
-            cursor.executemany(sql.insert_evidence, evidence_rows)
-        for entry in entries:
-            if not _upsert_state(cursor, sql, entry):
-                _project(connection, entry)
-        cursor.execute(sql.update_head, (seq, prev_hash))
+        if sql.append_entry is not None:
+            entries = _append_postgres(connection, cursor, sql, drafts, recorded_at)
+        else:
+            entries = _append_sqlite(connection, cursor, sql, drafts, recorded_at)
     if listeners.registered():
         # Derived data (scores) follows a withdrawal in this same transaction (rule 2).
         if isinstance(session, Session):
@@ -178,10 +139,19 @@ def append_many(session: Session | Connection, drafts: Sequence[EntryDraft]) -> 
     return entries
 
 
-def _sealed_entry(
+def _sealed_evidence(draft: EntryDraft) -> tuple[str | None, tuple[str, str] | None]:
+    """The commitment to the draft's evidence and its (salt, body), if it has any."""
+    if not draft.evidence:
+        return None, None
+    # Minimised here, at the one place evidence enters the ledger, whoever calls.
+    sealed = seal_evidence(clean_evidence(draft.evidence))
+    return sealed.commitment, (sealed.salt, sealed.body)
+
+
+def _hashed_fields(
     draft: EntryDraft, seq: int, prev_hash: str, recorded_at: datetime, commitment: str | None
-) -> LedgerEntry:
-    fields: dict[str, object] = {
+) -> dict[str, object]:
+    return {
         "seq": seq,
         "prev_hash": prev_hash,
         "subject_id": draft.subject_id,
@@ -198,6 +168,16 @@ def _sealed_entry(
         "recorded_at": format_timestamp(recorded_at),
         "evidence_sha256": commitment,
     }
+
+
+def _entry(
+    draft: EntryDraft,
+    seq: int,
+    prev_hash: str,
+    recorded_at: datetime,
+    commitment: str | None,
+    entry_hash: str,
+) -> LedgerEntry:
     return LedgerEntry(
         seq=seq,
         prev_hash=prev_hash,
@@ -214,16 +194,171 @@ def _sealed_entry(
         occurred_at=draft.occurred_at,
         recorded_at=recorded_at,
         evidence_sha256=commitment,
-        hash=seal(fields),
+        hash=entry_hash,
     )
 
 
-def _upsert_state(cursor: Any, sql: AppendSql, entry: LedgerEntry) -> bool:
-    """The projection in one statement where that is exact; ``False`` when the entry
-    needs :func:`_project` (a confirmation, a grant without notice, or a late entry)."""
+def _event_row(entry: LedgerEntry, bind: Any) -> tuple[object, ...]:
+    return (
+        entry.seq,
+        entry.subject_id,
+        entry.purpose,
+        entry.action,
+        entry.confirmation_required,
+        entry.notice_sha256,
+        entry.source,
+        entry.source_ref,
+        entry.jurisdiction,
+        entry.method,
+        entry.locale,
+        bind(entry.occurred_at),
+        bind(entry.recorded_at),
+        entry.evidence_sha256,
+        entry.prev_hash,
+        entry.hash,
+    )
+
+
+def _append_sqlite(
+    connection: Connection,
+    cursor: Any,
+    sql: AppendSql,
+    drafts: Sequence[EntryDraft],
+    recorded_at: datetime,
+) -> list[LedgerEntry]:
+    """SQLite: the write transaction began IMMEDIATE, so reading the head is enough to
+    own it; entries are hashed here and written with a few statements."""
+    cursor.execute(sql.lock_head)
+    head = cursor.fetchone()
+    if head is None:
+        raise LedgerCorrupt("ledger_head row missing: run `zeroparty db upgrade`")
+    seq, prev_hash = int(head[0]), str(head[1])
+    entries: list[LedgerEntry] = []
+    evidence_rows: list[tuple[object, ...]] = []
+    for draft in drafts:
+        seq += 1
+        commitment, evidence = _sealed_evidence(draft)
+        if evidence is not None:
+            evidence_rows.append((seq, *evidence))
+        fields = _hashed_fields(draft, seq, prev_hash, recorded_at, commitment)
+        entry = _entry(draft, seq, prev_hash, recorded_at, commitment, seal(fields))
+        entries.append(entry)
+        prev_hash = entry.hash
+    bind = sql.bind_time
+    cursor.executemany(sql.insert_event, [_event_row(e, bind) for e in entries])
+    if evidence_rows:
+        cursor.executemany(sql.insert_evidence, evidence_rows)
+    for entry in entries:
+        params = _state_params(sql, entry)
+        if params is None:
+            _project(connection, entry)
+            continue
+        cursor.execute(sql.upsert_state, params)
+        if cursor.fetchone() is None:
+            _project(connection, entry)
+    cursor.execute(sql.update_head, (seq, prev_hash))
+    return entries
+
+
+# Placeholders for the two chain fields while the canonical bytes are cut around them.
+# In the canonical JSON (keys sorted, no whitespace) a key is preceded by a comma and a
+# bare quote, which a string value can never contain unescaped: the cuts are exact.
+_PREV_MARK = b',"prev_hash":"' + b"0" * 64 + b'"'
+_SEQ_MARK = b',"seq":0,'
+
+
+def _canonical_parts(fields: dict[str, object]) -> tuple[bytes, bytes, bytes]:
+    """The entry's canonical bytes with ``prev_hash`` and ``seq`` cut out (see
+    append_sql._postgres_append_entry): ``a + prev_hash + b + str(seq) + c``."""
+    data = canonical_bytes({**fields, "prev_hash": GENESIS_HASH, "seq": 0})
+    prev_at = data.index(_PREV_MARK) + len(b',"prev_hash":"')
+    seq_at = data.index(_SEQ_MARK, prev_at) + len(b',"seq":')
+    return data[:prev_at], data[prev_at + 64 : seq_at], data[seq_at + 1 :]
+
+
+def _append_postgres(
+    connection: Connection,
+    cursor: Any,
+    sql: AppendSql,
+    drafts: Sequence[EntryDraft],
+    recorded_at: datetime,
+) -> list[LedgerEntry]:
+    """PostgreSQL: one statement per entry locks the head, links and writes the entry
+    (sql.append_entry); several entries go in one pipeline. Each link the database
+    computed is checked here before the caller can commit."""
+    assert sql.append_entry is not None
+    bind = sql.bind_time
+    prepared = []
+    rows = []
+    for draft in drafts:
+        commitment, evidence = _sealed_evidence(draft)
+        fields = _hashed_fields(draft, 0, GENESIS_HASH, recorded_at, commitment)
+        state = _state_params(sql, _entry(draft, 0, GENESIS_HASH, recorded_at, commitment, ""))
+        prepared.append((draft, fields, commitment))
+        rows.append(
+            (
+                *_canonical_parts(fields),
+                draft.subject_id,
+                draft.purpose,
+                draft.action,
+                draft.confirmation_required,
+                draft.notice_sha256,
+                draft.source,
+                draft.source_ref,
+                draft.jurisdiction,
+                draft.method,
+                draft.locale,
+                bind(draft.occurred_at),
+                bind(recorded_at),
+                commitment,
+                *(evidence or (None, None)),
+                evidence is not None,
+                *(state[:6] if state is not None else (None,) * 6),
+                state[7] if state is not None else None,
+                state is not None,
+                state[8] if state is not None else 0,
+            )
+        )
+    if len(rows) == 1:
+        cursor.execute(sql.append_entry, rows[0])
+        results = [cursor.fetchone()]
+    else:
+        cursor.executemany(sql.append_entry, rows, returning=True)
+        results = [cursor.fetchone()]
+        while cursor.nextset():
+            results.append(cursor.fetchone())
+    entries: list[LedgerEntry] = []
+    needs_projection = []
+    for (draft, fields, commitment), result in zip(prepared, results, strict=True):
+        if result is None:
+            raise LedgerCorrupt("ledger_head row missing: run `zeroparty db upgrade`")
+        seq, prev_hash, entry_hash, projected = int(result[0]), result[1], result[2], result[3]
+        fields["seq"], fields["prev_hash"] = seq, prev_hash
+        if seal(fields) != entry_hash:
+            raise LedgerCorrupt(f"entry {seq}: the database linked it to a different hash")
+        entry = _entry(draft, seq, prev_hash, recorded_at, commitment, entry_hash)
+        entries.append(entry)
+        if not projected:
+            needs_projection.append(entry)
+    if len(entries) == 1:
+        for entry in needs_projection:
+            _project(connection, entry)
+    else:
+        # The projection of these entries is replayed from the ledger pair by pair, now
+        # that every entry of the batch is in: order-independent, so it cannot matter
+        # that later entries of the batch were projected before them.
+        pairs = {(e.subject_id, e.purpose): None for e in needs_projection}
+        for subject_id, purpose in pairs:
+            _replay(connection, subject_id, purpose)
+    return entries
+
+
+def _state_params(sql: AppendSql, entry: LedgerEntry) -> tuple[object, ...] | None:
+    """``upsert_state``'s parameters for ``entry``, or ``None`` when the projection
+    needs :func:`_project` (a confirmation, or a grant without notice)."""
     negative = projection.is_negative(entry.action)
     if entry.action == ConsentAction.CONFIRMED or (not negative and entry.notice_sha256 is None):
-        return False
+        return None
     fact = projection.ConsentFact(
         entry.seq,
         entry.action,
@@ -233,21 +368,17 @@ def _upsert_state(cursor: Any, sql: AppendSql, entry: LedgerEntry) -> bool:
     )
     new = projection.apply(None, fact)
     bind = sql.bind_time
-    cursor.execute(
-        sql.upsert_state,
-        (
-            entry.subject_id,
-            entry.purpose,
-            new.status,
-            new.permitted,
-            bind(new.since) if new.since is not None else None,
-            new.notice_sha256,
-            new.last_seq,
-            bind(new.last_occurred_at),
-            1 if negative else 0,
-        ),
+    return (
+        entry.subject_id,
+        entry.purpose,
+        new.status,
+        new.permitted,
+        bind(new.since) if new.since is not None else None,
+        new.notice_sha256,
+        new.last_seq,
+        bind(new.last_occurred_at),
+        1 if negative else 0,
     )
-    return cursor.fetchone() is not None
 
 
 def _project(connection: Connection, entry: LedgerEntry) -> None:
@@ -271,11 +402,25 @@ def _project(connection: Connection, entry: LedgerEntry) -> None:
     else:
         # An entry that happened before the last one applied (consent gathered offline,
         # recorded late): replay the pair in order rather than guess.
-        facts = [projection.ConsentFact(*r) for r in connection.execute(_PAIR_FACTS, pair)]
-        folded = projection.fold(facts)
-        assert folded is not None  # the pair has at least this entry
-        new = folded
+        _replay(connection, entry.subject_id, entry.purpose, exists=True)
+        return
     connection.execute(_UPDATE_STATE, {**pair, **_state_values(new)})
+
+
+def _replay(
+    connection: Connection, subject_id: str, purpose: str, *, exists: bool | None = None
+) -> None:
+    """Set the pair's ``consent_state`` to the fold of all its entries."""
+    pair = {"sid": subject_id, "pk": purpose}
+    facts = [projection.ConsentFact(*r) for r in connection.execute(_PAIR_FACTS, pair)]
+    folded = projection.fold(facts)
+    assert folded is not None  # the pair has at least the entry being projected
+    if exists is None:
+        exists = connection.execute(_SELECT_STATE, pair).first() is not None
+    if exists:
+        connection.execute(_UPDATE_STATE, {**pair, **_state_values(folded)})
+    else:
+        connection.execute(_INSERT_STATE, _state_row(subject_id, purpose, folded))
 
 
 def _state_values(value: projection.StateValue) -> dict[str, object]:

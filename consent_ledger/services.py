@@ -17,7 +17,7 @@ from consent_ledger.entries import LedgerEntry
 from consent_ledger.evidence import EvidenceValue
 from consent_ledger.models import NoticeVersion, Purpose
 from consent_ledger.state import UnknownPurpose
-from consent_ledger.subjects import SubjectRef, ensure_subject, needs_update
+from consent_ledger.subjects import SubjectRef, create_subject, ensure_subject, needs_update
 from zeroparty.db import utcnow
 from zeroparty.errors import InvalidInput
 
@@ -99,7 +99,15 @@ def record_consent(session: Session | Connection, record: ConsentRecord) -> Ledg
         raise InvalidInput(f"notice_sha256: {reason}", fields={"notice_sha256": reason})
     locale = record.locale or notice_locale
     known = SubjectRef(row[2], row[3], row[4]) if row[2] is not None else None
-    if known is not None and not needs_update(known, locale, record.jurisdiction):
+    if known is None:
+        subject = create_subject(
+            connection,
+            record.email,
+            name=record.name,
+            locale=locale,
+            jurisdiction=record.jurisdiction,
+        )
+    elif not needs_update(known, locale, record.jurisdiction):
         subject = known
     else:
         subject = ensure_subject(

@@ -8,11 +8,11 @@ from functools import lru_cache
 from typing import cast
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Table, bindparam, delete, insert, select, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from consent_ledger.append_sql import append_sql, driver_cursor
 from consent_ledger.models import Subject, SubjectProfile
 from zeroparty.db import utcnow
 from zeroparty.errors import InvalidInput
@@ -57,13 +57,6 @@ _FIND_WITH_SUBJECT = (
     select(_subjects.c.id, _subjects.c.locale, _subjects.c.jurisdiction)
     .join(_profiles, _profiles.c.subject_id == _subjects.c.id)
     .where(_profiles.c.email == bindparam("email"))
-)
-_INSERT_SUBJECT = insert(_subjects)
-_INSERT_PROFILE = insert(_profiles)
-_INSERT_PROFILE_UNLESS_TAKEN = (
-    postgresql.insert(_profiles)
-    .on_conflict_do_nothing(index_elements=[_profiles.c.email])
-    .returning(_profiles.c.subject_id)
 )
 _DELETE_SUBJECT = delete(_subjects).where(_subjects.c.id == bindparam("sid"))
 _UPDATE_SUBJECT = (
@@ -119,24 +112,39 @@ def ensure_subject(
             {"sid": known.id, "jurisdiction": updated.jurisdiction, "locale": updated.locale},
         )
         return updated
+    return create_subject(connection, email, name=name, locale=locale, jurisdiction=jurisdiction)
+
+
+def create_subject(
+    session: Session | Connection,
+    email: str,
+    *,
+    name: str | None = None,
+    locale: str | None = None,
+    jurisdiction: str | None = None,
+) -> SubjectRef:
+    """A new lead for a normalised email the caller has just found unknown in this
+    (write) transaction. Should another transaction on PostgreSQL have added the same
+    email meanwhile, that lead is returned instead (as :func:`ensure_subject` would).
+
+    The hot path of every signup: its statements run on the driver's cursor (one round
+    trip on PostgreSQL), like the ledger's appends."""
+    connection = session.connection() if isinstance(session, Session) else session
+    sql = append_sql(connection.dialect.name)
     ref = SubjectRef(new_subject_id(), locale, jurisdiction)
-    now = utcnow()
-    connection.execute(
-        _INSERT_SUBJECT,
-        {"id": ref.id, "locale": locale, "jurisdiction": jurisdiction, "created_at": now},
-    )
-    profile: dict[str, object] = {"subject_id": ref.id, "email": email, "name": name}
-    profile |= {"created_at": now, "updated_at": now}
-    if connection.dialect.name == "sqlite":
-        # SQLite write transactions begin IMMEDIATE: nobody else can have added this
-        # email since the look-up above, so a plain insert is safe.
-        connection.execute(_INSERT_PROFILE, profile)
-        return ref
-    # PostgreSQL: another transaction may add the same email meanwhile. The insert
-    # yields to it (no savepoint needed) and we use the lead it created.
-    created = connection.execute(_INSERT_PROFILE_UNLESS_TAKEN, profile).first()
-    if created is not None:
-        return ref
+    now = sql.bind_time(utcnow())
+    with driver_cursor(connection) as cursor:
+        if connection.dialect.name == "sqlite":
+            cursor.execute(sql.insert_subject, (ref.id, locale, jurisdiction, now))
+            cursor.execute(sql.insert_profile, (ref.id, email, name, now, now))
+            return ref
+        cursor.execute(
+            sql.insert_profile, (ref.id, locale, jurisdiction, now, ref.id, email, name, now, now)
+        )
+        if cursor.fetchone() is not None:
+            return ref
+    # The profile yielded to a lead another transaction created (its insert waited for
+    # that commit): drop the subject row written with it and use that lead.
     connection.execute(_DELETE_SUBJECT, {"sid": ref.id})
     existing = connection.execute(_FIND_WITH_SUBJECT, {"email": email}).one()
     return SubjectRef(existing.id, existing.locale, existing.jurisdiction)
