@@ -5,6 +5,7 @@ created with the profile in one round trip. The chain must come out exactly as
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -91,7 +92,7 @@ def test_entries_with_tricky_text_chain_and_verify(database: Database) -> None:
             connection, [_draft(subject.id, ref, offset) for offset, ref in enumerate(TRICKY)]
         )
     assert [e.seq for e in batch] == list(range(len(TRICKY) + 1, 2 * len(TRICKY) + 1))
-    assert all(b.prev_hash == a.hash for a, b in zip(batch, batch[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(batch))
     with database.connect() as connection:
         report = verify_ledger(connection)
     assert report.ok, report
