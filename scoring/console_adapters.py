@@ -113,7 +113,7 @@ def record_bant(
             continue
         typed = _typed(name, raw, errors)
         if name not in errors:
-            checked[name] = schemas._bant_value(name, typed, errors)
+            checked[name] = schemas.bant_value(name, typed, errors)
     if not checked and not errors:
         errors["budget"] = "give at least one of " + ", ".join(qualification.BANT_FIELDS)
     if errors:

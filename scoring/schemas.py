@@ -33,7 +33,9 @@ def _fail(errors: dict[str, str], what: str = "invalid request") -> InvalidInput
     return InvalidInput(f"{what}: {summary}", fields=errors)
 
 
-def _email(value: object, key: str, errors: dict[str, str]) -> str:
+def email_field(value: object, key: str, errors: dict[str, str]) -> str:
+    """``value`` as a normalised e-mail address; a reason under ``key`` in ``errors``
+    (and an empty string back) when it is not one."""
     try:
         return normalise_email(value)
     except InvalidEmail as exc:
@@ -70,7 +72,7 @@ def parse_events(body: Mapping[str, Any], *, now: datetime | None = None) -> lis
         elif event_id in ids:
             errors[f"{where}.id"] = "is repeated in this batch"
         ids.add(event_id)
-        email = _email(item.get("email"), f"{where}.email", errors)
+        email = email_field(item.get("email"), f"{where}.email", errors)
         event_type = item.get("type")
         if not isinstance(event_type, str) or not event_type or len(event_type) > 64:
             errors[f"{where}.type"] = "is required: an event type name"
@@ -134,7 +136,7 @@ def parse_stage_move(body: Mapping[str, Any]) -> StageMove:
     errors: dict[str, str] = {}
     for key in sorted(set(body) - {"email", "stage", "reason", "recycle"}):
         errors[key[:64]] = "unknown field"
-    email = _email(body.get("email"), "email", errors)
+    email = email_field(body.get("email"), "email", errors)
     stage = Stage.parse(body.get("stage"))
     if stage is None or stage is Stage.VISITOR:
         errors["stage"] = "must be one of " + ", ".join(s.value for s in Stage if s.rank > 0)
@@ -201,7 +203,7 @@ class QualificationIn:
     values: dict[str, str | None]
 
 
-def _bant_value(name: str, value: object, errors: dict[str, str]) -> str | None:
+def bant_value(name: str, value: object, errors: dict[str, str]) -> str | None:
     """One BANT value checked and written as text (``None`` clears the field)."""
     if value is None:
         return None
@@ -233,9 +235,9 @@ def parse_qualification(body: Mapping[str, Any]) -> QualificationIn:
     errors: dict[str, str] = {}
     for key in sorted(set(body) - {"email", *qualification.BANT_FIELDS}):
         errors[key[:64]] = "unknown field"
-    email = _email(body.get("email"), "email", errors)
+    email = email_field(body.get("email"), "email", errors)
     values = {
-        name: _bant_value(name, body[name], errors)
+        name: bant_value(name, body[name], errors)
         for name in qualification.BANT_FIELDS
         if name in body
     }
@@ -251,7 +253,7 @@ def parse_ack(body: Mapping[str, Any]) -> str:
     errors: dict[str, str] = {}
     for key in sorted(set(body) - {"email"}):
         errors[key[:64]] = "unknown field"
-    email = _email(body.get("email"), "email", errors)
+    email = email_field(body.get("email"), "email", errors)
     if errors:
         raise _fail(errors)
     return email
@@ -297,7 +299,7 @@ def parse_outcome(body: Mapping[str, Any], *, now: datetime | None = None) -> Ou
     errors: dict[str, str] = {}
     for key in sorted(set(body) - {"email", "outcome", "decided_at"}):
         errors[key[:64]] = "unknown field"
-    email = _email(body.get("email"), "email", errors)
+    email = email_field(body.get("email"), "email", errors)
     raw = body.get("outcome")
     outcome = Outcome(raw) if isinstance(raw, str) and raw in set(Outcome) else None
     if outcome is None:

@@ -82,7 +82,7 @@ def _conversion(
 
 def _lead_id(session: Session, raw_email: object) -> str:
     errors: dict[str, str] = {}
-    email = schemas._email(raw_email, "email", errors)
+    email = schemas.email_field(raw_email, "email", errors)
     if errors:
         raise InvalidInput(f"email: {errors['email']}", fields=errors)
     subject_id = find_subject_id(session, email)
