@@ -161,8 +161,11 @@ def _postgres_append_entry(statements: dict[str, str]) -> str:
     return (
         "WITH old AS (SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE), "
         "new AS (SELECT old.seq + 1 AS seq, old.hash AS prev_hash, "
-        "encode(sha256(%s::bytea || convert_to(old.hash, 'UTF8') || %s::bytea "
-        "|| convert_to((old.seq + 1)::text, 'UTF8') || %s::bytea), 'hex') AS hash FROM old), "
+        # Qualified, so no function earlier on a search_path can stand in for them.
+        "pg_catalog.encode(pg_catalog.sha256(%s::bytea "
+        "|| pg_catalog.convert_to(old.hash, 'UTF8') || %s::bytea "
+        "|| pg_catalog.convert_to((old.seq + 1)::text, 'UTF8') || %s::bytea), 'hex') "
+        "AS hash FROM old), "
         "head AS (UPDATE ledger_head SET seq = new.seq, hash = new.hash FROM new "
         "WHERE ledger_head.id = 1), "
         f"event AS (INSERT INTO consent_events ({', '.join(EVENT_COLUMNS)}) "
