@@ -99,18 +99,13 @@ def record_consent(session: Session | Connection, record: ConsentRecord) -> Ledg
         raise InvalidInput(f"notice_sha256: {reason}", fields={"notice_sha256": reason})
     locale = record.locale or notice_locale
     known = SubjectRef(row[2], row[3], row[4]) if row[2] is not None else None
-    if known is None:
-        subject = create_subject(
-            connection,
-            record.email,
-            name=record.name,
-            locale=locale,
-            jurisdiction=record.jurisdiction,
-        )
-    elif not needs_update(known, locale, record.jurisdiction):
+    if known is not None and not needs_update(known, locale, record.jurisdiction):
         subject = known
     else:
-        subject = ensure_subject(
+        # Unknown: created at once (the look-up above just found none); known but taking
+        # a jurisdiction or a locale: updated.
+        make = create_subject if known is None else ensure_subject
+        subject = make(
             connection,
             record.email,
             name=record.name,
