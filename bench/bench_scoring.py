@@ -1,4 +1,4 @@
-"""Lead scoring: event intake, incremental rescoring, full rescoring, beside bare baselines.
+"""Lead scoring: event intake, incremental and full rescoring, accounts, beside bare baselines.
 
 Measured in one run, on the same database and machine:
 
@@ -14,6 +14,12 @@ Measured in one run, on the same database and machine:
   minimum counts, windows of the demo model) as one SQL ``GROUP BY`` query, read out
   in the same kind of child process. The baseline writes nothing back and explains
   nothing; zeroparty stores every point with its rule, input and ledger entry.
+- **Accounts page**: the latency (median and p95) of ``list_accounts`` (behind ``GET
+  /api/accounts`` and the console's accounts page), first page and a middle page of 100
+  accounts, and of ``get_account`` for an account of typical size, over N scored leads
+  on company and free-mail domains (plus unconsented profiles), in one transaction
+  each. Baseline: the plain indexed SQL query for the same page (one grouped query,
+  no committees) or account (its members), run interleaved in the same process.
 
 Run alone: ``python -m bench.bench_scoring [--quick] [--no-postgres] [--leads N]
 [--write]`` (``--write`` puts the section into ``BENCHMARKS.md``).
@@ -29,22 +35,38 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, text
+from sqlalchemy import Table, bindparam, insert, text
+from sqlalchemy.engine import Connection
 from starlette.testclient import TestClient
 
-from bench.databases import PostgresTemplate, SqliteTemplate, postgres_available, workdir
+from bench.databases import (
+    PostgresTemplate,
+    SqliteTemplate,
+    bare_engine,
+    postgres_available,
+    workdir,
+)
 from bench.machine import describe, load_average
 from bench.measured_process import run_measured
-from bench.report import DEFAULT_POSTGRES_URL, Options, Row, ScenarioResult, per_second
+from bench.report import (
+    DEFAULT_POSTGRES_URL,
+    Options,
+    Row,
+    ScenarioResult,
+    median,
+    per_second,
+    percentile,
+)
 from consent_ledger import ledger
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
 from consent_ledger.models import Subject, SubjectProfile
-from scoring import services
-from scoring.models import LeadEvent
+from scoring import accounts, services
+from scoring.models import LeadAttribute, LeadEvent, Qualification, ScoredLead
 from zeroparty.apikeys import create_api_key
 from zeroparty.app import create_app
 from zeroparty.db import Database, utcnow
@@ -58,6 +80,9 @@ REPORT = PROJECT_ROOT / "BENCHMARKS.md"
 _events = cast(Table, LeadEvent.__table__)
 _subjects = cast(Table, Subject.__table__)
 _profiles = cast(Table, SubjectProfile.__table__)
+_leads = cast(Table, ScoredLead.__table__)
+_attributes = cast(Table, LeadAttribute.__table__)
+_qualification = cast(Table, Qualification.__table__)
 
 BARE_AGGREGATION = """
 SELECT subject_id, SUM(points) FROM (
@@ -161,6 +186,242 @@ def seed_events(database: Database, leads: int, per_lead: int, *, batch: int = 2
             session.execute(insert(_events), pending)
         written += len(pending)
     return written
+
+
+# Accounts data: company domains of skewed size (a few large accounts, many small ones),
+# a quarter of the leads on free-mail domains (gmail.com heaviest) that lie between the
+# company domains in index order, a tenth more profiles without profiling consent (not
+# members), and the answers and BANT values the buying committees are made of.
+ACCOUNT_STAGES = (
+    ("Lead", 0.80),
+    ("MQL", 0.12),
+    ("SQL", 0.05),
+    ("Opportunity", 0.02),
+    ("Customer", 0.01),
+)
+ACCOUNT_FREE_MAIL = ("gmail.com",) * 6 + ("outlook.com", "yahoo.com", "web.de", "mailbox.org")
+ACCOUNT_TITLES = tuple(
+    f"{level} of {area}"
+    for level in ("Head", "Director", "VP")
+    for area in ("Sales", "Marketing", "IT", "Finance", "Operations")
+)
+
+
+def _company_domain(rng: random.Random, n: int) -> str:
+    stem = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 9)))
+    return f"{stem}{n}.{rng.choice(('com', 'de', 'io', 'example'))}"
+
+
+def seed_accounts(database: Database, leads: int, *, batch: int = 2000) -> list[str]:
+    """``leads`` scored leads with a live profiling grant (through the real ledger
+    append) spread over company and free-mail domains, plus unconsented profiles and
+    committee answers; returns the company domains, sorted. Scores and stages are
+    written directly (the rescore cell measures how they are computed)."""
+    rng = random.Random(11)
+    with database.read() as session:
+        notice = session.execute(
+            text(
+                "SELECT sha256 FROM notice_versions WHERE purpose_key = 'profiling' "
+                "ORDER BY version DESC LIMIT 1"
+            )
+        ).scalar_one()
+    companies = [_company_domain(rng, n) for n in range(max(1, leads // 12))]
+    stages, weights = zip(*ACCOUNT_STAGES, strict=True)
+    then = utcnow() - timedelta(days=100)
+    total = leads + leads // 10
+    for start in range(0, total, batch):
+        ids = [uuid.uuid4().hex for _ in range(min(batch, total - start))]
+        domains = [
+            rng.choice(ACCOUNT_FREE_MAIL)
+            if rng.random() < 0.25
+            else companies[int(len(companies) * rng.random() ** 2)]
+            for _ in ids
+        ]
+        consented = [i for n, i in enumerate(ids, start) if n < leads]
+        with database.write() as session:
+            connection = session.connection()
+            connection.execute(
+                insert(_subjects), [{"id": i, "locale": "en", "created_at": then} for i in ids]
+            )
+            connection.execute(
+                insert(_profiles),
+                [
+                    {"subject_id": i, "email": f"{i}@{d}", "created_at": then, "updated_at": then}
+                    for i, d in zip(ids, domains, strict=True)
+                ],
+            )
+            entries = ledger.append_many(
+                session,
+                [
+                    ledger.EntryDraft(
+                        i,
+                        "profiling",
+                        ConsentAction.GRANTED.value,
+                        ConsentSource.IMPORT.value,
+                        ConsentMethod.WRITTEN.value,
+                        then,
+                        notice_sha256=notice,
+                    )
+                    for i in consented
+                ],
+            )
+            if not entries:
+                continue
+            picked = rng.choices(stages, weights, k=len(entries))
+            connection.execute(
+                insert(_leads),
+                [
+                    {
+                        "subject_id": e.subject_id,
+                        "stage": stage,
+                        "score": float(
+                            rng.randint(0, 59) if stage == "Lead" else 60 + rng.randint(0, 40)
+                        ),
+                        "model_id": None,
+                        "scored_at": then,
+                        "stage_since": then,
+                    }
+                    for e, stage in zip(entries, picked, strict=True)
+                ],
+            )
+            titled = [e for e in entries if rng.random() < 0.4]
+            if titled:
+                connection.execute(
+                    insert(_attributes),
+                    [
+                        {
+                            "subject_id": e.subject_id,
+                            "kind": "field",
+                            "name": "job_title",
+                            "value": rng.choice(ACCOUNT_TITLES),
+                            "purposes": '["profiling"]',
+                            "source_ref": "bench",
+                            "occurred_at": then,
+                            "consent_seq": e.seq,
+                        }
+                        for e in titled
+                    ],
+                )
+            qualified = [e for e, stage in zip(entries, picked, strict=True) if stage != "Lead"]
+            if qualified:
+                connection.execute(
+                    insert(_qualification),
+                    [
+                        {
+                            "subject_id": e.subject_id,
+                            "field": "authority",
+                            "value": rng.choice(("decision maker", "influencer", "champion")),
+                            "actor": "bench",
+                            "recorded_at": then,
+                            "consent_seq": e.seq,
+                        }
+                        for e in qualified
+                    ],
+                )
+    if database.dialect == "postgresql":
+        # What autovacuum does to a table this size soon after a bulk load.
+        with database.engine.connect() as connection:
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            for table in (
+                "subject_profiles",
+                "consent_state",
+                "scoring_leads",
+                "scoring_attributes",
+                "scoring_qualification",
+            ):
+                connection.exec_driver_sql(f"VACUUM ANALYZE {table}")
+    return sorted(set(companies))
+
+
+ACCOUNTS_PAGE = 100  # the API's default page
+DOMAIN_SQL = {
+    "sqlite": "substr(p.email, instr(p.email, '@') + 1)",
+    "postgresql": "split_part(p.email, '@', 2)",
+}
+BARE_MEMBERS = """
+FROM subject_profiles p
+JOIN scoring_leads l ON l.subject_id = p.subject_id
+JOIN consent_state c ON c.subject_id = p.subject_id AND c.purpose_key = 'profiling'
+ AND c.permitted
+"""
+BARE_ACCOUNTS_PAGE = (
+    """
+SELECT {domain} AS domain, count(*), sum(l.score), max(l.score), max(CASE l.stage
+  WHEN 'Lead' THEN 1 WHEN 'MQL' THEN 2 WHEN 'SQL' THEN 3 WHEN 'Opportunity' THEN 4
+  WHEN 'Customer' THEN 5 ELSE 0 END)"""
+    + BARE_MEMBERS
+    + """WHERE {domain} > :after AND {domain} NOT IN :free
+GROUP BY {domain} ORDER BY {domain} LIMIT :limit
+"""
+)
+BARE_ACCOUNT = (
+    "SELECT l.subject_id, l.score, l.stage, p.email"
+    + BARE_MEMBERS
+    + "WHERE {domain} = :domain ORDER BY l.subject_id"
+)
+
+
+def measure_accounts(url: str, leads: int, quick: bool) -> dict[str, float]:
+    """Latency of ``list_accounts`` (first and middle page) and ``get_account``, each
+    beside the plain indexed SQL query for the same rows, interleaved in one process."""
+    database = Database.from_url(url)
+    bare = bare_engine(url, immediate=False)
+    try:
+        started = time.perf_counter()
+        seed_accounts(database, leads)
+        figures: dict[str, float] = {"setup_s": time.perf_counter() - started}
+        with database.read() as session:
+            listed = accounts.list_accounts(session.connection(), stage=None, limit=leads)
+            model = services.require_model(session.connection()).model
+        sizes = sorted(listed, key=lambda a: (a.members, a.domain))
+        typical = sizes[len(sizes) // 2]
+        middle = listed[len(listed) // 2].domain
+        figures.update(accounts=len(listed), members=typical.members)
+        domain = DOMAIN_SQL[database.dialect]
+        page_sql = text(BARE_ACCOUNTS_PAGE.format(domain=domain)).bindparams(
+            bindparam("free", expanding=True)
+        )
+        one_sql = text(BARE_ACCOUNT.format(domain=domain))
+        free = sorted(accounts.free_mail_domains(model))
+        cases: dict[str, tuple[Callable[[Connection], object], Callable[[Connection], object]]] = {
+            "first": (
+                lambda c: accounts.list_accounts(c, stage=None, limit=ACCOUNTS_PAGE),
+                lambda c: c.execute(
+                    page_sql, {"after": "", "free": free, "limit": ACCOUNTS_PAGE}
+                ).all(),
+            ),
+            "middle": (
+                lambda c: accounts.list_accounts(c, stage=None, limit=ACCOUNTS_PAGE, after=middle),
+                lambda c: c.execute(
+                    page_sql, {"after": middle, "free": free, "limit": ACCOUNTS_PAGE}
+                ).all(),
+            ),
+            "one": (
+                lambda c: accounts.get_account(c, typical.domain),
+                lambda c: c.execute(one_sql, {"domain": typical.domain}).all(),
+            ),
+        }
+        repeats = 30 if quick else 200
+        for name, (ours, theirs) in cases.items():
+            mine: list[float] = []
+            plain: list[float] = []
+            for _ in range(repeats):  # interleaved: both see the same load on the machine
+                t0 = time.perf_counter()
+                with database.read() as session:
+                    ours(session.connection())
+                mine.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                with bare.connect() as connection:
+                    theirs(connection)
+                plain.append(time.perf_counter() - t0)
+            figures[f"{name}_p50_ms"] = median(mine) * 1000
+            figures[f"{name}_p95_ms"] = percentile(mine, 0.95) * 1000
+            figures[f"bare_{name}_p50_ms"] = median(plain) * 1000
+            figures[f"bare_{name}_p95_ms"] = percentile(plain, 0.95) * 1000
+        return figures
+    finally:
+        bare.dispose()
+        database.dispose()
 
 
 def _batches(emails: list[str], size: int, count: int) -> list[dict[str, Any]]:
@@ -322,6 +583,8 @@ def run(options: Options, leads: int | None = None) -> ScenarioResult:
                 intake = measure_intake(template.fresh(), options.quick)
                 print(f"-- {name}: full rescore of {leads:,} leads", flush=True)
                 rescore = measure_rescore(template.fresh(), leads)
+                print(f"-- {name}: accounts pages at {leads:,} leads", flush=True)
+                pages = measure_accounts(template.fresh(), leads, options.quick)
                 result.rows += [
                     Row(
                         f"{name}: events/s, POST /api/events, batches of 100",
@@ -357,6 +620,26 @@ def run(options: Options, leads: int | None = None) -> ScenarioResult:
                         None,
                     ),
                 ]
+                for case, label in (
+                    ("first", f"first page ({ACCOUNTS_PAGE} accounts)"),
+                    ("middle", "a middle page (cursor)"),
+                    ("one", f"`get_account`, a typical account ({pages['members']:.0f} leads)"),
+                ):
+                    result.rows.append(
+                        Row(
+                            f"{name}: accounts of {leads:,} leads, {label} (median / p95)",
+                            f"{pages[f'{case}_p50_ms']:.1f} / {pages[f'{case}_p95_ms']:.1f} ms",
+                            f"{pages[f'bare_{case}_p50_ms']:.1f} / "
+                            f"{pages[f'bare_{case}_p95_ms']:.1f} ms",
+                            f"{pages[f'{case}_p50_ms'] / pages[f'bare_{case}_p50_ms']:.1f} times",
+                            "—",
+                            None,
+                        )
+                    )
+                result.notes.append(
+                    f"{name}: {pages['accounts']:,.0f} accounts; seeding their leads took "
+                    f"{pages['setup_s']:.0f} s."
+                )
                 result.notes.append(
                     f"{name}: single-event POST p50 {intake['single_p50_ms']:.1f} ms; "
                     f"seeding {leads:,} consented leads and their events took "
@@ -389,6 +672,13 @@ NOTES = [
     "already go as one statement over arrays (`unnest`) and id lists as `= ANY(array)`. "
     "Reading events with a server-side range scan and writing points with COPY are the "
     "next steps if this matters. Peak memory stays flat: one batch at a time.",
+    "An accounts page is, beyond the scoring-model look-up, the next domains from the "
+    "domain index, the grouped query over that range of domains (the bare query's work) "
+    "and the page's buying committees (job titles and current BANT authority of every "
+    "member: a second pass over the same members, most of the difference); "
+    "`get_account` adds the members' job titles and its committee. A stage filter walks "
+    "further ranges until the page is full, or, for a stage with few leads, starts from "
+    "them (`scoring.accounts.SPARSE_STAGE`).",
 ]
 
 

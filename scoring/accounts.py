@@ -17,14 +17,15 @@ Rules:
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, case, func, select
+from sqlalchemy import Select, Table, bindparam, case, func, select
 from sqlalchemy.engine import Connection
 
-from consent_ledger.models import ConsentState, SubjectProfile
+from consent_ledger.models import ConsentState, EmailDomain, SubjectProfile
 from scoring import services
 from scoring.models import LeadAttribute, Qualification, ScoredLead
 from scoring.rules import ScoringModel
@@ -32,6 +33,9 @@ from scoring.stages import Stage
 
 COMMITTEE_FIELDS = ("job_title",)
 MAX_COMMITTEE = 50
+# Leads per account asked for up to which a stage filter starts from the stage's leads
+# rather than walking domains (see :func:`list_accounts`).
+SPARSE_STAGE = 20
 
 # Common consumer mail providers (and their country variants); sites add theirs.
 FREE_MAIL = frozenset(
@@ -99,36 +103,117 @@ def forms_account(email: str, model: ScoringModel) -> bool:
     return domain_of(email) not in free_mail_domains(model)
 
 
-def _domain(connection: Connection) -> Any:
-    # Emails are stored normalised (lower-case, one '@' before the domain part).
-    email = _profiles.c.email
-    if connection.dialect.name == "postgresql":
-        return func.split_part(email, "@", 2)
-    return func.substr(email, func.instr(email, "@") + 1)
+# Indexed (``ix_subject_profiles_email_domain``): every statement below walks or looks
+# up this very expression, so a page reads only its own domains' members.
+_domain = EmailDomain(_profiles.c.email)
 
 
-def _members(connection: Connection, model: ScoringModel) -> Any:
-    """Permissioned, scored leads with their domain, free-mail excluded (a subquery)."""
-    domain = _domain(connection)
+def _members(*columns: Any) -> Select[Any]:
+    """``columns`` of permissioned, scored leads (gating consent for ``:purpose`` live
+    now), driven from ``subject_profiles`` so that a condition on :data:`_domain` is an
+    index range or look-up and each profile is joined to its scoring row and consent."""
     return (
-        select(
-            domain.label("domain"),
-            _leads.c.subject_id,
-            _leads.c.score,
-            _leads.c.stage,
-            _RANK.label("rank"),
-            _profiles.c.email,
-        )
-        .join(_profiles, _profiles.c.subject_id == _leads.c.subject_id)
+        select(*columns)
+        .select_from(_profiles)
+        .join(_leads, _leads.c.subject_id == _profiles.c.subject_id)
         .join(
             _cs,
-            (_cs.c.subject_id == _leads.c.subject_id)
-            & (_cs.c.purpose_key == model.purpose)
+            (_cs.c.subject_id == _profiles.c.subject_id)
+            & (_cs.c.purpose_key == bindparam("purpose"))
             & _cs.c.permitted,
         )
-        .where(domain.not_in(sorted(free_mail_domains(model))))
-        .subquery("members")
     )
+
+
+# Statements are built once (with the page's values as parameters): building them per
+# call cost more than running them for a small account.
+_NOT_FREE_MAIL = _domain.not_in(bindparam("free_mail", expanding=True))
+# The next ``:width`` domains after ``:after`` that any profile has: the domain index
+# alone, no lead read (a domain of unscored profiles is among them and forms no account).
+_NEXT_DOMAINS = (
+    select(_domain)
+    .where(_domain > bindparam("after"), _NOT_FREE_MAIL)
+    .distinct()
+    .order_by(_domain)
+    .limit(bindparam("width"))
+)
+_ACCOUNT_COLUMNS = (
+    _domain.label("domain"),
+    func.count().label("members"),
+    func.sum(_leads.c.score).label("score"),
+    func.max(_leads.c.score).label("top_score"),
+    func.max(_RANK).label("rank"),
+)
+_AT_STAGE = func.max(_RANK) == bindparam("rank")
+# The accounts of the domains in (``:after``, ``:last``], in order, ``:limit`` at most.
+_PAGE = (
+    _members(*_ACCOUNT_COLUMNS)
+    .where(_domain > bindparam("after"), _domain <= bindparam("last"), _NOT_FREE_MAIL)
+    .group_by(_domain)
+    .order_by(_domain)
+    .limit(bindparam("limit"))
+)
+_PAGE_AT_STAGE = _PAGE.having(_AT_STAGE)
+# A stage with few leads is read from them instead (``ix_scoring_leads_stage_subject``):
+# how many leads it has, counted up to ``:cap`` only; the domains after ``:after`` of
+# its permissioned leads, in order; and those of ``:domains`` whose account is at it.
+_STAGE_LEADS = select(func.count()).select_from(
+    select(_leads.c.subject_id)
+    .where(_leads.c.stage == bindparam("stage"))
+    .limit(bindparam("cap"))
+    .subquery()
+)
+_STAGE_DOMAINS = (
+    _members(_domain)
+    .where(_leads.c.stage == bindparam("stage"), _domain > bindparam("after"), _NOT_FREE_MAIL)
+    .distinct()
+    .order_by(_domain)
+)
+_ACCOUNTS_AT_STAGE = (
+    _members(*_ACCOUNT_COLUMNS)
+    .where(_domain.in_(bindparam("domains", expanding=True)))
+    .group_by(_domain)
+    .having(_AT_STAGE)
+    .order_by(_domain)
+)
+# Members of one domain and committees of given domains: the callers never pass a
+# free-mail domain (checked in Python, or taken from a page), so no free-mail filter.
+_ACCOUNT = (
+    _members(
+        _leads.c.subject_id,
+        _leads.c.score,
+        _leads.c.stage,
+        _RANK.label("rank"),
+        _profiles.c.email,
+    )
+    .where(_domain == bindparam("domain"))
+    .order_by(_leads.c.subject_id)
+)
+# A member's current authority is its latest ``authority`` row (a cleared one is NULL),
+# looked up per member by the subject/field index.
+_AUTHORITY = (
+    select(_qual.c.value)
+    .where(_qual.c.subject_id == _profiles.c.subject_id, _qual.c.field == "authority")
+    .order_by(_qual.c.id.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+_COMMITTEES = (
+    _members(_domain.label("domain"), _attrs.c.value.label("title"), _AUTHORITY.label("authority"))
+    .outerjoin(
+        _attrs,
+        (_attrs.c.subject_id == _profiles.c.subject_id)
+        & (_attrs.c.kind == "field")
+        & _attrs.c.name.in_(COMMITTEE_FIELDS),
+    )
+    .where(_domain.in_(bindparam("domains", expanding=True)))
+    .distinct()
+)
+_JOB_TITLES = select(_attrs.c.subject_id, _attrs.c.value).where(
+    _attrs.c.subject_id.in_(bindparam("subject_ids", expanding=True)),
+    _attrs.c.kind == "field",
+    _attrs.c.name == "job_title",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,65 +236,121 @@ class Member:
 
 
 def _committees(
-    connection: Connection, members: Any, domains: list[str]
+    connection: Connection, model: ScoringModel, domains: list[str]
 ) -> dict[str, tuple[str, ...]]:
+    """Job titles and current BANT authorities of the members of ``domains`` (none a
+    free-mail domain), in one pass over those members."""
     if not domains:
         return {}
     found: dict[str, set[str]] = defaultdict(set)
-    titles = (
-        select(members.c.domain, _attrs.c.value)
-        .join(_attrs, _attrs.c.subject_id == members.c.subject_id)
-        .where(
-            members.c.domain.in_(domains),
-            _attrs.c.kind == "field",
-            _attrs.c.name.in_(COMMITTEE_FIELDS),
-        )
-        .distinct()
-    )
-    latest = select(func.max(_qual.c.id)).group_by(_qual.c.subject_id, _qual.c.field)
-    authorities = (
-        select(members.c.domain, _qual.c.value)
-        .join(_qual, _qual.c.subject_id == members.c.subject_id)
-        .where(
-            members.c.domain.in_(domains),
-            _qual.c.field == "authority",
-            _qual.c.value.is_not(None),
-            _qual.c.id.in_(latest.scalar_subquery()),
-        )
-        .distinct()
-    )
-    for row in connection.execute(titles.union(authorities)):
-        found[row.domain].add(str(row.value).strip())
+    for row in connection.execute(_COMMITTEES, {"purpose": model.purpose, "domains": domains}):
+        for value in (row.title, row.authority):
+            if value is not None:
+                found[row.domain].add(str(value).strip())
     return {
         domain: tuple(sorted(v for v in values if v)[:MAX_COMMITTEE])
         for domain, values in found.items()
     }
 
 
+def _walk(
+    connection: Connection, model: ScoringModel, stage: Stage | None, limit: int, after: str
+) -> list[Any]:
+    """The page's accounts by walking domains in order from ``after``.
+
+    A page never aggregates every lead: it takes the next ``limit`` domains from the
+    domain index, aggregates the members of that range of domains only (grouped and
+    filtered by stage in SQL) and, while the page is not full (domains without a
+    permissioned member, or not at ``stage``), goes on with the next range, as wide as
+    the accounts still missing need at the rate found so far (twice as wide while none
+    was found). Two bounded statements per round keep both planners on the index
+    whatever their statistics say: one grouped query over all domains with ``HAVING …
+    LIMIT`` made PostgreSQL aggregate everything, since it cannot tell how many groups
+    pass.
+    """
+    free_mail = sorted(free_mail_domains(model))
+    page = _PAGE if stage is None else _PAGE_AT_STAGE
+    rows: list[Any] = []
+    width, walked = limit, 0
+    while len(rows) < limit:
+        domains = list(
+            connection.scalars(
+                _NEXT_DOMAINS, {"after": after, "free_mail": free_mail, "width": width}
+            )
+        )
+        if not domains:
+            break
+        params = {
+            "purpose": model.purpose,
+            "free_mail": free_mail,
+            "after": after,
+            "last": domains[-1],
+            "limit": limit - len(rows),
+            "rank": None if stage is None else stage.rank,
+        }
+        rows += connection.execute(page, params)
+        if len(domains) < width:
+            break  # the last domain was in this range
+        walked += len(domains)
+        missing = limit - len(rows)
+        after = domains[-1]
+        width = math.ceil(missing * walked / len(rows) * 1.25) if rows else width * 2
+    return rows
+
+
+def _from_stage(
+    connection: Connection, model: ScoringModel, stage: Stage, limit: int, after: str
+) -> list[Any]:
+    """The page's accounts at ``stage``, from the leads at ``stage``: an account at a
+    stage has a member at it, so the candidates are those members' domains (in order),
+    checked ``limit`` at a time (a member further on takes a candidate out)."""
+    candidates = list(
+        connection.scalars(
+            _STAGE_DOMAINS,
+            {
+                "purpose": model.purpose,
+                "stage": stage.value,
+                "after": after,
+                "free_mail": sorted(free_mail_domains(model)),
+            },
+        )
+    )
+    rows: list[Any] = []
+    while candidates and len(rows) < limit:
+        chunk, candidates = (
+            candidates[: limit - len(rows)],
+            candidates[limit - len(rows) :],
+        )
+        rows += connection.execute(
+            _ACCOUNTS_AT_STAGE,
+            {"purpose": model.purpose, "domains": chunk, "rank": stage.rank},
+        )
+    return rows
+
+
 def list_accounts(
     connection: Connection, *, stage: Stage | None, limit: int, after: str = ""
 ) -> list[Account]:
     """Accounts by domain after ``after`` (keyset pagination), those at ``stage`` only
-    if given. One grouped query over the members, one for the page's committees."""
+    if given; then one query for the page's committees.
+
+    Walking domains (:func:`_walk`) finds a page after reading about the page's own
+    members when most accounts qualify; at a stage few leads reach, it would read
+    nearly every lead (in domain order, slower than one pass in table order) before
+    the page is full. So a stage with at most :data:`SPARSE_STAGE` leads per account
+    asked for is read from its leads instead (:func:`_from_stage`).
+    """
     model = services.require_model(connection).model
-    members = _members(connection, model)
-    stmt = (
-        select(
-            members.c.domain,
-            func.count().label("members"),
-            func.sum(members.c.score).label("score"),
-            func.max(members.c.score).label("top_score"),
-            func.max(members.c.rank).label("rank"),
-        )
-        .where(members.c.domain > after)
-        .group_by(members.c.domain)
-        .order_by(members.c.domain)
-        .limit(limit)
-    )
-    if stage is not None:
-        stmt = stmt.having(func.max(members.c.rank) == stage.rank)
-    rows = list(connection.execute(stmt))
-    committees = _committees(connection, members, [r.domain for r in rows])
+    rows: list[Any]
+    cap = limit * SPARSE_STAGE
+    if (
+        stage is not None
+        and (connection.scalar(_STAGE_LEADS, {"stage": stage.value, "cap": cap + 1}) or 0) <= cap
+    ):
+        rows = _from_stage(connection, model, stage, limit, after)
+    else:
+        rows = _walk(connection, model, stage, limit, after)
+    committees = _committees(connection, model, [r.domain for r in rows])
     return [
         Account(
             r.domain,
@@ -225,28 +366,18 @@ def list_accounts(
 
 def get_account(connection: Connection, domain: str) -> tuple[Account, list[Member]] | None:
     """The account of ``domain`` with its permissioned members, or ``None`` (no
-    permissioned member, or a free-mail domain)."""
+    permissioned member, or a free-mail domain). Its members are found by the domain
+    index."""
     model = services.require_model(connection).model
     domain = domain.lower()
     if domain in free_mail_domains(model):
         return None
-    members = _members(connection, model)
-    rows = list(
-        connection.execute(
-            select(members).where(members.c.domain == domain).order_by(members.c.subject_id)
-        )
-    )
+    rows = list(connection.execute(_ACCOUNT, {"purpose": model.purpose, "domain": domain}))
     if not rows:
         return None
     titles = {
         r.subject_id: r.value
-        for r in connection.execute(
-            select(_attrs.c.subject_id, _attrs.c.value).where(
-                _attrs.c.subject_id.in_([r.subject_id for r in rows]),
-                _attrs.c.kind == "field",
-                _attrs.c.name == "job_title",
-            )
-        )
+        for r in connection.execute(_JOB_TITLES, {"subject_ids": [r.subject_id for r in rows]})
     }
     account = Account(
         domain,
@@ -254,7 +385,7 @@ def get_account(connection: Connection, domain: str) -> tuple[Account, list[Memb
         float(round(sum(r.score for r in rows), 2)),
         float(max(r.score for r in rows)),
         _BY_RANK[max(int(r.rank) for r in rows)],
-        _committees(connection, members, [domain]).get(domain, ()),
+        _committees(connection, model, [domain]).get(domain, ()),
     )
     return account, [
         Member(r.subject_id, r.email, Stage(r.stage), r.score, titles.get(r.subject_id))

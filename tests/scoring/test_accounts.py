@@ -10,10 +10,14 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
 from starlette.testclient import TestClient
 
+from scoring import accounts
 from scoring.accounts import FREE_MAIL, domain_of, forms_account
 from scoring.rules import ScoringModel
+from scoring.stages import Stage
 from tests.scoring.conftest import withdraw
 from zeroparty.config_errors import SiteConfigError
 from zeroparty.db import Database
@@ -119,6 +123,186 @@ def test_accounts_by_stage_are_paginated_with_a_cursor(
     assert pages == 3
     assert set(_by_domain(api, stage="Lead")) == {"lead-only.com"}
     assert _by_domain(api, stage="SQL") == {}
+
+
+# --- pages: a page reads its own domains only, and pages add up to the whole list --------
+
+# Company domains in index order with free-mail leads, a domain of unscored profiles and
+# (below) MQL accounts spread between Lead-only ones, so that filtered pages must look
+# past several ranges of domains before they are full.
+COMPANIES = [f"co{n:02d}.example" for n in range(12)]
+MQL_COMPANIES = {"co02.example", "co07.example", "co11.example"}
+
+
+@pytest.fixture
+def companies(api: TestClient, submit: Callable[..., Any], events: Callable[..., Any]) -> list[str]:
+    for n, domain in enumerate(COMPANIES):
+        submit(f"ann@{domain}", job_title=f"Director {n}", company_size="51-200")  # 35
+        if n % 3 == 0:
+            submit(f"bob@{domain}", company_size="1-10")  # 0
+        if domain in MQL_COMPANIES:
+            events(f"ann@{domain}", "pricing_page_viewed", "webinar_attended")  # 70: MQL
+    submit("cy@gmail.com", **FIT)
+    submit("di@mailbox.org", **FIT)
+    submit("eve@co05-quiet.example", consent=("newsletter",), **FIT)  # no member
+    return COMPANIES
+
+
+def _all_pages(api: TestClient, limit: int, **params: str) -> list[dict[str, Any]]:
+    """Every account, page after page (``limit`` each), following the cursor."""
+    seen: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        body = _accounts(api, limit=str(limit), **params, **({"cursor": cursor} if cursor else {}))
+        assert len(body["accounts"]) <= limit
+        seen += body["accounts"]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return seen
+
+
+def test_pages_add_up_to_one_big_page(api: TestClient, companies: list[str]) -> None:
+    everything = _accounts(api, limit="500")["accounts"]
+    assert [a["domain"] for a in everything] == companies
+    for limit in (1, 2, 5, 12, 13):
+        assert _all_pages(api, limit) == everything
+    # The listing and the account's own page agree on every figure.
+    for account in everything:
+        detail = api.get(f"/api/accounts/{account['domain']}").json()
+        assert {k: detail[k] for k in account} == account
+        assert len(detail["leads"]) == account["members"]
+
+
+# ``SPARSE_STAGE`` values that send every stage filter one way: walking domains, or
+# starting from the stage's leads (both must give the same pages).
+ROUTES = {"walk domains": 0, "from the stage's leads": 10**6}
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES))
+@pytest.mark.parametrize("stage", ["MQL", "Lead"])
+def test_stage_pages_add_up_to_the_accounts_at_that_stage(
+    api: TestClient,
+    companies: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stage: str,
+    route: str,
+) -> None:
+    monkeypatch.setattr(accounts, "SPARSE_STAGE", ROUTES[route])
+    everything = _accounts(api, limit="500")["accounts"]
+    at_stage = [a for a in everything if a["stage"] == stage]
+    expected = MQL_COMPANIES if stage == "MQL" else set(companies) - MQL_COMPANIES
+    assert {a["domain"] for a in at_stage} == expected
+    assert _accounts(api, limit="500", stage=stage)["accounts"] == at_stage
+    for limit in (1, 2, 4):
+        assert _all_pages(api, limit, stage=stage) == at_stage
+    after_first = _accounts(api, stage=stage, cursor=at_stage[0]["domain"])["accounts"]
+    assert after_first == at_stage[1:]
+
+
+def test_a_withdrawal_leaves_every_page_at_once(
+    api: TestClient, database: Database, companies: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _all_pages(api, 2)
+    withdraw(database, "ann@co04.example")  # co04's only member
+    withdraw(database, "ann@co03.example")  # one of co03's two members
+    after = _all_pages(api, 2)
+    assert [a["domain"] for a in after] == [
+        a["domain"] for a in before if a["domain"] != "co04.example"
+    ]
+    assert api.get("/api/accounts/co04.example").status_code == 404
+    co03 = next(a for a in after if a["domain"] == "co03.example")
+    assert (co03["members"], co03["buying_committee"]) == (1, [])
+    detail = api.get("/api/accounts/co03.example").json()
+    assert [m["email"] for m in detail["leads"]] == ["bob@co03.example"]
+    withdraw(database, "ann@co07.example")  # an MQL account's only member
+    for sparse_stage in ROUTES.values():
+        monkeypatch.setattr(accounts, "SPARSE_STAGE", sparse_stage)
+        mql = [a["domain"] for a in _all_pages(api, 1, stage="MQL")]
+        assert mql == ["co02.example", "co11.example"]
+
+
+def test_the_committee_shows_each_members_current_authority(
+    api: TestClient, companies: list[str]
+) -> None:
+    def committee() -> list[str]:
+        listed = _by_domain(api, limit="3")["co01.example"]["buying_committee"]
+        detail = api.get("/api/accounts/co01.example").json()["buying_committee"]
+        assert listed == detail
+        return list(listed)
+
+    url = "/api/leads/qualification"
+    assert api.post(url, json={"email": "ann@co01.example", "authority": "user"}).status_code == 201
+    api.post(url, json={"email": "ann@co01.example", "authority": "decision_maker"})
+    assert committee() == ["Director 1", "decision_maker"]
+    api.post(url, json={"email": "ann@co01.example", "authority": None})  # cleared
+    assert committee() == ["Director 1"]
+
+
+def _plans(database: Database, run: Callable[[Connection], object]) -> list[str]:
+    """The plan of every statement ``run`` sends that reads ``subject_profiles``, as
+    the database would run it (same parameters, same connection)."""
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_c: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "subject_profiles" in statement:
+            statements.append((statement, parameters))
+
+    with database.read() as session:
+        connection = session.connection()
+        postgres = connection.dialect.name == "postgresql"
+        if postgres:
+            # Statistics as autovacuum keeps them (a never-analysed table is planned as
+            # if nearly empty), and no sequential scans: tables this small are read
+            # whole otherwise, index or not.
+            for table in ("subject_profiles", "scoring_leads", "consent_state"):
+                connection.exec_driver_sql(f"ANALYZE {table}")
+            connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        event.listen(database.engine, "before_cursor_execute", capture)
+        try:
+            run(connection)
+        finally:
+            event.remove(database.engine, "before_cursor_execute", capture)
+        explain = "EXPLAIN " if postgres else "EXPLAIN QUERY PLAN "
+        return [
+            "\n".join(str(row[-1]) for row in connection.exec_driver_sql(explain + sql, params))
+            for sql, params in statements
+        ]
+
+
+def test_pages_and_accounts_are_read_through_the_indexes(
+    database: Database, companies: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def page(connection: Connection) -> None:
+        assert len(accounts.list_accounts(connection, stage=None, limit=3, after="co03")) == 3
+
+    def at_stage(connection: Connection) -> None:
+        assert accounts.list_accounts(connection, stage=Stage.MQL, limit=1) != []
+
+    def one(connection: Connection) -> None:
+        assert accounts.get_account(connection, "co03.example") is not None
+
+    def check(plan: str, index: str, *, in_order: bool = True) -> None:
+        assert index in plan, plan
+        if database.dialect == "sqlite":
+            assert "SCAN " not in plan, plan  # no table read whole
+            if in_order:  # groups come in index order, none is sorted
+                assert "TEMP B-TREE FOR GROUP BY" not in plan, plan
+
+    domain_index = "ix_subject_profiles_email_domain"
+    monkeypatch.setattr(accounts, "SPARSE_STAGE", ROUTES["walk domains"])
+    for run, statements in ((page, 3), (at_stage, 4), (one, 2)):
+        plans = _plans(database, run)
+        assert len(plans) >= statements, plans
+        for plan in plans:
+            check(plan, domain_index)
+    # A stage with few leads: its leads by the stage index, then the members of their
+    # domains (a page's worth, looked up one domain at a time, then grouped).
+    monkeypatch.setattr(accounts, "SPARSE_STAGE", ROUTES["from the stage's leads"])
+    candidates, *pages = _plans(database, at_stage)
+    check(candidates, "ix_scoring_leads_stage_subject", in_order=False)
+    assert len(pages) >= 2, pages
+    for plan in pages:
+        check(plan, domain_index, in_order=False)
 
 
 # --- free mail ---------------------------------------------------------------------------
