@@ -24,13 +24,24 @@ from. Each new entry's ``source_ref`` is ``import:<SHA-256 of the file>:<line>``
 the file kept by whoever imported it proves where every entry came from.
 
 Memory stays bounded for large files: rows are parsed as a stream and written in
-chunks; what is kept per distinct email is two integers (for duplicate checks).
+chunks (their attributes are handed to scoring with their chunk, then dropped); what
+is kept per distinct email is two integers (for duplicate checks).
 
-``company`` and ``job_title`` are read and checked (a repeated email must not
-contradict itself) but not kept yet: the ledger holds only what consent needs (email,
-name, jurisdiction, locale), and fit attributes belong to scoring, which will take
-them for rows with a live profiling grant once it accepts imported values. The report
-says so whenever the file has those columns.
+``company`` and ``job_title`` are checked (a repeated email must not contradict
+itself) but not kept in the ledger, which holds only what consent needs (email, name,
+jurisdiction, locale). They are fit attributes, so they reach scoring as form answers
+do, under the same rule: an answer is kept only for purposes the lead permits. Each
+row with a grant publishes its non-empty values as a ``LeadSignal``
+(:mod:`zeroparty.lead_signals`) in the import's transaction: collected for the row's
+purpose, given at its ``consent_at``, from ``import:<sha>:<line>``. Scoring keeps them
+only if its gating consent is live now and was at ``consent_at``, and forgets them
+when the row's purpose is withdrawn. A row without evidence grants nothing, so it
+passes nothing on, not even for a lead another row grants: values go with the consent
+they came with. Rows whose grant an earlier import recorded are passed on again (so a
+file imported before scoring took attributes can simply be imported again); scoring
+leaves an unchanged value as it is and never lets an older value replace a newer one.
+The report names these columns in ``columns_for_scoring``, or in ``columns_not_kept``
+when nothing listens (scoring not loaded in the process).
 """
 
 from __future__ import annotations
@@ -63,6 +74,7 @@ from consent_ledger.subjects import (
     new_subject_id,
     normalise_email,
 )
+from zeroparty import lead_signals
 from zeroparty.db import Database, utcnow
 
 PROFILE_COLUMNS = ("name", "country", "locale")
@@ -152,6 +164,8 @@ class ImportReport:
     problem_count: int = 0
     written: bool = False
     columns_not_kept: tuple[str, ...] = ()
+    columns_for_scoring: tuple[str, ...] = ()
+    rows_for_scoring: int = 0
 
     @property
     def ok(self) -> bool:
@@ -551,6 +565,7 @@ def import_contacts(
         report.written = False
         report.leads_created = report.leads_existing = 0
         report.grants_recorded = report.grants_already_recorded = 0
+        report.rows_for_scoring = 0
         return report
     report.written = True
     return report
@@ -575,7 +590,11 @@ def _run(
             continue
         report.rows += 1
         if report.rows == 1:
-            report.columns_not_kept = tuple(c for c in ATTRIBUTE_COLUMNS if c in item.values)
+            present = tuple(c for c in ATTRIBUTE_COLUMNS if c in item.values)
+            if lead_signals.listening():
+                report.columns_for_scoring = present
+            else:
+                report.columns_not_kept = present
         contact = validate_row(item, catalog, now)
         if isinstance(contact, list):
             for problem in contact:
@@ -663,6 +682,34 @@ def _write_chunk(
         )
     ledger.append_many(session, drafts)
     report.grants_recorded += len(drafts)
+    if lead_signals.listening():
+        # After the chunk's grants, so each row's own grant already permits its values.
+        # Rows whose grant an earlier import recorded are passed on too: scoring keeps
+        # what their lead still permits, and an unchanged value changes nothing there.
+        signals = [
+            _lead_signal(row, subjects[row.email].id, report.file_sha256)
+            for row in granted
+            if row.attributes
+        ]
+        lead_signals.publish_many(session, signals)
+        report.rows_for_scoring += len(signals)
+
+
+def _lead_signal(row: ContactRow, subject_id: str, file_sha256: str) -> lead_signals.LeadSignal:
+    """The row's fit attributes as answers given when it granted its purpose, for that
+    purpose only (as a form field is collected for the purposes it names), from the
+    same place as its ledger entry."""
+    assert row.grant is not None
+    purposes = (row.grant.purpose,)
+    return lead_signals.LeadSignal(
+        subject_id,
+        row.grant.occurred_at,
+        f"import:{file_sha256}:{row.line}",
+        tuple(
+            lead_signals.LeadInput(lead_signals.InputKind.FIELD, name, (value,), purposes)
+            for name, value in row.attributes
+        ),
+    )
 
 
 def _ensure_subjects(
@@ -778,10 +825,23 @@ def format_report(report: ImportReport, name: str, *, shown: int = 50) -> list[s
             f"{report.pending_confirmation:,} grant(s) of double opt-in purposes stay pending "
             "until confirmed (method is not double-opt-in)"
         )
+    if report.columns_for_scoring:
+        columns = ", ".join(report.columns_for_scoring)
+        rule = (
+            "kept only while the lead's scoring consent is live and the purpose their row "
+            "granted is permitted; rows without evidence pass nothing on"
+        )
+        if report.dry_run:
+            lines.append(f"for scoring: {columns} of rows with consent evidence, on import; {rule}")
+        else:
+            lines.append(
+                f"for scoring: {columns} of {report.rows_for_scoring:,} row(s) with consent "
+                f"evidence handed on; {rule}"
+            )
     if report.columns_not_kept:
         lines.append(
-            f"not kept: {', '.join(report.columns_not_kept)} (checked only; the ledger keeps "
-            "email, name, country as jurisdiction and locale)"
+            f"not kept: {', '.join(report.columns_not_kept)} (checked only: the ledger keeps "
+            "email, name, country as jurisdiction and locale, and scoring is not loaded)"
         )
     if report.unpermitted_lines:
         listed = ", ".join(str(n) for n in report.unpermitted_lines[:shown])

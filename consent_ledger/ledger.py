@@ -74,6 +74,14 @@ _PAIR_FACTS = (
 )
 
 
+# On PostgreSQL, batches up to this size are appended one statement per entry, in one
+# pipeline (sql.append_entry); larger ones (imports) are chained here under one lock.
+# Each of those statements moves the head, and a row updated N times in one transaction
+# leaves N versions that every later look-up in it walks: quadratic for an import of
+# 50,000 rows, harmless for a form's few boxes.
+ONE_STATEMENT_MAX = 16
+
+
 class LedgerCorrupt(RuntimeError):
     """The ledger head is missing: the database was not migrated or was tampered with."""
 
@@ -123,10 +131,10 @@ def append_many(session: Session | Connection, drafts: Sequence[EntryDraft]) -> 
     sql = append_sql(connection.dialect.name)
     recorded_at = utcnow()
     with driver_cursor(connection) as cursor:
-        if sql.append_entry is not None:
+        if sql.append_entry is not None and len(drafts) <= ONE_STATEMENT_MAX:
             entries = _append_postgres(connection, cursor, sql, drafts, recorded_at)
         else:
-            entries = _append_sqlite(connection, cursor, sql, drafts, recorded_at)
+            entries = _append_chained(connection, cursor, sql, drafts, recorded_at)
     if listeners.registered():
         # Derived data (scores) follows a withdrawal in this same transaction (rule 2).
         if isinstance(session, Session):
@@ -219,15 +227,16 @@ def _event_row(entry: LedgerEntry, bind: Any) -> tuple[object, ...]:
     )
 
 
-def _append_sqlite(
+def _append_chained(
     connection: Connection,
     cursor: Any,
     sql: AppendSql,
     drafts: Sequence[EntryDraft],
     recorded_at: datetime,
 ) -> list[LedgerEntry]:
-    """SQLite: the write transaction began IMMEDIATE, so reading the head is enough to
-    own it; entries are hashed here and written with a few statements."""
+    """Lock the head once, hash the entries here, write them with a few statements and
+    move the head once. SQLite (the write transaction began IMMEDIATE, so reading the
+    head is enough to own it) and large batches on PostgreSQL (``FOR UPDATE``)."""
     cursor.execute(sql.lock_head)
     head = cursor.fetchone()
     if head is None:

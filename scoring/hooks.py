@@ -1,4 +1,5 @@
-"""Scoring's listeners: told of every ledger append and every capture submission.
+"""Scoring's listeners: told of every ledger append and of the answers of every capture
+submission and imported row.
 
 Registered on import (the app factory and the CLI import this module), so every
 process that writes to the ledger or stores answers keeps scores consistent with

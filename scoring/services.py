@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -53,7 +53,7 @@ from scoring.rules import ScoringModel, model_from_json
 from scoring.stages import Actor, Stage
 from zeroparty.db import utcnow
 from zeroparty.errors import Conflict, InvalidInput, NotFound
-from zeroparty.lead_signals import LeadSignal
+from zeroparty.lead_signals import LeadInput, LeadSignal
 
 _leads, _attrs, _events, _points, _changes, _hooks, _dropped, _profiles = (
     cast(Table, m.__table__)
@@ -91,6 +91,9 @@ _INSERT_LEADS_PG = text(
     "INSERT INTO scoring_leads (subject_id, stage, score, scored_at, stage_since) "
     "SELECT sid, 'Lead', 0, :at, :at FROM unnest(CAST(:ids AS text[])) AS ids(sid) "
     "ON CONFLICT DO NOTHING"
+)
+_WIDEN_PURPOSES = (
+    update(_attrs).where(_attrs.c.id == bindparam("row_id")).values(purposes=bindparam("purposes"))
 )
 _MODELS: dict[str, ScoringModel] = {}
 
@@ -272,9 +275,25 @@ def rescore_leads(
     if not ids:
         return {}
     now = now or utcnow()
-    leads = _lock_leads(connection, ids, now)
+    return _rescore_locked(connection, active, _lock_leads(connection, ids, now), now)
+
+
+def _rescore_locked(
+    connection: Connection, active: ActiveModel, leads: Mapping[str, Any], now: datetime
+) -> dict[str, LeadScore]:
+    """:func:`rescore_leads` of ``leads``, their rows as :func:`_lock_leads` locked them."""
+    ids = sorted(leads)
+    if not ids:
+        return {}
     attributes, events = _facts(connection, ids)
-    connection.execute(delete(_points).where(_among(connection, _points.c.subject_id, ids)))
+    # A lead never scored (no model yet: its row was just created) has no points. An
+    # import scores thousands of new leads in one transaction, where PostgreSQL plans
+    # this delete as a scan of every point written so far, chunk after chunk.
+    scored_before = [sid for sid in ids if leads[sid].model_id is not None]
+    if scored_before:
+        connection.execute(
+            delete(_points).where(_among(connection, _points.c.subject_id, scored_before))
+        )
     point_rows: list[dict[str, object]] = []
     updates: list[dict[str, object]] = []
     scored: dict[str, LeadScore] = {}
@@ -478,55 +497,167 @@ def ingest_events(session: Session, events: Sequence[EventIn]) -> IntakeResult:
     return IntakeResult(len(rows), duplicates, sum(dropped.values()))
 
 
-# --- answers from capture --------------------------------------------------------------------
+# --- answers from capture and imports --------------------------------------------------------
 
 
-def record_answers(session: Session, signal: LeadSignal) -> None:
-    """Keep a submission's answers for scoring if the gating consent is live (the
-    submission's own grant counts: it was appended just before) and rescore the lead."""
+@dataclass(slots=True)
+class _KeptAnswer:
+    """A lead's answer to one field or question while a batch is applied: stored as the
+    rows ``row_ids``, or new and still to be inserted as ``rows`` (then no ids)."""
+
+    values: frozenset[str]
+    purposes: list[str]
+    occurred_at: datetime
+    row_ids: list[int] = field(default_factory=list)
+    rows: list[dict[str, object]] = field(default_factory=list)
+    widened: bool = False
+
+
+def record_answers(session: Session, signals: Sequence[LeadSignal]) -> None:
+    """Keep the answers of ``signals`` for scoring and rescore the leads they changed
+    (the :mod:`zeroparty.lead_signals` listener; capture sends one submission, an import
+    a chunk of rows, so this costs a few statements per batch, not per lead).
+
+    An answer is kept only while the gating consent is live now and was live when the
+    answer was given (the submission's or row's own grant counts: it was appended just
+    before), and only if it was collected for a purpose the lead permits now. Per lead
+    and answer name one answer stands, the latest given:
+
+    - the same value(s) again: the kept answer stays as it was (its first source and
+      time) and counts for the new purposes too, so a re-import or a resubmission
+      changes nothing, and an answer given for two purposes (two imported rows of one
+      lead) is forgotten only once both are withdrawn;
+    - other values given no earlier than the kept ones replace them;
+    - other values given before the kept ones are ignored: an old file imported after
+      a form submission must not undo what the lead told us since.
+    """
+    signals = [s for s in signals if s.inputs]
+    if not signals:
+        return
     connection = session.connection()
     active = active_model(connection)
-    if active is None or not signal.inputs:
+    if active is None:
         return
     purpose = active.model.purpose
-    gate = consent.gate_states(connection, [signal.subject_id], purpose, lock=True).get(
-        signal.subject_id
+    gates = consent.gate_states(
+        connection, sorted({s.subject_id for s in signals}), purpose, lock=True
     )
-    if gate is None or not gate.permitted:
-        return
-    seq = consent.permitting_entry(connection, signal.subject_id, purpose, signal.occurred_at, gate)
-    if seq is None:
-        return
-    permitted = consent.permitted_purposes(connection, signal.subject_id)
-    inputs = [i for i in signal.inputs if permitted.intersection(i.purposes)]
-    if not inputs:
-        return
-    for item in inputs:  # the latest answer replaces the previous one
-        connection.execute(
-            delete(_attrs).where(
-                _attrs.c.subject_id == signal.subject_id,
-                _attrs.c.kind == item.kind.value,
-                _attrs.c.name == item.name,
-            )
+    permitted = consent.permitted_purposes_of(
+        connection, [sid for sid, gate in gates.items() if gate.permitted]
+    )
+    accepted: list[tuple[LeadSignal, int, list[LeadInput]]] = []
+    for signal in signals:
+        allowed = permitted.get(signal.subject_id)
+        inputs = [i for i in signal.inputs if allowed and allowed.intersection(i.purposes)]
+        if not inputs:
+            continue
+        seq = consent.permitting_entry(
+            connection, signal.subject_id, purpose, signal.occurred_at, gates[signal.subject_id]
         )
-    connection.execute(
-        insert(_attrs),
-        [
-            {
-                "subject_id": signal.subject_id,
-                "kind": item.kind.value,
-                "name": item.name,
-                "value": value,
-                "purposes": orjson.dumps(list(item.purposes)).decode(),
-                "source_ref": signal.source_ref,
-                "occurred_at": signal.occurred_at,
-                "consent_seq": seq,
-            }
-            for item in inputs
-            for value in item.values
-        ],
+        if seq is not None:
+            accepted.append((signal, seq, inputs))
+    if not accepted:
+        return
+    now = utcnow()
+    subjects = sorted({signal.subject_id for signal, _, _ in accepted})
+    # Lock the leads' scoring rows before reading their answers: two writers keeping
+    # answers of one lead queue here rather than both replacing the same answer.
+    leads = _lock_leads(connection, subjects, now)
+    changed = {sid for sid, lead in leads.items() if lead.model_id is None}  # never scored
+    names = {item.name for _, _, inputs in accepted for item in inputs}
+    kept = _kept_answers(connection, subjects, names)
+    stale: list[int] = []
+    for signal, seq, inputs in accepted:
+        for item in inputs:
+            key = (signal.subject_id, item.kind.value, item.name)
+            current = kept.get(key)
+            if current is not None and current.values == frozenset(item.values):
+                wider = [p for p in item.purposes if p not in current.purposes]
+                if wider:
+                    current.purposes += wider
+                    current.widened = True
+                continue
+            if current is not None:
+                if signal.occurred_at < current.occurred_at:
+                    continue
+                stale += current.row_ids
+            kept[key] = _KeptAnswer(
+                frozenset(item.values),
+                list(item.purposes),
+                signal.occurred_at,
+                rows=[
+                    {
+                        "subject_id": signal.subject_id,
+                        "kind": item.kind.value,
+                        "name": item.name,
+                        "value": value,
+                        "source_ref": signal.source_ref,
+                        "occurred_at": signal.occurred_at,
+                        "consent_seq": seq,
+                    }
+                    for value in item.values
+                ],
+            )
+            changed.add(signal.subject_id)
+    _store_answers(connection, kept.values(), stale)
+    # Only new values change a score: a lead whose answers all stood is left as it was.
+    _rescore_locked(connection, active, {sid: leads[sid] for sid in changed}, now)
+
+
+def _kept_answers(
+    connection: Connection, subject_ids: list[str], names: Collection[str]
+) -> dict[tuple[str, str, str], _KeptAnswer]:
+    """The leads' stored answers named ``names``, by (lead, kind, name)."""
+    kept: dict[tuple[str, str, str], _KeptAnswer] = {}
+    rows = connection.execute(
+        select(
+            _attrs.c.id,
+            _attrs.c.subject_id,
+            _attrs.c.kind,
+            _attrs.c.name,
+            _attrs.c.value,
+            _attrs.c.purposes,
+            _attrs.c.occurred_at,
+        )
+        .where(
+            _among(connection, _attrs.c.subject_id, subject_ids),
+            _attrs.c.name.in_(sorted(names)),
+        )
+        .order_by(_attrs.c.id)
     )
-    rescore_lead(session, active, signal.subject_id)
+    for row in rows:
+        key = (row.subject_id, row.kind, row.name)
+        answer = kept.get(key)
+        if answer is None:
+            kept[key] = _KeptAnswer(
+                frozenset([row.value]), orjson.loads(row.purposes), row.occurred_at, [row.id]
+            )
+            continue
+        answer.values |= {row.value}
+        answer.purposes += [p for p in orjson.loads(row.purposes) if p not in answer.purposes]
+        answer.occurred_at = max(answer.occurred_at, row.occurred_at)
+        answer.row_ids.append(row.id)
+    return kept
+
+
+def _store_answers(
+    connection: Connection, answers: Iterable[_KeptAnswer], stale: list[int]
+) -> None:
+    """Delete the replaced rows, insert the new answers, widen the purposes of kept ones."""
+    inserts: list[dict[str, object]] = []
+    widened: list[dict[str, object]] = []
+    for answer in answers:
+        purposes = orjson.dumps(answer.purposes).decode()
+        if answer.rows:
+            inserts += [{**row, "purposes": purposes} for row in answer.rows]
+        elif answer.widened:
+            widened += [{"row_id": row_id, "purposes": purposes} for row_id in answer.row_ids]
+    if stale:
+        connection.execute(delete(_attrs).where(_attrs.c.id.in_(stale)))
+    if widened:
+        connection.execute(_WIDEN_PURPOSES, widened)
+    if inserts:
+        connection.execute(insert(_attrs), inserts)
 
 
 # --- consent changes --------------------------------------------------------------------------

@@ -175,3 +175,37 @@ def test_create_subject_yields_to_a_lead_that_exists(database: Database) -> None
     assert second == first
     with database.read() as session:
         assert session.execute(select(func.count()).select_from(Subject)).scalar_one() == 1
+
+
+def test_a_batch_larger_than_one_pipeline_chains_under_one_lock(database: Database) -> None:
+    """Imports append thousands of entries in one transaction: beyond
+    ``ONE_STATEMENT_MAX`` they are chained in Python under one head lock (the head moves
+    once), with late entries and confirmations projected as for small batches."""
+    with database.write_connection() as connection:
+        subject = ensure_subject(connection, "batch@example.com")
+    notice = notice_hash(database, "profiling")
+    size = ledger.ONE_STATEMENT_MAX * 2 + 3
+    drafts = [
+        ledger.EntryDraft(
+            subject_id=subject.id,
+            purpose="profiling",
+            action=(ConsentAction.GRANTED if k % 3 else ConsentAction.WITHDRAWN).value,
+            source=ConsentSource.IMPORT.value,
+            method=ConsentMethod.CHECKBOX.value,
+            # Out of order on purpose: some entries happened before earlier ones.
+            occurred_at=datetime.now(UTC) - timedelta(minutes=(k * 7) % size),
+            notice_sha256=notice if k % 3 else None,
+            source_ref=f"line {k}",
+            evidence={"ip": "198.51.100.7"} if k % 2 else {},
+        )
+        for k in range(size)
+    ]
+    with database.write_connection() as connection:
+        entries = ledger.append_many(connection, drafts)
+    assert [e.seq for e in entries] == list(range(1, size + 1))
+    with database.read() as session:
+        head = session.execute(select(LedgerHead.seq, LedgerHead.hash)).one()
+    assert (head.seq, head.hash) == (entries[-1].seq, entries[-1].hash)
+    with database.connect() as connection:
+        report = verify_ledger(connection)
+    assert report.ok, report

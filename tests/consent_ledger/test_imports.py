@@ -159,10 +159,15 @@ def test_notice_version_number_names_the_notice(database: Database) -> None:
     assert events(database)[0].locale == "de"
 
 
-def test_columns_not_kept_are_named_in_the_report(database: Database, csv_text: str) -> None:
+def test_attribute_columns_are_named_in_the_report(database: Database, csv_text: str) -> None:
+    """Handed to scoring (tests/scoring/test_imported_answers.py), never in the ledger."""
     report = run(database, csv_text)
-    assert report.columns_not_kept == ("company", "job_title")
-    assert "not kept: company, job_title" in "\n".join(format_report(report, "x.csv"))
+    assert report.columns_for_scoring == ("company", "job_title")
+    assert report.columns_not_kept == ()
+    assert report.rows_for_scoring == 1  # ann's row; bob's has no values, cat's no evidence
+    text = "\n".join(format_report(report, "x.csv"))
+    assert "for scoring: company, job_title of 1 row(s) with consent evidence handed on" in text
+    assert "rows without evidence pass nothing on" in text
 
 
 def test_rows_of_one_email_complete_each_other(database: Database, profiling: str) -> None:
