@@ -16,6 +16,7 @@ receipts, re-signed or not, and arbitrary JSON: only ``ReceiptError``); not repe
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
 from typing import Any
@@ -106,9 +107,15 @@ def _request(body: bytes, content_type: str) -> Request:
     return Request(scope, receive)
 
 
+# A browser test earlier in the same session (Playwright's sync API) may leave an event
+# loop running on this thread, where asyncio.run() refuses to start: a thread of its own.
+_LOOP_THREAD = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+
+
 def _parse_then_clean(definition: Definition, body: bytes, content_type: str) -> None:
     try:
-        raw = asyncio.run(forms.read_submission(_request(body, content_type)))
+        read = forms.read_submission(_request(body, content_type))
+        raw = _LOOP_THREAD.submit(asyncio.run, read).result()
         forms.clean(definition, raw)
     except ZeropartyError:
         pass
