@@ -82,6 +82,9 @@ _PAIR_FACTS = (
 ONE_STATEMENT_MAX = 16
 
 
+NO_HEAD = "ledger_head row missing: run `zeroparty db upgrade`"
+
+
 class LedgerCorrupt(RuntimeError):
     """The ledger head is missing: the database was not migrated or was tampered with."""
 
@@ -108,7 +111,7 @@ def lock_head(connection: Connection) -> tuple[int, str]:
     """Lock the head row for this transaction; returns the last ``seq`` and ``hash``."""
     head = connection.execute(_LOCK_HEAD).one_or_none()
     if head is None:
-        raise LedgerCorrupt("ledger_head row missing: run `zeroparty db upgrade`")
+        raise LedgerCorrupt(NO_HEAD)
     return int(head.seq), str(head.hash)
 
 
@@ -240,7 +243,7 @@ def _append_chained(
     cursor.execute(sql.lock_head)
     head = cursor.fetchone()
     if head is None:
-        raise LedgerCorrupt("ledger_head row missing: run `zeroparty db upgrade`")
+        raise LedgerCorrupt(NO_HEAD)
     seq, prev_hash = int(head[0]), str(head[1])
     entries: list[LedgerEntry] = []
     evidence_rows: list[tuple[object, ...]] = []
@@ -258,7 +261,7 @@ def _append_chained(
     if evidence_rows:
         cursor.executemany(sql.insert_evidence, evidence_rows)
     for entry in entries:
-        params = _state_params(sql, entry)
+        params = _state_params(sql, entry, entry.seq)
         if params is None:
             _project(connection, entry)
             continue
@@ -302,7 +305,12 @@ def _append_postgres(
     for draft in drafts:
         commitment, evidence = _sealed_evidence(draft)
         fields = _hashed_fields(draft, 0, GENESIS_HASH, recorded_at, commitment)
-        state = _state_params(sql, _entry(draft, 0, GENESIS_HASH, recorded_at, commitment, ""))
+        state = _state_params(sql, draft, 0)
+        # The statement takes the projection's values less last_seq (it is the new
+        # entry's seq, known there), then do-upsert and wins-ties.
+        projection_values = (
+            (*state[:6], state[7], True, state[8]) if state else (*(None,) * 7, False, 0)
+        )
         prepared.append((draft, fields, commitment))
         rows.append(
             (
@@ -322,10 +330,7 @@ def _append_postgres(
                 commitment,
                 *(evidence or (None, None)),
                 evidence is not None,
-                *(state[:6] if state is not None else (None,) * 6),
-                state[7] if state is not None else None,
-                state is not None,
-                state[8] if state is not None else 0,
+                *projection_values,
             )
         )
     if len(rows) == 1:
@@ -340,7 +345,7 @@ def _append_postgres(
     needs_projection = []
     for (draft, fields, commitment), result in zip(prepared, results, strict=True):
         if result is None:
-            raise LedgerCorrupt("ledger_head row missing: run `zeroparty db upgrade`")
+            raise LedgerCorrupt(NO_HEAD)
         seq, prev_hash, entry_hash, projected = int(result[0]), result[1], result[2], result[3]
         fields["seq"], fields["prev_hash"] = seq, prev_hash
         if seal(fields) != entry_hash:
@@ -362,18 +367,16 @@ def _append_postgres(
     return entries
 
 
-def _state_params(sql: AppendSql, entry: LedgerEntry) -> tuple[object, ...] | None:
-    """``upsert_state``'s parameters for ``entry``, or ``None`` when the projection
-    needs :func:`_project` (a confirmation, or a grant without notice)."""
+def _state_params(
+    sql: AppendSql, entry: LedgerEntry | EntryDraft, seq: int
+) -> tuple[object, ...] | None:
+    """``upsert_state``'s parameters for ``entry`` at ``seq``, or ``None`` when the
+    projection needs :func:`_project` (a confirmation, or a grant without notice)."""
     negative = projection.is_negative(entry.action)
     if entry.action == ConsentAction.CONFIRMED or (not negative and entry.notice_sha256 is None):
         return None
     fact = projection.ConsentFact(
-        entry.seq,
-        entry.action,
-        entry.confirmation_required,
-        entry.notice_sha256,
-        entry.occurred_at,
+        seq, entry.action, entry.confirmation_required, entry.notice_sha256, entry.occurred_at
     )
     new = projection.apply(None, fact)
     bind = sql.bind_time
