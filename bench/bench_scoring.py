@@ -36,12 +36,13 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from bench.databases import (
@@ -64,6 +65,7 @@ from bench.report import (
 )
 from consent_ledger import ledger
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
+from consent_ledger.entries import LedgerEntry
 from consent_ledger.models import Subject, SubjectProfile
 from scoring import accounts, services
 from scoring.models import LeadAttribute, LeadEvent, Qualification, ScoredLead
@@ -100,6 +102,27 @@ SELECT subject_id, SUM(points) FROM (
 """
 
 
+def _grant_profiling(
+    session: Session, subject_ids: list[str], at: datetime, notice: str
+) -> list[LedgerEntry]:
+    """A written (imported) ``profiling`` grant for each lead, at ``at``."""
+    return ledger.append_many(
+        session,
+        [
+            ledger.EntryDraft(
+                i,
+                "profiling",
+                ConsentAction.GRANTED.value,
+                ConsentSource.IMPORT.value,
+                ConsentMethod.WRITTEN.value,
+                at,
+                notice_sha256=notice,
+            )
+            for i in subject_ids
+        ],
+    )
+
+
 def seed_leads(database: Database, count: int, *, batch: int = 2000) -> list[str]:
     """``count`` leads with a live profiling grant (through the real ledger append)."""
     with database.read() as session:
@@ -130,21 +153,7 @@ def seed_leads(database: Database, count: int, *, batch: int = 2000) -> list[str
                     for i in ids
                 ],
             )
-            ledger.append_many(
-                session,
-                [
-                    ledger.EntryDraft(
-                        i,
-                        "profiling",
-                        ConsentAction.GRANTED.value,
-                        ConsentSource.IMPORT.value,
-                        ConsentMethod.WRITTEN.value,
-                        now,
-                        notice_sha256=notice,
-                    )
-                    for i in ids
-                ],
-            )
+            _grant_profiling(session, ids, now, notice)
         emails += [f"{i}@bench.example" for i in ids]
     return emails
 
@@ -250,21 +259,7 @@ def seed_accounts(database: Database, leads: int, *, batch: int = 2000) -> list[
                     for i, d in zip(ids, domains, strict=True)
                 ],
             )
-            entries = ledger.append_many(
-                session,
-                [
-                    ledger.EntryDraft(
-                        i,
-                        "profiling",
-                        ConsentAction.GRANTED.value,
-                        ConsentSource.IMPORT.value,
-                        ConsentMethod.WRITTEN.value,
-                        then,
-                        notice_sha256=notice,
-                    )
-                    for i in consented
-                ],
-            )
+            entries = _grant_profiling(session, consented, then, notice)
             if not entries:
                 continue
             picked = rng.choices(stages, weights, k=len(entries))

@@ -56,7 +56,7 @@ class AppendSql:
     insert_profile: str
     bind_time: Callable[[datetime], object]
     # PostgreSQL only: an entry, its evidence, its projection and the head in one
-    # statement (one round trip while the head is locked); see append_entry_sql().
+    # statement (one round trip while the head is locked); see _postgres_append_entry.
     append_entry: str | None = None
 
 
