@@ -17,10 +17,15 @@ other writer):
    listed by :func:`dead_letters`.
 
 A withdrawal committed before the claim stops the webhook; one that commits while the
-post is on its way cannot recall it, and cancels any retry. A dispatcher that dies
-between claim and record leaves the lease to expire, and the webhook is sent again with
-the same ``webhook-id``: delivery is at least once, and receivers deduplicate by id as
-Standard Webhooks asks.
+post is on its way cannot recall it, and cancels any retry. A row ends in exactly one of
+delivered, dead-lettered or cancelled: the record step updates the row only while it is
+still this dispatcher's claim (its lease is the claim's token) and not ended, and checks
+the row count. A post the receiver took is recorded as delivered even when a withdrawal
+cancelled the row during the flight, because the CRM has it; a failed post leaves such a
+row cancelled, never retried nor dead-lettered. A dispatcher that dies between claim and
+record leaves the lease to expire, and the webhook is sent again with the same
+``webhook-id``: delivery is at least once, and receivers deduplicate by id as Standard
+Webhooks asks; the dispatcher whose lease lapsed records nothing.
 
 Signatures follow the Standard Webhooks convention: headers ``webhook-id`` (the row's
 id, the same on every retry), ``webhook-timestamp`` (Unix seconds) and
@@ -225,6 +230,7 @@ class _Claim:
     webhook_id: str
     attempts: int
     delivery: Delivery
+    lease: datetime  # the row's next_attempt_at while this claim holds it
 
 
 _CANCELLED = object()
@@ -272,7 +278,7 @@ def _claim(
     )
     lease = now + timedelta(seconds=config.timeout) + LEASE_MARGIN
     connection.execute(update(_hooks).where(where).values(next_attempt_at=lease))
-    return _Claim(row.id, row.attempts + 1, delivery)
+    return _Claim(row.id, row.attempts + 1, delivery, lease)
 
 
 def _send(claim: _Claim, config: DispatchConfig, sender: Sender) -> str | None:
@@ -296,24 +302,60 @@ def _record(
     now: datetime,
     report: DispatchReport,
 ) -> None:
-    where = _hooks.c.id == claim.webhook_id
+    """Record the outcome of ``claim``'s post so that the row ends in one state.
+
+    Every UPDATE here is conditional on the row not being delivered or dead-lettered,
+    and its row count says whether it applied. A post the receiver took makes the row
+    delivered, replacing a cancellation that landed meanwhile. A failure changes the row
+    only while it is still this claim's (the lease it set: no other dispatcher has
+    claimed or recorded it since) and not cancelled; on a cancelled row it only notes
+    the attempt.
+    """
+    open_row = (
+        (_hooks.c.id == claim.webhook_id)
+        & _hooks.c.delivered_at.is_(None)
+        & _hooks.c.failed_at.is_(None)
+    )
+    held = open_row & (_hooks.c.next_attempt_at == claim.lease)
     if error is None:
-        connection.execute(
+        # The CRM has it: a withdrawal committed during the post cannot recall it, so
+        # the row is delivered, not cancelled (the lead's data is purged all the same).
+        delivered = connection.execute(
             update(_hooks)
-            .where(where)
-            .values(attempts=claim.attempts, delivered_at=now, last_error=None)
+            .where(open_row)
+            .values(
+                attempts=claim.attempts,
+                delivered_at=now,
+                last_error=None,
+                cancelled_at=None,
+                cancel_reason=None,
+            )
         )
-        report.delivered += 1
+        if delivered.rowcount == 1:
+            report.delivered += 1
+        else:
+            log.info("webhook %s was delivered again (already recorded)", claim.webhook_id)
         return
     values: dict[str, object] = {"attempts": claim.attempts, "last_error": error}
     if claim.attempts >= config.max_attempts:
         values["failed_at"] = now
-        report.dead_lettered += 1
     else:
-        # A row cancelled meanwhile (a withdrawal during the post) stays cancelled.
         values["next_attempt_at"] = now + backoff(claim.attempts)
-        report.retried += 1
-    connection.execute(update(_hooks).where(where).values(values))
+    changed = connection.execute(
+        update(_hooks).where(held & _hooks.c.cancelled_at.is_(None)).values(values)
+    )
+    if changed.rowcount == 1:
+        if "failed_at" in values:
+            report.dead_lettered += 1
+        else:
+            report.retried += 1
+        return
+    # Cancelled during the post (a withdrawal): it stays cancelled, with the attempt noted.
+    noted = connection.execute(
+        update(_hooks).where(held).values(attempts=claim.attempts, last_error=error)
+    )
+    if noted.rowcount == 1:
+        report.cancelled += 1
 
 
 def dead_letters(connection: Connection) -> list[Any]:

@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from scoring import webhooks
 from scoring.webhooks import DispatchConfig, dispatch_pending
 from tests.fixtures.webhooks import WebhookReceiver
-from tests.scoring.conftest import WEBHOOK_SECRET, rows
+from tests.scoring.conftest import WEBHOOK_SECRET, rows, withdraw
 from zeroparty.db import Database, utcnow
 
 FIT = {"company_size": "201-1000", "job_title": "Chief Data Officer"}
@@ -159,6 +159,103 @@ def test_serve_runs_the_dispatcher_as_a_background_job(
     )
     with TestClient(create_app(configured, database, background=True)):
         webhook_receiver.wait_for(1)
+
+
+def end_states(database: Database) -> list[tuple[bool, bool, bool]]:
+    """(delivered, dead-lettered, cancelled) of each webhook row."""
+    return [
+        (r.delivered_at is not None, r.failed_at is not None, r.cancelled_at is not None)
+        for r in rows(
+            database, "SELECT delivered_at, failed_at, cancelled_at FROM scoring_webhooks"
+        )
+    ]
+
+
+def dispatch_while_withdrawing(
+    database: Database, config: DispatchConfig, receiver: WebhookReceiver, email: str
+) -> webhooks.DispatchReport:
+    """Dispatch in a thread; while its post is held open at the receiver, commit a
+    withdrawal of ``email``'s profiling consent; then let the receiver answer."""
+    receiver.hold = threading.Event()
+    reports: list[webhooks.DispatchReport] = []
+    worker = threading.Thread(target=lambda: reports.append(dispatch_pending(database, config)))
+    worker.start()
+    try:
+        receiver.wait_for(1)
+        withdraw(database, email)
+        # The withdrawal found the row pending and cancelled it, mid-flight.
+        assert end_states(database) == [(False, False, True)]
+    finally:
+        receiver.hold.set()
+        worker.join(timeout=30)
+    assert not worker.is_alive()
+    [report] = reports
+    return report
+
+
+def test_a_withdrawal_during_a_delivered_post_leaves_it_delivered_only(
+    mql: str,
+    database: Database,
+    dispatch_config: DispatchConfig,
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    report = dispatch_while_withdrawing(database, dispatch_config, webhook_receiver, mql)
+    assert (report.delivered, report.cancelled) == (1, 0)
+    # The CRM has it: delivered, and only delivered.
+    assert end_states(database) == [(True, False, False)]
+    [hook] = rows(database, "SELECT attempts, cancel_reason FROM scoring_webhooks")
+    assert (hook.attempts, hook.cancel_reason) == (1, None)
+    # Nothing is left to send, then or later.
+    later = utcnow() + timedelta(days=1)
+    assert dispatch_pending(database, dispatch_config, now=later) == webhooks.DispatchReport()
+    assert len(webhook_receiver.received) == 1
+
+
+@pytest.mark.parametrize("max_attempts", [1, 3], ids=["last-attempt", "retry-left"])
+def test_a_withdrawal_during_a_failed_post_leaves_it_cancelled_only(
+    mql: str,
+    database: Database,
+    webhook_receiver: WebhookReceiver,
+    max_attempts: int,
+) -> None:
+    config = DispatchConfig(webhook_receiver.url, WEBHOOK_SECRET, max_attempts, 5.0)
+    webhook_receiver.answer_with([500])
+    report = dispatch_while_withdrawing(database, config, webhook_receiver, mql)
+    assert (report.cancelled, report.retried, report.dead_lettered) == (1, 0, 0)
+    # Neither retried nor dead-lettered: cancelled, with the failed attempt noted.
+    assert end_states(database) == [(False, False, True)]
+    [hook] = rows(database, "SELECT attempts, last_error, cancel_reason FROM scoring_webhooks")
+    assert (hook.attempts, hook.cancel_reason) == (1, "consent")
+    assert "500" in hook.last_error
+    later = utcnow() + timedelta(days=1)
+    assert dispatch_pending(database, config, now=later) == webhooks.DispatchReport()
+    assert len(webhook_receiver.received) == 1
+
+
+def test_a_late_failure_never_overwrites_a_delivery(
+    mql: str, database: Database, webhook_receiver: WebhookReceiver
+) -> None:
+    """The first dispatcher's lease runs out while its post hangs; a second one claims
+    the row and delivers it; the first post then fails on its last attempt. The row is
+    delivered, not also dead-lettered."""
+    config = DispatchConfig(webhook_receiver.url, WEBHOOK_SECRET, max_attempts=1, timeout=5.0)
+    webhook_receiver.answer_with([500])  # the first post's answer; then 204
+    held = webhook_receiver.hold = threading.Event()
+    first: list[webhooks.DispatchReport] = []
+    worker = threading.Thread(target=lambda: first.append(dispatch_pending(database, config)))
+    worker.start()
+    try:
+        webhook_receiver.wait_for(1)
+        webhook_receiver.hold = None
+        lapsed = utcnow() + timedelta(seconds=config.timeout) + webhooks.LEASE_MARGIN
+        second = dispatch_pending(database, config, now=lapsed + timedelta(seconds=1))
+    finally:
+        held.set()
+        worker.join(timeout=30)
+    assert second.delivered == 1
+    assert first == [webhooks.DispatchReport()]
+    assert end_states(database) == [(True, False, False)]
+    assert len({r.headers["webhook-id"] for r in webhook_receiver.received}) == 1
 
 
 @pytest.mark.parametrize(
