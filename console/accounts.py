@@ -18,9 +18,10 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from console import passwords
-from console.models import LoginAttempt, StaffUser
+from console import passwords, two_factor
+from console.models import LoginAttempt, PendingLogin, StaffUser
 from console.roles import Role
+from console.sessions import end_all_sessions
 from zeroparty.db import utcnow
 from zeroparty.errors import Conflict, InvalidInput, NotFound, Unauthorized, ZeropartyError
 
@@ -54,7 +55,7 @@ class StaffIdentity:
     id: int
     email: str
     role: str
-    generation: int
+    two_factor: bool
 
 
 def normalise_staff_email(raw: str) -> str:
@@ -95,6 +96,34 @@ def _failures(session: Session, column: InstrumentedAttribute[str], key: str) ->
     return int(session.scalar(stmt) or 0)
 
 
+def failed_second_factors(session: Session, secret: str, user_id: int) -> int:
+    return _failures(session, LoginAttempt.account_key, _key(secret, "code", str(user_id)))
+
+
+def record_second_factor(
+    session: Session, secret: str, user_id: int, client: str, *, ok: bool
+) -> None:
+    """Codes are rate limited like passwords: per account and per client, in the same
+    window (:func:`check_second_factor_limit`)."""
+    session.add(
+        LoginAttempt(
+            account_key=_key(secret, "code", str(user_id)),
+            client_key=_key(secret, "client", client),
+            attempted_at=utcnow(),
+            succeeded=ok,
+        )
+    )
+
+
+def check_second_factor_limit(session: Session, secret: str, user_id: int, client: str) -> None:
+    if (
+        failed_second_factors(session, secret, user_id) >= MAX_FAILURES_PER_ACCOUNT
+        or _failures(session, LoginAttempt.client_key, _key(secret, "client", client))
+        >= MAX_FAILURES_PER_CLIENT
+    ):
+        raise TooManyAttempts()
+
+
 def authenticate(
     session: Session, secret: str, email: str, password: str, client: str
 ) -> StaffIdentity | None:
@@ -120,7 +149,7 @@ def authenticate(
     )
     if not ok or user is None:
         return None
-    return StaffIdentity(user.id, user.email, user.role, user.session_generation)
+    return StaffIdentity(user.id, user.email, user.role, two_factor.is_enrolled(session, user.id))
 
 
 def forget_old_attempts(session: Session) -> int:
@@ -130,20 +159,18 @@ def forget_old_attempts(session: Session) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def identity(session: Session, user_id: int, generation: int) -> StaffIdentity | None:
-    """The account a session names, if it still exists with that generation."""
+def identity(session: Session, user_id: int) -> StaffIdentity | None:
+    """The account a session names, if it still exists and may log in."""
     user = session.get(StaffUser, user_id)
-    if user is None or user.session_generation != generation or user.password_hash is None:
+    if user is None or user.password_hash is None:
         return None
-    return StaffIdentity(user.id, user.email, user.role, user.session_generation)
+    return StaffIdentity(user.id, user.email, user.role, two_factor.is_enrolled(session, user.id))
 
 
-def end_sessions(session: Session, user_id: int) -> None:
-    """Invalidate every session and set-password link of the account."""
-    user = session.get(StaffUser, user_id, with_for_update=True)
-    if user is None:
-        raise NotFound("no such staff account")
-    user.session_generation += 1
+def end_sessions(session: Session, user_id: int, *, keep: str | None = None) -> int:
+    """End every session of the account (but ``keep``) and its pending logins."""
+    session.execute(delete(PendingLogin).where(PendingLogin.user_id == user_id))
+    return end_all_sessions(session, user_id, keep=keep)
 
 
 def set_password(session: Session, user_id: int, generation: int, password: str) -> StaffUser:
@@ -156,6 +183,7 @@ def set_password(session: Session, user_id: int, generation: int, password: str)
     user.password_hash = passwords.hash_password(password)
     user.password_set_at = utcnow()
     user.session_generation += 1
+    end_sessions(session, user.id)
     return user
 
 
@@ -178,15 +206,20 @@ class LinkUsed(ZeropartyError):
         super().__init__("this link was used already or replaced by a newer one; ask an admin")
 
 
-def reset_user(session: Session, email: str) -> StaffUser:
+def reset_user(session: Session, email: str, *, remove_two_factor: bool = False) -> StaffUser:
     """Lock the account until a new password is set: the password is forgotten, every
-    session and earlier set-password link ends (a lost password; a person who left)."""
+    session, pending login and earlier set-password link ends (a lost password; a
+    person who left). With ``remove_two_factor``, the authenticator and recovery codes
+    go too (a lost authenticator): the person enrols a new one after logging in."""
     user = find_user(session, normalise_staff_email(email))
     if user is None:
         raise NotFound("no staff account with this address")
     user.password_hash = None
     user.password_set_at = None
     user.session_generation += 1
+    end_sessions(session, user.id)
+    if remove_two_factor:
+        two_factor.remove(session, user.id)
     return user
 
 

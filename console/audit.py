@@ -21,6 +21,11 @@ class StaffAction(StrEnum):
     LOGIN = "login"
     LOGIN_REFUSED = "login.refused"
     LOGOUT = "logout"
+    SESSION_END = "session.end"
+    SESSIONS_END_ALL = "session.end-all"
+    TWO_FACTOR_ON = "two-factor.on"
+    TWO_FACTOR_OFF = "two-factor.off"
+    RECOVERY_CODES_NEW = "two-factor.new-codes"
     PASSWORD_SET = "password.set"  # noqa: S105  (an action name, not a password)
     LEAD_SEARCH = "lead.search"
     LEAD_VIEW = "lead.view"

@@ -1,6 +1,6 @@
 """Staff roles and what each may do.
 
-- ``admin``: everything.
+- ``admin``: everything, including ending the sessions of any staff account.
 - ``compliance``: read and export everything, run ledger verification, process
   data-subject requests; changes nothing else (the hand-off SLA page is read-only).
 - ``marketer`` (marketing and sales ops): forms, quizzes and their versions, reports,
@@ -36,6 +36,7 @@ class Permission(StrEnum):
     VIEW_SLA = "view-sla"
     ACKNOWLEDGE_HANDOFFS = "acknowledge-handoffs"
     RECORD_SALES = "record-sales"  # BANT and won/lost on a lead's page
+    MANAGE_STAFF = "manage-staff"  # end the sessions of any staff account
 
 
 # Compliance reads the hand-off SLA page and sales' records but does not act for sales
@@ -44,6 +45,7 @@ _COMPLIANCE = frozenset(Permission) - {
     Permission.VIEW_AUDIT_LOG,
     Permission.ACKNOWLEDGE_HANDOFFS,
     Permission.RECORD_SALES,
+    Permission.MANAGE_STAFF,
 }
 _MARKETER = frozenset(
     {

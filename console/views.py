@@ -30,6 +30,7 @@ from console import (
     leads,
     proofs,
     sales_views,
+    security_views,
     work_views,
 )
 from console.audit import StaffAction
@@ -244,6 +245,7 @@ async def receipt_download(request: Request) -> Response:
 
 routes = [
     *auth_views.routes,
+    *security_views.routes,
     *work_views.routes,
     *insight_views.routes,
     *sales_views.routes,

@@ -17,7 +17,14 @@ from console import accounts
 from console.accounts import StaffIdentity
 from console.providers import ConsoleProviders
 from console.roles import Permission, may
-from console.sessions import COOKIE, ConsoleTokens, NotLoggedIn, SessionClaim, check_csrf
+from console.sessions import (
+    COOKIE,
+    ConsoleTokens,
+    LiveSession,
+    NotLoggedIn,
+    SessionService,
+    check_csrf,
+)
 from zeroparty.crosssite import require_same_origin
 from zeroparty.db import Database
 from zeroparty.errors import Forbidden, PayloadTooLarge
@@ -27,12 +34,22 @@ PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "same-origin"}
 MAX_FORM_FIELDS = 50
 
 
-class Staff:
-    """The logged-in staff member of one request, with the session's CSRF nonce."""
+class TwoFactorRequired(Exception):
+    """The account's role needs two-factor login and it has none yet: the only page
+    open to it is the enrolment page."""
 
-    def __init__(self, identity: StaffIdentity, claim: SessionClaim) -> None:
+
+class Staff:
+    """The logged-in staff member of one request, with the session (and its CSRF
+    token)."""
+
+    def __init__(self, identity: StaffIdentity, live: LiveSession) -> None:
         self.identity = identity
-        self.claim = claim
+        self.live = live
+
+    @property
+    def csrf(self) -> str:
+        return self.live.csrf
 
     @property
     def id(self) -> int:
@@ -68,23 +85,47 @@ def tokens_of(request: Request) -> ConsoleTokens:
     return tokens
 
 
+def sessions_of(request: Request) -> SessionService:
+    """The app's session service (a test may put one with its own clock in
+    ``app.state.console_sessions``)."""
+    service: SessionService | None = getattr(request.app.state, "console_sessions", None)
+    if service is None:
+        service = SessionService(settings_of(request))
+        request.app.state.console_sessions = service
+    return service
+
+
+def two_factor_required(request: Request, identity: StaffIdentity) -> bool:
+    return identity.role in settings_of(request).console_require_two_factor and not (
+        identity.two_factor
+    )
+
+
 def providers_of(request: Request) -> ConsoleProviders:
     providers: ConsoleProviders | None = getattr(request.app.state, "console_providers", None)
     return providers or ConsoleProviders()
 
 
 def _staff(request: Request) -> Staff:
-    claim = tokens_of(request).read_session(request.cookies.get(COOKIE))
+    service = sessions_of(request)
     with database_of(request).read() as session:
-        identity = accounts.identity(session, claim.user_id, claim.generation)
+        live = service.resolve(session, request.cookies.get(COOKIE))
+        identity = accounts.identity(session, live.user_id)
     if identity is None:
         raise NotLoggedIn("your session has ended; please log in again")
-    return Staff(identity, claim)
+    if live.needs_touch:  # at most once a minute (TOUCH_EVERY), not on every page
+        with database_of(request).write() as session:
+            service.touch(session, live)
+    return Staff(identity, live)
 
 
-async def require(request: Request, permission: Permission) -> Staff:
-    """The logged-in staff member, refused (403) without ``permission``."""
+async def require(request: Request, permission: Permission, *, enrolling: bool = False) -> Staff:
+    """The logged-in staff member, refused (403) without ``permission``. An account
+    that must set up two-factor login first is sent to the enrolment page, unless
+    ``enrolling`` (that page itself, and logging out)."""
     staff = await run_in_threadpool(_staff, request)
+    if not enrolling and two_factor_required(request, staff.identity):
+        raise TwoFactorRequired()
     if not staff.may(permission):
         raise Forbidden("your role does not allow this")
     return staff
@@ -97,13 +138,15 @@ async def read_form(request: Request) -> FormData:
     return await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
 
 
-async def checked_post(request: Request, permission: Permission) -> tuple[Staff, FormData]:
-    """A POST from the console's own pages: same origin, the session's nonce, the role."""
+async def checked_post(
+    request: Request, permission: Permission, *, enrolling: bool = False
+) -> tuple[Staff, FormData]:
+    """A POST from the console's own pages: same origin, the session's token, the role."""
     require_same_origin(request, settings_of(request).base_url)
-    staff = await require(request, permission)
+    staff = await require(request, permission, enrolling=enrolling)
     form = await read_form(request)
     csrf = form.get("csrf")
-    check_csrf(staff.claim, csrf if isinstance(csrf, str) else "")
+    check_csrf(staff.csrf, csrf if isinstance(csrf, str) else "")
     return staff, form
 
 
@@ -125,7 +168,7 @@ def render(
     return templates.TemplateResponse(
         request,
         f"console/{template}",
-        {**context, "staff": staff, "csrf": staff.claim.nonce if staff else ""},
+        {**context, "staff": staff, "csrf": staff.csrf if staff else ""},
         status_code=status,
         headers={**PAGE_HEADERS, **(headers or {})},
     )
@@ -135,11 +178,14 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def staff_page(endpoint: Endpoint) -> Endpoint:
-    """Without a valid session, people are sent to the login page (and back after)."""
+    """Without a valid session, people are sent to the login page (and back after);
+    an account that must set up two-factor login first, to the enrolment page."""
 
     async def guarded(request: Request) -> Response:
         try:
             return await endpoint(request)
+        except TwoFactorRequired:
+            return RedirectResponse("/console/two-factor", status_code=303)
         except NotLoggedIn:
             target = request.url.path if request.method == "GET" else "/console/"
             if request.url.query and request.method == "GET":

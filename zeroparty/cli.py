@@ -428,12 +428,13 @@ def cmd_user_reset(args: argparse.Namespace, settings: Settings) -> int:
     from console.sessions import ConsoleTokens
 
     with _opened_database(settings) as database, database.write() as session:
-        user = reset_user(session, args.email)
+        user = reset_user(session, args.email, remove_two_factor=args.two_factor)
         token = ConsoleTokens(settings).issue_set_password(user.id, user.session_generation)
     print(f"{settings.base_url}/console/set-password/{token}")
+    removed = ", two-factor login removed" if args.two_factor else ""
     print(
-        f"staff account {user.email} locked: password forgotten, sessions ended; the link "
-        "sets a new password (valid 72 hours)",
+        f"staff account {user.email} locked: password forgotten, sessions ended{removed}; "
+        "the link sets a new password (valid 72 hours)",
         file=sys.stderr,
     )
     return 0
@@ -532,6 +533,11 @@ def build_parser() -> argparse.ArgumentParser:
         "reset", help="lock a staff account and print a link to set a new password"
     )
     user_reset.add_argument("email")
+    user_reset.add_argument(
+        "--two-factor",
+        action="store_true",
+        help="also remove the authenticator and recovery codes (a lost authenticator)",
+    )
     user_reset.set_defaults(handler=cmd_user_reset)
 
     apikey = commands.add_parser("apikey", help="API keys").add_subparsers(

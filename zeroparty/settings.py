@@ -25,6 +25,21 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+STAFF_ROLES = ("admin", "compliance", "marketer")
+
+
+def _roles(value: str) -> tuple[str, ...]:
+    """Staff roles named in a setting (``admin,compliance``); an unknown one is refused."""
+    roles = _split(value.lower())
+    unknown = [role for role in roles if role not in STAFF_ROLES]
+    if unknown:
+        raise SettingsError(
+            f"{PREFIX}CONSOLE_REQUIRE_TWO_FACTOR: unknown role {unknown[0]!r} "
+            f"(roles are {', '.join(STAFF_ROLES)})"
+        )
+    return roles
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable about one running zeroparty.
@@ -53,6 +68,8 @@ class Settings:
     webhook_max_attempts: int = 8
     webhook_timeout_seconds: float = 5.0
     console_session_minutes: float = 480.0
+    console_idle_minutes: float = 30.0
+    console_require_two_factor: tuple[str, ...] = ()
 
     @property
     def ledger_origin(self) -> str:
@@ -135,6 +152,9 @@ class Settings:
             mail_receipts=flag("MAIL_RECEIPTS", cls.mail_receipts),
             console_session_minutes=number("CONSOLE_SESSION_MINUTES", cls.console_session_minutes)
             or cls.console_session_minutes,
+            console_idle_minutes=number("CONSOLE_IDLE_MINUTES", cls.console_idle_minutes)
+            or cls.console_idle_minutes,
+            console_require_two_factor=_roles(get("CONSOLE_REQUIRE_TWO_FACTOR") or ""),
             checkpoint_retired_keys=tuple(
                 key.strip()
                 for key in (get("CHECKPOINT_RETIRED_KEYS") or "").split(";")
