@@ -1,5 +1,7 @@
 """The double opt-in link: ``GET /confirm/{token}`` shows what it would confirm and
-changes nothing; ``POST /confirm/{token}`` records ``confirmed``."""
+changes nothing; ``POST /confirm/{token}`` records ``confirmed``. The same for a held
+submission (:mod:`capture.held_confirmation`): ``GET /confirm/held/{token}`` shows it,
+``POST`` applies it."""
 
 from __future__ import annotations
 
@@ -9,15 +11,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from capture import double_opt_in, embedding
+from capture import double_opt_in, embedding, held_confirmation
 from capture.context import capture_state, database_of, settings_of, templates_of
+from capture.services import DefinitionStore
 from capture.tokens import CaptureTokens
 from consent_ledger import receipts
 from consent_ledger.checkpoints import CheckpointSigner
 from consent_ledger.evidence import EvidenceValue, clean_evidence
 from zeroparty.db import Database
 from zeroparty.http import JSONResponse, wants_json
-from zeroparty.mail import LeadLinker, deliver_pending, transport_for
+from zeroparty.mail import LeadLinker, deliver_queued, transport_for
 from zeroparty.settings import Settings
 
 
@@ -105,6 +108,74 @@ async def confirm_post(request: Request) -> Response:
     return response
 
 
+def _held_view(
+    database: Database, tokens: CaptureTokens, store: DefinitionStore, raw: str
+) -> held_confirmation.HeldView:
+    token = tokens.read_held(raw)
+    with database.read() as session:
+        return held_confirmation.held_view(session, store, token)
+
+
+def _confirm_held(
+    database: Database,
+    tokens: CaptureTokens,
+    store: DefinitionStore,
+    raw: str,
+    confirmation: dict[str, EvidenceValue],
+) -> held_confirmation.HeldView:
+    token = tokens.read_held(raw)
+    with database.write() as session:
+        return held_confirmation.confirm_held(session, store, token, confirmation)
+
+
+def _held_page(request: Request, view: held_confirmation.HeldView) -> Response:
+    nonce = embedding.new_nonce()
+    context = {"view": view, "token": request.path_params["token"], "nonce": nonce}
+    return templates_of(request).TemplateResponse(
+        request, "capture/held.html", context, headers=embedding.page_headers(nonce, ())
+    )
+
+
+async def held_page(request: Request) -> Response:
+    """``GET /confirm/held/{token}``: what was sent under the address; changes nothing."""
+    state = capture_state(request)
+    view = await run_in_threadpool(
+        _held_view, database_of(request), state.tokens, state.store, request.path_params["token"]
+    )
+    return _held_page(request, view)
+
+
+async def held_post(request: Request) -> Response:
+    """``POST /confirm/held/{token}``: the owner of the address applies what was sent,
+    with the confirmation's own evidence."""
+    state = capture_state(request)
+    origin = embedding.cross_origin(request)
+    if origin is not None:
+        embedding.check_origin(origin, ())
+    confirmation = clean_evidence(
+        {
+            k: v
+            for k, v in {
+                "confirmed_by": "confirmation-link",
+                "confirmed_ip": request.client.host if request.client else None,
+                "confirmed_user_agent": request.headers.get("user-agent"),
+            }.items()
+            if v is not None and v != "testclient"
+        }
+    )
+    view = await run_in_threadpool(
+        _confirm_held,
+        database_of(request),
+        state.tokens,
+        state.store,
+        request.path_params["token"],
+        confirmation,
+    )
+    if wants_json(request):
+        return JSONResponse({"status": view.status.value})
+    return _held_page(request, view)
+
+
 def _mail_receipt(
     database: Database,
     settings: Settings,
@@ -113,12 +184,16 @@ def _mail_receipt(
     lead_links: LeadLinker | None,
 ) -> None:
     """After the answer is sent: the lead's signed receipt by mail (SPEC: receipts a
-    regulator can verify), then delivery."""
-    if receipts.mail_receipt(database, settings, signer, subject_id, lead_links):
-        deliver_pending(database, transport_for(settings.smtp_url, settings.outbox_dir))
+    regulator can verify), then delivery of that mail alone."""
+    mail_id = receipts.mail_receipt(database, settings, signer, subject_id, lead_links)
+    if mail_id is not None:
+        transport = transport_for(settings.smtp_url, settings.outbox_dir)
+        deliver_queued(database, transport, (mail_id,), base_url=settings.base_url)
 
 
 routes = [
+    Route("/confirm/held/{token}", held_page, methods=["GET"]),
+    Route("/confirm/held/{token}", held_post, methods=["POST"]),
     Route("/confirm/{token}", confirm_page, methods=["GET"]),
     Route("/confirm/{token}", confirm_post, methods=["POST"]),
 ]

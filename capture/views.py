@@ -14,8 +14,12 @@ Template contexts (``templates/capture/``):
   ``action``, ``gpc``, ``embed``, ``parent``, ``nonce``, ``labels`` (name → label).
 - ``quiz_step.html``: the same plus ``step``, ``step_number``, ``answers`` (kept so far).
 - ``quiz_result.html``: the same plus ``outcome`` and ``answers``.
-- ``thanks.html``: ``definition``, ``outcome``, ``pending`` and ``gpc_opt_out``
-  (purpose titles), ``stored``, ``embed``, ``parent``, ``nonce``.
+- ``thanks.html``: ``definition``, ``outcome``, ``consent`` and ``gpc_opt_out``
+  (titles of the purposes ticked and of those the GPC signal opts out of: only what
+  was sent, never the address's state), ``next_step``, ``stored``, ``embed``,
+  ``parent``, ``nonce``.
+- ``held.html``: ``view`` (:class:`~capture.held_confirmation.HeldView`), ``token``,
+  ``nonce``.
 - ``confirm.html``: ``view`` (:class:`~capture.double_opt_in.ConfirmationView`), ``done``
   (purposes confirmed by this POST or ``None`` on GET), ``token``, ``nonce``.
 """
@@ -48,7 +52,7 @@ from consent_ledger.evidence import EvidenceValue, clean_evidence
 from zeroparty.db import Database, utcnow
 from zeroparty.errors import ZeropartyError
 from zeroparty.http import JSONResponse, wants_json
-from zeroparty.mail import LeadLinker, deliver_pending, transport_for
+from zeroparty.mail import LeadLinker, deliver_queued, queued_mail_ids, transport_for
 from zeroparty.settings import Settings
 from zeroparty.tokens import TokenError, TokenInvalid
 
@@ -272,12 +276,15 @@ def _store(
     tokens: CaptureTokens,
     base_url: str,
     lead_links: LeadLinker | None,
-) -> services.SubmissionResult:
+) -> tuple[services.SubmissionResult, tuple[str, ...]]:
+    """Store the submission; also returns the ids of the mails it queued."""
     try:
         with database.write() as session:
-            return services.accept_submission(
+            result = services.accept_submission(
                 session, request, tokens=tokens, base_url=base_url, lead_links=lead_links
             )
+            mail_ids = queued_mail_ids(session)
+        return result, mail_ids
     except IntegrityError:
         # A retry (same render token or Idempotency-Key) met the first submission's
         # unique rows: answer as it was answered (or refuse a different body).
@@ -285,7 +292,7 @@ def _store(
             previous = services.replay(session, request)
         if previous is None:
             raise
-        return previous
+        return previous, ()  # its mail left with the first answer (or the outbox retries)
 
 
 @dataclass(slots=True)
@@ -393,7 +400,7 @@ async def _submit(
         occurred_at=utcnow(),
         quiz=work.quiz,
     )
-    result = await run_in_threadpool(
+    result, mail_ids = await run_in_threadpool(
         _store,
         database,
         service_request,
@@ -401,7 +408,7 @@ async def _submit(
         settings.base_url,
         getattr(request.app.state, "lead_links", None),
     )
-    background = BackgroundTask(_deliver, database, settings) if result.mail_queued else None
+    background = BackgroundTask(_deliver, database, settings, mail_ids) if mail_ids else None
     return _success(
         request,
         published,
@@ -416,8 +423,10 @@ def _outcome_key(path: QuizPath | None) -> str | None:
     return path.outcome.key if path is not None and path.outcome is not None else None
 
 
-def _deliver(database: Database, settings: Settings) -> None:
-    deliver_pending(database, transport_for(settings.smtp_url, settings.outbox_dir))
+def _deliver(database: Database, settings: Settings, mail_ids: tuple[str, ...]) -> None:
+    """After the answer: send this submission's mails, and no one else's."""
+    transport = transport_for(settings.smtp_url, settings.outbox_dir)
+    deliver_queued(database, transport, mail_ids, base_url=settings.base_url)
 
 
 def _success(
@@ -447,7 +456,7 @@ def _success(
         {
             "d": published.id,
             "o": result.outcome,
-            "p": list(result.pending_confirmation),
+            "c": list(result.consent),
             "g": list(result.gpc_opt_out),
             "k": result.stored,
         }
@@ -539,8 +548,9 @@ async def thanks_page(request: Request) -> Response:
     context = {
         "definition": definition,
         "outcome": definition.outcome_named(str(payload.get("o"))) if payload.get("o") else None,
-        "pending": [titles.get(p, p) for p in payload.get("p", [])],
+        "consent": [titles.get(p, p) for p in payload.get("c", [])],
         "gpc_opt_out": [titles.get(p, p) for p in payload.get("g", [])],
+        "next_step": services.NEXT_STEP,
         "stored": bool(payload.get("k", True)),
         "embed": embed,
         "parent": parent,

@@ -333,18 +333,18 @@ def mail_receipt(
     signer: CheckpointSigner,
     subject_id: str,
     lead_links: LeadLinker | None = None,
-) -> bool:
+) -> str | None:
     """Queue a mail to the lead with their signed receipt (after a confirmation).
 
     The receipt travels as JSON in the mail itself, ready for ``zeroparty receipt
-    verify``. Returns whether a mail was queued (not for an erased or unknown lead).
+    verify``. Returns the queued mail's id (``None`` for an erased or unknown lead).
     """
     receipt = build_receipt(database, settings, signer, subject_id)
     body = orjson.dumps(receipt, option=orjson.OPT_INDENT_2).decode()
     with database.write() as session:
         profile = session.get(SubjectProfile, subject_id)
         if profile is None:
-            return False
+            return None
         text = (
             "Hello,\n\n"
             "thank you for confirming. Below is your consent receipt: what you agreed to, "
@@ -357,5 +357,4 @@ def mail_receipt(
         if lead_links is not None:
             purposes = [record["entry"]["purpose"] for record in receipt["proof"]["records"]]
             mail = with_lead_links(mail, lead_links(session, subject_id, purposes))
-        queue_mail(session, mail, subject_id=subject_id)
-    return True
+        return queue_mail(session, mail, subject_id=subject_id)

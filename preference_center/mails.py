@@ -1,7 +1,8 @@
 """Mails the preference center sends: a fresh link, and the erasure confirmation.
 
 Both are queued in the caller's transaction (:func:`zeroparty.mail.queue_mail`) with the
-subject id, so erasure deletes them with the rest of the subject's personal data.
+subject id, so erasure deletes them with the rest of the subject's personal data, and
+sent by the view right after that transaction commits.
 """
 
 from __future__ import annotations
@@ -45,13 +46,12 @@ def _locale(session: Session, subject_id: str, accept_language: str | None) -> s
     return choose_locale(subject.locale if subject else None, accept_language)
 
 
-def request_link(
-    session: Session, settings: Settings, email: str, accept_language: str | None = None
-) -> None:
-    """Mail a fresh preference link to ``email`` if it belongs to a lead.
+def note_link_request(session: Session, settings: Settings, email: str) -> None:
+    """Count a link request for ``email`` against its hourly limit, known or not.
 
-    Says nothing about whether it does: the rate limit (per address, known or not) and
-    the answer are the same either way. Raises :class:`TooManyRequests` past the limit.
+    The only work ``POST /p/request-link`` does before it answers: it never looks the
+    address up, so the answer and the time it takes are the same for a stranger's
+    address and a lead's. Raises :class:`TooManyRequests` past the limit.
     """
     now = utcnow()
     session.execute(delete(LinkRequest).where(LinkRequest.requested_at < now - RATE_WINDOW))
@@ -64,13 +64,20 @@ def request_link(
             "too many links were requested for this address; try again in an hour"
         )
     session.add(LinkRequest(address_key=key, requested_at=now))
+
+
+def queue_link_mail(
+    session: Session, settings: Settings, email: str, accept_language: str | None = None
+) -> str | None:
+    """Queue a fresh preference link to ``email`` if it belongs to a lead; returns the
+    mail's id, or ``None`` for an unknown address. Runs after the answer was sent."""
     subject_id = find_subject_id(session, email)
     if subject_id is None:
-        return
+        return None
     text = strings(_locale(session, subject_id, accept_language))
     links = mail_headers(settings, subject_id, _communication_purposes(session), session)
     body = f"{text['mail_link_text']}\n\n{links.preference_url}\n\n{text['mail_ignore']}\n"
-    queue_mail(
+    return queue_mail(
         session,
         Mail(to=email, subject=text["mail_link_subject"], text=body, headers=links.headers),
         subject_id=subject_id,
@@ -91,8 +98,10 @@ def request_erasure(
     )
     text = strings(locale)
     body = f"{text['mail_erase_text']}\n\n{erase_url(settings, token)}\n\n{text['mail_ignore']}\n"
+    # Like every mail: one-click unsubscribe (RFC 8058) from what this address receives.
+    links = mail_headers(settings, subject_id, _communication_purposes(session), session)
     queue_mail(
         session,
-        Mail(to=email, subject=text["mail_erase_subject"], text=body),
+        Mail(to=email, subject=text["mail_erase_subject"], text=body, headers=links.headers),
         subject_id=subject_id,
     )

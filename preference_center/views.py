@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -39,6 +40,7 @@ from preference_center.tokens import (
 )
 from zeroparty.crosssite import require_same_origin
 from zeroparty.db import Database
+from zeroparty.mail import deliver_queued, queued_mail_ids, transport_for
 from zeroparty.settings import Settings
 from zeroparty.tokens import TokenError
 
@@ -294,12 +296,13 @@ async def download_receipts(request: Request) -> Response:
     return _download(body, "my-consent-receipts.json")
 
 
-def _request_erasure(request: Request, claim: LinkClaim) -> str:
+def _request_erasure(request: Request, claim: LinkClaim) -> tuple[str, ...]:
+    """Queue the erasure confirmation; returns the ids of the mails queued."""
     with _database(request).write() as session:
         subject, profile = services.live_subject(session, claim.subject_id)
         locale = choose_locale(subject.locale, request.headers.get("accept-language"))
         mails.request_erasure(session, _settings(request), claim.subject_id, profile.email, locale)
-    return locale
+        return queued_mail_ids(session)
 
 
 @_link_pages
@@ -309,8 +312,11 @@ async def ask_erasure(request: Request) -> Response:
     require_same_origin(request, _settings(request).base_url)
     form = await forms.read_form(request)
     forms.check_csrf(form, claim.nonce)
-    await run_in_threadpool(_request_erasure, request, claim)
-    return RedirectResponse("/p/?done=erase_requested", status_code=303, headers=NO_REFERRER)
+    mail_ids = await run_in_threadpool(_request_erasure, request, claim)
+    background = BackgroundTask(_send, _database(request), _settings(request), mail_ids)
+    return RedirectResponse(
+        "/p/?done=erase_requested", status_code=303, headers=NO_REFERRER, background=background
+    )
 
 
 def _subject_locale(request: Request, subject_id: str) -> str:
@@ -366,15 +372,30 @@ async def request_link_page(request: Request) -> Response:
     return _render(request, "request_link.html", {"problem": None})
 
 
-def _request_link(request: Request, email: str) -> None:
+def _note_link_request(request: Request, email: str) -> None:
     with _database(request).write() as session:
-        mails.request_link(
-            session, _settings(request), email, request.headers.get("accept-language")
-        )
+        mails.note_link_request(session, _settings(request), email)
+
+
+def _send_link(
+    database: Database, settings: Settings, email: str, accept_language: str | None
+) -> None:
+    """After the answer: look the address up, queue its link if it is a lead's, send it."""
+    with database.write() as session:
+        mail_id = mails.queue_link_mail(session, settings, email, accept_language)
+    if mail_id is not None:
+        _send(database, settings, (mail_id,))
+
+
+def _send(database: Database, settings: Settings, mail_ids: tuple[str, ...]) -> None:
+    transport = transport_for(settings.smtp_url, settings.outbox_dir)
+    deliver_queued(database, transport, mail_ids, base_url=settings.base_url)
 
 
 async def request_link(request: Request) -> Response:
-    """``POST /p/request-link``: the same answer whether or not the address is known."""
+    """``POST /p/request-link``: the same answer, after the same work, whether or not the
+    address is known: check it, count it against the rate limit, answer. The look-up and
+    the mail happen after the answer was sent (a background task) in both cases."""
     require_same_origin(request, _settings(request).base_url)
     form = await forms.read_form(request, max_fields=5)
     try:
@@ -386,8 +407,16 @@ async def request_link(request: Request) -> Response:
             {"problem": None, "error": exc.fields["email"]},
             status=422,
         )
-    await run_in_threadpool(_request_link, request, email)
-    return _render(request, "message.html", {"kind": "request_done"})
+    await run_in_threadpool(_note_link_request, request, email)
+    response = _render(request, "message.html", {"kind": "request_done"})
+    response.background = BackgroundTask(
+        _send_link,
+        _database(request),
+        _settings(request),
+        email,
+        request.headers.get("accept-language"),
+    )
+    return response
 
 
 @_link_pages

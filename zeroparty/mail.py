@@ -5,7 +5,16 @@ so an acknowledged request never loses its mail and a rolled-back one never send
 :func:`deliver_pending` sends what is due: it claims rows in a short transaction, sends
 outside any transaction, then marks them sent, or schedules a retry with exponential
 backoff. Several processes may deliver at once: a claimed row is invisible to the others
-until its claim lapses (PostgreSQL additionally skips locked rows).
+until its claim lapses (PostgreSQL additionally skips locked rows). A mail a person is
+waiting for leaves right after its transaction commits: the request hands exactly the ids
+it queued (:func:`queued_mail_ids`) to :func:`deliver_queued`, which claims and marks them
+the same way; the periodic :func:`deliver_pending` stays the retry path.
+
+On the wire (:data:`WIRE_POLICY`): CRLF line ends, no line over 998 octets, 7-bit clean
+bodies, ``From``/``Reply-To`` from the site's sender (:mod:`zeroparty.site_info`),
+``Message-ID`` in the sender's domain. ``List-Unsubscribe`` and ``List-Unsubscribe-Post``
+are written exactly as RFC 2369 and RFC 8058 show them: folded at whitespace only, never
+RFC 2047-encoded (mailbox providers do not decode them; Python's default policy would).
 
 Transports: SMTP (``ZEROPARTY_SMTP_URL``: ``smtp://user:pass@host:587?starttls=1`` or
 ``smtps://host:465``) or, without it, ``.eml`` files in the outbox folder plus a log line
@@ -18,27 +27,34 @@ import logging
 import smtplib
 import ssl
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.policy import EmailPolicy
+from email.utils import format_datetime
 from html import escape
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
-from sqlalchemy import Integer, String, Text, or_, select, update
+from sqlalchemy import ColumnElement, Integer, String, Text, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from zeroparty.db import Base, Database, UTCDateTime, utcnow
+from zeroparty.site_info import MailSender, mail_sender
 
 log = logging.getLogger("zeroparty.mail")
 
 MAX_ATTEMPTS = 8
 CLAIM_SECONDS = 120
-DEFAULT_FROM = "zeroparty <no-reply@zeroparty.invalid>"
+MAX_LINE_OCTETS = 998  # RFC 5322 section 2.1.1, CRLF excluded
+SOFT_LINE_OCTETS = 78  # RFC 5322 section 2.1.1: SHOULD
+RAW_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
+QUEUED_IDS = "zeroparty.mail.queued"  # Session.info key: ids queued in this session
+SMTP_URL_OPTIONS = frozenset({"starttls"})
 
 
 class OutboxMail(Base):
@@ -99,6 +115,42 @@ def with_lead_links(mail: Mail, links: LeadLinks) -> Mail:
     )
 
 
+def _fold_raw(name: str, value: str, linesep: str) -> str:
+    """``name: value`` as written, folded only after the commas between list elements
+    (RFC 2369 section 2: whitespace may appear between them); never encoded."""
+    if not value.isascii() or "\r" in value or "\n" in value:
+        raise ValueError(f"{name} must be one line of ASCII")
+    parts = [part.strip() for part in value.split(",")]
+    lines = [f"{name}: {parts[0]}"]
+    for part in parts[1:]:
+        lines[-1] += ","
+        if len(lines[-1]) + 1 + len(part) > SOFT_LINE_OCTETS:
+            lines.append(f" {part}")
+        else:
+            lines[-1] += f" {part}"
+    if any(len(line) > MAX_LINE_OCTETS for line in lines):
+        raise ValueError(f"{name}: an element is longer than {MAX_LINE_OCTETS} octets")
+    return linesep.join(lines) + linesep
+
+
+class WirePolicy(EmailPolicy):
+    """``email.policy.SMTP`` with 998-octet lines and 7-bit bodies, writing the
+    ``List-*`` headers raw (see the module docstring)."""
+
+    def fold(self, name: str, value: Any) -> str:
+        if name.lower() in RAW_HEADERS:
+            return _fold_raw(name, str(value), self.linesep)
+        return str(super().fold(name, value))
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        if name.lower() in RAW_HEADERS:
+            return _fold_raw(name, str(value), self.linesep).encode("ascii")
+        return bytes(super().fold_binary(name, value))
+
+
+WIRE_POLICY = WirePolicy(linesep="\r\n", max_line_length=MAX_LINE_OCTETS, cte_type="7bit")
+
+
 class Transport(Protocol):
     def send(self, message: EmailMessage) -> None: ...
 
@@ -116,13 +168,18 @@ class SmtpTransport:
         self.username = unquote(parts.username) if parts.username else None
         self.password = unquote(parts.password) if parts.password else None
         query = parse_qs(parts.query)
+        if "from" in query:
+            raise ValueError(
+                "ZEROPARTY_SMTP_URL: the ?from= parameter is not supported; the sender is "
+                "set in site.toml, table [site.mail] (from_name, from_address, reply_to)"
+            )
+        unknown = sorted(set(query) - SMTP_URL_OPTIONS)
+        if unknown:
+            raise ValueError(f"ZEROPARTY_SMTP_URL: unknown parameter(s) {', '.join(unknown)}")
         self.starttls = query.get("starttls", ["0"])[0] in ("1", "true", "yes")
-        self.sender = query.get("from", [DEFAULT_FROM])[0]
         self.timeout = timeout
 
     def send(self, message: EmailMessage) -> None:
-        if "From" not in message:
-            message["From"] = self.sender
         context = ssl.create_default_context()
         client: smtplib.SMTP
         if self.implicit_tls:
@@ -145,8 +202,6 @@ class FolderTransport:
 
     def send(self, message: EmailMessage) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        if "From" not in message:
-            message["From"] = DEFAULT_FROM
         name = f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.eml"
         (self.directory / name).write_bytes(message.as_bytes())
         domain = str(message["To"]).rpartition("@")[2]
@@ -158,8 +213,10 @@ def transport_for(smtp_url: str | None, outbox_dir: Path) -> Transport:
 
 
 def queue_mail(session: Session, mail: Mail, *, subject_id: str | None = None) -> str:
-    """Queue ``mail`` in the caller's transaction; returns its id."""
+    """Queue ``mail`` in the caller's transaction; returns its id (also listed by
+    :func:`queued_mail_ids` for this session, to send once the transaction commits)."""
     mail_id = uuid.uuid4().hex
+    session.info.setdefault(QUEUED_IDS, []).append(mail_id)
     session.add(
         OutboxMail(
             id=mail_id,
@@ -174,17 +231,29 @@ def queue_mail(session: Session, mail: Mail, *, subject_id: str | None = None) -
     return mail_id
 
 
-def build_message(row: OutboxMail, domain: str) -> EmailMessage:
-    message = EmailMessage()
+def queued_mail_ids(session: Session) -> tuple[str, ...]:
+    """The ids of the mails :func:`queue_mail` queued in ``session`` so far. Read them
+    inside the transaction, deliver them after it committed (:func:`deliver_queued`)."""
+    return tuple(session.info.get(QUEUED_IDS, ()))
+
+
+def build_message(row: OutboxMail, sender: MailSender) -> EmailMessage:
+    """The message for ``row`` as ``sender`` sends it, with the company named in the
+    footer; its ``Message-ID`` is the row's id, so a retry keeps it."""
+    message = EmailMessage(policy=WIRE_POLICY)
+    message["From"] = Address(sender.from_name, addr_spec=sender.from_address)
+    if sender.reply_to:
+        message["Reply-To"] = sender.reply_to
     message["To"] = row.to_address
     message["Subject"] = row.subject
     message["Date"] = format_datetime(row.created_at)
-    message["Message-ID"] = make_msgid(idstring=row.id, domain=domain)
+    message["Message-ID"] = f"<{row.id}@{sender.domain}>"
     for name, value in orjson.loads(row.headers).items():
         message[name] = value
-    message.set_content(row.body_text)
+    footer = f"This mail was sent by {sender.company}."
+    message.set_content(f"{row.body_text.rstrip()}\n\n{footer}\n")
     if row.body_html:
-        message.add_alternative(row.body_html, subtype="html")
+        message.add_alternative(f"{row.body_html}<p>{escape(footer)}</p>", subtype="html")
     return message
 
 
@@ -193,17 +262,46 @@ def _backoff(attempts: int) -> timedelta:
 
 
 def deliver_pending(
-    database: Database, transport: Transport, *, limit: int = 50, domain: str = "zeroparty.local"
+    database: Database, transport: Transport, *, limit: int = 50, base_url: str = ""
 ) -> int:
-    """Send the mails that are due; returns how many were sent."""
+    """Send the mails that are due; returns how many were sent. ``base_url`` names the
+    host of the default sender (``no-reply@host``) when the site configures none."""
+    now = utcnow()
+    return _deliver(
+        database,
+        transport,
+        base_url,
+        [OutboxMail.next_attempt_at <= now],
+        limit,
+    )
+
+
+def deliver_queued(
+    database: Database, transport: Transport, mail_ids: Collection[str], *, base_url: str = ""
+) -> int:
+    """Send exactly the mails ``mail_ids`` (queued by one request, now committed) if they
+    are still unsent and unclaimed; returns how many were sent. Never touches other
+    mails; one that fails waits for :func:`deliver_pending`'s retry like any other."""
+    if not mail_ids:
+        return 0
+    return _deliver(database, transport, base_url, [OutboxMail.id.in_(list(mail_ids))], None)
+
+
+def _deliver(
+    database: Database,
+    transport: Transport,
+    base_url: str,
+    which: list[ColumnElement[bool]],
+    limit: int | None,
+) -> int:
     now = utcnow()
     with database.write() as session:
         stmt = (
             select(OutboxMail)
             .where(
+                *which,
                 OutboxMail.sent_at.is_(None),
                 OutboxMail.failed_at.is_(None),
-                OutboxMail.next_attempt_at <= now,
                 or_(OutboxMail.claimed_until.is_(None), OutboxMail.claimed_until < now),
             )
             .order_by(OutboxMail.next_attempt_at)
@@ -211,14 +309,17 @@ def deliver_pending(
             .with_for_update(skip_locked=True)
         )
         rows = list(session.execute(stmt).scalars())
+        if not rows:
+            return 0
         for row in rows:
             row.claimed_until = now + timedelta(seconds=CLAIM_SECONDS)
-        messages = [(row.id, row.attempts, build_message(row, domain)) for row in rows]
+        sender = mail_sender(session, base_url)
+        messages = [(row.id, row.attempts, build_message(row, sender)) for row in rows]
     sent = 0
     for mail_id, attempts, message in messages:
         try:
             transport.send(message)
-        except (OSError, smtplib.SMTPException) as exc:
+        except (OSError, smtplib.SMTPException, ValueError) as exc:
             _failed(database, mail_id, attempts + 1, exc)
             continue
         with database.write() as session:

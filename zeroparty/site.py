@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.orm import Session
 
 from capture import site as capture_site
@@ -24,7 +25,9 @@ from zeroparty.config_errors import ConfigProblems, SiteConfigError
 from zeroparty.db import Database
 from zeroparty.site_info import UNNAMED, SiteIdentity, store_site_identity
 
-SITE_KEYS = {"name", "default_locale", "locales", "controller", "policy_url"}
+SITE_KEYS = {"name", "default_locale", "locales", "controller", "policy_url", "mail"}
+MAIL_KEYS = {"from_name", "from_address", "reply_to", "company"}
+MAIL_ADDRESS_KEYS = ("from_address", "reply_to")
 MAX_FILE_BYTES = 2_000_000
 
 
@@ -97,9 +100,43 @@ def _site_table(raw: Mapping[str, Any], problems: ConfigProblems) -> SiteIdentit
         texts[key] = value.strip()
     if texts["policy_url"] and not texts["policy_url"].startswith(("https://", "http://")):
         problems.add("site.policy_url", "must be an http(s) URL")
+    mail = _mail_table(site.get("mail", {}), problems)
     return SiteIdentity(
-        texts["name"], texts["controller"], texts["policy_url"], default_locale, tuple(locales)
+        texts["name"],
+        texts["controller"],
+        texts["policy_url"],
+        default_locale,
+        tuple(locales),
+        mail["from_name"],
+        mail["from_address"],
+        mail["reply_to"],
+        mail["company"],
     )
+
+
+def _mail_table(table: object, problems: ConfigProblems) -> dict[str, str]:
+    """``[site.mail]``: the sender of every mail. Addresses are checked by syntax
+    (email-validator, no DNS); names must fit on one header line."""
+    values = dict.fromkeys(MAIL_KEYS, "")
+    if not isinstance(table, dict):
+        problems.add("site.mail", "must be a table")
+        return values
+    for key in sorted(set(table) - MAIL_KEYS):
+        problems.add(f"site.mail.{key}", f"unknown key (known: {', '.join(sorted(MAIL_KEYS))})")
+    for key in sorted(MAIL_KEYS & set(table)):
+        value = table[key]
+        if not isinstance(value, str) or len(value) > 200 or not value.isprintable():
+            problems.add(f"site.mail.{key}", "must be one line of text, at most 200 characters")
+            continue
+        values[key] = value.strip()
+    for key in MAIL_ADDRESS_KEYS:
+        if values[key]:
+            try:
+                values[key] = validate_email(values[key], check_deliverability=False).normalized
+            except EmailNotValidError as exc:
+                problems.add(f"site.mail.{key}", f"not a valid email address: {exc}")
+                values[key] = ""
+    return values
 
 
 def parse_site(raw: Mapping[str, Any], where: str) -> list[tuple[SiteSection, Any]]:

@@ -1,8 +1,10 @@
-"""Who runs this site: the ``[site]`` table of ``site.toml``, kept for receipts and pages."""
+"""Who runs this site: the ``[site]`` table of ``site.toml``, kept for receipts, pages
+and mail (the sender of ``[site.mail]``, see :func:`mail_sender`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import orjson
 from sqlalchemy import Integer, String, Text, select
@@ -22,6 +24,11 @@ class SiteInfo(Base):
     policy_url: Mapped[str] = mapped_column(String(500), default="")
     default_locale: Mapped[str] = mapped_column(String(16), default="en")
     locales: Mapped[str] = mapped_column(Text, default='["en"]')
+    # [site.mail]; "" means "not configured" (defaults in mail_sender).
+    mail_from_name: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    mail_from_address: Mapped[str] = mapped_column(String(320), default="", server_default="")
+    mail_reply_to: Mapped[str] = mapped_column(String(320), default="", server_default="")
+    mail_company: Mapped[str] = mapped_column(String(500), default="", server_default="")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +38,48 @@ class SiteIdentity:
     policy_url: str
     default_locale: str
     locales: tuple[str, ...]
+    mail_from_name: str = ""
+    mail_from_address: str = ""
+    mail_reply_to: str = ""
+    mail_company: str = ""
 
 
 UNNAMED = SiteIdentity("zeroparty", "", "", "en", ("en",))
+
+
+@dataclass(frozen=True, slots=True)
+class MailSender:
+    """Who every outgoing mail is from, and the company its footer names."""
+
+    from_name: str
+    from_address: str
+    reply_to: str
+    company: str
+
+    @property
+    def domain(self) -> str:
+        """The sender's domain: the right-hand side of ``Message-ID`` (RFC 5322 3.6.4)."""
+        return self.from_address.rpartition("@")[2]
+
+
+def default_from_address(base_url: str) -> str:
+    """``no-reply@<host of the base URL>`` (an IP address as a domain literal)."""
+    host = urlsplit(base_url).hostname or "localhost"
+    if host.replace(".", "").isdigit() or ":" in host:
+        host = f"[{host}]"
+    return f"no-reply@{host}"
+
+
+def sender_of(identity: SiteIdentity, base_url: str) -> MailSender:
+    """The configured sender, or the site's name at ``no-reply@`` the base URL's host;
+    the company named is ``company``, else the controller, else the site's name."""
+    company = identity.mail_company or identity.controller or identity.name
+    return MailSender(
+        from_name=identity.mail_from_name or identity.name,
+        from_address=identity.mail_from_address or default_from_address(base_url),
+        reply_to=identity.mail_reply_to,
+        company=" ".join(company.split()),
+    )
 
 
 def site_identity(session: Session) -> SiteIdentity:
@@ -46,7 +92,15 @@ def site_identity(session: Session) -> SiteIdentity:
         row.policy_url,
         row.default_locale,
         tuple(orjson.loads(row.locales)),
+        row.mail_from_name,
+        row.mail_from_address,
+        row.mail_reply_to,
+        row.mail_company,
     )
+
+
+def mail_sender(session: Session, base_url: str) -> MailSender:
+    return sender_of(site_identity(session), base_url)
 
 
 def store_site_identity(session: Session, identity: SiteIdentity) -> list[str]:
@@ -57,6 +111,10 @@ def store_site_identity(session: Session, identity: SiteIdentity) -> list[str]:
         "policy_url": identity.policy_url,
         "default_locale": identity.default_locale,
         "locales": orjson.dumps(list(identity.locales)).decode(),
+        "mail_from_name": identity.mail_from_name,
+        "mail_from_address": identity.mail_from_address,
+        "mail_reply_to": identity.mail_reply_to,
+        "mail_company": identity.mail_company,
     }
     if row is None:
         session.add(SiteInfo(id=SITE_INFO_ID, **values))
