@@ -4,8 +4,10 @@
 published form or quiz version is immutable, and every submission points at the one
 it was made on. Personal data lives in ``capture_submissions`` (outcome, tags, score)
 and ``capture_answers``; erasure deletes a subject's rows from both
-(:mod:`capture.personal`). ``capture_rate_counters`` holds keyed hashes of client
-addresses, never the addresses.
+(:mod:`capture.personal`). ``capture_pending_submissions`` holds what was sent under
+the address of an existing lead until the sender shows control of it (or it expires):
+personal data too, erased and exported with the rest. ``capture_rate_counters`` holds
+keyed hashes of client addresses, never the addresses.
 """
 
 from __future__ import annotations
@@ -89,3 +91,22 @@ class RateCounter(Base):
     bucket: Mapped[str] = mapped_column(String(HASH_HEX), primary_key=True)
     window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
+
+
+class PendingSubmission(Base):
+    """A submission under an existing lead's address, waiting for proof of control.
+
+    Nothing of it reaches the lead (no answers, results, grants or refusals) until the
+    confirmation link mailed to that address is followed; ``payload`` (JSON) is what is
+    needed to apply it then. Rows past ``expires_at`` are never applied and are deleted
+    by a periodic job.
+    """
+
+    __tablename__ = "capture_pending_submissions"
+
+    submission_id: Mapped[str] = mapped_column(String(SUBMISSION_ID_LENGTH), primary_key=True)
+    definition_id: Mapped[int] = mapped_column(ForeignKey("capture_definitions.id"))
+    subject_id: Mapped[str] = mapped_column(ForeignKey("subjects.id"), index=True)
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -5,6 +5,13 @@ normalised email, the answers that may be kept, the confirmation mail queued, th
 answer remembered for retries, the rate limit, and one ledger entry per ticked purpose
 (plus a GPC opt-out). Any failure rolls all of it back.
 
+Unverified input never speaks for someone else: when the address already belongs to a
+lead, the submission is held (:mod:`capture.pending`) and a link is mailed to the
+address; nothing of it reaches the lead (answers, quiz results, scores, grants, GPC
+opt-outs) until that link is followed (:func:`apply_confirmed`). The answer to the
+visitor is the same either way (:class:`SubmissionResult`): only what they sent and a
+generic next step, never what we hold about the address.
+
 Per-field purpose binding: an answer is kept only when the field is needed for the
 request itself or one of the purposes it serves is granted in this submission or
 already permitted for the lead. Quiz results (outcome, tags, score) derive from the
@@ -25,6 +32,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from capture import pending as held_submissions
 from capture import ratelimit
 from capture.definitions import Definition, Published, from_json
 from capture.errors import RateLimited
@@ -32,7 +40,7 @@ from capture.forms import CleanSubmission
 from capture.models import Answer, DefinitionVersion, IdempotencyRecord, Submission
 from capture.quiz import QuizPath
 from capture.site import SLUG_RE
-from capture.tokens import CaptureTokens, ConfirmToken
+from capture.tokens import CaptureTokens, ConfirmToken, HeldToken
 from consent_ledger import ledger
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource, PurposeCategory
 from consent_ledger.evidence import EvidenceValue
@@ -43,6 +51,7 @@ from zeroparty.db import utcnow
 from zeroparty.errors import Conflict, NotFound
 from zeroparty.mail import LeadLinker, Mail, queue_mail, with_lead_links
 
+NEXT_STEP = "If anything needs confirming, we have sent you an email with a link."
 NEGATIVE_STATUSES = frozenset({"withdrawn", "refused", "gpc-opt-out", "expired", "erased"})
 
 _submissions = cast(Table, Submission.__table__)
@@ -115,44 +124,53 @@ class SubmissionRequest:
 
 @dataclass(frozen=True, slots=True)
 class SubmissionResult:
-    """What happened, as answered (and replayed to a retry)."""
+    """What is answered (and replayed to a retry).
+
+    Only what the visitor sent (the purposes ticked, the GPC signal's purposes, the quiz
+    outcome) and a generic next step: never whether the address is known, has consent,
+    or needs a confirmation, so the answer is the same for every address.
+    """
 
     submission_id: str
-    kept: tuple[str, ...] = ()
-    granted: tuple[str, ...] = ()
-    pending_confirmation: tuple[str, ...] = ()
+    consent: tuple[str, ...] = ()
     gpc_opt_out: tuple[str, ...] = ()
     outcome: str | None = None
-    mail_queued: bool = False
-    replayed: bool = False
     stored: bool = True
+    replayed: bool = False
 
     def as_json(self) -> dict[str, object]:
         return {
             "submission": self.submission_id,
             "stored": self.stored,
-            "kept_fields": list(self.kept),
-            "granted": list(self.granted),
-            "pending_confirmation": list(self.pending_confirmation),
+            "consent": list(self.consent),
             "gpc_opt_out": list(self.gpc_opt_out),
             "outcome": self.outcome,
-            "mail_queued": self.mail_queued,
+            "next_step": NEXT_STEP if self.stored else None,
         }
 
     @classmethod
     def from_json(cls, raw: str) -> SubmissionResult:
         data = orjson.loads(raw)
+        # Answers stored before held submissions named the purposes ticked "granted"
+        # and "pending_confirmation": a retry of one still gets what was sent.
+        old = [*data.get("granted", []), *data.get("pending_confirmation", [])]
         return cls(
             submission_id=data["submission"],
-            kept=tuple(data["kept_fields"]),
-            granted=tuple(data["granted"]),
-            pending_confirmation=tuple(data["pending_confirmation"]),
-            gpc_opt_out=tuple(data["gpc_opt_out"]),
-            outcome=data["outcome"],
-            mail_queued=data["mail_queued"],
-            stored=data["stored"],
+            consent=tuple(data.get("consent", old)),
+            gpc_opt_out=tuple(data.get("gpc_opt_out", [])),
+            outcome=data.get("outcome"),
+            stored=data.get("stored", True),
             replayed=True,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Lead:
+    """The lead a submission's address belongs to; ``created``: by this submission."""
+
+    subject_id: str
+    jurisdiction: str | None
+    created: bool
 
 
 @dataclass(slots=True)
@@ -224,8 +242,8 @@ def notices_shown(session: Session, definition: Definition) -> list[Notice]:
     return notices
 
 
-def match_or_create_lead(connection: Connection, email: str, locale: str) -> tuple[str, str | None]:
-    """The lead with this normalised email (its id and jurisdiction), created if new.
+def match_or_create_lead(connection: Connection, email: str, locale: str) -> Lead:
+    """The lead with this normalised email, created if new.
 
     Core statements rather than the ORM: this runs on every submission. Two first
     submissions of one address at once (PostgreSQL) meet at the unique email: the loser's
@@ -233,7 +251,7 @@ def match_or_create_lead(connection: Connection, email: str, locale: str) -> tup
     """
     row = connection.execute(_FIND_LEAD, {"email": email}).first()
     if row is not None:
-        return str(row.subject_id), row.jurisdiction
+        return Lead(str(row.subject_id), row.jurisdiction, created=False)
     subject_id = new_subject_id()
     now = utcnow()
     subject = {"id": subject_id, "locale": locale, "created_at": now}
@@ -243,7 +261,7 @@ def match_or_create_lead(connection: Connection, email: str, locale: str) -> tup
         # this address now, so no savepoint is needed.
         connection.execute(_INSERT_SUBJECT, subject)
         connection.execute(_INSERT_PROFILE, profile)
-        return subject_id, None
+        return Lead(subject_id, None, created=True)
     try:
         with connection.begin_nested():
             connection.execute(_INSERT_SUBJECT, subject)
@@ -252,8 +270,8 @@ def match_or_create_lead(connection: Connection, email: str, locale: str) -> tup
         row = connection.execute(_FIND_LEAD, {"email": email}).first()
         if row is None:
             raise
-        return str(row.subject_id), row.jurisdiction
-    return subject_id, None
+        return Lead(str(row.subject_id), row.jurisdiction, created=False)
+    return Lead(subject_id, None, created=True)
 
 
 def replay(session: Session, request: SubmissionRequest) -> SubmissionResult | None:
@@ -296,6 +314,16 @@ def _kept_values(
     return kept, all_answers_kept
 
 
+def _ticked(request: SubmissionRequest, info: Mapping[str, PurposeInfo]) -> list[str]:
+    """The purposes ticked, less sale/sharing ones under a GPC signal (rule 7)."""
+    sharing = _sharing(info)
+    return [p for p in request.submission.consent if not (request.gpc and p in sharing)]
+
+
+def _sharing(info: Mapping[str, PurposeInfo]) -> list[str]:
+    return [k for k, p in info.items() if p.category == PurposeCategory.SALE_OR_SHARING]
+
+
 def accept_submission(
     session: Session,
     request: SubmissionRequest,
@@ -314,14 +342,97 @@ def accept_submission(
     email = request.submission.email
     assert email is not None  # a submission without an email is answered without storing
     connection = session.connection()
-    subject_id, jurisdiction = match_or_create_lead(connection, email, definition.locale)
+    lead = match_or_create_lead(connection, email, definition.locale)
+    info = purposes_info(session)
+    ticked = _ticked(request, info)
+    applied = _Applied()
+    if lead.created:
+        applied = _apply(session, request, lead, info, ticked)
+        if applied.pending:
+            _queue_confirmation(session, request, lead, info, applied.pending, tokens=tokens,
+                                base_url=base_url, lead_links=lead_links)  # fmt: skip
+    else:
+        _hold(session, request, lead, info, ticked, tokens=tokens, base_url=base_url,
+              lead_links=lead_links)  # fmt: skip
+    quiz = request.quiz
+    result = SubmissionResult(
+        submission_id=request.submission_id,
+        consent=tuple(ticked),
+        gpc_opt_out=tuple(_sharing(info)) if request.gpc else (),
+        outcome=quiz.outcome.key if quiz is not None and quiz.outcome else None,
+    )
+    connection.execute(
+        _INSERT_IDEMPOTENCY,
+        {
+            "key": request.idempotency_key,
+            "request_sha256": request.submission.request_sha256(),
+            "submission_id": request.submission_id,
+            "response": orjson.dumps(result.as_json()).decode(),
+            "created_at": request.occurred_at,
+        },
+    )
+    # Last, the two rows every submission of a form from one network (the rate counter)
+    # and every ledger append (the head) must lock: they stay locked until the commit,
+    # so as little as possible happens after them.
+    limit = definition.rate_limit
+    if ratelimit.hit(session, request.rate_bucket, limit.window_seconds) > limit.count:
+        raise RateLimited("too many submissions from your network for this form; try again later")
+    _record(session, applied)
+    return result
+
+
+def apply_confirmed(
+    session: Session,
+    request: SubmissionRequest,
+    lead: Lead,
+    confirmation: Mapping[str, EvidenceValue],
+) -> None:
+    """Apply a held submission now that its sender has shown control of the address:
+    exactly as if the owner submitted it at ``request.occurred_at``, except that no
+    double opt-in mail is needed (the link just followed was one). Each grant carries
+    the submission's evidence plus ``confirmation``; a purpose that needs double opt-in
+    gets its ``confirmed`` entry (method double-opt-in) right after its grant."""
+    info = purposes_info(session)
+    applied = _apply(session, request, lead, info, _ticked(request, info), confirmation)
+    _record(session, applied)
+
+
+@dataclass(slots=True)
+class _Applied:
+    """What applying a submission to a lead still has to record (ledger, listeners)."""
+
+    drafts: list[ledger.EntryDraft] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    signal: lead_signals.LeadSignal | None = None
+
+
+def _record(session: Session, applied: _Applied) -> None:
+    ledger.append_many(session, applied.drafts)
+    if applied.signal is not None and lead_signals.listening():
+        # scoring listens (zeroparty.app imports it); same transaction
+        lead_signals.publish(session, applied.signal)
+
+
+def _apply(
+    session: Session,
+    request: SubmissionRequest,
+    lead: Lead,
+    info: Mapping[str, PurposeInfo],
+    ticked: list[str],
+    confirmation: Mapping[str, EvidenceValue] | None = None,
+) -> _Applied:
+    """Store the submission for ``lead``: the submission row, the answers that may be
+    kept, and the ledger drafts and lead signal for the caller to record last.
+
+    ``confirmation``: the evidence that the sender controls the address (a held
+    submission being applied); ``None`` for a new lead's own submission."""
+    definition = request.published.definition
+    subject_id = lead.subject_id
+    connection = session.connection()
     states = {
         row.purpose_key: (row.status, bool(row.permitted))
         for row in connection.execute(SELECT_STATES, {"sid": subject_id})
     }
-    info = purposes_info(session)
-    sharing = [k for k, p in info.items() if p.category == PurposeCategory.SALE_OR_SHARING]
-    ticked = [p for p in request.submission.consent if not (request.gpc and p in sharing)]
     allowed = set(ticked) | {p for p, (_, permitted) in states.items() if permitted}
     kept, all_answers_kept = _kept_values(request, allowed)
     quiz = request.quiz
@@ -353,15 +464,15 @@ def accept_submission(
         connection.execute(_INSERT_ANSWERS, answer_rows)
     source = ConsentSource.QUIZ if definition.is_quiz else ConsentSource.FORM
     source_ref = f"{definition.slug}@v{request.published.version}"
-    drafts: list[ledger.EntryDraft] = []
-    pending: list[str] = []
+    evidence = (
+        dict(request.evidence) if confirmation is None else {**request.evidence, **confirmation}
+    )
+    applied = _Applied()
     for purpose in ticked:
         override = definition.doi_override(purpose)
         double_opt_in = info[purpose].double_opt_in if override is None else override
         confirmation_required = double_opt_in and not states.get(purpose, ("", False))[1]
-        if confirmation_required:
-            pending.append(purpose)
-        drafts.append(
+        applied.drafts.append(
             ledger.EntryDraft(
                 subject_id=subject_id,
                 purpose=purpose,
@@ -372,18 +483,34 @@ def accept_submission(
                 notice_sha256=request.notices[purpose],
                 confirmation_required=confirmation_required,
                 source_ref=source_ref,
-                jurisdiction=jurisdiction,
+                jurisdiction=lead.jurisdiction,
                 locale=definition.locale,
-                evidence=request.evidence,
+                evidence=evidence,
             )
         )
-    opted_out: list[str] = []
+        if confirmation_required and confirmation is None:
+            applied.pending.append(purpose)
+        elif confirmation_required and confirmation is not None:
+            applied.drafts.append(
+                ledger.EntryDraft(
+                    subject_id=subject_id,
+                    purpose=purpose,
+                    action=ConsentAction.CONFIRMED.value,
+                    source=source.value,
+                    method=ConsentMethod.DOUBLE_OPT_IN.value,
+                    occurred_at=request.occurred_at,
+                    notice_sha256=request.notices[purpose],
+                    source_ref=f"submission:{request.submission_id}",
+                    jurisdiction=lead.jurisdiction,
+                    locale=definition.locale,
+                    evidence={**confirmation, "submission": request.submission_id},
+                )
+            )
     if request.gpc:
-        for purpose in sharing:
+        for purpose in _sharing(info):
             if states.get(purpose, ("", False))[0] in NEGATIVE_STATUSES:
                 continue  # already refused: the signal changes nothing
-            opted_out.append(purpose)
-            drafts.append(
+            applied.drafts.append(
                 ledger.EntryDraft(
                     subject_id=subject_id,
                     purpose=purpose,
@@ -392,50 +519,91 @@ def accept_submission(
                     method=ConsentMethod.GPC_SIGNAL.value,
                     occurred_at=request.occurred_at,
                     source_ref=source_ref,
-                    jurisdiction=jurisdiction,
+                    jurisdiction=lead.jurisdiction,
                     locale=definition.locale,
-                    evidence=request.evidence,
+                    evidence=evidence,
                 )
             )
-    if pending:
-        token = tokens.issue_confirm(
-            ConfirmToken(subject_id, tuple(pending), request.submission_id)
-        )
-        mail = confirmation_mail(email, [info[p] for p in pending], f"{base_url}/confirm/{token}")
-        if lead_links is not None:
-            # One-click unsubscribe withdraws exactly the purposes this mail is about.
-            mail = with_lead_links(mail, lead_links(session, subject_id, list(pending)))
-        queue_mail(session, mail, subject_id=subject_id)
-        session.flush()
-    result = SubmissionResult(
-        submission_id=request.submission_id,
-        kept=tuple(kept),
-        granted=tuple(p for p in ticked if p not in pending),
-        pending_confirmation=tuple(pending),
-        gpc_opt_out=tuple(opted_out),
-        outcome=quiz.outcome.key if quiz is not None and quiz.outcome else None,
-        mail_queued=bool(pending),
+    applied.signal = _lead_signal(request, subject_id, kept)
+    return applied
+
+
+def _queue_confirmation(
+    session: Session,
+    request: SubmissionRequest,
+    lead: Lead,
+    info: Mapping[str, PurposeInfo],
+    purposes: Sequence[str],
+    *,
+    tokens: CaptureTokens,
+    base_url: str,
+    lead_links: LeadLinker | None,
+) -> None:
+    """The double opt-in mail of a new lead, queued in the transaction."""
+    assert request.submission.email is not None
+    token = tokens.issue_confirm(
+        ConfirmToken(lead.subject_id, tuple(purposes), request.submission_id)
     )
-    connection.execute(
-        _INSERT_IDEMPOTENCY,
-        {
-            "key": request.idempotency_key,
-            "request_sha256": request.submission.request_sha256(),
-            "submission_id": request.submission_id,
-            "response": orjson.dumps(result.as_json()).decode(),
-            "created_at": request.occurred_at,
-        },
+    mail = confirmation_mail(
+        request.submission.email, [info[p] for p in purposes], f"{base_url}/confirm/{token}"
     )
-    # Last, the two rows every submission of a form from one network (the rate counter)
-    # and every ledger append (the head) must lock: they stay locked until the commit,
-    # so as little as possible happens after them.
-    limit = definition.rate_limit
-    if ratelimit.hit(session, request.rate_bucket, limit.window_seconds) > limit.count:
-        raise RateLimited("too many submissions from your network for this form; try again later")
-    ledger.append_many(session, drafts)
-    if lead_signals.listening():  # scoring listens (zeroparty.app imports it); same transaction
-        lead_signals.publish(session, _lead_signal(request, subject_id, kept))
-    return result
+    if lead_links is not None:
+        # One-click unsubscribe withdraws exactly the purposes this mail is about.
+        mail = with_lead_links(mail, lead_links(session, lead.subject_id, list(purposes)))
+    queue_mail(session, mail, subject_id=lead.subject_id)
+    session.flush()
+
+
+def _hold(
+    session: Session,
+    request: SubmissionRequest,
+    lead: Lead,
+    info: Mapping[str, PurposeInfo],
+    ticked: list[str],
+    *,
+    tokens: CaptureTokens,
+    base_url: str,
+    lead_links: LeadLinker | None,
+) -> None:
+    """Hold a submission under an existing lead's address and mail the address a link
+    that applies it (see :mod:`capture.pending`)."""
+    definition = request.published.definition
+    assert request.submission.email is not None
+    # Only values that could ever be kept: a field neither needed nor serving a purpose
+    # would be dropped when applied, so it is not held either.
+    values = {
+        spec.name: request.submission.values[spec.name]
+        for spec in definition.fields
+        if spec.name in request.submission.values and (spec.needed or spec.purposes)
+    }
+    quiz = request.quiz
+    held_submissions.hold(
+        session.connection(),
+        held_submissions.HeldSubmission(
+            submission_id=request.submission_id,
+            subject_id=lead.subject_id,
+            definition_id=request.published.id,
+            values=values,
+            consent=tuple(request.submission.consent),
+            notices={p: request.notices[p] for p in request.submission.consent},
+            gpc=request.gpc,
+            quiz_answers=None if quiz is None else dict(quiz.answers),
+            evidence=request.evidence,
+            created_at=request.occurred_at,
+            expires_at=request.occurred_at + held_submissions.HOLD,
+        ),
+    )
+    token = tokens.issue_held(HeldToken(lead.subject_id, request.submission_id))
+    mail = held_mail(
+        request.submission.email,
+        definition.title,
+        [info[p] for p in ticked],
+        f"{base_url}/confirm/held/{token}",
+    )
+    if lead_links is not None and ticked:
+        mail = with_lead_links(mail, lead_links(session, lead.subject_id, ticked))
+    queue_mail(session, mail, subject_id=lead.subject_id)
+    session.flush()
 
 
 def _lead_signal(
@@ -480,6 +648,24 @@ def confirmation_mail(to: str, purposes: Sequence[PurposeInfo], link: str) -> Ma
         "address stays unsubscribed.\n"
     )
     return Mail(to=to, subject=f"Please confirm: {titles}", text=text)
+
+
+def held_mail(to: str, form_title: str, purposes: Sequence[PurposeInfo], link: str) -> Mail:
+    """The mail to an existing lead's address when a submission under it is held."""
+    asked = ""
+    if purposes:
+        asked = " and asked to receive: " + ", ".join(p.title for p in purposes)
+    text = (
+        "Hello,\n\n"
+        f'someone, hopefully you, sent the form "{form_title}" with this address{asked}.\n\n'
+        "Nothing they sent is added to what we hold about you, and none of your choices "
+        "change, until you confirm. To confirm, open this link and press the Confirm "
+        f"button (it works for {held_submissions.HOLD_DAYS} days):\n"
+        f"{link}\n\n"
+        "If it was not you, ignore this mail: what was sent is deleted after "
+        f"{held_submissions.HOLD_DAYS} days.\n"
+    )
+    return Mail(to=to, subject=f"Please confirm: {form_title}", text=text)
 
 
 def new_submission_id() -> str:

@@ -6,6 +6,9 @@
 - ``form-result``: the thank-you page's state after a redirect (what to show, no
   personal data).
 - ``confirm``: the double opt-in link in the confirmation mail.
+- ``held-confirm``: the link mailed to an existing lead's address when a submission
+  under it waits for proof that the sender controls the address
+  (:mod:`capture.pending`); it lives as long as the submission waits.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from zeroparty.tokens import TokenInvalid, TokenService
 RENDER_MAX_AGE = 24 * 3600
 RESULT_MAX_AGE = 3600
 CONFIRM_MAX_AGE = 14 * 24 * 3600
+HELD_MAX_AGE = 7 * 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +50,22 @@ class ConfirmToken:
     submission_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class HeldToken:
+    """The link that applies a held submission: whose address, which submission."""
+
+    subject_id: str
+    submission_id: str
+
+
 class CaptureTokens:
-    """The three token services, built once per app from the secret keys."""
+    """The four token services, built once per app from the secret keys."""
 
     def __init__(self, secret_keys: Sequence[str]) -> None:
         self.render = TokenService(secret_keys, "form-render", RENDER_MAX_AGE)
         self.result = TokenService(secret_keys, "form-result", RESULT_MAX_AGE)
         self.confirm = TokenService(secret_keys, "confirm", CONFIRM_MAX_AGE)
+        self.held = TokenService(secret_keys, "held-confirm", HELD_MAX_AGE)
 
     def new_render(self, definition_id: int, notices: Mapping[str, str]) -> RenderToken:
         return RenderToken(definition_id, time.time(), notices, secrets.token_hex(16))
@@ -61,7 +74,7 @@ class CaptureTokens:
         return self.render.issue(token.payload())
 
     def read_render(self, raw: str) -> RenderToken:
-        payload = self.render.read(raw, others=(self.result, self.confirm))
+        payload = self.render.read(raw, others=(self.result, self.confirm, self.held))
         try:
             notices = payload["n"]
             token = RenderToken(int(payload["d"]), float(payload["t"]), notices, str(payload["s"]))
@@ -77,9 +90,19 @@ class CaptureTokens:
         )
 
     def read_confirm(self, raw: str) -> ConfirmToken:
-        payload = self.confirm.read(raw, others=(self.render, self.result))
+        payload = self.confirm.read(raw, others=(self.render, self.result, self.held))
         purposes = payload.get("p")
         subject_id = payload.get("s")
         if not isinstance(subject_id, str) or not isinstance(purposes, list):
             raise TokenInvalid("this link is not valid")
         return ConfirmToken(subject_id, tuple(str(p) for p in purposes), str(payload.get("b")))
+
+    def issue_held(self, token: HeldToken) -> str:
+        return self.held.issue({"s": token.subject_id, "b": token.submission_id})
+
+    def read_held(self, raw: str) -> HeldToken:
+        payload = self.held.read(raw, others=(self.render, self.result, self.confirm))
+        subject_id, submission_id = payload.get("s"), payload.get("b")
+        if not isinstance(subject_id, str) or not isinstance(submission_id, str):
+            raise TokenInvalid("this link is not valid")
+        return HeldToken(subject_id, submission_id)

@@ -176,7 +176,7 @@ def test_form_with_javascript_off_lands_on_the_thank_you_page(
         page.get_by_role("button", name="Sign up").click()
         page.wait_for_url("**/f/newsletter/thanks?r=*")
         assert page.locator("h1").inner_text() == "Thank you"
-        assert "Please check your inbox" in page.locator("main").inner_text()
+        assert "If anything needs confirming" in page.locator("main").inner_text()
         screenshot(page, "capture-no-js-thanks")
     finally:
         context.close()

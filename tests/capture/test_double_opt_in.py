@@ -196,7 +196,7 @@ type = "email"
               "render_token": render("event")},
     )  # fmt: skip
     assert response.status_code == 201
-    assert response.json()["granted"] == ["newsletter"]
+    assert response.json()["consent"] == ["newsletter"]
     assert _permitted(api, "pia@example.com", "newsletter")["permitted"] is True
     assert smtp_server.messages == []
 

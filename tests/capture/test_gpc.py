@@ -40,7 +40,7 @@ def test_gpc_is_recorded_and_shown(
         headers=GPC,
     )
     assert response.status_code == 200
-    assert "Global Privacy Control signal was honoured" in response.text
+    assert "Global Privacy Control signal: it counts as your opt-out" in response.text
     assert "Sharing with partners" in response.text
     assert _entries(database) == [("sale_sharing", "gpc-opt-out", "gpc-signal")]
 
@@ -66,7 +66,7 @@ def test_gpc_wins_over_a_ticked_sharing_box(
         headers=GPC,
     )  # fmt: skip
     assert response.status_code == 201
-    assert response.json()["granted"] == []
+    assert response.json()["consent"] == []
     assert response.json()["gpc_opt_out"] == ["sale_sharing"]
     assert _entries(database) == [("sale_sharing", "gpc-opt-out", "gpc-signal")]
 

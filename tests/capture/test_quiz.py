@@ -127,7 +127,7 @@ def test_without_profiling_consent_answers_and_result_are_not_kept(
     body = response.json()
     assert body["outcome"] == "scaler"
     assert body["result"]["title"] == "The scaler"
-    assert body["pending_confirmation"] == ["newsletter"]
+    assert body["consent"] == ["newsletter"]
     with database.read() as session:
         submission = session.execute(select(Submission)).scalar_one()
         kept = [a.field for a in session.execute(select(Answer)).scalars()]

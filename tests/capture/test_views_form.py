@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from collections.abc import Callable
 
 import orjson
@@ -148,7 +149,7 @@ def test_every_field_type_is_stored_when_its_purpose_is_granted(
     assert evidence["locale"] == "en"
     thanks = app_client.get(response.headers["location"])
     assert thanks.status_code == 200
-    assert "Please check your inbox" in thanks.text
+    assert "If anything needs confirming, we have sent you an email" in thanks.text
     assert "A member of our team will get back to you" in thanks.text
 
 
@@ -188,6 +189,12 @@ def test_a_purpose_already_permitted_keeps_its_answers(
     app_client.post("/f/contact", data={**first, "_rt": render("contact")})
     second = {"email": "BO@example.com", "message": "again", "company": "Bo Ltd"}
     app_client.post("/f/contact", data={**second, "_rt": render("contact")})
+    assert "company" not in answers(database), "held until the address's owner confirms"
+    with database.read() as session:
+        mail = session.execute(text("SELECT body_text FROM mail_outbox")).scalar_one()
+    link = re.search(r"http://testserver(/confirm/held/\S+)", mail)
+    assert link is not None
+    assert app_client.post(link.group(1)).status_code == 200
     assert answers(database)["company"] == ["Bo Ltd"]
     with database.read() as session:
         subjects = session.execute(text("SELECT count(*) FROM subjects")).scalar_one()
@@ -210,9 +217,12 @@ def test_json_submission_answers_json(
     assert response.status_code == 201
     body = response.json()
     assert body["stored"] is True
-    assert body["pending_confirmation"] == ["newsletter"]
-    assert body["granted"] == []
-    assert body["mail_queued"] is True
+    assert body["consent"] == ["newsletter"]
+    assert (
+        body["next_step"] == "If anything needs confirming, we have sent you an email with a link."
+    )
+    assert "granted" not in body
+    assert "pending_confirmation" not in body
     assert body["message"] == "Thank you for your interest."
     assert answers(database) == {"email": ["cy@example.com"]}
 

@@ -1,0 +1,111 @@
+"""The link that applies a held submission (:mod:`capture.pending`).
+
+``GET /confirm/held/{token}`` shows what was sent under the address and changes
+nothing (mail scanners fetch links); ``POST`` applies it as if the owner of the address
+submitted it now (:func:`capture.services.apply_confirmed`), with the confirmation's
+evidence on every grant. An expired held submission is never applied; one applied
+already (or erased since) has nothing left to confirm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from capture import pending, services
+from capture.forms import CleanSubmission
+from capture.quiz import walk
+from capture.tokens import HeldToken
+from consent_ledger.evidence import EvidenceValue
+from consent_ledger.models import Subject
+from zeroparty.db import utcnow
+
+
+class HeldStatus(StrEnum):
+    WAITING = "waiting"
+    APPLIED = "applied"
+    EXPIRED = "expired"
+    GONE = "gone"
+
+
+@dataclass(frozen=True, slots=True)
+class HeldView:
+    """What the link's page shows: the form, the answers sent (label, values), the
+    purposes ticked, and where the held submission stands."""
+
+    status: HeldStatus
+    form_title: str = ""
+    answers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    purposes: tuple[str, ...] = ()
+    gpc: bool = False
+
+
+def _view(
+    session: Session,
+    store: services.DefinitionStore,
+    held: pending.HeldSubmission,
+    status: HeldStatus,
+) -> HeldView:
+    definition = store.get(session, held.definition_id).definition
+    labels = {f.name: f.label for f in definition.fields}
+    labels.update({q.key: q.text for q in definition.questions()})
+    sent = {**held.values, **(held.quiz_answers or {})}
+    titles = {key: info.title for key, info in services.purposes_info(session).items()}
+    return HeldView(
+        status=status,
+        form_title=definition.title,
+        answers=tuple((labels.get(name, name), values) for name, values in sent.items()),
+        purposes=tuple(titles.get(p, p) for p in held.consent),
+        gpc=held.gpc,
+    )
+
+
+def held_view(session: Session, store: services.DefinitionStore, token: HeldToken) -> HeldView:
+    """What the link would apply (read only)."""
+    held = pending.find(session, token.subject_id, token.submission_id)
+    if held is None:
+        return HeldView(HeldStatus.GONE)
+    status = HeldStatus.EXPIRED if held.expired(utcnow()) else HeldStatus.WAITING
+    return _view(session, store, held, status)
+
+
+def confirm_held(
+    session: Session,
+    store: services.DefinitionStore,
+    token: HeldToken,
+    confirmation: Mapping[str, EvidenceValue],
+) -> HeldView:
+    """Apply the held submission (in the caller's write transaction) and forget it."""
+    held = pending.find(session, token.subject_id, token.submission_id)
+    if held is None:
+        return HeldView(HeldStatus.GONE)
+    now = utcnow()
+    if held.expired(now):
+        return _view(session, store, held, HeldStatus.EXPIRED)
+    jurisdiction = session.execute(
+        select(Subject.jurisdiction).where(Subject.id == held.subject_id)
+    ).scalar_one_or_none()
+    published = store.get(session, held.definition_id)
+    quiz = None if held.quiz_answers is None else walk(published.definition, held.quiz_answers)
+    request = services.SubmissionRequest(
+        published=published,
+        submission=CleanSubmission(
+            {**held.values, **(held.quiz_answers or {})}, held.consent, email=None
+        ),
+        notices=held.notices,
+        submission_id=held.submission_id,
+        idempotency_key="",
+        rate_bucket="",
+        gpc=held.gpc,
+        evidence=held.evidence,
+        occurred_at=now,
+        quiz=quiz,
+    )
+    lead = services.Lead(held.subject_id, jurisdiction, created=False)
+    services.apply_confirmed(session, request, lead, confirmation)
+    pending.forget(session, held.submission_id)
+    return _view(session, store, held, HeldStatus.APPLIED)
