@@ -5,9 +5,12 @@ could recompute the whole chain. A checkpoint (C2SP signed note: origin, tree si
 RFC 6962 root, Ed25519 signature) published outside the database fixes a tree head in
 time; anyone holding one can later demand a consistency proof that the ledger only grew.
 
-The signing key lives in a file (``ZEROPARTY_CHECKPOINT_KEY_FILE``, created on first
-use, mode 0600); every host of a deployment must share it. Retired public keys
+The signing key comes from ``ZEROPARTY_CHECKPOINT_KEY`` or else a file
+(``ZEROPARTY_CHECKPOINT_KEY_FILE``, created on first use, mode 0600, only while no
+checkpoint is stored); every host of a deployment must share it. Retired public keys
 (``ZEROPARTY_CHECKPOINT_RETIRED_KEYS``) keep older checkpoints verifiable after a rotation.
+A host whose keys do not verify the latest stored checkpoint refuses to sign
+(:class:`CheckpointKeyRefused`) rather than fork the log under a key nobody trusts.
 """
 
 from __future__ import annotations
@@ -53,23 +56,96 @@ class StoredCheckpoint:
     created_at: datetime
 
 
-def load_signer(settings: Settings, *, create: bool = True) -> CheckpointSigner:
-    """The checkpoint signer from the key file, generated there on first use."""
+KEY_HINT = (
+    "copy the checkpoint key file from a host that signed them, or set "
+    "ZEROPARTY_CHECKPOINT_KEY (see docs/operations.md)"
+)
+
+
+class CheckpointKeyRefused(CheckpointError):
+    """This host's checkpoint key did not sign the stored checkpoints, or it has none
+    while checkpoints exist: signing now would fork the log under a second key."""
+
+
+def _parse_signer(text: str, settings: Settings) -> CheckpointSigner:
+    text = text.strip()
+    if text.startswith("PRIVATE+KEY+"):
+        return CheckpointSigner.from_signer_key(text)
+    return CheckpointSigner.from_pem(text.encode(), settings.ledger_origin)
+
+
+def load_signer(
+    settings: Settings, database: Database | None = None, *, create: bool = True
+) -> CheckpointSigner:
+    """The checkpoint signer: ``settings.checkpoint_key`` when set, else the key file.
+
+    Without either, ``create`` makes a new key in the key file (0600), but only while
+    no checkpoint is stored in ``database`` (when given): a host that lacks the
+    deployment's key must not start a second one (:class:`CheckpointKeyRefused`).
+    """
+    if settings.checkpoint_key:
+        try:
+            return _parse_signer(settings.checkpoint_key, settings)
+        except CheckpointError as exc:
+            raise CheckpointError(f"ZEROPARTY_CHECKPOINT_KEY: {exc}") from exc
     path = settings.checkpoint_key_file
     if path.exists():
-        text = path.read_text(encoding="utf-8").strip()
-        if text.startswith("PRIVATE+KEY+"):
-            return CheckpointSigner.from_signer_key(text)
-        return CheckpointSigner.from_pem(text.encode(), settings.ledger_origin)
+        return _parse_signer(path.read_text(encoding="utf-8"), settings)
     if not create:
-        raise CheckpointError(f"no checkpoint key at {path}")
+        raise CheckpointError(f"no checkpoint key (no ZEROPARTY_CHECKPOINT_KEY, no file at {path})")
+    if database is not None:
+        with database.read() as session:
+            latest = latest_checkpoint(session.connection())
+        if latest is not None:
+            raise CheckpointKeyRefused(
+                f"checkpoints are stored (the latest, of {latest.size} entries, signed by "
+                f"{latest.key_name}) but this host has no checkpoint key (no "
+                f"ZEROPARTY_CHECKPOINT_KEY, no file at {path}); a new key would fork the "
+                f"log: {KEY_HINT}"
+            )
     signer = CheckpointSigner.generate(settings.ledger_origin)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Created 0600 in one step: the private key is never readable by others.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it a moment ago: use theirs
+        return _parse_signer(path.read_text(encoding="utf-8"), settings)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(signer.to_signer_key() + "\n")
     log.warning("generated a checkpoint signing key at %s: back it up", path)
+    return signer
+
+
+def _check_latest(
+    latest: StoredCheckpoint | None, settings: Settings, signer: CheckpointSigner
+) -> None:
+    if latest is None:
+        return
+    try:
+        verify_checkpoint(
+            latest.note, verifier_keys(settings, signer), origin=settings.ledger_origin
+        )
+    except CheckpointError as exc:
+        raise CheckpointKeyRefused(
+            f"this host's checkpoint key {signer.key_name} (id "
+            f"{signer.verifier_key.key_id:08x}) does not verify the latest stored checkpoint "
+            f"(of {latest.size} entries, signed by {latest.key_name}: {exc}); {KEY_HINT}, "
+            "and list a rotated-out public key in ZEROPARTY_CHECKPOINT_RETIRED_KEYS"
+        ) from exc
+
+
+def check_signer(connection: Connection, settings: Settings, signer: CheckpointSigner) -> None:
+    """Raise :class:`CheckpointKeyRefused` unless ``signer``'s key or a retired key
+    verifies the latest stored checkpoint (what ``serve`` checks before it starts)."""
+    _check_latest(latest_checkpoint(connection), settings, signer)
+
+
+def host_signer(database: Database, settings: Settings) -> CheckpointSigner:
+    """The signer this host may sign with: :func:`load_signer`, then
+    :func:`check_signer`. Raises :class:`CheckpointError` with the reason."""
+    signer = load_signer(settings, database)
+    with database.read() as session:
+        check_signer(session.connection(), settings, signer)
     return signer
 
 
@@ -118,9 +194,10 @@ def make_checkpoint(
     """Sign and store a checkpoint of the ledger as it is now.
 
     Returns ``None`` when the ledger is empty or the newest checkpoint already covers
-    every entry. Extends the stored tree first, in its own transaction, so the slow part
-    never holds a lock that appends wait for. Two processes checkpointing the same size
-    store it once.
+    every entry; raises :class:`CheckpointKeyRefused` when ``signer`` (with the retired
+    keys) does not verify the newest stored checkpoint. Extends the stored tree first, in
+    its own transaction, so the slow part never holds a lock that appends wait for. Two
+    processes checkpointing the same size store it once.
     """
     with database.write() as session:
         connection = session.connection()
@@ -132,6 +209,7 @@ def make_checkpoint(
         if size == 0 or (latest is not None and latest.size >= size):
             return None
         root = tree.root(connection, size)
+    _check_latest(latest, settings, signer)  # never sign under a key the log does not know
     note = signer.sign_checkpoint(settings.ledger_origin, size, root)
     stored = StoredCheckpoint(size, root.hex(), note, signer.key_name, utcnow())
     try:
@@ -214,21 +292,38 @@ def signed_heads(
     keys: list[VerifierKey],
     origin: str,
     external: list[str] = (),  # type: ignore[assignment]
+    *,
+    include_stored: bool = True,
 ) -> tuple[list[SignedHead], CheckpointProblem | None]:
-    """The heads of every stored checkpoint (and any ``external`` notes), each of which
-    must carry a valid signature by a trusted key, name this log, and cover no more
-    entries than the ledger has; or the first problem found."""
+    """The heads of every stored checkpoint (unless not ``include_stored``) and any
+    ``external`` notes, each of which must carry a valid signature by a trusted key,
+    name this log, cover no more entries than the ledger has, and (stored ones) keep
+    the signed root in their ``root`` column; or the first problem found."""
     size_now = tree.ledger_size(connection)
-    stored = sorted(list_checkpoints(connection, limit=1_000_000), key=lambda c: c.size)
-    notes = [(c.size, c.note) for c in stored] + [(None, text) for text in external]
+    stored = (
+        sorted(list_checkpoints(connection, limit=1_000_000), key=lambda c: c.size)
+        if include_stored
+        else []
+    )
+    notes: list[tuple[int | None, str | None, str]] = [(c.size, c.root, c.note) for c in stored] + [
+        (None, None, text) for text in external
+    ]
     heads: list[SignedHead] = []
-    for stored_size, note in notes:
+    for stored_size, stored_root, note in notes:
         try:
             checkpoint = verify_checkpoint(note, keys, origin=origin)
         except CheckpointError as exc:
             return heads, CheckpointProblem(stored_size, f"checkpoint signature: {exc}")
         if stored_size is not None and checkpoint.size != stored_size:
             return heads, CheckpointProblem(stored_size, "stored size differs from the signed size")
+        # The root column is what the proof routes and the console show: it must be the
+        # signed root (and check_heads then holds that to the recomputed tree).
+        if stored_root is not None and stored_root != checkpoint.root.hex():
+            return heads, CheckpointProblem(
+                stored_size,
+                "the stored root column differs from the root in the signed note "
+                "(the checkpoint row was altered)",
+            )
         if checkpoint.size > size_now:
             return heads, CheckpointProblem(
                 checkpoint.size,

@@ -1,7 +1,9 @@
 """Ledger health: verification runs started from the console, with their progress.
 
 A run is a row in ``console_verification_runs``; a thread of the process that started
-it runs :func:`consent_ledger.verify.verify_database` and writes progress into the row,
+it runs :func:`consent_ledger.audit.audit_ledger` (the very check ``zeroparty ledger
+verify`` runs, checkpoints included, so both give the same outcome; the console never
+skips checkpoints) and writes progress into the row,
 so any host's page can show it (the page refreshes itself while a run is going). A run
 whose row has not moved for :data:`STALE_AFTER` is shown as abandoned (its process
 ended), and a new one may start.
@@ -16,10 +18,11 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from consent_ledger.verify import verify_database
+from consent_ledger.audit import audit_ledger
 from console.models import VerificationRun
 from zeroparty.db import Database, utcnow
 from zeroparty.errors import Conflict
+from zeroparty.settings import Settings
 
 log = logging.getLogger("zeroparty.console.health")
 
@@ -73,39 +76,36 @@ def _update(database: Database, run_id: int, **values: object) -> None:
         )
 
 
-def run_verification(database: Database, database_url: str, run_id: int) -> None:
+def run_verification(database: Database, settings: Settings, run_id: int) -> None:
     """Verify the whole ledger, recording progress and the outcome in the run's row."""
 
     def progress(phase: str, done: int, total: int) -> None:
         _update(database, run_id, phase=phase, done=done, total=total)
 
     try:
-        report = verify_database(database_url, progress)
+        outcome = audit_ledger(database, settings, progress)
     except Exception as exc:
         log.exception("ledger verification from the console failed to run")
         _update(database, run_id, status=ERROR, finished_at=utcnow(), problem=str(exc)[:2000])
         return
-    problem = None
-    if report.problem is not None:
-        where = f"entry {report.problem.seq}: " if report.problem.seq is not None else ""
-        problem = f"{report.problem.kind}: {where}{report.problem.message}"
+    report = outcome.report
     _update(
         database,
         run_id,
-        status=OK if report.ok else FAILED,
+        status=OK if outcome.ok else FAILED,
         finished_at=utcnow(),
         entries=report.entries,
         done=report.entries,
         total=report.head_seq,
         phase="done",
-        problem=problem,
+        problem=None if outcome.ok else outcome.outcome()[:2000],
     )
 
 
-def start_in_background(database: Database, database_url: str, run_id: int) -> threading.Thread:
+def start_in_background(database: Database, settings: Settings, run_id: int) -> threading.Thread:
     thread = threading.Thread(
         target=run_verification,
-        args=(database, database_url, run_id),
+        args=(database, settings, run_id),
         name=f"zeroparty-console-verify-{run_id}",
         daemon=True,
     )

@@ -155,7 +155,7 @@ def _start(request: Request, staff: Staff) -> int:
         run = health.start_run(session, staff.id)
         audit.record(session, staff.id, StaffAction.VERIFY_RUN, detail=f"run {run.id}")
         run_id = run.id
-    health.start_in_background(database, settings_of(request).database_url, run_id)
+    health.start_in_background(database, settings_of(request), run_id)
     return run_id
 
 

@@ -52,8 +52,9 @@ from zeroparty.db import Database
 from zeroparty.errors import ZeropartyError
 from zeroparty.http import JSONResponse, wants_json
 from zeroparty.openapi import build_openapi, openapi_endpoint
+from zeroparty.secret_keys import resolve_secret_keys
 from zeroparty.security import SecurityHeadersMiddleware
-from zeroparty.settings import PROJECT_ROOT, Settings
+from zeroparty.settings import PROJECT_ROOT, Settings, SettingsError
 
 log = logging.getLogger("zeroparty")
 
@@ -156,9 +157,16 @@ def create_app(
 ) -> Starlette:
     """Build the app. ``database`` defaults to one for ``settings.database_url``;
     ``background`` runs the periodic jobs (``serve`` does; tests call them directly)."""
+    if not settings.secret_keys:
+        # Nothing may sign with nothing (or with a key everyone knows): the CLI and
+        # app_from_env resolve the keys first (zeroparty.secret_keys).
+        raise SettingsError(
+            "create_app: settings.secret_keys is empty; set ZEROPARTY_SECRET_KEYS "
+            "(or build the settings with zeroparty.secret_keys.resolve_secret_keys)"
+        )
     db = database or Database.from_url(settings.database_url)
     owns_database = database is None
-    signer = transparency.load_signer(settings)
+    signer = transparency.load_signer(settings, db)
     jobs = _background_jobs(settings, db, signer) if background else []
 
     @asynccontextmanager
@@ -230,4 +238,4 @@ def create_app(
 def app_from_env() -> Starlette:
     """Factory for ``uvicorn --factory``: settings from the environment."""
     access_log.install()  # no link token or email in `serve --access-log` lines
-    return create_app(Settings.from_env(), background=True)
+    return create_app(resolve_secret_keys(Settings.from_env()), background=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from zeroparty.db import Database
 from zeroparty.errors import ZeropartyError
+from zeroparty.secret_keys import SecretKeysRequired, resolve_secret_keys
 from zeroparty.settings import Settings, SettingsError
 
 log = logging.getLogger("zeroparty.cli")
@@ -34,6 +35,8 @@ def _opened_database(settings: Settings) -> Iterator[Database]:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from consent_ledger import transparency
+    from consent_ledger.checkpoints import CheckpointError
     from zeroparty import migrations
     from zeroparty.site import load_site
 
@@ -54,6 +57,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                     f"loaded {settings.site_file.name}: {len(result.changes)} change(s)",
                     file=sys.stderr,
                 )
+        # Before any worker starts: a host without the deployment's checkpoint key (or
+        # with another one) would fork the log, so it does not start at all.
+        try:
+            transparency.host_signer(database, settings)
+        except CheckpointError as exc:
+            print(f"zeroparty: refusing to start: {exc}", file=sys.stderr)
+            return 2
     print(
         f"zeroparty on http://{args.host}:{args.port} ({args.workers} worker(s))", file=sys.stderr
     )
@@ -127,7 +137,7 @@ def cmd_site_load(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
     from consent_ledger import transparency
-    from consent_ledger.verify import verify_database
+    from consent_ledger.audit import audit_ledger
 
     def progress(phase: str, done: int, total: int) -> None:
         if not args.quiet:
@@ -141,53 +151,24 @@ def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
             print(f"error: --checkpoint: cannot read {name}: {exc}", file=sys.stderr)
             return 2
     with _opened_database(settings) as database:
-        signer = (
-            transparency.load_signer(settings, create=False)
-            if settings.checkpoint_key_file.exists()
-            else None
+        audit = audit_ledger(
+            database,
+            settings,
+            progress,
+            external=external,
+            skip_checkpoints=args.skip_checkpoints,
         )
-        keys = transparency.verifier_keys(settings, signer) if signer else []
-        checkpoints_checked = bool(keys or external)
-        heads: list[transparency.SignedHead] = []
-        checkpoint_problem = None
-        if checkpoints_checked:
-            # Signatures first; the chain walk then recomputes the tree at their sizes.
-            with database.connect() as connection:
-                heads, checkpoint_problem = transparency.signed_heads(
-                    connection, keys, settings.ledger_origin, external
-                )
-        sizes = {size for size, _ in heads} if checkpoints_checked else None
-        report = verify_database(settings.database_url, progress, tree_sizes=sizes)
-        if report.problem is None and checkpoint_problem is None and checkpoints_checked:
-            with database.connect() as connection:
-                checkpoint_problem = transparency.check_heads(connection, heads, report.tree)
     if not args.quiet:
         print("\r", end="", file=sys.stderr)
-    if report.problem is not None:
-        where = f"entry {report.problem.seq}" if report.problem.seq is not None else "ledger"
-        print(f"LEDGER BROKEN at {where} ({report.problem.kind}): {report.problem.message}")
-        return 1
-    if checkpoint_problem is not None:
-        where = f"checkpoint {checkpoint_problem.size}" if checkpoint_problem.size else "checkpoint"
-        print(f"LEDGER BROKEN at {where} (checkpoint): {checkpoint_problem.message}")
-        return 1
-    checkpoints = (
-        "checkpoints consistent"
-        if checkpoints_checked
-        else f"checkpoints not checked (no key at {settings.checkpoint_key_file})"
-    )
-    print(
-        f"ledger intact: {report.entries:,} entries, head {report.head_hash}, "
-        f"{report.projection_rows:,} consent states agree, {checkpoints}"
-    )
-    return 0
+    print(audit.outcome())
+    return 0 if audit.ok else 1
 
 
 def cmd_ledger_checkpoint(args: argparse.Namespace, settings: Settings) -> int:
     from consent_ledger import transparency
 
     with _opened_database(settings) as database:
-        signer = transparency.load_signer(settings)
+        signer = transparency.host_signer(database, settings)
         made = transparency.make_checkpoint(database, settings, signer)
         if made is None:
             with database.read() as session:
@@ -221,7 +202,7 @@ def cmd_receipt(args: argparse.Namespace, settings: Settings) -> int:
         if subject_id is None:
             print(f"no lead with email {email}", file=sys.stderr)
             return 2
-        signer = transparency.load_signer(settings)
+        signer = transparency.host_signer(database, settings)
         receipt = receipts.build_receipt(database, settings, signer, subject_id, args.purpose)
     sys.stdout.buffer.write(orjson.dumps(receipt, option=orjson.OPT_INDENT_2) + b"\n")
     return 0
@@ -458,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="127.0.0.1",
         help="proxies trusted for X-Forwarded-For (the client IP kept as evidence)",
     )
-    serve.set_defaults(handler=cmd_serve)
+    serve.set_defaults(handler=cmd_serve, signs_tokens=True)
 
     db = commands.add_parser("db", help="database schema").add_subparsers(
         dest="db_command", required=True, metavar="ACTION"
@@ -490,6 +471,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="also check a checkpoint kept outside the database (repeatable)",
     )
+    verify.add_argument(
+        "--skip-checkpoints",
+        action="store_true",
+        help="check the chain and state without the stored checkpoints (needed where no "
+        "checkpoint key is at hand; the output says they were skipped)",
+    )
     verify.set_defaults(handler=cmd_ledger_verify)
     export = ledger.add_parser("export", help="stream entries as JSONL or CSV")
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
@@ -515,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     link = commands.add_parser("link", help="print a lead's signed preference-center URL")
     link.add_argument("email")
-    link.set_defaults(handler=cmd_link)
+    link.set_defaults(handler=cmd_link, signs_tokens=True)
     erase = commands.add_parser(
         "erase", help="erase a lead's personal data (the ledger still verifies)"
     )
@@ -528,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     user_add = user.add_parser("add", help="create a staff account; prints a set-password link")
     user_add.add_argument("email")
     user_add.add_argument("--role", required=True, choices=["admin", "compliance", "marketer"])
-    user_add.set_defaults(handler=cmd_user_add)
+    user_add.set_defaults(handler=cmd_user_add, signs_tokens=True)
     user_reset = user.add_parser(
         "reset", help="lock a staff account and print a link to set a new password"
     )
@@ -538,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also remove the authenticator and recovery codes (a lost authenticator)",
     )
-    user_reset.set_defaults(handler=cmd_user_reset)
+    user_reset.set_defaults(handler=cmd_user_reset, signs_tokens=True)
 
     apikey = commands.add_parser("apikey", help="API keys").add_subparsers(
         dest="apikey_command", required=True, metavar="ACTION"
@@ -587,8 +574,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
+        if getattr(args, "signs_tokens", False):
+            settings = resolve_secret_keys(settings)
         handler: Handler = args.handler
         return handler(args, settings)
+    except SecretKeysRequired as exc:
+        print(exc, file=sys.stderr)  # one line that says what to do
+        return 2
     except (ZeropartyError, SettingsError) as exc:
         print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 2

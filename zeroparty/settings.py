@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -45,11 +45,15 @@ class Settings:
     """Everything configurable about one running zeroparty.
 
     ``secret_keys``: the first key signs, every key verifies (rotation: prepend the new
-    key, drop the old one once its links may expire).
+    key, drop the old one once its links may expire). Empty when the environment sets
+    none: :func:`zeroparty.secret_keys.resolve_secret_keys` then supplies a generated key
+    on the embedded default, or refuses; nothing ships a built-in key.
+    ``checkpoint_key``: the checkpoint signing key itself (signer key text or PEM), which
+    takes precedence over ``checkpoint_key_file``.
     """
 
     database_url: str = DEFAULT_DATABASE_URL
-    secret_keys: tuple[str, ...] = ()
+    secret_keys: tuple[str, ...] = field(default=(), repr=False)
     base_url: str = "http://127.0.0.1:8000"
     smtp_url: str | None = None
     allowed_embed_origins: tuple[str, ...] = ()
@@ -57,6 +61,7 @@ class Settings:
     site_file: Path = DEFAULT_SITE_FILE
     api_key_cache_seconds: float = 10.0
     checkpoint_key_file: Path = Path("./zeroparty-checkpoint.key")
+    checkpoint_key: str | None = field(default=None, repr=False)
     checkpoint_origin: str | None = None
     checkpoint_every_entries: int = 1000
     checkpoint_every_minutes: float = 10.0
@@ -87,8 +92,8 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``environ`` (default: the process environment).
 
-        Without ``ZEROPARTY_SECRET_KEYS`` a development key is used and the app says so
-        in the log; a production deployment must set it (``docs`` in the README).
+        Without ``ZEROPARTY_SECRET_KEYS`` ``secret_keys`` is empty: no key is built in
+        (see :mod:`zeroparty.secret_keys` for what the CLI and ``serve`` do then).
         """
         env = os.environ if environ is None else environ
 
@@ -133,7 +138,7 @@ class Settings:
             )
         return cls(
             database_url=get("DATABASE_URL") or DEFAULT_DATABASE_URL,
-            secret_keys=secret_keys or ("development-only-secret-key-change-me",),
+            secret_keys=secret_keys,
             base_url=base_url,
             smtp_url=get("SMTP_URL"),
             allowed_embed_origins=_split(get("ALLOWED_EMBED_ORIGINS") or ""),
@@ -141,6 +146,7 @@ class Settings:
             site_file=Path(get("SITE_FILE") or DEFAULT_SITE_FILE),
             api_key_cache_seconds=number("API_KEY_CACHE_SECONDS", cls.api_key_cache_seconds),
             checkpoint_key_file=Path(get("CHECKPOINT_KEY_FILE") or "./zeroparty-checkpoint.key"),
+            checkpoint_key=(get("CHECKPOINT_KEY") or "").strip() or None,
             checkpoint_origin=get("CHECKPOINT_ORIGIN"),
             checkpoint_every_entries=int(
                 number("CHECKPOINT_EVERY_ENTRIES", cls.checkpoint_every_entries)

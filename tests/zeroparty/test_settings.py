@@ -24,8 +24,9 @@ def test_defaults_from_an_empty_environment() -> None:
     settings = Settings.from_env({})
     assert settings.database_url == DEFAULT_DATABASE_URL == "sqlite:///./zeroparty.db"
     assert settings.is_sqlite
-    assert len(settings.secret_keys) == 1
-    assert len(settings.secret_keys[0]) >= 16  # a development key, never empty
+    # No key is built in: the CLI resolves one (zeroparty.secret_keys) or refuses.
+    assert settings.secret_keys == ()
+    assert settings.checkpoint_key is None
     assert settings.base_url == "http://127.0.0.1:8000"
     assert settings.smtp_url is None
     assert settings.allowed_embed_origins == ()
