@@ -1,10 +1,11 @@
-"""Helpers for the console's tests: staff accounts of each role, logged-in clients,
-leads with history."""
+"""Helpers for the console's tests: staff accounts of each role, logged-in clients (with
+or without a second factor), a clock the tests move, leads with history."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 
 import pytest
 from starlette.testclient import TestClient
@@ -12,15 +13,34 @@ from starlette.testclient import TestClient
 from consent_ledger.actions import ConsentAction, ConsentMethod
 from consent_ledger.subjects import find_subject_id
 from console import accounts
+from console.sessions import SessionService
 from tests.factories import record
 from zeroparty.app import create_app
-from zeroparty.db import Database
+from zeroparty.db import Database, utcnow
 from zeroparty.settings import Settings
 
 PASSWORD = "correct horse battery staple"
 LEAD_EMAIL = "ann@example.com"
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 HIDDEN_RE = re.compile(r'name="(login|csrf)" value="([^"]+)"')
+
+
+class Clock:
+    """The console's clock in a test: stands still until moved."""
+
+    def __init__(self) -> None:
+        self.now = utcnow().replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
 
 
 def make_staff(database: Database, email: str, role: str, password: str = PASSWORD) -> int:
@@ -51,14 +71,31 @@ def log_in(client: TestClient, email: str, password: str = PASSWORD) -> TestClie
     return client
 
 
-def csrf_of(client: TestClient) -> str:
-    return hidden(client.get("/console/").text, "csrf")
+def enter_code(client: TestClient, code: str) -> int:
+    """The second step of a login: sends ``code``; the status of the answer."""
+    page = client.get("/console/login/code", follow_redirects=False)
+    if page.status_code != 200:
+        return page.status_code
+    answer = client.post(
+        "/console/login/code",
+        data={"csrf": hidden(page.text, "csrf"), "code": code},
+        follow_redirects=False,
+    )
+    return answer.status_code
+
+
+def csrf_of(client: TestClient, path: str = "/console/") -> str:
+    return hidden(client.get(path).text, "csrf")
 
 
 @pytest.fixture
-def console_app(settings: Settings, database: Database) -> Iterator[Callable[[], TestClient]]:
-    """``new_client()`` gives a fresh client (own cookies) of one app."""
+def console_app(
+    settings: Settings, database: Database, clock: Clock
+) -> Iterator[Callable[[], TestClient]]:
+    """``new_client()`` gives a fresh client (own cookies) of one app, whose sessions
+    and codes run on the test's ``clock``."""
     app = create_app(settings, database)
+    app.state.console_sessions = SessionService(settings, clock)
     clients: list[TestClient] = []
 
     def new_client() -> TestClient:

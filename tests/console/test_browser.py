@@ -1,6 +1,7 @@
-"""The console in headless Chromium: a compliance officer logs in, finds a lead, reads
-the timeline and the proof, exports the ledger as CSV and opens the reports, accounts
-and the hand-off SLA; axe-core
+"""The console in headless Chromium: a compliance officer logs in, sets up two-factor
+login, finds a lead, reads the timeline and the proof, exports the ledger as CSV and
+opens the reports, accounts, the hand-off SLA and the sessions, then logs in again with
+a code from the authenticator (computed by pyotp on the test's clock); axe-core
 finds no violations on any console page; screenshots in ``test-artifacts/console-*``."""
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pyotp
+
+from console.sessions import SessionService
 from scoring.models import ScoredLead
-from tests.console.conftest import LEAD_EMAIL, PASSWORD, make_staff
+from tests.console.conftest import LEAD_EMAIL, PASSWORD, Clock, make_staff
 from tests.fixtures.browser import LiveServer, axe_violations, free_port, screenshot
 from zeroparty.app import create_app
 from zeroparty.db import Database, utcnow
@@ -28,11 +32,14 @@ def test_compliance_officer_in_browser(
     serve: Callable[..., LiveServer],
     page: Any,
     tmp_path: Path,
+    clock: Clock,
 ) -> None:
     make_staff(database, "officer@staff.example", "compliance")
     port = free_port()
     live = dataclasses.replace(settings, base_url=f"http://127.0.0.1:{port}")
-    server = serve(create_app(live, database), port)
+    app = create_app(live, database)
+    app.state.console_sessions = SessionService(live, clock)
+    server = serve(app, port)
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     errors: list[str] = []
@@ -48,6 +55,17 @@ def test_compliance_officer_in_browser(
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     assert page.url == server.url + "/console/leads"
+
+    page.get_by_role("link", name="Two-factor").click()
+    page.get_by_role("button", name="Set up two-factor login").click()
+    totp = pyotp.TOTP(page.locator("code.secret").inner_text())
+    assert axe_violations(page) == []
+    screenshot(page, "console-two-factor-setup")
+    page.get_by_label("Code from the app").fill(totp.at(clock.now))
+    page.get_by_role("button", name="Confirm and turn on").click()
+    assert page.locator("ul.recovery-codes > li").count() == 10
+    assert axe_violations(page) == []
+    page.get_by_role("link", name="Leads").click()
 
     page.get_by_label("Email (or its beginning) or lead id").fill("ann")
     page.get_by_role("button", name="Search").click()
@@ -109,5 +127,24 @@ def test_compliance_officer_in_browser(
     assert dialogs == []  # the stored script never ran
     assert not [e for e in errors if "Content Security Policy" in e]
 
-    page.get_by_role("button", name="Log out").click()
+    page.get_by_role("link", name="Sessions").click()
+    assert "(this one)" in page.locator("main").inner_text()
+    assert axe_violations(page) == []
+    screenshot(page, "console-sessions")
+
+    page.get_by_role("button", name="Log out", exact=True).click()
+    assert page.url.startswith(server.url + "/console/login")
+
+    # Again, now with the second step: the next code of the authenticator.
+    clock.advance(seconds=30)
+    page.get_by_label("Email address").fill("officer@staff.example")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    assert page.url == server.url + "/console/login/code"
+    assert axe_violations(page) == []
+    screenshot(page, "console-login-code")
+    page.get_by_label("Code", exact=True).fill(totp.at(clock.now))
+    page.get_by_role("button", name="Continue").click()
+    assert page.url == server.url + "/console/"
+    page.get_by_role("button", name="Log out", exact=True).click()
     assert page.url.startswith(server.url + "/console/login")

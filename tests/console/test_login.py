@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 
 import pytest
@@ -11,7 +10,8 @@ from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from console.models import LoginAttempt, StaffAuditEntry
-from tests.console.conftest import PASSWORD, csrf_of, hidden, log_in, make_staff
+from console.sessions import SessionService
+from tests.console.conftest import PASSWORD, Clock, csrf_of, hidden, log_in, make_staff
 from zeroparty.app import create_app
 from zeroparty.db import Database
 from zeroparty.settings import Settings
@@ -45,7 +45,7 @@ def test_login_and_logout(
     assert cookie
     answer = client.post("/console/logout", data={"csrf": csrf_of(client)}, follow_redirects=False)
     assert answer.status_code == 303
-    # The old cookie, replayed, no longer works (the generation moved on).
+    # The old cookie, replayed, no longer works (the session was revoked).
     replay = console_app()
     replay.cookies.set("zp_console", cookie, path="/console")
     assert replay.get("/console/", follow_redirects=False).status_code == 303
@@ -151,13 +151,15 @@ def test_cross_site_posts_are_refused(as_role: Callable[[str], TestClient]) -> N
     assert client.get("/console/").status_code == 200  # still logged in
 
 
-def test_session_expires(settings: Settings, database: Database) -> None:
+def test_session_expires(settings: Settings, database: Database, clock: Clock) -> None:
     make_staff(database, "short@staff.example", "compliance")
     short = dataclasses.replace(settings, console_session_minutes=1 / 60)  # one second
-    with TestClient(create_app(short, database)) as client:
+    app = create_app(short, database)
+    app.state.console_sessions = SessionService(short, clock)
+    with TestClient(app) as client:
         log_in(client, "short@staff.example")
         assert client.get("/console/", follow_redirects=False).status_code == 200
-        time.sleep(2.1)
+        clock.advance(seconds=1)
         assert client.get("/console/", follow_redirects=False).status_code == 303
 
 
