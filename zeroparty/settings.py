@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "sqlite:///./zeroparty.db"
@@ -128,6 +129,12 @@ class Settings:
                 return False
             raise SettingsError(f"{PREFIX}{name} must be 1 or 0")
 
+        smtp_url = get("SMTP_URL")
+        if smtp_url and "from" in parse_qs(urlsplit(smtp_url).query):
+            raise SettingsError(
+                "ZEROPARTY_SMTP_URL: ?from= is not supported; set the sender in site.toml, "
+                "table [site.mail] (from_name, from_address, reply_to)"
+            )
         mirror = get("CHECKPOINT_MIRROR_FILE")
         webhook_url, webhook_secret = get("CRM_WEBHOOK_URL"), get("CRM_WEBHOOK_SECRET")
         if webhook_url and not webhook_url.startswith(("http://", "https://")):
@@ -140,7 +147,7 @@ class Settings:
             database_url=get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             secret_keys=secret_keys,
             base_url=base_url,
-            smtp_url=get("SMTP_URL"),
+            smtp_url=smtp_url,
             allowed_embed_origins=_split(get("ALLOWED_EMBED_ORIGINS") or ""),
             outbox_dir=Path(get("OUTBOX_DIR") or "./outbox"),
             site_file=Path(get("SITE_FILE") or DEFAULT_SITE_FILE),

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from contextvars import ContextVar
 
 import pytest
+from sqlalchemy import event
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
+from starlette.types import Message, Receive, Scope, Send
 
 from tests.fixtures.mail import SmtpServer
 from tests.preference_center.conftest import EMAIL, counts
+from zeroparty.app import create_app
 from zeroparty.db import Database
 from zeroparty.mail import deliver_pending, transport_for
 from zeroparty.settings import Settings
@@ -33,7 +38,7 @@ def test_same_answer_for_known_and_unknown(
     assert "If this address is known to us" in known[1]
     entries, evidence, mails = counts(database)
     assert (entries, evidence) == before[:2]
-    assert mails == before[2] + 1  # only the known address gets a mail
+    assert mails == before[2] + 1  # only the known address gets a mail (after the answer)
 
 
 def test_rate_limit_is_the_same_for_known_and_unknown(
@@ -66,22 +71,92 @@ def test_get_shows_the_form(app_client: TestClient) -> None:
 
 
 def test_mailed_link_opens_the_page(
-    app_client: TestClient,
     settings: Settings,
     database: Database,
     lead: str,
     smtp_server: SmtpServer,
 ) -> None:
-    _ask(app_client, EMAIL.upper())  # addresses match case-insensitively
-    smtp = dataclasses.replace(settings, smtp_url=smtp_server.url)
-    assert deliver_pending(database, transport_for(smtp.smtp_url, smtp.outbox_dir)) == 1
+    app = create_app(dataclasses.replace(settings, smtp_url=smtp_server.url), database)
+    with TestClient(app) as client:
+        _ask(client, EMAIL.upper())  # addresses match case-insensitively
+        # Sent right after the answer: no outbox poll ran, nothing is left for one.
+        (message,) = smtp_server.wait_for(1)
+        transport = transport_for(smtp_server.url, settings.outbox_dir)
+        assert deliver_pending(database, transport) == 0
+        assert message["To"] == EMAIL
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert message["List-Unsubscribe"].startswith("<http://testserver/u/")
+        text = SmtpServer.text_of(message)
+        match = re.search(r"http://testserver(/p/\S+)", text)
+        assert match is not None
+        landing = client.get(match.group(1), headers={"Sec-Fetch-Site": "none"})
+        assert landing.status_code == 200
+        assert EMAIL in landing.text
+
+
+class _AnswerWatch:
+    """ASGI wrapper noting, per request, the SQL run and the mails that reached the SMTP
+    server before the last byte of the answer was handed to the server."""
+
+    def __init__(self, app: Starlette, database: Database, smtp_server: SmtpServer) -> None:
+        self.app = app
+        self.smtp_server = smtp_server
+        self.before: list[str] = []  # SQL of the current request, until it answered
+        self.after: list[str] = []  # SQL of its background work
+        self.mails_at_answer = -1  # mails that arrived during the request, before its answer
+        self._answered: ContextVar[list[bool] | None] = ContextVar("answered", default=None)
+        event.listen(database.engine, "before_cursor_execute", self._statement)
+
+    def _statement(self, _conn: object, _cursor: object, sql: str, *_args: object) -> None:
+        answered = self._answered.get()
+        if answered is not None:  # this request's own work (threads copy the context)
+            (self.after if answered[0] else self.before).append(sql)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        answered = [False]
+        self._answered.set(answered)
+        self.before, self.after = [], []
+        mails_at_start = len(self.smtp_server.raw)
+
+        async def watched(message: Message) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                self.mails_at_answer = len(self.smtp_server.raw) - mails_at_start
+                answered[0] = True
+
+        await self.app(scope, receive, watched)
+
+
+def test_known_and_unknown_do_the_same_work_before_the_answer(
+    settings: Settings, database: Database, lead: str, smtp_server: SmtpServer
+) -> None:
+    """The answer, and everything done before it, is the same for a lead's address and
+    a stranger's: the look-up, the queueing and the sending happen after the answer.
+    (Compared by the work done, not by a clock: timings are in BENCHMARKS.md.)"""
+    app = create_app(dataclasses.replace(settings, smtp_url=smtp_server.url), database)
+    watch = _AnswerWatch(app, database, smtp_server)
+    seen = {}
+    with TestClient(watch) as client:
+        for email in (EMAIL, "nobody@example.com"):
+            response = client.post("/p/request-link", data={"email": email}, headers=SAME)
+            seen[email] = (
+                response.status_code,
+                response.content,
+                sorted(response.headers.items()),
+                watch.before,
+                watch.mails_at_answer,
+                watch.after,
+            )
+    known, unknown = seen[EMAIL], seen["nobody@example.com"]
+    assert known[:4] == unknown[:4]  # status, body bytes, headers, SQL before the answer
+    assert known[3]  # the rate limit was counted
+    assert not any("subject_profiles" in sql or "mail_outbox" in sql for sql in known[3])
+    assert known[4] == unknown[4] == 0  # no mail had left when the answer did
+    # Afterwards: both were looked up, only the lead's address got its link.
+    assert any("subject_profiles" in sql for sql in known[5])
+    assert any("subject_profiles" in sql for sql in unknown[5])
     (message,) = smtp_server.wait_for(1)
     assert message["To"] == EMAIL
-    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert message["List-Unsubscribe"].startswith("<http://testserver/u/")
-    text = SmtpServer.text_of(message)
-    match = re.search(r"http://testserver(/p/\S+)", text)
-    assert match is not None
-    landing = app_client.get(match.group(1), headers={"Sec-Fetch-Site": "none"})
-    assert landing.status_code == 200
-    assert EMAIL in landing.text

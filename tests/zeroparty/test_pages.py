@@ -34,7 +34,9 @@ def test_queued_mail_reaches_smtp_server(
     assert sent == 1
     (message,) = smtp_server.wait_for(1)
     assert message["To"] == "ann@example.com"
-    assert SmtpServer.text_of(message).strip() == "Hi Ann"
+    text = SmtpServer.text_of(message).replace("\r\n", "\n")
+    footer = "This mail was sent by Northwind Analytics GmbH, Example Street 1, 10115 Berlin."
+    assert text == f"Hi Ann\n\n{footer}\n"  # the company named, from site.toml
     assert deliver_pending(database, transport_for(settings.smtp_url, settings.outbox_dir)) == 0
 
 

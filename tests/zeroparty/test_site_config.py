@@ -276,7 +276,10 @@ INVALID: list[tuple[str, Callable[[str], str], str]] = [
     ),
     (
         "site-not-a-table",
-        lambda text: 'site = "demo"\n' + text.replace("[site]\n", "[site_old]\n"),
+        lambda text: (
+            'site = "demo"\n'
+            + text.replace("[site]\n", "[site_old]\n").replace("[site.mail]", "[site_old.mail]")
+        ),
         "site",
     ),
     ("topics-not-a-table", lambda text: "topics = 3\n" + text.split("[topics.")[0], "topics"),
