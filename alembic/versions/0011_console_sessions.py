@@ -21,7 +21,7 @@ from zeroparty.db import UTCDateTime
 revision: str = "0011"
 down_revision: str | Sequence[str] | None = "0010"
 branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = "0007"  # console_users is created there
 
 
 def _user_fk(table: str) -> sa.ForeignKeyConstraint:
