@@ -21,7 +21,7 @@ from zeroparty.db import UTCDateTime
 revision: str = "0013"
 down_revision: str | Sequence[str] | None = "0012"
 branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = "0003"  # capture_definitions is created there
 
 
 def upgrade() -> None:
