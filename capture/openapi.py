@@ -33,16 +33,28 @@ SCHEMAS: dict[str, Any] = {
     },
     "SubmissionResult": {
         "type": "object",
-        "required": ["submission", "stored", "granted", "pending_confirmation"],
+        "description": (
+            "The same for every address, whether unknown, known, or known with consent: "
+            "only what was sent and a generic next step. A submission under the address "
+            "of an existing lead is held until the link mailed to that address is "
+            "followed (`/confirm/held/{token}`); nothing of it reaches the lead before."
+        ),
+        "required": ["submission", "stored", "consent", "gpc_opt_out", "next_step"],
         "properties": {
             "submission": {"type": "string"},
-            "stored": {"type": "boolean"},
-            "kept_fields": {"type": "array", "items": {"type": "string"}},
-            "granted": {"type": "array", "items": {"type": "string"}},
-            "pending_confirmation": {"type": "array", "items": {"type": "string"}},
-            "gpc_opt_out": {"type": "array", "items": {"type": "string"}},
+            "stored": {"type": "boolean", "description": "false: a quiz answered without email"},
+            "consent": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "purposes ticked (less sale/sharing under Sec-GPC: 1)",
+            },
+            "gpc_opt_out": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "sale/sharing purposes the Sec-GPC: 1 signal opts out of",
+            },
             "outcome": {"type": ["string", "null"]},
-            "mail_queued": {"type": "boolean"},
+            "next_step": {"type": ["string", "null"]},
             "message": {"type": "string"},
             "redirect": {"type": ["string", "null"]},
             "result": {"type": ["object", "null"]},
