@@ -17,6 +17,13 @@ record, rate counter upsert), then a 303.
 Load: ``wrk -t1 -c32 --latency`` with a Lua script making every request unique (the
 bounded asyncio generator of :mod:`bench.http_load` is not used: wrk is installed here).
 
+Known against unknown addresses (one worker, after the load): ``KNOWN_COUNT`` leads are
+made first, then the same submission is sent alternately under one of those addresses
+(held until the owner confirms, with a mail queued) and under a new one (lead created,
+answers kept, ledger entry), one request at a time on a new connection each; the
+medians of the two latencies are compared (the answers themselves are byte-identical,
+as the tests check).
+
 Run alone: ``python -m bench.capture_submissions [--quick] [--no-postgres] [--no-sqlite]``.
 """
 
@@ -24,8 +31,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import time
@@ -68,6 +77,7 @@ from zeroparty.site import load_site
 
 SECRET = "bench-secret-key-0123456789abcdef"  # noqa: S105 (a throwaway server's key)
 CONNECTIONS = 32
+KNOWN_COUNT = 200
 ADMIN_URL = os.environ.get(
     "ZEROPARTY_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -295,6 +305,46 @@ def _load(base_url: str, token: str, seconds: float, directory: Path) -> dict[st
     }
 
 
+def _post_once(base_url: str, token: str, email: str) -> tuple[float, int]:
+    """One submission on a new connection: its latency (seconds) and status."""
+    host, port = base_url.removeprefix("http://").split(":")
+    body = f"email={email.replace('@', '%40')}&{FIELDS}&consent=profiling&_rt={token}"
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Idempotency-Key": secrets.token_hex(16),
+    }
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        started = time.perf_counter()
+        connection.request("POST", "/f/bench", body, headers)
+        answer = connection.getresponse()
+        answer.read()
+        return time.perf_counter() - started, answer.status
+    finally:
+        connection.close()
+
+
+def known_vs_unknown(base_url: str, token: str, count: int) -> dict[str, Any]:
+    """Median latency of a submission under a known address and under a new one."""
+    run = secrets.token_hex(4)
+    known = [f"known-{run}-{i}@bench.example" for i in range(count)]
+    for email in known:
+        _post_once(base_url, token, email)
+    latencies: dict[str, list[float]] = {"known": [], "unknown": []}
+    statuses: set[int] = set()
+    for i, email in enumerate(known):
+        for kind, address in (("known", email), ("unknown", f"new-{run}-{i}@bench.example")):
+            seconds, status = _post_once(base_url, token, address)
+            latencies[kind].append(seconds)
+            statuses.add(status)
+    return {
+        "requests_each": count,
+        "statuses": sorted(statuses),
+        "known_p50_ms": round(statistics.median(latencies["known"]) * 1000, 2),
+        "unknown_p50_ms": round(statistics.median(latencies["unknown"]) * 1000, 2),
+    }
+
+
 def _measure(database: str, url_for: Any, workers: int, seconds: float,
              directory: Path) -> dict[str, Any]:  # fmt: skip
     figures: dict[str, Any] = {"database": database, "workers": workers}
@@ -305,6 +355,10 @@ def _measure(database: str, url_for: Any, workers: int, seconds: float,
             token = _render_token(server.base_url) if kind == "zeroparty" else "x"
             _load(server.base_url, token, 1.0, directory)  # warm-up
             figures[kind] = _load(server.base_url, token, seconds, directory)
+            if kind == "zeroparty" and workers == 1:
+                figures["known_vs_unknown"] = known_vs_unknown(
+                    server.base_url, token, KNOWN_COUNT // 4 if seconds < 10 else KNOWN_COUNT
+                )
         figures[kind]["rows_stored"] = _count(url, "capture_submissions")
     figures["ratio"] = round(
         figures["zeroparty"]["requests_per_s"] / figures["baseline"]["requests_per_s"], 3
@@ -359,6 +413,13 @@ def _table(figures: dict[str, Any]) -> str:
             f"| {z['p50_ms']:.1f} / {z['p99_ms']:.1f} | {b['requests_per_s']:.0f} "
             f"| {b['p50_ms']:.1f} / {b['p99_ms']:.1f} | {row['ratio']:.0%} |"
         )
+    for row in figures["results"]:
+        if "known_vs_unknown" in row:
+            k = row["known_vs_unknown"]
+            lines.append(
+                f"\n{row['database']}, 1 worker: median of {k['requests_each']} submissions, "
+                f"known address {k['known_p50_ms']:.1f} ms, unknown {k['unknown_p50_ms']:.1f} ms"
+            )
     size = figures["embed_js"]
     lines.append(f"\nembed.js: {size['bytes']} bytes, {size['gzip_bytes']} bytes gzipped")
     return "\n".join(lines)
