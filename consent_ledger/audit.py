@@ -117,11 +117,10 @@ def audit_ledger(
                 verify_checkpoint(latest.note, keys, origin=settings.ledger_origin)
             except CheckpointError as exc:
                 if "no signature by a trusted key" in str(exc):
-                    names = ", ".join(sorted({key.name for key in keys}))
+                    names = ", ".join(f"{key.name}+{key.key_id:08x}" for key in keys)
                     unchecked = (
                         f"{stored:,} stored checkpoint(s) cannot be checked: the latest (of "
-                        f"{latest.size} entries) is signed by {latest.key_name}, which none of "
-                        f"this host's keys ({names}) is"
+                        f"{latest.size} entries) has no signature by this host's keys ({names})"
                     )
     check = unchecked is None and bool((stored and not skip_checkpoints) or external)
     heads: list[transparency.SignedHead] = []

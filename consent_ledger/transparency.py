@@ -80,8 +80,9 @@ def load_signer(
     """The checkpoint signer: ``settings.checkpoint_key`` when set, else the key file.
 
     Without either, ``create`` makes a new key in the key file (0600), but only while
-    no checkpoint is stored in ``database`` (when given): a host that lacks the
-    deployment's key must not start a second one (:class:`CheckpointKeyRefused`).
+    no checkpoint is stored in ``database`` (when given), or when the retired keys
+    verify the latest one (a rotation): a host that lacks the deployment's key must not
+    start a second one (:class:`CheckpointKeyRefused`).
     """
     if settings.checkpoint_key:
         try:
@@ -96,7 +97,7 @@ def load_signer(
     if database is not None:
         with database.read() as session:
             latest = latest_checkpoint(session.connection())
-        if latest is not None:
+        if latest is not None and not _retired_keys_verify(latest, settings):
             raise CheckpointKeyRefused(
                 f"checkpoints are stored (the latest, of {latest.size} entries, signed by "
                 f"{latest.key_name}) but this host has no checkpoint key (no "
@@ -114,6 +115,17 @@ def load_signer(
         handle.write(signer.to_signer_key() + "\n")
     log.warning("generated a checkpoint signing key at %s: back it up", path)
     return signer
+
+
+def _retired_keys_verify(latest: StoredCheckpoint, settings: Settings) -> bool:
+    """Whether the retired keys alone verify ``latest``: a deliberate rotation (the old
+    key retired first), so a new key may be made."""
+    keys = [parse_verifier_key(text) for text in settings.checkpoint_retired_keys]
+    try:
+        verify_checkpoint(latest.note, keys, origin=settings.ledger_origin)
+    except CheckpointError:
+        return False
+    return True
 
 
 def _check_latest(
