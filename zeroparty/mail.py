@@ -314,12 +314,13 @@ def _deliver(
         for row in rows:
             row.claimed_until = now + timedelta(seconds=CLAIM_SECONDS)
         sender = mail_sender(session, base_url)
-        messages = [(row.id, row.attempts, build_message(row, sender)) for row in rows]
     sent = 0
-    for mail_id, attempts, message in messages:
+    for row in rows:  # loaded, claimed and committed: no transaction held while sending
+        mail_id, attempts = row.id, row.attempts
         try:
-            transport.send(message)
+            transport.send(build_message(row, sender))
         except (OSError, smtplib.SMTPException, ValueError) as exc:
+            # ValueError: a header that cannot be written (retried, then given up).
             _failed(database, mail_id, attempts + 1, exc)
             continue
         with database.write() as session:

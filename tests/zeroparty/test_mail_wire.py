@@ -16,12 +16,21 @@ from starlette.testclient import TestClient
 
 from capture.tokens import CaptureTokens
 from consent_ledger.actions import ConsentMethod
+from consent_ledger.subjects import find_subject_id
+from preference_center.links import mail_headers
 from tests.capture.conftest import token_in
 from tests.factories import record
 from tests.fixtures.mail import SmtpServer
 from zeroparty.app import create_app
 from zeroparty.db import Database
-from zeroparty.mail import Mail, OutboxMail, deliver_queued, queue_mail, transport_for
+from zeroparty.mail import (
+    Mail,
+    OutboxMail,
+    deliver_pending,
+    deliver_queued,
+    queue_mail,
+    transport_for,
+)
 from zeroparty.settings import Settings
 from zeroparty.site_info import site_identity, store_site_identity
 
@@ -348,3 +357,58 @@ def test_background_send_sends_only_its_own_mail(
         assert row is not None
         assert row.sent_at is None
         assert row.attempts == 0
+
+
+def test_a_mailto_alternative_folds_at_whitespace_only(
+    settings: Settings, database: Database, smtp_server: SmtpServer
+) -> None:
+    """Your own mails may add a ``mailto:`` (RFC 2369): the header then folds between
+    the two targets, at whitespace, and is still not encoded."""
+    record(database, EMAIL, "newsletter", method=ConsentMethod.DOUBLE_OPT_IN)
+    with database.write() as session:
+        subject_id = find_subject_id(session, EMAIL)
+        assert subject_id is not None
+        links = mail_headers(
+            settings, subject_id, "newsletter", session, mailto="unsubscribe@northwind.example"
+        )
+        mail_id = queue_mail(
+            session, Mail(to=EMAIL, subject="News", text="Hi", headers=links.headers)
+        )
+    transport = transport_for(smtp_server.url, settings.outbox_dir)
+    assert deliver_queued(database, transport, [mail_id], base_url=settings.base_url) == 1
+    (raw,) = smtp_server.raw
+    head = header_block(raw)
+    found = re.search(
+        rb"^List-Unsubscribe: <(http://testserver/u/[A-Za-z0-9._~-]+)>,(?:\r\n)?[ \t]+"
+        rb"<mailto:unsubscribe@northwind\.example\?subject=unsubscribe>\r\n(?![ \t])",
+        head,
+        re.M,
+    )
+    assert found is not None, head
+    assert found.group(1).decode() == links.unsubscribe_url
+    assert b"=?" not in found.group(0)
+
+
+def test_a_mail_that_cannot_be_written_does_not_hold_up_the_others(
+    settings: Settings, database: Database, smtp_server: SmtpServer
+) -> None:
+    """A header that cannot go on the wire raw (not ASCII) fails that mail alone, which
+    is retried and given up like an SMTP failure; the others leave."""
+    with database.write() as session:
+        broken = queue_mail(
+            session,
+            Mail(to=EMAIL, subject="Broken", text="x", headers={"List-Unsubscribe": "<http://ü>"}),
+        )
+        fine = queue_mail(session, Mail(to=EMAIL, subject="Fine", text="y"))
+    transport = transport_for(smtp_server.url, settings.outbox_dir)
+    assert deliver_pending(database, transport, base_url=settings.base_url) == 1
+    (raw,) = smtp_server.raw
+    assert re.search(rb"^Subject: Fine\r\n", raw, re.M)
+    with database.read() as session:
+        failed, sent = session.get(OutboxMail, broken), session.get(OutboxMail, fine)
+        assert failed is not None
+        assert sent is not None
+        assert failed.sent_at is None
+        assert failed.last_error is not None
+        assert "ASCII" in failed.last_error
+        assert sent.sent_at is not None
