@@ -297,8 +297,11 @@ def inclusion_proof(source: LeafHashSource, index: int, size: int) -> list[bytes
 def consistency_proof(source: LeafHashSource, old_size: int, new_size: int) -> list[bytes]:
     """RFC 6962 §2.1.2 PROOF(old_size, D[0:new_size]).
 
-    Empty when ``old_size`` is 0 or equals ``new_size`` (RFC 9162 §2.1.4: nothing to
-    prove). Raises ``ValueError`` unless ``0 <= old_size <= new_size``.
+    Empty when ``old_size`` equals ``new_size`` (RFC 9162 §2.1.4.1:
+    ``SUBPROOF(m, D[m], true) = {}``) or is 0 (the empty tree is a prefix of every
+    tree; §2.1.4.1 defines PROOF for ``0 < m``), which :func:`verify_consistency`
+    accepts with the right roots. Raises ``ValueError`` unless
+    ``0 <= old_size <= new_size``.
     """
     _check_size(new_size)
     if not 0 <= old_size <= new_size:
@@ -387,9 +390,16 @@ def verify_consistency(
 ) -> None:
     """Check that the tree of ``old_size`` with ``old_root`` is a prefix of the new one.
 
-    RFC 9162 §2.1.4.2, plus the trivial cases: equal sizes need an empty proof and equal
-    roots; size 0 needs an empty proof and ``old_root == EMPTY_ROOT``. Raises
-    :class:`ProofError` on any failure or malformed argument, and nothing else.
+    RFC 9162 §2.1.4.2 for ``0 < old_size < new_size``, where an empty proof fails
+    (step 1). Its edges, where the RFC has nothing to verify:
+
+    - equal sizes: the proof is empty (§2.1.4.1, ``SUBPROOF(m, D[m], true) = {}``) and
+      the roots are equal;
+    - ``old_size == 0``: the proof is empty and ``old_root`` is the root of the empty
+      tree, ``SHA-256("")`` (§2.1.1); at ``0 == new_size`` so is ``new_root``;
+    - ``old_size > new_size``: refused (a tree never shrinks).
+
+    Raises :class:`ProofError` on any failure or malformed argument, and nothing else.
     """
     first = _check_tree_size(old_size, "old size")
     second = _check_tree_size(new_size, "new size")
@@ -398,6 +408,13 @@ def verify_consistency(
     path = _check_proof(proof, _MAX_CONSISTENCY_PROOF)
     if first > second:
         raise ProofError(f"old size {first} is larger than new size {second}")
+    if first == 0:
+        # Only SHA-256("") is the root of the empty tree (RFC 9162 §2.1.1), whatever
+        # the new size: two equal roots of size 0 prove nothing unless they are it.
+        if path:
+            raise ProofError("the empty tree needs an empty consistency proof")
+        if first_root != EMPTY_ROOT:
+            raise ProofError("old root is not the root of the empty tree")
     if first == second:
         if path:
             raise ProofError("trees of equal size need an empty consistency proof")
@@ -405,10 +422,6 @@ def verify_consistency(
             raise ProofError("trees of equal size have different roots")
         return
     if first == 0:
-        if path:
-            raise ProofError("the empty tree needs an empty consistency proof")
-        if first_root != EMPTY_ROOT:
-            raise ProofError("old root is not the root of the empty tree")
         return
     if not path:
         raise ProofError("consistency proof is empty")

@@ -126,6 +126,13 @@ def get_inclusion_proof(request: Request) -> JSONResponse:
 
 
 def get_consistency_proof(request: Request) -> JSONResponse:
+    """RFC 9162 §4.4 get-sth-consistency, between sizes the ledger has reached.
+
+    ``from == to`` answers an empty proof and two equal roots (§2.1.4.1:
+    ``SUBPROOF(m, D[m], true) = {}``). ``from`` 0 is refused: §2.1.4.1 defines a proof
+    only from a non-empty tree, and no head of the empty ledger is ever signed. ``from``
+    beyond ``to``, or ``to`` beyond the ledger, is refused too.
+    """
     database, _, _ = _context(request)
     old = _int(request.query_params, "from", minimum=1)
     new = _int(request.query_params, "to", minimum=1)

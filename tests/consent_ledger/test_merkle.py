@@ -433,6 +433,10 @@ def test_inclusion_rejects_a_long_proof_quickly() -> None:
         (5, 4, [HASH], HASH, HASH, "larger than"),
         (4, 4, [HASH], HASH, HASH, "empty consistency proof"),
         (4, 4, [], HASH, b"\x01" * 32, "different roots"),
+        # RFC 9162 §2.1.1: at size 0 only SHA-256("") is a root, even when both match.
+        (0, 0, [], HASH, HASH, "not the root of the empty tree"),
+        (0, 0, [], EMPTY_ROOT, HASH, "different roots"),
+        (0, 0, [EMPTY_ROOT], EMPTY_ROOT, EMPTY_ROOT, "empty tree needs"),
         (0, 4, [HASH], EMPTY_ROOT, HASH, "empty tree needs"),
         (0, 4, [], HASH, HASH, "not the root of the empty tree"),
         (3, 4, [], HASH, HASH, "is empty"),
@@ -456,6 +460,81 @@ def test_trivial_consistency_cases_accept() -> None:
     verify_consistency(0, 0, [], EMPTY_ROOT, EMPTY_ROOT)
     verify_consistency(0, 9, [], EMPTY_ROOT, HASH)
     verify_consistency(9, 9, [], HASH, HASH)
+
+
+# -- the edges of RFC 9162 §2.1.4: equal sizes, size 0, a shrinking tree -----------------
+
+DIGESTS = st.binary(min_size=32, max_size=32)
+
+
+@settings(max_examples=200)
+@given(size=st.integers(min_value=1, max_value=300), data=st.data())
+def test_equal_nonempty_sizes_need_an_empty_proof_and_equal_roots(
+    size: int, data: st.DataObject
+) -> None:
+    """§2.1.4.1: ``SUBPROOF(m, D[m], true) = {}``: the proof is empty and proves that
+    the two heads name the same tree, so it holds exactly when the roots are equal."""
+    hashes = leaves(size)
+    root = reference_root(hashes)
+    assert consistency_proof(ListLeafSource(hashes), size, size) == []
+    verify_consistency(size, size, [], root, root)
+    other = data.draw(DIGESTS.filter(lambda digest: digest != root))
+    for old_root, new_root in [(root, other), (other, root)]:
+        with pytest.raises(ProofError, match="different roots"):
+            verify_consistency(size, size, [], old_root, new_root)
+    extra = data.draw(st.lists(DIGESTS, min_size=1, max_size=3))
+    with pytest.raises(ProofError, match="empty consistency proof"):
+        verify_consistency(size, size, extra, root, root)
+
+
+@settings(max_examples=200)
+@given(size=st.integers(min_value=0, max_value=300), data=st.data())
+def test_from_size_zero_only_the_empty_root_is_accepted(size: int, data: st.DataObject) -> None:
+    """The empty tree is a prefix of every tree, but its root is SHA-256("") (§2.1.1):
+    any other old root is refused, equal to the new one or not; at ``0 -> 0`` both
+    roots must be it."""
+    hashes = leaves(size)
+    new_root = reference_root(hashes)
+    assert consistency_proof(ListLeafSource(hashes), 0, size) == []
+    verify_consistency(0, size, [], EMPTY_ROOT, new_root)
+    impostor = data.draw(DIGESTS.filter(lambda digest: digest != EMPTY_ROOT))
+    for old_root, root in [(impostor, new_root), (impostor, impostor)]:
+        with pytest.raises(ProofError, match="not the root of the empty tree"):
+            verify_consistency(0, size, [], old_root, root)
+    if size == 0:
+        with pytest.raises(ProofError, match="different roots"):
+            verify_consistency(0, 0, [], EMPTY_ROOT, impostor)
+    extra = data.draw(st.lists(DIGESTS, min_size=1, max_size=3))
+    with pytest.raises(ProofError, match="empty tree needs"):
+        verify_consistency(0, size, extra, EMPTY_ROOT, new_root)
+
+
+@settings(max_examples=200)
+@given(
+    new=st.integers(min_value=0, max_value=300),
+    shrink=st.integers(min_value=1, max_value=300),
+    proof=st.lists(DIGESTS, max_size=3),
+    roots=st.tuples(DIGESTS, DIGESTS),
+)
+def test_a_shrinking_tree_is_never_consistent(
+    new: int, shrink: int, proof: list[bytes], roots: tuple[bytes, bytes]
+) -> None:
+    with pytest.raises(ValueError, match="is not in"):
+        consistency_proof(ListLeafSource(leaves(new)), new + shrink, new)
+    with pytest.raises(ProofError, match="larger than"):
+        verify_consistency(new + shrink, new, proof, *roots)
+
+
+@settings(max_examples=200)
+@given(data=st.data())
+def test_a_proper_prefix_needs_a_proof(data: st.DataObject) -> None:
+    """§2.1.4.2 step 1: for ``0 < first < second`` an empty proof fails, even with the
+    right roots."""
+    new = data.draw(st.integers(min_value=2, max_value=300))
+    old = data.draw(st.integers(min_value=1, max_value=new - 1))
+    hashes = leaves(new)
+    with pytest.raises(ProofError, match="is empty"):
+        verify_consistency(old, new, [], reference_root(hashes[:old]), reference_root(hashes))
 
 
 def test_proof_error_is_a_value_error() -> None:

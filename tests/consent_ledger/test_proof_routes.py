@@ -350,7 +350,26 @@ def test_bad_history_parameters_are_422(
 
 def test_proofs_beyond_an_empty_ledger_are_422(app_client: TestClient) -> None:
     assert app_client.get("/ledger/proof/inclusion?index=0&size=1").status_code == 422
-    assert app_client.get("/ledger/proof/consistency?from=1&to=1").status_code == 422
+    # Equal sizes are not the reason: RFC 9162 §2.1.4.1 gives them an empty proof (see
+    # test_equal_sizes_answer_an_empty_proof). An empty ledger has no tree of size 1, and
+    # §4.4 asks for sizes of existing tree heads: refused, and naming "to".
+    response = app_client.get("/ledger/proof/consistency?from=1&to=1")
+    assert response.status_code == 422
+    assert set(response.json()["error"]["fields"]) == {"to"}
+
+
+@pytest.mark.parametrize("size", [1, 2, 256, SIZE])
+def test_equal_sizes_answer_an_empty_proof(
+    app_client: TestClient, roots: list[bytes], size: int
+) -> None:
+    """RFC 9162 §2.1.4.1: ``SUBPROOF(m, D[m], true) = {}``. A client holding two heads of
+    the same size gets an empty proof and the one root, and accepts them."""
+    response = app_client.get("/ledger/proof/consistency", params={"from": size, "to": size})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["proof"] == []
+    assert body["old_root"] == body["new_root"] == b64(roots[size])
+    merkle.verify_consistency(size, size, [], roots[size], roots[size])
 
 
 @pytest.mark.parametrize(
