@@ -17,7 +17,7 @@ from sqlalchemy.exc import DataError, OperationalError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -113,6 +113,17 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # The client closed the connection before its whole body arrived (Starlette raises
+    # ClientDisconnect from the body read): nothing was stored, nobody is left to
+    # answer. One short line, no traceback; the route template, never the path (it may
+    # hold a token).
+    assert isinstance(exc, ClientDisconnect)
+    route = getattr(request.scope.get("route"), "path", "?")
+    log.info("client disconnected before sending its whole request: %s %s", request.method, route)
+    return Response(status_code=400)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return error_response(
@@ -206,6 +217,7 @@ def create_app(
             HTTPException: _http_error,
             OperationalError: _unavailable,
             DataError: _unstorable,
+            ClientDisconnect: _client_gone,
             Exception: _unexpected,
         },
         lifespan=lifespan,
