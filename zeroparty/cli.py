@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from consent_ledger.checkpoints import CheckpointError
 from zeroparty.db import Database
 from zeroparty.errors import ZeropartyError
 from zeroparty.secret_keys import SecretKeysRequired, resolve_secret_keys
@@ -36,7 +37,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from consent_ledger import transparency
-    from consent_ledger.checkpoints import CheckpointError
     from zeroparty import migrations
     from zeroparty.site import load_site
 
@@ -581,7 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SecretKeysRequired as exc:
         print(exc, file=sys.stderr)  # one line that says what to do
         return 2
-    except (ZeropartyError, SettingsError) as exc:
+    except (ZeropartyError, SettingsError, CheckpointError) as exc:
         print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 2
     except BrokenPipeError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -41,7 +43,28 @@ def current_revisions(engine: Engine) -> frozenset[str]:
 
 
 def head_revisions() -> frozenset[str]:
-    return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
+    """The revisions a database at head records: the script's heads, less those another
+    head needs through ``down_revision`` or ``depends_on`` (Alembic does not record a
+    revision that a later one depends on, e.g. 0012 -> 0005, as a head of its own)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    heads = set(script.get_heads())
+    needed: set[str] = set()
+    stack = list(heads)
+    while stack:
+        revision = script.get_revision(stack.pop())
+        if revision is None:
+            continue
+        for parent in (*_names(revision.down_revision), *_names(revision.dependencies)):
+            if parent not in needed:
+                needed.add(parent)
+                stack.append(parent)
+    return frozenset(heads - needed)
+
+
+def _names(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def is_current(engine: Engine) -> bool:
