@@ -21,7 +21,9 @@ def _versions(database: Database, slug: str) -> list[int]:
     with database.read() as session:
         return list(
             session.execute(
-                select(DefinitionVersion.version).where(DefinitionVersion.slug == slug)
+                select(DefinitionVersion.version)
+                .where(DefinitionVersion.slug == slug)
+                .order_by(DefinitionVersion.version)
             ).scalars()
         )
 
