@@ -158,9 +158,21 @@ def _every_kind_of_mail(
     assert link is not None
     assert client.post(link.group(1).decode()).status_code == 200
     assert len(smtp_server.raw) == 2  # the receipt
+    # The same address again, now a lead's: held until its owner confirms, by mail.
+    again = client.post(
+        "/f/newsletter",
+        data={
+            "email": EMAIL,
+            "consent": "newsletter",
+            "_rt": _render_token(client, settings, "newsletter"),
+        },
+        follow_redirects=False,
+    )
+    assert again.status_code == 303, again.text
+    assert len(smtp_server.raw) == 3  # the held submission's mail
     asked = client.post("/p/request-link", data={"email": EMAIL}, headers={**SAME, **language})
     assert asked.status_code == 200
-    preference_link = smtp_server.raw[2]
+    preference_link = smtp_server.raw[3]
     manage = re.search(rb"http://testserver(/p/[A-Za-z0-9._~-]+)", body_text(preference_link))
     assert manage is not None
     opened = client.get(manage.group(1).decode(), headers={"Sec-Fetch-Site": "none", **language})
@@ -173,7 +185,13 @@ def _every_kind_of_mail(
     assert erase.status_code == 303
     kinds = dict(
         zip(
-            ("confirmation", "receipt", "preference link", "erasure confirmation"),
+            (
+                "confirmation",
+                "receipt",
+                "held submission",
+                "preference link",
+                "erasure confirmation",
+            ),
             smtp_server.raw,
             strict=True,
         )
@@ -188,6 +206,7 @@ def test_every_kind_of_mail_on_the_wire(
     subjects = {
         "confirmation": b"Please confirm: Newsletter",
         "receipt": b"Your consent receipt",
+        "held submission": b"Please confirm: The Northwind newsletter",
         "preference link": b"Your preference link",
         "erasure confirmation": b"Confirm the erasure of your data",
     }
@@ -199,9 +218,9 @@ def test_every_kind_of_mail_on_the_wire(
     envelopes = smtp_server.envelopes
     assert all(sender == "no-reply@northwind.example" for sender, _ in envelopes)
     assert all(recipients == [EMAIL] for _, recipients in envelopes)
-    # Four mails, four distinct ids.
+    # Five mails, five distinct ids.
     ids = {re.search(rb"^Message-ID: (.*)\r\n", raw, re.M).group(1) for raw in mails.values()}  # type: ignore[union-attr]
-    assert len(ids) == 4
+    assert len(ids) == 5
 
 
 def decode_phrase(value: bytes) -> str:
