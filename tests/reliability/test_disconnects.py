@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx2
-import pytest
 from sqlalchemy import func, select
 from starlette.routing import Route
 
@@ -72,21 +70,9 @@ def credentials(database: Database, api_key: str) -> Credentials:
 PATH_VALUES = {"slug": "contact", "request_id": "1", "subject_id": "x" * 24}
 
 
-def post_paths(tmp_path: Path, tokens: dict[str, str]) -> list[str]:
+def post_paths(settings: Settings, database: Database, tokens: dict[str, str]) -> list[str]:
     """Every POST route of the app, with its path parameters filled in."""
-    url = f"sqlite:///{tmp_path / 'routes.db'}"
-    settings = Settings(
-        database_url=url,
-        secret_keys=(TEST_SECRET,),
-        base_url="http://testserver",
-        outbox_dir=tmp_path / "outbox",
-        checkpoint_key_file=tmp_path / "checkpoint.key",
-    )
-    database = Database.from_url(url)
-    try:
-        app = create_app(settings, database)
-    finally:
-        database.dispose()
+    app = create_app(settings, database)
     paths = [
         re.sub(
             r"\{(\w+)(?::\w+)?\}",
@@ -120,24 +106,17 @@ def send_half_and_close(port: int, path: str, content_type: str, given: Credenti
         )
 
 
-@pytest.fixture
-def served(
-    database_url: str, serve_process: Callable[..., ServeProcess]
-) -> Iterator[tuple[ServeProcess, Database, str]]:
-    database = Database.from_url(database_url)
+def test_a_client_gone_mid_body_leaves_no_traceback_and_nothing_stored(
+    database_url: str,
+    database: Database,
+    settings: Settings,
+    serve_process: Callable[..., ServeProcess],
+) -> None:
     with database.write() as session:
         api_key = create_api_key(session, "disconnects")
-    server = serve_process(database_url).start()
-    yield server, database, api_key
-    database.dispose()
-
-
-def test_a_client_gone_mid_body_leaves_no_traceback_and_nothing_stored(
-    served: tuple[ServeProcess, Database, str], tmp_path: Path
-) -> None:
-    server, database, api_key = served
     given = credentials(database, api_key)
-    paths = post_paths(tmp_path, given.tokens)
+    paths = post_paths(settings, database, given.tokens)
+    server = serve_process(database_url).start()
     before = row_counts(database)
     for path in paths:
         for content_type in CONTENT_TYPES:

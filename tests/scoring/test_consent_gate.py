@@ -252,7 +252,10 @@ def test_race_a_withdrawal_during_a_post_removes_the_lead_and_cancels_the_rest(
     assert counts(database)["scoring_leads"] == 0
     hook = rows(database, "SELECT delivered_at, cancelled_at FROM scoring_webhooks")[0]
     assert hook.delivered_at is not None  # it was sent: the row says so
-    assert hook.cancelled_at is not None  # and nothing more will be
+    assert hook.cancelled_at is None  # one end state only (issue #14)
+    # And nothing more will be sent.
+    assert dispatch_pending(database, dispatch_config).delivered == 0
+    assert len(webhook_receiver.received) == 1
 
 
 def test_a_slow_crm_does_not_hold_up_other_writes(
