@@ -10,6 +10,7 @@ import dataclasses
 import quopri
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from starlette.testclient import TestClient
@@ -22,7 +23,7 @@ from tests.capture.conftest import token_in
 from tests.factories import record
 from tests.fixtures.mail import SmtpServer
 from zeroparty.app import create_app
-from zeroparty.db import Database
+from zeroparty.db import Database, utcnow
 from zeroparty.mail import (
     Mail,
     OutboxMail,
@@ -431,3 +432,47 @@ def test_a_mail_that_cannot_be_written_does_not_hold_up_the_others(
         assert failed.last_error is not None
         assert "ASCII" in failed.last_error
         assert sent.sent_at is not None
+
+
+def test_a_submission_sends_its_confirmation_and_no_other_mail(
+    mail_client: TestClient, settings: Settings, database: Database, smtp_server: SmtpServer
+) -> None:
+    """The background send after a submission used to deliver up to 50 queued mails of
+    anyone's; it sends exactly the mail this submission queued."""
+    with database.write() as session:
+        other = queue_mail(session, Mail(to="other@example.com", subject="Queued", text="Hi"))
+    answer = mail_client.post(
+        "/f/newsletter",
+        data={
+            "email": EMAIL,
+            "consent": "newsletter",
+            "_rt": _render_token(mail_client, settings, "newsletter"),
+        },
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    (raw,) = smtp_server.raw
+    assert re.search(rb"^Subject: Please confirm: Newsletter\r\n", raw, re.M)
+    with database.read() as session:
+        row = session.get(OutboxMail, other)
+        assert row is not None
+        assert row.sent_at is None
+
+
+def test_a_mail_claimed_by_a_poller_is_not_sent_again(
+    settings: Settings, database: Database, smtp_server: SmtpServer
+) -> None:
+    """``deliver_queued`` claims like the poller: a row another deliverer holds (its
+    claim not lapsed) or already sent is left alone, so no mail leaves twice."""
+    with database.write() as session:
+        claimed = queue_mail(session, Mail(to=EMAIL, subject="Claimed", text="x"))
+        sent = queue_mail(session, Mail(to=EMAIL, subject="Sent", text="y"))
+    with database.write() as session:
+        row = session.get(OutboxMail, claimed)
+        assert row is not None
+        row.claimed_until = utcnow() + timedelta(minutes=1)
+    transport = transport_for(smtp_server.url, settings.outbox_dir)
+    assert deliver_queued(database, transport, [sent], base_url=settings.base_url) == 1
+    assert deliver_queued(database, transport, [claimed, sent], base_url=settings.base_url) == 0
+    (raw,) = smtp_server.raw
+    assert re.search(rb"^Subject: Sent\r\n", raw, re.M)
