@@ -97,7 +97,7 @@ async def confirm_post(request: Request) -> Response:
             _mail_receipt,
             database,
             settings,
-            request.app.state.checkpoint_signer,
+            request.app.state.checkpoint_signer.get(),
             token.subject_id,
             getattr(request.app.state, "lead_links", None),
         )

@@ -161,6 +161,26 @@ def host_signer(database: Database, settings: Settings) -> CheckpointSigner:
     return signer
 
 
+class SignerSource:
+    """This host's checkpoint signer, loaded on first use and then kept.
+
+    The app is built before it may reach its database (it answers 503 until the
+    database is back), and whether a missing key may be created depends on the stored
+    checkpoints (:func:`load_signer`): so the key is loaded when something first signs
+    or proves, and a database that is down then is the usual 503.
+    """
+
+    def __init__(self, settings: Settings, database: Database) -> None:
+        self._settings = settings
+        self._database = database
+        self._signer: CheckpointSigner | None = None
+
+    def get(self) -> CheckpointSigner:
+        if self._signer is None:
+            self._signer = load_signer(self._settings, self._database)
+        return self._signer
+
+
 def verifier_keys(settings: Settings, signer: CheckpointSigner) -> list[VerifierKey]:
     """The current public key and the retired ones still trusted."""
     keys = [signer.verifier_key]

@@ -49,7 +49,7 @@ def _int(params: Mapping[str, str], name: str, *, minimum: int = 0) -> int:
 
 def _context(request: Request) -> tuple[Database, Settings, CheckpointSigner]:
     state = request.app.state
-    return state.database, state.settings, state.checkpoint_signer
+    return state.database, state.settings, state.checkpoint_signer.get()
 
 
 def get_checkpoint(request: Request) -> PlainTextResponse:

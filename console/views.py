@@ -195,7 +195,7 @@ async def ledger_export(request: Request) -> Response:
 def _proof(request: Request, staff: Staff, subject_id: str, purpose: str) -> proofs.ProofPage:
     state = request.app.state
     page = proofs.proof_page(
-        database_of(request), state.settings, state.checkpoint_signer, subject_id, purpose
+        database_of(request), state.settings, state.checkpoint_signer.get(), subject_id, purpose
     )
     with database_of(request).write() as session:
         audit.record(
@@ -217,7 +217,7 @@ async def proof_page(request: Request) -> Response:
 def _receipt(request: Request, staff: Staff, subject_id: str, purpose: str) -> bytes:
     state = request.app.state
     receipt = proofs.receipt(
-        database_of(request), state.settings, state.checkpoint_signer, subject_id, purpose
+        database_of(request), state.settings, state.checkpoint_signer.get(), subject_id, purpose
     )
     with database_of(request).write() as session:
         audit.record(

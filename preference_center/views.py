@@ -276,7 +276,7 @@ def _export(request: Request, claim: LinkClaim, receipts: bool) -> dict[str, Any
     with database.read() as session:
         services.live_subject(session, claim.subject_id)
     state = request.app.state
-    return build_receipt(database, state.settings, state.checkpoint_signer, claim.subject_id)
+    return build_receipt(database, state.settings, state.checkpoint_signer.get(), claim.subject_id)
 
 
 @_link_pages

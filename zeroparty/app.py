@@ -7,6 +7,7 @@ builds one from the environment.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -43,7 +44,6 @@ import scoring.reports
 import scoring.sla
 import scoring.views
 from consent_ledger import transparency
-from consent_ledger.checkpoints import CheckpointSigner
 from console.providers import ConsoleProviders
 from zeroparty import __version__, access_log
 from zeroparty.apikeys import ApiKeyVerifier
@@ -147,13 +147,13 @@ def home(request: Request) -> Response:
 
 
 def _background_jobs(
-    settings: Settings, db: Database, signer: CheckpointSigner
+    settings: Settings, db: Database, signer: transparency.SignerSource
 ) -> list[PeriodicJob]:
     """What ``serve`` runs beside the web app, in every worker."""
 
     def checkpoint_if_due() -> None:
         if transparency.checkpoint_due(db, settings):
-            transparency.make_checkpoint(db, settings, signer)
+            transparency.make_checkpoint(db, settings, signer.get())
 
     return [
         PeriodicJob("ledger-checkpoints", CHECKPOINT_POLL_SECONDS, checkpoint_if_due),
@@ -177,7 +177,11 @@ def create_app(
         )
     db = database or Database.from_url(settings.database_url)
     owns_database = database is None
-    signer = transparency.load_signer(settings, db)
+    signer = transparency.SignerSource(settings, db)
+    with contextlib.suppress(OperationalError):
+        # Loaded now when the database answers (a new key file is made at start, as the
+        # CLI expects); with the database down, at first use, and the requests get 503.
+        signer.get()
     jobs = _background_jobs(settings, db, signer) if background else []
 
     @asynccontextmanager
