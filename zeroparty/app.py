@@ -113,19 +113,28 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+def _route_of(request: Request) -> str:
+    """The matched route's template (``/p/{token}``), for logs; ``?`` before routing."""
+    return str(getattr(request.scope.get("route"), "path", "?"))
+
+
 async def _client_gone(request: Request, exc: Exception) -> Response:
     # The client closed the connection before its whole body arrived (Starlette raises
     # ClientDisconnect from the body read): nothing was stored, nobody is left to
     # answer. One short line, no traceback; the route template, never the path (it may
     # hold a token).
     assert isinstance(exc, ClientDisconnect)
-    route = getattr(request.scope.get("route"), "path", "?")
-    log.info("client disconnected before sending its whole request: %s %s", request.method, route)
+    log.info(
+        "client disconnected before sending its whole request: %s %s",
+        request.method,
+        _route_of(request),
+    )
     return Response(status_code=400)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    # The route template, never the path: a path may hold a link token.
+    log.exception("unexpected error on %s %s", request.method, _route_of(request))
     return error_response(
         request, 500, "internal_error", "something went wrong on our side; nothing was changed"
     )
