@@ -44,7 +44,14 @@ from capture.tokens import CaptureTokens, ConfirmToken, HeldToken
 from consent_ledger import ledger
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource, PurposeCategory
 from consent_ledger.evidence import EvidenceValue
-from consent_ledger.models import ConsentState, NoticeVersion, Purpose, Subject, SubjectProfile
+from consent_ledger.models import (
+    ConsentState,
+    NoticeVersion,
+    Purpose,
+    Subject,
+    SubjectProfile,
+    Topic,
+)
 from consent_ledger.subjects import new_subject_id
 from zeroparty import lead_signals
 from zeroparty.db import utcnow
@@ -467,6 +474,7 @@ def _apply(
     evidence = (
         dict(request.evidence) if confirmation is None else {**request.evidence, **confirmation}
     )
+    picked = _picked_topics(session, request, ticked)
     applied = _Applied()
     for purpose in ticked:
         override = definition.doi_override(purpose)
@@ -485,7 +493,7 @@ def _apply(
                 source_ref=source_ref,
                 jurisdiction=lead.jurisdiction,
                 locale=definition.locale,
-                evidence=evidence,
+                evidence={**evidence, "topics": picked[purpose]} if purpose in picked else evidence,
             )
         )
         if confirmation_required and confirmation is None:
@@ -526,6 +534,41 @@ def _apply(
             )
     applied.signal = _lead_signal(request, subject_id, kept)
     return applied
+
+
+def _picked_topics(
+    session: Session, request: SubmissionRequest, ticked: Sequence[str]
+) -> dict[str, str]:
+    """The topics picked per ticked purpose, as the grant's ``topics`` evidence (keys,
+    comma-separated, sorted: as the preference center records a topic set).
+
+    A field picks topics of a purpose when it serves that purpose and its choices are
+    topic keys of it (the demo's ``topics`` field for the newsletter). A purpose with no
+    topic picked gets no ``topics`` evidence: the lead gets every topic of it (what the
+    box they ticked says), as when subscribing on the preference page."""
+    definition = request.published.definition
+    values = request.submission.values
+    pickers = [spec for spec in definition.fields if spec.choices and spec.name in values]
+    if not ticked or not pickers:
+        return {}
+    rows = session.execute(
+        select(Topic.key, Topic.purpose_key).where(Topic.purpose_key.in_(list(ticked)))
+    )
+    topics: dict[str, set[str]] = {}
+    for key, purpose in rows:
+        topics.setdefault(purpose, set()).add(key)
+    picked: dict[str, str] = {}
+    for purpose, keys in topics.items():
+        chosen = {
+            value
+            for spec in pickers
+            if purpose in spec.purposes and {c.value for c in spec.choices} & keys
+            for value in values[spec.name]
+            if value in keys
+        }
+        if chosen:
+            picked[purpose] = ",".join(sorted(chosen))
+    return picked
 
 
 def _queue_confirmation(

@@ -23,6 +23,7 @@ from starlette.templating import Jinja2Templates
 
 # Registers the ledger's personal-data provider (the app always erases through it).
 import consent_ledger.erasure
+import preference_center.form_topics  # (registers the form topics listener)
 import preference_center.personal_data  # noqa: F401  (registers this package's provider)
 from consent_ledger.actions import ConsentMethod, ConsentSource
 from consent_ledger.models import Subject

@@ -1,0 +1,69 @@
+"""Topics picked on a form or quiz become the lead's topic subscriptions.
+
+Capture records the topics a visitor picked in the grant's evidence (``topics``: keys,
+comma-separated), as the preference center does for its own topic changes; this
+listener, told of every ledger append in its transaction, brings ``topic_subscriptions``
+to exactly that set for the granted purpose (picked on, its other topics off), each row
+naming the grant. A grant without ``topics`` evidence changes no subscription: the
+topics follow the purpose (every one of them, unless the lead chose otherwise before).
+Neither package imports the other; the ledger's listener registry connects them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from consent_ledger import listeners
+from consent_ledger.actions import ConsentAction, ConsentSource
+from consent_ledger.entries import LedgerEntry
+from consent_ledger.models import ConsentEvidence, Topic
+from preference_center.services import _record_topics
+
+LISTENER = "preference_center.form_topics"
+_SOURCES = frozenset({ConsentSource.FORM.value, ConsentSource.QUIZ.value})
+
+
+def on_append(session: Session, entries: Sequence[LedgerEntry]) -> None:
+    grants = [
+        e
+        for e in entries
+        if e.action == ConsentAction.GRANTED.value
+        and e.source in _SOURCES
+        and e.evidence_sha256 is not None
+    ]
+    if not grants:
+        return
+    bodies = dict(
+        session.execute(
+            select(ConsentEvidence.seq, ConsentEvidence.body).where(
+                ConsentEvidence.seq.in_([e.seq for e in grants])
+            )
+        ).all()
+    )
+    picked = {
+        e.seq: str(body["topics"])
+        for e in grants
+        if (body := orjson.loads(bodies.get(e.seq, "{}"))).get("topics")
+    }
+    if not picked:
+        return
+    purposes = {e.purpose for e in grants if e.seq in picked}
+    topics: dict[str, list[str]] = {}
+    for key, purpose in session.execute(
+        select(Topic.key, Topic.purpose_key).where(Topic.purpose_key.in_(purposes))
+    ):
+        topics.setdefault(purpose, []).append(key)
+    for entry in grants:
+        if entry.seq not in picked:
+            continue
+        chosen = set(picked[entry.seq].split(","))
+        changes = {key: key in chosen for key in topics.get(entry.purpose, [])}
+        _record_topics(session, entry.subject_id, changes, entry.seq, entry.occurred_at)
+    session.flush()
+
+
+listeners.register(LISTENER, on_append)
