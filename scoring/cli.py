@@ -32,13 +32,13 @@ def print_explanation(database: Database, subject_id: str, email: str) -> int:
     email = normalise_email(email)
     with database.read() as session:
         explanation = services.explain(session.connection(), subject_id)
-    if not explanation.permitted:
-        print(f"{email}: no live consent for scoring: not scored, stage Lead, never handed off")
-        return 0
-    print(
-        f"{email}: {explanation.score:g} points, stage {explanation.stage.value} "
-        f"(model version {explanation.model_id})"
-    )
+    if explanation.score is None:
+        print(f"{email}: not scored, stage {explanation.stage.value}: {explanation.reason}")
+    else:
+        print(
+            f"{email}: {explanation.score:g} points, stage {explanation.stage.value} "
+            f"(model version {explanation.model_id})"
+        )
     for p in explanation.points:
         print(
             f"  {p.points:+g}  {p.rule:<20} {p.kind:<9} from {p.source} at "
@@ -46,6 +46,12 @@ def print_explanation(database: Database, subject_id: str, email: str) -> int:
         )
     for change in explanation.changes:
         print(f"  stage {change['from']} → {change['to']} by {change['actor']}: {change['reason']}")
+    if explanation.outcome is not None:
+        print(
+            f"  outcome {explanation.outcome.outcome}, decided at "
+            f"{format_timestamp(explanation.outcome.decided_at)}, recorded by "
+            f"{explanation.outcome.recorded_by}"
+        )
     return 0
 
 

@@ -33,6 +33,8 @@ class GateState:
     permitted: bool
     since: datetime | None
     last_seq: int
+    status: str = "granted"
+    """The last effective action (``pending``: a grant awaiting its double opt-in)."""
 
 
 def gate_states(
@@ -41,13 +43,15 @@ def gate_states(
     """Current gating state of each of ``subject_ids`` (absent: nothing recorded)."""
     if not subject_ids:
         return {}
-    stmt = select(_cs.c.subject_id, _cs.c.permitted, _cs.c.since, _cs.c.last_seq).where(
-        _cs.c.purpose_key == purpose, _cs.c.subject_id.in_(list(subject_ids))
-    )
+    stmt = select(
+        _cs.c.subject_id, _cs.c.permitted, _cs.c.since, _cs.c.last_seq, _cs.c.status
+    ).where(_cs.c.purpose_key == purpose, _cs.c.subject_id.in_(list(subject_ids)))
     if lock and connection.dialect.name == "postgresql":
         stmt = stmt.with_for_update(read=True)
     return {
-        row.subject_id: GateState(bool(row.permitted), row.since, int(row.last_seq))
+        row.subject_id: GateState(
+            bool(row.permitted), row.since, int(row.last_seq), str(row.status)
+        )
         for row in connection.execute(stmt)
     }
 

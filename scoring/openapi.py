@@ -174,6 +174,26 @@ SCHEMAS: dict[str, Any] = {
             "model_version": {"type": ["integer", "null"]},
             "points": {"type": "array", "items": _POINT},
             "stage_changes": {"type": "array", "items": {"type": "object"}},
+            "status": {
+                "enum": [
+                    "scored",
+                    "not_scored",
+                    "no_consent",
+                    "pending",
+                    "consent_ended",
+                    "no_model",
+                ],
+                "description": "not_scored: consent live, no score yet (score is null)",
+            },
+            "reason": {"type": "string", "description": "why, in one sentence"},
+            "outcome": {
+                "type": ["object", "null"],
+                "properties": {
+                    "outcome": {"enum": ["won", "lost"]},
+                    "decided_at": {"type": "string", "format": "date-time"},
+                    "recorded_by": {"type": "string"},
+                },
+            },
             "conversion": _CONVERSION,
         },
     },

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, cast
 
 import orjson
@@ -34,7 +35,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from consent_ledger import projection
-from consent_ledger.entries import LedgerEntry
+from consent_ledger.entries import LedgerEntry, format_timestamp
 from consent_ledger.models import ConsentState, SubjectProfile
 from scoring import consent, engine
 from scoring.models import (
@@ -810,6 +811,39 @@ def move_stage(
 # --- reading -------------------------------------------------------------------------------------
 
 
+class ScoreStatus(StrEnum):
+    """Where a lead stands with scoring: every state an explanation can describe."""
+
+    SCORED = "scored"
+    """Consent live and a score stored (possibly 0)."""
+    NOT_SCORED = "not_scored"
+    """Consent live, but no score yet: no input since, or the model came later."""
+    NO_CONSENT = "no_consent"
+    """No decision recorded for the gating purpose (never asked, or another purpose)."""
+    PENDING = "pending"
+    """Granted, awaiting its double opt-in confirmation: not live yet."""
+    CONSENT_ENDED = "consent_ended"
+    """Withdrawn, refused, opted out (GPC), expired or erased: the scoring data is gone."""
+    NO_MODEL = "no_model"
+    """No scoring model is loaded: nobody is scored."""
+
+
+_ENDED_AS = {
+    "withdrawn": "withdrawn",
+    "refused": "refused",
+    "gpc-opt-out": "opted out of by a Global Privacy Control signal",
+    "expired": "expired",
+    "erased": "erased with the lead's personal data",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ExplainedOutcome:
+    outcome: str
+    decided_at: datetime
+    recorded_by: str
+
+
 @dataclass(frozen=True, slots=True)
 class Explanation:
     subject_id: str
@@ -820,14 +854,54 @@ class Explanation:
     scored_at: datetime | None
     points: list[engine.Point]
     changes: list[dict[str, object]]
+    status: ScoreStatus
+    reason: str
+    """Why the lead has (or has no) score, in one sentence for people."""
+    outcome: ExplainedOutcome | None
+
+
+def _status(
+    purpose: str | None, gate: consent.GateState | None, lead: Any
+) -> tuple[ScoreStatus, str]:
+    if purpose is None:
+        return ScoreStatus.NO_MODEL, "no scoring model is loaded: nobody is scored"
+    if gate is None or gate.status == projection.NO_RECORD:
+        return ScoreStatus.NO_CONSENT, (
+            f"no consent for {purpose} recorded: not scored, never staged beyond Lead, "
+            "never handed off"
+        )
+    entry = f"ledger entry {gate.last_seq}"
+    if gate.permitted and lead is None:
+        return ScoreStatus.NOT_SCORED, (
+            f"consent for {purpose} is live ({entry}) but the lead has not been scored yet: "
+            "its next event or answer scores it, or zeroparty score"
+        )
+    if gate.permitted:
+        return ScoreStatus.SCORED, (
+            f"scored under consent for {purpose} ({entry}) at {format_timestamp(lead.scored_at)}"
+        )
+    if gate.status == projection.PENDING:
+        return ScoreStatus.PENDING, (
+            f"consent for {purpose} awaits its double opt-in confirmation ({entry}): "
+            "not scored until it is confirmed"
+        )
+    ended = _ENDED_AS.get(gate.status, gate.status)
+    when = f" at {format_timestamp(gate.since)}" if gate.since is not None else ""
+    return ScoreStatus.CONSENT_ENDED, (
+        f"consent for {purpose} {ended}{when} ({entry}): its score, points, events, "
+        "answers and outcome were deleted; not scored, never handed off"
+    )
 
 
 def explain(connection: Connection, subject_id: str) -> Explanation:
-    """Every point of the lead's score, with rule, input and permitting ledger entry."""
+    """Every point of the lead's score, with rule, input and permitting ledger entry,
+    and the lead's :class:`ScoreStatus` with the reason for it, in every state a lead
+    can be in (consented but never scored included: ``score`` is then ``None``)."""
     active = active_model(connection)
+    purpose = active.model.purpose if active is not None else None
     gate = (
-        consent.gate_states(connection, [subject_id], active.model.purpose).get(subject_id)
-        if active is not None
+        consent.gate_states(connection, [subject_id], purpose).get(subject_id)
+        if purpose is not None
         else None
     )
     lead = connection.execute(select(_leads).where(_leads.c.subject_id == subject_id)).first()
@@ -850,6 +924,10 @@ def explain(connection: Connection, subject_id: str) -> Explanation:
             select(_changes).where(_changes.c.subject_id == subject_id).order_by(_changes.c.id)
         )
     ]
+    outcome = connection.execute(
+        select(_outcomes).where(_outcomes.c.subject_id == subject_id)
+    ).first()
+    status, reason = _status(purpose, gate, lead)
     return Explanation(
         subject_id,
         bool(gate and gate.permitted),
@@ -859,6 +937,11 @@ def explain(connection: Connection, subject_id: str) -> Explanation:
         lead.scored_at if lead is not None else None,
         points,
         changes,
+        status,
+        reason,
+        ExplainedOutcome(outcome.outcome, outcome.decided_at, outcome.recorded_by)
+        if outcome is not None
+        else None,
     )
 
 

@@ -114,6 +114,15 @@ def explanation_json(explanation: services.Explanation) -> dict[str, object]:
             {**change, "at": format_timestamp(change["at"])}  # type: ignore[arg-type]
             for change in explanation.changes
         ],
+        "status": explanation.status.value,
+        "reason": explanation.reason,
+        "outcome": None
+        if explanation.outcome is None
+        else {
+            "outcome": explanation.outcome.outcome,
+            "decided_at": format_timestamp(explanation.outcome.decided_at),
+            "recorded_by": explanation.outcome.recorded_by,
+        },
     }
 
 

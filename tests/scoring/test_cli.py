@@ -38,7 +38,7 @@ def test_explain_a_lead_without_consent_and_an_unknown_one(
 ) -> None:
     grant(database, "nl@example.com", "newsletter")
     assert main(["score", "--explain", "nl@example.com"]) == 0
-    assert "no live consent for scoring" in capsys.readouterr().out
+    assert "no consent for profiling recorded" in capsys.readouterr().out
     assert main(["score", "--explain", "who@example.com"]) == 2
 
 
