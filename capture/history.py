@@ -16,7 +16,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from capture.models import DefinitionVersion, Submission
+from capture.models import DefinitionVersion, ErasedSubmissions, Submission
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +62,8 @@ def _monday(moment: datetime) -> date:
 
 
 def submission_weeks(session: Session, since: datetime) -> list[SubmissionWeek]:
-    """Submissions per form version's slug and week since ``since``, with the purposes
-    the version offered boxes for."""
+    """Submissions per form version's slug and week since ``since`` (a Monday), with
+    the purposes the version offered boxes for; erased submissions count too."""
     offered: dict[int, tuple[str, tuple[str, ...]]] = {}
     for row in session.execute(
         select(DefinitionVersion.id, DefinitionVersion.slug, DefinitionVersion.definition)
@@ -77,6 +77,14 @@ def submission_weeks(session: Session, since: datetime) -> list[SubmissionWeek]:
     for definition_id, created_at in session.execute(stmt.execution_options(yield_per=5000)):
         slug, purposes = offered[definition_id]
         counts[(slug, _monday(created_at), purposes)] += 1
+    # Submissions of erased leads: gone, but their grants stay in the ledger, so their
+    # boxes stay counted as shown (rates never exceed 100% and do not move on erasure).
+    erased = select(
+        ErasedSubmissions.definition_id, ErasedSubmissions.week, ErasedSubmissions.submissions
+    ).where(ErasedSubmissions.week >= _monday(since))
+    for definition_id, week, n in session.execute(erased):
+        slug, purposes = offered[definition_id]
+        counts[(slug, week, purposes)] += int(n)
     return [
         SubmissionWeek(slug, week, purposes, n)
         for (slug, week, purposes), n in sorted(counts.items())

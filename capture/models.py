@@ -4,17 +4,19 @@
 published form or quiz version is immutable, and every submission points at the one
 it was made on. Personal data lives in ``capture_submissions`` (outcome, tags, score)
 and ``capture_answers``; erasure deletes a subject's rows from both
-(:mod:`capture.personal`). ``capture_pending_submissions`` holds what was sent under
-the address of an existing lead until the sender shows control of it (or it expires):
-personal data too, erased and exported with the rest. ``capture_rate_counters`` holds
-keyed hashes of client addresses, never the addresses.
+(:mod:`capture.personal`), adding their number per form version and week to
+``capture_erased_submissions`` (a count, for opt-in rates; no subject).
+``capture_pending_submissions`` holds what was sent under the address of an existing
+lead until the sender shows control of it (or it expires): personal data too, erased
+and exported with the rest. ``capture_rate_counters`` holds keyed hashes of client
+addresses, never the addresses.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Date, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zeroparty.db import Base, UTCDateTime, utcnow
@@ -52,6 +54,24 @@ class Submission(Base):
     tags: Mapped[str | None] = mapped_column(Text)
     score: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ErasedSubmissions(Base):
+    """How many submissions of a form version in a week were erased: a count, no subject.
+
+    Erasure deletes a lead's submissions (personal data) but not the ledger's grants
+    (the proof of consent), so the opt-in rates the console reports would count the
+    grants without the boxes shown with them. This count, added to at erasure, keeps
+    the boxes shown in the denominator (:func:`capture.history.submission_weeks`).
+    """
+
+    __tablename__ = "capture_erased_submissions"
+
+    definition_id: Mapped[int] = mapped_column(
+        ForeignKey("capture_definitions.id"), primary_key=True
+    )
+    week: Mapped[date] = mapped_column(Date, primary_key=True)
+    submissions: Mapped[int] = mapped_column(Integer)
 
 
 class Answer(Base):
