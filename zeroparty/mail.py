@@ -23,7 +23,9 @@ Transports: SMTP (``ZEROPARTY_SMTP_URL``: ``smtp://user:pass@host:587?starttls=1
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 import smtplib
 import ssl
 import uuid
@@ -37,7 +39,7 @@ from email.utils import format_datetime
 from html import escape
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 from sqlalchemy import ColumnElement, Integer, String, Text, or_, select, update
@@ -155,28 +157,123 @@ class Transport(Protocol):
     def send(self, message: EmailMessage) -> None: ...
 
 
+class SmtpUrlError(ValueError):
+    """``ZEROPARTY_SMTP_URL`` cannot be used; the message is one line naming what to fix
+    (never the URL itself, which may hold a password)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpEndpoint:
+    """What ``ZEROPARTY_SMTP_URL`` says: where to connect, how, and who to log in as."""
+
+    host: str
+    port: int
+    implicit_tls: bool
+    starttls: bool
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+_HOST_NAME = re.compile(
+    r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?"
+)
+_FLAG_VALUES = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+_SMTP_URL_SHAPE = (
+    "smtp://[user:password@]host[:port][?starttls=1] or smtps://[user:password@]host[:port]"
+)
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback IP address (127.0.0.0/8, ::1)."""
+    if host.rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_smtp_url(url: str) -> SmtpEndpoint:
+    """Read ``ZEROPARTY_SMTP_URL`` completely, or raise :class:`SmtpUrlError`.
+
+    The settings call it at start (so ``serve`` refuses a typo instead of starting without
+    mail) and :class:`SmtpTransport` builds from it: one reading of the URL. Refused: any
+    other scheme, no host or a malformed one, a bad port, a path or fragment, a parameter
+    other than ``starttls`` (and ``?from=``, whose sender now lives in ``site.toml``), a
+    ``starttls`` that is not 1/0 or is given twice or with ``smtps``, a user without a
+    password or the reverse, and a login over plain ``smtp://`` without ``starttls=1``
+    to a host that is not loopback (the password would cross the network in clear).
+    """
+    name = "ZEROPARTY_SMTP_URL"
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() not in ("smtp", "smtps") or not parts.netloc:
+        raise SmtpUrlError(f"{name} must look like {_SMTP_URL_SHAPE}")
+    implicit_tls = parts.scheme.lower() == "smtps"
+    host = parts.hostname or ""
+    try:
+        is_ip = bool(ipaddress.ip_address(host))
+    except ValueError:
+        is_ip = False
+    if not host or not (is_ip or _HOST_NAME.fullmatch(host)):
+        raise SmtpUrlError(
+            f"{name}: the host is missing or not a valid host name (IDNA hosts as xn--)"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise SmtpUrlError(f"{name}: the port must be a number from 1 to 65535")
+    port = port or (465 if implicit_tls else 25)
+    if parts.path not in ("", "/") or parts.fragment:
+        raise SmtpUrlError(f"{name}: no path or #fragment is allowed after the host and port")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    names = [key for key, _ in query]
+    if "from" in names:
+        raise SmtpUrlError(
+            f"{name}: ?from= is not supported; set the sender in site.toml, "
+            "table [site.mail] (from_name, from_address, reply_to)"
+        )
+    unknown = sorted(set(names) - SMTP_URL_OPTIONS)
+    if unknown:
+        raise SmtpUrlError(
+            f"{name}: unknown parameter(s) {', '.join(unknown)} (the only one is starttls=1)"
+        )
+    if names.count("starttls") > 1:
+        raise SmtpUrlError(f"{name}: starttls is given more than once")
+    raw = dict(query).get("starttls")
+    starttls = False
+    if raw is not None:
+        if raw.lower() not in _FLAG_VALUES:
+            raise SmtpUrlError(f"{name}: starttls must be 1 or 0")
+        starttls = _FLAG_VALUES[raw.lower()]
+    if starttls and implicit_tls:
+        raise SmtpUrlError(f"{name}: smtps:// is TLS from the start; drop ?starttls=1")
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    if (username is None) != (password is None):
+        raise SmtpUrlError(
+            f"{name}: give both a user and a password (user:password@host) or neither"
+        )
+    if username and not (implicit_tls or starttls or is_loopback_host(host)):
+        raise SmtpUrlError(
+            f"{name}: refusing to send the SMTP password in clear text to {host}; "
+            "use ?starttls=1 or smtps:// (plain smtp:// with a login is allowed only to loopback)"
+        )
+    return SmtpEndpoint(host, port, implicit_tls, starttls, username, password)
+
+
 class SmtpTransport:
-    """Sends through an SMTP server named by a URL."""
+    """Sends through an SMTP server named by a URL (read by :func:`parse_smtp_url`)."""
 
     def __init__(self, url: str, timeout: float = 15.0) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-            raise ValueError("ZEROPARTY_SMTP_URL must look like smtp://host:port or smtps://host")
-        self.implicit_tls = parts.scheme == "smtps"
-        self.host = parts.hostname
-        self.port = parts.port or (465 if self.implicit_tls else 25)
-        self.username = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password else None
-        query = parse_qs(parts.query)
-        if "from" in query:
-            raise ValueError(
-                "ZEROPARTY_SMTP_URL: the ?from= parameter is not supported; the sender is "
-                "set in site.toml, table [site.mail] (from_name, from_address, reply_to)"
-            )
-        unknown = sorted(set(query) - SMTP_URL_OPTIONS)
-        if unknown:
-            raise ValueError(f"ZEROPARTY_SMTP_URL: unknown parameter(s) {', '.join(unknown)}")
-        self.starttls = query.get("starttls", ["0"])[0] in ("1", "true", "yes")
+        endpoint = parse_smtp_url(url)
+        self.implicit_tls = endpoint.implicit_tls
+        self.host = endpoint.host
+        self.port = endpoint.port
+        self.username = endpoint.username
+        self.password = endpoint.password
+        self.starttls = endpoint.starttls
         self.timeout = timeout
 
     def send(self, message: EmailMessage) -> None:

@@ -10,7 +10,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+
+from zeroparty.mail import SmtpUrlError, parse_smtp_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "sqlite:///./zeroparty.db"
@@ -130,11 +131,11 @@ class Settings:
             raise SettingsError(f"{PREFIX}{name} must be 1 or 0")
 
         smtp_url = get("SMTP_URL")
-        if smtp_url and "from" in parse_qs(urlsplit(smtp_url).query):
-            raise SettingsError(
-                "ZEROPARTY_SMTP_URL: ?from= is not supported; set the sender in site.toml, "
-                "table [site.mail] (from_name, from_address, reply_to)"
-            )
+        if smtp_url:
+            try:  # read as the transport reads it: a typo refuses to start, not to send
+                parse_smtp_url(smtp_url)
+            except SmtpUrlError as exc:
+                raise SettingsError(str(exc)) from None
         mirror = get("CHECKPOINT_MIRROR_FILE")
         webhook_url, webhook_secret = get("CRM_WEBHOOK_URL"), get("CRM_WEBHOOK_SECRET")
         if webhook_url and not webhook_url.startswith(("http://", "https://")):
