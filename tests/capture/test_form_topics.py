@@ -137,3 +137,28 @@ def test_topics_without_the_newsletter_box_subscribe_nothing(
     with database.read() as session:
         assert session.execute(select(TopicSubscription)).all() == []
         assert session.execute(select(ConsentEvent)).all() == []
+
+
+def test_a_held_submission_sets_the_topics_when_its_owner_confirms(
+    app_client: TestClient, render: Callable[..., str], database: Database, settings: Settings
+) -> None:
+    """An existing lead's address: nothing changes until the mailed link is followed."""
+    app_client.post(
+        "/f/contact",
+        data={"email": "jo@example.com", "message": "hi", "consent": "newsletter",
+              "_rt": render("contact")},
+    )  # fmt: skip
+    _confirm(app_client, database)
+    assert _page_topics(app_client, settings, database, "jo@example.com")["webinars"] is True
+    app_client.post(
+        "/f/contact",
+        data={"email": "jo@example.com", "message": "again", "consent": "newsletter",
+              "topics": "monthly_digest", "_rt": render("contact")},
+    )  # fmt: skip
+    with database.read() as session:
+        assert session.execute(select(TopicSubscription)).all() == []
+        mails = session.execute(text("SELECT body_text FROM mail_outbox")).scalars().all()
+    (held,) = [m for b in mails if (m := re.search(r"http://testserver(/confirm/held/\S+)", b))]
+    assert app_client.post(held.group(1)).status_code == 200
+    topics = _page_topics(app_client, settings, database, "jo@example.com")
+    assert topics == {"monthly_digest": True, "webinars": False, "release_notes": False}
