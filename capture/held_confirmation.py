@@ -13,11 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from capture import pending, services
 from capture.forms import CleanSubmission
+from capture.models import PendingSubmission
 from capture.quiz import walk
 from capture.tokens import HeldToken
 from consent_ledger.evidence import EvidenceValue
@@ -79,13 +80,27 @@ def confirm_held(
     token: HeldToken,
     confirmation: Mapping[str, EvidenceValue],
 ) -> HeldView:
-    """Apply the held submission (in the caller's write transaction) and forget it."""
+    """Apply the held submission (in the caller's write transaction) and forget it.
+
+    The held row is deleted first, in the same transaction, and applied only if this
+    call deleted it: two POSTs of one link at once apply it once, the second answers
+    :attr:`HeldStatus.GONE` ("nothing to confirm") like a later click."""
     held = pending.find(session, token.subject_id, token.submission_id)
     if held is None:
         return HeldView(HeldStatus.GONE)
     now = utcnow()
     if held.expired(now):
         return _view(session, store, held, HeldStatus.EXPIRED)
+    # Take the held row before applying it: of two POSTs of one link at once, the second
+    # waits on this row (PostgreSQL) and then deletes nothing, so it applies nothing.
+    taken = session.execute(
+        delete(PendingSubmission).where(
+            PendingSubmission.submission_id == held.submission_id,
+            PendingSubmission.subject_id == held.subject_id,
+        )
+    )
+    if int(getattr(taken, "rowcount", 0) or 0) != 1:
+        return HeldView(HeldStatus.GONE)
     jurisdiction = session.execute(
         select(Subject.jurisdiction).where(Subject.id == held.subject_id)
     ).scalar_one_or_none()
@@ -107,5 +122,4 @@ def confirm_held(
     )
     lead = services.Lead(held.subject_id, jurisdiction, created=False)
     services.apply_confirmed(session, request, lead, confirmation)
-    pending.forget(session, held.submission_id)
     return _view(session, store, held, HeldStatus.APPLIED)

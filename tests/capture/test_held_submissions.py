@@ -9,14 +9,17 @@ withdraw nothing. What the visitor gets back is the same for every address.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import Connection, func, select, text
 from starlette.testclient import TestClient
 
 from capture.jobs import delete_expired_held
@@ -298,3 +301,79 @@ def test_bad_held_links_change_nothing(
     with database.read() as session:
         pending_after = session.execute(text("SELECT count(*) FROM capture_pending_submissions"))
         assert pending_after.scalar_one() == count_before
+
+
+def test_one_held_link_posted_twice_at_once_applies_once(
+    mail_client: TestClient,
+    api: TestClient,
+    render: Callable[..., str],
+    smtp_server: SmtpServer,
+    database: Database,
+) -> None:
+    post_contact(mail_client, render, VICTIM, ["profiling"], job_title="Analyst")
+    post_contact(mail_client, render, VICTIM, ["newsletter", "profiling"], job_title="CEO")
+    link = held_link(smtp_server, 1)
+    before_score = score(api, VICTIM)
+    with database.read() as session:
+        entries_before = session.execute(select(func.count()).select_from(ConsentEvent))
+        count_before = entries_before.scalar_one()
+
+    barrier = threading.Barrier(2)
+    answers: list[str] = []
+
+    def follow() -> None:
+        barrier.wait(timeout=30)
+        response = mail_client.post(link)
+        answers.append(f"{response.status_code} {one(response.text, 'h1')['text']}")
+
+    with contextlib.ExitStack() as stack:
+        blocker = None
+        if database.engine.dialect.name == "postgresql":
+            # Hold the held row so both requests read it and then both wait to take it:
+            # the race happens every run, not by chance.
+            blocker = stack.enter_context(database.engine.connect())
+            blocker.execute(text("SELECT 1 FROM capture_pending_submissions FOR UPDATE"))
+        threads = [threading.Thread(target=follow) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        if blocker is not None:
+            wait_for_lock_waiters(blocker, 2)
+            blocker.commit()
+        for thread in threads:
+            thread.join(timeout=60)
+
+    assert sorted(answers) == ["200 Nothing to confirm", "200 Thank you, confirmed"]
+    assert score(api, VICTIM) == before_score + 15
+    with database.read() as session:
+        subject_id = find_subject_id(session, VICTIM)
+        titles = session.execute(
+            select(Answer.value).where(Answer.subject_id == subject_id, Answer.field == "job_title")
+        ).scalars()
+        assert sorted(titles) == ["Analyst", "CEO"]
+        entries_after = session.execute(select(func.count()).select_from(ConsentEvent))
+        assert (
+            entries_after.scalar_one() == count_before + 3
+        )  # newsletter granted+confirmed, profiling
+        assert session.execute(select(PendingSubmission)).first() is None
+
+    # A later click of the same link: nothing left to confirm, nothing changes.
+    after = snapshot(database)
+    again = mail_client.post(link, headers={"accept": "application/json"})
+    assert (again.status_code, again.json()) == (200, {"status": "gone"})
+    assert snapshot(database) == after
+
+
+def wait_for_lock_waiters(connection: Connection, count: int, timeout: float = 30.0) -> None:
+    """Until ``count`` other sessions of this database wait on a lock (PostgreSQL)."""
+    deadline = time.monotonic() + timeout
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    while True:
+        # pg_stat_activity is a snapshot per transaction: take a new one every time.
+        connection.execute(text("SELECT pg_stat_clear_snapshot()"))
+        if connection.execute(query).scalar_one() >= count:
+            return
+        assert time.monotonic() < deadline, "the two requests never both waited for the held row"
+        time.sleep(0.01)
