@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
 
 from consent_ledger import transparency
 from consent_ledger.checkpoints import (
@@ -84,6 +86,36 @@ def trusted_keys(settings: Settings) -> tuple[list[VerifierKey], str | None]:
     return [signer.verifier_key, *retired], None
 
 
+def _mirrored_notes(path: Path) -> tuple[list[str], str | None]:
+    """The notes of the checkpoint mirror file (none while it does not exist: nothing
+    was mirrored yet on this host), or why it cannot be read."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return [], None
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], f"the checkpoint mirror file {path} cannot be read: {exc}"
+    return (transparency.split_notes(text) if text.strip() else []), None
+
+
+def _mirrored_but_not_stored(
+    connection: Connection, keys: list[VerifierKey], settings: Settings, notes: list[str]
+) -> transparency.CheckpointProblem | None:
+    """A mirrored checkpoint whose row is gone: every note is mirrored only after its row
+    was committed, and checkpoint rows are append-only, so rows were deleted."""
+    stored = {c.size for c in transparency.list_checkpoints(connection, limit=1_000_000)}
+    for note in notes:
+        size = verify_checkpoint(note, keys, origin=settings.ledger_origin).size
+        if size not in stored:
+            return transparency.CheckpointProblem(
+                size,
+                f"the checkpoint of {size} entries in the mirror file "
+                f"{settings.checkpoint_mirror_file} is not stored (checkpoint rows were "
+                "deleted)",
+            )
+    return None
+
+
 def _stored_count(database: Database) -> int:
     table = LedgerCheckpoint.__table__
     with database.connect() as connection:
@@ -99,14 +131,25 @@ def audit_ledger(
     skip_checkpoints: bool = False,
 ) -> LedgerAudit:
     """Verify everything (see the module docstring). ``external`` notes (checkpoints
-    kept outside the database) are checked even when stored ones are skipped."""
+    kept outside the database) are checked even when stored ones are skipped. Unless
+    stored ones are skipped, the checkpoint mirror file's notes are external notes too
+    (``ZEROPARTY_CHECKPOINT_MIRROR_FILE``), and each must still be stored: deleting
+    every checkpoint row (or rewriting them with the history) is then caught."""
     stored = _stored_count(database)
     keys, missing_key = trusted_keys(settings)
     unchecked: str | None = None
+    mirrored: list[str] = []
+    if settings.checkpoint_mirror_file is not None and not skip_checkpoints:
+        mirrored, unreadable = _mirrored_notes(settings.checkpoint_mirror_file)
+        if unreadable is not None:
+            unchecked = unreadable
+    external = [*external, *mirrored]
     if (stored and not skip_checkpoints) or external:
         if not keys:
             what = (
-                "the given checkpoints" if skip_checkpoints else f"{stored:,} stored checkpoint(s)"
+                f"{stored:,} stored checkpoint(s)"
+                if stored and not skip_checkpoints
+                else "the given checkpoints"
             )
             unchecked = f"{what} cannot be checked: {missing_key}"
         elif stored and not skip_checkpoints:
@@ -137,6 +180,9 @@ def audit_ledger(
             )
     sizes = {size for size, _ in heads} if check else None
     report = verify_database(settings.database_url, progress, tree_sizes=sizes)
+    if checkpoint_problem is None and check and mirrored:
+        with database.connect() as connection:
+            checkpoint_problem = _mirrored_but_not_stored(connection, keys, settings, mirrored)
     if report.problem is None and checkpoint_problem is None and check:
         with database.connect() as connection:
             checkpoint_problem = transparency.check_heads(connection, heads, report.tree)

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -168,17 +168,42 @@ class SignerSource:
     database is back), and whether a missing key may be created depends on the stored
     checkpoints (:func:`load_signer`): so the key is loaded when something first signs
     or proves, and a database that is down then is the usual 503.
+
+    Every ``get`` also runs :func:`check_signer` until a stored checkpoint signed by
+    this very key is seen (from then on every new checkpoint is checked against it
+    when stored, in :func:`make_checkpoint`): a host that lost a race for the first
+    checkpoint to a host with another key raises :class:`CheckpointKeyRefused` instead
+    of signing receipts and proofs with a key the log does not use.
     """
 
     def __init__(self, settings: Settings, database: Database) -> None:
         self._settings = settings
         self._database = database
         self._signer: CheckpointSigner | None = None
+        self._confirmed = False
 
     def get(self) -> CheckpointSigner:
         if self._signer is None:
-            self._signer = load_signer(self._settings, self._database)
+            try:
+                self._signer = load_signer(self._settings, self._database)
+            except CheckpointKeyRefused:
+                raise
+            except CheckpointError as exc:  # a key that cannot be read: no signing either
+                raise CheckpointKeyRefused(f"this host's checkpoint key: {exc}") from exc
+        if not self._confirmed:
+            with self._database.read() as session:
+                latest = latest_checkpoint(session.connection())
+            _check_latest(latest, self._settings, self._signer)
+            self._confirmed = latest is not None and _signed_by(latest, self._signer)
         return self._signer
+
+
+def _signed_by(checkpoint: StoredCheckpoint, signer: CheckpointSigner) -> bool:
+    try:
+        verify_checkpoint(checkpoint.note, [signer.verifier_key])
+    except CheckpointError:
+        return False
+    return True
 
 
 def verifier_keys(settings: Settings, signer: CheckpointSigner) -> list[VerifierKey]:
@@ -220,6 +245,17 @@ def checkpoint_at(connection: Connection, size: int) -> StoredCheckpoint | None:
     return _row(row) if row is not None else None
 
 
+def _lock_checkpoints(connection: Connection) -> None:
+    """Serialise checkpoint inserts across processes until the transaction ends.
+
+    SQLite: write transactions begin IMMEDIATE (:class:`zeroparty.db.Database`), so
+    holding one is already the database's single write lock. PostgreSQL: a table lock
+    that conflicts with itself (and with every write to the table) but not with readers.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("LOCK TABLE ledger_checkpoints IN SHARE ROW EXCLUSIVE MODE"))
+
+
 def make_checkpoint(
     database: Database, settings: Settings, signer: CheckpointSigner
 ) -> StoredCheckpoint | None:
@@ -229,7 +265,9 @@ def make_checkpoint(
     every entry; raises :class:`CheckpointKeyRefused` when ``signer`` (with the retired
     keys) does not verify the newest stored checkpoint. Extends the stored tree first, in
     its own transaction, so the slow part never holds a lock that appends wait for. Two
-    processes checkpointing the same size store it once.
+    processes checkpointing the same size store it once. The key is checked once more
+    inside the insert's transaction, under the lock every checkpoint insert takes, so two
+    hosts with different keys never both store checkpoints (the later one is refused).
     """
     with database.write() as session:
         connection = session.connection()
@@ -241,12 +279,22 @@ def make_checkpoint(
         if size == 0 or (latest is not None and latest.size >= size):
             return None
         root = tree.root(connection, size)
-    _check_latest(latest, settings, signer)  # never sign under a key the log does not know
+    _check_latest(latest, settings, signer)  # fail early, before signing anything
     note = signer.sign_checkpoint(settings.ledger_origin, size, root)
     stored = StoredCheckpoint(size, root.hex(), note, signer.key_name, utcnow())
     try:
         with database.write() as session:
-            session.connection().execute(
+            connection = session.connection()
+            # The key check again, under the lock every checkpoint insert takes, against
+            # what is stored now: of two hosts with different keys racing on a fresh
+            # database, the second to get here sees the first one's checkpoint and is
+            # refused, so the log never holds checkpoints under two keys.
+            _lock_checkpoints(connection)
+            latest = latest_checkpoint(connection)
+            if latest is not None and latest.size >= size:
+                return None  # another process published this size (or more) a moment ago
+            _check_latest(latest, settings, signer)
+            connection.execute(
                 insert(_cp).values(
                     size=stored.size,
                     root=stored.root,

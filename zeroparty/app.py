@@ -113,6 +113,20 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _cannot_sign(request: Request, exc: Exception) -> Response:
+    # This host's checkpoint key may not sign (another key signed the stored
+    # checkpoints, or it cannot be read): no receipt or proof under a key the log does
+    # not use. The operator's fix is in the reason (docs/operations.md, several hosts).
+    assert isinstance(exc, transparency.CheckpointKeyRefused)
+    log.error("refusing to sign on %s %s: %s", request.method, _route_of(request), exc)
+    return error_response(
+        request,
+        503,
+        "checkpoint_key_refused",
+        f"this host cannot sign receipts or checkpoints: {exc}",
+    )
+
+
 def _route_of(request: Request) -> str:
     """The matched route's template (``/p/{token}``), for logs; ``?`` before routing."""
     return str(getattr(request.scope.get("route"), "path", "?"))
@@ -229,6 +243,7 @@ def create_app(
             ZeropartyError: _domain_error,
             HTTPException: _http_error,
             OperationalError: _unavailable,
+            transparency.CheckpointKeyRefused: _cannot_sign,
             DataError: _unstorable,
             ClientDisconnect: _client_gone,
             Exception: _unexpected,

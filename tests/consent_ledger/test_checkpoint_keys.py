@@ -11,24 +11,31 @@ are driven as an operator would: ``zeroparty`` processes in folders of their own
 from __future__ import annotations
 
 import dataclasses
+import threading
 from pathlib import Path
 from typing import cast
 
 import httpx2
 import pytest
-from sqlalchemy import Table, update
+from markupsafe import escape
+from sqlalchemy import Table, delete, update
+from starlette.testclient import TestClient
 
 from consent_ledger import transparency
 from consent_ledger.checkpoints import CheckpointSigner
 from consent_ledger.models import LedgerCheckpoint
+from consent_ledger.subjects import find_subject_id
 from console import health
 from console.accounts import create_user
 from console.models import VerificationRun
 from tests.conftest import TEST_SECRET, DatabaseFactory
 from tests.consent_ledger.test_transparency import rewrite_history, tampering
 from tests.consent_ledger.test_tree import grow
+from tests.factories import record
 from tests.fixtures.hosts import Host
+from tests.preference_center.conftest import EMAIL, issue, open_session
 from zeroparty import cli
+from zeroparty.app import create_app
 from zeroparty.db import Database
 from zeroparty.settings import Settings
 
@@ -380,3 +387,161 @@ def test_two_hosts_share_one_checkpoint_key_and_a_third_is_refused(
         assert not (fresh.folder / "zeroparty-checkpoint.key").exists()
     finally:
         postgres_factory.drop(url)
+
+
+# --- two keys racing for a fresh log ------------------------------------------------------
+
+
+def _race(database: Database, settings: Settings, signers: list[CheckpointSigner]) -> list[str]:
+    """Each signer in a thread of its own: grow the ledger, make a checkpoint, round after
+    round, each round started together; a refusal ends the race. How each host ended."""
+    start = threading.Barrier(len(signers))
+    ended = ["" for _ in signers]
+
+    def host(index: int) -> None:
+        for _ in range(8):
+            try:
+                start.wait()
+            except threading.BrokenBarrierError:
+                ended[index] = "stopped: the other host was refused"
+                return
+            grow(database, 1)
+            try:
+                transparency.make_checkpoint(database, settings, signers[index])
+            except transparency.CheckpointKeyRefused as exc:
+                ended[index] = f"refused: {exc}"
+                start.abort()
+                return
+        ended[index] = "signed every round"
+
+    threads = [threading.Thread(target=host, args=(i,)) for i in range(len(signers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return ended
+
+
+def test_two_keys_racing_on_a_fresh_log_store_checkpoints_under_one_key(
+    database: Database, settings: Settings
+) -> None:
+    """Two hosts that each made a key of their own on an empty log: whichever stores the
+    first checkpoint owns the log; the other is refused (by the check before signing,
+    or by the one under the insert's lock), and nothing of it is stored."""
+    grow(database, 3)
+    keys = [CheckpointSigner.generate(settings.ledger_origin) for _ in range(2)]
+    ended = _race(database, settings, keys)
+    with database.read() as session:
+        stored = transparency.list_checkpoints(session.connection())
+    assert stored, ended
+    signed = [[transparency._signed_by(c, key) for c in stored] for key in keys]
+    owners = [i for i in range(2) if any(signed[i])]
+    assert len(owners) == 1, f"checkpoints stored under both keys (the log forked): {ended}"
+    winner = owners[0]
+    loser = 1 - winner
+    assert all(signed[winner])
+    assert ended[loser].startswith(
+        f"refused: this host's checkpoint key {keys[loser].key_name} (id "
+        f"{keys[loser].verifier_key.key_id:08x}) does not verify the latest stored checkpoint"
+    ), ended
+    assert not ended[winner].startswith("refused"), ended
+
+
+def test_a_host_that_lost_the_race_refuses_to_sign_with_a_clear_503(
+    database: Database, settings: Settings
+) -> None:
+    """A host started on the empty log with a key of its own, after which another host's
+    checkpoint was stored: it signs nothing more (no receipt, no proof, no checkpoint)
+    and says why, as JSON to machines and as a page to people."""
+    record(database, EMAIL, "profiling")
+    with database.read() as session:
+        lead = find_subject_id(session, EMAIL)
+    assert lead is not None
+    grow(database, 2)
+    own = CheckpointSigner.generate(settings.ledger_origin)
+    app = create_app(dataclasses.replace(settings, checkpoint_key=own.to_signer_key()), database)
+    winner = CheckpointSigner.generate(settings.ledger_origin)
+    stored = transparency.make_checkpoint(database, settings, winner)
+    assert stored is not None
+    reason = (
+        f"this host cannot sign receipts or checkpoints: this host's checkpoint key "
+        f"{own.key_name} (id {own.verifier_key.key_id:08x}) does not verify the latest "
+        f"stored checkpoint (of {stored.size} entries, signed by {winner.key_name}: note has "
+        f"no signature by a trusted key); {HINT}, and list a rotated-out public key in "
+        "ZEROPARTY_CHECKPOINT_RETIRED_KEYS"
+    )
+    with TestClient(app) as client:
+        for path in ("/ledger/checkpoint", "/ledger/proof/consistency?first=1&second=3"):
+            answer = client.get(path, headers={"Accept": "application/json"})
+            assert answer.status_code == 503
+            assert answer.json() == {
+                "error": {"code": "checkpoint_key_refused", "message": reason, "fields": {}}
+            }
+        open_session(client, issue(settings, database, lead))
+        receipts = client.get("/p/receipts", headers={"Accept": "application/json"})
+        assert receipts.status_code == 503
+        assert receipts.json()["error"]["message"] == reason
+        page = client.get("/p/receipts", headers={"Accept": "text/html"})
+        assert page.status_code == 503
+        assert page.headers["content-type"].startswith("text/html")
+        assert str(escape(reason)) in page.text  # as Jinja escapes it
+    with database.read() as session:
+        assert [c.note for c in transparency.list_checkpoints(session.connection())] == [
+            stored.note
+        ]
+
+
+# --- the mirror file is checked by default --------------------------------------------------
+
+
+def test_verify_checks_the_mirror_file_so_deleted_checkpoint_rows_fail(
+    database: Database,
+    settings: Settings,
+    signer: CheckpointSigner,
+    ledger_cli: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    mirror = tmp_path / "mirror.txt"
+    monkeypatch.setenv("ZEROPARTY_CHECKPOINT_MIRROR_FILE", str(mirror))
+    assert verify(capsys)[0] == 0  # configured, nothing mirrored yet
+    mirrored = dataclasses.replace(settings, checkpoint_mirror_file=mirror)
+    checkpointed(database, mirrored, signer)
+    size = checkpointed(database, mirrored, signer)
+    code, out = verify(capsys)
+    assert (code, out.endswith("checkpoints consistent (2 stored)\n")) == (0, True), out
+    with tampering(database) as connection:
+        connection.execute(delete(_cp))
+    code, out = verify(capsys)
+    assert code == 1
+    assert out == (
+        f"LEDGER BROKEN at checkpoint {size - 5} (checkpoint): the checkpoint of {size - 5} "
+        f"entries in the mirror file {mirror} is not stored (checkpoint rows were deleted)\n"
+    )
+    # Only an explicit skip leaves the mirror out, and says checkpoints were skipped.
+    code, out = verify(capsys, "--skip-checkpoints")
+    assert code == 0
+    assert "checkpoints SKIPPED" in out
+
+
+def test_a_rewrite_with_every_checkpoint_row_deleted_fails_on_the_mirror(
+    database: Database,
+    settings: Settings,
+    signer: CheckpointSigner,
+    ledger_cli: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    mirror = tmp_path / "mirror.txt"
+    monkeypatch.setenv("ZEROPARTY_CHECKPOINT_MIRROR_FILE", str(mirror))
+    size = checkpointed(
+        database, dataclasses.replace(settings, checkpoint_mirror_file=mirror), signer
+    )
+    rewrite_history(database, settings, signer, 2)
+    with tampering(database) as connection:
+        connection.execute(delete(_cp))
+    code, out = verify(capsys)
+    assert code == 1
+    assert out.startswith(f"LEDGER BROKEN at checkpoint {size} (checkpoint): ")

@@ -168,18 +168,31 @@ def _resign(token: str, purpose: str, real_key: str, other_key: str) -> str:
 # --- no constant in the source can sign anything the app accepts -------------------------
 
 
+def _repository_sources() -> list[Path]:
+    """Every ``*.py`` of the repository: the packages, tests, bench, scripts, alembic
+    and the rest; not the virtualenv, caches or other hidden folders."""
+    return sorted(
+        path
+        for path in PROJECT_ROOT.rglob("*.py")
+        if not any(
+            part.startswith(".") or part in ("__pycache__", "node_modules", "build", "dist")
+            for part in path.relative_to(PROJECT_ROOT).parts[:-1]
+        )
+    )
+
+
 def _literals() -> list[str]:
-    """Every string literal of 16 characters or more in the packages (docstrings too)."""
+    """Every string literal of 16 characters or more in every ``*.py`` of the repository
+    (docstrings too)."""
     found: set[str] = set()
-    for package in PACKAGES:
-        for path in sorted((PROJECT_ROOT / package).rglob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text("utf-8"))):
-                if (
-                    isinstance(node, ast.Constant)
-                    and isinstance(node.value, str)
-                    and len(node.value) >= 16
-                ):
-                    found.add(node.value)
+    for path in _repository_sources():
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and len(node.value) >= 16
+            ):
+                found.add(node.value)
     return sorted(found)
 
 
@@ -224,9 +237,12 @@ def embedded_settings(tmp_path: Path, database_url: str) -> Settings:
 
 
 def test_the_literal_scan_finds_what_it_should() -> None:
+    folders = {path.relative_to(PROJECT_ROOT).parts[0] for path in _repository_sources()}
+    assert {*PACKAGES, "tests", "bench", "scripts", "alembic"} <= folders
     literals = _literals()
     assert len(literals) > 500
     assert any("ZEROPARTY_SECRET_KEYS" in literal for literal in literals)
+    assert TEST_SECRET in literals  # tests/conftest.py: the tests' own key is scanned too
     purposes = _purposes()
     assert {"console-login", "confirm", "form-render", LinkPurpose.MANAGE.value} <= purposes
 
@@ -241,6 +257,9 @@ def test_no_string_literal_in_the_source_signs_a_token_the_app_accepts(
     assert not set(app_keys) & set(literals)
     app = create_app(embedded_settings, database)
     assert app.state.settings.secret_keys == app_keys
+    # Nor is the checkpoint key it signs receipts with, in either of its spellings.
+    signer = app.state.checkpoint_signer.get()
+    assert not {signer.to_signer_key(), signer.to_pem().decode()} & set(literals)
     with database.write() as session:
         api_key = create_api_key(session, "literal-scan")
     with TestClient(app) as client:
