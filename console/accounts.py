@@ -18,7 +18,8 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from console import passwords, two_factor
+from console import audit, passwords, two_factor
+from console.audit import StaffAction
 from console.models import LoginAttempt, PendingLogin, StaffUser
 from console.roles import Role
 from console.sessions import end_all_sessions
@@ -206,11 +207,15 @@ class LinkUsed(ZeropartyError):
         super().__init__("this link was used already or replaced by a newer one; ask an admin")
 
 
-def reset_user(session: Session, email: str, *, remove_two_factor: bool = False) -> StaffUser:
+def reset_user(
+    session: Session, email: str, *, remove_two_factor: bool = False, by: str
+) -> StaffUser:
     """Lock the account until a new password is set: the password is forgotten, every
     session, pending login and earlier set-password link ends (a lost password; a
     person who left). With ``remove_two_factor``, the authenticator and recovery codes
-    go too (a lost authenticator): the person enrols a new one after logging in."""
+    go too (a lost authenticator): the person enrols a new one after logging in. The
+    staff log records the ended sessions and a removed authenticator under the account,
+    with ``by`` (who did it, e.g. ``"cli"``) as the detail."""
     user = find_user(session, normalise_staff_email(email))
     if user is None:
         raise NotFound("no staff account with this address")
@@ -218,8 +223,9 @@ def reset_user(session: Session, email: str, *, remove_two_factor: bool = False)
     user.password_set_at = None
     user.session_generation += 1
     end_sessions(session, user.id)
-    if remove_two_factor:
-        two_factor.remove(session, user.id)
+    audit.record(session, user.id, StaffAction.SESSIONS_END_ALL, detail=by)
+    if remove_two_factor and two_factor.remove(session, user.id):
+        audit.record(session, user.id, StaffAction.TWO_FACTOR_OFF, detail=by)
     return user
 
 

@@ -9,9 +9,12 @@ account there too. Every change is in the staff log.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -33,6 +36,8 @@ from console.web import (
     staff_page,
 )
 from zeroparty.errors import Conflict, Forbidden, InvalidInput, NotFound
+
+T = TypeVar("T")
 
 # ---------------------------------------------------------------- two-factor
 
@@ -119,55 +124,96 @@ def _check_password(request: Request, staff: Staff, password: str) -> None:
         raise InvalidInput("password: wrong", fields={"password": "this is not your password"})
 
 
-def _new_codes(request: Request, staff: Staff, password: str) -> list[str]:
-    _check_password(request, staff, password)
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _with_both_factors(
+    request: Request,
+    staff: Staff,
+    form: FormData,
+    action: Callable[[Session, str], T],
+) -> T:
+    """Run ``action(session, how)`` once the password and a current code (TOTP or an
+    unused recovery code, which is spent) are right: a stolen session alone cannot
+    weaken the account. Wrong codes count against the login limits
+    (:func:`console.accounts.check_second_factor_limit`); a missing or wrong password
+    changes nothing."""
+    code = _text(form, "code").strip()
+    if not code or len(code) > 64:
+        raise InvalidInput("code: missing", fields={"code": "enter a code from your authenticator"})
+    _check_password(request, staff, _text(form, "password"))
+    secret = settings_of(request).secret_keys[0]
+    client = request.client.host if request.client else "unknown"
+    now = sessions_of(request).clock()
     with database_of(request).write() as session:
         if not two_factor.is_enrolled(session, staff.id):
             raise Conflict("two-factor login is off; set it up first")
-        codes = two_factor.replace_recovery_codes(session, staff.id)
-        audit.record(session, staff.id, StaffAction.RECOVERY_CODES_NEW)
-        return codes
+        accounts.check_second_factor_limit(session, secret, staff.id, client)
+        how = two_factor.check_code(session, staff.id, code, now)
+        accounts.record_second_factor(session, secret, staff.id, client, ok=how is not None)
+        if how is not None:
+            return action(session, how)
+    # The failed attempt is committed above; nothing else changed.
+    raise InvalidInput("code: wrong", fields={"code": "this code is wrong or was used already"})
 
 
-@staff_page
-async def new_recovery_codes(request: Request) -> Response:
-    """``POST /console/two-factor/recovery-codes``: ten new codes (password needed);
-    the old ones stop working."""
+async def _guarded(
+    request: Request, action: Callable[[Request, Staff, FormData], list[str] | None]
+) -> Response:
     staff, form = await checked_post(request, Permission.VIEW_LEADS, enrolling=True)
-    password = form.get("password")
     try:
-        codes = await run_in_threadpool(
-            _new_codes, request, staff, password if isinstance(password, str) else ""
-        )
+        codes = await run_in_threadpool(action, request, staff, form)
     except InvalidInput as exc:
         error = next(iter(exc.fields.values()), exc.message)
         return await _two_factor_page(request, staff, {"error": error}, 422)
     except Conflict as exc:
         return await _two_factor_page(request, staff, {"error": exc.message}, 409)
+    except accounts.TooManyAttempts as exc:
+        return await _two_factor_page(request, staff, {"error": exc.message}, exc.status_code)
+    if codes is None:
+        return RedirectResponse("/console/two-factor", status_code=303)
     return await _two_factor_page(request, staff, {"new_codes": codes})
 
 
-def _turn_off(request: Request, staff: Staff, password: str) -> None:
-    _check_password(request, staff, password)
-    with database_of(request).write() as session:
-        if two_factor.remove(session, staff.id):
-            audit.record(session, staff.id, StaffAction.TWO_FACTOR_OFF)
+def _new_codes(request: Request, staff: Staff, form: FormData) -> list[str] | None:
+    def replace(session: Session, how: str) -> list[str]:
+        codes = two_factor.replace_recovery_codes(session, staff.id)
+        audit.record(
+            session, staff.id, StaffAction.RECOVERY_CODES_NEW, detail=f"password and {how}"
+        )
+        return codes
+
+    return _with_both_factors(request, staff, form, replace)
+
+
+@staff_page
+async def new_recovery_codes(request: Request) -> Response:
+    """``POST /console/two-factor/recovery-codes``: ten new codes (password and a
+    current code needed); the old ones stop working."""
+    return await _guarded(request, _new_codes)
+
+
+def _turn_off(request: Request, staff: Staff, form: FormData) -> list[str] | None:
+    def remove(session: Session, how: str) -> None:
+        two_factor.remove(session, staff.id)
+        # As when it was turned on: no other session of the account outlives the change.
+        accounts.end_sessions(session, staff.id, keep=staff.live.token_hash)
+        audit.record(session, staff.id, StaffAction.TWO_FACTOR_OFF, detail=f"password and {how}")
+
+    _with_both_factors(request, staff, form, remove)
+    return None
 
 
 @staff_page
 async def turn_off_two_factor(request: Request) -> Response:
     """``POST /console/two-factor/disable``: removes the authenticator and the codes
-    (password needed). Where the role requires it, the account must set up another."""
-    staff, form = await checked_post(request, Permission.VIEW_LEADS, enrolling=True)
-    password = form.get("password")
-    try:
-        await run_in_threadpool(
-            _turn_off, request, staff, password if isinstance(password, str) else ""
-        )
-    except InvalidInput as exc:
-        error = next(iter(exc.fields.values()), exc.message)
-        return await _two_factor_page(request, staff, {"error": error}, 422)
-    return RedirectResponse("/console/two-factor", status_code=303)
+    (password and a current code needed) and ends the account's other sessions. Where
+    the role requires two-factor login, this replaces the authenticator: the account can
+    then open only the enrolment page until it has set up another
+    (:func:`console.web.require`)."""
+    return await _guarded(request, _turn_off)
 
 
 # ---------------------------------------------------------------- sessions

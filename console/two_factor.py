@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pyotp
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from console.models import PendingLogin, RecoveryCode, TwoFactor
@@ -75,9 +75,46 @@ def is_enrolled(session: Session, user_id: int) -> bool:
     return factor is not None and factor.confirmed_at is not None
 
 
+def _locked(session: Session, user_id: int) -> TwoFactor | None:
+    """The row, locked and read afresh: an earlier plain read in this session (e.g.
+    :func:`is_enrolled`) must not leave a stale ``last_time_step`` in the identity map."""
+    return session.get(TwoFactor, user_id, with_for_update=True, populate_existing=True)
+
+
+def _spend_step(
+    session: Session, factor: TwoFactor, step: int, *, confirm_at: datetime | None = None
+) -> bool:
+    """Mark ``step`` used, atomically: a conditional UPDATE that matches only while no
+    step as late was accepted (and the secret is the one the code was checked against),
+    checked by its row count. Two requests with the same code at the same moment, on
+    any number of hosts, cannot both get 1 back. With ``confirm_at``, this confirms an
+    unconfirmed authenticator; otherwise the authenticator must be confirmed."""
+    values: dict[str, object] = {"last_time_step": step}
+    if confirm_at is None:
+        state = TwoFactor.confirmed_at.isnot(None)
+    else:
+        state = TwoFactor.confirmed_at.is_(None)
+        values["confirmed_at"] = confirm_at
+    result = session.execute(
+        update(TwoFactor)
+        .where(
+            TwoFactor.user_id == factor.user_id,
+            TwoFactor.secret == factor.secret,
+            state,
+            or_(TwoFactor.last_time_step.is_(None), TwoFactor.last_time_step < step),
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        return False
+    session.refresh(factor)
+    return True
+
+
 def begin_enrolment(session: Session, user_id: int, email: str, now: datetime) -> Enrolment:
     """A new unconfirmed secret (replacing an unconfirmed one); refused when enrolled."""
-    factor = session.get(TwoFactor, user_id, with_for_update=True)
+    factor = _locked(session, user_id)
     if factor is not None and factor.confirmed_at is not None:
         raise Conflict("two-factor login is on already; turn it off first")
     secret = pyotp.random_base32()
@@ -109,13 +146,14 @@ def _accepted_step(factor: TwoFactor, code: str, now: datetime) -> int | None:
 
 def confirm_enrolment(session: Session, user_id: int, code: str, now: datetime) -> list[str]:
     """Confirm the unconfirmed secret with a code from it; the new recovery codes."""
-    factor = session.get(TwoFactor, user_id, with_for_update=True)
+    factor = _locked(session, user_id)
     if factor is None or factor.confirmed_at is not None:
         raise Conflict("there is no authenticator being set up; start again")
     step = _accepted_step(factor, code, now)
     if step is None:
         raise InvalidInput("code: wrong", fields={"code": "this code is wrong or too old"})
-    factor.confirmed_at, factor.last_time_step = now, step
+    if not _spend_step(session, factor, step, confirm_at=now):
+        raise Conflict("this authenticator was confirmed or replaced meanwhile; start again")
     return replace_recovery_codes(session, user_id)
 
 
@@ -146,29 +184,27 @@ def unused_recovery_codes(session: Session, user_id: int) -> int:
 
 def check_code(session: Session, user_id: int, code: str, now: datetime) -> str | None:
     """``"totp"`` or ``"recovery code"`` when ``code`` is accepted (and spent), else
-    ``None``. Run in a write transaction."""
-    factor = session.get(TwoFactor, user_id, with_for_update=True)
+    ``None``. Run in a write transaction. Each code is spent by a conditional UPDATE
+    checked by its row count, so it works once even when sent twice at the same moment."""
+    factor = _locked(session, user_id)
     if factor is None or factor.confirmed_at is None:
         return None
     step = _accepted_step(factor, code, now)
     if step is not None:
-        factor.last_time_step = step
-        return "totp"
+        return "totp" if _spend_step(session, factor, step) else None
     if len(_normalise(code)) != 16:
         return None
-    recovery = session.scalar(
-        select(RecoveryCode)
+    spent = session.execute(
+        update(RecoveryCode)
         .where(
             RecoveryCode.user_id == user_id,
             RecoveryCode.code_hash == _hash_code(code),
             RecoveryCode.used_at.is_(None),
         )
-        .with_for_update()
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
     )
-    if recovery is None:
-        return None
-    recovery.used_at = now
-    return "recovery code"
+    return "recovery code" if getattr(spent, "rowcount", 0) == 1 else None
 
 
 def start_pending(session: Session, user_id: int, next_path: str, now: datetime) -> str:

@@ -409,7 +409,7 @@ def cmd_user_reset(args: argparse.Namespace, settings: Settings) -> int:
     from console.sessions import ConsoleTokens
 
     with _opened_database(settings) as database, database.write() as session:
-        user = reset_user(session, args.email, remove_two_factor=args.two_factor)
+        user = reset_user(session, args.email, remove_two_factor=args.two_factor, by="cli")
         token = ConsoleTokens(settings).issue_set_password(user.id, user.session_generation)
     print(f"{settings.base_url}/console/set-password/{token}")
     removed = ", two-factor login removed" if args.two_factor else ""

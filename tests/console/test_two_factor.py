@@ -7,16 +7,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import httpx2
 import pyotp
 import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from console.models import PendingLogin, RecoveryCode, StaffAuditEntry, TwoFactor
+from console import accounts, two_factor
+from console.models import PendingLogin, RecoveryCode, StaffAuditEntry, StaffUser, TwoFactor
 from console.sessions import SessionService
 from tests.console.conftest import PASSWORD, Clock, csrf_of, enter_code, hidden, log_in
 from zeroparty.app import create_app
@@ -208,32 +212,45 @@ def test_a_recovery_code_works_once(
     assert ("login", "password and recovery code") in _actions(database)
 
 
-def test_new_recovery_codes_replace_the_old_and_need_the_password(
+def _both(client: TestClient, path: str, **data: str) -> httpx2.Response:
+    return client.post(path, data={"csrf": csrf_of(client, "/console/two-factor"), **data})
+
+
+def test_new_recovery_codes_replace_the_old_and_need_the_password_and_a_code(
     as_role: Callable[[str], TestClient],
     console_app: Callable[[], TestClient],
     staff: dict[str, str],
     clock: Clock,
 ) -> None:
     client = as_role("marketer")
-    _totp, old = _enrol(client, clock)
-    csrf = csrf_of(client, "/console/two-factor")
-    wrong = client.post(
-        "/console/two-factor/recovery-codes", data={"csrf": csrf, "password": "not my password"}
-    )
-    assert wrong.status_code == 422
-    answer = client.post(
-        "/console/two-factor/recovery-codes", data={"csrf": csrf, "password": PASSWORD}
-    )
+    totp, old = _enrol(client, clock)
+    clock.advance(seconds=30)
+    path = "/console/two-factor/recovery-codes"
+    for data in (
+        {"password": PASSWORD},  # no code
+        {"password": PASSWORD, "code": "1" * 65},
+        {"password": "not my password", "code": totp.at(clock.now)},
+        {"code": totp.at(clock.now)},  # no password
+        {"password": PASSWORD, "code": "000000" if totp.at(clock.now) != "000000" else "1"},
+    ):
+        wrong = _both(client, path, **data)
+        assert wrong.status_code == 422, data
+        assert not CODES_RE.findall(wrong.text)
+    answer = _both(client, path, password=PASSWORD, code=totp.at(clock.now))
+    assert answer.status_code == 200
     new = CODES_RE.findall(answer.text)
     assert len(new) == 10
     assert not set(new) & set(old)
+    # The code that allowed it is spent like a login code.
+    again = _both(client, path, password=PASSWORD, code=totp.at(clock.now))
+    assert again.status_code == 422
     other = console_app()
     _password_step(other, staff["marketer"])
     assert enter_code(other, old[0]) == 401
     assert enter_code(other, new[0]) == 303
 
 
-def test_turning_it_off_needs_the_password(
+def test_turning_it_off_needs_the_password_and_a_code_and_ends_other_sessions(
     as_role: Callable[[str], TestClient],
     console_app: Callable[[], TestClient],
     staff: dict[str, str],
@@ -241,22 +258,55 @@ def test_turning_it_off_needs_the_password(
     clock: Clock,
 ) -> None:
     client = as_role("marketer")
-    _enrol(client, clock)
-    csrf = csrf_of(client, "/console/two-factor")
-    refused = client.post(
-        "/console/two-factor/disable", data={"csrf": csrf, "password": "not my password"}
-    )
-    assert refused.status_code == 422
+    totp, codes = _enrol(client, clock)
+    clock.advance(seconds=30)
+    other = console_app()
+    _password_step(other, staff["marketer"])
+    assert enter_code(other, totp.at(clock.now)) == 303
+    assert _logged_in(other)
+    clock.advance(seconds=30)
+    path = "/console/two-factor/disable"
+    before = _actions(database)
+    for data in (
+        {"password": PASSWORD},  # the password alone no longer does it
+        {"password": "not my password", "code": totp.at(clock.now)},
+        {"password": PASSWORD, "code": codes[0][:-1]},
+        {"password": PASSWORD, "code": ""},
+    ):
+        assert _both(client, path, **data).status_code == 422, data
+    assert _actions(database) == before
     with database.read() as session:
         assert session.scalar(select(TwoFactor)) is not None
-    client.post("/console/two-factor/disable", data={"csrf": csrf, "password": PASSWORD})
+    assert _logged_in(other)
+    # A recovery code does as well as an authenticator code.
+    off = _both(client, path, password=PASSWORD, code=codes[0])
+    assert off.status_code == 200  # followed to the page, which says it is off
+    assert "is <strong>off</strong>" in off.text
     with database.read() as session:
         assert session.scalar(select(TwoFactor)) is None
         assert session.scalar(select(RecoveryCode)) is None
+    assert _logged_in(client)  # this session stays
+    assert not _logged_in(other)  # every other one ends
     plain = console_app()
     _password_step(plain, staff["marketer"])
     assert _logged_in(plain)
-    assert ("two-factor.off", "") in _actions(database)
+    assert ("two-factor.off", "password and recovery code") in _actions(database)
+
+
+def test_wrong_codes_to_turn_it_off_are_rate_limited(
+    as_role: Callable[[str], TestClient], database: Database, clock: Clock
+) -> None:
+    client = as_role("compliance")
+    totp, _codes = _enrol(client, clock)
+    clock.advance(seconds=30)
+    wrong = "000000" if totp.at(clock.now) != "000000" else "111111"
+    path = "/console/two-factor/disable"
+    for _ in range(5):
+        assert _both(client, path, password=PASSWORD, code=wrong).status_code == 422
+    limited = _both(client, path, password=PASSWORD, code=totp.at(clock.now))
+    assert limited.status_code == 429
+    with database.read() as session:
+        assert session.scalar(select(TwoFactor)) is not None
 
 
 def test_wrong_codes_end_the_pending_login_and_are_rate_limited(
@@ -366,6 +416,23 @@ def test_required_for_admins_only_the_enrolment_page_opens(
             follow_redirects=False,
         )  # fmt: skip
         assert refused.headers["location"] == "/console/two-factor"
+        totp, _codes = _enrol(admin, clock)
+        assert admin.get("/console/audit").status_code == 200
+        # Turning it off is replacing it: the page says so, and afterwards only the
+        # enrolment page opens again until a new authenticator is set up.
+        page = admin.get("/console/two-factor")
+        assert "Replace the authenticator" in page.text
+        clock.advance(seconds=30)
+        off = admin.post(
+            "/console/two-factor/disable",
+            data={"csrf": hidden(page.text, "csrf"), "password": PASSWORD,
+                  "code": totp.at(clock.now)},
+            follow_redirects=False,
+        )  # fmt: skip
+        assert off.headers["location"] == "/console/two-factor"
+        answer = admin.get("/console/audit", follow_redirects=False)
+        assert answer.headers["location"] == "/console/two-factor"
+        assert "Your role requires two-factor login" in admin.get("/console/two-factor").text
         _enrol(admin, clock)
         assert admin.get("/console/audit").status_code == 200
     with _required_app(settings, database, clock) as marketer:
@@ -398,12 +465,21 @@ def test_user_reset_can_remove_a_lost_authenticator(
 
     client = as_role("admin")
     _enrol(client, clock)
+    before = len(_actions(database))
     assert main(["user", "reset", staff["admin"]]) == 0  # the authenticator stays
     capsys.readouterr()
     with database.read() as session:
         assert session.scalar(select(TwoFactor)) is not None
+        admin_id = session.scalar(select(StaffUser.id).where(StaffUser.email == staff["admin"]))
     assert not _logged_in(client)
+    assert _actions(database)[before:] == [("session.end-all", "cli")]
+    with database.read() as session:
+        row = session.scalars(select(StaffAuditEntry).order_by(StaffAuditEntry.id.desc())).first()
+        assert row is not None
+        assert row.user_id == admin_id
+    before = len(_actions(database))
     assert main(["user", "reset", staff["admin"], "--two-factor"]) == 0
+    assert _actions(database)[before:] == [("session.end-all", "cli"), ("two-factor.off", "cli")]
     out = capsys.readouterr()
     assert "two-factor login removed" in out.err
     link = out.out.strip().removeprefix(cli_env.base_url)
@@ -413,3 +489,91 @@ def test_user_reset_can_remove_a_lost_authenticator(
     new = "a brand new passphrase"
     console_app().post(link, data={"password": new, "password_repeat": new})
     log_in(console_app(), staff["admin"], new)  # straight in: no authenticator any more
+
+
+def test_the_same_code_sent_for_two_logins_at_the_same_moment_is_accepted_once(
+    as_role: Callable[[str], TestClient],
+    console_app: Callable[[], TestClient],
+    staff: dict[str, str],
+    database: Database,
+    clock: Clock,
+) -> None:
+    """Two pending logins of one account send the same valid code at once (a code seen
+    over a shoulder, raced against its owner): one login gets it, the other is refused."""
+    totp, _codes = _enrol(as_role("admin"), clock)
+    clock.advance(seconds=30)
+    clients = [console_app(), console_app()]
+    tokens = []
+    for client in clients:
+        _password_step(client, staff["admin"])
+        tokens.append(hidden(client.get("/console/login/code").text, "csrf"))
+    code = totp.at(clock.now)
+    barrier = threading.Barrier(2)
+
+    def send(i: int) -> int:
+        barrier.wait()
+        return (
+            clients[i]
+            .post(
+                "/console/login/code",
+                data={"csrf": tokens[i], "code": code},
+                follow_redirects=False,
+            )
+            .status_code
+        )
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        statuses = list(pool.map(send, range(2)))
+    assert sorted(statuses) == [303, 401]
+    assert sorted(_logged_in(client) for client in clients) == [False, True]
+    actions = _actions(database)
+    assert actions.count(("login", "password and totp")) == 1
+    assert actions.count(("login.refused", "wrong code")) == 1
+
+
+def test_a_code_accepted_by_another_transaction_meanwhile_is_refused(
+    as_role: Callable[[str], TestClient], database: Database, clock: Clock
+) -> None:
+    """The interleaving the race above can hit, made certain: the login's transaction
+    read the authenticator (as it does to look up the account) before another accepted
+    the code and committed. Only PostgreSQL runs two write transactions at once."""
+    if database.dialect != "postgresql":
+        pytest.skip("SQLite runs one write transaction at a time")
+    totp, _codes = _enrol(as_role("admin"), clock)
+    clock.advance(seconds=30)
+    code = totp.at(clock.now)
+    with database.read() as session:
+        admin_id = session.scalar(select(TwoFactor.user_id))
+    assert admin_id is not None
+    with database.write() as first:
+        assert accounts.identity(first, admin_id) is not None  # loads the row, unlocked
+        with database.write() as second:
+            assert two_factor.check_code(second, admin_id, code, clock.now) == "totp"
+        assert two_factor.check_code(first, admin_id, code, clock.now) is None
+    with database.read() as session:
+        factor = session.get(TwoFactor, admin_id)
+        assert factor is not None
+        assert factor.last_time_step == totp.timecode(clock.now)
+
+
+def test_a_step_is_spent_by_a_conditional_update(
+    as_role: Callable[[str], TestClient], database: Database, clock: Clock
+) -> None:
+    """Whatever a transaction read earlier, the write that spends a step matches no row
+    once that step (or a later one) is spent: the row count decides, not the copy read."""
+    totp, _codes = _enrol(as_role("admin"), clock)
+    clock.advance(seconds=30)
+    step = totp.timecode(clock.now)
+    with database.read() as session:
+        read_before = session.scalar(select(TwoFactor))
+    assert read_before is not None
+    assert read_before.last_time_step == step - 1
+    with database.write() as session:
+        assert two_factor.check_code(session, read_before.user_id, totp.at(clock.now), clock.now)
+    with database.write() as session:
+        assert not two_factor._spend_step(session, read_before, step)
+        assert not two_factor._spend_step(session, read_before, step - 1)
+    with database.read() as session:
+        factor = session.get(TwoFactor, read_before.user_id)
+        assert factor is not None
+        assert factor.last_time_step == step
