@@ -26,7 +26,13 @@ class InvalidEmail(InvalidInput):
 @lru_cache(maxsize=8192)
 def _validated(address: str) -> str:
     # Pure and costly (tens of µs): the same addresses come back again and again.
-    return validate_email(address, check_deliverability=False).normalized.lower()
+    # allow_smtputf8=False: a non-ASCII local part could only be delivered with SMTPUTF8,
+    # which zeroparty's mail does not send; such an address is refused here, where the
+    # person can still type another. Internationalized domains stay allowed: they go on
+    # the wire in their IDNA (xn--) form (zeroparty.mail.wire_address).
+    return validate_email(
+        address, check_deliverability=False, allow_smtputf8=False
+    ).normalized.lower()
 
 
 def normalise_email(raw: object) -> str:
@@ -34,7 +40,8 @@ def normalise_email(raw: object) -> str:
 
     Syntax is checked by email-validator without DNS (no network at request time); the
     whole address is lower-cased, because mailbox providers treat local parts
-    case-insensitively and one person must map to one lead.
+    case-insensitively and one person must map to one lead. The part before the ``@``
+    must be ASCII (no SMTPUTF8); the domain may be internationalized.
     """
     if not isinstance(raw, str) or not raw.strip():
         raise InvalidEmail("an email address is required")

@@ -42,6 +42,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import ColumnElement, Integer, String, Text, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -334,17 +335,36 @@ def queued_mail_ids(session: Session) -> tuple[str, ...]:
     return tuple(session.info.get(QUEUED_IDS, ()))
 
 
+def wire_address(address: str) -> str:
+    """``address`` as written on the wire: ASCII, an internationalized domain in its
+    IDNA form (``xn--``). Never an RFC 2047 encoded-word, which is not allowed inside an
+    address (Python writes one for any non-ASCII character). zeroparty does not send
+    SMTPUTF8, so a non-ASCII local part (refused at input since, see
+    :func:`consent_ledger.subjects.normalise_email`) is a ``ValueError``: that mail fails
+    alone, it is never sent to a mangled address."""
+    if address.isascii():
+        return address
+    try:
+        return (
+            validate_email(address, check_deliverability=False, allow_smtputf8=False).ascii_email
+            or ""
+        )
+    except EmailNotValidError as exc:
+        raise ValueError(f"cannot write the address on the wire without SMTPUTF8: {exc}") from exc
+
+
 def build_message(row: OutboxMail, sender: MailSender) -> EmailMessage:
     """The message for ``row`` as ``sender`` sends it, with the company named in the
     footer; its ``Message-ID`` is the row's id, so a retry keeps it."""
     message = EmailMessage(policy=WIRE_POLICY)
-    message["From"] = Address(sender.from_name, addr_spec=sender.from_address)
+    from_address = wire_address(sender.from_address)
+    message["From"] = Address(sender.from_name, addr_spec=from_address)
     if sender.reply_to:
-        message["Reply-To"] = sender.reply_to
-    message["To"] = row.to_address
+        message["Reply-To"] = wire_address(sender.reply_to)
+    message["To"] = wire_address(row.to_address)
     message["Subject"] = row.subject
     message["Date"] = format_datetime(row.created_at)
-    message["Message-ID"] = f"<{row.id}@{sender.domain}>"
+    message["Message-ID"] = f"<{row.id}@{from_address.rpartition('@')[2]}>"
     for name, value in orjson.loads(row.headers).items():
         message[name] = value
     footer = f"This mail was sent by {sender.company}."

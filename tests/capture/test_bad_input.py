@@ -46,6 +46,9 @@ class Case:
 CASES = [
     Case("invalid-email", 422, "invalid_input", "email",
          lambda r: {**GOOD, "email": "ann@", "_rt": r("contact")}),
+    # No SMTPUTF8: a non-ASCII local part is refused (an internationalized domain is not).
+    Case("internationalized-local-part", 422, "invalid_input", "email",
+         lambda r: {**GOOD, "email": "jörg@example.com", "_rt": r("contact")}),
     Case("missing-required", 422, "invalid_input", "message",
          lambda r: {**GOOD, "message": "  ", "_rt": r("contact")}),
     Case("missing-email", 422, "invalid_input", "email",

@@ -197,6 +197,23 @@ def test_email_spellings_are_one_lead(api: TestClient, database: Database) -> No
         assert session.execute(select(SubjectProfile.email)).scalar_one() == "ann@example.com"
 
 
+def test_a_non_ascii_local_part_is_refused_and_an_idn_domain_is_one_lead(
+    api: TestClient, database: Database
+) -> None:
+    """zeroparty sends no SMTPUTF8: a local part it could not mail is refused with a
+    field error that says why; an internationalized domain is fine, in any spelling."""
+    before = row_counts(database)
+    body = grant_body(database, "jörg@example.com", "profiling")
+    error = assert_error(api.post("/api/consent", json=body), 422, "email")
+    assert "before the @-sign are not supported" in error["fields"]["email"]
+    assert row_counts(database) == before
+    post(api, grant_body(database, "Joerg@Bücher.Example", "profiling"))
+    assert consent(api, "joerg@bücher.example", "profiling")["permitted"] is True
+    assert consent(api, "JOERG@BÜCHER.example", "profiling")["permitted"] is True
+    with database.read() as session:
+        assert session.execute(select(SubjectProfile.email)).scalar_one() == "joerg@bücher.example"
+
+
 @pytest.mark.parametrize(
     ("jurisdiction", "permitted"),
     [("US-CA", True), ("US-NY", False), ("DE", False), (None, False)],
@@ -350,6 +367,7 @@ BAD_BODIES: list[tuple[str, Callable[[Body], Body], int, str]] = [
     ("email-invalid", _mutate(email="ann.example.com"), 422, "email"),
     ("email-no-domain", _mutate(email="ann@"), 422, "email"),
     ("email-too-long", _mutate(email="a" * 320 + "@example.com"), 422, "email"),
+    ("email-non-ascii-local-part", _mutate(email="jörg@example.com"), 422, "email"),
     ("unknown-purpose", _mutate(purpose="no_such_purpose"), 404, "purpose"),
     ("missing-purpose", _drop("purpose"), 422, "purpose"),
     ("missing-action", _drop("action"), 422, "action"),

@@ -476,3 +476,70 @@ def test_a_mail_claimed_by_a_poller_is_not_sent_again(
     assert deliver_queued(database, transport, [claimed, sent], base_url=settings.base_url) == 0
     (raw,) = smtp_server.raw
     assert re.search(rb"^Subject: Sent\r\n", raw, re.M)
+
+
+IDN_EMAIL = "nora@xn--bcher-kva.example"  # "Nora@Bücher.Example" as it goes on the wire
+
+
+def test_an_internationalized_domain_goes_on_the_wire_as_idna(
+    mail_client: TestClient, settings: Settings, database: Database, smtp_server: SmtpServer
+) -> None:
+    """An address is never an RFC 2047 encoded-word (Python writes one for any non-ASCII
+    character in it): the recipient's and the sender's domains leave in IDNA form."""
+    with database.write() as session:
+        identity = site_identity(session)
+        store_site_identity(
+            session,
+            dataclasses.replace(
+                identity,
+                mail_from_address="no-reply@bücher.example",
+                mail_reply_to="datenschutz@bücher.example",
+            ),
+        )
+    answer = mail_client.post(
+        "/f/newsletter",
+        data={
+            "email": "Nora@Bücher.Example",
+            "consent": "newsletter",
+            "_rt": _render_token(mail_client, settings, "newsletter"),
+        },
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+    (raw,) = smtp_server.raw
+    assert all(byte < 128 for byte in raw)
+    fields = header_fields(raw)
+    assert fields[b"to"] == [b" " + IDN_EMAIL.encode()]
+    assert fields[b"from"] == [b" Northwind Analytics <no-reply@xn--bcher-kva.example>"]
+    assert fields[b"reply-to"] == [b" datenschutz@xn--bcher-kva.example"]
+    (message_id,) = fields[b"message-id"]
+    assert re.fullmatch(rb" <[0-9a-f]{32}@xn--bcher-kva\.example>", message_id)
+    for name in (b"to", b"from", b"reply-to", b"message-id"):
+        assert all(b"=?" not in value for value in fields[name]), name
+    assert smtp_server.envelopes == [("no-reply@xn--bcher-kva.example", [IDN_EMAIL])]
+
+
+def test_a_non_ascii_local_part_is_never_sent_as_an_encoded_word(
+    settings: Settings, database: Database, smtp_server: SmtpServer
+) -> None:
+    """Input refuses such an address now (consent_ledger.subjects); one queued before
+    cannot be written without SMTPUTF8, so it fails alone instead of leaving as
+    ``To: =?utf-8?q?j=C3=B6rg?=@example.com``; the other mail leaves."""
+    with database.write() as session:
+        legacy = queue_mail(session, Mail(to="jörg@example.com", subject="Legacy", text="x"))
+        fine = queue_mail(session, Mail(to=EMAIL, subject="Fine", text="y"))
+    transport = transport_for(smtp_server.url, settings.outbox_dir)
+    assert deliver_pending(database, transport, base_url=settings.base_url) == 1
+    (raw,) = smtp_server.raw
+    assert re.search(rb"^Subject: Fine\r\n", raw, re.M)
+    assert header_fields(raw)[b"to"] == [b" " + EMAIL.encode()]
+    assert smtp_server.envelopes == [("no-reply@northwind.example", [EMAIL])]
+    with database.read() as session:
+        row = session.get(OutboxMail, legacy)
+        assert row is not None
+        assert row.sent_at is None
+        assert row.last_error is not None
+        assert "SMTPUTF8" in row.last_error
+        sent = session.get(OutboxMail, fine)
+        assert sent is not None
+        assert sent.sent_at is not None
