@@ -61,7 +61,9 @@ class StaffIdentity:
 
 def normalise_staff_email(raw: str) -> str:
     try:
-        return validate_email(raw.strip(), check_deliverability=False).normalized.lower()
+        # ASCII before the @, as for leads (set-password links go out by mail in 7-bit ASCII).
+        address = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False)
+        return address.normalized.lower()
     except EmailNotValidError as exc:
         raise InvalidInput(f"email: {exc}", fields={"email": str(exc)}) from exc
 

@@ -132,7 +132,10 @@ def _mail_table(table: object, problems: ConfigProblems) -> dict[str, str]:
     for key in MAIL_ADDRESS_KEYS:
         if values[key]:
             try:
-                values[key] = validate_email(values[key], check_deliverability=False).normalized
+                # ASCII before the @ (no SMTPUTF8): mail is written in 7-bit ASCII.
+                values[key] = validate_email(
+                    values[key], check_deliverability=False, allow_smtputf8=False
+                ).normalized
             except EmailNotValidError as exc:
                 problems.add(f"site.mail.{key}", f"not a valid email address: {exc}")
                 values[key] = ""

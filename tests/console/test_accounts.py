@@ -48,6 +48,8 @@ def test_accounts_are_unique_and_roles_known(database: Database) -> None:
         accounts.create_user(session, "bob@staff.example", "root")
     with database.write() as session, pytest.raises(InvalidInput):
         accounts.create_user(session, "not an address", "admin")
+    with database.write() as session, pytest.raises(InvalidInput, match="before the @"):
+        accounts.create_user(session, "jörg@staff.example", "admin")  # mailed in ASCII
 
 
 @pytest.mark.parametrize(

@@ -70,6 +70,8 @@ def test_without_the_table_nothing_is_configured(database: Database, tmp_path: P
         ('[site.mail]\nfrom_address = "not an address"', "site.mail.from_address", "valid"),
         ('[site.mail]\nfrom_address = "a@b@example.com"', "site.mail.from_address", "valid"),
         ('[site.mail]\nreply_to = "privacy@"', "site.mail.reply_to", "valid"),
+        ('[site.mail]\nfrom_address = "jörg@example.com"', "site.mail.from_address", "valid"),
+        ('[site.mail]\nreply_to = "jörg@example.com"', "site.mail.reply_to", "valid"),
         (
             '[site.mail]\nfrom_name = "Evil\\r\\nBcc: x@example.com"',
             "site.mail.from_name",
