@@ -18,10 +18,10 @@ from typing import cast
 import httpx2
 import pytest
 from markupsafe import escape
-from sqlalchemy import Table, delete, update
+from sqlalchemy import Table, delete, insert, text, update
 from starlette.testclient import TestClient
 
-from consent_ledger import transparency
+from consent_ledger import transparency, tree
 from consent_ledger.checkpoints import CheckpointSigner
 from consent_ledger.models import LedgerCheckpoint
 from consent_ledger.subjects import find_subject_id
@@ -36,7 +36,7 @@ from tests.fixtures.hosts import Host
 from tests.preference_center.conftest import EMAIL, issue, open_session
 from zeroparty import cli
 from zeroparty.app import create_app
-from zeroparty.db import Database
+from zeroparty.db import Database, utcnow
 from zeroparty.settings import Settings
 
 _cp = cast(Table, LedgerCheckpoint.__table__)
@@ -545,3 +545,55 @@ def test_a_rewrite_with_every_checkpoint_row_deleted_fails_on_the_mirror(
     code, out = verify(capsys)
     assert code == 1
     assert out.startswith(f"LEDGER BROKEN at checkpoint {size} (checkpoint): ")
+
+
+def test_a_checkpoint_committed_after_the_early_check_is_seen_under_the_lock(
+    database: Database, settings: Settings
+) -> None:
+    """The window the check before signing leaves open, played out on PostgreSQL without
+    timing: another key's checkpoint (of fewer entries, so no unique size hides it) is
+    being stored while this host reads "nothing stored", signs, and reaches its insert;
+    the insert waits for the checkpoint lock, then sees that checkpoint and is refused."""
+    if database.dialect != "postgresql":
+        pytest.skip("on SQLite the write lock is taken before the early check already")
+    grow(database, 4)
+    first, second = (CheckpointSigner.generate(settings.ledger_origin) for _ in range(2))
+    with database.write() as session:
+        tree.extend_tree(session.connection(), 4)
+    with database.read() as session:
+        root = tree.root(session.connection(), 4)
+    grow(database, 1)
+    outcome: list[BaseException | object] = []
+
+    def other_host() -> None:
+        try:
+            outcome.append(transparency.make_checkpoint(database, settings, second))
+        except BaseException as exc:  # handed to the test thread
+            outcome.append(exc)
+
+    waiting = text(
+        "SELECT count(*) FROM pg_locks WHERE NOT granted "
+        "AND relation = 'ledger_checkpoints'::regclass"
+    )
+    with database.engine.connect() as holder, holder.begin():
+        holder.execute(text("LOCK TABLE ledger_checkpoints IN SHARE ROW EXCLUSIVE MODE"))
+        holder.execute(
+            insert(_cp).values(
+                size=4,
+                root=root.hex(),
+                note=first.sign_checkpoint(settings.ledger_origin, 4, root),
+                key_name=first.key_name,
+                created_at=utcnow(),
+            )
+        )
+        thread = threading.Thread(target=other_host)
+        thread.start()
+        with database.engine.connect() as watcher:
+            # Until the other host waits for the lock (or, without it, has finished).
+            while thread.is_alive() and not watcher.execute(waiting).scalar_one():
+                thread.join(0.01)
+    thread.join()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], transparency.CheckpointKeyRefused), outcome
+    with database.read() as session:
+        assert [c.size for c in transparency.list_checkpoints(session.connection())] == [4]
