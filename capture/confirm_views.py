@@ -5,6 +5,8 @@ submission (:mod:`capture.held_confirmation`): ``GET /confirm/held/{token}`` sho
 
 from __future__ import annotations
 
+import logging
+
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -16,12 +18,15 @@ from capture.context import capture_state, database_of, settings_of, templates_o
 from capture.services import DefinitionStore
 from capture.tokens import CaptureTokens
 from consent_ledger import receipts
-from consent_ledger.checkpoints import CheckpointSigner
+from consent_ledger.checkpoints import CheckpointError
 from consent_ledger.evidence import EvidenceValue, clean_evidence
+from consent_ledger.transparency import SignerSource
 from zeroparty.db import Database
 from zeroparty.http import JSONResponse, wants_json
 from zeroparty.mail import LeadLinker, deliver_queued, transport_for
 from zeroparty.settings import Settings
+
+log = logging.getLogger("zeroparty.capture")
 
 
 def _confirm_view(
@@ -97,7 +102,7 @@ async def confirm_post(request: Request) -> Response:
             _mail_receipt,
             database,
             settings,
-            request.app.state.checkpoint_signer.get(),
+            request.app.state.checkpoint_signer,
             token.subject_id,
             getattr(request.app.state, "lead_links", None),
         )
@@ -179,12 +184,19 @@ async def held_post(request: Request) -> Response:
 def _mail_receipt(
     database: Database,
     settings: Settings,
-    signer: CheckpointSigner,
+    signers: SignerSource,
     subject_id: str,
     lead_links: LeadLinker | None,
 ) -> None:
     """After the answer is sent: the lead's signed receipt by mail (SPEC: receipts a
-    regulator can verify), then delivery of that mail alone."""
+    regulator can verify), then delivery of that mail alone. A host whose checkpoint key
+    is refused sends no receipt (the confirmation itself is stored and answered); the
+    lead can download one from the preference center once the key is fixed."""
+    try:
+        signer = signers.get()
+    except CheckpointError as exc:
+        log.error("no receipt mailed after a confirmation: %s", exc)
+        return
     mail_id = receipts.mail_receipt(database, settings, signer, subject_id, lead_links)
     if mail_id is not None:
         transport = transport_for(settings.smtp_url, settings.outbox_dir)

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from consent_ledger.checkpoints import parse_verifier_key
+from consent_ledger import transparency
+from consent_ledger.checkpoints import CheckpointSigner, parse_verifier_key
 from consent_ledger.models import ConsentEvent, ConsentEvidence
 from consent_ledger.receipts import verify_receipt
 from tests.capture.conftest import one
@@ -242,3 +243,35 @@ def test_a_quiz_grant_is_confirmed_as_from_the_quiz(
             select(ConsentEvent.action, ConsentEvent.source).order_by(ConsentEvent.seq)
         ).all()
     assert [tuple(row) for row in sources] == [("granted", "quiz"), ("confirmed", "quiz")]
+
+
+def test_a_host_whose_checkpoint_key_is_refused_still_confirms(
+    settings: Settings,
+    database: Database,
+    render: Callable[..., str],
+    smtp_server: SmtpServer,
+    api: TestClient,
+) -> None:
+    """The confirmation is stored and answered; only the receipt (which this host may
+    not sign) is left out, and the log says why."""
+    own = CheckpointSigner.generate(settings.ledger_origin)
+    refused = dataclasses.replace(
+        settings, smtp_url=smtp_server.url, checkpoint_key=own.to_signer_key()
+    )
+    with TestClient(create_app(refused, database)) as client:
+        client.post(
+            "/f/newsletter",
+            data={"email": "ola@example.com", "consent": "newsletter", "_rt": render("newsletter")},
+            follow_redirects=False,
+        )
+        (confirmation,) = smtp_server.wait_for(1)
+        match = LINK_RE.search(SmtpServer.text_of(confirmation))
+        assert match is not None
+        # Another host's key signs the first checkpoint: this host's key is now foreign.
+        winner = CheckpointSigner.generate(settings.ledger_origin)
+        assert transparency.make_checkpoint(database, settings, winner) is not None
+        answer = client.post(match.group(1), headers={"Accept": "application/json"})
+    assert answer.status_code == 200
+    assert answer.json() == {"confirmed": ["newsletter"]}
+    assert _permitted(api, "ola@example.com", "newsletter")["permitted"] is True
+    assert len(smtp_server.messages) == 1  # no receipt
