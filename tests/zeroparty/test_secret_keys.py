@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import concurrent.futures
 import dataclasses
 import re
 import stat
@@ -278,8 +279,11 @@ def test_no_string_literal_in_the_source_signs_a_token_the_app_accepts(
         for purpose in purposes:
             forged = TokenService((literal,), purpose, 3600).issue({"s": subject, "v": 0})
             assert not TokenService(app_keys, purpose, 3600).accepts(forged), literal
-    # And over HTTP, for every literal: a preference link and a console cookie.
-    asyncio.run(_forged_requests_refused(app, literals, payload))
+    # And over HTTP, for every literal: a preference link and a console cookie. On a
+    # thread of its own: a browser test earlier in the session (Playwright's sync API)
+    # may leave an event loop running on this one, where asyncio.run() refuses to start.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, _forged_requests_refused(app, literals, payload)).result()
 
 
 async def _forged_requests_refused(
