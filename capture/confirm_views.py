@@ -23,7 +23,7 @@ from consent_ledger.evidence import EvidenceValue, clean_evidence
 from consent_ledger.transparency import SignerSource
 from zeroparty.db import Database
 from zeroparty.http import JSONResponse, wants_json
-from zeroparty.mail import LeadLinker, deliver_queued, transport_for
+from zeroparty.mail import LeadLinker, send_after_commit
 from zeroparty.settings import Settings
 
 log = logging.getLogger("zeroparty.capture")
@@ -199,8 +199,7 @@ def _mail_receipt(
         return
     mail_id = receipts.mail_receipt(database, settings, signer, subject_id, lead_links)
     if mail_id is not None:
-        transport = transport_for(settings.smtp_url, settings.outbox_dir)
-        deliver_queued(database, transport, (mail_id,), base_url=settings.base_url)
+        send_after_commit(database, settings, (mail_id,))
 
 
 routes = [

@@ -52,8 +52,7 @@ from consent_ledger.evidence import EvidenceValue, clean_evidence
 from zeroparty.db import Database, utcnow
 from zeroparty.errors import ZeropartyError
 from zeroparty.http import JSONResponse, wants_json
-from zeroparty.mail import LeadLinker, deliver_queued, queued_mail_ids, transport_for
-from zeroparty.settings import Settings
+from zeroparty.mail import LeadLinker, queued_mail_ids, send_after_commit
 from zeroparty.tokens import TokenError, TokenInvalid
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -408,7 +407,9 @@ async def _submit(
         settings.base_url,
         getattr(request.app.state, "lead_links", None),
     )
-    background = BackgroundTask(_deliver, database, settings, mail_ids) if mail_ids else None
+    background = (
+        BackgroundTask(send_after_commit, database, settings, mail_ids) if mail_ids else None
+    )
     return _success(
         request,
         published,
@@ -421,12 +422,6 @@ async def _submit(
 
 def _outcome_key(path: QuizPath | None) -> str | None:
     return path.outcome.key if path is not None and path.outcome is not None else None
-
-
-def _deliver(database: Database, settings: Settings, mail_ids: tuple[str, ...]) -> None:
-    """After the answer: send this submission's mails, and no one else's."""
-    transport = transport_for(settings.smtp_url, settings.outbox_dir)
-    deliver_queued(database, transport, mail_ids, base_url=settings.base_url)
 
 
 def _success(

@@ -41,7 +41,7 @@ from preference_center.tokens import (
 )
 from zeroparty.crosssite import require_same_origin
 from zeroparty.db import Database
-from zeroparty.mail import deliver_queued, queued_mail_ids, transport_for
+from zeroparty.mail import queued_mail_ids, send_after_commit
 from zeroparty.settings import Settings
 from zeroparty.tokens import TokenError
 
@@ -314,7 +314,7 @@ async def ask_erasure(request: Request) -> Response:
     form = await forms.read_form(request)
     forms.check_csrf(form, claim.nonce)
     mail_ids = await run_in_threadpool(_request_erasure, request, claim)
-    background = BackgroundTask(_send, _database(request), _settings(request), mail_ids)
+    background = BackgroundTask(send_after_commit, _database(request), _settings(request), mail_ids)
     return RedirectResponse(
         "/p/?done=erase_requested", status_code=303, headers=NO_REFERRER, background=background
     )
@@ -385,12 +385,7 @@ def _send_link(
     with database.write() as session:
         mail_id = mails.queue_link_mail(session, settings, email, accept_language)
     if mail_id is not None:
-        _send(database, settings, (mail_id,))
-
-
-def _send(database: Database, settings: Settings, mail_ids: tuple[str, ...]) -> None:
-    transport = transport_for(settings.smtp_url, settings.outbox_dir)
-    deliver_queued(database, transport, mail_ids, base_url=settings.base_url)
+        send_after_commit(database, settings, (mail_id,))
 
 
 async def request_link(request: Request) -> Response:

@@ -38,7 +38,7 @@ from email.policy import EmailPolicy
 from email.utils import format_datetime
 from html import escape
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
@@ -48,6 +48,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from zeroparty.db import Base, Database, UTCDateTime, utcnow
 from zeroparty.site_info import MailSender, mail_sender
+
+if TYPE_CHECKING:  # settings imports this module (it checks the SMTP URL with it)
+    from zeroparty.settings import Settings
 
 log = logging.getLogger("zeroparty.mail")
 
@@ -402,6 +405,13 @@ def deliver_queued(
     if not mail_ids:
         return 0
     return _deliver(database, transport, base_url, [OutboxMail.id.in_(list(mail_ids))], None)
+
+
+def send_after_commit(database: Database, settings: Settings, mail_ids: Collection[str]) -> int:
+    """What a request runs after its answer: :func:`deliver_queued` of the mails it
+    queued, through the transport ``settings`` name."""
+    transport = transport_for(settings.smtp_url, settings.outbox_dir)
+    return deliver_queued(database, transport, mail_ids, base_url=settings.base_url)
 
 
 def _deliver(
