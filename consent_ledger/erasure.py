@@ -18,6 +18,7 @@ them in the database file).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session
 from consent_ledger import ledger
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
 from consent_ledger.entries import LedgerEntry, format_timestamp
+from consent_ledger.listeners import ConsentListener
 from consent_ledger.models import ConsentEvent, ConsentEvidence, Subject, SubjectProfile
 from zeroparty import personal_data
 from zeroparty.db import Database, utcnow
@@ -83,15 +85,18 @@ def _erase_ledger_data(session: Session, subject_id: str) -> None:
     session.execute(delete(SubjectProfile).where(SubjectProfile.subject_id == subject_id))
 
 
-personal_data.register(
-    personal_data.PersonalData(LEDGER_PROVIDER, _export_ledger_data, _erase_ledger_data)
+LEDGER_PERSONAL_DATA = personal_data.PersonalData(
+    LEDGER_PROVIDER, _export_ledger_data, _erase_ledger_data
 )
+personal_data.register(LEDGER_PERSONAL_DATA)
 
 
 def erase_subject(
     session: Session,
     subject_id: str,
     *,
+    providers: Sequence[personal_data.PersonalData] | None = None,
+    listeners: Sequence[ConsentListener] | None = None,
     source: ConsentSource = ConsentSource.CONSOLE,
     method: ConsentMethod = ConsentMethod.SYSTEM,
     source_ref: str | None = None,
@@ -109,7 +114,7 @@ def erase_subject(
     names: list[str] = []
     # Feature packages first: they may still need the profile to find their rows.
     ledger_provider = None
-    for provider in personal_data.providers():
+    for provider in personal_data.providers() if providers is None else providers:
         if provider.name == LEDGER_PROVIDER:
             ledger_provider = provider
             continue
@@ -134,7 +139,7 @@ def erase_subject(
         )
         for purpose in sorted(purposes)
     ]
-    entries = ledger.append_many(session, drafts)
+    entries = ledger.append_many(session, drafts, listeners=listeners)
     subject.erased_at = now
     return ErasureResult(subject_id, False, entries, names)
 

@@ -17,7 +17,8 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from consent_ledger import listeners, projection
+from consent_ledger import listeners as listeners_module
+from consent_ledger import projection
 from consent_ledger.actions import ConsentAction
 from consent_ledger.append_sql import AppendSql, append_sql, driver_cursor
 from consent_ledger.entries import (
@@ -115,18 +116,29 @@ def lock_head(connection: Connection) -> tuple[int, str]:
     return int(head.seq), str(head.hash)
 
 
-def append(session: Session | Connection, draft: EntryDraft) -> LedgerEntry:
+def append(
+    session: Session | Connection,
+    draft: EntryDraft,
+    *,
+    listeners: Sequence[listeners_module.ConsentListener] | None = None,
+) -> LedgerEntry:
     """Append one entry; see :func:`append_many`."""
-    return append_many(session, [draft])[0]
+    return append_many(session, [draft], listeners=listeners)[0]
 
 
-def append_many(session: Session | Connection, drafts: Sequence[EntryDraft]) -> list[LedgerEntry]:
+def append_many(
+    session: Session | Connection,
+    drafts: Sequence[EntryDraft],
+    *,
+    listeners: Sequence[listeners_module.ConsentListener] | None = None,
+) -> list[LedgerEntry]:
     """Append ``drafts`` in order, in the (write) transaction of ``session``: an ORM
     session (:meth:`Database.write`) or a plain connection
     (:meth:`Database.write_connection`, cheaper: appends are Core statements only).
 
     The caller commits. Until then the head row stays locked, so keep the rest of the
-    transaction short.
+    transaction short. ``listeners`` are told of the entries in this transaction (the
+    :class:`consent_ledger.api.ConsentLedger` passes those the app was built with).
     """
     if not drafts:
         return []
@@ -138,15 +150,18 @@ def append_many(session: Session | Connection, drafts: Sequence[EntryDraft]) -> 
             entries = _append_postgres(connection, cursor, sql, drafts, recorded_at)
         else:
             entries = _append_chained(connection, cursor, sql, drafts, recorded_at)
-    if listeners.registered():
+    told = listeners_module.registered_listeners() if listeners is None else listeners
+    if told:
         # Derived data (scores) follows a withdrawal in this same transaction (rule 2).
         if isinstance(session, Session):
-            listeners.notify(session, entries)
+            for listener in told:
+                listener(session, entries)
         else:
             # Listeners work with an ORM session. One bound to this connection joins its
             # transaction, and neither commits it nor, when closed, rolls it back.
             with Session(bind=session) as orm:
-                listeners.notify(orm, entries)
+                for listener in told:
+                    listener(orm, entries)
     return entries
 
 

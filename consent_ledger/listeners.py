@@ -38,3 +38,7 @@ def notify(session: Session, entries: Sequence[LedgerEntry]) -> None:
 
 def registered() -> bool:
     return bool(_LISTENERS)
+
+
+def registered_listeners() -> tuple[ConsentListener, ...]:
+    return tuple(_LISTENERS.values())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -15,6 +15,7 @@ from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
 from consent_ledger.append_sql import append_sql, driver_cursor
 from consent_ledger.entries import LedgerEntry
 from consent_ledger.evidence import EvidenceValue
+from consent_ledger.listeners import ConsentListener
 from consent_ledger.models import NoticeVersion, Purpose
 from consent_ledger.state import UnknownPurpose
 from consent_ledger.subjects import SubjectRef, create_subject, ensure_subject, needs_update
@@ -66,7 +67,12 @@ def notice_for(session: Session, purpose: str, notice_sha256: str) -> NoticeVers
     return session.execute(stmt).scalar_one_or_none()
 
 
-def record_consent(session: Session | Connection, record: ConsentRecord) -> LedgerEntry:
+def record_consent(
+    session: Session | Connection,
+    record: ConsentRecord,
+    *,
+    listeners: Sequence[ConsentListener] | None = None,
+) -> LedgerEntry:
     """Validate ``record`` against the site's purposes and notices and append it, in the
     caller's write transaction (an ORM session or a plain connection).
 
@@ -131,7 +137,7 @@ def record_consent(session: Session | Connection, record: ConsentRecord) -> Ledg
         locale=record.locale or notice_locale or subject.locale,
         evidence=record.evidence,
     )
-    return ledger.append(session, draft)
+    return ledger.append(session, draft, listeners=listeners)
 
 
 def current_notices(session: Session, locale: str | None = None) -> list[NoticeView]:

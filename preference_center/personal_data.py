@@ -33,4 +33,5 @@ def erase_topics(session: Session, subject_id: str) -> None:
     revoke_links(session, subject_id)
 
 
-personal_data.register(personal_data.PersonalData(PROVIDER, export_topics, erase_topics))
+PERSONAL_DATA = personal_data.PersonalData(PROVIDER, export_topics, erase_topics)
+personal_data.register(PERSONAL_DATA)

@@ -32,6 +32,7 @@ from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
+from consent_ledger.api import ConsentLedger
 from tests.fixtures.pg_reuse import TemplateContent, is_superuser
 from zeroparty import migrations
 from zeroparty.apikeys import create_api_key
@@ -39,8 +40,9 @@ from zeroparty.app import create_app
 from zeroparty.db import Database, make_engine
 from zeroparty.settings import DEFAULT_SITE_FILE, Settings
 from zeroparty.site import load_site
+from zeroparty.wiring import build_ledger
 
-pytest_plugins = ["tests.fixtures.mail", "tests.fixtures.browser"]
+pytest_plugins = ["tests.fixtures.mail", "tests.fixtures.browser", "tests.fixtures.statements"]
 
 # No timing thresholds in tests (the machines are shared and noisy): hypothesis gets no
 # per-example deadline and no "too slow" health check; examples stay bounded in number.
@@ -214,6 +216,12 @@ def database(database_url: str) -> Iterator[Database]:
     db = Database.from_url(database_url)
     yield db
     db.dispose()
+
+
+@pytest.fixture
+def ledger(database: Database) -> ConsentLedger:
+    """The ledger wired with every package's listeners and providers, as the app's."""
+    return build_ledger(database)
 
 
 @pytest.fixture

@@ -25,24 +25,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 import capture.history
-import capture.jobs
-import capture.openapi
-import capture.views
-import consent_ledger.openapi
-import consent_ledger.transparency_views
-import consent_ledger.views
-import console.jobs
-import console.views
 import preference_center.links
-import preference_center.openapi
-import preference_center.views
 import scoring.console_adapters
-import scoring.hooks  # (registers consent and answer listeners, personal data)
-import scoring.jobs
-import scoring.openapi
 import scoring.reports
 import scoring.sla
-import scoring.views
 from consent_ledger import transparency
 from console.providers import ConsoleProviders
 from zeroparty import __version__, access_log
@@ -55,12 +41,12 @@ from zeroparty.openapi import build_openapi, openapi_endpoint
 from zeroparty.secret_keys import resolve_secret_keys
 from zeroparty.security import SecurityHeadersMiddleware
 from zeroparty.settings import PROJECT_ROOT, Settings, SettingsError
+from zeroparty.wiring import Feature, JobContext, build_ledger, features
 
 log = logging.getLogger("zeroparty")
 
 TEMPLATES_DIR = PROJECT_ROOT / "templates"
 STATIC_DIR = PROJECT_ROOT / "zeroparty" / "static"
-CHECKPOINT_POLL_SECONDS = 15.0
 
 
 def error_response(request: Request, status: int, code: str, message: str,
@@ -169,21 +155,9 @@ def home(request: Request) -> Response:
     return templates.TemplateResponse(request, "zeroparty/home.html", {"version": __version__})
 
 
-def _background_jobs(
-    settings: Settings, db: Database, signer: transparency.SignerSource
-) -> list[PeriodicJob]:
-    """What ``serve`` runs beside the web app, in every worker."""
-
-    def checkpoint_if_due() -> None:
-        if transparency.checkpoint_due(db, settings):
-            transparency.make_checkpoint(db, settings, signer.get())
-
-    return [
-        PeriodicJob("ledger-checkpoints", CHECKPOINT_POLL_SECONDS, checkpoint_if_due),
-        *capture.jobs.background_jobs(settings, db),
-        *console.jobs.background_jobs(db),
-        *scoring.jobs.background_jobs(settings, db),
-    ]
+def _background_jobs(parts: list[Feature], context: JobContext) -> list[PeriodicJob]:
+    """What ``serve`` runs beside the web app, in every worker: each package's jobs."""
+    return [job for part in parts if part.jobs is not None for job in part.jobs(context)]
 
 
 def create_app(
@@ -200,12 +174,14 @@ def create_app(
         )
     db = database or Database.from_url(settings.database_url)
     owns_database = database is None
+    parts = features()
+    ledger = build_ledger(db, parts)
     signer = transparency.SignerSource(settings, db)
     with contextlib.suppress(OperationalError):
         # Loaded now when the database answers (a new key file is made at start, as the
         # CLI expects); with the database down, at first use, and the requests get 503.
         signer.get()
-    jobs = _background_jobs(settings, db, signer) if background else []
+    jobs = _background_jobs(parts, JobContext(settings, db, ledger, signer)) if background else []
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -217,20 +193,12 @@ def create_app(
         if owns_database:
             db.dispose()
 
-    document = build_openapi(
-        [consent_ledger.openapi, preference_center.openapi, capture.openapi, scoring.openapi],
-        __version__,
-    )
+    document = build_openapi([p.openapi for p in parts if p.openapi is not None], __version__)
     routes: list[Any] = [
         Route("/", home, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint(document), methods=["GET"]),
-        *consent_ledger.views.routes,
-        *consent_ledger.transparency_views.routes,
-        *preference_center.views.routes,
-        *capture.views.routes,
-        *scoring.views.routes,
-        *console.views.routes,
+        *(route for part in parts for route in part.routes),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(
@@ -252,6 +220,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.database = db
+    app.state.ledger = ledger
     app.state.api_keys = ApiKeyVerifier(settings.api_key_cache_seconds)
     app.state.templates = Jinja2Templates(directory=TEMPLATES_DIR)
     app.state.checkpoint_signer = signer

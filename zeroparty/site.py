@@ -1,9 +1,9 @@
 """Loading ``site.toml``: every package's section checked, then applied in one go.
 
-Each package that owns a part of the site file registers a :class:`SiteSection`
-(a parser and an applier). The loader parses the whole file first, collecting every
-problem; only a file without problems is applied, in one transaction, so nothing is
-ever half-loaded.
+Each package that owns a part of the site file names a :class:`SiteSection` (a parser
+and an applier) in its wiring (:mod:`zeroparty.wiring`). The loader parses the whole
+file first, collecting every problem; only a file without problems is applied, in one
+transaction, so nothing is ever half-loaded.
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.orm import Session
 
-from capture import site as capture_site
-from consent_ledger import site as ledger_site
-from scoring import site as scoring_site
 from zeroparty.config_errors import ConfigProblems, SiteConfigError
 from zeroparty.db import Database
 from zeroparty.site_info import UNNAMED, SiteIdentity, store_site_identity
@@ -29,6 +26,9 @@ SITE_KEYS = {"name", "default_locale", "locales", "controller", "policy_url", "m
 MAIL_KEYS = {"from_name", "from_address", "reply_to", "company"}
 MAIL_ADDRESS_KEYS = ("from_address", "reply_to")
 MAX_FILE_BYTES = 2_000_000
+# A locale as the site file writes it: a language, optionally a region (en, de, pt-BR);
+# the same rule as notice texts' locales (consent_ledger.site.LOCALE_RE).
+LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Z]{2})?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +43,14 @@ class SiteSection:
 SITE_SECTION = SiteSection(
     frozenset({"site"}), lambda raw, locales, problems: None, store_site_identity
 )
-SECTIONS: list[SiteSection] = [
-    SiteSection(frozenset({"purposes", "topics"}), ledger_site.parse, ledger_site.apply),
-    SiteSection(frozenset({"forms", "quizzes"}), capture_site.parse, capture_site.apply),
-    SiteSection(frozenset({"scoring"}), scoring_site.parse, scoring_site.apply),
-]
+
+
+def sections() -> list[SiteSection]:
+    """Every package's part of the site file, as its wiring names it (the ledger's
+    purposes first: forms and scoring rules refer to them)."""
+    from zeroparty.wiring import features
+
+    return [section for part in features() for section in part.site_sections]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +86,7 @@ def _site_table(raw: Mapping[str, Any], problems: ConfigProblems) -> SiteIdentit
         problems.add(f"site.{key}", f"unknown key (known: {', '.join(sorted(SITE_KEYS))})")
     locales = site.get("locales", ["en"])
     if not isinstance(locales, list) or not all(
-        isinstance(item, str) and ledger_site.LOCALE_RE.match(item) for item in locales
+        isinstance(item, str) and LOCALE_RE.match(item) for item in locales
     ):
         problems.add("site.locales", 'must be a list of locales such as ["en", "de"]')
         locales = ["en"]
@@ -147,11 +150,12 @@ def parse_site(raw: Mapping[str, Any], where: str) -> list[tuple[SiteSection, An
     problems = ConfigProblems()
     identity = _site_table(raw, problems)
     locales = identity.locales
-    owned = {"site"} | {key for section in SECTIONS for key in section.keys}
+    package_sections = sections()
+    owned = {"site"} | {key for section in package_sections for key in section.keys}
     for key in sorted(set(raw) - owned):
         problems.add(key, f"unknown section (known: {', '.join(sorted(owned))})")
     parsed = [(SITE_SECTION, identity)]
-    parsed += [(section, section.parse(raw, locales, problems)) for section in SECTIONS]
+    parsed += [(section, section.parse(raw, locales, problems)) for section in package_sections]
     if problems:
         raise SiteConfigError([(f"{where}: {path}", what) for path, what in problems.items])
     return parsed

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DatabaseError
 from starlette.testclient import TestClient
 
-import zeroparty.app
+import consent_ledger.wiring
 from consent_ledger import merkle, transparency, tree
 from consent_ledger.checkpoints import (
     CheckpointError,
@@ -277,7 +277,7 @@ def test_every_zero_minutes_means_every_new_entry(
 def test_background_job_makes_checkpoints(
     database: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(zeroparty.app, "CHECKPOINT_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(consent_ledger.wiring, "CHECKPOINT_POLL_SECONDS", 0.05)
     every2 = dataclasses.replace(settings, checkpoint_every_entries=2)
     grow(database, 3)
     app = create_app(every2, database, background=True)
@@ -298,7 +298,7 @@ def test_background_job_makes_checkpoints(
 def test_no_background_job_unless_asked(
     database: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(zeroparty.app, "CHECKPOINT_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(consent_ledger.wiring, "CHECKPOINT_POLL_SECONDS", 0.05)
     grow(database, 3)
     with TestClient(create_app(settings, database)):
         time.sleep(0.3)

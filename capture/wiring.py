@@ -1,0 +1,29 @@
+"""What capture brings to the app and the CLI (see :mod:`zeroparty.wiring`)."""
+
+from __future__ import annotations
+
+import capture.jobs
+import capture.openapi
+import capture.personal
+import capture.site
+import capture.views
+from zeroparty.background import PeriodicJob
+from zeroparty.site import SiteSection
+from zeroparty.wiring import Feature, JobContext
+
+
+def _jobs(context: JobContext) -> list[PeriodicJob]:
+    return capture.jobs.background_jobs(context.settings, context.database)
+
+
+def feature() -> Feature:
+    return Feature(
+        name="capture",
+        routes=capture.views.routes,
+        openapi=capture.openapi,
+        personal_data=[capture.personal.PROVIDER],
+        site_sections=[
+            SiteSection(frozenset({"forms", "quizzes"}), capture.site.parse, capture.site.apply)
+        ],
+        jobs=_jobs,
+    )

@@ -1,0 +1,293 @@
+"""The one way into the consent ledger for every other package: :class:`ConsentLedger`.
+
+The app factory and the CLI build one ``ConsentLedger`` from explicit arguments: the
+database, the listeners told of every append (scores follow a withdrawal in the same
+transaction, SPEC rule 2), the providers of personal data (what access and erasure
+cover) and the listeners of lead signals (answers handed to scoring). Nothing is
+registered at import time, so two apps in one process can be wired differently, and
+what erasure removes is whatever the app was built with.
+
+Writes run in the caller's write transaction (an ORM session from
+:meth:`Database.write` or a plain connection from :meth:`Database.write_connection`),
+so a feature's own rows and the ledger's entries commit or roll back together. Every
+change goes through :meth:`ConsentLedger.record`, which validates purposes and notice
+versions, decides double opt-in and refuses times in the future, once, for the whole
+batch. Reads take any connection or session.
+
+The ledger's tables (``consent_ledger.models``) and its append internals
+(``consent_ledger.ledger``, ``consent_ledger.append_sql``, ``consent_ledger.projection``)
+are private to this package: the import contract in ``pyproject.toml`` (``lint-imports``)
+keeps other packages out of them. Queries of other packages that must join consent in
+SQL use the read-only selectables of :mod:`consent_ledger.read_model`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from consent_ledger import erasure, ledger, services, state, subjects
+from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
+from consent_ledger.entries import LedgerEntry
+from consent_ledger.evidence import EvidenceValue
+from consent_ledger.listeners import ConsentListener
+from consent_ledger.models import NoticeVersion, Purpose
+from consent_ledger.state import ConsentAnswer, UnknownPurpose
+from zeroparty.db import Database, utcnow
+from zeroparty.errors import InvalidInput
+from zeroparty.lead_signals import LeadSignal, LeadSignalListener
+from zeroparty.personal_data import PersonalData
+
+Transaction = Session | Connection
+
+__all__ = [
+    "ConsentAnswer",
+    "ConsentChange",
+    "ConsentLedger",
+    "ConsentListener",
+    "ConsentRecord",
+    "LeadRef",
+    "UnknownPurpose",
+]
+
+ConsentRecord = services.ConsentRecord
+LeadRef = subjects.SubjectRef
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    """One change of one known lead's consent for one purpose, before validation.
+
+    ``confirmed``: the grant was confirmed already (a double opt-in confirmation, or an
+    import whose evidence shows it); otherwise a grant of a double opt-in purpose is
+    recorded as pending until a ``confirmed`` entry follows.
+    """
+
+    subject_id: str
+    purpose: str
+    action: ConsentAction
+    source: ConsentSource
+    method: ConsentMethod
+    occurred_at: datetime | None = None
+    notice_sha256: str | None = None
+    confirmed: bool = False
+    source_ref: str | None = None
+    jurisdiction: str | None = None
+    locale: str | None = None
+    evidence: Mapping[str, EvidenceValue] = field(default_factory=dict)
+
+
+# Purposes of a batch and, where named, the notice versions they were shown, in one
+# statement: (purpose, double opt-in, notice hash if it belongs to the purpose, locale).
+_PURPOSES_AND_NOTICES = (
+    select(Purpose.key, Purpose.double_opt_in, NoticeVersion.sha256, NoticeVersion.locale)
+    .outerjoin(
+        NoticeVersion,
+        (NoticeVersion.purpose_key == Purpose.key)
+        & NoticeVersion.sha256.in_(bindparam("hashes", expanding=True)),
+    )
+    .where(Purpose.key.in_(bindparam("purposes", expanding=True)))
+)
+
+
+def _connection(tx: Transaction) -> Connection:
+    return tx.connection() if isinstance(tx, Session) else tx
+
+
+class ConsentLedger:
+    """The ledger as every other package sees it. See the module's docstring."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        listeners: Iterable[ConsentListener] = (),
+        personal_data: Iterable[PersonalData] = (),
+        signal_listeners: Iterable[LeadSignalListener] = (),
+    ) -> None:
+        self.database = database
+        self._listeners = tuple(listeners)
+        # The ledger's own part of a person's data (profile, evidence, mails) last:
+        # feature packages may still need the profile to find their rows.
+        self._personal_data = (*personal_data, erasure.LEDGER_PERSONAL_DATA)
+        self._signal_listeners = tuple(signal_listeners)
+
+    # -- writes ------------------------------------------------------------------
+
+    def record(self, tx: Transaction, changes: Sequence[ConsentChange]) -> list[LedgerEntry]:
+        """Validate ``changes`` and append them in order, in the caller's write
+        transaction; returns the entries as chained. Raises :class:`UnknownPurpose` or
+        :class:`InvalidInput` (nothing appended) when one of them is not valid."""
+        if not changes:
+            return []
+        connection = _connection(tx)
+        params = {
+            "purposes": sorted({c.purpose for c in changes}),
+            "hashes": sorted({c.notice_sha256 for c in changes if c.notice_sha256}) or [""],
+        }
+        double_opt_in: dict[str, bool] = {}
+        notice_locale: dict[tuple[str, str], str] = {}
+        for key, doi, sha256, locale in connection.execute(_PURPOSES_AND_NOTICES, params):
+            double_opt_in[key] = bool(doi)
+            if sha256 is not None:
+                notice_locale[(key, sha256)] = locale
+        now = utcnow()
+        drafts = [self._draft(c, double_opt_in, notice_locale, now) for c in changes]
+        return ledger.append_many(tx, drafts, listeners=self._listeners)
+
+    @staticmethod
+    def _draft(
+        change: ConsentChange,
+        double_opt_in: Mapping[str, bool],
+        notice_locale: Mapping[tuple[str, str], str],
+        now: datetime,
+    ) -> ledger.EntryDraft:
+        if change.purpose not in double_opt_in:
+            raise UnknownPurpose(change.purpose)
+        occurred_at = change.occurred_at or now
+        if occurred_at > now + services.CLOCK_SKEW:
+            raise InvalidInput(
+                "occurred_at: lies in the future", fields={"occurred_at": "lies in the future"}
+            )
+        locale = change.locale
+        if change.notice_sha256 is not None:
+            shown = notice_locale.get((change.purpose, change.notice_sha256))
+            if shown is None:
+                reason = f"is not a notice version of purpose {change.purpose!r}"
+                raise InvalidInput(f"notice_sha256: {reason}", fields={"notice_sha256": reason})
+            locale = locale or shown
+        elif change.action is ConsentAction.GRANTED:
+            reason = "required when consent is granted: the hash of the notice text shown"
+            raise InvalidInput(f"notice_sha256: {reason}", fields={"notice_sha256": reason})
+        return ledger.EntryDraft(
+            subject_id=change.subject_id,
+            purpose=change.purpose,
+            action=change.action.value,
+            source=change.source.value,
+            method=change.method.value,
+            occurred_at=occurred_at,
+            notice_sha256=change.notice_sha256,
+            confirmation_required=(
+                change.action is ConsentAction.GRANTED
+                and double_opt_in[change.purpose]
+                and not change.confirmed
+                and change.method is not ConsentMethod.DOUBLE_OPT_IN
+            ),
+            source_ref=change.source_ref,
+            jurisdiction=change.jurisdiction,
+            locale=locale,
+            evidence=change.evidence,
+        )
+
+    def record_by_email(self, tx: Transaction, record: ConsentRecord) -> LedgerEntry:
+        """One change for a lead named by (normalised) email, the lead created if new:
+        what ``POST /api/consent`` records. Validated as :meth:`record` validates."""
+        return services.record_consent(tx, record, listeners=self._listeners)
+
+    def ensure_lead(
+        self,
+        tx: Transaction,
+        email: str,
+        *,
+        name: str | None = None,
+        locale: str | None = None,
+        jurisdiction: str | None = None,
+    ) -> LeadRef:
+        """The lead with this normalised email, created if new; a known lead takes the
+        jurisdiction given and a locale it lacked."""
+        return subjects.ensure_subject(
+            tx, email, name=name, locale=locale, jurisdiction=jurisdiction
+        )
+
+    def create_lead(
+        self,
+        tx: Transaction,
+        email: str,
+        *,
+        name: str | None = None,
+        locale: str | None = None,
+        jurisdiction: str | None = None,
+    ) -> LeadRef:
+        """A new lead for an email just found unknown in this write transaction (the
+        hot path of a signup: no second look-up)."""
+        return subjects.create_subject(
+            tx, email, name=name, locale=locale, jurisdiction=jurisdiction
+        )
+
+    def publish_signals(self, tx: Transaction, signals: Sequence[LeadSignal]) -> None:
+        """Hand what leads told us (answers with their purposes) to the packages that
+        derive data from it, in the caller's transaction."""
+        if signals and self._signal_listeners:
+            _with_session(tx, lambda s: [fn(s, signals) for fn in self._signal_listeners])
+
+    def erase(
+        self,
+        session: Session,
+        subject_id: str,
+        *,
+        source: ConsentSource = ConsentSource.CONSOLE,
+        method: ConsentMethod = ConsentMethod.SYSTEM,
+        source_ref: str | None = None,
+    ) -> erasure.ErasureResult:
+        """Erase a lead's personal data, every package's part, and append ``erased``
+        entries (SPEC rule 5); idempotent."""
+        return erasure.erase_subject(
+            session,
+            subject_id,
+            providers=self._personal_data,
+            listeners=self._listeners,
+            source=source,
+            method=method,
+            source_ref=source_ref,
+        )
+
+    # -- reads ---------------------------------------------------------------------
+
+    def personal_data(self, session: Session, subject_id: str) -> dict[str, Any]:
+        """Every package's part of a lead's personal data, by provider name (GDPR Art.
+        15/20); a provider with nothing to say is left out."""
+        sections: dict[str, Any] = {}
+        for provider in self._personal_data:
+            section = provider.export(session, subject_id)
+            if section is not None:
+                sections[provider.name] = section
+        return sections
+
+    @property
+    def personal_data_providers(self) -> tuple[PersonalData, ...]:
+        return self._personal_data
+
+    def find_lead(self, tx: Transaction, email: str) -> str | None:
+        """The lead id of a normalised email, or ``None``."""
+        return subjects.find_subject_id(tx, email)
+
+    def consent(self, tx: Transaction, email: str, purpose: str) -> ConsentAnswer:
+        """Whether ``email`` (normalised) may be contacted for ``purpose`` now."""
+        return state.consent_now(tx, email, purpose)
+
+    def consent_at(
+        self, tx: Transaction, subject_id: str, purpose: str, at: datetime
+    ) -> ConsentAnswer:
+        """What a lead had permitted for ``purpose`` at ``at``, from the ledger itself."""
+        return state.consent_at(tx, subject_id, purpose, at)
+
+    def notices(self, session: Session, locale: str | None = None) -> list[services.NoticeView]:
+        """Every purpose with its current notice version per locale."""
+        return services.current_notices(session, locale)
+
+
+def _with_session(tx: Transaction, work: Callable[[Session], object]) -> None:
+    """Run ``work`` with an ORM session in ``tx``'s transaction: the session itself, or
+    one bound to the plain connection, which joins its transaction and neither commits
+    it nor, when closed, rolls it back."""
+    if isinstance(tx, Session):
+        work(tx)
+        return
+    with Session(bind=tx) as orm:
+        work(orm)

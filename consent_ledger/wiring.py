@@ -1,0 +1,40 @@
+"""What the consent ledger brings to the app and the CLI (see :mod:`zeroparty.wiring`)."""
+
+from __future__ import annotations
+
+import consent_ledger.openapi
+import consent_ledger.site
+import consent_ledger.transparency_views
+import consent_ledger.views
+from consent_ledger import transparency
+from zeroparty.background import PeriodicJob
+from zeroparty.site import SiteSection
+from zeroparty.wiring import Feature, JobContext
+
+CHECKPOINT_POLL_SECONDS = 15.0
+
+
+def _jobs(context: JobContext) -> list[PeriodicJob]:
+    settings, database, signer = context.settings, context.database, context.signer
+
+    def checkpoint_if_due() -> None:
+        if transparency.checkpoint_due(database, settings):
+            transparency.make_checkpoint(database, settings, signer.get())
+
+    return [PeriodicJob("ledger-checkpoints", CHECKPOINT_POLL_SECONDS, checkpoint_if_due)]
+
+
+def feature() -> Feature:
+    return Feature(
+        name="consent_ledger",
+        routes=[*consent_ledger.views.routes, *consent_ledger.transparency_views.routes],
+        openapi=consent_ledger.openapi,
+        site_sections=[
+            SiteSection(
+                frozenset({"purposes", "topics"}),
+                consent_ledger.site.parse,
+                consent_ledger.site.apply,
+            )
+        ],
+        jobs=_jobs,
+    )

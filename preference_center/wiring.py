@@ -1,0 +1,20 @@
+"""What the preference center brings to the app and the CLI (see :mod:`zeroparty.wiring`)."""
+
+from __future__ import annotations
+
+import preference_center.form_topics
+import preference_center.openapi
+import preference_center.personal_data
+import preference_center.views
+from zeroparty.wiring import Feature
+
+
+def feature() -> Feature:
+    return Feature(
+        name="preference_center",
+        routes=preference_center.views.routes,
+        openapi=preference_center.openapi,
+        # Topics picked on a form follow the grant they were picked with.
+        consent_listeners=[preference_center.form_topics.on_append],
+        personal_data=[preference_center.personal_data.PERSONAL_DATA],
+    )

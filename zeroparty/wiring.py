@@ -1,0 +1,92 @@
+"""How the packages are put together: one explicit :class:`Feature` per package.
+
+Each package says what it brings in its own ``wiring`` module (``capture/wiring.py``
+and so on): its routes and API schema, the listeners its derived data needs on the
+ledger (scores follow a withdrawal), its part of a person's data (access and erasure),
+its part of ``site.toml``, its background jobs and its CLI commands. Nothing registers
+itself at import time. The app factory (:func:`zeroparty.app.create_app`) and the CLI
+(:mod:`zeroparty.cli`) are the only places that know every package: they take
+:func:`features` and build one :class:`consent_ledger.ConsentLedger` from it
+(:func:`build_ledger`), the way a Pyramid application ``include``\\ s its packages.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from zeroparty.background import PeriodicJob
+from zeroparty.db import Database
+from zeroparty.lead_signals import LeadSignalListener
+from zeroparty.personal_data import PersonalData
+from zeroparty.settings import Settings
+
+if TYPE_CHECKING:
+    from consent_ledger.api import ConsentLedger
+    from consent_ledger.listeners import ConsentListener
+    from consent_ledger.transparency import SignerSource
+    from zeroparty.site import SiteSection
+
+# ``add_parser`` of the CLI's top-level sub-commands: a package adds its commands with it
+# and sets ``handler=fn(args, settings) -> exit code`` on each.
+CommandAdder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a package's background jobs are built from (``serve`` runs them)."""
+
+    settings: Settings
+    database: Database
+    ledger: ConsentLedger
+    signer: SignerSource
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    """What one package brings to the app and the CLI."""
+
+    name: str
+    routes: Sequence[Any] = ()
+    openapi: ModuleType | None = None
+    consent_listeners: Sequence[ConsentListener] = ()
+    personal_data: Sequence[PersonalData] = ()
+    signal_listeners: Sequence[LeadSignalListener] = ()
+    site_sections: Sequence[SiteSection] = ()
+    jobs: Callable[[JobContext], Sequence[PeriodicJob]] | None = None
+    commands: CommandAdder | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def features() -> list[Feature]:
+    """Every package's :class:`Feature`, the ledger first. Imported here, when asked,
+    so that importing one package never imports the others."""
+    import capture.wiring
+    import consent_ledger.wiring
+    import console.wiring
+    import preference_center.wiring
+    import scoring.wiring
+
+    return [
+        consent_ledger.wiring.feature(),
+        capture.wiring.feature(),
+        preference_center.wiring.feature(),
+        scoring.wiring.feature(),
+        console.wiring.feature(),
+    ]
+
+
+def build_ledger(database: Database, parts: Sequence[Feature] | None = None) -> ConsentLedger:
+    """The ledger wired with every package's listeners and personal-data providers."""
+    from consent_ledger.api import ConsentLedger
+
+    parts = features() if parts is None else parts
+    return ConsentLedger(
+        database,
+        listeners=[fn for part in parts for fn in part.consent_listeners],
+        personal_data=[p for part in parts for p in part.personal_data],
+        signal_listeners=[fn for part in parts for fn in part.signal_listeners],
+    )
