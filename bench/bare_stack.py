@@ -9,9 +9,9 @@ the ``async`` endpoint itself: no threadpool, no ORM, no SQLAlchemy statement bu
   POST /submit                 the urlencoded form; in one ``BEGIN IMMEDIATE`` transaction a
                                subject with its email and name, and one hash-chained consent
                                entry per ticked ``consent`` box (head read and updated); 303.
-  GET  /lookup                 ``?email=&purpose=``: zeroparty's answer fields (purpose,
-                               permitted, status, since, notice) from purposes ⟕
-                               subject_profiles ⟕ consent_state, as JSON.
+  GET  /lookup                 (also ``/api/consent``) ``?email=&purpose=``: zeroparty's
+                               answer fields (purpose, permitted, status, since, notice)
+                               from purposes ⟕ subject_profiles ⟕ consent_state, as JSON.
   GET  /page                   ``?email=``: the lead's purposes with their notice texts, its
                                states and the purposes' topics with its subscriptions, as a
                                Jinja page.
@@ -236,6 +236,7 @@ app = Starlette(
     routes=[
         Route("/submit", submit, methods=["POST"]),
         Route("/lookup", lookup),
+        Route("/api/consent", lookup),  # the same, under zeroparty's path (bench.consent_lookup)
         Route("/page", page),
         Route("/u/{subject}/{purpose}", one_click, methods=["POST"]),
         Route("/events", events, methods=["POST"]),

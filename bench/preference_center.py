@@ -9,7 +9,11 @@ Starlette app rendering a Jinja2 page of the same shape from one query, and pars
 the same form body and inserting one row (SQLite, Core, statement built once).
 Load: ``wrk -t1 -c32`` for the GETs; 32 keep-alive asyncio connections for the POSTs.
 
-Run alone: ``python -m bench.preference_center [--quick]``.
+Run alone: ``python -m bench.preference_center [--quick]``. The figures in BENCHMARKS.md
+come from :mod:`bench.hot_paths` instead (paths 4 and 5), which measures both against the
+bare stack of :mod:`bench.bare_stack` (sqlite3 in the async endpoint, statements
+prepared once, a hash-chained append for the one-click); this module's own baseline
+is weaker (a sync endpoint in the threadpool, one plain insert).
 """
 
 from __future__ import annotations

@@ -21,11 +21,12 @@ from bench import (
     bench_console,
     bench_scoring,
     consent_lookup,
+    hot_paths,
     ledger_appends,
     ledger_verify,
     proofs,
 )
-from bench.feature_scenarios import capture_scenario, preference_center_scenario
+from bench.feature_scenarios import capture_scenario
 from bench.machine import describe, load_average, source_state, wait_for_quiet
 from bench.measured_process import measuring_tool
 from bench.report import Options, ScenarioResult, parse_options
@@ -38,12 +39,12 @@ QUIET_LOAD = 1.5
 QUIET_WAIT_S = 90.0
 
 SCENARIOS: list[tuple[str, Callable[[Options], ScenarioResult]]] = [
+    ("hot paths", hot_paths.run),
     ("ledger appends", ledger_appends.run),
     ("ledger verify", ledger_verify.run),
     ("consent look-up", consent_lookup.run),
     ("proofs", proofs.scenario),
-    ("capture submissions", capture_scenario),
-    ("preference center", preference_center_scenario),
+    ("capture submissions on PostgreSQL", capture_scenario),
     ("compliance console", bench_console.run),
     ("lead scoring", bench_scoring.run),
 ]
@@ -85,11 +86,12 @@ def render(
         "",
         "```",
         "python -m bench.run_all [--quick] [--no-postgres] [--postgres-url URL]",
+        "python -m bench.hot_paths [--quick] [--workers 1,2]",
         "python -m bench.ledger_appends [--quick] [--no-postgres]",
         "python -m bench.ledger_verify [--quick] [--no-postgres]",
         "python -m bench.consent_lookup [--quick]",
         "python -m bench.proofs [--quick]",
-        "python -m bench.capture_submissions [--quick] [--no-postgres]",
+        "python -m bench.capture_submissions [--quick] [--no-postgres] [--no-sqlite]",
         "python -m bench.preference_center [--quick]",
         "python -m bench.soak [--seconds S] [--rate R] [--workers 1,2,4] [--db sqlite,postgresql]",
         "python -m bench.bench_console [--quick] [--no-postgres]",
