@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import capture.commands
 import capture.jobs
 import capture.openapi
 import capture.personal
@@ -19,6 +20,7 @@ def _jobs(context: JobContext) -> list[PeriodicJob]:
 def feature() -> Feature:
     return Feature(
         name="capture",
+        commands=capture.commands.add_commands,
         routes=capture.views.routes,
         openapi=capture.openapi,
         personal_data=[capture.personal.PROVIDER],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import consent_ledger.commands
 import consent_ledger.openapi
 import consent_ledger.site
 import consent_ledger.transparency_views
@@ -27,6 +28,7 @@ def _jobs(context: JobContext) -> list[PeriodicJob]:
 def feature() -> Feature:
     return Feature(
         name="consent_ledger",
+        commands=consent_ledger.commands.add_commands,
         routes=[*consent_ledger.views.routes, *consent_ledger.transparency_views.routes],
         openapi=consent_ledger.openapi,
         site_sections=[

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import console.commands
 import console.jobs
 import console.views
 from zeroparty.background import PeriodicJob
@@ -13,4 +14,9 @@ def _jobs(context: JobContext) -> list[PeriodicJob]:
 
 
 def feature() -> Feature:
-    return Feature(name="console", routes=console.views.routes, jobs=_jobs)
+    return Feature(
+        name="console",
+        commands=console.commands.add_commands,
+        routes=console.views.routes,
+        jobs=_jobs,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import preference_center.commands
 import preference_center.form_topics
 import preference_center.openapi
 import preference_center.personal_data
@@ -12,6 +13,7 @@ from zeroparty.wiring import Feature
 def feature() -> Feature:
     return Feature(
         name="preference_center",
+        commands=preference_center.commands.add_commands,
         routes=preference_center.views.routes,
         openapi=preference_center.openapi,
         # Topics picked on a form follow the grant they were picked with.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import scoring.commands
+import scoring.hooks
 import scoring.jobs
 import scoring.openapi
 import scoring.personal
@@ -20,6 +22,7 @@ def _jobs(context: JobContext) -> list[PeriodicJob]:
 def feature() -> Feature:
     return Feature(
         name="scoring",
+        commands=scoring.commands.add_commands,
         routes=scoring.views.routes,
         openapi=scoring.openapi,
         # Scores follow a withdrawal in the transaction that records it (SPEC rule 2),

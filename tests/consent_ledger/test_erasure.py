@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
+import capture.personal
 from consent_ledger.actions import ConsentMethod
 from consent_ledger.erasure import erase_subject
 from consent_ledger.models import ConsentEvent, ConsentEvidence, Subject, SubjectProfile
@@ -157,9 +158,10 @@ def test_cli_erase_leaves_no_trace(
     def erase_answers(_session: Session, sid: str) -> None:
         erased.append(sid)
 
-    monkeypatch.setitem(
-        personal_data._PROVIDERS,
-        "capture",
+    # The command's ledger is wired from each package's wiring: capture's part is ours.
+    monkeypatch.setattr(
+        capture.personal,
+        "PROVIDER",
         personal_data.PersonalData("capture", lambda _s, _i: None, erase_answers),
     )
     assert main(["erase", EMAIL.upper()]) == 0
