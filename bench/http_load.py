@@ -18,6 +18,7 @@ from pathlib import Path
 from bench.report import percentile
 
 WRK_GRACE_S = 30.0
+WRK_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +107,18 @@ def run_wrk(base_url: str, script: Path, *, connections: int, seconds: float) ->
         f"-c{connections}",
         f"-d{seconds:g}s",
         "--latency",
+        "--timeout",  # wrk's default of 2 s drops slower answers uncounted
+        f"{WRK_TIMEOUT_S:g}s",
         "-s",
         str(script),
         base_url,
     ]
     result = subprocess.run(
-        command, capture_output=True, text=True, timeout=seconds + WRK_GRACE_S, check=False
+        command,
+        capture_output=True,
+        text=True,
+        timeout=seconds + WRK_TIMEOUT_S + WRK_GRACE_S,
+        check=False,
     )
     if result.returncode != 0:
         raise RuntimeError(f"wrk failed: {result.stderr}")
