@@ -30,7 +30,7 @@ from zeroparty.db import Database
 from zeroparty.settings import Settings
 
 # One consent box (profiling, no double opt-in), an address never seen before.
-NEW_VISITOR = {"sqlite": 21, "postgresql": 19}
+NEW_VISITOR = {"sqlite": 34, "postgresql": 32}
 # One double opt-in box (newsletter), an address never seen before: the request, and the
 # background task sending the confirmation mail.
 DOUBLE_OPT_IN = {"sqlite": 21, "postgresql": 19}
@@ -117,6 +117,10 @@ def test_new_visitor_one_box(
     assert rows(database, "consent_events") == entries + 1
     assert rows(database, "capture_submissions") == 2
     assert rows(database, "capture_answers") == 10  # email, name, company, job title, message
+    # The answers reach scoring in the same transaction: a budget alone would not notice
+    # a listener that stopped running (fewer statements pass).
+    assert rows(database, "scoring_leads") == 2
+    assert rows(database, "scoring_attributes") == 4  # company and job title, twice
     assert rows(database, "mail_outbox") == 0
     assert smtp_server.messages == []
 

@@ -32,11 +32,11 @@ from zeroparty.settings import Settings
 # GET /p/ with the session a manage link opened.
 PAGE = {"sqlite": 10, "postgresql": 10}
 # POST /u/{token} (RFC 8058), withdrawing the newsletter the token names.
-ONE_CLICK = {"sqlite": 21, "postgresql": 17}
+ONE_CLICK = {"sqlite": 24, "postgresql": 20}
 # POST /p/: the same purposes, one newsletter topic more.
 CHANGE_TOPIC = {"sqlite": 25, "postgresql": 21}
 # POST /p/ action=unsubscribe_all: newsletter and profiling withdrawn.
-UNSUBSCRIBE_ALL = {"sqlite": 25, "postgresql": 19}
+UNSUBSCRIBE_ALL = {"sqlite": 36, "postgresql": 30}
 
 SAME = {"Sec-Fetch-Site": "same-origin"}
 ONE_CLICK_BODY = b"List-Unsubscribe=One-Click"
