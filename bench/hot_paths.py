@@ -64,6 +64,7 @@ PAGE_LEADS = 1_000  # leads 0..999 are shown by the page path; one-click uses th
 BATCH = 100
 SETTLE_MAX_S, SETTLE_STEP_S, SETTLE_IDLE_CPU_S = 60.0, 0.5, 0.05
 VENV_BIN = Path(sys.executable).parent
+CHECKPOINT_ORIGIN = "hot-paths.bench.example/consent-ledger"
 BENCH_FORM = """
 [forms.bench]
 title = "Bench"
@@ -213,6 +214,8 @@ def zeroparty_server(prepared: Prepared, directory: Path, workers: int) -> Serve
         ZEROPARTY_SECRET_KEYS=SECRET,
         ZEROPARTY_BASE_URL=f"http://127.0.0.1:{port}",
         ZEROPARTY_CHECKPOINT_KEY_FILE=str(directory / "checkpoint.key"),
+        # One log name for every server on this file (the default follows the port).
+        ZEROPARTY_CHECKPOINT_ORIGIN=CHECKPOINT_ORIGIN,
         ZEROPARTY_OUTBOX_DIR=str(directory / "outbox"),
     )
     command = [
