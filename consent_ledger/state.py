@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import cache
 from itertools import groupby
-from typing import cast
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import Table, and_, bindparam, delete, insert, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
 
 from consent_ledger import projection
@@ -119,6 +120,49 @@ def consent_now(session: Session | Connection, email: str, purpose: str) -> Cons
     if status is None or status == NO_RECORD:
         return _default_answer(purpose, mechanism, jurisdictions, subject_jurisdiction)
     return ConsentAnswer(purpose, bool(permitted), status, since, notice)
+
+
+@dataclass(frozen=True, slots=True)
+class DriverStatement:
+    """A statement compiled once for a dialect, to run on the DBAPI cursor."""
+
+    sql: str
+    positions: tuple[str, ...] | None  # parameter names in order (qmark), or None (named)
+
+    def parameters(self, values: dict[str, object]) -> tuple[object, ...] | dict[str, object]:
+        if self.positions is None:
+            return values
+        return tuple(values[name] for name in self.positions)
+
+
+@cache
+def _current_statement(dialect: Dialect) -> DriverStatement:
+    compiled = _CURRENT.compile(dialect=dialect)
+    positions = compiled.positiontup
+    return DriverStatement(compiled.string, tuple(positions) if positions else None)
+
+
+def _aware(value: datetime | str | None) -> datetime | None:
+    # What UTCDateTime gives back: SQLite keeps naive UTC text, PostgreSQL an aware value.
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def consent_now_on_cursor(cursor: Any, dialect: Dialect, email: str, purpose: str) -> ConsentAnswer:
+    """:func:`consent_now` as one statement, compiled once, on a DBAPI cursor: the
+    consent API's look-up, which SQLAlchemy's execution would make several times dearer
+    than the query itself."""
+    statement = _current_statement(dialect)
+    cursor.execute(statement.sql, statement.parameters({"email": email, "purpose": purpose}))
+    row = cursor.fetchone()
+    if row is None:
+        raise UnknownPurpose(purpose)
+    mechanism, jurisdictions, subject_jurisdiction, status, permitted, since, notice = row
+    if status is None or status == NO_RECORD:
+        return _default_answer(purpose, mechanism, jurisdictions, subject_jurisdiction)
+    return ConsentAnswer(purpose, bool(permitted), status, _aware(since), notice)
 
 
 def consent_at(

@@ -5,15 +5,17 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
+import orjson
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from consent_ledger import schemas, services, state
+from consent_ledger.api import ConsentLedger
+from consent_ledger.append_sql import lookup_cursor
 from consent_ledger.entries import format_timestamp
 from consent_ledger.subjects import find_subject_id
+from zeroparty.apikeys import ApiKeyVerifier
 from zeroparty.db import Database
 from zeroparty.errors import InvalidInput
 from zeroparty.http import JSONResponse, read_json_object
@@ -24,13 +26,19 @@ def _database(request: Request) -> Database:
     return database
 
 
-def _authenticate(request: Request, session: Session | Connection) -> None:
-    request.app.state.api_keys.verify(session, request.headers.get("authorization"))
+def _verify(database: Database, verifier: ApiKeyVerifier, authorization: str | None) -> None:
+    with database.lookup() as connection:
+        verifier.verify(connection, authorization)
 
 
-def _authenticate_read(request: Request, database: Database) -> None:
-    with database.read() as session:
-        _authenticate(request, session)
+async def _authenticate(request: Request) -> None:
+    """Refuse a request without a good API key. A key checked recently is known from
+    the cache (no statement, no hop); a cold one is checked by one query."""
+    verifier: ApiKeyVerifier = request.app.state.api_keys
+    authorization = request.headers.get("authorization")
+    if verifier.cached(authorization) is None:
+        database = _database(request)
+        await database.run(_verify, database, verifier, authorization)
 
 
 def _ts(moment: datetime | None) -> str | None:
@@ -47,37 +55,61 @@ def _answer_json(answer: state.ConsentAnswer) -> dict[str, object]:
     }
 
 
-def get_consent(request: Request) -> JSONResponse:
-    # A plain connection, not an ORM session: this is the site backend's hot path.
-    with _database(request).lookup() as connection:
-        _authenticate(request, connection)
+async def get_consent(request: Request) -> Response:
+    # The site backend's hot path: the key from the cache, the e-mail's normal form from
+    # its cache, then one hop doing one statement compiled once, on the driver's cursor.
+    database = _database(request)
+    verifier: ApiKeyVerifier = request.app.state.api_keys
+    authorization = request.headers.get("authorization")
+    if verifier.cached(authorization) is None:
+        body = await database.run(_verified_lookup, database, verifier, authorization, request)
+    else:
         email, purpose, at = schemas.parse_consent_query(request.query_params)
-        if at is None:
-            answer = state.consent_now(connection, email, purpose)
-        else:
-            subject_id = find_subject_id(connection, email)
-            answer = state.consent_at(connection, subject_id or "", purpose, at)
+        body = await database.run(_lookup, database, email, purpose, at)
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+def _verified_lookup(
+    database: Database, verifier: ApiKeyVerifier, authorization: str | None, request: Request
+) -> dict[str, object]:
+    _verify(database, verifier, authorization)
+    email, purpose, at = schemas.parse_consent_query(request.query_params)
+    return _lookup(database, email, purpose, at)
+
+
+def _lookup(database: Database, email: str, purpose: str, at: datetime | None) -> dict[str, object]:
+    if at is None:
+        engine = database.engine
+        with lookup_cursor(engine) as cursor:
+            answer = state.consent_now_on_cursor(cursor, engine.dialect, email, purpose)
+        return _answer_json(answer)
+    with database.lookup() as connection:
+        subject_id = find_subject_id(connection, email)
+        answer = state.consent_at(connection, subject_id or "", purpose, at)
     body = _answer_json(answer)
-    if at is not None:
-        body["at"] = format_timestamp(at)
-    return JSONResponse(body)
+    body["at"] = format_timestamp(at)
+    return body
 
 
 async def post_consent(request: Request) -> JSONResponse:
-    database = _database(request)
-    await run_in_threadpool(_authenticate_read, request, database)
+    await _authenticate(request)
     body = await read_json_object(request)
     record = schemas.parse_consent_post(body)
-    entry, answer = await run_in_threadpool(_record, database, record)
+    database = _database(request)
+    entry, answer = await database.run(_record, database, request.app.state.ledger, record)
     return JSONResponse({**entry, "consent": _answer_json(answer)}, status_code=201)
 
 
 def _record(
-    database: Database, record: services.ConsentRecord
+    database: Database, consent_ledger: ConsentLedger, record: services.ConsentRecord
 ) -> tuple[dict[str, object], state.ConsentAnswer]:
     with database.write_connection() as connection:
-        entry = services.record_consent(connection, record)
-        answer = state.consent_now(connection, record.email, record.purpose)
+        entry = consent_ledger.record_by_email(connection, record)
+    # Read after the commit, not inside the transaction: on PostgreSQL the ledger's head
+    # stays locked until the commit, and other writers should not wait for this read.
+    engine = database.engine
+    with lookup_cursor(engine) as cursor:
+        answer = state.consent_now_on_cursor(cursor, engine.dialect, record.email, record.purpose)
     return entry.as_json(), answer
 
 
@@ -85,14 +117,14 @@ def _record(
 _LOCALE_SHAPE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,4}")
 
 
-def get_notices(request: Request) -> JSONResponse:
+async def get_notices(request: Request) -> JSONResponse:
+    await _authenticate(request)
     locale = request.query_params.get("locale") or None
-    with _database(request).read() as session:
-        _authenticate(request, session)
-        if locale is not None and not _LOCALE_SHAPE.fullmatch(locale):
-            reason = "must be a locale such as en or de-AT"
-            raise InvalidInput(f"locale: {reason}", fields={"locale": reason})
-        notices = services.current_notices(session, locale)
+    if locale is not None and not _LOCALE_SHAPE.fullmatch(locale):
+        reason = "must be a locale such as en or de-AT"
+        raise InvalidInput(f"locale: {reason}", fields={"locale": reason})
+    database = _database(request)
+    notices = await database.run(_notices, database, locale)
     return JSONResponse(
         {
             "notices": [
@@ -110,6 +142,11 @@ def get_notices(request: Request) -> JSONResponse:
             ]
         }
     )
+
+
+def _notices(database: Database, locale: str | None) -> list[services.NoticeView]:
+    with database.read() as session:
+        return services.current_notices(session, locale)
 
 
 routes = [

@@ -82,6 +82,14 @@ def _prefix_of(key: str) -> str | None:
     return parts[1]
 
 
+def _bearer_key(authorization: str | None) -> str:
+    scheme, _, key = (authorization or "").partition(" ")
+    # RFC 9110 §11.1: the authentication scheme is case-insensitive.
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized("an API key is required: Authorization: Bearer <key>")
+    return key.strip()
+
+
 class ApiKeyVerifier:
     """Checks bearer keys, remembering good ones for ``cache_seconds``.
 
@@ -94,12 +102,20 @@ class ApiKeyVerifier:
         self._cache: dict[str, tuple[float, Caller]] = {}
         self._lock = threading.Lock()
 
+    def cached(self, authorization: str | None) -> Caller | None:
+        """The caller of a key checked within ``cache_seconds``, without the database;
+        ``None``: the key must be checked by :meth:`verify`. A missing or malformed
+        header is refused here already."""
+        key = _bearer_key(authorization)
+        cached = self._cache.get(_digest(key))
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        return None
+
     def verify(self, session: Session | Connection, authorization: str | None) -> Caller:
-        scheme, _, key = (authorization or "").partition(" ")
-        # RFC 9110 §11.1: the authentication scheme is case-insensitive.
-        if scheme.lower() != "bearer" or not key.strip():
-            raise Unauthorized("an API key is required: Authorization: Bearer <key>")
-        key = key.strip()
+        """The caller of a good key (from the cache, or by one query through ``session``);
+        :class:`Unauthorized` for anything else."""
+        key = _bearer_key(authorization)
         digest = _digest(key)
         now = time.monotonic()
         cached = self._cache.get(digest)
