@@ -1,6 +1,6 @@
 """What a lead downloads: all data held about them (GDPR Art. 15 and 20).
 
-The export is assembled from every registered :mod:`zeroparty.personal_data` provider
+The export is assembled from every personal-data provider the app's ledger was built with
 (the ledger's profile and mails, capture's answers, scoring's scores, our topic choices),
 plus every ledger entry of the subject with the exact notice text agreed to.
 """
@@ -12,12 +12,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from consent_ledger.api import ConsentLedger
 from consent_ledger.entries import format_timestamp
 from consent_ledger.export import iter_export_rows
-from consent_ledger.models import ConsentState, NoticeVersion, Subject
+
+# SQL on the ledger's states and notice texts: no read-only selectables for them yet.
+from consent_ledger.models import ConsentState, NoticeVersion
 from preference_center.models import TopicSubscription, TopicSubscriptionChange
-from preference_center.services import live_subject
-from zeroparty import personal_data
+from preference_center.services import lead_row
 from zeroparty.db import utcnow
 
 EXPORT_FORMAT = "zeroparty.subject-export/1"
@@ -47,14 +49,14 @@ def ledger_entries(session: Session, subject_id: str) -> list[dict[str, Any]]:
     return rows
 
 
-def subject_export(session: Session, subject_id: str) -> dict[str, Any]:
-    subject, _profile = live_subject(session, subject_id)
+def subject_export(ledger: ConsentLedger, session: Session, subject_id: str) -> dict[str, Any]:
+    subject = lead_row(session, subject_id)
     states = session.execute(
         select(ConsentState)
         .where(ConsentState.subject_id == subject_id)
         .order_by(ConsentState.purpose_key)
     ).scalars()
-    sections = {p.name: p.export(session, subject_id) for p in personal_data.providers()}
+    sections = {p.name: p.export(session, subject_id) for p in ledger.personal_data_providers}
     ledger_part = sections.pop("consent_ledger", None) or {}
     subs = session.execute(
         select(TopicSubscription)
@@ -69,7 +71,7 @@ def subject_export(session: Session, subject_id: str) -> dict[str, Any]:
     return {
         "format": EXPORT_FORMAT,
         "generated_at": format_timestamp(utcnow()),
-        "subject": _subject(subject),
+        "subject": _subject(subject_id, subject),
         "profile": ledger_part.get("profile"),
         "mails": ledger_part.get("mails", []),
         "consent": [
@@ -104,9 +106,9 @@ def subject_export(session: Session, subject_id: str) -> dict[str, Any]:
     }
 
 
-def _subject(subject: Subject) -> dict[str, Any]:
+def _subject(subject_id: str, subject: Any) -> dict[str, Any]:
     return {
-        "id": subject.id,
+        "id": subject_id,
         "locale": subject.locale,
         "jurisdiction": subject.jurisdiction,
         "created_at": _ts(subject.created_at),

@@ -21,7 +21,7 @@ from consent_ledger import listeners
 from consent_ledger.actions import ConsentAction, ConsentSource
 from consent_ledger.entries import LedgerEntry
 from consent_ledger.models import ConsentEvidence, Topic
-from preference_center.services import _record_topics
+from preference_center.services import record_topics
 
 LISTENER = "preference_center.form_topics"
 _SOURCES = frozenset({ConsentSource.FORM.value, ConsentSource.QUIZ.value})
@@ -62,8 +62,11 @@ def on_append(session: Session, entries: Sequence[LedgerEntry]) -> None:
             continue
         chosen = set(picked[entry.seq].split(","))
         changes = {key: key in chosen for key in topics.get(entry.purpose, [])}
-        _record_topics(session, entry.subject_id, changes, entry.seq, entry.occurred_at)
+        record_topics(session, entry.subject_id, changes, entry.seq, entry.occurred_at)
     session.flush()
 
 
+# Still registered globally: capture appends form grants through
+# ledger.append_many(..., listeners=None), which falls back to this registry; the app
+# names on_append in preference_center.wiring for appends made through ConsentLedger.
 listeners.register(LISTENER, on_append)

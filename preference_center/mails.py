@@ -11,12 +11,14 @@ import hashlib
 import hmac
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from consent_ledger.actions import PurposeCategory
+from consent_ledger.api import ConsentLedger
+
+# SQL on the ledger's purposes and lead rows: no read-only selectables for them yet.
 from consent_ledger.models import Purpose, Subject
-from consent_ledger.subjects import find_subject_id
 from preference_center.links import erase_url, mail_headers
 from preference_center.locale import choose_locale, strings
 from preference_center.models import LinkRequest
@@ -41,9 +43,17 @@ def address_key(settings: Settings, email: str) -> str:
     return hmac.new(key, email.encode(), hashlib.sha256).hexdigest()
 
 
+_SUBJECT_LOCALE = select(Subject.locale).where(Subject.id == bindparam("subject_id"))
+
+
+def subject_locale(session: Session, subject_id: str) -> str | None:
+    """The lead's own locale, if any (an erased lead's row keeps none of its data)."""
+    locale: str | None = session.execute(_SUBJECT_LOCALE, {"subject_id": subject_id}).scalar()
+    return locale
+
+
 def _locale(session: Session, subject_id: str, accept_language: str | None) -> str:
-    subject = session.get(Subject, subject_id)
-    return choose_locale(subject.locale if subject else None, accept_language)
+    return choose_locale(subject_locale(session, subject_id), accept_language)
 
 
 def note_link_request(session: Session, settings: Settings, email: str) -> None:
@@ -67,11 +77,15 @@ def note_link_request(session: Session, settings: Settings, email: str) -> None:
 
 
 def queue_link_mail(
-    session: Session, settings: Settings, email: str, accept_language: str | None = None
+    ledger: ConsentLedger,
+    session: Session,
+    settings: Settings,
+    email: str,
+    accept_language: str | None = None,
 ) -> str | None:
     """Queue a fresh preference link to ``email`` if it belongs to a lead; returns the
     mail's id, or ``None`` for an unknown address. Runs after the answer was sent."""
-    subject_id = find_subject_id(session, email)
+    subject_id = ledger.find_lead(session, email)
     if subject_id is None:
         return None
     text = strings(_locale(session, subject_id, accept_language))

@@ -1,13 +1,19 @@
 """The preference center's domain logic: what a lead sees, and every change they make.
 
 Every change is a ledger entry with source ``preference-center`` and evidence (the
-minimised IP and user agent, which link opened the page, the topic set), appended in the
-caller's transaction together with the kept consent state, so ``GET /api/consent``
-answers the new state on the next request (SPEC rule 2).
+minimised IP and user agent, which link opened the page, the topic set), recorded through
+the app's :class:`~consent_ledger.api.ConsentLedger` in the caller's transaction together
+with the kept consent state, so ``GET /api/consent`` answers the new state on the next
+request (SPEC rule 2).
 
 Grants made here are live at once, without another double opt-in round: the lead
 reached the page through a signed link mailed to the address, which is the proof of
 mailbox control a confirmation mail would give.
+
+What a request needs of a lead (link version, profile, purposes with their current
+notices, consent states, topics and topic choices) is read by ONE statement built once
+at import (:func:`load_lead`); the functions here never open a transaction themselves:
+the view's one :meth:`~zeroparty.db.Database.run` hop does.
 """
 
 from __future__ import annotations
@@ -15,24 +21,38 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, func, insert, select, true
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from consent_ledger import ledger
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource, Mechanism
+from consent_ledger.api import ConsentChange, ConsentLedger
 from consent_ledger.entries import LedgerEntry
 from consent_ledger.evidence import EvidenceError, EvidenceValue, clean_evidence
-from consent_ledger.models import ConsentState, Purpose, Subject, SubjectProfile, Topic
-from consent_ledger.projection import PENDING
-from consent_ledger.services import current_notices, notice_for
+
+# SQL joins over the ledger's purposes, notices, states, topics and lead rows: no
+# read-only selectables (consent_ledger.read_model) exist for them yet.
+from consent_ledger.models import (
+    ConsentState,
+    NoticeVersion,
+    Purpose,
+    Subject,
+    SubjectProfile,
+    Topic,
+)
+from consent_ledger.projection import PENDING  # (not re-exported by consent_ledger.api yet)
 from preference_center.locale import DEFAULT_LOCALE
-from preference_center.models import TopicSubscription, TopicSubscriptionChange
+from preference_center.models import LinkVersion, TopicSubscription, TopicSubscriptionChange
+from preference_center.tokens import TokenRevoked
 from zeroparty.db import utcnow
 from zeroparty.errors import InvalidInput, NotFound
 
 SOURCE = ConsentSource.PREFERENCE_CENTER
+Transaction = Session | Connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,54 +132,233 @@ class SubjectGone(NotFound):
     code = "subject_erased"
 
 
-def live_subject(session: Session, subject_id: str) -> tuple[Subject, SubjectProfile]:
-    subject = session.get(Subject, subject_id)
-    profile = session.get(SubjectProfile, subject_id)
-    if subject is None or profile is None or subject.erased_at is not None:
-        raise SubjectGone("there is no personal data behind this link any more")
-    return subject, profile
+@dataclass(frozen=True, slots=True)
+class LeadTopic:
+    key: str
+    title: str
+    description: str
+    choice: bool | None  # the lead's stored choice; None: follows the purpose
+
+    @property
+    def wanted(self) -> bool:
+        return self.choice is None or self.choice
 
 
-def _states(session: Session, subject_id: str) -> dict[str, ConsentState]:
-    rows = session.execute(select(ConsentState).where(ConsentState.subject_id == subject_id))
-    return {row.purpose_key: row for row in rows.scalars()}
+@dataclass(slots=True)
+class LeadPurpose:
+    """One purpose as one lead has it: definition, current notices, state, topics."""
+
+    key: str
+    title: str
+    description: str
+    category: str
+    mechanism: str
+    jurisdictions: str
+    status: str | None  # None: no entry yet
+    state_permitted: bool
+    notices: dict[str, tuple[str, str]] = field(default_factory=dict)  # locale: (text, sha)
+    topics: list[LeadTopic] = field(default_factory=list)
+
+    def permitted(self, jurisdiction: str | None) -> bool:
+        """Current permission; without entries, the purpose's default (SPEC rule 8)."""
+        if self.status is not None:
+            return self.state_permitted
+        if self.mechanism == Mechanism.OPT_OUT and jurisdiction:
+            return jurisdiction in orjson.loads(self.jurisdictions)
+        return False
 
 
-def _permitted(purpose: Purpose, state: ConsentState | None, jurisdiction: str | None) -> bool:
-    """Current permission; without entries, the purpose's default (SPEC rule 8)."""
-    if state is not None:
-        return bool(state.permitted)
-    if purpose.mechanism == Mechanism.OPT_OUT and jurisdiction:
-        return jurisdiction in orjson.loads(purpose.jurisdictions)
-    return False
+@dataclass(frozen=True, slots=True)
+class Lead:
+    """A live lead and every purpose (ordered by key), as :func:`load_lead` read them."""
+
+    subject_id: str
+    email: str
+    locale: str | None
+    jurisdiction: str | None
+    purposes: list[LeadPurpose]
 
 
-def _subscriptions(session: Session, subject_id: str) -> dict[str, bool]:
-    stmt = select(TopicSubscription.topic_key, TopicSubscription.subscribed).where(
-        TopicSubscription.subject_id == subject_id
+# -- statements, built once -------------------------------------------------------------
+
+_latest_notice = (
+    select(
+        NoticeVersion.purpose_key,
+        NoticeVersion.locale,
+        func.max(NoticeVersion.version).label("version"),
     )
-    return {key: bool(on) for key, on in session.execute(stmt).all()}
+    .group_by(NoticeVersion.purpose_key, NoticeVersion.locale)
+    .subquery("latest_notice")
+)
+_current_notice = (
+    select(
+        NoticeVersion.purpose_key, NoticeVersion.locale, NoticeVersion.text, NoticeVersion.sha256
+    )
+    .join(
+        _latest_notice,
+        (_latest_notice.c.purpose_key == NoticeVersion.purpose_key)
+        & (_latest_notice.c.locale == NoticeVersion.locale)
+        & (_latest_notice.c.version == NoticeVersion.version),
+    )
+    .subquery("current_notice")
+)
 
 
-def _topics_by_purpose(session: Session) -> dict[str, list[Topic]]:
-    grouped: dict[str, list[Topic]] = {}
-    for topic in session.execute(select(Topic).order_by(Topic.key)).scalars():
-        grouped.setdefault(topic.purpose_key, []).append(topic)
-    return grouped
+def _lead_statement(with_notices: bool) -> Any:
+    """The lead, its link version and, per purpose (and current notice per locale, and
+    topic), the lead's state and topic choice: one row per purpose x locale x topic."""
+    n = _current_notice
+    columns = [
+        Subject.locale,
+        Subject.jurisdiction,
+        Subject.erased_at,
+        SubjectProfile.email,
+        LinkVersion.version,
+        Purpose.key.label("purpose"),
+        Purpose.title,
+        Purpose.description,
+        Purpose.category,
+        Purpose.mechanism,
+        Purpose.jurisdictions,
+        ConsentState.status,
+        ConsentState.permitted,
+        Topic.key.label("topic"),
+        Topic.title.label("topic_title"),
+        Topic.description.label("topic_description"),
+        TopicSubscription.subscribed,
+    ]
+    if with_notices:
+        columns += [n.c.locale.label("notice_locale"), n.c.text, n.c.sha256]
+    stmt = (
+        select(*columns)
+        .select_from(Subject)
+        .outerjoin(SubjectProfile, SubjectProfile.subject_id == Subject.id)
+        .outerjoin(LinkVersion, LinkVersion.subject_id == Subject.id)
+        .outerjoin(Purpose, true())
+    )
+    if with_notices:
+        stmt = stmt.outerjoin(n, n.c.purpose_key == Purpose.key)
+    stmt = (
+        stmt.outerjoin(
+            ConsentState,
+            and_(ConsentState.subject_id == Subject.id, ConsentState.purpose_key == Purpose.key),
+        )
+        .outerjoin(Topic, Topic.purpose_key == Purpose.key)
+        .outerjoin(
+            TopicSubscription,
+            and_(
+                TopicSubscription.subject_id == Subject.id,
+                TopicSubscription.topic_key == Topic.key,
+            ),
+        )
+        .where(Subject.id == bindparam("subject_id"))
+    )
+    order = [Purpose.key, n.c.locale, Topic.key] if with_notices else [Purpose.key, Topic.key]
+    return stmt.order_by(*order)
 
 
-def preference_page(session: Session, subject_id: str, locale: str) -> PreferencePage:
+_LEAD_WITH_NOTICES = _lead_statement(True)
+_LEAD = _lead_statement(False)
+_LINK_VERSION = select(LinkVersion.version).where(LinkVersion.subject_id == bindparam("subject_id"))
+_LEAD_ROW = (
+    select(Subject.locale, Subject.jurisdiction, Subject.created_at, SubjectProfile.email)
+    .join(SubjectProfile, SubjectProfile.subject_id == Subject.id)
+    .where(Subject.id == bindparam("subject_id"), Subject.erased_at.is_(None))
+)
+_NOTICES_BY_HASH = (
+    select(NoticeVersion.purpose_key, NoticeVersion.sha256, NoticeVersion.locale)
+    .where(NoticeVersion.sha256.in_(bindparam("hashes", expanding=True)))
+    .order_by(NoticeVersion.version)
+)
+_subscription = TopicSubscription.__table__
+_TOPIC_UPSERT: dict[str, Any] = {}
+for _dialect, _insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert)):
+    _ins = _insert(_subscription)
+    _TOPIC_UPSERT[_dialect] = _ins.on_conflict_do_update(
+        index_elements=[_subscription.c.subject_id, _subscription.c.topic_key],
+        set_={
+            "subscribed": _ins.excluded.subscribed,
+            "updated_at": _ins.excluded.updated_at,
+            "ledger_seq": _ins.excluded.ledger_seq,
+        },
+    )
+_TOPIC_CHANGE = insert(TopicSubscriptionChange.__table__)
+
+
+def _connection(tx: Transaction) -> Connection:
+    return tx.connection() if isinstance(tx, Session) else tx
+
+
+# -- reads ------------------------------------------------------------------------------
+
+
+def check_link_version(tx: Transaction, subject_id: str, version: int) -> None:
+    """Raise :class:`TokenRevoked` unless ``version`` is the subject's current one."""
+    current = _connection(tx).execute(_LINK_VERSION, {"subject_id": subject_id}).scalar()
+    if version != (current or 0):
+        raise TokenRevoked("this link has been withdrawn; a newer one may have been mailed")
+
+
+def load_lead(
+    tx: Transaction, subject_id: str, version: int, *, notices: bool = False
+) -> Lead | None:
+    """The lead behind a link of ``version``, in one statement; ``None`` when it has no
+    personal data any more (erased). Raises :class:`TokenRevoked` for an old version."""
+    stmt = _LEAD_WITH_NOTICES if notices else _LEAD
+    rows = _connection(tx).execute(stmt, {"subject_id": subject_id}).all()
+    current = (rows[0].version if rows else None) or 0
+    if version != current:
+        raise TokenRevoked("this link has been withdrawn; a newer one may have been mailed")
+    if not rows or rows[0].email is None or rows[0].erased_at is not None:
+        return None
+    first = rows[0]
+    purposes: dict[str, LeadPurpose] = {}
+    for row in rows:
+        if row.purpose is None:
+            continue
+        purpose = purposes.get(row.purpose)
+        if purpose is None:
+            purpose = purposes[row.purpose] = LeadPurpose(
+                key=row.purpose,
+                title=row.title,
+                description=row.description,
+                category=row.category,
+                mechanism=row.mechanism,
+                jurisdictions=row.jurisdictions,
+                status=row.status,
+                state_permitted=bool(row.permitted),
+            )
+        if notices and row.notice_locale is not None:
+            purpose.notices[row.notice_locale] = (row.text, row.sha256)
+        if row.topic is not None and not any(t.key == row.topic for t in purpose.topics):
+            choice = None if row.subscribed is None else bool(row.subscribed)
+            purpose.topics.append(
+                LeadTopic(row.topic, row.topic_title, row.topic_description, choice)
+            )
+    return Lead(subject_id, first.email, first.locale, first.jurisdiction, list(purposes.values()))
+
+
+def live_lead(tx: Transaction, subject_id: str, version: int, *, notices: bool = False) -> Lead:
+    """As :func:`load_lead`, raising :class:`SubjectGone` for an erased lead."""
+    lead = load_lead(tx, subject_id, version, notices=notices)
+    if lead is None:
+        raise SubjectGone("there is no personal data behind this link any more")
+    return lead
+
+
+def lead_row(tx: Transaction, subject_id: str) -> Any:
+    """Locale, jurisdiction, created_at and email of a live lead; else SubjectGone."""
+    row = _connection(tx).execute(_LEAD_ROW, {"subject_id": subject_id}).first()
+    if row is None:
+        raise SubjectGone("there is no personal data behind this link any more")
+    return row
+
+
+def preference_page(lead: Lead, locale: str) -> PreferencePage:
     """The lead's purposes (with the current notice in ``locale``), states and topics."""
-    subject, profile = live_subject(session, subject_id)
-    notices: dict[str, dict[str, tuple[str, str]]] = {}
-    for notice in current_notices(session):
-        notices.setdefault(notice.purpose, {})[notice.locale] = (notice.text, notice.notice_sha256)
-    states = _states(session, subject_id)
-    subscribed = _subscriptions(session, subject_id)
-    topics = _topics_by_purpose(session)
     views: list[PurposeView] = []
-    for purpose in session.execute(select(Purpose).order_by(Purpose.key)).scalars():
-        texts = notices.get(purpose.key)
+    for purpose in lead.purposes:
+        texts = purpose.notices
         if not texts:
             continue  # a purpose without a notice cannot be agreed to
         shown_locale = (
@@ -168,8 +367,7 @@ def preference_page(session: Session, subject_id: str, locale: str) -> Preferenc
             else (DEFAULT_LOCALE if DEFAULT_LOCALE in texts else sorted(texts)[0])
         )
         text, sha = texts[shown_locale]
-        state = states.get(purpose.key)
-        permitted = _permitted(purpose, state, subject.jurisdiction)
+        permitted = purpose.permitted(lead.jurisdiction)
         views.append(
             PurposeView(
                 key=purpose.key,
@@ -181,27 +379,28 @@ def preference_page(session: Session, subject_id: str, locale: str) -> Preferenc
                 notice_sha256=sha,
                 notice_locale=shown_locale,
                 permitted=permitted,
-                status=state.status if state is not None else "none",
+                status=purpose.status if purpose.status is not None else "none",
                 topics=[
-                    TopicView(
-                        t.key, t.title, t.description, permitted and subscribed.get(t.key, True)
-                    )
-                    for t in topics.get(purpose.key, [])
+                    TopicView(t.key, t.title, t.description, permitted and t.wanted)
+                    for t in purpose.topics
                 ],
             )
         )
-    return PreferencePage(subject_id, profile.email, locale, views)
+    return PreferencePage(lead.subject_id, lead.email, locale, views)
 
 
-def _withdrawal_action(purpose: Purpose) -> ConsentAction:
+# -- writes -----------------------------------------------------------------------------
+
+
+def _withdrawal_action(purpose: LeadPurpose) -> ConsentAction:
     # An opt-out purpose is refused ("do not sell or share"); an opt-in one withdrawn.
     return (
         ConsentAction.REFUSED if purpose.mechanism == Mechanism.OPT_OUT else ConsentAction.WITHDRAWN
     )
 
 
-def _draft(
-    subject: Subject,
+def _change(
+    lead: Lead,
     purpose: str,
     action: ConsentAction,
     context: ChangeContext,
@@ -210,62 +409,68 @@ def _draft(
     notice_sha256: str | None = None,
     locale: str | None = None,
     topics: Iterable[str] | None = None,
-) -> ledger.EntryDraft:
+) -> ConsentChange:
     extra: dict[str, EvidenceValue] = {}
     if topics is not None:
         extra["topics"] = ",".join(sorted(topics))
-    return ledger.EntryDraft(
-        subject_id=subject.id,
+    return ConsentChange(
+        subject_id=lead.subject_id,
         purpose=purpose,
-        action=action.value,
-        source=SOURCE.value,
-        method=context.method.value,
+        action=action,
+        source=SOURCE,
+        method=context.method,
         occurred_at=now,
         notice_sha256=notice_sha256,
-        confirmation_required=False,
-        jurisdiction=subject.jurisdiction,
-        locale=locale or subject.locale,
+        # Live at once: the signed link mailed to the address proved mailbox control.
+        confirmed=True,
+        jurisdiction=lead.jurisdiction,
+        locale=locale or lead.locale,
         evidence=context.evidence(extra),
     )
 
 
-def _record_topics(
-    session: Session,
+def record_topics(
+    tx: Transaction,
     subject_id: str,
     changes: Mapping[str, bool],
     ledger_seq: int | None,
     now: datetime,
 ) -> None:
-    for key, on in sorted(changes.items()):
-        row = session.get(TopicSubscription, (subject_id, key))
-        if row is None:
-            session.add(
-                TopicSubscription(
-                    subject_id=subject_id,
-                    topic_key=key,
-                    subscribed=on,
-                    updated_at=now,
-                    ledger_seq=ledger_seq,
-                )
-            )
-        else:
-            row.subscribed, row.updated_at, row.ledger_seq = on, now, ledger_seq
-        session.add(
-            TopicSubscriptionChange(
-                subject_id=subject_id,
-                topic_key=key,
-                subscribed=on,
-                occurred_at=now,
-                ledger_seq=ledger_seq,
-            )
-        )
+    """Store topic choices (upserted) and their history, two statements per batch."""
+    if not changes:
+        return
+    connection = _connection(tx)
+    rows = [
+        {
+            "subject_id": subject_id,
+            "topic_key": key,
+            "subscribed": on,
+            "updated_at": now,
+            "ledger_seq": ledger_seq,
+        }
+        for key, on in sorted(changes.items())
+    ]
+    connection.execute(_TOPIC_UPSERT[connection.dialect.name], rows)
+    connection.execute(
+        _TOPIC_CHANGE,
+        [
+            {
+                "subject_id": subject_id,
+                "topic_key": r["topic_key"],
+                "subscribed": r["subscribed"],
+                "occurred_at": now,
+                "ledger_seq": ledger_seq,
+            }
+            for r in rows
+        ],
+    )
 
 
-def validate_choices(session: Session, choices: Choices) -> None:
-    """Refuse unknown purposes and topics, and grants without a notice of their purpose."""
+def validate_choices(lead: Lead, choices: Choices) -> None:
+    """Refuse unknown purposes and topics."""
     errors: dict[str, str] = {}
-    known_purposes = set(session.execute(select(Purpose.key)).scalars())
-    known_topics = set(session.execute(select(Topic.key)).scalars())
+    known_purposes = {p.key for p in lead.purposes}
+    known_topics = {t.key for p in lead.purposes for t in p.topics}
     unknown = sorted(choices.purposes - known_purposes)
     if unknown:
         errors["purpose"] = f"unknown purpose {unknown[0][:64]!r}"
@@ -277,7 +482,11 @@ def validate_choices(session: Session, choices: Choices) -> None:
 
 
 def apply_choices(
-    session: Session, subject_id: str, choices: Choices, context: ChangeContext
+    ledger: ConsentLedger,
+    tx: Transaction,
+    lead: Lead,
+    choices: Choices,
+    context: ChangeContext,
 ) -> list[LedgerEntry]:
     """Bring the lead's consents and topics to ``choices``; one ledger entry per change.
 
@@ -286,62 +495,79 @@ def apply_choices(
     topic set, re-affirmed with the new topic set as evidence. A pending grant left
     unticked stays pending: not ticking is not an act.
     """
-    validate_choices(session, choices)
-    subject, _profile = live_subject(session, subject_id)
-    states = _states(session, subject_id)
-    subscribed = _subscriptions(session, subject_id)
-    topics = _topics_by_purpose(session)
     now = utcnow()
-    drafts: list[ledger.EntryDraft] = []
+    changes: list[ConsentChange] = []
     topic_changes: list[dict[str, bool]] = []
-    for purpose in session.execute(select(Purpose).order_by(Purpose.key)).scalars():
-        state = states.get(purpose.key)
-        was_on = _permitted(purpose, state, subject.jurisdiction)
+    grants: list[tuple[LeadPurpose, list[str], bool, dict[str, bool]]] = []
+    for purpose in lead.purposes:
+        was_on = purpose.permitted(lead.jurisdiction)
         want_on = purpose.key in choices.purposes
-        own_topics = [t.key for t in topics.get(purpose.key, [])]
-        before = {k: was_on and subscribed.get(k, True) for k in own_topics}
+        own_topics = [t.key for t in purpose.topics]
+        stored = {t.key: t.wanted for t in purpose.topics}
+        before = {k: was_on and stored[k] for k in own_topics}
         after = {k: want_on and k in choices.topics for k in own_topics}
-        changed = {
-            k: on for k, on in after.items() if subscribed.get(k, True) != on or before[k] != on
-        }
+        changed = {k: on for k, on in after.items() if stored[k] != on or before[k] != on}
         wanted_topics = [k for k, on in after.items() if on]
         if want_on and (not was_on or before != after):
-            sha = choices.notices.get(purpose.key)
-            notice = notice_for(session, purpose.key, sha) if sha else None
+            grants.append((purpose, wanted_topics, bool(own_topics), changed))
+        elif not want_on and was_on:
+            grants.append((purpose, [], False, changed))
+        elif changed:
+            # Topics of a purpose that stays off: stored off, nothing to tell the ledger.
+            record_topics(tx, lead.subject_id, changed, None, now)
+    shown = _notices_shown(tx, [p.key for p, *_ in grants if p.key in choices.purposes], choices)
+    for purpose, wanted_topics, has_topics, changed in grants:
+        if purpose.key in choices.purposes:
+            notice = shown.get(purpose.key)
             if notice is None:
                 reason = "the notice shown with this purpose is missing or not its own"
                 raise InvalidInput(
                     f"notice.{purpose.key}: {reason}", fields={f"notice.{purpose.key}": reason}
                 )
-            drafts.append(
-                _draft(
-                    subject,
+            sha, locale = notice
+            changes.append(
+                _change(
+                    lead,
                     purpose.key,
                     ConsentAction.GRANTED,
                     context,
                     now,
-                    notice_sha256=notice.sha256,
-                    locale=notice.locale,
-                    topics=wanted_topics if own_topics else None,
+                    notice_sha256=sha,
+                    locale=locale,
+                    topics=wanted_topics if has_topics else None,
                 )
             )
-            topic_changes.append(changed)
-        elif not want_on and was_on:
-            drafts.append(_draft(subject, purpose.key, _withdrawal_action(purpose), context, now))
-            topic_changes.append(changed)
-        elif changed:
-            # Topics of a purpose that stays off: stored off, nothing to tell the ledger.
-            _record_topics(session, subject_id, changed, None, now)
-    entries = ledger.append_many(session, drafts)
+        else:
+            changes.append(_change(lead, purpose.key, _withdrawal_action(purpose), context, now))
+        topic_changes.append(changed)
+    entries = ledger.record(tx, changes)
     for entry, changed in zip(entries, topic_changes, strict=True):
-        if changed:
-            _record_topics(session, subject_id, changed, entry.seq, now)
+        record_topics(tx, lead.subject_id, changed, entry.seq, now)
     return entries
 
 
+def _notices_shown(
+    tx: Transaction, purposes: list[str], choices: Choices
+) -> dict[str, tuple[str, str]]:
+    """(hash, locale) of the notice version each granted purpose was shown, if its own."""
+    hashes = sorted({choices.notices[p] for p in purposes if p in choices.notices})
+    if not hashes:
+        return {}
+    found: dict[tuple[str, str], str] = {}
+    for purpose, sha, locale in _connection(tx).execute(_NOTICES_BY_HASH, {"hashes": hashes}):
+        found[(purpose, sha)] = locale  # ordered by version: the latest wins
+    shown: dict[str, tuple[str, str]] = {}
+    for purpose in purposes:
+        sha = choices.notices.get(purpose)
+        if sha is not None and (purpose, sha) in found:
+            shown[purpose] = (sha, found[(purpose, sha)])
+    return shown
+
+
 def withdraw_purposes(
-    session: Session,
-    subject_id: str,
+    ledger: ConsentLedger,
+    tx: Transaction,
+    lead: Lead,
     purposes: Iterable[str] | None,
     context: ChangeContext,
 ) -> list[LedgerEntry]:
@@ -350,27 +576,19 @@ def withdraw_purposes(
     Idempotent: a purpose already off gets no entry, so a mail provider retrying a
     one-click unsubscribe records nothing new.
     """
-    subject, _profile = live_subject(session, subject_id)
-    states = _states(session, subject_id)
     wanted = None if purposes is None else set(purposes)
-    subscribed = _subscriptions(session, subject_id)
-    topics = _topics_by_purpose(session)
     now = utcnow()
-    drafts: list[ledger.EntryDraft] = []
+    changes: list[ConsentChange] = []
     topic_changes: list[dict[str, bool]] = []
-    for purpose in session.execute(select(Purpose).order_by(Purpose.key)).scalars():
+    for purpose in lead.purposes:
         if wanted is not None and purpose.key not in wanted:
             continue
-        state = states.get(purpose.key)
-        on = _permitted(purpose, state, subject.jurisdiction)
-        if not on and not (state is not None and state.status == PENDING):
+        on = purpose.permitted(lead.jurisdiction)
+        if not on and purpose.status != PENDING:
             continue
-        drafts.append(_draft(subject, purpose.key, _withdrawal_action(purpose), context, now))
-        topic_changes.append(
-            {t.key: False for t in topics.get(purpose.key, []) if subscribed.get(t.key, True)}
-        )
-    entries = ledger.append_many(session, drafts)
+        changes.append(_change(lead, purpose.key, _withdrawal_action(purpose), context, now))
+        topic_changes.append({t.key: False for t in purpose.topics if t.wanted})
+    entries = ledger.record(tx, changes)
     for entry, changed in zip(entries, topic_changes, strict=True):
-        if changed:
-            _record_topics(session, subject_id, changed, entry.seq, now)
+        record_topics(tx, lead.subject_id, changed, entry.seq, now)
     return entries

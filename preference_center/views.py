@@ -21,24 +21,15 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-# Registers the ledger's personal-data provider (the app always erases through it).
-import consent_ledger.erasure
-import preference_center.form_topics  # (registers the form topics listener)
-import preference_center.personal_data  # noqa: F401  (registers this package's provider)
 from consent_ledger.actions import ConsentMethod, ConsentSource
-from consent_ledger.models import Subject
+from consent_ledger.api import ConsentLedger
+from consent_ledger.erasure import scrub_sqlite  # (not re-exported by consent_ledger.api yet)
 from consent_ledger.receipts import build_receipt
 from consent_ledger.requests import RequestChannel, RequestKind, record_request
-from consent_ledger.subjects import InvalidEmail
+from consent_ledger.subjects import InvalidEmail  # (not re-exported by consent_ledger.api yet)
 from preference_center import export, forms, mails, services
 from preference_center.locale import choose_locale, strings
-from preference_center.tokens import (
-    MAX_AGE,
-    LinkClaim,
-    LinkPurpose,
-    LinkTokens,
-    check_not_revoked,
-)
+from preference_center.tokens import MAX_AGE, LinkClaim, LinkPurpose, LinkTokens, TokenRevoked
 from zeroparty.crosssite import require_same_origin
 from zeroparty.db import Database
 from zeroparty.mail import queued_mail_ids, send_after_commit
@@ -137,15 +128,14 @@ def _link_problem(request: Request, exc: TokenError) -> Response:
     return response
 
 
-def _read_link(request: Request, purpose: LinkPurpose, token: str) -> LinkClaim:
-    claim = _tokens(request).read(purpose, token)
-    with _database(request).read() as session:
-        check_not_revoked(session, claim)
-    return claim
+def _ledger(request: Request) -> ConsentLedger:
+    ledger: ConsentLedger = request.app.state.ledger
+    return ledger
 
 
 def _cookie_claim(request: Request) -> LinkClaim:
-    """The session cookie's claim (signature and age); revocation is checked by callers."""
+    """The session cookie's claim (signature and age); revocation is checked by callers
+    inside their one database hop."""
     raw = request.cookies.get(COOKIE)
     if not raw:
         raise SessionMissing("your session has ended; open the link from your email again")
@@ -153,13 +143,6 @@ def _cookie_claim(request: Request) -> LinkClaim:
         return _tokens(request).read(LinkPurpose.SESSION, raw)
     except TokenError as exc:
         raise SessionMissing("your session has ended; open the link from your email again") from exc
-
-
-def _session_claim(request: Request) -> LinkClaim:
-    claim = _cookie_claim(request)
-    with _database(request).read() as session:
-        check_not_revoked(session, claim)
-    return claim
 
 
 def _set_session(request: Request, response: Response, claim: LinkClaim) -> None:
@@ -175,12 +158,17 @@ def _set_session(request: Request, response: Response, claim: LinkClaim) -> None
     )
 
 
+def _check_link(database: Database, claim: LinkClaim) -> None:
+    with database.lookup() as connection:
+        services.check_link_version(connection, claim.subject_id, claim.version)
+
+
 @_link_pages
 async def open_link(request: Request) -> Response:
     """``GET /p/{token}``: check the link, set the session cookie, go to ``/p/``."""
-    claim = await run_in_threadpool(
-        _read_link, request, LinkPurpose.MANAGE, request.path_params["token"]
-    )
+    claim = _tokens(request).read(LinkPurpose.MANAGE, request.path_params["token"])
+    database = _database(request)
+    await database.run(_check_link, database, claim)
     session_claim = LinkClaim(claim.subject_id, claim.version, nonce=secrets.token_urlsafe(24))
     # A SameSite=Strict cookie is withheld from a redirect chain a foreign site started
     # (a click in webmail): there, a page of ours continues the navigation instead.
@@ -193,35 +181,51 @@ async def open_link(request: Request) -> Response:
     return response
 
 
-def _page_context(request: Request, claim: LinkClaim) -> tuple[dict[str, Any], str]:
-    with _database(request).read() as session:
-        check_not_revoked(session, claim)
-        subject = session.get(Subject, claim.subject_id)
-        locale = choose_locale(
-            subject.locale if subject else None, request.headers.get("accept-language")
-        )
-        page = services.preference_page(session, claim.subject_id, locale)
-    done = request.query_params.get("done")
-    return {"page": page, "csrf": claim.nonce, "done": done if done in NOTICES else None}, locale
+def _read_page(
+    database: Database, claim: LinkClaim, accept_language: str | None
+) -> tuple[services.PreferencePage, str]:
+    # One statement: a single snapshot, so no transaction around it.
+    with database.lookup() as connection:
+        lead = services.live_lead(connection, claim.subject_id, claim.version, notices=True)
+    locale = choose_locale(lead.locale, accept_language)
+    return services.preference_page(lead, locale), locale
 
 
 @_link_pages
 async def show_page(request: Request) -> Response:
     """``GET /p/``: the preference page of the lead whose cookie this is."""
-    # One read transaction checks the session and reads the page.
-    context, locale = await run_in_threadpool(_page_context, request, _cookie_claim(request))
+    claim = _cookie_claim(request)
+    database = _database(request)
+    page, locale = await database.run(
+        _read_page, database, claim, request.headers.get("accept-language")
+    )
+    done = request.query_params.get("done")
+    context = {"page": page, "csrf": claim.nonce, "done": done if done in NOTICES else None}
     return _render(request, "page.html", context, locale=locale)
 
 
 def _save(
-    request: Request, claim: LinkClaim, action: str, choices: services.Choices | None
+    database: Database,
+    ledger: ConsentLedger,
+    claim: LinkClaim,
+    choices: services.Choices | None,
+    context: services.ChangeContext,
 ) -> None:
-    with _database(request).write() as session:
-        if action == "unsubscribe_all":
-            services.withdraw_purposes(session, claim.subject_id, None, _context(request))
+    with database.write_connection() as connection:
+        lead = services.load_lead(connection, claim.subject_id, claim.version)
+        if choices is None:
+            lead = _live(lead)
+            services.withdraw_purposes(ledger, connection, lead, None, context)
         else:
-            assert choices is not None
-            services.apply_choices(session, claim.subject_id, choices, _context(request))
+            if lead is not None:
+                services.validate_choices(lead, choices)
+            services.apply_choices(ledger, connection, _live(lead), choices, context)
+
+
+def _live(lead: services.Lead | None) -> services.Lead:
+    if lead is None:
+        raise services.SubjectGone("there is no personal data behind this link any more")
+    return lead
 
 
 async def _post_page(request: Request, claim: LinkClaim) -> Response:
@@ -230,7 +234,8 @@ async def _post_page(request: Request, claim: LinkClaim) -> Response:
     forms.check_csrf(form, claim.nonce)
     action = forms.parse_action(form)
     choices = forms.parse_choices(form) if action == "save" else None
-    await run_in_threadpool(_save, request, claim, action, choices)
+    database = _database(request)
+    await database.run(_save, database, _ledger(request), claim, choices, _context(request))
     done = "saved" if action == "save" else "unsubscribed_all"
     return RedirectResponse(f"/p/?done={done}", status_code=303, headers=NO_REFERRER)
 
@@ -238,19 +243,19 @@ async def _post_page(request: Request, claim: LinkClaim) -> Response:
 @_link_pages
 async def save_page(request: Request) -> Response:
     """``POST /p/``: save the ticked choices, or unsubscribe from everything."""
-    claim = await run_in_threadpool(_session_claim, request)
-    return await _post_page(request, claim)
+    return await _post_page(request, _cookie_claim(request))
 
 
 @_link_pages
 async def save_page_with_token(request: Request) -> Response:
     """``POST /p/{token}``: as ``POST /p/``, for a session opened by this very link."""
-    link = await run_in_threadpool(
-        _read_link, request, LinkPurpose.MANAGE, request.path_params["token"]
-    )
-    claim = await run_in_threadpool(_session_claim, request)
+    link = _tokens(request).read(LinkPurpose.MANAGE, request.path_params["token"])
+    claim = _cookie_claim(request)
     if claim.subject_id != link.subject_id:
         raise SessionMissing("this link belongs to someone else's session; open it again")
+    if link.version != claim.version:
+        # At most one of them is the lead's current version (checked with the save).
+        raise TokenRevoked("this link has been withdrawn; a newer one may have been mailed")
     return await _post_page(request, claim)
 
 
@@ -262,29 +267,34 @@ def _download(body: dict[str, Any], filename: str) -> Response:
     )
 
 
-def _export(request: Request, claim: LinkClaim, receipts: bool) -> dict[str, Any]:
-    database = _database(request)
-    if not receipts:
-        with database.write() as session:
-            body = export.subject_export(session, claim.subject_id)
-            # The download answers an access request (GDPR Art. 15) at once: kept in
-            # the queue the console shows, as completed.
-            record_request(
-                session, claim.subject_id, RequestKind.ACCESS, RequestChannel.PREFERENCE_CENTER,
-                handled_by=SELF_SERVICE, completed=True,
-            )  # fmt: skip
-            return body
+def _export(database: Database, ledger: ConsentLedger, claim: LinkClaim) -> dict[str, Any]:
+    with database.write() as session:
+        services.check_link_version(session, claim.subject_id, claim.version)
+        body = export.subject_export(ledger, session, claim.subject_id)
+        # The download answers an access request (GDPR Art. 15) at once: kept in
+        # the queue the console shows, as completed.
+        record_request(
+            session, claim.subject_id, RequestKind.ACCESS, RequestChannel.PREFERENCE_CENTER,
+            handled_by=SELF_SERVICE, completed=True,
+        )  # fmt: skip
+        return body
+
+
+def _receipts(
+    database: Database, settings: Settings, signer: Any, claim: LinkClaim
+) -> dict[str, Any]:
     with database.read() as session:
-        services.live_subject(session, claim.subject_id)
-    state = request.app.state
-    return build_receipt(database, state.settings, state.checkpoint_signer.get(), claim.subject_id)
+        services.check_link_version(session, claim.subject_id, claim.version)
+        services.lead_row(session, claim.subject_id)
+    return build_receipt(database, settings, signer.get(), claim.subject_id)
 
 
 @_link_pages
 async def download_export(request: Request) -> Response:
     """``GET /p/export``: everything held about the lead, as JSON (Art. 15 and 20)."""
-    claim = await run_in_threadpool(_session_claim, request)
-    body = await run_in_threadpool(_export, request, claim, False)
+    claim = _cookie_claim(request)
+    database = _database(request)
+    body = await database.run(_export, database, _ledger(request), claim)
     return _download(body, "my-data.json")
 
 
@@ -292,77 +302,96 @@ async def download_export(request: Request) -> Response:
 async def download_receipts(request: Request) -> Response:
     """``GET /p/receipts``: a signed consent receipt (Kantara v1.1 fields) with the
     inclusion proof of each purpose's latest entry; checkable offline."""
-    claim = await run_in_threadpool(_session_claim, request)
-    body = await run_in_threadpool(_export, request, claim, True)
+    claim = _cookie_claim(request)
+    state = request.app.state
+    # Always the threadpool: the receipt signs and proves (CPU) besides reading.
+    body = await run_in_threadpool(
+        _receipts, state.database, state.settings, state.checkpoint_signer, claim
+    )
     return _download(body, "my-consent-receipts.json")
 
 
-def _request_erasure(request: Request, claim: LinkClaim) -> tuple[str, ...]:
+def _request_erasure(
+    database: Database, settings: Settings, claim: LinkClaim, accept_language: str | None
+) -> tuple[str, ...]:
     """Queue the erasure confirmation; returns the ids of the mails queued."""
-    with _database(request).write() as session:
-        subject, profile = services.live_subject(session, claim.subject_id)
-        locale = choose_locale(subject.locale, request.headers.get("accept-language"))
-        mails.request_erasure(session, _settings(request), claim.subject_id, profile.email, locale)
+    with database.write() as session:
+        services.check_link_version(session, claim.subject_id, claim.version)
+        lead = services.lead_row(session, claim.subject_id)
+        locale = choose_locale(lead.locale, accept_language)
+        mails.request_erasure(session, settings, claim.subject_id, lead.email, locale)
         return queued_mail_ids(session)
 
 
 @_link_pages
 async def ask_erasure(request: Request) -> Response:
     """``POST /p/erase``: mail a link that confirms the erasure."""
-    claim = await run_in_threadpool(_session_claim, request)
+    claim = _cookie_claim(request)
     require_same_origin(request, _settings(request).base_url)
     form = await forms.read_form(request)
     forms.check_csrf(form, claim.nonce)
-    mail_ids = await run_in_threadpool(_request_erasure, request, claim)
-    background = BackgroundTask(send_after_commit, _database(request), _settings(request), mail_ids)
+    database, settings = _database(request), _settings(request)
+    mail_ids = await database.run(
+        _request_erasure, database, settings, claim, request.headers.get("accept-language")
+    )
+    background = BackgroundTask(send_after_commit, database, settings, mail_ids)
     return RedirectResponse(
         "/p/?done=erase_requested", status_code=303, headers=NO_REFERRER, background=background
     )
 
 
-def _subject_locale(request: Request, subject_id: str) -> str:
-    with _database(request).read() as session:
-        subject = session.get(Subject, subject_id)
-        return choose_locale(
-            subject.locale if subject else None, request.headers.get("accept-language")
-        )
+def _link_locale(database: Database, claim: LinkClaim, accept_language: str | None) -> str:
+    """Check ``claim`` is not revoked; the locale of its lead's pages."""
+    with database.read() as session:
+        services.check_link_version(session, claim.subject_id, claim.version)
+        locale = mails.subject_locale(session, claim.subject_id)
+    return choose_locale(locale, accept_language)
 
 
 @_link_pages
 async def confirm_erasure_page(request: Request) -> Response:
     """``GET /p/erase/{token}``: a page with the confirming button; erases nothing."""
     token = request.path_params["token"]
-    claim = await run_in_threadpool(_read_link, request, LinkPurpose.ERASE, token)
-    locale = await run_in_threadpool(_subject_locale, request, claim.subject_id)
+    claim = _tokens(request).read(LinkPurpose.ERASE, token)
+    database = _database(request)
+    locale = await database.run(
+        _link_locale, database, claim, request.headers.get("accept-language")
+    )
     return _render(request, "erase_confirm.html", {"token": token}, locale=locale)
 
 
-def _erase(request: Request, claim: LinkClaim) -> None:
-    with _database(request).write() as session:
-        check_not_revoked(session, claim)
-        services.live_subject(session, claim.subject_id)
+def _erase(
+    database: Database, ledger: ConsentLedger, claim: LinkClaim, accept_language: str | None
+) -> str:
+    with database.write() as session:
+        services.check_link_version(session, claim.subject_id, claim.version)
+        lead = services.lead_row(session, claim.subject_id)
+        locale = choose_locale(lead.locale, accept_language)
         record_request(
             session, claim.subject_id, RequestKind.ERASURE, RequestChannel.PREFERENCE_CENTER,
             handled_by=SELF_SERVICE, completed=True,
         )  # fmt: skip
-        consent_ledger.erasure.erase_subject(
+        ledger.erase(
             session,
             claim.subject_id,
             source=ConsentSource.PREFERENCE_CENTER,
             method=ConsentMethod.EMAIL_LINK,
             source_ref="self-service-erasure",
         )
-    consent_ledger.erasure.scrub_sqlite(_database(request))
+    scrub_sqlite(database)
+    return locale
 
 
 @_link_pages
 async def confirm_erasure(request: Request) -> Response:
     """``POST /p/erase/{token}``: erase the lead's personal data now."""
     token = request.path_params["token"]
-    claim = await run_in_threadpool(_read_link, request, LinkPurpose.ERASE, token)
+    claim = _tokens(request).read(LinkPurpose.ERASE, token)
     require_same_origin(request, _settings(request).base_url)
-    locale = await run_in_threadpool(_subject_locale, request, claim.subject_id)
-    await run_in_threadpool(_erase, request, claim)
+    database = _database(request)
+    locale = await database.run(
+        _erase, database, _ledger(request), claim, request.headers.get("accept-language")
+    )
     response = _render(request, "message.html", {"kind": "erased"}, locale=locale)
     response.delete_cookie(COOKIE, path=COOKIE_PATH)
     return response
@@ -373,17 +402,21 @@ async def request_link_page(request: Request) -> Response:
     return _render(request, "request_link.html", {"problem": None})
 
 
-def _note_link_request(request: Request, email: str) -> None:
-    with _database(request).write() as session:
-        mails.note_link_request(session, _settings(request), email)
+def _note_link_request(database: Database, settings: Settings, email: str) -> None:
+    with database.write() as session:
+        mails.note_link_request(session, settings, email)
 
 
 def _send_link(
-    database: Database, settings: Settings, email: str, accept_language: str | None
+    database: Database,
+    ledger: ConsentLedger,
+    settings: Settings,
+    email: str,
+    accept_language: str | None,
 ) -> None:
     """After the answer: look the address up, queue its link if it is a lead's, send it."""
     with database.write() as session:
-        mail_id = mails.queue_link_mail(session, settings, email, accept_language)
+        mail_id = mails.queue_link_mail(ledger, session, settings, email, accept_language)
     if mail_id is not None:
         send_after_commit(database, settings, (mail_id,))
 
@@ -403,12 +436,14 @@ async def request_link(request: Request) -> Response:
             {"problem": None, "error": exc.fields["email"]},
             status=422,
         )
-    await run_in_threadpool(_note_link_request, request, email)
+    database, settings = _database(request), _settings(request)
+    await database.run(_note_link_request, database, settings, email)
     response = _render(request, "message.html", {"kind": "request_done"})
     response.background = BackgroundTask(
         _send_link,
-        _database(request),
-        _settings(request),
+        database,
+        _ledger(request),
+        settings,
         email,
         request.headers.get("accept-language"),
     )
@@ -419,25 +454,25 @@ async def request_link(request: Request) -> Response:
 async def unsubscribe_page(request: Request) -> Response:
     """``GET /u/{token}``: a browser opened the List-Unsubscribe URL; one button."""
     token = request.path_params["token"]
-    claim = await run_in_threadpool(_read_link, request, LinkPurpose.UNSUBSCRIBE, token)
-    locale = await run_in_threadpool(_subject_locale, request, claim.subject_id)
+    claim = _tokens(request).read(LinkPurpose.UNSUBSCRIBE, token)
+    database = _database(request)
+    locale = await database.run(
+        _link_locale, database, claim, request.headers.get("accept-language")
+    )
     return _render(request, "unsubscribe.html", {"token": token}, locale=locale)
 
 
-def _one_click(request: Request, claim: LinkClaim) -> str:
-    context = services.ChangeContext(
-        method=ConsentMethod.ONE_CLICK,
-        ip=request.client.host if request.client else None,
-        user_agent=request.headers.get("user-agent"),
-        via="one-click-unsubscribe",
-    )
-    with _database(request).write() as session:
-        check_not_revoked(session, claim)
-        services.withdraw_purposes(session, claim.subject_id, claim.purposes, context)
-        subject = session.get(Subject, claim.subject_id)
-        return choose_locale(
-            subject.locale if subject else None, request.headers.get("accept-language")
-        )
+def _one_click(
+    database: Database,
+    ledger: ConsentLedger,
+    claim: LinkClaim,
+    context: services.ChangeContext,
+    accept_language: str | None,
+) -> str:
+    with database.write_connection() as connection:
+        lead = services.live_lead(connection, claim.subject_id, claim.version)
+        services.withdraw_purposes(ledger, connection, lead, claim.purposes, context)
+    return choose_locale(lead.locale, accept_language)
 
 
 @_link_pages
@@ -447,7 +482,21 @@ async def one_click_unsubscribe(request: Request) -> Response:
     claim = _tokens(request).read(LinkPurpose.UNSUBSCRIBE, token)
     form = await forms.read_form(request, max_fields=10)
     forms.check_one_click(form)
-    locale = await run_in_threadpool(_one_click, request, claim)
+    context = services.ChangeContext(
+        method=ConsentMethod.ONE_CLICK,
+        ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+        via="one-click-unsubscribe",
+    )
+    database = _database(request)
+    locale = await database.run(
+        _one_click,
+        database,
+        _ledger(request),
+        claim,
+        context,
+        request.headers.get("accept-language"),
+    )
     return _render(request, "message.html", {"kind": "unsubscribed"}, locale=locale)
 
 

@@ -30,11 +30,11 @@ def test_export_holds_everything(
         seen.append(subject_id)
         return {"company": "Northwind Fan Club", "role": "analyst"}
 
-    monkeypatch.setitem(
-        personal_data._PROVIDERS,
-        "capture",
-        personal_data.PersonalData("capture", answers, lambda _s, _i: None),
-    )
+    # The export asks the providers the app's ledger was built with (not a global registry).
+    ledger = app_client.app.state.ledger  # type: ignore[attr-defined]
+    capture = personal_data.PersonalData("capture", answers, lambda _s, _i: None)
+    providers = tuple(capture if p.name == "capture" else p for p in ledger._personal_data)
+    monkeypatch.setattr(ledger, "_personal_data", providers)
     csrf = open_session(app_client, issue(settings, database, lead))
     app_client.post(
         "/p/",
