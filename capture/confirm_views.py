@@ -14,10 +14,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from capture import double_opt_in, embedding, held_confirmation
-from capture.context import capture_state, database_of, settings_of, templates_of
+from capture.context import capture_state, database_of, ledger_of, settings_of, templates_of
 from capture.services import DefinitionStore
 from capture.tokens import CaptureTokens
 from consent_ledger import receipts
+from consent_ledger.api import ConsentLedger
 from consent_ledger.checkpoints import CheckpointError
 from consent_ledger.evidence import EvidenceValue, clean_evidence
 from consent_ledger.transparency import SignerSource
@@ -30,22 +31,22 @@ log = logging.getLogger("zeroparty.capture")
 
 
 def _confirm_view(
-    database: Database, tokens: CaptureTokens, raw: str
+    ledger: ConsentLedger, tokens: CaptureTokens, raw: str
 ) -> double_opt_in.ConfirmationView:
     token = tokens.read_confirm(raw)
-    with database.read() as session:
-        return double_opt_in.confirmation_view(session, token)
+    with ledger.database.read() as session:
+        return double_opt_in.confirmation_view(session, ledger, token)
 
 
 def _confirm(
-    database: Database, tokens: CaptureTokens, raw: str, evidence: dict[str, EvidenceValue]
+    ledger: ConsentLedger, tokens: CaptureTokens, raw: str, evidence: dict[str, EvidenceValue]
 ) -> tuple[double_opt_in.ConfirmationView, tuple[str, ...]]:
     token = tokens.read_confirm(raw)
-    with database.write() as session:
+    with ledger.database.write() as session:
         done = double_opt_in.confirm(
-            session, token, {**evidence, "submission": token.submission_id}
+            session, ledger, token, {**evidence, "submission": token.submission_id}
         )
-        return double_opt_in.confirmation_view(session, token), done
+        return double_opt_in.confirmation_view(session, ledger, token), done
 
 
 def _confirm_page(
@@ -68,7 +69,7 @@ async def confirm_page(request: Request) -> Response:
     scanners and link previews fetch links before people do)."""
     state = capture_state(request)
     view = await run_in_threadpool(
-        _confirm_view, database_of(request), state.tokens, request.path_params["token"]
+        _confirm_view, ledger_of(request), state.tokens, request.path_params["token"]
     )
     return _confirm_page(request, view, None)
 
@@ -92,7 +93,7 @@ async def confirm_post(request: Request) -> Response:
     )
     database = database_of(request)
     view, done = await run_in_threadpool(
-        _confirm, database, state.tokens, request.path_params["token"], evidence
+        _confirm, ledger_of(request), state.tokens, request.path_params["token"], evidence
     )
     background = None
     settings = settings_of(request)
@@ -114,23 +115,23 @@ async def confirm_post(request: Request) -> Response:
 
 
 def _held_view(
-    database: Database, tokens: CaptureTokens, store: DefinitionStore, raw: str
+    ledger: ConsentLedger, tokens: CaptureTokens, store: DefinitionStore, raw: str
 ) -> held_confirmation.HeldView:
     token = tokens.read_held(raw)
-    with database.read() as session:
-        return held_confirmation.held_view(session, store, token)
+    with ledger.database.read() as session:
+        return held_confirmation.held_view(session, ledger, store, token)
 
 
 def _confirm_held(
-    database: Database,
+    ledger: ConsentLedger,
     tokens: CaptureTokens,
     store: DefinitionStore,
     raw: str,
     confirmation: dict[str, EvidenceValue],
 ) -> held_confirmation.HeldView:
     token = tokens.read_held(raw)
-    with database.write() as session:
-        return held_confirmation.confirm_held(session, store, token, confirmation)
+    with ledger.database.write() as session:
+        return held_confirmation.confirm_held(session, ledger, store, token, confirmation)
 
 
 def _held_page(request: Request, view: held_confirmation.HeldView) -> Response:
@@ -145,7 +146,7 @@ async def held_page(request: Request) -> Response:
     """``GET /confirm/held/{token}``: what was sent under the address; changes nothing."""
     state = capture_state(request)
     view = await run_in_threadpool(
-        _held_view, database_of(request), state.tokens, state.store, request.path_params["token"]
+        _held_view, ledger_of(request), state.tokens, state.store, request.path_params["token"]
     )
     return _held_page(request, view)
 
@@ -170,7 +171,7 @@ async def held_post(request: Request) -> Response:
     )
     view = await run_in_threadpool(
         _confirm_held,
-        database_of(request),
+        ledger_of(request),
         state.tokens,
         state.store,
         request.path_params["token"],

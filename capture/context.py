@@ -10,6 +10,7 @@ from starlette.templating import Jinja2Templates
 
 from capture.services import DefinitionStore
 from capture.tokens import CaptureTokens
+from consent_ledger.api import ConsentLedger
 from zeroparty.db import Database
 from zeroparty.settings import Settings
 
@@ -44,3 +45,8 @@ def settings_of(request: Request) -> Settings:
 def templates_of(request: Request) -> Jinja2Templates:
     templates: Jinja2Templates = request.app.state.templates
     return templates
+
+
+def ledger_of(request: Request) -> ConsentLedger:
+    ledger: ConsentLedger = request.app.state.ledger
+    return ledger

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from capture import pending, services
@@ -21,8 +21,8 @@ from capture.forms import CleanSubmission
 from capture.models import PendingSubmission
 from capture.quiz import walk
 from capture.tokens import HeldToken
+from consent_ledger.api import ConsentLedger
 from consent_ledger.evidence import EvidenceValue
-from consent_ledger.models import Subject
 from zeroparty.db import utcnow
 
 
@@ -47,6 +47,7 @@ class HeldView:
 
 def _view(
     session: Session,
+    ledger: ConsentLedger,
     store: services.DefinitionStore,
     held: pending.HeldSubmission,
     status: HeldStatus,
@@ -55,7 +56,7 @@ def _view(
     labels = {f.name: f.label for f in definition.fields}
     labels.update({q.key: q.text for q in definition.questions()})
     sent = {**held.values, **(held.quiz_answers or {})}
-    titles = {key: info.title for key, info in services.purposes_info(session).items()}
+    titles = {key: info.title for key, info in services.purposes_info(ledger, session).items()}
     return HeldView(
         status=status,
         form_title=definition.title,
@@ -65,17 +66,20 @@ def _view(
     )
 
 
-def held_view(session: Session, store: services.DefinitionStore, token: HeldToken) -> HeldView:
+def held_view(
+    session: Session, ledger: ConsentLedger, store: services.DefinitionStore, token: HeldToken
+) -> HeldView:
     """What the link would apply (read only)."""
     held = pending.find(session, token.subject_id, token.submission_id)
     if held is None:
         return HeldView(HeldStatus.GONE)
     status = HeldStatus.EXPIRED if held.expired(utcnow()) else HeldStatus.WAITING
-    return _view(session, store, held, status)
+    return _view(session, ledger, store, held, status)
 
 
 def confirm_held(
     session: Session,
+    ledger: ConsentLedger,
     store: services.DefinitionStore,
     token: HeldToken,
     confirmation: Mapping[str, EvidenceValue],
@@ -90,7 +94,7 @@ def confirm_held(
         return HeldView(HeldStatus.GONE)
     now = utcnow()
     if held.expired(now):
-        return _view(session, store, held, HeldStatus.EXPIRED)
+        return _view(session, ledger, store, held, HeldStatus.EXPIRED)
     # Take the held row before applying it: of two POSTs of one link at once, the second
     # waits on this row (PostgreSQL) and then deletes nothing, so it applies nothing.
     taken = session.execute(
@@ -101,9 +105,8 @@ def confirm_held(
     )
     if int(getattr(taken, "rowcount", 0) or 0) != 1:
         return HeldView(HeldStatus.GONE)
-    jurisdiction = session.execute(
-        select(Subject.jurisdiction).where(Subject.id == held.subject_id)
-    ).scalar_one_or_none()
+    known = ledger.lead(session, held.subject_id)
+    jurisdiction = known.jurisdiction if known is not None else None
     published = store.get(session, held.definition_id)
     quiz = None if held.quiz_answers is None else walk(published.definition, held.quiz_answers)
     request = services.SubmissionRequest(
@@ -121,5 +124,5 @@ def confirm_held(
         quiz=quiz,
     )
     lead = services.Lead(held.subject_id, jurisdiction, created=False)
-    services.apply_confirmed(session, request, lead, confirmation)
-    return _view(session, store, held, HeldStatus.APPLIED)
+    services.apply_confirmed(session, ledger, request, lead, confirmation)
+    return _view(session, ledger, store, held, HeldStatus.APPLIED)

@@ -24,12 +24,11 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import cast
 
 import orjson
-from sqlalchemy import Table, bindparam, insert, select
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Insert, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from capture import pending as held_submissions
@@ -41,20 +40,11 @@ from capture.models import Answer, DefinitionVersion, IdempotencyRecord, Submiss
 from capture.quiz import QuizPath
 from capture.site import SLUG_RE
 from capture.tokens import CaptureTokens, ConfirmToken, HeldToken
-from consent_ledger import ledger
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource, PurposeCategory
+from consent_ledger.api import ConsentChange, ConsentLedger
+from consent_ledger.entries import LedgerEntry
 from consent_ledger.evidence import EvidenceValue
-from consent_ledger.models import (
-    ConsentState,
-    NoticeVersion,
-    Purpose,
-    Subject,
-    SubjectProfile,
-    Topic,
-)
-from consent_ledger.subjects import new_subject_id
 from zeroparty import lead_signals
-from zeroparty.db import utcnow
 from zeroparty.errors import Conflict, NotFound
 from zeroparty.mail import LeadLinker, Mail, queue_mail, with_lead_links
 
@@ -64,30 +54,27 @@ NEGATIVE_STATUSES = frozenset({"withdrawn", "refused", "gpc-opt-out", "expired",
 _submissions = cast(Table, Submission.__table__)
 _answers = cast(Table, Answer.__table__)
 _idempotency = cast(Table, IdempotencyRecord.__table__)
-_state = cast(Table, ConsentState.__table__)
-_purposes = cast(Table, Purpose.__table__)
-_subjects = cast(Table, Subject.__table__)
-_profiles = cast(Table, SubjectProfile.__table__)
 
 _INSERT_SUBMISSION = insert(_submissions)
-_INSERT_ANSWERS = insert(_answers)
 _INSERT_IDEMPOTENCY = insert(_idempotency)
 _SELECT_IDEMPOTENCY = select(_idempotency.c.request_sha256, _idempotency.c.response).where(
     _idempotency.c.key == bindparam("key")
 )
-SELECT_STATES = select(_state.c.purpose_key, _state.c.status, _state.c.permitted).where(
-    _state.c.subject_id == bindparam("sid")
+_LATEST_VERSION = (
+    select(DefinitionVersion.id)
+    .where(DefinitionVersion.slug == bindparam("slug"))
+    .order_by(DefinitionVersion.version.desc())
+    .limit(1)
 )
-_FIND_LEAD = (
-    select(_profiles.c.subject_id, _subjects.c.jurisdiction)
-    .join(_subjects, _subjects.c.id == _profiles.c.subject_id)
-    .where(_profiles.c.email == bindparam("email"))
-)
-_INSERT_SUBJECT = insert(_subjects)
-_INSERT_PROFILE = insert(_profiles)
-_SELECT_PURPOSES = select(
-    _purposes.c.key, _purposes.c.title, _purposes.c.category, _purposes.c.double_opt_in
-)
+
+
+@lru_cache(maxsize=64)
+def _insert_answers(rows: int) -> Insert:
+    """One multi-row INSERT of ``rows`` answers, built once per row count."""
+    names = ("submission_id", "subject_id", "field", "value")
+    return insert(_answers).values(
+        [{name: bindparam(f"{name}_{i}") for name in names} for i in range(rows)]
+    )
 
 
 class UnknownForm(NotFound):
@@ -189,12 +176,7 @@ class DefinitionStore:
     def latest(self, session: Session, slug: str) -> Published:
         if not SLUG_RE.match(slug):  # not a slug at all: nothing to look up
             raise UnknownForm(slug)
-        row = session.execute(
-            select(DefinitionVersion.id)
-            .where(DefinitionVersion.slug == slug)
-            .order_by(DefinitionVersion.version.desc())
-            .limit(1)
-        ).scalar_one_or_none()
+        row = session.execute(_LATEST_VERSION, {"slug": slug}).scalar_one_or_none()
         if row is None:
             raise UnknownForm(slug)
         return self.get(session, row)
@@ -212,73 +194,33 @@ class DefinitionStore:
         return published
 
 
-def purposes_info(session: Session) -> dict[str, PurposeInfo]:
-    return {row.key: PurposeInfo(*row) for row in session.execute(_SELECT_PURPOSES)}
+def purposes_info(ledger: ConsentLedger, session: Session) -> dict[str, PurposeInfo]:
+    return {row[0]: PurposeInfo(*row) for row in ledger.purpose_facts(session)}
 
 
-def notices_shown(session: Session, definition: Definition) -> list[Notice]:
+def notices_shown(ledger: ConsentLedger, session: Session, definition: Definition) -> list[Notice]:
     """The current notice text of each of the form's consent purposes, in its locale."""
     if not definition.consent:
         return []
-    info = purposes_info(session)
-    rows = session.execute(
-        select(NoticeVersion.purpose_key, NoticeVersion.text, NoticeVersion.sha256)
-        .where(
-            NoticeVersion.purpose_key.in_(definition.consent),
-            NoticeVersion.locale == definition.locale,
-        )
-        .order_by(NoticeVersion.purpose_key, NoticeVersion.version)
-    ).all()
-    latest = {row.purpose_key: row for row in rows}  # ordered by version: the last wins
+    info = purposes_info(ledger, session)
+    latest = ledger.latest_notices(session, definition.consent, definition.locale)
     notices: list[Notice] = []
     for purpose in definition.consent:
-        row = latest.get(purpose)
-        if row is None or purpose not in info:
+        if purpose not in latest or purpose not in info:
             continue
+        text, sha256 = latest[purpose]
         override = definition.doi_override(purpose)
         notices.append(
             Notice(
                 purpose=purpose,
                 title=info[purpose].title,
-                text=row.text,
-                sha256=row.sha256,
+                text=text,
+                sha256=sha256,
                 double_opt_in=info[purpose].double_opt_in if override is None else override,
                 sale_or_sharing=info[purpose].category == PurposeCategory.SALE_OR_SHARING,
             )
         )
     return notices
-
-
-def match_or_create_lead(connection: Connection, email: str, locale: str) -> Lead:
-    """The lead with this normalised email, created if new.
-
-    Core statements rather than the ORM: this runs on every submission. Two first
-    submissions of one address at once (PostgreSQL) meet at the unique email: the loser's
-    savepoint rolls back and it takes the winner's lead.
-    """
-    row = connection.execute(_FIND_LEAD, {"email": email}).first()
-    if row is not None:
-        return Lead(str(row.subject_id), row.jurisdiction, created=False)
-    subject_id = new_subject_id()
-    now = utcnow()
-    subject = {"id": subject_id, "locale": locale, "created_at": now}
-    profile = {"subject_id": subject_id, "email": email, "created_at": now, "updated_at": now}
-    if connection.dialect.name == "sqlite":
-        # Writers take the whole database (BEGIN IMMEDIATE): nobody else can be adding
-        # this address now, so no savepoint is needed.
-        connection.execute(_INSERT_SUBJECT, subject)
-        connection.execute(_INSERT_PROFILE, profile)
-        return Lead(subject_id, None, created=True)
-    try:
-        with connection.begin_nested():
-            connection.execute(_INSERT_SUBJECT, subject)
-            connection.execute(_INSERT_PROFILE, profile)
-    except IntegrityError:
-        row = connection.execute(_FIND_LEAD, {"email": email}).first()
-        if row is None:
-            raise
-        return Lead(str(row.subject_id), row.jurisdiction, created=False)
-    return Lead(subject_id, None, created=True)
 
 
 def replay(session: Session, request: SubmissionRequest) -> SubmissionResult | None:
@@ -321,10 +263,14 @@ def _kept_values(
     return kept, all_answers_kept
 
 
-def _ticked(request: SubmissionRequest, info: Mapping[str, PurposeInfo]) -> list[str]:
-    """The purposes ticked, less sale/sharing ones under a GPC signal (rule 7)."""
+def _ticked(request: SubmissionRequest, info: Mapping[str, PurposeInfo] | None) -> list[str]:
+    """The purposes ticked, less sale/sharing ones under a GPC signal (rule 7); ``info``
+    is only needed (and only read) under a GPC signal."""
+    if not request.gpc:
+        return list(request.submission.consent)
+    assert info is not None
     sharing = _sharing(info)
-    return [p for p in request.submission.consent if not (request.gpc and p in sharing)]
+    return [p for p in request.submission.consent if p not in sharing]
 
 
 def _sharing(info: Mapping[str, PurposeInfo]) -> list[str]:
@@ -335,6 +281,7 @@ def accept_submission(
     session: Session,
     request: SubmissionRequest,
     *,
+    ledger: ConsentLedger,
     tokens: CaptureTokens,
     base_url: str,
     lead_links: LeadLinker | None = None,
@@ -349,23 +296,31 @@ def accept_submission(
     email = request.submission.email
     assert email is not None  # a submission without an email is answered without storing
     connection = session.connection()
-    lead = match_or_create_lead(connection, email, definition.locale)
-    info = purposes_info(session)
+    subject_id = ledger.find_lead(connection, email)
+    new_lead: Lead | None = None
+    if subject_id is None:
+        ref = ledger.create_lead_if_new(connection, email, locale=definition.locale)
+        if ref is not None:
+            new_lead = Lead(ref.id, ref.jurisdiction, created=True)
+        else:  # another submission of this address created the lead just now
+            subject_id = ledger.find_lead(connection, email)
+            assert subject_id is not None
+    # Purposes are read only when needed: a GPC signal, a held submission, a mail.
+    info = purposes_info(ledger, session) if request.gpc else None
     ticked = _ticked(request, info)
     applied = _Applied()
-    if lead.created:
-        applied = _apply(session, request, lead, info, ticked)
-        if applied.pending:
-            _queue_confirmation(session, request, lead, info, applied.pending, tokens=tokens,
-                                base_url=base_url, lead_links=lead_links)  # fmt: skip
+    if new_lead is not None:
+        applied = _apply(session, ledger, request, new_lead, info, ticked, states={})
     else:
-        _hold(session, request, lead, info, ticked, tokens=tokens, base_url=base_url,
-              lead_links=lead_links)  # fmt: skip
+        assert subject_id is not None
+        info = info if info is not None else purposes_info(ledger, session)
+        _hold(session, request, Lead(subject_id, None, created=False), info, ticked,
+              tokens=tokens, base_url=base_url, lead_links=lead_links)  # fmt: skip
     quiz = request.quiz
     result = SubmissionResult(
         submission_id=request.submission_id,
         consent=tuple(ticked),
-        gpc_opt_out=tuple(_sharing(info)) if request.gpc else (),
+        gpc_opt_out=tuple(_sharing(info)) if request.gpc and info is not None else (),
         outcome=quiz.outcome.key if quiz is not None and quiz.outcome else None,
     )
     connection.execute(
@@ -384,12 +339,19 @@ def accept_submission(
     limit = definition.rate_limit
     if ratelimit.hit(session, request.rate_bucket, limit.window_seconds) > limit.count:
         raise RateLimited("too many submissions from your network for this form; try again later")
-    _record(session, applied)
+    entries = _record(session, ledger, applied)
+    pending = [e.purpose for e in entries if e.confirmation_required]
+    if pending and new_lead is not None:
+        # The ledger decided double opt-in: the mail is queued after its entries.
+        info = info if info is not None else purposes_info(ledger, session)
+        _queue_confirmation(session, request, new_lead, info, pending, tokens=tokens,
+                            base_url=base_url, lead_links=lead_links)  # fmt: skip
     return result
 
 
 def apply_confirmed(
     session: Session,
+    ledger: ConsentLedger,
     request: SubmissionRequest,
     lead: Lead,
     confirmation: Mapping[str, EvidenceValue],
@@ -399,48 +361,51 @@ def apply_confirmed(
     double opt-in mail is needed (the link just followed was one). Each grant carries
     the submission's evidence plus ``confirmation``; a purpose that needs double opt-in
     gets its ``confirmed`` entry (method double-opt-in) right after its grant."""
-    info = purposes_info(session)
-    applied = _apply(session, request, lead, info, _ticked(request, info), confirmation)
-    _record(session, applied)
+    info = purposes_info(ledger, session)
+    states = ledger.lead_states(session, lead.subject_id)
+    ticked = _ticked(request, info)
+    applied = _apply(session, ledger, request, lead, info, ticked, states, confirmation)
+    _record(session, ledger, applied)
 
 
 @dataclass(slots=True)
 class _Applied:
     """What applying a submission to a lead still has to record (ledger, listeners)."""
 
-    drafts: list[ledger.EntryDraft] = field(default_factory=list)
-    pending: list[str] = field(default_factory=list)
+    changes: list[ConsentChange] = field(default_factory=list)
+    overrides: dict[str, bool] = field(default_factory=dict)
     signal: lead_signals.LeadSignal | None = None
 
 
-def _record(session: Session, applied: _Applied) -> None:
-    ledger.append_many(session, applied.drafts)
-    if applied.signal is not None and lead_signals.listening():
-        # scoring listens (zeroparty.app imports it); same transaction
-        lead_signals.publish(session, applied.signal)
+def _record(session: Session, ledger: ConsentLedger, applied: _Applied) -> list[LedgerEntry]:
+    entries = ledger.record_form(session, applied.changes, applied.overrides)
+    if applied.signal is not None:
+        # scoring listens (the app's wiring); same transaction
+        ledger.publish_signals(session, [applied.signal])
+    return entries
 
 
 def _apply(
     session: Session,
+    ledger: ConsentLedger,
     request: SubmissionRequest,
     lead: Lead,
-    info: Mapping[str, PurposeInfo],
+    info: Mapping[str, PurposeInfo] | None,
     ticked: list[str],
+    states: Mapping[str, tuple[str, bool, str | None]],
     confirmation: Mapping[str, EvidenceValue] | None = None,
 ) -> _Applied:
     """Store the submission for ``lead``: the submission row, the answers that may be
-    kept, and the ledger drafts and lead signal for the caller to record last.
+    kept, and the ledger changes and lead signal for the caller to record last.
 
+    ``states``: the lead's consent states (none for a lead this submission created).
     ``confirmation``: the evidence that the sender controls the address (a held
-    submission being applied); ``None`` for a new lead's own submission."""
+    submission being applied, ``info`` then given); ``None`` for a new lead's own
+    submission, whose double opt-in the ledger decides."""
     definition = request.published.definition
     subject_id = lead.subject_id
     connection = session.connection()
-    states = {
-        row.purpose_key: (row.status, bool(row.permitted))
-        for row in connection.execute(SELECT_STATES, {"sid": subject_id})
-    }
-    allowed = set(ticked) | {p for p, (_, permitted) in states.items() if permitted}
+    allowed = set(ticked) | {p for p, state in states.items() if state[1]}
     kept, all_answers_kept = _kept_values(request, allowed)
     quiz = request.quiz
     keep_result = quiz is not None and all_answers_kept and bool(quiz.answers)
@@ -457,55 +422,52 @@ def _apply(
             "created_at": request.occurred_at,
         },
     )
-    answer_rows = [
-        {
-            "submission_id": request.submission_id,
-            "subject_id": subject_id,
-            "field": name,
-            "value": value,
-        }
-        for name, values in kept.items()
-        for value in values
-    ]
-    if answer_rows:
-        connection.execute(_INSERT_ANSWERS, answer_rows)
+    answers = [(name, value) for name, values in kept.items() for value in values]
+    if answers:
+        params: dict[str, object] = {}
+        for i, (name, value) in enumerate(answers):
+            params[f"submission_id_{i}"] = request.submission_id
+            params[f"subject_id_{i}"] = subject_id
+            params[f"field_{i}"] = name
+            params[f"value_{i}"] = value
+        connection.execute(_insert_answers(len(answers)), params)
     source = ConsentSource.QUIZ if definition.is_quiz else ConsentSource.FORM
     source_ref = f"{definition.slug}@v{request.published.version}"
     evidence = (
         dict(request.evidence) if confirmation is None else {**request.evidence, **confirmation}
     )
-    picked = _picked_topics(session, request, ticked)
-    applied = _Applied()
+    picked = _picked_topics(session, ledger, request, ticked)
+    applied = _Applied(overrides=dict(definition.double_opt_in))
     for purpose in ticked:
-        override = definition.doi_override(purpose)
-        double_opt_in = info[purpose].double_opt_in if override is None else override
-        confirmation_required = double_opt_in and not states.get(purpose, ("", False))[1]
-        applied.drafts.append(
-            ledger.EntryDraft(
+        permitted = states.get(purpose, ("", False, None))[1]
+        applied.changes.append(
+            ConsentChange(
                 subject_id=subject_id,
                 purpose=purpose,
-                action=ConsentAction.GRANTED.value,
-                source=source.value,
-                method=ConsentMethod.CHECKBOX.value,
+                action=ConsentAction.GRANTED,
+                source=source,
+                method=ConsentMethod.CHECKBOX,
                 occurred_at=request.occurred_at,
                 notice_sha256=request.notices[purpose],
-                confirmation_required=confirmation_required,
+                confirmed=permitted,  # permitted already: nothing to confirm
                 source_ref=source_ref,
                 jurisdiction=lead.jurisdiction,
                 locale=definition.locale,
                 evidence={**evidence, "topics": picked[purpose]} if purpose in picked else evidence,
             )
         )
-        if confirmation_required and confirmation is None:
-            applied.pending.append(purpose)
-        elif confirmation_required and confirmation is not None:
-            applied.drafts.append(
-                ledger.EntryDraft(
+        if confirmation is None or permitted:
+            continue
+        assert info is not None
+        override = definition.doi_override(purpose)
+        if info[purpose].double_opt_in if override is None else override:
+            applied.changes.append(
+                ConsentChange(
                     subject_id=subject_id,
                     purpose=purpose,
-                    action=ConsentAction.CONFIRMED.value,
-                    source=source.value,
-                    method=ConsentMethod.DOUBLE_OPT_IN.value,
+                    action=ConsentAction.CONFIRMED,
+                    source=source,
+                    method=ConsentMethod.DOUBLE_OPT_IN,
                     occurred_at=request.occurred_at,
                     notice_sha256=request.notices[purpose],
                     source_ref=f"submission:{request.submission_id}",
@@ -515,16 +477,17 @@ def _apply(
                 )
             )
     if request.gpc:
+        assert info is not None
         for purpose in _sharing(info):
-            if states.get(purpose, ("", False))[0] in NEGATIVE_STATUSES:
+            if states.get(purpose, ("", False, None))[0] in NEGATIVE_STATUSES:
                 continue  # already refused: the signal changes nothing
-            applied.drafts.append(
-                ledger.EntryDraft(
+            applied.changes.append(
+                ConsentChange(
                     subject_id=subject_id,
                     purpose=purpose,
-                    action=ConsentAction.GPC_OPT_OUT.value,
-                    source=source.value,
-                    method=ConsentMethod.GPC_SIGNAL.value,
+                    action=ConsentAction.GPC_OPT_OUT,
+                    source=source,
+                    method=ConsentMethod.GPC_SIGNAL,
                     occurred_at=request.occurred_at,
                     source_ref=source_ref,
                     jurisdiction=lead.jurisdiction,
@@ -537,7 +500,7 @@ def _apply(
 
 
 def _picked_topics(
-    session: Session, request: SubmissionRequest, ticked: Sequence[str]
+    session: Session, ledger: ConsentLedger, request: SubmissionRequest, ticked: Sequence[str]
 ) -> dict[str, str]:
     """The topics picked per ticked purpose, as the grant's ``topics`` evidence (keys,
     comma-separated, sorted: as the preference center records a topic set).
@@ -551,12 +514,7 @@ def _picked_topics(
     pickers = [spec for spec in definition.fields if spec.choices and spec.name in values]
     if not ticked or not pickers:
         return {}
-    rows = session.execute(
-        select(Topic.key, Topic.purpose_key).where(Topic.purpose_key.in_(list(ticked)))
-    )
-    topics: dict[str, set[str]] = {}
-    for key, purpose in rows:
-        topics.setdefault(purpose, set()).add(key)
+    topics = ledger.topics_of(session, list(ticked))
     picked: dict[str, str] = {}
     for purpose, keys in topics.items():
         chosen = {

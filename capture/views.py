@@ -40,14 +40,21 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-import capture.personal  # noqa: F401  (registers capture's personal data)
 from capture import confirm_views, embedding, forms, services
-from capture.context import CaptureState, capture_state, database_of, settings_of, templates_of
+from capture.context import (
+    CaptureState,
+    capture_state,
+    database_of,
+    ledger_of,
+    settings_of,
+    templates_of,
+)
 from capture.definitions import Definition, OutcomeSpec, Published, plain
 from capture.errors import QuizAnswersInvalid, SpamSuspected, TooFast
 from capture.quiz import QuizPath, step_back, walk
 from capture.ratelimit import bucket_for
 from capture.tokens import CaptureTokens, RenderToken
+from consent_ledger.api import ConsentLedger
 from consent_ledger.evidence import EvidenceValue, clean_evidence
 from zeroparty.db import Database, utcnow
 from zeroparty.errors import ZeropartyError
@@ -90,14 +97,17 @@ class FormScreen:
 
 
 def _load_screen(
-    database: Database, store: services.DefinitionStore, slug: str, definition_id: int | None = None
+    ledger: ConsentLedger,
+    store: services.DefinitionStore,
+    slug: str,
+    definition_id: int | None = None,
 ) -> tuple[Published, list[services.Notice]]:
-    with database.read() as session:
+    with ledger.database.read() as session:
         if definition_id is None:
             published = store.latest(session, slug)
         else:
             published = store.get(session, definition_id)
-        return published, services.notices_shown(session, published.definition)
+        return published, services.notices_shown(ledger, session, published.definition)
 
 
 def _load_published(
@@ -107,9 +117,9 @@ def _load_published(
         return store.get(session, definition_id)
 
 
-def _load_notices(database: Database, definition: Definition) -> list[services.Notice]:
-    with database.read() as session:
-        return services.notices_shown(session, definition)
+def _load_notices(ledger: ConsentLedger, definition: Definition) -> list[services.Notice]:
+    with ledger.database.read() as session:
+        return services.notices_shown(ledger, session, definition)
 
 
 def _embed_params(request: Request, definition: Definition) -> tuple[bool, str | None]:
@@ -208,7 +218,7 @@ async def form_page(request: Request) -> Response:
     slug = request.path_params["slug"]
     state = capture_state(request)
     published, notices = await run_in_threadpool(
-        _load_screen, database_of(request), state.store, slug
+        _load_screen, ledger_of(request), state.store, slug
     )
     token = state.tokens.new_render(published.id, {n.purpose: n.sha256 for n in notices})
     if wants_json(request):
@@ -233,7 +243,7 @@ async def form_preflight(request: Request) -> Response:
         return Response(status_code=204)
     state = capture_state(request)
     published, _ = await run_in_threadpool(
-        _load_screen, database_of(request), state.store, request.path_params["slug"]
+        _load_screen, ledger_of(request), state.store, request.path_params["slug"]
     )
     embedding.check_origin(
         origin, embedding.allowed_origins(published.definition, settings_of(request))
@@ -270,7 +280,7 @@ def _idempotency_key(request: Request, slug: str, token: RenderToken) -> str:
 
 
 def _store(
-    database: Database,
+    ledger: ConsentLedger,
     request: services.SubmissionRequest,
     tokens: CaptureTokens,
     base_url: str,
@@ -278,16 +288,21 @@ def _store(
 ) -> tuple[services.SubmissionResult, tuple[str, ...]]:
     """Store the submission; also returns the ids of the mails it queued."""
     try:
-        with database.write() as session:
+        with ledger.database.write() as session:
             result = services.accept_submission(
-                session, request, tokens=tokens, base_url=base_url, lead_links=lead_links
+                session,
+                request,
+                ledger=ledger,
+                tokens=tokens,
+                base_url=base_url,
+                lead_links=lead_links,
             )
             mail_ids = queued_mail_ids(session)
         return result, mail_ids
     except IntegrityError:
         # A retry (same render token or Idempotency-Key) met the first submission's
         # unique rows: answer as it was answered (or refuse a different body).
-        with database.read() as session:
+        with ledger.database.read() as session:
             previous = services.replay(session, request)
         if previous is None:
             raise
@@ -308,14 +323,13 @@ async def submit(request: Request) -> Response:
     """``POST /f/{slug}``: a submission, a quiz step, or a refusal that writes nothing."""
     slug = request.path_params["slug"]
     state = capture_state(request)
-    database = database_of(request)
     origin = embedding.cross_origin(request)
     cors: dict[str, str] = {}
     work = _Submission()
     try:
         if origin is not None:
             # Refused before the body is read: nothing from another site gets further.
-            latest, _ = await run_in_threadpool(_load_screen, database, state.store, slug)
+            latest, _ = await run_in_threadpool(_load_screen, ledger_of(request), state.store, slug)
             allowed = embedding.allowed_origins(latest.definition, settings_of(request))
             embedding.check_origin(origin, allowed)
             cors = embedding.cors_headers(origin)
@@ -341,9 +355,7 @@ async def _submit(
     # Published versions never change: after the first use, no database round trip.
     published = state.store.by_id.get(token.definition_id)
     if published is None:
-        published = await run_in_threadpool(
-            _load_published, database, state.store, token.definition_id
-        )
+        published = await database.run(_load_published, database, state.store, token.definition_id)
     work.published = published
     definition = published.definition
     if definition.slug != slug:
@@ -365,7 +377,7 @@ async def _submit(
         work.quiz = path
         if path.errors:
             raise QuizAnswersInvalid(dict(path.errors))
-        notices = await run_in_threadpool(_load_notices, database, definition)
+        notices = await run_in_threadpool(_load_notices, ledger_of(request), definition)
         return _render(request, FormScreen(published, notices, token, page_url=page_url, quiz=path))
     submission = forms.clean(definition, raw)
     if definition.is_quiz:
@@ -399,9 +411,10 @@ async def _submit(
         occurred_at=utcnow(),
         quiz=work.quiz,
     )
-    result, mail_ids = await run_in_threadpool(
+    # All of the submission's database work: one transaction, one hop (inline on SQLite).
+    result, mail_ids = await database.run(
         _store,
-        database,
+        ledger_of(request),
         service_request,
         state.tokens,
         settings.base_url,
@@ -475,7 +488,7 @@ async def _review(
     stored. The hosted form is shown with the answers filled in and every box unticked,
     so the visitor sends it once more having seen the exact notice texts we record."""
     published, notices = await run_in_threadpool(
-        _load_screen, database_of(request), state.store, slug
+        _load_screen, ledger_of(request), state.store, slug
     )
     definition = published.definition
     token = state.tokens.new_render(published.id, {n.purpose: n.sha256 for n in notices})
@@ -493,12 +506,12 @@ async def _render_error(
     fresh = isinstance(exc, TokenError) or work.published is None
     if fresh:
         published, notices = await run_in_threadpool(
-            _load_screen, database_of(request), state.store, slug
+            _load_screen, ledger_of(request), state.store, slug
         )
     else:
         assert work.published is not None
         published = work.published
-        notices = await run_in_threadpool(_load_notices, database_of(request), published.definition)
+        notices = await run_in_threadpool(_load_notices, ledger_of(request), published.definition)
     digests = {n.purpose: n.sha256 for n in notices}
     if fresh or work.token is None:
         token = state.tokens.new_render(published.id, digests)
@@ -531,13 +544,13 @@ async def thanks_page(request: Request) -> Response:
     payload = state.tokens.result.read(request.query_params.get("r", ""))
     published, _ = await run_in_threadpool(
         _load_screen,
-        database_of(request),
+        ledger_of(request),
         state.store,
         request.path_params["slug"],
         int(payload.get("d", 0)),
     )
     definition = published.definition
-    titles = await run_in_threadpool(_purpose_titles, database_of(request))
+    titles = await run_in_threadpool(_purpose_titles, ledger_of(request))
     embed, parent = _embed_params(request, definition)
     nonce = embedding.new_nonce()
     context = {
@@ -559,9 +572,9 @@ async def thanks_page(request: Request) -> Response:
     )
 
 
-def _purpose_titles(database: Database) -> dict[str, str]:
-    with database.read() as session:
-        return {key: info.title for key, info in services.purposes_info(session).items()}
+def _purpose_titles(ledger: ConsentLedger) -> dict[str, str]:
+    with ledger.database.read() as session:
+        return {key: info.title for key, info in services.purposes_info(ledger, session).items()}
 
 
 async def embed_js(_request: Request) -> Response:

@@ -281,6 +281,123 @@ class ConsentLedger:
         """Every purpose with its current notice version per locale."""
         return services.current_notices(session, locale)
 
+    # -- capture: form submissions and their confirmations (capture.services) --------
+    # Statements built once: a submission is the busiest write path of the app.
+
+    from consent_ledger import models as _m  # the tables these verbs read
+
+    _PURPOSE_FACTS = select(_m.Purpose.key, _m.Purpose.title, _m.Purpose.category,
+                            _m.Purpose.double_opt_in)  # fmt: skip
+    _FORM_NOTICES = (
+        select(_m.NoticeVersion.purpose_key, _m.NoticeVersion.text, _m.NoticeVersion.sha256)
+        .where(
+            _m.NoticeVersion.purpose_key.in_(bindparam("purposes", expanding=True)),
+            _m.NoticeVersion.locale == bindparam("locale"),
+        )
+        .order_by(_m.NoticeVersion.purpose_key, _m.NoticeVersion.version)
+    )
+    _LEAD_STATES = select(
+        _m.ConsentState.purpose_key,
+        _m.ConsentState.status,
+        _m.ConsentState.permitted,
+        _m.ConsentState.notice_sha256,
+    ).where(_m.ConsentState.subject_id == bindparam("sid"))
+    _TOPICS = select(_m.Topic.key, _m.Topic.purpose_key).where(
+        _m.Topic.purpose_key.in_(bindparam("purposes", expanding=True))
+    )
+    _LEAD = select(_m.Subject.id, _m.Subject.locale, _m.Subject.jurisdiction).where(
+        _m.Subject.id == bindparam("sid")
+    )
+    del _m
+
+    def purpose_facts(self, tx: Transaction) -> list[tuple[str, str, str, bool]]:
+        """Every purpose as ``(key, title, category, double_opt_in)``."""
+        return [tuple(row) for row in _connection(tx).execute(self._PURPOSE_FACTS)]  # type: ignore[misc]
+
+    def latest_notices(
+        self, tx: Transaction, purposes: Sequence[str], locale: str
+    ) -> dict[str, tuple[str, str]]:
+        """The current notice of each of ``purposes`` in ``locale``: purpose → (text,
+        sha256); a purpose without a notice in that locale is left out."""
+        if not purposes:
+            return {}
+        rows = _connection(tx).execute(
+            self._FORM_NOTICES, {"purposes": list(purposes), "locale": locale}
+        )
+        return {key: (text, sha256) for key, text, sha256 in rows}  # by version: last wins
+
+    def lead_states(
+        self, tx: Transaction, subject_id: str
+    ) -> dict[str, tuple[str, bool, str | None]]:
+        """A lead's state per purpose now: purpose → (status, permitted, notice_sha256)."""
+        rows = _connection(tx).execute(self._LEAD_STATES, {"sid": subject_id})
+        return {key: (status, bool(permitted), sha) for key, status, permitted, sha in rows}
+
+    def topics_of(self, tx: Transaction, purposes: Sequence[str]) -> dict[str, set[str]]:
+        """The topic keys of each of ``purposes`` (purposes without topics left out)."""
+        topics: dict[str, set[str]] = {}
+        if purposes:
+            rows = _connection(tx).execute(self._TOPICS, {"purposes": list(purposes)})
+            for key, purpose in rows:
+                topics.setdefault(purpose, set()).add(key)
+        return topics
+
+    def lead(self, tx: Transaction, subject_id: str) -> LeadRef | None:
+        """The lead with this id, or ``None`` (unknown)."""
+        row = _connection(tx).execute(self._LEAD, {"sid": subject_id}).first()
+        return None if row is None else LeadRef(row.id, row.locale, row.jurisdiction)
+
+    def create_lead_if_new(
+        self, tx: Transaction, email: str, *, locale: str | None = None
+    ) -> LeadRef | None:
+        """:meth:`create_lead` for an email just found unknown, or ``None`` when another
+        transaction created a lead for it meanwhile (PostgreSQL; SQLite has one writer):
+        a submission must not speak for a lead it did not create."""
+        connection = _connection(tx)
+        if connection.dialect.name == "sqlite":
+            return subjects.create_subject(connection, email, locale=locale)
+        from consent_ledger.append_sql import append_sql, driver_cursor
+
+        sql = append_sql(connection.dialect.name)
+        ref = LeadRef(subjects.new_subject_id(), locale, None)
+        now = sql.bind_time(utcnow())
+        with driver_cursor(connection) as cursor:
+            cursor.execute(
+                sql.insert_profile, (ref.id, locale, None, now, ref.id, email, None, now, now)
+            )
+            if cursor.fetchone() is not None:
+                return ref
+        # The profile yielded to a lead another transaction created (the insert waited
+        # for that commit): drop the subject row written with it.
+        connection.execute(subjects._DELETE_SUBJECT, {"sid": ref.id})
+        return None
+
+    def record_form(
+        self,
+        tx: Transaction,
+        changes: Sequence[ConsentChange],
+        double_opt_in: Mapping[str, bool],
+    ) -> list[LedgerEntry]:
+        """:meth:`record`, where a form decides double opt-in itself for the purposes in
+        ``double_opt_in`` (purpose → required) instead of the purpose's own setting. A
+        ``confirmed`` change still never waits for a confirmation."""
+        if not changes:
+            return []
+        connection = _connection(tx)
+        params = {
+            "purposes": sorted({c.purpose for c in changes}),
+            "hashes": sorted({c.notice_sha256 for c in changes if c.notice_sha256}) or [""],
+        }
+        doi: dict[str, bool] = {}
+        notice_locale: dict[tuple[str, str], str] = {}
+        for key, required, sha256, locale in connection.execute(_PURPOSES_AND_NOTICES, params):
+            doi[key] = bool(double_opt_in.get(key, required))
+            if sha256 is not None:
+                notice_locale[(key, sha256)] = locale
+        now = utcnow()
+        drafts = [self._draft(c, doi, notice_locale, now) for c in changes]
+        return ledger.append_many(tx, drafts, listeners=self._listeners)
+
 
 def _with_session(tx: Transaction, work: Callable[[Session], object]) -> None:
     """Run ``work`` with an ORM session in ``tx``'s transaction: the session itself, or
