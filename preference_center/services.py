@@ -21,10 +21,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import and_, bindparam, func, insert, select, true
+from sqlalchemy import Table, and_, bindparam, func, insert, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -270,7 +270,7 @@ _NOTICES_BY_HASH = (
     .where(NoticeVersion.sha256.in_(bindparam("hashes", expanding=True)))
     .order_by(NoticeVersion.version)
 )
-_subscription = TopicSubscription.__table__
+_subscription = cast(Table, TopicSubscription.__table__)
 _TOPIC_UPSERT: dict[str, Any] = {}
 for _dialect, _insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert)):
     _ins = _insert(_subscription)
@@ -282,7 +282,7 @@ for _dialect, _insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.i
             "ledger_seq": _ins.excluded.ledger_seq,
         },
     )
-_TOPIC_CHANGE = insert(TopicSubscriptionChange.__table__)
+_TOPIC_CHANGE = insert(cast(Table, TopicSubscriptionChange.__table__))
 
 
 def _connection(tx: Transaction) -> Connection:
@@ -558,9 +558,9 @@ def _notices_shown(
         found[(purpose, sha)] = locale  # ordered by version: the latest wins
     shown: dict[str, tuple[str, str]] = {}
     for purpose in purposes:
-        sha = choices.notices.get(purpose)
-        if sha is not None and (purpose, sha) in found:
-            shown[purpose] = (sha, found[(purpose, sha)])
+        given = choices.notices.get(purpose)
+        if given is not None and (purpose, given) in found:
+            shown[purpose] = (given, found[(purpose, given)])
     return shown
 
 
