@@ -29,7 +29,7 @@ from zeroparty.db import Database
 from zeroparty.settings import Settings
 
 # GET /api/consent?email=…&purpose=… for a lead with a live grant, the key cached.
-LOOKUP = {"sqlite": 1, "postgresql": 3}
+LOOKUP = {"sqlite": 1, "postgresql": 1}
 # POST /api/consent: a grant with evidence for an address never seen before.
 RECORD = {"sqlite": 11, "postgresql": 6}
 
