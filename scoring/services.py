@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from consent_ledger import projection
 from consent_ledger.entries import LedgerEntry, format_timestamp
-from consent_ledger.models import ConsentState, SubjectProfile
+from consent_ledger.read_model import consent_states, lead_profiles
 from scoring import consent, engine
 from scoring.models import (
     DroppedEvents,
@@ -56,7 +56,7 @@ from zeroparty.db import utcnow
 from zeroparty.errors import Conflict, InvalidInput, NotFound
 from zeroparty.lead_signals import LeadInput, LeadSignal
 
-_leads, _attrs, _events, _points, _changes, _hooks, _dropped, _profiles = (
+_leads, _attrs, _events, _points, _changes, _hooks, _dropped = (
     cast(Table, m.__table__)
     for m in (
         ScoredLead,
@@ -66,11 +66,11 @@ _leads, _attrs, _events, _points, _changes, _hooks, _dropped, _profiles = (
         StageChange,
         Webhook,
         DroppedEvents,
-        SubjectProfile,
     )
 )
+_profiles = lead_profiles
 
-_cs = cast(Table, ConsentState.__table__)
+_cs = consent_states
 _qual = cast(Table, Qualification.__table__)
 _outcomes = cast(Table, LeadOutcome.__table__)
 _UPDATE_SCORE = (
@@ -105,6 +105,61 @@ def _among(connection: Connection, column: Any, ids: Sequence[str]) -> Any:
     if connection.dialect.name == "postgresql":
         return column == any_(bindparam(None, list(ids), type_=ARRAY(String)))
     return column.in_(list(ids))
+
+
+def _per_dialect(build: Callable[[Callable[[Any], Any]], Any]) -> dict[str, Any]:
+    """A statement built once per dialect at import: ``build`` gets ``among(column)``,
+    ``column IN :ids`` on SQLite (an expanding parameter) and ``column = ANY(:ids)`` on
+    PostgreSQL (one array parameter, one statement text whatever the count)."""
+    return {
+        "sqlite": build(lambda column: column.in_(bindparam("ids", expanding=True))),
+        "postgresql": build(lambda column: column == any_(bindparam("ids", type_=ARRAY(String)))),
+    }
+
+
+_LEAD_ROWS = _per_dialect(
+    lambda among: select(_leads).where(among(_leads.c.subject_id)).order_by(_leads.c.subject_id)
+)
+# Locked in id order, like the inserts before it: two writers never wait on each other
+# in opposite orders (no deadlock).
+_LEAD_ROWS["postgresql"] = _LEAD_ROWS["postgresql"].with_for_update()
+_INSERT_LEADS = sqlite.insert(_leads).on_conflict_do_nothing()
+_PERMITTED = _per_dialect(
+    lambda among: select(_cs.c.subject_id, _cs.c.purpose_key).where(
+        among(_cs.c.subject_id), _cs.c.permitted
+    )
+)
+_ATTRIBUTES = _per_dialect(
+    lambda among: select(_attrs).where(among(_attrs.c.subject_id)).order_by(_attrs.c.id)
+)
+_EVENT_FACTS = _per_dialect(
+    lambda among: select(
+        _events.c.subject_id,
+        _events.c.id,
+        _events.c.type,
+        _events.c.occurred_at,
+        _events.c.consent_seq,
+    ).where(among(_events.c.subject_id))
+)
+_BANT = _per_dialect(
+    lambda among: select(_qual).where(
+        _qual.c.id.in_(
+            select(func.max(_qual.c.id))
+            .where(among(_qual.c.subject_id))
+            .group_by(_qual.c.subject_id, _qual.c.field)
+            .scalar_subquery()
+        ),
+        _qual.c.value.is_not(None),
+    )
+)
+_DELETE_POINTS = _per_dialect(lambda among: delete(_points).where(among(_points.c.subject_id)))
+_INSERT_POINTS = insert(_points)
+_INSERT_POINTS_PG = text(
+    "INSERT INTO scoring_points (subject_id, rule, kind, points, source, occurred_at, "
+    "consent_seq) SELECT * FROM unnest(CAST(:subject_ids AS text[]), CAST(:rules AS text[]), "
+    "CAST(:kinds AS text[]), CAST(:points AS float8[]), CAST(:sources AS text[]), "
+    "CAST(:occurred_at AS timestamptz[]), CAST(:consent_seqs AS bigint[]))"
+)
 
 
 class ConsentMissing(Conflict):
@@ -183,11 +238,23 @@ def _lock_lead(connection: Connection, subject_id: str) -> Any:
 def _lock_leads(connection: Connection, subject_ids: list[str], now: datetime) -> dict[str, Any]:
     """The leads' scoring rows, created at stage Lead if new, locked for this transaction
     (so two writers scoring one lead queue, and a threshold is crossed once)."""
-    if connection.dialect.name == "postgresql":
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
         connection.execute(_INSERT_LEADS_PG, {"ids": list(subject_ids), "at": now})
-    else:
+        return {
+            row.subject_id: row
+            for row in connection.execute(_LEAD_ROWS[dialect], {"ids": list(subject_ids)})
+        }
+    # SQLite: this transaction is the one writer (BEGIN IMMEDIATE); read first and
+    # insert only the leads new to scoring (most batches have none).
+    leads = {
+        row.subject_id: row
+        for row in connection.execute(_LEAD_ROWS[dialect], {"ids": list(subject_ids)})
+    }
+    missing = [sid for sid in subject_ids if sid not in leads]
+    if missing:
         connection.execute(
-            sqlite.insert(_leads).on_conflict_do_nothing(),
+            _INSERT_LEADS,
             [
                 {
                     "subject_id": sid,
@@ -196,35 +263,26 @@ def _lock_leads(connection: Connection, subject_ids: list[str], now: datetime) -
                     "scored_at": now,
                     "stage_since": now,
                 }
-                for sid in subject_ids
+                for sid in missing
             ],
         )
-    # Locked in id order, like the inserts above: two writers never wait on each other
-    # in opposite orders (no deadlock).
-    stmt = select(_leads).where(_among(connection, _leads.c.subject_id, subject_ids))
-    stmt = stmt.order_by(_leads.c.subject_id)
-    if connection.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return {row.subject_id: row for row in connection.execute(stmt)}
+        leads.update(
+            (row.subject_id, row)
+            for row in connection.execute(_LEAD_ROWS[dialect], {"ids": missing})
+        )
+    return leads
 
 
 def _facts(
     connection: Connection, subject_ids: list[str]
 ) -> tuple[dict[str, list[engine.AttributeFact]], dict[str, list[engine.EventFact]]]:
     """The leads' answers (only those collected for a purpose still permitted) and events."""
+    dialect, params = connection.dialect.name, {"ids": list(subject_ids)}
     permitted: dict[str, set[str]] = defaultdict(set)
-    for row in connection.execute(
-        select(_cs.c.subject_id, _cs.c.purpose_key).where(
-            _among(connection, _cs.c.subject_id, subject_ids), _cs.c.permitted
-        )
-    ):
+    for row in connection.execute(_PERMITTED[dialect], params):
         permitted[row.subject_id].add(row.purpose_key)
     attributes: dict[str, list[engine.AttributeFact]] = defaultdict(list)
-    for r in connection.execute(
-        select(_attrs)
-        .where(_among(connection, _attrs.c.subject_id, subject_ids))
-        .order_by(_attrs.c.id)
-    ):
+    for r in connection.execute(_ATTRIBUTES[dialect], params):
         if permitted[r.subject_id].intersection(orjson.loads(r.purposes)):
             attributes[r.subject_id].append(
                 engine.AttributeFact(
@@ -232,26 +290,11 @@ def _facts(
                 )
             )
     events: dict[str, list[engine.EventFact]] = defaultdict(list)
-    for r in connection.execute(
-        select(
-            _events.c.subject_id,
-            _events.c.id,
-            _events.c.type,
-            _events.c.occurred_at,
-            _events.c.consent_seq,
-        ).where(_among(connection, _events.c.subject_id, subject_ids))
-    ):
+    for r in connection.execute(_EVENT_FACTS[dialect], params):
         events[r.subject_id].append(engine.EventFact(r.id, r.type, r.occurred_at, r.consent_seq))
     # Current BANT values count as fields "bant.<name>" (scoring.qualification); sales
     # recorded them under a live gating consent, and they are deleted with it.
-    latest = (
-        select(func.max(_qual.c.id))
-        .where(_among(connection, _qual.c.subject_id, subject_ids))
-        .group_by(_qual.c.subject_id, _qual.c.field)
-    )
-    for r in connection.execute(
-        select(_qual).where(_qual.c.id.in_(latest.scalar_subquery()), _qual.c.value.is_not(None))
-    ):
+    for r in connection.execute(_BANT[dialect], params):
         attributes[r.subject_id].append(
             engine.AttributeFact(
                 "field", f"bant.{r.field}", r.value, "bant", r.recorded_at, r.consent_seq
@@ -292,10 +335,8 @@ def _rescore_locked(
     # this delete as a scan of every point written so far, chunk after chunk.
     scored_before = [sid for sid in ids if leads[sid].model_id is not None]
     if scored_before:
-        connection.execute(
-            delete(_points).where(_among(connection, _points.c.subject_id, scored_before))
-        )
-    point_rows: list[dict[str, object]] = []
+        connection.execute(_DELETE_POINTS[connection.dialect.name], {"ids": scored_before})
+    point_rows: list[dict[str, Any]] = []
     updates: list[dict[str, object]] = []
     scored: dict[str, LeadScore] = {}
     for sid in ids:
@@ -340,7 +381,7 @@ def _rescore_locked(
         updates.append({"sid": sid, "score": score, "model_id": active.id, "scored_at": now})
         scored[sid] = LeadScore(sid, stage, score, points, moved)
     if point_rows:
-        connection.execute(insert(_points), point_rows)
+        _insert_points(connection, point_rows)
     if connection.dialect.name == "postgresql":
         # One statement over two arrays rather than a pipeline of one UPDATE per lead.
         connection.execute(
@@ -355,6 +396,25 @@ def _rescore_locked(
     else:
         connection.execute(_UPDATE_SCORE, updates)
     return scored
+
+
+def _insert_points(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    if connection.dialect.name != "postgresql":
+        connection.execute(_INSERT_POINTS, rows)
+        return
+    # PostgreSQL: the rows as column arrays, one statement for the batch.
+    connection.execute(
+        _INSERT_POINTS_PG,
+        {
+            "subject_ids": [r["subject_id"] for r in rows],
+            "rules": [r["rule"] for r in rows],
+            "kinds": [r["kind"] for r in rows],
+            "points": [float(r["points"]) for r in rows],
+            "sources": [r["source"] for r in rows],
+            "occurred_at": [r["occurred_at"] for r in rows],
+            "consent_seqs": [r["consent_seq"] for r in rows],
+        },
+    )
 
 
 def rescore_lead(
@@ -403,35 +463,94 @@ def _move(
 # --- events -------------------------------------------------------------------------------
 
 
-def _subject_ids(connection: Connection, emails: Iterable[str]) -> dict[str, str]:
-    rows = connection.execute(
-        select(_profiles.c.email, _profiles.c.subject_id).where(
-            _profiles.c.email.in_(sorted(set(emails)))
-        )
+_SUBJECTS_BY_EMAIL = select(_profiles.c.email, _profiles.c.subject_id).where(
+    _profiles.c.email.in_(bindparam("emails", expanding=True))
+)
+_SEEN_EVENTS = select(_events.c.id).where(_events.c.id.in_(bindparam("ids", expanding=True)))
+# PostgreSQL: one parameter (an array) and one statement text whatever the batch size.
+_SUBJECTS_BY_EMAIL_PG = select(_profiles.c.email, _profiles.c.subject_id).where(
+    _profiles.c.email == any_(bindparam("emails", type_=ARRAY(String)))
+)
+_SEEN_EVENTS_PG = select(_events.c.id).where(
+    _events.c.id == any_(bindparam("ids", type_=ARRAY(String)))
+)
+# A retry racing its first attempt (another process, PostgreSQL) waits on the unique id
+# and then inserts nothing, rather than failing the batch.
+_INSERT_EVENTS = sqlite.insert(_events).on_conflict_do_nothing()
+_INSERT_EVENTS_PG = text(
+    "INSERT INTO scoring_events "
+    "(id, subject_id, type, occurred_at, received_at, properties, consent_seq) "
+    "SELECT id, subject_id, type, occurred_at, :received_at, properties, consent_seq "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:subject_ids AS text[]), CAST(:types AS text[]), "
+    "CAST(:occurred_at AS timestamptz[]), CAST(:properties AS text[]), "
+    "CAST(:consent_seqs AS bigint[])) "
+    "AS v(id, subject_id, type, occurred_at, properties, consent_seq) "
+    "ON CONFLICT DO NOTHING"
+)
+
+
+def _count_dropped_stmt(dialect: Any) -> Any:
+    stmt = dialect.insert(_dropped).values(
+        day=bindparam("day"), type=bindparam("type"), count=bindparam("count")
     )
+    return stmt.on_conflict_do_update(
+        index_elements=[_dropped.c.day, _dropped.c.type],
+        set_={"count": _dropped.c.count + stmt.excluded.count},
+    )
+
+
+_COUNT_DROPPED = {
+    "sqlite": _count_dropped_stmt(sqlite),
+    "postgresql": _count_dropped_stmt(postgresql),
+}
+
+
+def _subject_ids(connection: Connection, emails: Iterable[str]) -> dict[str, str]:
+    pg = connection.dialect.name == "postgresql"
+    stmt = _SUBJECTS_BY_EMAIL_PG if pg else _SUBJECTS_BY_EMAIL
+    rows = connection.execute(stmt, {"emails": sorted(set(emails))})
     return {row.email: row.subject_id for row in rows}
 
 
 def _count_dropped(connection: Connection, dropped: dict[tuple[str, str], int]) -> None:
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    for (day, event_type), count in sorted(dropped.items()):
-        stmt = dialect.insert(_dropped).values(day=day, type=event_type, count=count)
-        connection.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[_dropped.c.day, _dropped.c.type],
-                set_={"count": _dropped.c.count + stmt.excluded.count},
-            )
-        )
+    connection.execute(
+        _COUNT_DROPPED[connection.dialect.name],
+        [
+            {"day": day, "type": event_type, "count": count}
+            for (day, event_type), count in sorted(dropped.items())
+        ],
+    )
 
 
-def ingest_events(session: Session, events: Sequence[EventIn]) -> IntakeResult:
+def _insert_events(connection: Connection, rows: list[dict[str, Any]], now: datetime) -> None:
+    if connection.dialect.name != "postgresql":
+        connection.execute(_INSERT_EVENTS, rows)
+        return
+    # PostgreSQL: the rows as column arrays, one statement for the batch.
+    connection.execute(
+        _INSERT_EVENTS_PG,
+        {
+            "received_at": now,
+            "ids": [r["id"] for r in rows],
+            "subject_ids": [r["subject_id"] for r in rows],
+            "types": [r["type"] for r in rows],
+            "occurred_at": [r["occurred_at"] for r in rows],
+            "properties": [r["properties"] for r in rows],
+            "consent_seqs": [r["consent_seq"] for r in rows],
+        },
+    )
+
+
+def ingest_events(session: Session | Connection, events: Sequence[EventIn]) -> IntakeResult:
     """Keep the events whose lead's gating consent is live now and was live when the
     event happened; count the others (no personal data); rescore each lead once.
 
     All or nothing: an unknown event type or lead refuses the whole batch, naming
-    every bad item in ``fields``.
+    every bad item in ``fields``. A few statements for the whole batch: the leads by
+    email, the ids seen before, the leads' gating consent, the inserts, the rescoring
+    of the leads touched.
     """
-    connection = session.connection()
+    connection = session.connection() if isinstance(session, Session) else session
     active = require_model(connection)
     known = active.model.event_types
     subjects = _subject_ids(connection, (e.email for e in events))
@@ -447,14 +566,10 @@ def ingest_events(session: Session, events: Sequence[EventIn]) -> IntakeResult:
         raise InvalidInput(
             f"{len(problems)} problem(s) in the batch; nothing was stored", fields=problems
         )
-    seen = {
-        row.id
-        for row in connection.execute(
-            select(_events.c.id).where(_events.c.id.in_([e.id for e in events]))
-        )
-    }
+    seen_stmt = _SEEN_EVENTS_PG if connection.dialect.name == "postgresql" else _SEEN_EVENTS
+    seen = {row.id for row in connection.execute(seen_stmt, {"ids": [e.id for e in events]})}
     gates = consent.gate_states(connection, set(subjects.values()), active.model.purpose, lock=True)
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     dropped: dict[tuple[str, str], int] = {}
     duplicates = 0
     now = utcnow()
@@ -488,13 +603,10 @@ def ingest_events(session: Session, events: Sequence[EventIn]) -> IntakeResult:
             }
         )
     if rows:
-        # A retry racing its first attempt (another process, PostgreSQL) waits on the
-        # unique id and then inserts nothing, rather than failing the batch.
-        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-        connection.execute(dialect.insert(_events).on_conflict_do_nothing(), rows)
+        _insert_events(connection, rows, now)
     if dropped:
         _count_dropped(connection, dropped)
-    rescore_leads(session, active, {str(row["subject_id"]) for row in rows}, now=now)
+    rescore_leads(connection, active, {str(row["subject_id"]) for row in rows}, now=now)
     return IntakeResult(len(rows), duplicates, sum(dropped.values()))
 
 

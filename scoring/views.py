@@ -7,13 +7,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
 
+from consent_ledger.api import ConsentLedger
 from consent_ledger.entries import format_timestamp
-from consent_ledger.subjects import find_subject_id
 from scoring import accounts, conversion, outcomes, qualification, schemas, services, sla
 from scoring.stages import Stage
-from zeroparty.apikeys import Caller
+from zeroparty.apikeys import ApiKeyVerifier, Caller
 from zeroparty.db import Database, utcnow
-from zeroparty.errors import InvalidInput, NotFound
+from zeroparty.errors import InvalidInput, NotFound, ZeropartyError
 from zeroparty.http import JSONResponse, read_json_object
 
 MAX_EVENTS_BYTES = 1024 * 1024
@@ -22,6 +22,11 @@ MAX_EVENTS_BYTES = 1024 * 1024
 def _database(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
+
+
+def _ledger(request: Request) -> ConsentLedger:
+    ledger: ConsentLedger = request.app.state.ledger
+    return ledger
 
 
 def _authenticate(request: Request) -> Caller:
@@ -33,19 +38,44 @@ def _authenticate(request: Request) -> Caller:
 
 
 async def post_events(request: Request) -> JSONResponse:
-    await run_in_threadpool(_authenticate, request)
-    body = await read_json_object(request, limit=MAX_EVENTS_BYTES)
-    events = schemas.parse_events(body)
-    result = await run_in_threadpool(_ingest, _database(request), events)
+    # The body is read and checked first, but a refusal of it is raised only after the
+    # API key is checked (in the one database hop): a caller without a valid key is
+    # told so, whatever it sent.
+    refused: ZeropartyError | None = None
+    events: list[services.EventIn] = []
+    try:
+        events = schemas.parse_events(await read_json_object(request, limit=MAX_EVENTS_BYTES))
+    except ZeropartyError as exc:
+        refused = exc
+    database = _database(request)
+    result = await database.run(
+        _ingest,
+        database,
+        request.app.state.api_keys,
+        request.headers.get("authorization"),
+        events,
+        refused,
+    )
     return JSONResponse(
         {"accepted": result.accepted, "duplicates": result.duplicates, "dropped": result.dropped},
         status_code=201 if result.accepted else 200,
     )
 
 
-def _ingest(database: Database, events: list[services.EventIn]) -> services.IntakeResult:
-    with database.write() as session:
-        return services.ingest_events(session, events)
+def _ingest(
+    database: Database,
+    api_keys: ApiKeyVerifier,
+    authorization: str | None,
+    events: list[services.EventIn],
+    refused: ZeropartyError | None,
+) -> services.IntakeResult:
+    """All of ``POST /api/events``'s database work, in one write transaction: the key
+    check (a query only when the key is not cached), then the batch."""
+    with database.write_connection() as connection:
+        api_keys.verify(connection, authorization)
+        if refused is not None:
+            raise refused
+        return services.ingest_events(connection, events)
 
 
 def get_leads(request: Request) -> JSONResponse:
@@ -80,12 +110,12 @@ def _conversion(
     return prediction.as_json() if prediction is not None else None
 
 
-def _lead_id(session: Session, raw_email: object) -> str:
+def _lead_id(ledger: ConsentLedger, session: Session, raw_email: object) -> str:
     errors: dict[str, str] = {}
     email = schemas.email_field(raw_email, "email", errors)
     if errors:
         raise InvalidInput(f"email: {errors['email']}", fields=errors)
-    subject_id = find_subject_id(session, email)
+    subject_id = ledger.find_lead(session, email)
     if subject_id is None:
         raise NotFound("no lead with this email", fields={"email": "unknown lead"})
     return subject_id
@@ -134,7 +164,7 @@ def get_score(request: Request) -> JSONResponse:
             "unknown parameter", fields={k[:64]: "unknown parameter" for k in unknown}
         )
     with _database(request).read() as session:
-        subject_id = _lead_id(session, request.query_params.get("email"))
+        subject_id = _lead_id(_ledger(request), session, request.query_params.get("email"))
         explanation = services.explain(session.connection(), subject_id)
         predictions = conversion.predict(session.connection(), [subject_id])
         # BANT is shown only while the lead's gating consent is live (SPEC rule 3).
@@ -153,7 +183,7 @@ def get_score(request: Request) -> JSONResponse:
 async def post_stage(request: Request) -> JSONResponse:
     caller = await run_in_threadpool(_authenticate, request)
     move = schemas.parse_stage_move(await read_json_object(request))
-    old, lead = await run_in_threadpool(_move, _database(request), move, f"api:{caller.name}")
+    old, lead = await run_in_threadpool(_move, _ledger(request), move, f"api:{caller.name}")
     return JSONResponse(
         {
             "lead_id": lead.subject_id,
@@ -166,10 +196,10 @@ async def post_stage(request: Request) -> JSONResponse:
 
 
 def _move(
-    database: Database, move: schemas.StageMove, actor: str
+    ledger: ConsentLedger, move: schemas.StageMove, actor: str
 ) -> tuple[Stage, services.LeadScore]:
-    with database.write() as session:
-        subject_id = _lead_id(session, move.email)
+    with ledger.database.write() as session:
+        subject_id = _lead_id(ledger, session, move.email)
         return services.move_stage(
             session, subject_id, move.stage, actor=actor, reason=move.reason, recycle=move.recycle
         )
@@ -179,7 +209,7 @@ async def post_outcome(request: Request) -> JSONResponse:
     caller = await run_in_threadpool(_authenticate, request)
     given = schemas.parse_outcome(await read_json_object(request))
     recorded = await run_in_threadpool(
-        _record_outcome, _database(request), given, f"api:{caller.name}"
+        _record_outcome, _ledger(request), given, f"api:{caller.name}"
     )
     return JSONResponse(
         {
@@ -195,10 +225,10 @@ async def post_outcome(request: Request) -> JSONResponse:
 
 
 def _record_outcome(
-    database: Database, given: schemas.OutcomeIn, actor: str
+    ledger: ConsentLedger, given: schemas.OutcomeIn, actor: str
 ) -> outcomes.RecordedOutcome:
-    with database.write() as session:
-        subject_id = _lead_id(session, given.email)
+    with ledger.database.write() as session:
+        subject_id = _lead_id(ledger, session, given.email)
         return outcomes.record_outcome(
             session, subject_id, given.outcome, given.decided_at, actor=actor
         )
@@ -223,16 +253,16 @@ async def post_qualification(request: Request) -> JSONResponse:
     caller = await run_in_threadpool(_authenticate, request)
     given = schemas.parse_qualification(await read_json_object(request))
     subject_id, bant = await run_in_threadpool(
-        _qualify, _database(request), given, f"api:{caller.name}"
+        _qualify, _ledger(request), given, f"api:{caller.name}"
     )
     return JSONResponse({"lead_id": subject_id, "qualification": _bant_json(bant)}, status_code=201)
 
 
 def _qualify(
-    database: Database, given: schemas.QualificationIn, actor: str
+    ledger: ConsentLedger, given: schemas.QualificationIn, actor: str
 ) -> tuple[str, dict[str, qualification.BantValue]]:
-    with database.write() as session:
-        subject_id = _lead_id(session, given.email)
+    with ledger.database.write() as session:
+        subject_id = _lead_id(ledger, session, given.email)
         return subject_id, qualification.record(
             session, subject_id, given.values, actor=actor, now=utcnow()
         )
@@ -300,7 +330,7 @@ def get_account(request: Request) -> JSONResponse:
 async def post_ack(request: Request) -> JSONResponse:
     caller = await run_in_threadpool(_authenticate, request)
     email = schemas.parse_ack(await read_json_object(request))
-    ack = await run_in_threadpool(_ack, _database(request), email, f"api:{caller.name}")
+    ack = await run_in_threadpool(_ack, _ledger(request), email, f"api:{caller.name}")
     return JSONResponse(
         {
             "lead_id": ack.subject_id,
@@ -315,9 +345,9 @@ async def post_ack(request: Request) -> JSONResponse:
     )
 
 
-def _ack(database: Database, email: str, actor: str) -> sla.Acknowledgement:
-    with database.write() as session:
-        subject_id = _lead_id(session, email)
+def _ack(ledger: ConsentLedger, email: str, actor: str) -> sla.Acknowledgement:
+    with ledger.database.write() as session:
+        subject_id = _lead_id(ledger, session, email)
         return sla.acknowledge(session, subject_id, actor=actor, now=utcnow())
 
 
