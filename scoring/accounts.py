@@ -25,7 +25,7 @@ from typing import Any, cast
 from sqlalchemy import Select, Table, bindparam, case, func, select
 from sqlalchemy.engine import Connection
 
-from consent_ledger.models import ConsentState, EmailDomain, SubjectProfile
+from consent_ledger.read_model import consent_states, email_domain, lead_profiles
 from scoring import services
 from scoring.models import LeadAttribute, Qualification, ScoredLead
 from scoring.rules import ScoringModel
@@ -82,10 +82,10 @@ FREE_MAIL = frozenset(
     }
 )
 
-_leads, _cs, _profiles, _attrs, _qual = (
-    cast(Table, m.__table__)
-    for m in (ScoredLead, ConsentState, SubjectProfile, LeadAttribute, Qualification)
+_leads, _attrs, _qual = (
+    cast(Table, m.__table__) for m in (ScoredLead, LeadAttribute, Qualification)
 )
+_cs, _profiles = consent_states, lead_profiles
 _RANK = case({stage.value: stage.rank for stage in Stage}, value=_leads.c.stage, else_=0)
 _BY_RANK = {stage.rank: stage for stage in Stage}
 
@@ -105,7 +105,7 @@ def forms_account(email: str, model: ScoringModel) -> bool:
 
 # Indexed (``ix_subject_profiles_email_domain``): every statement below walks or looks
 # up this very expression, so a page reads only its own domains' members.
-_domain = EmailDomain(_profiles.c.email)
+_domain = email_domain(_profiles.c.email)
 
 
 def _members(*columns: Any) -> Select[Any]:

@@ -15,15 +15,14 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from consent_ledger.models import ConsentState
+from consent_ledger.read_model import consent_states
 from consent_ledger.state import folded_state_at
 
-_cs = cast(Table, ConsentState.__table__)
+_cs = consent_states
 
 
 @dataclass(frozen=True, slots=True)

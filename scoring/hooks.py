@@ -1,20 +1,24 @@
-"""Scoring's listeners: told of every ledger append and of the answers of every capture
-submission and imported row.
+"""Scoring's entries in the process-global registries, kept until every package appends
+and publishes through the wired :class:`consent_ledger.api.ConsentLedger`.
 
-Registered on import (the app factory and the CLI import this module), so every
-process that writes to the ledger or stores answers keeps scores consistent with
-consent in the same transaction.
+The app and the CLI wire scoring's listeners and personal data explicitly
+(:mod:`scoring.wiring`). Some writers still go around the front door:
+``capture.services`` and ``capture.double_opt_in`` append with
+``consent_ledger.ledger.append_many(..., listeners=None)`` and publish answers with
+``zeroparty.lead_signals.publish``; ``consent_ledger.imports`` does both;
+``preference_center.export`` lists ``zeroparty.personal_data.providers()``. Those fall
+back to these registries, so scoring stays registered here (imported by
+:mod:`scoring.wiring`) until they are gone; then this module goes.
 """
 
 from __future__ import annotations
 
 from consent_ledger import listeners
 from scoring import personal, services
-from zeroparty import lead_signals
+from zeroparty import lead_signals, personal_data
 
 LISTENER = "scoring"
 
 listeners.register(LISTENER, services.on_consent_change)
 lead_signals.register(LISTENER, services.record_answers)
-
-__all__ = ["personal"]
+personal_data.register(personal.PROVIDER)

@@ -29,7 +29,7 @@ from scoring.models import (
     Webhook,
 )
 from scoring.outcomes import outcome_of
-from zeroparty.personal_data import PersonalData, register
+from zeroparty.personal_data import PersonalData
 
 _TABLES = [
     cast(Table, m.__table__)
@@ -111,4 +111,4 @@ def erase_scoring(session: Session, subject_id: str) -> None:
 
 
 PROVIDER = PersonalData("scoring", export_scoring, erase_scoring)
-register(PROVIDER)
+"""Named in :mod:`scoring.wiring`."""

@@ -9,12 +9,12 @@ from typing import cast
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
-from consent_ledger.models import Subject
+from consent_ledger.read_model import leads
 from scoring.models import ScoredLead
 from scoring.stages import Stage
 
 _leads = cast(Table, ScoredLead.__table__)
-_subjects = cast(Table, Subject.__table__)
+_subjects = leads
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,14 +16,14 @@ from typing import cast
 from sqlalchemy import Table, func, select
 from sqlalchemy.engine import Connection
 
-from consent_ledger.models import ConsentState
+from consent_ledger.read_model import consent_states
 from scoring.models import ScoredLead
 from scoring.services import ActiveModel, purge_lead, require_model, rescore_leads
 from zeroparty.db import Database, utcnow
 
 BATCH = 1000
 
-_cs = cast(Table, ConsentState.__table__)
+_cs = consent_states
 _leads = cast(Table, ScoredLead.__table__)
 
 Progress = Callable[[int, int], None]

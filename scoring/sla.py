@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from consent_ledger.entries import format_timestamp
-from consent_ledger.models import ConsentState, SubjectProfile
+from consent_ledger.read_model import consent_states, lead_profiles
 from scoring import consent, services
 from scoring.models import HandoffAck, ScoredLead, StageChange
 from scoring.rules import ScoringModel
@@ -40,10 +40,8 @@ MIN_SECONDS, MAX_SECONDS = 60.0, 365 * 86_400.0
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhd])\s*$")
 _UNIT_SECONDS = {"m": 60.0, "h": 3600.0, "d": 86_400.0}
 
-_leads, _acks, _changes, _cs, _profiles = (
-    cast(Table, m.__table__)
-    for m in (ScoredLead, HandoffAck, StageChange, ConsentState, SubjectProfile)
-)
+_leads, _acks, _changes = (cast(Table, m.__table__) for m in (ScoredLead, HandoffAck, StageChange))
+_cs, _profiles = consent_states, lead_profiles
 
 
 def parse_duration(value: object) -> float | None:

@@ -52,7 +52,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.engine import Connection
 
 from consent_ledger.entries import format_timestamp
-from consent_ledger.models import SubjectProfile
+from consent_ledger.read_model import lead_profiles
 from scoring import consent, services
 from scoring.models import Webhook
 from zeroparty.db import Database, utcnow
@@ -65,7 +65,7 @@ BACKOFF_CAP_SECONDS = 6 * 3600
 EVENT_TYPE = "lead.stage_reached"
 
 _hooks = cast(Table, Webhook.__table__)
-_profiles = cast(Table, SubjectProfile.__table__)
+_profiles = lead_profiles
 
 
 class WebhookSecretError(ValueError):
