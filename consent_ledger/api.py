@@ -23,22 +23,33 @@ SQL use the read-only selectables of :mod:`consent_ledger.read_model`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, select
-from sqlalchemy.engine import Connection
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, select
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
 from consent_ledger import erasure, ledger, services, state, subjects
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
 from consent_ledger.entries import LedgerEntry
+from consent_ledger.erasure import ErasureResult, scrub_sqlite
 from consent_ledger.evidence import EvidenceValue
+from consent_ledger.filters import LedgerFilter
 from consent_ledger.listeners import ConsentListener
-from consent_ledger.models import NoticeVersion, Purpose
+from consent_ledger.models import (
+    ConsentEvent,
+    ConsentEvidence,
+    NoticeVersion,
+    Purpose,
+    Subject,
+    SubjectProfile,
+)
 from consent_ledger.state import ConsentAnswer, UnknownPurpose
+from consent_ledger.subjects import InvalidEmail, normalise_email
 from zeroparty.db import Database, utcnow
 from zeroparty.errors import InvalidInput
 from zeroparty.lead_signals import LeadSignal, LeadSignalListener
@@ -52,8 +63,12 @@ __all__ = [
     "ConsentLedger",
     "ConsentListener",
     "ConsentRecord",
+    "ErasureResult",
+    "InvalidEmail",
     "LeadRef",
     "UnknownPurpose",
+    "normalise_email",
+    "scrub_sqlite",
 ]
 
 ConsentRecord = services.ConsentRecord
@@ -280,6 +295,134 @@ class ConsentLedger:
     def notices(self, session: Session, locale: str | None = None) -> list[services.NoticeView]:
         """Every purpose with its current notice version per locale."""
         return services.current_notices(session, locale)
+
+    # -- console: the read queries the staff console shows -------------------------
+    # Rows (not ORM objects) with the columns each docstring names; the console shapes
+    # them into its pages.
+
+    _LEAD_ID = re.compile(r"[0-9a-f]{32}")
+    _EVENTS = cast(Table, ConsentEvent.__table__)
+    _EVIDENCE = cast(Table, ConsentEvidence.__table__)
+    _LEAD_CARDS = select(
+        Subject.id.label("subject_id"),
+        SubjectProfile.email,
+        SubjectProfile.name,
+        Subject.created_at,
+        Subject.erased_at,
+        Subject.jurisdiction,
+        Subject.locale,
+    ).outerjoin(SubjectProfile, SubjectProfile.subject_id == Subject.id)
+    _TIMELINE = (
+        select(
+            _EVENTS,
+            _EVIDENCE.c.body.label("evidence_body"),
+            select(NoticeVersion.text)
+            .where(NoticeVersion.sha256 == _EVENTS.c.notice_sha256)
+            .limit(1)
+            .scalar_subquery()
+            .label("notice_text"),
+        )
+        .select_from(_EVENTS.outerjoin(_EVIDENCE, _EVIDENCE.c.seq == _EVENTS.c.seq))
+        .order_by(_EVENTS.c.seq)
+    )
+
+    def search_leads(self, tx: Transaction, text: str, limit: int) -> list[Row[*tuple[Any, ...]]]:
+        """Leads whose id is ``text``, whose email is ``text``, or else (at most
+        ``limit``, by email) whose email starts with it; ``text`` lower-cased, as emails
+        are stored. Columns as :meth:`lead_card`."""
+        connection = _connection(tx)
+        if self._LEAD_ID.fullmatch(text):
+            return list(connection.execute(self._LEAD_CARDS.where(Subject.id == text)))
+        by_email = self._LEAD_CARDS
+        # A whole address is found through the unique index; only a beginning needs a scan.
+        exact = list(connection.execute(by_email.where(SubjectProfile.email == text)))
+        if exact:
+            return exact
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        prefix: ColumnElement[bool] = SubjectProfile.email.like(escaped + "%", escape="\\")
+        if connection.dialect.name == "sqlite":
+            # SQLite compares UTF-8 bytes: this range holds exactly the strings that start
+            # with ``text`` and lets the index on email bound the scan (LIKE alone cannot:
+            # SQLite's LIKE ignores case).
+            prefix = and_(
+                SubjectProfile.email >= text, SubjectProfile.email < text + "\U0010ffff", prefix
+            )
+        stmt = by_email.where(prefix).order_by(SubjectProfile.email).limit(limit)
+        return list(connection.execute(stmt))
+
+    def lead_card(self, tx: Transaction, subject_id: str) -> Row[*tuple[Any, ...]] | None:
+        """One lead: ``subject_id, email, name, created_at, erased_at, jurisdiction,
+        locale`` (email and name ``None`` once erased), or ``None`` if unknown."""
+        stmt = self._LEAD_CARDS.where(Subject.id == subject_id)
+        return _connection(tx).execute(stmt).one_or_none()
+
+    def timeline(self, tx: Transaction, subject_id: str, limit: int) -> list[Row[*tuple[Any, ...]]]:
+        """A lead's entries in order, at most ``limit``: every column of an entry, with
+        ``evidence_body`` (the kept evidence as JSON text, ``None`` once erased) and
+        ``notice_text`` (the text its notice hash names)."""
+        stmt = self._TIMELINE.where(self._EVENTS.c.subject_id == subject_id).limit(limit)
+        return list(_connection(tx).execute(stmt))
+
+    def purpose_keys(self, tx: Transaction) -> list[str]:
+        """Every purpose's key, sorted."""
+        return list(_connection(tx).scalars(select(Purpose.key).order_by(Purpose.key)))
+
+    def notice_versions(self, tx: Transaction) -> list[Row[*tuple[Any, ...]]]:
+        """Every notice version: ``purpose_key, locale, version, sha256, created_at,
+        text``, by purpose, locale and version."""
+        stmt = select(
+            NoticeVersion.purpose_key,
+            NoticeVersion.locale,
+            NoticeVersion.version,
+            NoticeVersion.sha256,
+            NoticeVersion.created_at,
+            NoticeVersion.text,
+        ).order_by(NoticeVersion.purpose_key, NoticeVersion.locale, NoticeVersion.version)
+        return list(_connection(tx).execute(stmt))
+
+    def entries_page(
+        self, tx: Transaction, ledger_filter: LedgerFilter, before: int | None, limit: int
+    ) -> list[Row[*tuple[Any, ...]]]:
+        """Entries matching ``ledger_filter``, newest first, below seq ``before`` if
+        given, at most ``limit``: ``seq, subject_id, purpose_key, action, source,
+        source_ref, method, occurred_at, notice_sha256``."""
+        ev = self._EVENTS.c
+        stmt = (
+            select(
+                ev.seq,
+                ev.subject_id,
+                ev.purpose_key,
+                ev.action,
+                ev.source,
+                ev.source_ref,
+                ev.method,
+                ev.occurred_at,
+                ev.notice_sha256,
+            )
+            .where(*ledger_filter.clauses())
+            .order_by(ev.seq.desc())
+            .limit(limit)
+        )
+        if before is not None:
+            stmt = stmt.where(ev.seq < before)
+        return list(_connection(tx).execute(stmt))
+
+    def daily_counts(
+        self, tx: Transaction, since: datetime, actions: Sequence[str]
+    ) -> list[Row[*tuple[Any, ...]]]:
+        """Entries that occurred from ``since`` with one of ``actions``, counted per
+        ``day`` (UTC; a date or its ISO text, as the database gives it), ``action,
+        purpose_key, source, source_ref, confirmation_required``: those columns and
+        ``count``."""
+        ev = self._EVENTS.c
+        day = func.date(ev.occurred_at)
+        keys = (day, ev.action, ev.purpose_key, ev.source, ev.source_ref)
+        stmt = (
+            select(*keys, ev.confirmation_required, func.count().label("count"))
+            .where(ev.occurred_at >= since, ev.action.in_(actions))
+            .group_by(*keys, ev.confirmation_required)
+        )
+        return list(_connection(tx).execute(stmt))
 
     # -- capture: form submissions and their confirmations (capture.services) --------
     # Statements built once: a submission is the busiest write path of the app.

@@ -12,20 +12,17 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
 
 import orjson
-from sqlalchemy import Table, select
+from sqlalchemy.orm import Session
 
 from consent_ledger import export
+from consent_ledger.api import ConsentLedger
 from consent_ledger.filters import LedgerFilter
-from consent_ledger.models import ConsentEvent
 from zeroparty.db import Database
 
 PAGE_SIZE = 100
 CHUNK_ROWS = 2_000
-
-_ev = cast(Table, ConsentEvent.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,31 +44,13 @@ class LedgerPage:
     next_before: int | None
 
 
-def ledger_page(database: Database, ledger_filter: LedgerFilter, before: int | None) -> LedgerPage:
+def ledger_page(
+    ledger: ConsentLedger, session: Session, ledger_filter: LedgerFilter, before: int | None
+) -> LedgerPage:
     """Newest first, :data:`PAGE_SIZE` at a time; ``before`` is the keyset cursor (a seq)."""
-    stmt = (
-        select(
-            _ev.c.seq,
-            _ev.c.subject_id,
-            _ev.c.purpose_key,
-            _ev.c.action,
-            _ev.c.source,
-            _ev.c.source_ref,
-            _ev.c.method,
-            _ev.c.occurred_at,
-            _ev.c.notice_sha256,
-        )
-        .where(*ledger_filter.clauses())
-        .order_by(_ev.c.seq.desc())
-        .limit(PAGE_SIZE + 1)
-    )
-    if before is not None:
-        stmt = stmt.where(_ev.c.seq < before)
-    with database.read() as session:
-        rows = [LedgerRow(*row) for row in session.execute(stmt)]
-    more = len(rows) > PAGE_SIZE
-    rows = rows[:PAGE_SIZE]
-    return LedgerPage(rows, rows[-1].seq if more else None)
+    found = ledger.entries_page(session, ledger_filter, before, PAGE_SIZE + 1)
+    rows = [LedgerRow(*row) for row in found[:PAGE_SIZE]]
+    return LedgerPage(rows, rows[-1].seq if len(found) > PAGE_SIZE else None)
 
 
 def stream_csv(database: Database, ledger_filter: LedgerFilter) -> Iterator[bytes]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -12,7 +11,7 @@ from starlette.routing import Route
 from console import reports, versions
 from console.charts import render_bar_chart
 from console.roles import Permission
-from console.web import database_of, providers_of, render, require, staff_page
+from console.web import database_of, ledger_of, providers_of, render, require, staff_page
 from zeroparty.errors import InvalidInput
 
 
@@ -29,7 +28,7 @@ def _weeks(raw: str | None) -> int:
 
 def _reports(request: Request, weeks: int) -> reports.Reports:
     with database_of(request).read() as session:
-        return reports.build_reports(session, providers_of(request), weeks)
+        return reports.build_reports(ledger_of(request), session, providers_of(request), weeks)
 
 
 @staff_page
@@ -37,7 +36,7 @@ async def reports_page(request: Request) -> Response:
     """``GET /console/reports[?weeks=N]``: charts (SVG) with their numbers as tables."""
     staff = await require(request, Permission.VIEW_REPORTS)
     weeks = _weeks(request.query_params.get("weeks"))
-    built = await run_in_threadpool(_reports, request, weeks)
+    built = await database_of(request).run(_reports, request, weeks)
     charts = [(report, render_bar_chart(report.chart)) for report in built.reports]
     return render(request, "reports.html", {"built": built, "charts": charts}, staff=staff)
 
@@ -45,7 +44,7 @@ async def reports_page(request: Request) -> Response:
 def _histories(request: Request) -> tuple[list[versions.History], list[versions.History] | None]:
     provider = providers_of(request).definition_versions
     with database_of(request).read() as session:
-        notices = versions.notice_histories(session)
+        notices = versions.notice_histories(ledger_of(request), session)
         forms = versions.form_histories(provider(session)) if provider else None
     return notices, forms
 
@@ -54,7 +53,7 @@ def _histories(request: Request) -> tuple[list[versions.History], list[versions.
 async def versions_page(request: Request) -> Response:
     """``GET /console/versions``: notice texts and forms with their versions."""
     staff = await require(request, Permission.VIEW_VERSIONS)
-    notices, forms = await run_in_threadpool(_histories, request)
+    notices, forms = await database_of(request).run(_histories, request)
     return render(request, "versions.html", {"notices": notices, "forms": forms}, staff=staff)
 
 
@@ -69,7 +68,7 @@ async def diff_page(request: Request) -> Response:
     """``GET /console/versions/{kind}/diff?key=&a=&b=``: two versions side by side."""
     staff = await require(request, Permission.VIEW_VERSIONS)
     kind = request.path_params["kind"]
-    notices, forms = await run_in_threadpool(_histories, request)
+    notices, forms = await database_of(request).run(_histories, request)
     pool = notices if kind == "notice" else (forms or []) if kind == "form" else []
     history = versions.find(pool, request.query_params.get("key", ""))
     params = request.query_params

@@ -8,36 +8,20 @@ IP addresses or user agents).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Table, and_, select
 from sqlalchemy.orm import Session
 
-from consent_ledger.models import (
-    ConsentEvent,
-    ConsentEvidence,
-    NoticeVersion,
-    Purpose,
-    Subject,
-    SubjectProfile,
-)
-from consent_ledger.state import ConsentAnswer, consent_at
-from zeroparty import personal_data
+from consent_ledger.api import ConsentAnswer, ConsentLedger
 from zeroparty.db import utcnow
 from zeroparty.errors import InvalidInput, NotFound
 
 SEARCH_LIMIT = 50
 TIMELINE_LIMIT = 2000
-SUBJECT_ID = re.compile(r"^[0-9a-f]{32}$")
 LEDGER_PROVIDER = "consent_ledger"
-
-_ev, _evd, _sp = (
-    cast(Table, model.__table__) for model in (ConsentEvent, ConsentEvidence, SubjectProfile)
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +67,7 @@ class LeadFile:
     held: list[tuple[str, str]]
 
 
-def _escape_like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def search(session: Session, query: str) -> list[LeadHit]:
+def search(ledger: ConsentLedger, session: Session, query: str) -> list[LeadHit]:
     """Leads whose id is ``query``, whose email is ``query``, or else whose email starts
     with it (emails are stored lower-cased; so is the query)."""
     text = query.strip().lower()
@@ -95,59 +75,20 @@ def search(session: Session, query: str) -> list[LeadHit]:
         return []
     if len(text) > 320:
         raise InvalidInput("search: at most 320 characters", fields={"q": "too long"})
-    if SUBJECT_ID.match(text):
-        stmt = (
-            select(Subject, SubjectProfile)
-            .outerjoin(SubjectProfile, SubjectProfile.subject_id == Subject.id)
-            .where(Subject.id == text)
-        )
-        return [_hit(subject, profile) for subject, profile in session.execute(stmt)]
-    by_email = select(Subject, SubjectProfile).join(
-        SubjectProfile, SubjectProfile.subject_id == Subject.id
-    )
-    # A whole address is found through the unique index; only a beginning needs a scan.
-    exact = session.execute(by_email.where(SubjectProfile.email == text)).all()
-    if exact:
-        return [_hit(subject, profile) for subject, profile in exact]
-    prefix: ColumnElement[bool] = SubjectProfile.email.like(_escape_like(text) + "%", escape="\\")
-    if session.get_bind().dialect.name == "sqlite":
-        # SQLite compares UTF-8 bytes: this range holds exactly the strings that start
-        # with ``text`` and lets the index on email bound the scan (LIKE alone cannot:
-        # SQLite's LIKE ignores case).
-        prefix = and_(
-            SubjectProfile.email >= text, SubjectProfile.email < text + "\U0010ffff", prefix
-        )
-    stmt = by_email.where(prefix).order_by(SubjectProfile.email).limit(SEARCH_LIMIT)
-    return [_hit(subject, profile) for subject, profile in session.execute(stmt)]
+    return [_hit(card) for card in ledger.search_leads(session, text, SEARCH_LIMIT)]
 
 
-def _hit(subject: Subject, profile: SubjectProfile | None) -> LeadHit:
+def _hit(card: Any) -> LeadHit:
     return LeadHit(
-        subject.id,
-        profile.email if profile else None,
-        profile.name if profile else None,
-        subject.created_at,
-        subject.erased_at is not None,
+        card.subject_id, card.email, card.name, card.created_at, card.erased_at is not None
     )
 
 
 def _entries(
-    session: Session, subject_id: str, with_evidence: bool
+    ledger: ConsentLedger, session: Session, subject_id: str, with_evidence: bool
 ) -> tuple[list[TimelineEntry], bool]:
-    stmt = (
-        select(_ev, _evd.c.body)
-        .select_from(_ev.outerjoin(_evd, _evd.c.seq == _ev.c.seq))
-        .where(_ev.c.subject_id == subject_id)
-        .order_by(_ev.c.seq)
-        .limit(TIMELINE_LIMIT + 1)
-    )
-    rows = session.execute(stmt).all()
+    rows = ledger.timeline(session, subject_id, TIMELINE_LIMIT + 1)
     truncated = len(rows) > TIMELINE_LIMIT
-    rows = rows[:TIMELINE_LIMIT]
-    hashes = {row.notice_sha256 for row in rows if row.notice_sha256}
-    notices = select(NoticeVersion.sha256, NoticeVersion.text)
-    found = session.execute(notices.where(NoticeVersion.sha256.in_(hashes)))
-    texts: dict[str, str] = {sha: text for sha, text in found}  # noqa: C416  (rows, not pairs)
     entries = [
         TimelineEntry(
             seq=row.seq,
@@ -162,12 +103,16 @@ def _entries(
             jurisdiction=row.jurisdiction,
             locale=row.locale,
             notice_sha256=row.notice_sha256,
-            notice_text=texts.get(row.notice_sha256 or ""),
-            evidence=orjson.loads(row.body) if with_evidence and row.body is not None else None,
-            evidence_kept=row.body is not None,
+            notice_text=row.notice_text,
+            evidence=(
+                orjson.loads(row.evidence_body)
+                if with_evidence and row.evidence_body is not None
+                else None
+            ),
+            evidence_kept=row.evidence_body is not None,
             hash=row.hash,
         )
-        for row in rows
+        for row in rows[:TIMELINE_LIMIT]
     ]
     return _with_confirmations(entries), truncated
 
@@ -201,10 +146,10 @@ def _with_confirmations(entries: list[TimelineEntry]) -> list[TimelineEntry]:
     return described
 
 
-def _held(session: Session, subject_id: str) -> list[tuple[str, str]]:
+def _held(ledger: ConsentLedger, session: Session, subject_id: str) -> list[tuple[str, str]]:
     """What each package holds about the lead (answers, topics, scores), as JSON text."""
     sections = []
-    for provider in personal_data.providers():
+    for provider in ledger.personal_data_providers:
         if provider.name == LEDGER_PROVIDER:
             continue  # the profile is shown on its own; evidence with each entry
         value = provider.export(session, subject_id)
@@ -215,30 +160,30 @@ def _held(session: Session, subject_id: str) -> list[tuple[str, str]]:
 
 
 def lead_file(
-    session: Session, subject_id: str, *, with_evidence: bool, at: datetime | None = None
+    ledger: ConsentLedger,
+    session: Session,
+    subject_id: str,
+    *,
+    with_evidence: bool,
+    at: datetime | None = None,
 ) -> LeadFile:
     """Everything the console shows about one lead."""
-    subject = session.get(Subject, subject_id)
-    if subject is None:
+    card = ledger.lead_card(session, subject_id)
+    if card is None:
         raise NotFound("no such lead")
-    profile = session.get(SubjectProfile, subject_id)
-    entries, truncated = _entries(session, subject_id, with_evidence)
-    purposes = list(session.scalars(select(Purpose.key).order_by(Purpose.key)))
+    entries, truncated = _entries(ledger, session, subject_id, with_evidence)
+    purposes = ledger.purpose_keys(session)
     now = utcnow()
-    current = [consent_at(session, subject_id, p, now) for p in purposes]
-    then = [consent_at(session, subject_id, p, at) for p in purposes] if at else []
+    current = [ledger.consent_at(session, subject_id, p, now) for p in purposes]
+    then = [ledger.consent_at(session, subject_id, p, at) for p in purposes] if at else []
     return LeadFile(
-        hit=_hit(subject, profile),
-        jurisdiction=subject.jurisdiction,
-        locale=subject.locale,
+        hit=_hit(card),
+        jurisdiction=card.jurisdiction,
+        locale=card.locale,
         entries=entries,
         truncated=truncated,
         now=current,
         at=at,
         then=then,
-        held=_held(session, subject_id),
+        held=_held(ledger, session, subject_id),
     )
-
-
-def purpose_keys(session: Session) -> list[str]:
-    return list(session.scalars(select(Purpose.key).order_by(Purpose.key)))

@@ -11,13 +11,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import cast
 
-from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
 from consent_ledger.actions import ConsentAction, ConsentSource
-from consent_ledger.models import ConsentEvent
+from consent_ledger.api import ConsentLedger
 from console.charts import Chart, Series, format_value
 from console.providers import (
     ConsoleProviders,
@@ -30,8 +28,6 @@ from zeroparty.db import utcnow
 DEFAULT_WEEKS = 8
 MAX_WEEKS = 104
 FUNNEL = ("Visitor", "Lead", "MQL", "SQL")
-
-_ev = cast(Table, ConsentEvent.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,33 +63,12 @@ def _weeks(since: date, count: int) -> list[date]:
 
 
 def _daily(
-    session: Session, since: datetime, actions: Sequence[str]
+    ledger: ConsentLedger, session: Session, since: datetime, actions: Sequence[str]
 ) -> list[tuple[date, str, str, str, str | None, bool, int]]:
     """Entries per day, action, purpose, source, source_ref, confirmation_required."""
-    day = func.date(_ev.c.occurred_at)
-    stmt = (
-        select(
-            day,
-            _ev.c.action,
-            _ev.c.purpose_key,
-            _ev.c.source,
-            _ev.c.source_ref,
-            _ev.c.confirmation_required,
-            func.count(),
-        )
-        .where(_ev.c.occurred_at >= since, _ev.c.action.in_(actions))
-        .group_by(
-            day,
-            _ev.c.action,
-            _ev.c.purpose_key,
-            _ev.c.source,
-            _ev.c.source_ref,
-            _ev.c.confirmation_required,
-        )
-    )
     return [
         (_as_date(d), a, p, s, ref, bool(c), int(n))
-        for d, a, p, s, ref, c, n in session.execute(stmt)
+        for d, a, p, s, ref, c, n in ledger.daily_counts(session, since, actions)
     ]
 
 
@@ -309,7 +284,9 @@ def _sla(records: Sequence[SlaWeekRecord], weeks: list[date]) -> Report:
     return Report(chart, ["week of", "in time", "late or overdue", "still open", "SLA met"], rows)
 
 
-def build_reports(session: Session, providers: ConsoleProviders, weeks: int) -> Reports:
+def build_reports(
+    ledger: ConsentLedger, session: Session, providers: ConsoleProviders, weeks: int
+) -> Reports:
     today = utcnow().date()
     first = _monday(today) - timedelta(weeks=weeks - 1)
     since = datetime.combine(first, time(), tzinfo=utcnow().tzinfo)
@@ -323,7 +300,7 @@ def build_reports(session: Session, providers: ConsoleProviders, weeks: int) -> 
             ConsentAction.GPC_OPT_OUT,
         )
     ]
-    rows = _daily(session, since, actions)
+    rows = _daily(ledger, session, since, actions)
     reports: list[Report] = []
     missing: list[str] = []
     if providers.submission_weeks is not None:

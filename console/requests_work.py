@@ -9,7 +9,7 @@ from typing import Any
 
 from consent_ledger import export
 from consent_ledger.actions import ConsentMethod, ConsentSource
-from consent_ledger.erasure import erase_subject, scrub_sqlite
+from consent_ledger.api import ConsentLedger, normalise_email, scrub_sqlite
 from consent_ledger.requests import (
     DataSubjectRequest,
     RequestChannel,
@@ -19,10 +19,8 @@ from consent_ledger.requests import (
     open_request,
     record_request,
 )
-from consent_ledger.subjects import find_subject_id, normalise_email
 from console import audit
 from console.audit import StaffAction
-from zeroparty import personal_data
 from zeroparty.db import Database, utcnow
 from zeroparty.errors import InvalidInput, NotFound
 
@@ -31,6 +29,7 @@ MAX_NOTE = 2000
 
 def enter_request(
     database: Database,
+    ledger: ConsentLedger,
     staff_id: int,
     staff_email: str,
     email: str,
@@ -47,7 +46,7 @@ def enter_request(
         raise InvalidInput("note: too long", fields={"note": f"at most {MAX_NOTE} characters"})
     address = normalise_email(email)
     with database.write() as session:
-        subject_id = find_subject_id(session, address)
+        subject_id = ledger.find_lead(session, address)
         if subject_id is None:
             raise NotFound("no lead with this email address", fields={"email": "unknown lead"})
         request = record_request(
@@ -62,7 +61,7 @@ def enter_request(
 
 
 def access_export(
-    database: Database, staff_id: int, staff_email: str, request_id: int
+    database: Database, ledger: ConsentLedger, staff_id: int, staff_email: str, request_id: int
 ) -> dict[str, Any]:
     """Everything held about the lead (as the preference center's download holds it),
     and the request completed."""
@@ -73,7 +72,7 @@ def access_export(
         subject_id = request.subject_id
         sections = {
             provider.name: provider.export(session, subject_id)
-            for provider in personal_data.providers()
+            for provider in ledger.personal_data_providers
         }
         entries = list(export.iter_export_rows(session.connection(), subject_id))
         close_request(request, RequestStatus.COMPLETED, staff_email)
@@ -90,12 +89,16 @@ def access_export(
     }
 
 
-def carry_out_erasure(database: Database, staff_id: int, staff_email: str, request_id: int) -> None:
+def carry_out_erasure(
+    database: Database, ledger: ConsentLedger, staff_id: int, staff_email: str, request_id: int
+) -> None:
+    """Erase the lead's personal data (every package's part, as the app is wired) and
+    complete the request."""
     with database.write() as session:
         request = open_request(session, request_id)
         if request.kind != RequestKind.ERASURE:
             raise InvalidInput("this is not an erasure request")
-        erase_subject(
+        ledger.erase(
             session, request.subject_id, source=ConsentSource.CONSOLE,
             method=ConsentMethod.SYSTEM, source_ref=f"request-{request_id}",
         )  # fmt: skip

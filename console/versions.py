@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from consent_ledger.models import NoticeVersion
+from consent_ledger.api import ConsentLedger
 from console.providers import DefinitionVersionRecord
 from zeroparty.errors import NotFound
 
@@ -52,14 +51,9 @@ class DiffRow:
     right: str
 
 
-def notice_histories(session: Session) -> list[History]:
-    rows = session.scalars(
-        select(NoticeVersion).order_by(
-            NoticeVersion.purpose_key, NoticeVersion.locale, NoticeVersion.version
-        )
-    )
+def notice_histories(ledger: ConsentLedger, session: Session) -> list[History]:
     grouped: dict[tuple[str, str], list[VersionInfo]] = {}
-    for row in rows:
+    for row in ledger.notice_versions(session):
         grouped.setdefault((row.purpose_key, row.locale), []).append(
             VersionInfo(row.version, row.sha256, row.created_at, row.text)
         )

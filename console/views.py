@@ -10,6 +10,7 @@ log in the same request.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -20,6 +21,7 @@ from starlette.routing import Route
 
 from consent_ledger import requests as subject_requests
 from consent_ledger.actions import ConsentAction, ConsentSource
+from consent_ledger.filters import LedgerFilter
 from console import (
     audit,
     auth_views,
@@ -34,10 +36,12 @@ from console import (
     work_views,
 )
 from console.audit import StaffAction
+from console.providers import SalesRecord
 from console.roles import Permission
 from console.web import (
     Staff,
     database_of,
+    ledger_of,
     render,
     require,
     staff_page,
@@ -74,7 +78,7 @@ async def to_home(request: Request) -> Response:
 def _search(request: Request, staff: Staff, query: str) -> list[leads.LeadHit]:
     database = database_of(request)
     with database.read() as session:
-        hits = leads.search(session, query)
+        hits = leads.search(ledger_of(request), session, query)
     with database.write() as session:
         # What was typed is not kept (it may be an email); which leads it showed is.
         detail = f"{len(hits)} result(s): " + " ".join(hit.subject_id for hit in hits[:20])
@@ -87,21 +91,27 @@ async def lead_search(request: Request) -> Response:
     """``GET /console/leads?q=``: by email (or its beginning) or lead id."""
     staff = await require(request, Permission.VIEW_LEADS)
     query = request.query_params.get("q", "")
-    hits = await run_in_threadpool(_search, request, staff, query) if query.strip() else []
+    hits = await database_of(request).run(_search, request, staff, query) if query.strip() else []
     return render(request, "leads.html", {"q": query, "hits": hits}, staff=staff)
 
 
-def _lead_file(request: Request, staff: Staff, subject_id: str, at_raw: str) -> leads.LeadFile:
-    at = forms.parse_moment(at_raw) if at_raw else None
+def _lead_page(
+    request: Request, staff: Staff, subject_id: str, at: datetime | None
+) -> tuple[leads.LeadFile, SalesRecord | None]:
+    """The lead's file and what sales recorded; the look is written to the audit log."""
     database = database_of(request)
     with database.read() as session:
         lead = leads.lead_file(
-            session, subject_id, with_evidence=staff.may(Permission.VIEW_EVIDENCE), at=at
+            ledger_of(request),
+            session,
+            subject_id,
+            with_evidence=staff.may(Permission.VIEW_EVIDENCE),
+            at=at,
         )
     with database.write() as session:
         detail = f"at {at.isoformat()}" if at else ""
         audit.record(session, staff.id, StaffAction.LEAD_VIEW, subject_id=subject_id, detail=detail)
-    return lead
+    return lead, sales_views.sales_of(request, subject_id)
 
 
 @staff_page
@@ -110,8 +120,8 @@ async def lead_page(request: Request) -> Response:
     staff = await require(request, Permission.VIEW_LEADS)
     subject_id = forms.parse_subject_id(request.path_params["subject_id"])
     at_raw = request.query_params.get("at", "").strip()
-    lead = await run_in_threadpool(_lead_file, request, staff, subject_id, at_raw)
-    sales = await run_in_threadpool(sales_views.sales_of, request, subject_id)
+    at = forms.parse_moment(at_raw) if at_raw else None
+    lead, sales = await database_of(request).run(_lead_page, request, staff, subject_id, at)
     context = {
         "lead": lead,
         "at_raw": at_raw,
@@ -127,50 +137,51 @@ async def lead_page(request: Request) -> Response:
 # ---------------------------------------------------------------- the ledger
 
 
-def _purposes(request: Request) -> list[str]:
+def _ledger_view(request: Request, params: dict[str, str]) -> dict[str, Any]:
+    ledger = ledger_of(request)
     with database_of(request).read() as session:
-        return leads.purpose_keys(session)
+        purposes = ledger.purpose_keys(session)
+        ledger_filter = forms.parse_ledger_filter(params, purposes)
+        before = forms.parse_cursor(params.get("before"))
+        page = exports.ledger_page(ledger, session, ledger_filter, before)
+    return {
+        "page": page,
+        "params": params,
+        "query": forms.filter_query(ledger_filter),
+        "purposes": purposes,
+        "actions": [a.value for a in ConsentAction],
+        "sources": [s.value for s in ConsentSource],
+    }
 
 
 @staff_page
 async def ledger_page(request: Request) -> Response:
     """``GET /console/ledger``: the whole ledger, filtered, newest first."""
     staff = await require(request, Permission.VIEW_LEDGER)
-    purposes = await run_in_threadpool(_purposes, request)
     params = dict(request.query_params)
-    ledger_filter = forms.parse_ledger_filter(params, purposes)
-    before = forms.parse_cursor(params.get("before"))
-    page = await run_in_threadpool(exports.ledger_page, database_of(request), ledger_filter, before)
-    return render(
-        request,
-        "ledger.html",
-        {
-            "page": page,
-            "params": params,
-            "query": forms.filter_query(ledger_filter),
-            "purposes": purposes,
-            "actions": [a.value for a in ConsentAction],
-            "sources": [s.value for s in ConsentSource],
-        },
-        staff=staff,
-    )
+    context = await database_of(request).run(_ledger_view, request, params)
+    return render(request, "ledger.html", context, staff=staff)
 
 
-def _log_export(request: Request, staff: Staff, detail: str) -> None:
+def _start_export(
+    request: Request, staff: Staff, params: dict[str, str]
+) -> tuple[str, LedgerFilter]:
+    """The export's format and filter, checked; the export is written to the audit log."""
     with database_of(request).write() as session:
+        purposes = ledger_of(request).purpose_keys(session)
+        ledger_filter = forms.parse_ledger_filter(params, purposes)
+        kind = forms.parse_export_format(params.get("format"))
+        detail = f"{kind} {orjson.dumps(forms.filter_query(ledger_filter)).decode()}"
         audit.record(session, staff.id, StaffAction.LEDGER_EXPORT, detail=detail)
+    return kind, ledger_filter
 
 
 @staff_page
 async def ledger_export(request: Request) -> Response:
     """``GET /console/ledger/export?format=csv|jsonl&…``: the filtered view, streamed."""
     staff = await require(request, Permission.EXPORT)
-    purposes = await run_in_threadpool(_purposes, request)
     params = dict(request.query_params)
-    ledger_filter = forms.parse_ledger_filter(params, purposes)
-    kind = forms.parse_export_format(params.get("format"))
-    query = forms.filter_query(ledger_filter)
-    await run_in_threadpool(_log_export, request, staff, f"{kind} {orjson.dumps(query).decode()}")
+    kind, ledger_filter = await database_of(request).run(_start_export, request, staff, params)
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
     if kind == "csv":
         body = exports.stream_csv(database_of(request), ledger_filter)

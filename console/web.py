@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
+from consent_ledger.api import ConsentLedger
 from console import accounts
 from console.accounts import StaffIdentity
 from console.providers import ConsoleProviders
@@ -99,6 +100,12 @@ def two_factor_required(request: Request, identity: StaffIdentity) -> bool:
     return identity.role in settings_of(request).console_require_two_factor and not (
         identity.two_factor
     )
+
+
+def ledger_of(request: Request) -> ConsentLedger:
+    """The app's ledger, wired with every package's listeners and personal data."""
+    ledger: ConsentLedger = request.app.state.ledger
+    return ledger
 
 
 def providers_of(request: Request) -> ConsoleProviders:

@@ -20,6 +20,7 @@ from console.web import (
     checked_post,
     database_of,
     field,
+    ledger_of,
     render,
     require,
     settings_of,
@@ -51,7 +52,7 @@ def _requests_page(
 async def requests_page(request: Request) -> Response:
     """``GET /console/requests``: the queue, open and most urgent first."""
     staff = await require(request, Permission.HANDLE_REQUESTS)
-    return await run_in_threadpool(_requests_page, request, staff, {})
+    return await database_of(request).run(_requests_page, request, staff, {})
 
 
 @staff_page
@@ -65,14 +66,17 @@ async def enter_request(request: Request) -> Response:
             if values["received_at"]
             else None
         )
-        await run_in_threadpool(
-            requests_work.enter_request, database_of(request), staff.id, staff.email,
+        database = database_of(request)
+        await database.run(
+            requests_work.enter_request, database, ledger_of(request), staff.id, staff.email,
             values["email"], values["kind"], received, values["note"],
         )  # fmt: skip
     except (InvalidInput, NotFound) as exc:
         errors = exc.fields or {"form": exc.message}
         context = {"errors": errors, "form": values}
-        return await run_in_threadpool(_requests_page, request, staff, context, exc.status_code)
+        return await database_of(request).run(
+            _requests_page, request, staff, context, exc.status_code
+        )
     return RedirectResponse("/console/requests?done=created", status_code=303)
 
 
@@ -88,9 +92,11 @@ async def answer_access(request: Request) -> Response:
     """``POST /console/requests/{id}/access``: download everything held; completes it."""
     staff, _form = await checked_post(request, Permission.HANDLE_REQUESTS)
     request_id = _request_id(request)
-    body = await run_in_threadpool(
-        requests_work.access_export, database_of(request), staff.id, staff.email, request_id
-    )
+    database = database_of(request)
+    body = await database.run(
+        requests_work.access_export,
+        database, ledger_of(request), staff.id, staff.email, request_id,
+    )  # fmt: skip
     return Response(
         orjson.dumps(body, option=orjson.OPT_INDENT_2),
         media_type="application/json",
@@ -105,9 +111,10 @@ async def answer_access(request: Request) -> Response:
 async def carry_out_erasure(request: Request) -> Response:
     """``POST /console/requests/{id}/erase``: erase the lead's personal data now."""
     staff, _form = await checked_post(request, Permission.HANDLE_REQUESTS)
-    await run_in_threadpool(
+    database = database_of(request)
+    await database.run(
         requests_work.carry_out_erasure,
-        database_of(request), staff.id, staff.email, _request_id(request),
+        database, ledger_of(request), staff.id, staff.email, _request_id(request),
     )  # fmt: skip
     return RedirectResponse("/console/requests?done=erased", status_code=303)
 
@@ -116,9 +123,10 @@ async def carry_out_erasure(request: Request) -> Response:
 async def refuse_request(request: Request) -> Response:
     """``POST /console/requests/{id}/refuse``: close it with the reason given."""
     staff, form = await checked_post(request, Permission.HANDLE_REQUESTS)
-    await run_in_threadpool(
+    database = database_of(request)
+    await database.run(
         requests_work.refuse,
-        database_of(request), staff.id, staff.email, _request_id(request), field(form, "note"),
+        database, staff.id, staff.email, _request_id(request), field(form, "note"),
     )  # fmt: skip
     return RedirectResponse("/console/requests?done=refused", status_code=303)
 
