@@ -15,10 +15,15 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import psycopg
+from sqlalchemy.engine import make_url
 
 from bench.append_workers import WriterSpec, bare_metadata, writer
 from bench.databases import (
@@ -53,6 +58,10 @@ class Cell:
     p50_ms: float
     p99_ms: float
     cpu_us_per_entry: float  # in the writer processes (SQLite's work included, not PG's)
+    # PostgreSQL: what the writers' backends were doing, as shares of sampled backend
+    # time (lock waits: on the ledger head; commit: WAL flush; client: waiting for the
+    # writer process's next statement, in or between transactions).
+    waits: dict[str, float] | None = None
 
 
 def _get(channel: Any, processes: list[Any], timeout_s: float, kind: str) -> Any:
@@ -65,6 +74,38 @@ def _get(channel: Any, processes: list[Any], timeout_s: float, kind: str) -> Any
             if any(p.exitcode not in (None, 0) for p in processes):
                 break
     raise RuntimeError(f"{kind} writers failed or stalled (see their stderr)")
+
+
+WAIT_SAMPLE_S = 0.005
+_WAITS = (
+    "SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+    "WHERE datname = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+)
+
+
+def _wait_class(state: str | None, kind: str | None, event: str | None) -> str:
+    if kind == "Lock":
+        return "lock wait"
+    if event in ("WALSync", "WALWrite") or kind == "IO":
+        return "commit (WAL flush)"
+    if kind == "Client" and state == "idle in transaction":
+        return "client, in transaction"
+    if kind == "Client":
+        return "client, between transactions"
+    return "working"
+
+
+def _sample_waits(url: str, go: Any, stop: threading.Event, counts: Counter[str]) -> None:
+    """Count what the backends of ``url``'s database are doing, every few milliseconds,
+    from the common start signal until ``stop``."""
+    parsed = make_url(url)
+    conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        go.wait()
+        while not stop.is_set():
+            for state, kind, event in connection.execute(_WAITS, (parsed.database,)):
+                counts[_wait_class(state, kind, event)] += 1
+            time.sleep(WAIT_SAMPLE_S)
 
 
 def measure(kind: str, url: str, writers: int, per_transaction: int, duration_s: float) -> Cell:
@@ -88,6 +129,12 @@ def measure(kind: str, url: str, writers: int, per_transaction: int, duration_s:
     for process in processes:
         process.start()
     outcomes = []
+    waits: Counter[str] = Counter()
+    stop = threading.Event()
+    sampler = None
+    if url.startswith("postgresql"):
+        sampler = threading.Thread(target=_sample_waits, args=(url, go, stop, waits), daemon=True)
+        sampler.start()
     try:
         for _ in processes:
             _get(ready, processes, JOIN_GRACE_S, kind)
@@ -95,6 +142,9 @@ def measure(kind: str, url: str, writers: int, per_transaction: int, duration_s:
         for _ in processes:
             outcomes.append(_get(results, processes, duration_s + JOIN_GRACE_S, kind))
     finally:
+        stop.set()
+        if sampler is not None:
+            sampler.join(timeout=10)
         for process in processes:
             process.join(timeout=10)
             if process.is_alive():
@@ -110,6 +160,7 @@ def measure(kind: str, url: str, writers: int, per_transaction: int, duration_s:
         p50_ms=percentile(latencies, 0.50) * 1000,
         p99_ms=percentile(latencies, 0.99) * 1000,
         cpu_us_per_entry=cpu / committed * 1e6 if committed else 0.0,
+        waits={k: v / sum(waits.values()) for k, v in waits.most_common()} if waits else None,
     )
 
 
@@ -143,9 +194,12 @@ def _settled(url: str) -> str:
 
 
 def _cell_text(cell: Cell) -> str:
+    waits = ""
+    if cell.waits:
+        waits = "; backends: " + ", ".join(f"{k} {v:.0%}" for k, v in cell.waits.items())
     return (
         f"{per_second(cell.entries_per_s)} (p50 {cell.p50_ms:.1f} ms, p99 {cell.p99_ms:.1f} ms; "
-        f"{cell.cpu_us_per_entry:,.0f} µs CPU/entry)"
+        f"{cell.cpu_us_per_entry:,.0f} µs CPU/entry{waits})"
     )
 
 
