@@ -551,8 +551,8 @@ def _queue_confirmation(
     if lead_links is not None:
         # One-click unsubscribe withdraws exactly the purposes this mail is about.
         mail = with_lead_links(mail, lead_links(session, lead.subject_id, list(purposes)))
-    queue_mail(session, mail, subject_id=lead.subject_id)
-    session.flush()
+    # Claimed by this process: the request sends it right after its commit.
+    queue_mail(session, mail, subject_id=lead.subject_id, claimed=True)
 
 
 def _hold(
@@ -603,8 +603,7 @@ def _hold(
     )
     if lead_links is not None and ticked:
         mail = with_lead_links(mail, lead_links(session, lead.subject_id, ticked))
-    queue_mail(session, mail, subject_id=lead.subject_id)
-    session.flush()
+    queue_mail(session, mail, subject_id=lead.subject_id, claimed=True)
 
 
 def _lead_signal(

@@ -59,7 +59,7 @@ from consent_ledger.evidence import EvidenceValue, clean_evidence
 from zeroparty.db import Database, utcnow
 from zeroparty.errors import ZeropartyError
 from zeroparty.http import JSONResponse, wants_json
-from zeroparty.mail import LeadLinker, queued_mail_ids, send_after_commit
+from zeroparty.mail import ClaimedMails, LeadLinker, claimed_mails, send_claimed
 from zeroparty.tokens import TokenError, TokenInvalid
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -285,8 +285,9 @@ def _store(
     tokens: CaptureTokens,
     base_url: str,
     lead_links: LeadLinker | None,
-) -> tuple[services.SubmissionResult, tuple[str, ...]]:
-    """Store the submission; also returns the ids of the mails it queued."""
+) -> tuple[services.SubmissionResult, ClaimedMails]:
+    """Store the submission; also returns the mails it queued (claimed by this process,
+    to send once the transaction committed)."""
     try:
         with ledger.database.write() as session:
             result = services.accept_submission(
@@ -297,8 +298,8 @@ def _store(
                 base_url=base_url,
                 lead_links=lead_links,
             )
-            mail_ids = queued_mail_ids(session)
-        return result, mail_ids
+            mails = claimed_mails(session, base_url)
+        return result, mails
     except IntegrityError:
         # A retry (same render token or Idempotency-Key) met the first submission's
         # unique rows: answer as it was answered (or refuse a different body).
@@ -306,7 +307,7 @@ def _store(
             previous = services.replay(session, request)
         if previous is None:
             raise
-        return previous, ()  # its mail left with the first answer (or the outbox retries)
+        return previous, ClaimedMails()  # its mail left with the first answer (or is retried)
 
 
 @dataclass(slots=True)
@@ -412,7 +413,7 @@ async def _submit(
         quiz=work.quiz,
     )
     # All of the submission's database work: one transaction, one hop (inline on SQLite).
-    result, mail_ids = await database.run(
+    result, mails = await database.run(
         _store,
         ledger_of(request),
         service_request,
@@ -420,9 +421,7 @@ async def _submit(
         settings.base_url,
         getattr(request.app.state, "lead_links", None),
     )
-    background = (
-        BackgroundTask(send_after_commit, database, settings, mail_ids) if mail_ids else None
-    )
+    background = BackgroundTask(send_claimed, database, settings, mails) if mails else None
     return _success(
         request,
         published,

@@ -10,6 +10,13 @@ waiting for leaves right after its transaction commits: the request hands exactl
 it queued (:func:`queued_mail_ids`) to :func:`deliver_queued`, which claims and marks them
 the same way; the periodic :func:`deliver_pending` stays the retry path.
 
+Cheaper still, a hot path queues its mail already claimed by its own process
+(``queue_mail(..., claimed=True)``: ``claimed_until`` = now + the claim window, written in
+the request's transaction) and takes the sender with it (:func:`claimed_mails`), so after
+the answer only the send and one "sent" update remain (:func:`send_claimed`). Nothing
+acknowledged is lost: the row committed with the request, and if this process never
+sends it (a crash, a failed send), :func:`deliver_pending` retries it once the claim lapses.
+
 On the wire (:data:`WIRE_POLICY`): CRLF line ends, no line over 998 octets, 7-bit clean
 bodies, ``From``/``Reply-To`` from the site's sender (:mod:`zeroparty.site_info`),
 ``Message-ID`` in the sender's domain. ``List-Unsubscribe`` and ``List-Unsubscribe-Post``
@@ -38,12 +45,23 @@ from email.policy import EmailPolicy
 from email.utils import format_datetime
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import ColumnElement, Integer, String, Text, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    String,
+    Table,
+    Text,
+    bindparam,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from zeroparty.db import Base, Database, UTCDateTime, utcnow
@@ -60,6 +78,7 @@ MAX_LINE_OCTETS = 998  # RFC 5322 section 2.1.1, CRLF excluded
 SOFT_LINE_OCTETS = 78  # RFC 5322 section 2.1.1: SHOULD
 RAW_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
 QUEUED_IDS = "zeroparty.mail.queued"  # Session.info key: ids queued in this session
+CLAIMED = "zeroparty.mail.claimed"  # Session.info key: rows queued claimed, to send after commit
 SMTP_URL_OPTIONS = frozenset({"starttls"})
 
 
@@ -313,22 +332,48 @@ def transport_for(smtp_url: str | None, outbox_dir: Path) -> Transport:
     return SmtpTransport(smtp_url) if smtp_url else FolderTransport(outbox_dir)
 
 
-def queue_mail(session: Session, mail: Mail, *, subject_id: str | None = None) -> str:
+_outbox = cast(Table, OutboxMail.__table__)
+_INSERT_OUTBOX = insert(_outbox)
+_MARK_SENT = (
+    update(_outbox)
+    .where(_outbox.c.id == bindparam("mail_id"))
+    .values(sent_at=bindparam("sent_at"), claimed_until=None, attempts=bindparam("attempts"))
+)
+
+
+def queue_mail(
+    session: Session, mail: Mail, *, subject_id: str | None = None, claimed: bool = False
+) -> str:
     """Queue ``mail`` in the caller's transaction; returns its id (also listed by
-    :func:`queued_mail_ids` for this session, to send once the transaction commits)."""
+    :func:`queued_mail_ids` for this session, to send once the transaction commits).
+
+    ``claimed``: the caller sends it itself right after the commit (:func:`claimed_mails`,
+    :func:`send_claimed`): the row is written claimed by this process for
+    :data:`CLAIM_SECONDS`, so no deliverer takes it meanwhile, and the periodic delivery
+    sends it once the claim lapses if this process never does."""
     mail_id = uuid.uuid4().hex
-    session.info.setdefault(QUEUED_IDS, []).append(mail_id)
-    session.add(
-        OutboxMail(
-            id=mail_id,
-            subject_id=subject_id,
-            to_address=mail.to,
-            subject=mail.subject,
-            body_text=mail.text,
-            body_html=mail.html,
-            headers=orjson.dumps(dict(mail.headers)).decode(),
-        )
+    now = utcnow()
+    row = OutboxMail(
+        id=mail_id,
+        subject_id=subject_id,
+        to_address=mail.to,
+        subject=mail.subject,
+        body_text=mail.text,
+        body_html=mail.html,
+        headers=orjson.dumps(dict(mail.headers)).decode(),
+        created_at=now,
+        attempts=0,
+        next_attempt_at=now,
+        claimed_until=now + timedelta(seconds=CLAIM_SECONDS) if claimed else None,
     )
+    session.execute(
+        _INSERT_OUTBOX,
+        {column.key: getattr(row, column.key) for column in _outbox.columns},
+    )
+    if claimed:
+        session.info.setdefault(CLAIMED, []).append(row)
+    else:
+        session.info.setdefault(QUEUED_IDS, []).append(mail_id)
     return mail_id
 
 
@@ -336,6 +381,29 @@ def queued_mail_ids(session: Session) -> tuple[str, ...]:
     """The ids of the mails :func:`queue_mail` queued in ``session`` so far. Read them
     inside the transaction, deliver them after it committed (:func:`deliver_queued`)."""
     return tuple(session.info.get(QUEUED_IDS, ()))
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedMails:
+    """The mails a transaction queued claimed (``queue_mail(..., claimed=True)``), as
+    written, with the sender to send them as: what :func:`send_claimed` sends once the
+    transaction committed."""
+
+    rows: tuple[OutboxMail, ...] = ()
+    sender: MailSender | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+
+def claimed_mails(session: Session, base_url: str) -> ClaimedMails:
+    """The mails queued claimed in ``session`` so far, and (if there are any) the site's
+    sender, read in the same transaction. Call it inside the transaction, just before it
+    commits; send what it returns after the commit (:func:`send_claimed`)."""
+    rows = tuple(session.info.get(CLAIMED, ()))
+    if not rows:
+        return ClaimedMails()
+    return ClaimedMails(rows, mail_sender(session, base_url))
 
 
 def wire_address(address: str) -> str:
@@ -414,6 +482,38 @@ def send_after_commit(database: Database, settings: Settings, mail_ids: Collecti
     return deliver_queued(database, transport, mail_ids, base_url=settings.base_url)
 
 
+def send_claimed(database: Database, settings: Settings, mails: ClaimedMails) -> int:
+    """What a request runs after its answer when it queued its mails claimed: send each
+    through the transport ``settings`` name, then mark it sent (one update); returns
+    how many were sent. A mail that fails gets its retry scheduled like any other; a
+    mail never sent (the process stopped) is delivered by :func:`deliver_pending` once
+    its claim lapses."""
+    if not mails.rows:
+        return 0
+    assert mails.sender is not None
+    transport = transport_for(settings.smtp_url, settings.outbox_dir)
+    sent = 0
+    for row in mails.rows:
+        if _send(database, transport, row, mails.sender):
+            with database.write_connection() as connection:
+                connection.execute(
+                    _MARK_SENT, {"mail_id": row.id, "sent_at": utcnow(), "attempts": 1}
+                )
+            sent += 1
+    return sent
+
+
+def _send(database: Database, transport: Transport, row: OutboxMail, sender: MailSender) -> bool:
+    """Send ``row``; on failure schedule its retry (or give it up) and return False."""
+    try:
+        transport.send(build_message(row, sender))
+    except (OSError, smtplib.SMTPException, ValueError) as exc:
+        # ValueError: a header that cannot be written (retried, then given up).
+        _failed(database, row.id, row.attempts + 1, exc)
+        return False
+    return True
+
+
 def _deliver(
     database: Database,
     transport: Transport,
@@ -444,11 +544,7 @@ def _deliver(
     sent = 0
     for row in rows:  # loaded, claimed and committed: no transaction held while sending
         mail_id, attempts = row.id, row.attempts
-        try:
-            transport.send(build_message(row, sender))
-        except (OSError, smtplib.SMTPException, ValueError) as exc:
-            # ValueError: a header that cannot be written (retried, then given up).
-            _failed(database, mail_id, attempts + 1, exc)
+        if not _send(database, transport, row, sender):
             continue
         with database.write() as session:
             session.execute(
