@@ -62,6 +62,7 @@ CONNECTIONS = 32
 LEADS, QUICK_LEADS = 20_000, 4_000
 PAGE_LEADS = 1_000  # leads 0..999 are shown by the page path; one-click uses the others
 BATCH = 100
+LUA_CHUNK = 2_000
 SETTLE_MAX_S, SETTLE_STEP_S, SETTLE_IDLE_CPU_S = 60.0, 0.5, 0.05
 VENV_BIN = Path(sys.executable).parent
 CHECKPOINT_ORIGIN = "hot-paths.bench.example/consent-ledger"
@@ -132,12 +133,19 @@ end
 def rotate_script(
     requests: Sequence[tuple[str, str, dict[str, str], str | None]], start: int = 0
 ) -> str:
-    """Send ``requests`` (method, path, headers, body) in turn from ``start``, formatted once."""
-    lines = ["local items = {"]
-    for method, path, headers, body in requests:
-        body_lua = "nil" if body is None else _lua(body)
-        lines.append(f"  {{{_lua(method)}, {_lua(path)}, {_headers_lua(headers)}, {body_lua}}},")
-    lines.append("}")
+    """Send ``requests`` (method, path, headers, body) in turn from ``start``, formatted once.
+
+    The list is built in chunks, each in a function of its own: LuaJIT refuses a function
+    with more than 65,536 constants (wrk then runs without the script: ``GET /``)."""
+    lines = ["local items = {}"]
+    for first in range(0, len(requests), LUA_CHUNK):
+        lines.append("for _, r in ipairs((function() return {")
+        for method, path, headers, body in requests[first : first + LUA_CHUNK]:
+            body_lua = "nil" if body is None else _lua(body)
+            lines.append(
+                f"  {{{_lua(method)}, {_lua(path)}, {_headers_lua(headers)}, {body_lua}}},"
+            )
+        lines.append("} end)()) do items[#items + 1] = r end")
     lines.append(
         f"""local requests = {{}}
 local counter = {start}

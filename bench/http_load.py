@@ -120,7 +120,8 @@ def run_wrk(base_url: str, script: Path, *, connections: int, seconds: float) ->
         timeout=seconds + WRK_TIMEOUT_S + WRK_GRACE_S,
         check=False,
     )
-    if result.returncode != 0:
+    if result.returncode != 0 or result.stderr.strip():
+        # A script wrk cannot load is reported on stderr, and wrk then sends ``GET /``.
         raise RuntimeError(f"wrk failed: {result.stderr}")
     return parse_wrk(result.stdout)
 
