@@ -48,6 +48,7 @@ from consent_ledger.models import (
     Subject,
     SubjectProfile,
 )
+from consent_ledger.projection import PENDING
 from consent_ledger.state import ConsentAnswer, UnknownPurpose
 from consent_ledger.subjects import InvalidEmail, normalise_email
 from zeroparty.db import Database, utcnow
@@ -58,6 +59,7 @@ from zeroparty.personal_data import PersonalData
 Transaction = Session | Connection
 
 __all__ = [
+    "PENDING",
     "ConsentAnswer",
     "ConsentChange",
     "ConsentLedger",
@@ -540,6 +542,22 @@ class ConsentLedger:
         now = utcnow()
         drafts = [self._draft(c, doi, notice_locale, now) for c in changes]
         return ledger.append_many(tx, drafts, listeners=self._listeners)
+
+    # -- preference_center: topics picked with a form's grant (preference_center.form_topics)
+
+    _EVIDENCE_BODIES = select(ConsentEvidence.seq, ConsentEvidence.body).where(
+        ConsentEvidence.seq.in_(bindparam("seqs", expanding=True))
+    )
+
+    @staticmethod
+    def evidence_of(tx: Transaction, seqs: Sequence[int]) -> dict[int, str]:
+        """The kept evidence of the entries ``seqs``, as its JSON text, by seq (entries
+        without evidence, or whose evidence was erased, left out). Static: a consent
+        listener is told of entries with a transaction, not the ledger."""
+        if not seqs:
+            return {}
+        rows = _connection(tx).execute(ConsentLedger._EVIDENCE_BODIES, {"seqs": list(seqs)})
+        return {row.seq: row.body for row in rows}
 
 
 def _with_session(tx: Transaction, work: Callable[[Session], object]) -> None:

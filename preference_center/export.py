@@ -15,9 +15,7 @@ from sqlalchemy.orm import Session
 from consent_ledger.api import ConsentLedger
 from consent_ledger.entries import format_timestamp
 from consent_ledger.export import iter_export_rows
-
-# SQL on the ledger's states and notice texts: no read-only selectables for them yet.
-from consent_ledger.models import ConsentState, NoticeVersion
+from consent_ledger.read_model import consent_states, notice_versions
 from preference_center.models import TopicSubscription, TopicSubscriptionChange
 from preference_center.services import lead_row
 from zeroparty.db import utcnow
@@ -32,10 +30,17 @@ def _ts(value: Any) -> str | None:
 def _notice_texts(session: Session, hashes: set[str]) -> dict[tuple[str, str], dict[str, Any]]:
     if not hashes:
         return {}
-    stmt = select(NoticeVersion).where(NoticeVersion.sha256.in_(sorted(hashes)))
+    n = notice_versions.c
+    stmt = select(n.purpose_key, n.sha256, n.locale, n.version, n.text).where(
+        n.sha256.in_(sorted(hashes))
+    )
     return {
-        (n.purpose_key, n.sha256): {"locale": n.locale, "version": n.version, "text": n.text}
-        for n in session.execute(stmt).scalars()
+        (row.purpose_key, row.sha256): {
+            "locale": row.locale,
+            "version": row.version,
+            "text": row.text,
+        }
+        for row in session.execute(stmt)
     }
 
 
@@ -52,10 +57,10 @@ def ledger_entries(session: Session, subject_id: str) -> list[dict[str, Any]]:
 def subject_export(ledger: ConsentLedger, session: Session, subject_id: str) -> dict[str, Any]:
     subject = lead_row(session, subject_id)
     states = session.execute(
-        select(ConsentState)
-        .where(ConsentState.subject_id == subject_id)
-        .order_by(ConsentState.purpose_key)
-    ).scalars()
+        select(consent_states)
+        .where(consent_states.c.subject_id == subject_id)
+        .order_by(consent_states.c.purpose_key)
+    )
     sections = {p.name: p.export(session, subject_id) for p in ledger.personal_data_providers}
     ledger_part = sections.pop("consent_ledger", None) or {}
     subs = session.execute(

@@ -14,17 +14,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from consent_ledger import listeners
 from consent_ledger.actions import ConsentAction, ConsentSource
+from consent_ledger.api import ConsentLedger
 from consent_ledger.entries import LedgerEntry
-from consent_ledger.models import ConsentEvidence, Topic
+from consent_ledger.read_model import topics as topic_rows
 from preference_center.services import record_topics
 
 LISTENER = "preference_center.form_topics"
 _SOURCES = frozenset({ConsentSource.FORM.value, ConsentSource.QUIZ.value})
+_TOPICS = select(topic_rows.c.key, topic_rows.c.purpose_key).where(
+    topic_rows.c.purpose_key.in_(bindparam("purposes", expanding=True))
+)
 
 
 def on_append(session: Session, entries: Sequence[LedgerEntry]) -> None:
@@ -37,13 +41,7 @@ def on_append(session: Session, entries: Sequence[LedgerEntry]) -> None:
     ]
     if not grants:
         return
-    bodies = dict(
-        session.execute(
-            select(ConsentEvidence.seq, ConsentEvidence.body).where(
-                ConsentEvidence.seq.in_([e.seq for e in grants])
-            )
-        ).all()
-    )
+    bodies = ConsentLedger.evidence_of(session, [e.seq for e in grants])
     picked = {
         e.seq: str(body["topics"])
         for e in grants
@@ -53,9 +51,7 @@ def on_append(session: Session, entries: Sequence[LedgerEntry]) -> None:
         return
     purposes = {e.purpose for e in grants if e.seq in picked}
     topics: dict[str, list[str]] = {}
-    for key, purpose in session.execute(
-        select(Topic.key, Topic.purpose_key).where(Topic.purpose_key.in_(purposes))
-    ):
+    for key, purpose in session.execute(_TOPICS, {"purposes": sorted(purposes)}):
         topics.setdefault(purpose, []).append(key)
     for entry in grants:
         if entry.seq not in picked:

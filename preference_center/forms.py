@@ -8,7 +8,7 @@ import re
 from starlette.datastructures import FormData
 from starlette.requests import Request
 
-from consent_ledger.subjects import normalise_email  # (not re-exported by api yet)
+from consent_ledger.api import normalise_email
 from preference_center.services import Choices
 from zeroparty.errors import Forbidden, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 

@@ -16,9 +16,7 @@ from sqlalchemy.orm import Session
 
 from consent_ledger.actions import PurposeCategory
 from consent_ledger.api import ConsentLedger
-
-# SQL on the ledger's purposes and lead rows: no read-only selectables for them yet.
-from consent_ledger.models import Purpose, Subject
+from consent_ledger.read_model import leads, purposes
 from preference_center.links import erase_url, mail_headers
 from preference_center.locale import choose_locale, strings
 from preference_center.models import LinkRequest
@@ -43,7 +41,7 @@ def address_key(settings: Settings, email: str) -> str:
     return hmac.new(key, email.encode(), hashlib.sha256).hexdigest()
 
 
-_SUBJECT_LOCALE = select(Subject.locale).where(Subject.id == bindparam("subject_id"))
+_SUBJECT_LOCALE = select(leads.c.locale).where(leads.c.subject_id == bindparam("subject_id"))
 
 
 def subject_locale(session: Session, subject_id: str) -> str | None:
@@ -99,8 +97,9 @@ def queue_link_mail(
 
 
 def _communication_purposes(session: Session) -> list[str]:
-    stmt = select(Purpose.key).where(Purpose.category == PurposeCategory.COMMUNICATION.value)
-    return list(session.execute(stmt.order_by(Purpose.key)).scalars())
+    p = purposes.c
+    stmt = select(p.key).where(p.category == PurposeCategory.COMMUNICATION.value)
+    return list(session.execute(stmt.order_by(p.key)).scalars())
 
 
 def request_erasure(

@@ -30,21 +30,17 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource, Mechanism
-from consent_ledger.api import ConsentChange, ConsentLedger
+from consent_ledger.api import PENDING, ConsentChange, ConsentLedger
 from consent_ledger.entries import LedgerEntry
 from consent_ledger.evidence import EvidenceError, EvidenceValue, clean_evidence
-
-# SQL joins over the ledger's purposes, notices, states, topics and lead rows: no
-# read-only selectables (consent_ledger.read_model) exist for them yet.
-from consent_ledger.models import (
-    ConsentState,
-    NoticeVersion,
-    Purpose,
-    Subject,
-    SubjectProfile,
-    Topic,
+from consent_ledger.read_model import (
+    consent_states,
+    lead_profiles,
+    leads,
+    notice_versions,
+    purposes,
+    topics,
 )
-from consent_ledger.projection import PENDING  # (not re-exported by consent_ledger.api yet)
 from preference_center.locale import DEFAULT_LOCALE
 from preference_center.models import LinkVersion, TopicSubscription, TopicSubscriptionChange
 from preference_center.tokens import TokenRevoked
@@ -181,24 +177,19 @@ class Lead:
 
 # -- statements, built once -------------------------------------------------------------
 
+_nv = notice_versions.c
 _latest_notice = (
-    select(
-        NoticeVersion.purpose_key,
-        NoticeVersion.locale,
-        func.max(NoticeVersion.version).label("version"),
-    )
-    .group_by(NoticeVersion.purpose_key, NoticeVersion.locale)
+    select(_nv.purpose_key, _nv.locale, func.max(_nv.version).label("version"))
+    .group_by(_nv.purpose_key, _nv.locale)
     .subquery("latest_notice")
 )
 _current_notice = (
-    select(
-        NoticeVersion.purpose_key, NoticeVersion.locale, NoticeVersion.text, NoticeVersion.sha256
-    )
+    select(_nv.purpose_key, _nv.locale, _nv.text, _nv.sha256)
     .join(
         _latest_notice,
-        (_latest_notice.c.purpose_key == NoticeVersion.purpose_key)
-        & (_latest_notice.c.locale == NoticeVersion.locale)
-        & (_latest_notice.c.version == NoticeVersion.version),
+        (_latest_notice.c.purpose_key == _nv.purpose_key)
+        & (_latest_notice.c.locale == _nv.locale)
+        & (_latest_notice.c.version == _nv.version),
     )
     .subquery("current_notice")
 )
@@ -208,52 +199,59 @@ def _lead_statement(with_notices: bool) -> Any:
     """The lead, its link version and, per purpose (and current notice per locale, and
     topic), the lead's state and topic choice: one row per purpose x locale x topic."""
     n = _current_notice
+    lead, profile, purpose, state, topic = (
+        leads.c,
+        lead_profiles.c,
+        purposes.c,
+        consent_states.c,
+        topics.c,
+    )
     columns = [
-        Subject.locale,
-        Subject.jurisdiction,
-        Subject.erased_at,
-        SubjectProfile.email,
+        lead.locale,
+        lead.jurisdiction,
+        lead.erased_at,
+        profile.email,
         LinkVersion.version,
-        Purpose.key.label("purpose"),
-        Purpose.title,
-        Purpose.description,
-        Purpose.category,
-        Purpose.mechanism,
-        Purpose.jurisdictions,
-        ConsentState.status,
-        ConsentState.permitted,
-        Topic.key.label("topic"),
-        Topic.title.label("topic_title"),
-        Topic.description.label("topic_description"),
+        purpose.key.label("purpose"),
+        purpose.title,
+        purpose.description,
+        purpose.category,
+        purpose.mechanism,
+        purpose.jurisdictions,
+        state.status,
+        state.permitted,
+        topic.key.label("topic"),
+        topic.title.label("topic_title"),
+        topic.description.label("topic_description"),
         TopicSubscription.subscribed,
     ]
     if with_notices:
         columns += [n.c.locale.label("notice_locale"), n.c.text, n.c.sha256]
     stmt = (
         select(*columns)
-        .select_from(Subject)
-        .outerjoin(SubjectProfile, SubjectProfile.subject_id == Subject.id)
-        .outerjoin(LinkVersion, LinkVersion.subject_id == Subject.id)
-        .outerjoin(Purpose, true())
+        .select_from(leads)
+        .outerjoin(lead_profiles, profile.subject_id == lead.subject_id)
+        .outerjoin(LinkVersion, LinkVersion.subject_id == lead.subject_id)
+        .outerjoin(purposes, true())
     )
     if with_notices:
-        stmt = stmt.outerjoin(n, n.c.purpose_key == Purpose.key)
+        stmt = stmt.outerjoin(n, n.c.purpose_key == purpose.key)
     stmt = (
         stmt.outerjoin(
-            ConsentState,
-            and_(ConsentState.subject_id == Subject.id, ConsentState.purpose_key == Purpose.key),
+            consent_states,
+            and_(state.subject_id == lead.subject_id, state.purpose_key == purpose.key),
         )
-        .outerjoin(Topic, Topic.purpose_key == Purpose.key)
+        .outerjoin(topics, topic.purpose_key == purpose.key)
         .outerjoin(
             TopicSubscription,
             and_(
-                TopicSubscription.subject_id == Subject.id,
-                TopicSubscription.topic_key == Topic.key,
+                TopicSubscription.subject_id == lead.subject_id,
+                TopicSubscription.topic_key == topic.key,
             ),
         )
-        .where(Subject.id == bindparam("subject_id"))
+        .where(lead.subject_id == bindparam("subject_id"))
     )
-    order = [Purpose.key, n.c.locale, Topic.key] if with_notices else [Purpose.key, Topic.key]
+    order = [purpose.key, n.c.locale, topic.key] if with_notices else [purpose.key, topic.key]
     return stmt.order_by(*order)
 
 
@@ -261,14 +259,14 @@ _LEAD_WITH_NOTICES = _lead_statement(True)
 _LEAD = _lead_statement(False)
 _LINK_VERSION = select(LinkVersion.version).where(LinkVersion.subject_id == bindparam("subject_id"))
 _LEAD_ROW = (
-    select(Subject.locale, Subject.jurisdiction, Subject.created_at, SubjectProfile.email)
-    .join(SubjectProfile, SubjectProfile.subject_id == Subject.id)
-    .where(Subject.id == bindparam("subject_id"), Subject.erased_at.is_(None))
+    select(leads.c.locale, leads.c.jurisdiction, leads.c.created_at, lead_profiles.c.email)
+    .join(lead_profiles, lead_profiles.c.subject_id == leads.c.subject_id)
+    .where(leads.c.subject_id == bindparam("subject_id"), leads.c.erased_at.is_(None))
 )
 _NOTICES_BY_HASH = (
-    select(NoticeVersion.purpose_key, NoticeVersion.sha256, NoticeVersion.locale)
-    .where(NoticeVersion.sha256.in_(bindparam("hashes", expanding=True)))
-    .order_by(NoticeVersion.version)
+    select(_nv.purpose_key, _nv.sha256, _nv.locale)
+    .where(_nv.sha256.in_(bindparam("hashes", expanding=True)))
+    .order_by(_nv.version)
 )
 _subscription = cast(Table, TopicSubscription.__table__)
 _TOPIC_UPSERT: dict[str, Any] = {}

@@ -22,11 +22,9 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from consent_ledger.actions import ConsentMethod, ConsentSource
-from consent_ledger.api import ConsentLedger
-from consent_ledger.erasure import scrub_sqlite  # (not re-exported by consent_ledger.api yet)
+from consent_ledger.api import ConsentLedger, InvalidEmail, scrub_sqlite
 from consent_ledger.receipts import build_receipt
 from consent_ledger.requests import RequestChannel, RequestKind, record_request
-from consent_ledger.subjects import InvalidEmail  # (not re-exported by consent_ledger.api yet)
 from preference_center import export, forms, mails, services
 from preference_center.locale import choose_locale, strings
 from preference_center.tokens import MAX_AGE, LinkClaim, LinkPurpose, LinkTokens, TokenRevoked
