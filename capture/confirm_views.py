@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 
 from starlette.background import BackgroundTask
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -68,8 +67,9 @@ async def confirm_page(request: Request) -> Response:
     """``GET /confirm/{token}``: says what would be confirmed; changes nothing (mail
     scanners and link previews fetch links before people do)."""
     state = capture_state(request)
-    view = await run_in_threadpool(
-        _confirm_view, ledger_of(request), state.tokens, request.path_params["token"]
+    ledger = ledger_of(request)
+    view = await ledger.database.run(
+        _confirm_view, ledger, state.tokens, request.path_params["token"]
     )
     return _confirm_page(request, view, None)
 
@@ -92,7 +92,7 @@ async def confirm_post(request: Request) -> Response:
         }
     )
     database = database_of(request)
-    view, done = await run_in_threadpool(
+    view, done = await database.run(
         _confirm, ledger_of(request), state.tokens, request.path_params["token"], evidence
     )
     background = None
@@ -145,8 +145,9 @@ def _held_page(request: Request, view: held_confirmation.HeldView) -> Response:
 async def held_page(request: Request) -> Response:
     """``GET /confirm/held/{token}``: what was sent under the address; changes nothing."""
     state = capture_state(request)
-    view = await run_in_threadpool(
-        _held_view, ledger_of(request), state.tokens, state.store, request.path_params["token"]
+    ledger = ledger_of(request)
+    view = await ledger.database.run(
+        _held_view, ledger, state.tokens, state.store, request.path_params["token"]
     )
     return _held_page(request, view)
 
@@ -169,9 +170,10 @@ async def held_post(request: Request) -> Response:
             if v is not None and v != "testclient"
         }
     )
-    view = await run_in_threadpool(
+    ledger = ledger_of(request)
+    view = await ledger.database.run(
         _confirm_held,
-        ledger_of(request),
+        ledger,
         state.tokens,
         state.store,
         request.path_params["token"],

@@ -28,7 +28,8 @@ from functools import lru_cache
 from typing import cast
 
 import orjson
-from sqlalchemy import Insert, Table, bindparam, insert, select
+from sqlalchemy import Insert, Table, and_, bindparam, insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from capture import pending as held_submissions
@@ -40,6 +41,7 @@ from capture.models import Answer, DefinitionVersion, IdempotencyRecord, Submiss
 from capture.quiz import QuizPath
 from capture.site import SLUG_RE
 from capture.tokens import CaptureTokens, ConfirmToken, HeldToken
+from consent_ledger import read_model
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource, PurposeCategory
 from consent_ledger.api import ConsentChange, ConsentLedger
 from consent_ledger.entries import LedgerEntry
@@ -65,6 +67,35 @@ _LATEST_VERSION = (
     .where(DefinitionVersion.slug == bindparam("slug"))
     .order_by(DefinitionVersion.version.desc())
     .limit(1)
+)
+_VERSION = select(
+    DefinitionVersion.id,
+    DefinitionVersion.version,
+    DefinitionVersion.sha256,
+    DefinitionVersion.definition,
+).where(DefinitionVersion.id == bindparam("id"))
+_purposes = read_model.purposes
+_notices = read_model.notice_versions
+# Each of a form's purposes with its notice versions in the form's locale, oldest first
+# (the last one read is the current one).
+_FORM_NOTICES = (
+    select(
+        _purposes.c.key,
+        _purposes.c.title,
+        _purposes.c.category,
+        _purposes.c.double_opt_in,
+        _notices.c.text,
+        _notices.c.sha256,
+    )
+    .join(
+        _notices,
+        and_(_notices.c.purpose_key == _purposes.c.key, _notices.c.locale == bindparam("locale")),
+    )
+    .where(_purposes.c.key.in_(bindparam("purposes", expanding=True)))
+    .order_by(_purposes.c.key, _notices.c.version)
+)
+_PURPOSE_TITLES = select(_purposes.c.key, _purposes.c.title).where(
+    _purposes.c.key.in_(bindparam("purposes", expanding=True))
 )
 
 
@@ -169,22 +200,24 @@ class Lead:
 
 @dataclass(slots=True)
 class DefinitionStore:
-    """Published versions by id (immutable, so cached for the app's life)."""
+    """Published versions by id (immutable, so cached for the app's life). Which
+    version is a slug's latest is asked of the database each time (one indexed
+    statement): a version published by another process is shown at once."""
 
     by_id: dict[int, Published] = field(default_factory=dict)
 
-    def latest(self, session: Session, slug: str) -> Published:
+    def latest(self, tx: Session | Connection, slug: str) -> Published:
         if not SLUG_RE.match(slug):  # not a slug at all: nothing to look up
             raise UnknownForm(slug)
-        row = session.execute(_LATEST_VERSION, {"slug": slug}).scalar_one_or_none()
+        row = tx.execute(_LATEST_VERSION, {"slug": slug}).scalar_one_or_none()
         if row is None:
             raise UnknownForm(slug)
-        return self.get(session, row)
+        return self.get(tx, row)
 
-    def get(self, session: Session, definition_id: int) -> Published:
+    def get(self, tx: Session | Connection, definition_id: int) -> Published:
         published = self.by_id.get(definition_id)
         if published is None:
-            version = session.get(DefinitionVersion, definition_id)
+            version = tx.execute(_VERSION, {"id": definition_id}).first()
             if version is None:
                 raise NotFound("this form version does not exist")
             published = Published(
@@ -198,26 +231,38 @@ def purposes_info(ledger: ConsentLedger, session: Session) -> dict[str, PurposeI
     return {row[0]: PurposeInfo(*row) for row in ledger.purpose_facts(session)}
 
 
-def notices_shown(ledger: ConsentLedger, session: Session, definition: Definition) -> list[Notice]:
-    """The current notice text of each of the form's consent purposes, in its locale."""
+def purpose_titles(tx: Session | Connection, purposes: Sequence[str]) -> dict[str, str]:
+    """The titles of ``purposes`` (unknown ones left out), in one statement."""
+    if not purposes:
+        return {}
+    rows = tx.execute(_PURPOSE_TITLES, {"purposes": list(purposes)})
+    return {row.key: row.title for row in rows}
+
+
+def notices_shown(tx: Session | Connection, definition: Definition) -> list[Notice]:
+    """The current notice text of each of the form's consent purposes, in its locale
+    (a purpose without a notice in that locale is not shown), in one statement."""
     if not definition.consent:
         return []
-    info = purposes_info(ledger, session)
-    latest = ledger.latest_notices(session, definition.consent, definition.locale)
+    rows = tx.execute(
+        _FORM_NOTICES, {"purposes": list(definition.consent), "locale": definition.locale}
+    )
+    # Oldest version first: the last row of a purpose is its current notice.
+    latest = {row.key: row for row in rows}
     notices: list[Notice] = []
     for purpose in definition.consent:
-        if purpose not in latest or purpose not in info:
+        row = latest.get(purpose)
+        if row is None:
             continue
-        text, sha256 = latest[purpose]
         override = definition.doi_override(purpose)
         notices.append(
             Notice(
                 purpose=purpose,
-                title=info[purpose].title,
-                text=text,
-                sha256=sha256,
-                double_opt_in=info[purpose].double_opt_in if override is None else override,
-                sale_or_sharing=info[purpose].category == PurposeCategory.SALE_OR_SHARING,
+                title=row.title,
+                text=row.text,
+                sha256=row.sha256,
+                double_opt_in=bool(row.double_opt_in) if override is None else override,
+                sale_or_sharing=row.category == PurposeCategory.SALE_OR_SHARING,
             )
         )
     return notices

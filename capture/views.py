@@ -35,7 +35,6 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from starlette.background import BackgroundTask
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -97,29 +96,40 @@ class FormScreen:
 
 
 def _load_screen(
-    ledger: ConsentLedger,
+    database: Database,
     store: services.DefinitionStore,
     slug: str,
     definition_id: int | None = None,
 ) -> tuple[Published, list[services.Notice]]:
-    with ledger.database.read() as session:
+    """A form's published version (its latest, or ``definition_id``) and the notices it
+    shows now. A cached version costs no statement; which version is latest and the
+    current notices are read each time, so what another process publishes shows at once."""
+    with database.lookup() as connection:
         if definition_id is None:
-            published = store.latest(session, slug)
+            published = store.latest(connection, slug)
         else:
-            published = store.get(session, definition_id)
-        return published, services.notices_shown(ledger, session, published.definition)
+            published = store.get(connection, definition_id)
+        return published, services.notices_shown(connection, published.definition)
 
 
 def _load_published(
     database: Database, store: services.DefinitionStore, definition_id: int
 ) -> Published:
-    with database.read() as session:
-        return store.get(session, definition_id)
+    with database.lookup() as connection:
+        return store.get(connection, definition_id)
 
 
-def _load_notices(ledger: ConsentLedger, definition: Definition) -> list[services.Notice]:
-    with ledger.database.read() as session:
-        return services.notices_shown(ledger, session, definition)
+def _load_notices(database: Database, definition: Definition) -> list[services.Notice]:
+    with database.lookup() as connection:
+        return services.notices_shown(connection, definition)
+
+
+def _load_result(
+    database: Database, store: services.DefinitionStore, definition_id: int, purposes: list[str]
+) -> tuple[Published, dict[str, str]]:
+    """A thanks page's form version and the titles of the purposes it names."""
+    with database.lookup() as connection:
+        return store.get(connection, definition_id), services.purpose_titles(connection, purposes)
 
 
 def _embed_params(request: Request, definition: Definition) -> tuple[bool, str | None]:
@@ -217,8 +227,8 @@ async def form_page(request: Request) -> Response:
     """``GET /f/{slug}``: the hosted (or embedded) form or first quiz step."""
     slug = request.path_params["slug"]
     state = capture_state(request)
-    published, notices = await run_in_threadpool(
-        _load_screen, ledger_of(request), state.store, slug
+    published, notices = await database_of(request).run(
+        _load_screen, database_of(request), state.store, slug
     )
     token = state.tokens.new_render(published.id, {n.purpose: n.sha256 for n in notices})
     if wants_json(request):
@@ -242,8 +252,9 @@ async def form_preflight(request: Request) -> Response:
     if origin is None:
         return Response(status_code=204)
     state = capture_state(request)
-    published, _ = await run_in_threadpool(
-        _load_screen, ledger_of(request), state.store, request.path_params["slug"]
+    database = database_of(request)
+    published, _ = await database.run(
+        _load_screen, database, state.store, request.path_params["slug"]
     )
     embedding.check_origin(
         origin, embedding.allowed_origins(published.definition, settings_of(request))
@@ -330,7 +341,8 @@ async def submit(request: Request) -> Response:
     try:
         if origin is not None:
             # Refused before the body is read: nothing from another site gets further.
-            latest, _ = await run_in_threadpool(_load_screen, ledger_of(request), state.store, slug)
+            database = database_of(request)
+            latest, _ = await database.run(_load_screen, database, state.store, slug)
             allowed = embedding.allowed_origins(latest.definition, settings_of(request))
             embedding.check_origin(origin, allowed)
             cors = embedding.cors_headers(origin)
@@ -378,7 +390,7 @@ async def _submit(
         work.quiz = path
         if path.errors:
             raise QuizAnswersInvalid(dict(path.errors))
-        notices = await run_in_threadpool(_load_notices, ledger_of(request), definition)
+        notices = await database.run(_load_notices, database, definition)
         return _render(request, FormScreen(published, notices, token, page_url=page_url, quiz=path))
     submission = forms.clean(definition, raw)
     if definition.is_quiz:
@@ -486,8 +498,8 @@ async def _review(
     """A plain ``<form>`` on another site posted without a render token: nothing is
     stored. The hosted form is shown with the answers filled in and every box unticked,
     so the visitor sends it once more having seen the exact notice texts we record."""
-    published, notices = await run_in_threadpool(
-        _load_screen, ledger_of(request), state.store, slug
+    published, notices = await database_of(request).run(
+        _load_screen, database_of(request), state.store, slug
     )
     definition = published.definition
     token = state.tokens.new_render(published.id, {n.purpose: n.sha256 for n in notices})
@@ -504,13 +516,15 @@ async def _render_error(
     """The form again, with the problem said next to each field it concerns."""
     fresh = isinstance(exc, TokenError) or work.published is None
     if fresh:
-        published, notices = await run_in_threadpool(
-            _load_screen, ledger_of(request), state.store, slug
+        published, notices = await database_of(request).run(
+            _load_screen, database_of(request), state.store, slug
         )
     else:
         assert work.published is not None
         published = work.published
-        notices = await run_in_threadpool(_load_notices, ledger_of(request), published.definition)
+        notices = await database_of(request).run(
+            _load_notices, database_of(request), published.definition
+        )
     digests = {n.purpose: n.sha256 for n in notices}
     if fresh or work.token is None:
         token = state.tokens.new_render(published.id, digests)
@@ -541,15 +555,12 @@ async def thanks_page(request: Request) -> Response:
     """``GET /f/{slug}/thanks?r=…``: the result of an accepted submission."""
     state = capture_state(request)
     payload = state.tokens.result.read(request.query_params.get("r", ""))
-    published, _ = await run_in_threadpool(
-        _load_screen,
-        ledger_of(request),
-        state.store,
-        request.path_params["slug"],
-        int(payload.get("d", 0)),
+    named = [str(p) for p in (*payload.get("c", []), *payload.get("g", []))]
+    database = database_of(request)
+    published, titles = await database.run(
+        _load_result, database, state.store, int(payload.get("d", 0)), named
     )
     definition = published.definition
-    titles = await run_in_threadpool(_purpose_titles, ledger_of(request))
     embed, parent = _embed_params(request, definition)
     nonce = embedding.new_nonce()
     context = {
@@ -569,11 +580,6 @@ async def thanks_page(request: Request) -> Response:
     return templates_of(request).TemplateResponse(
         request, "capture/thanks.html", context, headers=headers
     )
-
-
-def _purpose_titles(ledger: ConsentLedger) -> dict[str, str]:
-    with ledger.database.read() as session:
-        return {key: info.title for key, info in services.purposes_info(ledger, session).items()}
 
 
 async def embed_js(_request: Request) -> Response:
