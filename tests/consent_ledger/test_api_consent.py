@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.testclient import TestClient
 
+from consent_ledger.append_sql import lookup_cursor
 from consent_ledger.models import (
     ConsentEvent,
     ConsentEvidence,
@@ -24,6 +25,7 @@ from consent_ledger.models import (
     Subject,
     SubjectProfile,
 )
+from consent_ledger.state import UnknownPurpose, consent_now_on_cursor
 from tests.factories import notice_hash
 from zeroparty.apikeys import ApiKey, create_api_key, revoke_api_key
 from zeroparty.db import Database
@@ -100,6 +102,26 @@ def post(api: TestClient, body: Body) -> dict[str, Any]:
 
 
 # --- GET /api/consent -------------------------------------------------------------------
+
+
+def test_a_lookup_leaves_its_pooled_connection_transactional(database: Database) -> None:
+    """The look-up reads outside any transaction (PostgreSQL: autocommit for the one
+    statement); the connection goes back to the pool as it came, even when the look-up
+    fails, so the next write on it is one transaction again."""
+    engine = database.engine
+    for purpose in ("profiling", "no-such-purpose"):
+        with lookup_cursor(engine) as cursor:
+            driver = cursor.connection
+            try:
+                consent_now_on_cursor(cursor, engine.dialect, "ann@example.com", purpose)
+            except UnknownPurpose:
+                assert purpose == "no-such-purpose"
+        if database.dialect == "postgresql":
+            assert driver.autocommit is False
+        else:
+            assert driver.in_transaction is False
+    with database.write_connection() as connection:
+        assert connection.in_transaction()
 
 
 def test_unknown_email_is_not_permitted(api: TestClient, database: Database) -> None:
