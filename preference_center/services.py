@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, cast
 
 import orjson
@@ -28,6 +29,7 @@ from sqlalchemy import Table, and_, bindparam, func, insert, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import Executable
 
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource, Mechanism
 from consent_ledger.api import PENDING, ConsentChange, ConsentLedger
@@ -269,18 +271,57 @@ _NOTICES_BY_HASH = (
     .order_by(_nv.version)
 )
 _subscription = cast(Table, TopicSubscription.__table__)
-_TOPIC_UPSERT: dict[str, Any] = {}
-for _dialect, _insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert)):
-    _ins = _insert(_subscription)
-    _TOPIC_UPSERT[_dialect] = _ins.on_conflict_do_update(
+_subscription_change = cast(Table, TopicSubscriptionChange.__table__)
+
+
+@lru_cache(maxsize=64)
+def _topic_statements(dialect: str, rows: int) -> tuple[Executable, ...]:
+    """Store ``rows`` topic choices of one lead, built once per dialect and row count:
+    one multi-row upsert of the choices and one multi-row insert of their history; on
+    PostgreSQL a single statement (the history inserted from the upsert's RETURNING).
+    Parameters: ``subject_id``, ``now``, ``ledger_seq``, ``topic_key_<i>``,
+    ``subscribed_<i>``."""
+    shared = {
+        "subject_id": bindparam("subject_id"),
+        "ledger_seq": bindparam("ledger_seq"),
+    }
+    per_row = [
+        {"topic_key": bindparam(f"topic_key_{i}"), "subscribed": bindparam(f"subscribed_{i}")}
+        for i in range(rows)
+    ]
+    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    ins = make(_subscription).values(
+        [{**shared, **row, "updated_at": bindparam("now")} for row in per_row]
+    )
+    upsert = ins.on_conflict_do_update(
         index_elements=[_subscription.c.subject_id, _subscription.c.topic_key],
         set_={
-            "subscribed": _ins.excluded.subscribed,
-            "updated_at": _ins.excluded.updated_at,
-            "ledger_seq": _ins.excluded.ledger_seq,
+            "subscribed": ins.excluded.subscribed,
+            "updated_at": ins.excluded.updated_at,
+            "ledger_seq": ins.excluded.ledger_seq,
         },
     )
-_TOPIC_CHANGE = insert(cast(Table, TopicSubscriptionChange.__table__))
+    columns = ["subject_id", "topic_key", "subscribed", "occurred_at", "ledger_seq"]
+    if dialect == "postgresql":
+        c = _subscription.c
+        stored = upsert.returning(
+            c.subject_id, c.topic_key, c.subscribed, c.updated_at, c.ledger_seq
+        ).cte("stored")
+        history = insert(_subscription_change).from_select(
+            columns,
+            select(
+                stored.c.subject_id,
+                stored.c.topic_key,
+                stored.c.subscribed,
+                stored.c.updated_at,
+                stored.c.ledger_seq,
+            ),
+        )
+        return (history,)
+    changes = insert(_subscription_change).values(
+        [{**shared, **row, "occurred_at": bindparam("now")} for row in per_row]
+    )
+    return (upsert, changes)
 
 
 def _connection(tx: Transaction) -> Connection:
@@ -434,34 +475,17 @@ def record_topics(
     ledger_seq: int | None,
     now: datetime,
 ) -> None:
-    """Store topic choices (upserted) and their history, two statements per batch."""
+    """Store topic choices (upserted) and their history: two statements per batch on
+    SQLite, one on PostgreSQL (see :func:`_topic_statements`)."""
     if not changes:
         return
     connection = _connection(tx)
-    rows = [
-        {
-            "subject_id": subject_id,
-            "topic_key": key,
-            "subscribed": on,
-            "updated_at": now,
-            "ledger_seq": ledger_seq,
-        }
-        for key, on in sorted(changes.items())
-    ]
-    connection.execute(_TOPIC_UPSERT[connection.dialect.name], rows)
-    connection.execute(
-        _TOPIC_CHANGE,
-        [
-            {
-                "subject_id": subject_id,
-                "topic_key": r["topic_key"],
-                "subscribed": r["subscribed"],
-                "occurred_at": now,
-                "ledger_seq": ledger_seq,
-            }
-            for r in rows
-        ],
-    )
+    params: dict[str, Any] = {"subject_id": subject_id, "now": now, "ledger_seq": ledger_seq}
+    for i, (key, on) in enumerate(sorted(changes.items())):
+        params[f"topic_key_{i}"] = key
+        params[f"subscribed_{i}"] = on
+    for statement in _topic_statements(connection.dialect.name, len(changes)):
+        connection.execute(statement, params)
 
 
 def validate_choices(lead: Lead, choices: Choices) -> None:
