@@ -14,11 +14,9 @@ from capture.models import DefinitionVersion, Submission
 from capture.services import PurposeInfo, purposes_info
 from capture.tokens import ConfirmToken
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
-from consent_ledger.api import ConsentChange, ConsentLedger
+from consent_ledger.api import PENDING, ConsentChange, ConsentLedger
 from consent_ledger.evidence import EvidenceValue
 from zeroparty.db import utcnow
-
-PENDING = "pending"  # a grant waiting for its confirmation (the ledger's status name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from starlette.types import Message
 
 from capture.definitions import CHOICE_TYPES, Definition, FieldSpec, FieldType
 from capture.errors import UnknownField
-from consent_ledger.subjects import InvalidEmail, normalise_email
+from consent_ledger.api import InvalidEmail, normalise_email
 from zeroparty.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
 MAX_BODY_BYTES = 64 * 1024

@@ -29,7 +29,7 @@ from capture.models import (
     Submission,
 )
 from consent_ledger.entries import format_timestamp
-from zeroparty.personal_data import PersonalData, register
+from zeroparty.personal_data import PersonalData
 
 _erased = cast(Table, ErasedSubmissions.__table__)
 
@@ -106,4 +106,5 @@ def _count_erased(session: Session, subject_id: str) -> None:
 
 
 PROVIDER = PersonalData("capture", export_answers, erase_answers)
-register(PROVIDER)
+"""Named in capture's wiring: the app's and the CLI's ledger cover it (nothing registers
+at import time)."""

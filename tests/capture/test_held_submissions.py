@@ -25,13 +25,13 @@ from starlette.testclient import TestClient
 from capture.jobs import delete_expired_held
 from capture.models import Answer, PendingSubmission
 from capture.tokens import CaptureTokens, ConfirmToken
+from consent_ledger.api import ConsentLedger
 from consent_ledger.models import ConsentEvent, ConsentEvidence
 from consent_ledger.subjects import find_subject_id
 from tests.capture.conftest import one
 from tests.fixtures.mail import SmtpServer
 from zeroparty.app import create_app
 from zeroparty.db import Base, Database
-from zeroparty.personal_data import providers
 from zeroparty.settings import Settings
 
 HELD_LINK_RE = re.compile(rb"http://testserver(/confirm/held/[A-Za-z0-9._-]+)")
@@ -231,11 +231,14 @@ def test_an_expired_held_submission_is_never_applied_and_the_job_deletes_it(
 
 
 def test_held_submissions_are_exported_and_erased_with_the_lead(
-    mail_client: TestClient, render: Callable[..., str], database: Database
+    mail_client: TestClient,
+    render: Callable[..., str],
+    database: Database,
+    ledger: ConsentLedger,
 ) -> None:
     post_contact(mail_client, render, VICTIM, ["profiling"], job_title="Analyst")
     post_contact(mail_client, render, VICTIM, [], job_title="CEO")
-    (provider,) = [p for p in providers() if p.name == "capture"]
+    (provider,) = [p for p in ledger.personal_data_providers if p.name == "capture"]
     with database.read() as session:
         subject_id = find_subject_id(session, VICTIM)
         assert subject_id is not None

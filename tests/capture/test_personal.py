@@ -8,14 +8,14 @@ from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from capture.models import Answer, Submission
+from consent_ledger.api import ConsentLedger
 from consent_ledger.models import ConsentEvent
 from consent_ledger.subjects import find_subject_id
 from zeroparty.db import Database
-from zeroparty.personal_data import providers
 
 
 def test_export_and_erase(
-    app_client: TestClient, render: Callable[..., str], database: Database
+    app_client: TestClient, render: Callable[..., str], database: Database, ledger: ConsentLedger
 ) -> None:
     app_client.post(
         "/f/contact",
@@ -25,7 +25,7 @@ def test_export_and_erase(
     app_client.post(
         "/f/newsletter", data={"email": "other@example.com", "_rt": render("newsletter")}
     )
-    (provider,) = [p for p in providers() if p.name == "capture"]
+    (provider,) = [p for p in ledger.personal_data_providers if p.name == "capture"]
     with database.read() as session:
         subject_id = find_subject_id(session, "lea@example.com")
         assert subject_id is not None
