@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zeroparty.cli_support import opened_database
+from zeroparty.cli_support import opened_ledger
 from zeroparty.settings import Settings
 
 if TYPE_CHECKING:
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    from consent_ledger.imports import format_report, import_contacts
+    from capture.imports import format_report, import_contacts
 
     try:
         stream = Path(args.file).open("rb")  # noqa: SIM115  (closed by the with below)
@@ -26,8 +26,8 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         stream.close()
         print(f"error: {args.file} is not a regular file", file=sys.stderr)
         return 2
-    with stream, opened_database(settings) as database:
-        report = import_contacts(database, stream, dry_run=args.dry_run)
+    with stream, opened_ledger(settings) as ledger:
+        report = import_contacts(ledger, stream, dry_run=args.dry_run)
     print("\n".join(format_report(report, args.file)), file=sys.stdout if report.ok else sys.stderr)
     return 0 if report.ok else 2
 

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, func, select
+from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, func, insert, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
@@ -558,6 +559,66 @@ class ConsentLedger:
             return {}
         rows = _connection(tx).execute(ConsentLedger._EVIDENCE_BODIES, {"seqs": list(seqs)})
         return {row.seq: row.body for row in rows}
+
+    # -- capture: the CSV import (capture.imports) ------------------------------------
+
+    @property
+    def hears_lead_signals(self) -> bool:
+        """Whether any package listens to lead signals: an import hands a row's
+        attribute columns on only then (and says so in its report)."""
+        return bool(self._signal_listeners)
+
+    CLOCK_SKEW = services.CLOCK_SKEW
+    """How far in the future a change's time may lie (clocks differ): later is refused."""
+
+    def create_leads_if_new(
+        self, tx: Transaction, leads: Mapping[str, tuple[str | None, str | None, str | None]]
+    ) -> dict[str, LeadRef]:
+        """New leads for emails just found unknown in this write transaction, in bulk:
+        ``leads`` maps a normalised email to its ``(name, locale, jurisdiction)``.
+        Returns the leads created; an email another transaction gave a lead meanwhile
+        (PostgreSQL; SQLite has one writer) is left out, for :meth:`ensure_lead`."""
+        if not leads:
+            return {}
+        connection = _connection(tx)
+        now = utcnow()
+        refs = {
+            email: LeadRef(subjects.new_subject_id(), locale, jurisdiction)
+            for email, (_name, locale, jurisdiction) in leads.items()
+        }
+        subject_rows = [
+            {"id": r.id, "locale": r.locale, "jurisdiction": r.jurisdiction, "created_at": now}
+            for r in refs.values()
+        ]
+        connection.execute(insert(self._SUBJECTS), subject_rows)
+        profiles = [
+            {
+                "subject_id": refs[email].id,
+                "email": email,
+                "name": name,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for email, (name, _locale, _jurisdiction) in leads.items()
+        ]
+        if connection.dialect.name == "sqlite":
+            # Write transactions begin IMMEDIATE: nobody added these emails since.
+            connection.execute(insert(self._PROFILES), profiles)
+            return refs
+        stmt = postgresql.insert(self._PROFILES).on_conflict_do_nothing(
+            index_elements=[self._PROFILES.c.email]
+        )
+        returned = connection.execute(stmt.returning(self._PROFILES.c.email), profiles)
+        inserted = set(returned.scalars())
+        taken = [email for email in refs if email not in inserted]
+        if taken:  # another transaction created these leads meanwhile: drop our subjects
+            connection.execute(
+                delete(self._SUBJECTS).where(self._SUBJECTS.c.id.in_([refs[e].id for e in taken]))
+            )
+        return {email: ref for email, ref in refs.items() if email in inserted}
+
+    _SUBJECTS = cast(Table, Subject.__table__)
+    _PROFILES = cast(Table, SubjectProfile.__table__)
 
 
 def _with_session(tx: Transaction, work: Callable[[Session], object]) -> None:

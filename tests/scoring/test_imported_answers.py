@@ -18,13 +18,15 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from consent_ledger.imports import ImportReport, format_report, import_contacts
+from capture.imports import ImportReport, format_report, import_contacts
+from consent_ledger.api import ConsentLedger
 from scoring import services
 from scoring.models import LeadAttribute
 from tests.factories import notice_hash
 from tests.scoring.conftest import counts, grant, rows, withdraw
 from zeroparty import lead_signals
 from zeroparty.db import Database
+from zeroparty.wiring import build_ledger
 
 HEADER = (
     "email,name,company,job_title,country,purpose,consent_source,consent_at,notice_sha256,method"
@@ -37,9 +39,12 @@ ATTRIBUTES = (
 )
 
 
-def run(database: Database, *lines: str, **options: Any) -> ImportReport:
+def run(
+    database: Database, *lines: str, ledger: ConsentLedger | None = None, **options: Any
+) -> ImportReport:
     data = "\n".join([HEADER, *lines]).encode() + b"\n"
-    report = import_contacts(database, io.BytesIO(data), **options)
+    ledger = ledger if ledger is not None else build_ledger(database)
+    report = import_contacts(ledger, io.BytesIO(data), **options)
     assert report.ok, report.problems
     return report
 
@@ -229,15 +234,13 @@ def test_a_dry_run_keeps_nothing(database: Database, profiling: str) -> None:
 def test_a_rejected_import_keeps_nothing_in_scoring(database: Database, profiling: str) -> None:
     good = [f"ok{i}@example.com,,,CTO,,profiling,fair,{AT},{profiling}," for i in range(5)]
     data = "\n".join([HEADER, *good, "broken,,,,,,,,,"]).encode() + b"\n"
-    report = import_contacts(database, io.BytesIO(data), chunk_rows=2)
+    report = import_contacts(build_ledger(database), io.BytesIO(data), chunk_rows=2)
     assert not report.ok
     assert report.rows_for_scoring == 0
     assert set(counts(database).values()) == {0}
 
 
-def test_the_report_says_where_the_columns_went(
-    database: Database, profiling: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_report_says_where_the_columns_went(database: Database, profiling: str) -> None:
     line = f"rep@example.com,,Acme,CTO,,profiling,fair,{AT},{profiling},"
     report = run(database, line)
     assert report.columns_for_scoring == ("company", "job_title")
@@ -245,8 +248,8 @@ def test_the_report_says_where_the_columns_went(
     text = "\n".join(format_report(report, "x.csv"))
     assert "for scoring: company, job_title of 1 row(s) with consent evidence handed on" in text
     assert "not kept" not in text
-    monkeypatch.setattr(lead_signals, "_LISTENERS", {})  # a process without scoring
-    report = run(database, line)
+    # A ledger wired without scoring: nothing listens to lead signals.
+    report = run(database, line, ledger=ConsentLedger(database))
     assert (report.columns_for_scoring, report.columns_not_kept) == ((), ("company", "job_title"))
     assert "not kept: company, job_title" in "\n".join(format_report(report, "x.csv"))
 

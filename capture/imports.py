@@ -52,30 +52,21 @@ import hashlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
-from sqlalchemy import Table, and_, delete, insert, select
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from consent_ledger import ledger
+from consent_ledger import read_model
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
+from consent_ledger.api import ConsentChange, ConsentLedger, InvalidEmail, LeadRef, normalise_email
 from consent_ledger.entries import format_timestamp, parse_timestamp
 from consent_ledger.evidence import MAX_VALUE_LENGTH, EvidenceError, EvidenceValue, clean_evidence
-from consent_ledger.models import ConsentEvent, NoticeVersion, Purpose, Subject, SubjectProfile
 from consent_ledger.schemas import API_METHODS, SHA256_RE
-from consent_ledger.services import CLOCK_SKEW
 from consent_ledger.site import JURISDICTION_RE, LOCALE_RE
-from consent_ledger.subjects import (
-    InvalidEmail,
-    SubjectRef,
-    ensure_subject,
-    new_subject_id,
-    normalise_email,
-)
 from zeroparty import lead_signals
-from zeroparty.db import Database, utcnow
+from zeroparty.db import utcnow
 
 PROFILE_COLUMNS = ("name", "country", "locale")
 ATTRIBUTE_COLUMNS = ("company", "job_title")
@@ -306,13 +297,17 @@ class NoticeCatalog:
 
 
 def load_catalog(session: Session) -> NoticeCatalog:
+    purposes, notice_versions = read_model.purposes.c, read_model.notice_versions.c
     double_opt_in = {
-        k: bool(d) for k, d in session.execute(select(Purpose.key, Purpose.double_opt_in))
+        k: bool(d) for k, d in session.execute(select(purposes.key, purposes.double_opt_in))
     }
     by_hash: dict[tuple[str, str], str] = {}
     by_version: dict[tuple[str, int], tuple[tuple[str, str], ...]] = {}
     notices = select(
-        NoticeVersion.purpose_key, NoticeVersion.locale, NoticeVersion.version, NoticeVersion.sha256
+        notice_versions.purpose_key,
+        notice_versions.locale,
+        notice_versions.version,
+        notice_versions.sha256,
     )
     for purpose, locale, version, sha in session.execute(notices):
         by_hash.setdefault((purpose, sha), locale)
@@ -375,7 +370,7 @@ def _grant(
         except (ValueError, OverflowError) as exc:  # year 1 or 9999 with an offset overflows
             problem("consent_at", str(exc))
         else:
-            if occurred_at > now + CLOCK_SKEW:
+            if occurred_at > now + ConsentLedger.CLOCK_SKEW:
                 problem("consent_at", "lies in the future")
     method = ConsentMethod.ELECTRONIC
     if "method" in given:
@@ -519,9 +514,9 @@ class _Rejected(Exception):
     """Raised inside the write transaction so that it rolls back."""
 
 
-_events = cast(Table, ConsentEvent.__table__)
-_profiles = cast(Table, SubjectProfile.__table__)
-_subjects = cast(Table, Subject.__table__)
+_events = read_model.ledger_entries.c
+_profiles = read_model.lead_profiles.c
+_leads = read_model.leads.c
 
 
 def file_digest(stream: BinaryIO) -> tuple[str, int]:
@@ -535,7 +530,7 @@ def file_digest(stream: BinaryIO) -> tuple[str, int]:
 
 
 def import_contacts(
-    database: Database,
+    ledger: ConsentLedger,
     stream: BinaryIO,
     *,
     dry_run: bool = False,
@@ -545,8 +540,11 @@ def import_contacts(
     """Import the CSV in ``stream`` (seekable, binary); see the module docstring.
 
     Returns the report. ``report.written`` is true only when every row was valid and
-    the import committed; with any problem (or ``dry_run``) nothing is written.
+    the import committed; with any problem (or ``dry_run``) nothing is written. Grants
+    are recorded and answers handed on through ``ledger`` (the app's wiring: its
+    listeners and lead-signal listeners), a chunk at a time.
     """
+    database = ledger.database
     sha, size = file_digest(stream)
     report = ImportReport(file_sha256=sha, dry_run=dry_run)
     if size > limits.max_bytes:
@@ -554,11 +552,11 @@ def import_contacts(
         return report
     if dry_run:
         with database.read() as session:
-            _run(session, stream, report, limits, chunk_rows, write=False)
+            _run(session, ledger, stream, report, limits, chunk_rows, write=False)
         return report
     try:
         with database.write() as session:
-            _run(session, stream, report, limits, chunk_rows, write=True)
+            _run(session, ledger, stream, report, limits, chunk_rows, write=True)
             if not report.ok:
                 raise _Rejected
     except _Rejected:
@@ -573,6 +571,7 @@ def import_contacts(
 
 def _run(
     session: Session,
+    ledger: ConsentLedger,
     stream: BinaryIO,
     report: ImportReport,
     limits: ImportLimits,
@@ -591,7 +590,7 @@ def _run(
         report.rows += 1
         if report.rows == 1:
             present = tuple(c for c in ATTRIBUTE_COLUMNS if c in item.values)
-            if lead_signals.listening():
+            if ledger.hears_lead_signals:
                 report.columns_for_scoring = present
             else:
                 report.columns_not_kept = present
@@ -621,17 +620,17 @@ def _run(
         if write and report.ok:
             chunk.append(contact)
             if len(chunk) >= chunk_rows:
-                _write_chunk(session, chunk, catalog, report)
+                _write_chunk(session, ledger, chunk, report)
                 chunk.clear()
     if write and report.ok and chunk:
-        _write_chunk(session, chunk, catalog, report)
+        _write_chunk(session, ledger, chunk, report)
 
 
 def _write_chunk(
-    session: Session, chunk: list[ContactRow], catalog: NoticeCatalog, report: ImportReport
+    session: Session, ledger: ConsentLedger, chunk: list[ContactRow], report: ImportReport
 ) -> None:
     connection = session.connection()
-    subjects = _ensure_subjects(connection, chunk, report)
+    subjects = _ensure_subjects(connection, ledger, chunk, report)
     granted = [row for row in chunk if row.grant is not None]
     if not granted:
         return
@@ -640,20 +639,20 @@ def _write_chunk(
         (sid, purpose, format_timestamp(at), notice)
         for sid, purpose, at, notice in connection.execute(
             select(
-                _events.c.subject_id,
-                _events.c.purpose_key,
-                _events.c.occurred_at,
-                _events.c.notice_sha256,
+                _events.subject_id,
+                _events.purpose_key,
+                _events.occurred_at,
+                _events.notice_sha256,
             ).where(
                 and_(
-                    _events.c.subject_id.in_(ids),
-                    _events.c.source == ConsentSource.IMPORT.value,
-                    _events.c.action == ConsentAction.GRANTED.value,
+                    _events.subject_id.in_(ids),
+                    _events.source == ConsentSource.IMPORT.value,
+                    _events.action == ConsentAction.GRANTED.value,
                 )
             )
         )
     }
-    drafts = []
+    changes = []
     for row in granted:
         grant = row.grant
         assert grant is not None
@@ -663,26 +662,26 @@ def _write_chunk(
             report.grants_already_recorded += 1
             continue
         recorded.add(key)
-        drafts.append(
-            ledger.EntryDraft(
+        # A double opt-in purpose stays pending unless the method is double-opt-in
+        # (the ledger's rule, decided by ledger.record for the whole chunk).
+        changes.append(
+            ConsentChange(
                 subject_id=subject.id,
                 purpose=grant.purpose,
-                action=ConsentAction.GRANTED.value,
-                source=ConsentSource.IMPORT.value,
-                method=grant.method.value,
+                action=ConsentAction.GRANTED,
+                source=ConsentSource.IMPORT,
+                method=grant.method,
                 occurred_at=grant.occurred_at,
                 notice_sha256=grant.notice_sha256,
-                confirmation_required=catalog.double_opt_in[grant.purpose]
-                and grant.method is not ConsentMethod.DOUBLE_OPT_IN,
                 source_ref=f"import:{report.file_sha256}:{row.line}",
                 jurisdiction=row.jurisdiction or subject.jurisdiction,
                 locale=grant.notice_locale,
                 evidence=grant.evidence,
             )
         )
-    ledger.append_many(session, drafts)
-    report.grants_recorded += len(drafts)
-    if lead_signals.listening():
+    ledger.record(session, changes)
+    report.grants_recorded += len(changes)
+    if ledger.hears_lead_signals:
         # After the chunk's grants, so each row's own grant already permits its values.
         # Rows whose grant an earlier import recorded are passed on too: scoring keeps
         # what their lead still permits, and an unchanged value changes nothing there.
@@ -691,7 +690,7 @@ def _write_chunk(
             for row in granted
             if row.attributes
         ]
-        lead_signals.publish_many(session, signals)
+        ledger.publish_signals(session, signals)
         report.rows_for_scoring += len(signals)
 
 
@@ -713,21 +712,23 @@ def _lead_signal(row: ContactRow, subject_id: str, file_sha256: str) -> lead_sig
 
 
 def _ensure_subjects(
-    connection: Connection, chunk: list[ContactRow], report: ImportReport
-) -> dict[str, SubjectRef]:
+    connection: Connection, ledger: ConsentLedger, chunk: list[ContactRow], report: ImportReport
+) -> dict[str, LeadRef]:
     """The lead of every email in ``chunk``, new ones created in bulk.
 
     Known leads take a jurisdiction given and a locale they lacked, as
-    :func:`ensure_subject` does (which handles them and any email another transaction
-    adds meanwhile on PostgreSQL, where the bulk insert yields to it)."""
+    :meth:`ConsentLedger.ensure_lead` does (which handles them and any email another
+    transaction adds meanwhile on PostgreSQL, where the bulk insert yields to it)."""
     emails = {row.email for row in chunk}
     found = (
-        select(_profiles.c.email, _subjects.c.id, _subjects.c.locale, _subjects.c.jurisdiction)
-        .join(_subjects, _subjects.c.id == _profiles.c.subject_id)
-        .where(_profiles.c.email.in_(emails))
+        select(_profiles.email, _leads.subject_id, _leads.locale, _leads.jurisdiction)
+        .join_from(
+            read_model.lead_profiles, read_model.leads, _leads.subject_id == _profiles.subject_id
+        )
+        .where(_profiles.email.in_(emails))
     )
     subjects = {
-        r.email: SubjectRef(r.id, r.locale, r.jurisdiction) for r in connection.execute(found)
+        r.email: LeadRef(r.subject_id, r.locale, r.jurisdiction) for r in connection.execute(found)
     }
     report.leads_existing += len(subjects)
     new: dict[str, ContactRow] = {}
@@ -745,56 +746,21 @@ def _ensure_subjects(
         elif (row.jurisdiction and row.jurisdiction != known.jurisdiction) or (
             row.locale and known.locale is None
         ):
-            subjects[row.email] = ensure_subject(
+            subjects[row.email] = ledger.ensure_lead(
                 connection, row.email, locale=row.locale, jurisdiction=row.jurisdiction
             )
-    if not new:
-        return subjects
-    now = utcnow()
-    refs = {
-        email: SubjectRef(new_subject_id(), r.locale, r.jurisdiction) for email, r in new.items()
-    }
-    connection.execute(
-        insert(_subjects),
-        [
-            {
-                "id": ref.id,
-                "locale": ref.locale,
-                "jurisdiction": ref.jurisdiction,
-                "created_at": now,
-            }
-            for ref in refs.values()
-        ],
+    created = ledger.create_leads_if_new(
+        connection, {email: (r.name, r.locale, r.jurisdiction) for email, r in new.items()}
     )
-    profiles = [
-        {
-            "subject_id": refs[email].id,
-            "email": email,
-            "name": row.name,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for email, row in new.items()
-    ]
-    if connection.dialect.name == "sqlite":
-        # Write transactions begin IMMEDIATE: nobody added these emails since the look-up.
-        connection.execute(insert(_profiles), profiles)
-        taken: set[str] = set()
-    else:
-        stmt = postgresql.insert(_profiles).on_conflict_do_nothing(
-            index_elements=[_profiles.c.email]
-        )
-        inserted = connection.execute(stmt.returning(_profiles.c.email), profiles).scalars().all()
-        taken = set(new) - set(inserted)
+    taken = [email for email in new if email not in created]
     for email in taken:  # another transaction created the lead meanwhile: use that one
-        connection.execute(delete(_subjects).where(_subjects.c.id == refs[email].id))
         row = new[email]
-        refs[email] = ensure_subject(
+        created[email] = ledger.ensure_lead(
             connection, email, locale=row.locale, jurisdiction=row.jurisdiction
         )
     report.leads_created += len(new) - len(taken)
     report.leads_existing += len(taken)
-    subjects.update(refs)
+    subjects.update(created)
     return subjects
 
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from consent_ledger.imports import (
+from capture.imports import (
     KNOWN_COLUMNS,
     ContactRow,
     CsvRow,
@@ -43,6 +43,7 @@ from consent_ledger.verify import verify_database
 from tests.factories import notice_hash, record
 from zeroparty.cli import main
 from zeroparty.db import Database
+from zeroparty.wiring import build_ledger
 
 HEADER = (
     "email,name,company,job_title,country,purpose,consent_source,consent_at,notice_sha256,method"
@@ -63,7 +64,7 @@ def row_counts(database: Database) -> dict[str, int]:
 
 def run(database: Database, text: str | bytes, **options: object) -> ImportReport:
     data = text.encode() if isinstance(text, str) else text
-    return import_contacts(database, io.BytesIO(data), **options)  # type: ignore[arg-type]
+    return import_contacts(build_ledger(database), io.BytesIO(data), **options)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -445,17 +446,18 @@ def test_a_lead_created_by_another_writer_meanwhile_is_used(
     its bulk insert; the import yields and records its grant for that lead."""
     if database.dialect != "postgresql":
         pytest.skip("SQLite's IMMEDIATE write transaction keeps every other writer out")
-    from consent_ledger import imports
-    from consent_ledger.subjects import new_subject_id as real_new_id
+    from consent_ledger import subjects
 
+    real_new_id = subjects.new_subject_id
     raced: list[str] = []
 
     def new_id_after_a_race() -> str:
-        if not raced:
-            raced.append(record(database, "hal@example.com", "newsletter").subject_id)
+        if not raced:  # the first id the import's bulk insert takes: another writer wins
+            raced.append("")
+            raced[0] = record(database, "hal@example.com", "newsletter").subject_id
         return real_new_id()
 
-    monkeypatch.setattr(imports, "new_subject_id", new_id_after_a_race)
+    monkeypatch.setattr(subjects, "new_subject_id", new_id_after_a_race)
     text = f"{HEADER}\nhal@example.com,Hal,,,,profiling,fair,{AT},{profiling},\n"
     report = run(database, text)
     assert report.written, report.problems
