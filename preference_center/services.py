@@ -21,11 +21,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Table, and_, bindparam, func, insert, select, true
+from sqlalchemy import Boolean, String, Table, and_, bindparam, func, insert, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -274,41 +273,62 @@ _subscription = cast(Table, TopicSubscription.__table__)
 _subscription_change = cast(Table, TopicSubscriptionChange.__table__)
 
 
-@lru_cache(maxsize=64)
-def _topic_statements(dialect: str, rows: int) -> tuple[Executable, ...]:
-    """Store ``rows`` topic choices of one lead, built once per dialect and row count:
-    one multi-row upsert of the choices and one multi-row insert of their history; on
-    PostgreSQL a single statement (the history inserted from the upsert's RETURNING).
-    Parameters: ``subject_id``, ``now``, ``ledger_seq``, ``topic_key_<i>``,
-    ``subscribed_<i>``."""
-    shared = {
-        "subject_id": bindparam("subject_id"),
-        "ledger_seq": bindparam("ledger_seq"),
-    }
-    per_row = [
-        {"topic_key": bindparam(f"topic_key_{i}"), "subscribed": bindparam(f"subscribed_{i}")}
-        for i in range(rows)
-    ]
-    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    ins = make(_subscription).values(
-        [{**shared, **row, "updated_at": bindparam("now")} for row in per_row]
+def _topic_statements() -> dict[str, tuple[Executable, ...]]:
+    """Store topic choices of one lead and their history, per dialect; each statement
+    single-row in form, so SQLAlchemy compiles it once (a multi-row ``VALUES`` is
+    compiled on every call). SQLite: an upsert and a history insert, each sent once for
+    all rows (executemany with RETURNING becomes one multi-row statement,
+    "insertmanyvalues"). PostgreSQL: one statement, the choices as arrays
+    (``topic_keys``, ``subscribed``) and the history inserted from the upsert's
+    RETURNING."""
+    c = _subscription.c
+    history_columns = ["subject_id", "topic_key", "subscribed", "occurred_at", "ledger_seq"]
+    statements: dict[str, tuple[Executable, ...]] = {}
+    lite = sqlite.insert(_subscription)
+    statements["sqlite"] = (
+        lite.on_conflict_do_update(
+            index_elements=[c.subject_id, c.topic_key],
+            set_={
+                "subscribed": lite.excluded.subscribed,
+                "updated_at": lite.excluded.updated_at,
+                "ledger_seq": lite.excluded.ledger_seq,
+            },
+        ).returning(c.topic_key),
+        insert(_subscription_change).returning(_subscription_change.c.id),
     )
-    upsert = ins.on_conflict_do_update(
-        index_elements=[_subscription.c.subject_id, _subscription.c.topic_key],
-        set_={
-            "subscribed": ins.excluded.subscribed,
-            "updated_at": ins.excluded.updated_at,
-            "ledger_seq": ins.excluded.ledger_seq,
-        },
+    rows = (
+        func.unnest(
+            bindparam("topic_keys", type_=postgresql.ARRAY(String)),
+            bindparam("subscribed", type_=postgresql.ARRAY(Boolean)),
+        )
+        .table_valued("topic_key", "subscribed")
+        .render_derived(name="choice")
     )
-    columns = ["subject_id", "topic_key", "subscribed", "occurred_at", "ledger_seq"]
-    if dialect == "postgresql":
-        c = _subscription.c
-        stored = upsert.returning(
-            c.subject_id, c.topic_key, c.subscribed, c.updated_at, c.ledger_seq
-        ).cte("stored")
-        history = insert(_subscription_change).from_select(
-            columns,
+    pg = postgresql.insert(_subscription).from_select(
+        ["subject_id", "topic_key", "subscribed", "updated_at", "ledger_seq"],
+        select(
+            bindparam("subject_id", type_=c.subject_id.type),
+            rows.c.topic_key,
+            rows.c.subscribed,
+            bindparam("now", type_=c.updated_at.type),
+            bindparam("ledger_seq", type_=c.ledger_seq.type),
+        ).where(true()),  # INSERT ... SELECT ... ON CONFLICT: no join may claim the ON
+    )
+    stored = (
+        pg.on_conflict_do_update(
+            index_elements=[c.subject_id, c.topic_key],
+            set_={
+                "subscribed": pg.excluded.subscribed,
+                "updated_at": pg.excluded.updated_at,
+                "ledger_seq": pg.excluded.ledger_seq,
+            },
+        )
+        .returning(c.subject_id, c.topic_key, c.subscribed, c.updated_at, c.ledger_seq)
+        .cte("stored")
+    )
+    statements["postgresql"] = (
+        insert(_subscription_change).from_select(
+            history_columns,
             select(
                 stored.c.subject_id,
                 stored.c.topic_key,
@@ -316,12 +336,12 @@ def _topic_statements(dialect: str, rows: int) -> tuple[Executable, ...]:
                 stored.c.updated_at,
                 stored.c.ledger_seq,
             ),
-        )
-        return (history,)
-    changes = insert(_subscription_change).values(
-        [{**shared, **row, "occurred_at": bindparam("now")} for row in per_row]
+        ),
     )
-    return (upsert, changes)
+    return statements
+
+
+_TOPIC_STATEMENTS = _topic_statements()
 
 
 def _connection(tx: Transaction) -> Connection:
@@ -480,12 +500,28 @@ def record_topics(
     if not changes:
         return
     connection = _connection(tx)
-    params: dict[str, Any] = {"subject_id": subject_id, "now": now, "ledger_seq": ledger_seq}
-    for i, (key, on) in enumerate(sorted(changes.items())):
-        params[f"topic_key_{i}"] = key
-        params[f"subscribed_{i}"] = on
-    for statement in _topic_statements(connection.dialect.name, len(changes)):
+    choices = sorted(changes.items())
+    if connection.dialect.name == "postgresql":
+        (statement,) = _TOPIC_STATEMENTS["postgresql"]
+        params = {
+            "subject_id": subject_id,
+            "now": now,
+            "ledger_seq": ledger_seq,
+            "topic_keys": [key for key, _on in choices],
+            "subscribed": [on for _key, on in choices],
+        }
         connection.execute(statement, params)
+        return
+    upsert, history = _TOPIC_STATEMENTS["sqlite"]
+    base = {"subject_id": subject_id, "ledger_seq": ledger_seq}
+    connection.execute(
+        upsert,
+        [{**base, "topic_key": key, "subscribed": on, "updated_at": now} for key, on in choices],
+    )
+    connection.execute(
+        history,
+        [{**base, "topic_key": key, "subscribed": on, "occurred_at": now} for key, on in choices],
+    )
 
 
 def validate_choices(lead: Lead, choices: Choices) -> None:
