@@ -34,7 +34,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
-from consent_ledger import erasure, ledger, services, state, subjects
+from consent_ledger import erasure, ledger, projection, services, state, subjects
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
 from consent_ledger.entries import LedgerEntry
 from consent_ledger.erasure import ErasureResult, scrub_sqlite
@@ -49,7 +49,7 @@ from consent_ledger.models import (
     Subject,
     SubjectProfile,
 )
-from consent_ledger.projection import PENDING
+from consent_ledger.projection import NO_RECORD, PENDING, is_negative
 from consent_ledger.state import ConsentAnswer, UnknownPurpose
 from consent_ledger.subjects import InvalidEmail, normalise_email
 from zeroparty.db import Database, utcnow
@@ -60,6 +60,7 @@ from zeroparty.personal_data import PersonalData
 Transaction = Session | Connection
 
 __all__ = [
+    "NO_RECORD",
     "PENDING",
     "ConsentAnswer",
     "ConsentChange",
@@ -70,6 +71,7 @@ __all__ = [
     "InvalidEmail",
     "LeadRef",
     "UnknownPurpose",
+    "is_negative",
     "normalise_email",
     "scrub_sqlite",
 ]
@@ -619,6 +621,55 @@ class ConsentLedger:
 
     _SUBJECTS = cast(Table, Subject.__table__)
     _PROFILES = cast(Table, SubjectProfile.__table__)
+
+    # -- scoring: was a purpose live when an input happened? ---------------------------
+
+    @staticmethod
+    def permitting_entries(
+        tx: Transaction, purpose: str, moments: Iterable[tuple[str, datetime]]
+    ) -> dict[tuple[str, datetime], int | None]:
+        """For each ``(subject_id, at)``: the ``seq`` of the ledger entry under which
+        ``purpose`` was live at ``at``, or ``None`` (not live then, or nothing recorded
+        by then). The leads' entries for ``purpose`` up to the latest moment are read in
+        one statement and folded up to each moment, as the projection folds them.
+        Needs nothing wired: callable on the class, in any transaction."""
+        wanted = sorted(set(moments))
+        if not wanted:
+            return {}
+        rows = _connection(tx).execute(
+            ConsentLedger._FACTS_OF_LEADS_UNTIL,
+            {
+                "ids": sorted({sid for sid, _ in wanted}),
+                "purpose": purpose,
+                "until": max(at for _, at in wanted),
+            },
+        )
+        facts: dict[str, list[projection.ConsentFact]] = {}
+        for sid, *fact in rows:
+            facts.setdefault(sid, []).append(projection.ConsentFact(*fact))
+        found: dict[tuple[str, datetime], int | None] = {}
+        for sid, at in wanted:
+            folded = projection.fold([f for f in facts.get(sid, ()) if f.occurred_at <= at])
+            found[(sid, at)] = folded.last_seq if folded and folded.permitted else None
+        return found
+
+    _EVENTS = cast(Table, ConsentEvent.__table__)
+    _FACTS_OF_LEADS_UNTIL = (
+        select(
+            _EVENTS.c.subject_id,
+            _EVENTS.c.seq,
+            _EVENTS.c.action,
+            _EVENTS.c.confirmation_required,
+            _EVENTS.c.notice_sha256,
+            _EVENTS.c.occurred_at,
+        )
+        .where(
+            _EVENTS.c.subject_id.in_(bindparam("ids", expanding=True)),
+            _EVENTS.c.purpose_key == bindparam("purpose"),
+            _EVENTS.c.occurred_at <= bindparam("until"),
+        )
+        .order_by(_EVENTS.c.subject_id, _EVENTS.c.occurred_at, _EVENTS.c.seq)
+    )
 
 
 def _with_session(tx: Transaction, work: Callable[[Session], object]) -> None:
