@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from consent_ledger.api import normalise_email
 from consent_ledger.entries import format_timestamp
-from consent_ledger.subjects import normalise_email
 from scoring import rescore, services, webhooks
 from scoring.jobs import dispatch_config
 from zeroparty.db import Database

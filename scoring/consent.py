@@ -12,15 +12,16 @@ scoring waits for the withdrawal and sees it. On SQLite writers are serialised a
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import String, bindparam, cast, or_, select
 from sqlalchemy.engine import Connection
 
+from consent_ledger.api import ConsentLedger
 from consent_ledger.read_model import consent_states
-from consent_ledger.state import folded_state_at
+from scoring.models import ScoringModelVersion
 
 _cs = consent_states
 
@@ -79,20 +80,79 @@ def permitted_purposes_of(
     return permitted
 
 
-def permitting_entry(
-    connection: Connection, subject_id: str, purpose: str, at: datetime, now: GateState | None
-) -> int | None:
-    """The ``seq`` of the ledger entry under which ``purpose`` was live at ``at``, or
-    ``None`` if it was not (the gating purpose is opt-in: no entry, no permission).
+def permitting_entries(
+    connection: Connection,
+    purpose: str,
+    moments: Iterable[tuple[str, datetime]],
+    gates: Mapping[str, GateState],
+) -> dict[tuple[str, datetime], int | None]:
+    """For each ``(subject_id, at)``: the ``seq`` of the ledger entry under which
+    ``purpose`` was live at ``at``, or ``None`` if it was not (the gating purpose is
+    opt-in: no entry, no permission). ``gates``: the leads' current states.
 
     The kept state answers when the permission that is live now had begun by ``at``;
-    otherwise the pair's entries up to ``at`` are folded.
-    """
-    if now is None:
-        return None
-    if now.permitted and now.since is not None and now.since <= at:
-        return now.last_seq
-    state = folded_state_at(connection, subject_id, purpose, at)
-    if state is None or not state.permitted:
-        return None
-    return state.last_seq
+    the other moments are answered by the ledger, in one statement for all of them."""
+    found: dict[tuple[str, datetime], int | None] = {}
+    folded: list[tuple[str, datetime]] = []
+    for subject_id, at in moments:
+        now = gates.get(subject_id)
+        if now is None:
+            found[(subject_id, at)] = None
+        elif now.permitted and now.since is not None and now.since <= at:
+            found[(subject_id, at)] = now.last_seq
+        else:
+            folded.append((subject_id, at))
+    if folded:
+        found.update(ConsentLedger.permitting_entries(connection, purpose, folded))
+    return found
+
+
+# "id:sha256" of the latest scoring model: a column hot queries carry, so a process
+# confirms its cached model without a statement of its own (scoring.services).
+LATEST_MODEL_KEY = (
+    select(cast(ScoringModelVersion.id, String) + ":" + ScoringModelVersion.sha256)
+    .order_by(ScoringModelVersion.id.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+
+
+def gates_and_permitted(
+    connection: Connection, subject_ids: Collection[str], purpose: str, *, lock: bool = False
+) -> tuple[dict[str, GateState], dict[str, set[str]], str | None]:
+    """:func:`gate_states` and :func:`permitted_purposes_of` in one statement: the
+    gating state of each lead (absent: nothing recorded) and the purposes each permits
+    (each id is a key); and :data:`LATEST_MODEL_KEY` (``None`` when no row was found).
+    With ``lock`` (PostgreSQL), the rows read are held ``FOR SHARE``: the gating state,
+    and the permissions the caller keeps answers under."""
+    permitted: dict[str, set[str]] = {sid: set() for sid in subject_ids}
+    gates: dict[str, GateState] = {}
+    latest: str | None = None
+    if not permitted:
+        return gates, permitted, latest
+    stmt = _GATES_AND_PERMITTED
+    if lock and connection.dialect.name == "postgresql":
+        stmt = _GATES_AND_PERMITTED_LOCKED
+    rows = connection.execute(stmt, {"ids": list(permitted), "purpose": purpose})
+    for sid, key, allowed, since, last_seq, status, model_key in rows:
+        latest = model_key
+        if allowed:
+            permitted[sid].add(key)
+        if key == purpose:
+            gates[sid] = GateState(bool(allowed), since, int(last_seq), str(status))
+    return gates, permitted, latest
+
+
+_GATES_AND_PERMITTED = select(
+    _cs.c.subject_id,
+    _cs.c.purpose_key,
+    _cs.c.permitted,
+    _cs.c.since,
+    _cs.c.last_seq,
+    _cs.c.status,
+    LATEST_MODEL_KEY,
+).where(
+    _cs.c.subject_id.in_(bindparam("ids", expanding=True)),
+    or_(_cs.c.permitted, _cs.c.purpose_key == bindparam("purpose")),
+)
+_GATES_AND_PERMITTED_LOCKED = _GATES_AND_PERMITTED.with_for_update(read=True)

@@ -11,11 +11,12 @@ Invariants (property-tested in ``tests/scoring/test_properties.py``):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from scoring.rules import ScoringModel
+from scoring.rules import BehaviourRule, ScoringModel
 from zeroparty.lead_signals import InputKind
 
 SECONDS_PER_DAY = 86_400.0
@@ -104,27 +105,143 @@ def score_lead(
                     match.consent_seq,
                 )
             )
-    ordered = sorted(events, key=lambda e: (e.occurred_at, e.event_id))
+    ordered = sorted(events, key=_event_order)
     for rule in model.behaviour:
-        since = now - timedelta(days=rule.window_days) if rule.window_days else None
-        count = 0
-        for event in ordered:
-            if event.type != rule.event or (since is not None and event.occurred_at < since):
-                continue
-            count += 1
-            if count < rule.min_count:
-                continue
-            if count - rule.min_count >= rule.max_count:
-                break
-            value = decayed(rule.points, now - event.occurred_at, rule.half_life_days)
-            points.append(
-                Point(
-                    rule.name,
-                    "behaviour",
-                    round(value, 2),
-                    f"event:{event.event_id}",
-                    event.occurred_at,
-                    event.consent_seq,
-                )
+        points += _behaviour_points(rule, ordered, now)
+    return points
+
+
+def _event_order(event: EventFact) -> tuple[datetime, str]:
+    return event.occurred_at, event.event_id
+
+
+# --- incremental rescoring ---------------------------------------------------------------
+#
+# A lead's stored points are the model's points at ``scored_at``. New events (or a later
+# ``now``) change only behaviour points. A behaviour rule's points can be carried on from
+# its stored points exactly when the events they came from, with the new ones, are every
+# event the rule could count now:
+#
+# - ``min_count == 1`` (with a higher minimum, the events counted before the first scored
+#   one are not among the points: their number and times must be read);
+# - ``scored_at <= now`` (a window only moves forward);
+# - the rule scored fewer than ``max_count`` events (then it scored every event in its
+#   window at ``scored_at``, and the window now is a subset of that one plus new events),
+#   or it scored ``max_count`` and the earliest of them is still inside the window (the
+#   unscored events all sort after the last scored one, so none can move up).
+#
+# Decay needs nothing more: a point's value is computed again from its event's time.
+# Otherwise the rule's events are read (only the rule's type, only inside its window).
+
+
+def behaviour_points(
+    rule: BehaviourRule, events: Iterable[EventFact], now: datetime
+) -> list[Point]:
+    """The points ``rule`` gives for ``events`` (any types: others are skipped) at ``now``."""
+    return _behaviour_points(rule, sorted(events, key=_event_order), now)
+
+
+def _behaviour_points(
+    rule: BehaviourRule, ordered: Sequence[EventFact], now: datetime
+) -> list[Point]:
+    """:func:`behaviour_points` of events in (time, id) order."""
+    points: list[Point] = []
+    since = now - timedelta(days=rule.window_days) if rule.window_days else None
+    count = 0
+    for event in ordered:
+        if event.type != rule.event or (since is not None and event.occurred_at < since):
+            continue
+        count += 1
+        if count < rule.min_count:
+            continue
+        if count - rule.min_count >= rule.max_count:
+            break
+        value = decayed(rule.points, now - event.occurred_at, rule.half_life_days)
+        points.append(
+            Point(
+                rule.name,
+                "behaviour",
+                round(value, 2),
+                f"event:{event.event_id}",
+                event.occurred_at,
+                event.consent_seq,
             )
+        )
+    return points
+
+
+def _stored_events(rule: BehaviourRule, stored: Sequence[Point]) -> list[EventFact]:
+    return [
+        EventFact(p.source.removeprefix("event:"), rule.event, p.occurred_at, p.consent_seq)
+        for p in stored
+        if p.kind == "behaviour" and p.rule == rule.name
+    ]
+
+
+def carries_on(
+    model: ScoringModel,
+    rule: BehaviourRule,
+    stored: Sequence[Point],
+    scored_at: datetime,
+    now: datetime,
+) -> bool:
+    """Whether ``rule``'s points at ``now`` follow from its stored points (scored at
+    ``scored_at``) and the new events alone, without reading its older events."""
+    if rule.min_count != 1 or scored_at > now or rule.name in _shared_names(model):
+        return False
+    mine = [p for p in stored if p.kind == "behaviour" and p.rule == rule.name]
+    if len(mine) < rule.max_count or not rule.window_days:
+        return True
+    earliest = min(p.occurred_at for p in mine)
+    return earliest >= now - timedelta(days=rule.window_days)
+
+
+def _shared_names(model: ScoringModel) -> frozenset[str]:
+    """Behaviour rule names used by more than one rule (their points cannot be told apart)."""
+    shared = model._cache.get("shared_behaviour_names")
+    if shared is None:
+        names = [rule.name for rule in model.behaviour]
+        shared = model._cache["shared_behaviour_names"] = frozenset(
+            name for name in names if names.count(name) > 1
+        )
+    return cast(frozenset[str], shared)
+
+
+def types_to_read(
+    model: ScoringModel, stored: Sequence[Point], scored_at: datetime, now: datetime
+) -> dict[str, datetime | None]:
+    """The event types whose stored events :func:`continued_points` needs, each with
+    the earliest time that can count (``None``: every event of the type)."""
+    read: dict[str, datetime | None] = {}
+    for rule in model.behaviour:
+        if carries_on(model, rule, stored, scored_at, now):
+            continue
+        since = now - timedelta(days=rule.window_days) if rule.window_days else None
+        if rule.event not in read:
+            read[rule.event] = since
+        else:
+            earlier = read[rule.event]
+            read[rule.event] = None if since is None or earlier is None else min(since, earlier)
+    return read
+
+
+def continued_points(
+    model: ScoringModel,
+    stored: Sequence[Point],
+    new_events: Sequence[EventFact],
+    scored_at: datetime,
+    now: datetime,
+    read: Mapping[str, Sequence[EventFact]],
+) -> list[Point]:
+    """The lead's points at ``now``, the same as :func:`score_lead` over all its facts,
+    from its points stored at ``scored_at`` (answers unchanged since), its new events and
+    ``read``: every stored event (new ones included) of each type of
+    :func:`types_to_read`, inside the window of that type's rules at least."""
+    points = [p for p in stored if p.kind != "behaviour"]
+    for rule in model.behaviour:
+        if rule.event in read and not carries_on(model, rule, stored, scored_at, now):
+            events: Iterable[EventFact] = read[rule.event]
+        else:
+            events = [*_stored_events(rule, stored), *new_events]
+        points += behaviour_points(rule, events, now)
     return points

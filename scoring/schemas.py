@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
+from consent_ledger.api import InvalidEmail, normalise_email
 from consent_ledger.entries import parse_timestamp
-from consent_ledger.subjects import InvalidEmail, normalise_email
 from scoring import qualification
 from scoring.outcomes import Outcome
 from scoring.services import EventIn
@@ -58,6 +58,7 @@ def parse_events(body: Mapping[str, Any], *, now: datetime | None = None) -> lis
     latest = (now or utcnow()) + CLOCK_SKEW
     events: list[EventIn] = []
     ids: set[str] = set()
+    normalised: dict[str, str] = {}
     for index, item in enumerate(raw):
         where = f"events[{index}]"
         if not isinstance(item, dict):
@@ -72,7 +73,13 @@ def parse_events(body: Mapping[str, Any], *, now: datetime | None = None) -> lis
         elif event_id in ids:
             errors[f"{where}.id"] = "is repeated in this batch"
         ids.add(event_id)
-        email = email_field(item.get("email"), f"{where}.email", errors)
+        raw_email = item.get("email")
+        email = normalised.get(raw_email) if isinstance(raw_email, str) else None
+        if email is None:
+            # A batch names a lead many times: each address is checked once.
+            email = email_field(raw_email, f"{where}.email", errors)
+            if email and isinstance(raw_email, str):
+                normalised[raw_email] = email
         event_type = item.get("type")
         if not isinstance(event_type, str) or not event_type or len(event_type) > 64:
             errors[f"{where}.type"] = "is required: an event type name"

@@ -12,9 +12,10 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, cast
+from weakref import WeakKeyDictionary
 
 import orjson
 from sqlalchemy import (
@@ -31,13 +32,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from consent_ledger import projection
+from consent_ledger.api import NO_RECORD, PENDING, is_negative
 from consent_ledger.entries import LedgerEntry, format_timestamp
 from consent_ledger.read_model import consent_states, lead_profiles
 from scoring import consent, engine
+from scoring.consent import LATEST_MODEL_KEY
 from scoring.models import (
     DroppedEvents,
     LeadAttribute,
@@ -91,12 +93,21 @@ _UPDATE_SCORES_PG = text(
 _INSERT_LEADS_PG = text(
     "INSERT INTO scoring_leads (subject_id, stage, score, scored_at, stage_since) "
     "SELECT sid, 'Lead', 0, :at, :at FROM unnest(CAST(:ids AS text[])) AS ids(sid) "
-    "ON CONFLICT DO NOTHING"
+    "ON CONFLICT DO NOTHING RETURNING subject_id"
 )
 _WIDEN_PURPOSES = (
     update(_attrs).where(_attrs.c.id == bindparam("row_id")).values(purposes=bindparam("purposes"))
 )
 _MODELS: dict[str, ScoringModel] = {}
+# The model in force per database (engine), as this process last read it: confirmed by a
+# column of the first query of a hot path (LATEST_MODEL_KEY), so a model loaded by
+# another process is used from its next request on, without a statement of its own.
+_IN_FORCE: WeakKeyDictionary[Engine, ActiveModel] = WeakKeyDictionary()
+_LATEST_MODEL = (
+    select(ScoringModelVersion.id, ScoringModelVersion.sha256)
+    .order_by(ScoringModelVersion.id.desc())
+    .limit(1)
+)
 
 
 def _among(connection: Connection, column: Any, ids: Sequence[str]) -> Any:
@@ -154,6 +165,44 @@ _BANT = _per_dialect(
 )
 _DELETE_POINTS = _per_dialect(lambda among: delete(_points).where(among(_points.c.subject_id)))
 _INSERT_POINTS = insert(_points)
+_STORED_POINTS = _per_dialect(
+    lambda among: (
+        select(
+            _points.c.subject_id,
+            _points.c.rule,
+            _points.c.kind,
+            _points.c.points,
+            _points.c.source,
+            _points.c.occurred_at,
+            _points.c.consent_seq,
+        )
+        .where(among(_points.c.subject_id))
+        .order_by(_points.c.id)
+    )
+)
+_EVENT_COLUMNS = (
+    _events.c.subject_id,
+    _events.c.id,
+    _events.c.type,
+    _events.c.occurred_at,
+    _events.c.consent_seq,
+)
+_EVENTS_OF_TYPES = {
+    "sqlite": select(*_EVENT_COLUMNS).where(
+        _events.c.subject_id.in_(bindparam("ids", expanding=True)),
+        _events.c.type.in_(bindparam("types", expanding=True)),
+        _events.c.occurred_at >= bindparam("since"),
+    ),
+    "postgresql": select(*_EVENT_COLUMNS).where(
+        _events.c.subject_id == any_(bindparam("ids", type_=ARRAY(String))),
+        _events.c.type == any_(bindparam("types", type_=ARRAY(String))),
+        _events.c.occurred_at >= bindparam("since"),
+    ),
+}
+_EPOCH = datetime(1, 1, 1, tzinfo=UTC)
+_TOUCH_LEADS = _per_dialect(
+    lambda among: update(_leads).where(among(_leads.c.subject_id)).values(scored_at=bindparam("at"))
+)
 _INSERT_POINTS_PG = text(
     "INSERT INTO scoring_points (subject_id, rule, kind, points, source, occurred_at, "
     "consent_seq) SELECT * FROM unnest(CAST(:subject_ids AS text[]), CAST(:rules AS text[]), "
@@ -172,6 +221,12 @@ class ConsentMissing(Conflict):
 class ActiveModel:
     id: int
     model: ScoringModel
+    sha256: str = ""
+
+    @property
+    def key(self) -> str:
+        """What :data:`LATEST_MODEL_KEY` reads while this model is in force."""
+        return f"{self.id}:{self.sha256}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,21 +259,37 @@ class LeadScore:
 
 def active_model(session: Session | Connection) -> ActiveModel | None:
     """The model in force (the latest loaded), parsed once per process per version."""
-    row = session.execute(
-        select(ScoringModelVersion.id, ScoringModelVersion.sha256)
-        .order_by(ScoringModelVersion.id.desc())
-        .limit(1)
-    ).first()
+    connection = session.connection() if isinstance(session, Session) else session
+    row = connection.execute(_LATEST_MODEL).first()
     if row is None:
+        _IN_FORCE.pop(connection.engine, None)
         return None
     # Keyed by content hash, not id: several databases (tests, tools) may share a process.
     model = _MODELS.get(row.sha256)
     if model is None:
-        definition = session.execute(
+        definition = connection.execute(
             select(ScoringModelVersion.definition).where(ScoringModelVersion.id == row.id)
         ).scalar_one()
         model = _MODELS[row.sha256] = model_from_json(definition)
-    return ActiveModel(row.id, model)
+    active = _IN_FORCE[connection.engine] = ActiveModel(row.id, model, row.sha256)
+    return active
+
+
+def cached_model(connection: Connection) -> ActiveModel | None:
+    """The model this process last found in force on ``connection``'s database, without
+    a statement: the caller confirms it with :func:`confirmed_model` and the
+    :data:`LATEST_MODEL_KEY` column of its first query (no extra round trip)."""
+    return _IN_FORCE.get(connection.engine)
+
+
+def confirmed_model(
+    connection: Connection, cached: ActiveModel | None, latest: str | None
+) -> ActiveModel | None:
+    """``cached`` if ``latest`` (a :data:`LATEST_MODEL_KEY` value read in this
+    transaction) names it; otherwise the model in force, read again."""
+    if cached is not None and latest == cached.key:
+        return cached
+    return active_model(connection)
 
 
 def require_model(session: Session | Connection) -> ActiveModel:
@@ -232,66 +303,102 @@ def require_model(session: Session | Connection) -> ActiveModel:
 
 
 def _lock_lead(connection: Connection, subject_id: str) -> Any:
-    return _lock_leads(connection, [subject_id], utcnow())[subject_id]
+    return _lock_leads(connection, [subject_id], utcnow())[0][subject_id]
 
 
-def _lock_leads(connection: Connection, subject_ids: list[str], now: datetime) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class _NewLead:
+    """The scoring row of a lead this transaction just created (as it was inserted)."""
+
+    subject_id: str
+    stage: str
+    score: float
+    scored_at: datetime
+    stage_since: datetime
+    model_id: int | None = None
+    recycled_score: float | None = None
+    inserted: bool = True
+
+
+def _lock_leads(
+    connection: Connection, subject_ids: list[str], now: datetime, *, defer_new: bool = False
+) -> tuple[dict[str, Any], set[str]]:
     """The leads' scoring rows, created at stage Lead if new, locked for this transaction
-    (so two writers scoring one lead queue, and a threshold is crossed once)."""
+    (so two writers scoring one lead queue, and a threshold is crossed once); and the ids
+    of the leads this call created (new to scoring: no points, events or answers yet).
+
+    ``defer_new``: on SQLite (one writer: nothing to lock), the new leads' rows are not
+    inserted here but by :func:`_store_scores`, with their first score."""
     dialect = connection.dialect.name
+    leads: dict[str, Any]
     if dialect == "postgresql":
-        connection.execute(_INSERT_LEADS_PG, {"ids": list(subject_ids), "at": now})
-        return {
+        created = set(
+            connection.execute(_INSERT_LEADS_PG, {"ids": list(subject_ids), "at": now}).scalars()
+        )
+        leads = {
             row.subject_id: row
             for row in connection.execute(_LEAD_ROWS[dialect], {"ids": list(subject_ids)})
         }
+        return leads, created
     # SQLite: this transaction is the one writer (BEGIN IMMEDIATE); read first and
-    # insert only the leads new to scoring (most batches have none).
+    # insert only the leads new to scoring (most batches have none), whose rows are then
+    # known without reading them back.
     leads = {
         row.subject_id: row
         for row in connection.execute(_LEAD_ROWS[dialect], {"ids": list(subject_ids)})
     }
     missing = [sid for sid in subject_ids if sid not in leads]
     if missing:
+        new = [
+            _NewLead(sid, Stage.LEAD.value, 0.0, now, now, inserted=not defer_new)
+            for sid in missing
+        ]
+        leads.update((lead.subject_id, lead) for lead in new)
+        if defer_new:
+            return leads, set(missing)
         connection.execute(
             _INSERT_LEADS,
             [
                 {
-                    "subject_id": sid,
-                    "stage": Stage.LEAD.value,
-                    "score": 0.0,
-                    "scored_at": now,
-                    "stage_since": now,
+                    "subject_id": lead.subject_id,
+                    "stage": lead.stage,
+                    "score": lead.score,
+                    "scored_at": lead.scored_at,
+                    "stage_since": lead.stage_since,
                 }
-                for sid in missing
+                for lead in new
             ],
         )
-        leads.update(
-            (row.subject_id, row)
-            for row in connection.execute(_LEAD_ROWS[dialect], {"ids": missing})
-        )
-    return leads
+    return leads, set(missing)
 
 
 def _facts(
-    connection: Connection, subject_ids: list[str]
+    connection: Connection,
+    subject_ids: list[str],
+    *,
+    events: bool = True,
+    permitted: Mapping[str, set[str]] | None = None,
 ) -> tuple[dict[str, list[engine.AttributeFact]], dict[str, list[engine.EventFact]]]:
-    """The leads' answers (only those collected for a purpose still permitted) and events."""
+    """The leads' answers (only those collected for a purpose still permitted) and, if
+    ``events``, their events. ``permitted``: the purposes each lead permits, if the
+    caller read them already."""
     dialect, params = connection.dialect.name, {"ids": list(subject_ids)}
-    permitted: dict[str, set[str]] = defaultdict(set)
-    for row in connection.execute(_PERMITTED[dialect], params):
-        permitted[row.subject_id].add(row.purpose_key)
+    if permitted is None:
+        permitted = defaultdict(set)
+        for row in connection.execute(_PERMITTED[dialect], params):
+            permitted[row.subject_id].add(row.purpose_key)
     attributes: dict[str, list[engine.AttributeFact]] = defaultdict(list)
     for r in connection.execute(_ATTRIBUTES[dialect], params):
-        if permitted[r.subject_id].intersection(orjson.loads(r.purposes)):
+        if permitted.get(r.subject_id, set()).intersection(orjson.loads(r.purposes)):
             attributes[r.subject_id].append(
                 engine.AttributeFact(
                     r.kind, r.name, r.value, r.source_ref, r.occurred_at, r.consent_seq
                 )
             )
-    events: dict[str, list[engine.EventFact]] = defaultdict(list)
-    for r in connection.execute(_EVENT_FACTS[dialect], params):
-        events[r.subject_id].append(engine.EventFact(r.id, r.type, r.occurred_at, r.consent_seq))
+    facts: dict[str, list[engine.EventFact]] = defaultdict(list)
+    if events:
+        for r in connection.execute(_EVENT_FACTS[dialect], params):
+            facts[r.subject_id].append(engine.EventFact(r.id, r.type, r.occurred_at, r.consent_seq))
     # Current BANT values count as fields "bant.<name>" (scoring.qualification); sales
     # recorded them under a live gating consent, and they are deleted with it.
     for r in connection.execute(_BANT[dialect], params):
@@ -300,7 +407,43 @@ def _facts(
                 "field", f"bant.{r.field}", r.value, "bant", r.recorded_at, r.consent_seq
             )
         )
-    return attributes, events
+    return attributes, facts
+
+
+def _stored_points(connection: Connection, subject_ids: list[str]) -> dict[str, list[engine.Point]]:
+    """The leads' stored points, in the order they were computed (each id is a key)."""
+    stored: dict[str, list[engine.Point]] = {sid: [] for sid in subject_ids}
+    if subject_ids:
+        rows = connection.execute(
+            _STORED_POINTS[connection.dialect.name], {"ids": list(subject_ids)}
+        )
+        for r in rows:
+            stored[r.subject_id].append(
+                engine.Point(r.rule, r.kind, r.points, r.source, r.occurred_at, r.consent_seq)
+            )
+    return stored
+
+
+def _events_of_types(
+    connection: Connection,
+    subject_ids: list[str],
+    needs: Mapping[str, Mapping[str, datetime | None]],
+) -> dict[str, list[engine.EventFact]]:
+    """The leads' stored events of the types ``needs`` names (per lead: type → earliest
+    time that counts), in one statement for all of them."""
+    found: dict[str, list[engine.EventFact]] = defaultdict(list)
+    if not subject_ids:
+        return found
+    types = sorted({t for sid in subject_ids for t in needs[sid]})
+    times = [since for sid in subject_ids for since in needs[sid].values()]
+    since = _EPOCH if any(t is None for t in times) else min(t for t in times if t is not None)
+    rows = connection.execute(
+        _EVENTS_OF_TYPES[connection.dialect.name],
+        {"ids": list(subject_ids), "types": types, "since": since},
+    )
+    for r in rows:
+        found[r.subject_id].append(engine.EventFact(r.id, r.type, r.occurred_at, r.consent_seq))
+    return found
 
 
 def rescore_leads(
@@ -319,29 +462,132 @@ def rescore_leads(
     if not ids:
         return {}
     now = now or utcnow()
-    return _rescore_locked(connection, active, _lock_leads(connection, ids, now), now)
+    leads, _ = _lock_leads(connection, ids, now)
+    return _rescore_locked(connection, active, leads, now)
 
 
 def _rescore_locked(
     connection: Connection, active: ActiveModel, leads: Mapping[str, Any], now: datetime
 ) -> dict[str, LeadScore]:
-    """:func:`rescore_leads` of ``leads``, their rows as :func:`_lock_leads` locked them."""
+    """:func:`rescore_leads` of ``leads``, their rows as :func:`_lock_leads` locked them:
+    every fact of each lead read and scored again."""
     ids = sorted(leads)
     if not ids:
         return {}
     attributes, events = _facts(connection, ids)
-    # A lead never scored (no model yet: its row was just created) has no points. An
-    # import scores thousands of new leads in one transaction, where PostgreSQL plans
-    # this delete as a scan of every point written so far, chunk after chunk.
-    scored_before = [sid for sid in ids if leads[sid].model_id is not None]
-    if scored_before:
-        connection.execute(_DELETE_POINTS[connection.dialect.name], {"ids": scored_before})
-    point_rows: list[dict[str, Any]] = []
-    updates: list[dict[str, object]] = []
-    scored: dict[str, LeadScore] = {}
+    computed = {
+        sid: engine.score_lead(active.model, attributes[sid], events[sid], now) for sid in ids
+    }
+    return _store_scores(connection, active, leads, computed, {}, now)
+
+
+def _rescore_changed(
+    connection: Connection,
+    active: ActiveModel,
+    leads: Mapping[str, Any],
+    now: datetime,
+    *,
+    created: Collection[str],
+    new_events: Mapping[str, list[engine.EventFact]] | None = None,
+    new_answers: Mapping[str, list[engine.AttributeFact]] | None = None,
+    permitted: Mapping[str, set[str]] | None = None,
+) -> dict[str, LeadScore]:
+    """:func:`_rescore_locked`, reading only what changed, with the same result.
+
+    ``new_events``: the events this transaction stored, by lead; ``new_answers``: the
+    answers it stored, by lead (``None``: no answer changed; a lead in it has its
+    answers read again unless it is in ``created``, the leads new to scoring, whose
+    facts are exactly the new ones). A lead scored before by the model in force keeps
+    its stored points and has only its behaviour points carried on
+    (:func:`scoring.engine.continued_points`: the events of a rule are read only where
+    its stored points cannot tell, e.g. a rule with ``min_count`` above 1); any other
+    lead is scored again from all its facts."""
+    ids = sorted(leads)
+    if not ids:
+        return {}
+    model = active.model
+    new_events = new_events or {}
+    computed: dict[str, list[engine.Point]] = {}
+    carried: list[str] = []
+    full: list[str] = []
     for sid in ids:
-        points = engine.score_lead(active.model, attributes[sid], events[sid], now)
-        score = engine.total(points)
+        lead = leads[sid]
+        if sid in created:
+            answers = list(new_answers.get(sid, ())) if new_answers is not None else []
+            computed[sid] = engine.score_lead(model, answers, new_events.get(sid, []), now)
+        elif lead.model_id == active.id and lead.scored_at <= now:
+            carried.append(sid)
+        else:
+            full.append(sid)
+    if full:
+        attributes, events = _facts(connection, full, permitted=permitted)
+        for sid in full:
+            computed[sid] = engine.score_lead(model, attributes[sid], events[sid], now)
+    stored = _stored_points(connection, carried)
+    needs = {
+        sid: engine.types_to_read(model, stored[sid], leads[sid].scored_at, now) for sid in carried
+    }
+    reading = [sid for sid in carried if needs[sid]]
+    read = _events_of_types(connection, reading, needs)
+    answered = [sid for sid in carried if new_answers is not None and sid in new_answers]
+    if answered:
+        attributes, _ = _facts(connection, answered, events=False, permitted=permitted)
+    for sid in carried:
+        of_type: dict[str, list[engine.EventFact]] = {t: [] for t in needs[sid]}
+        for event in read.get(sid, ()):
+            if event.type in of_type:
+                of_type[event.type].append(event)
+        points = engine.continued_points(
+            model, stored[sid], new_events.get(sid, []), leads[sid].scored_at, now, of_type
+        )
+        if sid in answered:
+            # Answers changed: fit and quiz points from the answers, before behaviour.
+            behaviour = [p for p in points if p.kind == "behaviour"]
+            points = engine.score_lead(model, attributes[sid], [], now) + behaviour
+        computed[sid] = points
+    unstored = [
+        sid for sid in created if isinstance(leads[sid], _NewLead) and not leads[sid].inserted
+    ]
+    return _store_scores(connection, active, leads, computed, stored, now, unstored)
+
+
+def _store_scores(
+    connection: Connection,
+    active: ActiveModel,
+    leads: Mapping[str, Any],
+    computed: Mapping[str, list[engine.Point]],
+    stored: Mapping[str, list[engine.Point]],
+    now: datetime,
+    unstored: Collection[str] = (),
+) -> dict[str, LeadScore]:
+    """Store the leads' points (``stored``: those known to be in the table, per lead;
+    unchanged points stay, new ones after them are added, anything else is replaced),
+    scores and stages; a score crossing a threshold moves the lead forward, records the
+    move and queues the hand-off. ``unstored``: new leads whose rows
+    :func:`_lock_leads` left to insert here, with their first score."""
+    point_rows: list[dict[str, Any]] = []
+    replaced: list[str] = []
+    updates: list[dict[str, object]] = []
+    unchanged: list[str] = []
+    inserts: list[dict[str, object]] = []
+    scored: dict[str, LeadScore] = {}
+    for sid in sorted(computed):
+        points = computed[sid]
+        lead = leads[sid]
+        before = stored.get(sid)
+        if before is None:
+            # Not read: a lead never scored (no model yet: its row was just created)
+            # has no points. An import scores thousands of new leads in one
+            # transaction, where PostgreSQL plans a delete as a scan of every point
+            # written so far, chunk after chunk.
+            if lead.model_id is not None:
+                replaced.append(sid)
+            added = points
+        elif points[: len(before)] == before:
+            added = points[len(before) :]
+        else:
+            replaced.append(sid)
+            added = points
         point_rows += [
             {
                 "subject_id": sid,
@@ -352,9 +598,9 @@ def _rescore_locked(
                 "occurred_at": p.occurred_at,
                 "consent_seq": p.consent_seq,
             }
-            for p in points
+            for p in added
         ]
-        lead = leads[sid]
+        score = engine.total(points)
         stage, reached = Stage(lead.stage), active.model.stage_for(score)
         held = lead.recycled_score is not None and score <= lead.recycled_score
         if reached.rank > stage.rank and not held:
@@ -370,19 +616,42 @@ def _rescore_locked(
                 score,
                 now,
             )
-            connection.execute(
-                update(_leads)
-                .where(_leads.c.subject_id == sid)
-                .values(stage=reached.value, stage_since=now, recycled_score=None)
-            )
+            if sid not in unstored:
+                connection.execute(
+                    update(_leads)
+                    .where(_leads.c.subject_id == sid)
+                    .values(stage=reached.value, stage_since=now, recycled_score=None)
+                )
             stage, moved = reached, True
         else:
             moved = False
-        updates.append({"sid": sid, "score": score, "model_id": active.id, "scored_at": now})
+        if sid in unstored:
+            inserts.append(
+                {
+                    "subject_id": sid,
+                    "stage": stage.value,
+                    "score": score,
+                    "model_id": active.id,
+                    "scored_at": now,
+                    "stage_since": now,
+                }
+            )
+        elif score == lead.score and lead.model_id == active.id:
+            unchanged.append(sid)
+        else:
+            updates.append({"sid": sid, "score": score, "model_id": active.id, "scored_at": now})
         scored[sid] = LeadScore(sid, stage, score, points, moved)
+    dialect = connection.dialect.name
+    if inserts:
+        connection.execute(_INSERT_LEADS, inserts)
+    if replaced:
+        connection.execute(_DELETE_POINTS[dialect], {"ids": replaced})
     if point_rows:
         _insert_points(connection, point_rows)
-    if connection.dialect.name == "postgresql":
+    if unchanged:
+        # Same score, same model: one statement moves their scoring time.
+        connection.execute(_TOUCH_LEADS[dialect], {"ids": unchanged, "at": now})
+    if updates and dialect == "postgresql":
         # One statement over two arrays rather than a pipeline of one UPDATE per lead.
         connection.execute(
             _UPDATE_SCORES_PG,
@@ -393,7 +662,7 @@ def _rescore_locked(
                 "at": now,
             },
         )
-    else:
+    elif updates:
         connection.execute(_UPDATE_SCORE, updates)
     return scored
 
@@ -463,12 +732,12 @@ def _move(
 # --- events -------------------------------------------------------------------------------
 
 
-_SUBJECTS_BY_EMAIL = select(_profiles.c.email, _profiles.c.subject_id).where(
+_SUBJECTS_BY_EMAIL = select(_profiles.c.email, _profiles.c.subject_id, LATEST_MODEL_KEY).where(
     _profiles.c.email.in_(bindparam("emails", expanding=True))
 )
 _SEEN_EVENTS = select(_events.c.id).where(_events.c.id.in_(bindparam("ids", expanding=True)))
 # PostgreSQL: one parameter (an array) and one statement text whatever the batch size.
-_SUBJECTS_BY_EMAIL_PG = select(_profiles.c.email, _profiles.c.subject_id).where(
+_SUBJECTS_BY_EMAIL_PG = select(_profiles.c.email, _profiles.c.subject_id, LATEST_MODEL_KEY).where(
     _profiles.c.email == any_(bindparam("emails", type_=ARRAY(String)))
 )
 _SEEN_EVENTS_PG = select(_events.c.id).where(
@@ -485,7 +754,7 @@ _INSERT_EVENTS_PG = text(
     "CAST(:occurred_at AS timestamptz[]), CAST(:properties AS text[]), "
     "CAST(:consent_seqs AS bigint[])) "
     "AS v(id, subject_id, type, occurred_at, properties, consent_seq) "
-    "ON CONFLICT DO NOTHING"
+    "ON CONFLICT DO NOTHING RETURNING id"
 )
 
 
@@ -505,11 +774,18 @@ _COUNT_DROPPED = {
 }
 
 
-def _subject_ids(connection: Connection, emails: Iterable[str]) -> dict[str, str]:
+def _subject_ids(
+    connection: Connection, emails: Iterable[str]
+) -> tuple[dict[str, str], str | None]:
+    """The leads of ``emails`` (email → id), and :data:`LATEST_MODEL_KEY` (``None``
+    when no email is known)."""
     pg = connection.dialect.name == "postgresql"
     stmt = _SUBJECTS_BY_EMAIL_PG if pg else _SUBJECTS_BY_EMAIL
-    rows = connection.execute(stmt, {"emails": sorted(set(emails))})
-    return {row.email: row.subject_id for row in rows}
+    subjects: dict[str, str] = {}
+    latest: str | None = None
+    for email, subject_id, model_key in connection.execute(stmt, {"emails": sorted(set(emails))}):
+        subjects[email], latest = subject_id, model_key
+    return subjects, latest
 
 
 def _count_dropped(connection: Connection, dropped: dict[tuple[str, str], int]) -> None:
@@ -522,23 +798,31 @@ def _count_dropped(connection: Connection, dropped: dict[tuple[str, str], int]) 
     )
 
 
-def _insert_events(connection: Connection, rows: list[dict[str, Any]], now: datetime) -> None:
+def _insert_events(
+    connection: Connection, rows: list[dict[str, Any]], now: datetime
+) -> list[dict[str, Any]]:
+    """Insert the events; returns the rows inserted (on PostgreSQL, a retry racing its
+    first attempt in another transaction inserts nothing for the events that one kept)."""
     if connection.dialect.name != "postgresql":
+        # SQLite: this transaction is the one writer; the ids were checked unseen.
         connection.execute(_INSERT_EVENTS, rows)
-        return
+        return rows
     # PostgreSQL: the rows as column arrays, one statement for the batch.
-    connection.execute(
-        _INSERT_EVENTS_PG,
-        {
-            "received_at": now,
-            "ids": [r["id"] for r in rows],
-            "subject_ids": [r["subject_id"] for r in rows],
-            "types": [r["type"] for r in rows],
-            "occurred_at": [r["occurred_at"] for r in rows],
-            "properties": [r["properties"] for r in rows],
-            "consent_seqs": [r["consent_seq"] for r in rows],
-        },
+    inserted = set(
+        connection.execute(
+            _INSERT_EVENTS_PG,
+            {
+                "received_at": now,
+                "ids": [r["id"] for r in rows],
+                "subject_ids": [r["subject_id"] for r in rows],
+                "types": [r["type"] for r in rows],
+                "occurred_at": [r["occurred_at"] for r in rows],
+                "properties": [r["properties"] for r in rows],
+                "consent_seqs": [r["consent_seq"] for r in rows],
+            },
+        ).scalars()
     )
+    return [r for r in rows if r["id"] in inserted]
 
 
 def ingest_events(session: Session | Connection, events: Sequence[EventIn]) -> IntakeResult:
@@ -551,9 +835,12 @@ def ingest_events(session: Session | Connection, events: Sequence[EventIn]) -> I
     of the leads touched.
     """
     connection = session.connection() if isinstance(session, Session) else session
-    active = require_model(connection)
+    cached = cached_model(connection)
+    subjects, latest = _subject_ids(connection, (e.email for e in events))
+    active = confirmed_model(connection, cached, latest)
+    if active is None:
+        active = require_model(connection)
     known = active.model.event_types
-    subjects = _subject_ids(connection, (e.email for e in events))
     problems: dict[str, str] = {}
     for event in events:
         if event.type not in known:
@@ -573,20 +860,24 @@ def ingest_events(session: Session | Connection, events: Sequence[EventIn]) -> I
     dropped: dict[tuple[str, str], int] = {}
     duplicates = 0
     now = utcnow()
+    fresh: list[EventIn] = []
     for event in events:
         if event.id in seen:
             duplicates += 1
             continue
         seen.add(event.id)
+        fresh.append(event)
+    # Only leads whose consent is live now keep events; for them, was it live then?
+    live = {sid: gate for sid, gate in gates.items() if gate.permitted}
+    permits = consent.permitting_entries(
+        connection,
+        active.model.purpose,
+        [(subjects[e.email], e.occurred_at) for e in fresh if subjects[e.email] in live],
+        live,
+    )
+    for event in fresh:
         subject_id = subjects[event.email]
-        gate = gates.get(subject_id)
-        seq = (
-            consent.permitting_entry(
-                connection, subject_id, active.model.purpose, event.occurred_at, gate
-            )
-            if gate is not None and gate.permitted
-            else None
-        )
+        seq = permits.get((subject_id, event.occurred_at))
         if seq is None:
             key = (event.occurred_at.date().isoformat(), event.type)
             dropped[key] = dropped.get(key, 0) + 1
@@ -603,10 +894,21 @@ def ingest_events(session: Session | Connection, events: Sequence[EventIn]) -> I
             }
         )
     if rows:
-        _insert_events(connection, rows, now)
+        stored = _insert_events(connection, rows, now)
+        duplicates += len(rows) - len(stored)
+        rows = stored
     if dropped:
         _count_dropped(connection, dropped)
-    rescore_leads(connection, active, {str(row["subject_id"]) for row in rows}, now=now)
+    new_events: dict[str, list[engine.EventFact]] = defaultdict(list)
+    for row in rows:
+        new_events[row["subject_id"]].append(
+            engine.EventFact(row["id"], row["type"], row["occurred_at"], row["consent_seq"])
+        )
+    if new_events:
+        # Only the new events are scored: each lead's points are carried on from its
+        # stored ones (scoring.engine.continued_points), not recomputed from every event.
+        leads, created = _lock_leads(connection, sorted(new_events), now, defer_new=True)
+        _rescore_changed(connection, active, leads, now, created=created, new_events=new_events)
     return IntakeResult(len(rows), duplicates, sum(dropped.values()))
 
 
@@ -648,25 +950,35 @@ def record_answers(session: Session, signals: Sequence[LeadSignal]) -> None:
     if not signals:
         return
     connection = session.connection()
-    active = active_model(connection)
+    subjects = sorted({s.subject_id for s in signals})
+    active = cached_model(connection) or active_model(connection)
     if active is None:
         return
-    purpose = active.model.purpose
-    gates = consent.gate_states(
-        connection, sorted({s.subject_id for s in signals}), purpose, lock=True
+    gates, permitted, latest = consent.gates_and_permitted(
+        connection, subjects, active.model.purpose, lock=True
     )
-    permitted = consent.permitted_purposes_of(
-        connection, [sid for sid, gate in gates.items() if gate.permitted]
+    if latest is not None and latest != active.key:
+        # Another model was loaded since this process last looked: read it, ask again.
+        active = confirmed_model(connection, active, latest)
+        if active is None:
+            return
+        gates, permitted, _ = consent.gates_and_permitted(
+            connection, subjects, active.model.purpose, lock=True
+        )
+    purpose = active.model.purpose
+    candidates: list[tuple[LeadSignal, list[LeadInput]]] = []
+    for signal in signals:
+        gate = gates.get(signal.subject_id)
+        allowed = permitted.get(signal.subject_id) if gate is not None and gate.permitted else None
+        inputs = [i for i in signal.inputs if allowed and allowed.intersection(i.purposes)]
+        if inputs:
+            candidates.append((signal, inputs))
+    permits = consent.permitting_entries(
+        connection, purpose, [(s.subject_id, s.occurred_at) for s, _ in candidates], gates
     )
     accepted: list[tuple[LeadSignal, int, list[LeadInput]]] = []
-    for signal in signals:
-        allowed = permitted.get(signal.subject_id)
-        inputs = [i for i in signal.inputs if allowed and allowed.intersection(i.purposes)]
-        if not inputs:
-            continue
-        seq = consent.permitting_entry(
-            connection, signal.subject_id, purpose, signal.occurred_at, gates[signal.subject_id]
-        )
+    for signal, inputs in candidates:
+        seq = permits[(signal.subject_id, signal.occurred_at)]
         if seq is not None:
             accepted.append((signal, seq, inputs))
     if not accepted:
@@ -675,10 +987,12 @@ def record_answers(session: Session, signals: Sequence[LeadSignal]) -> None:
     subjects = sorted({signal.subject_id for signal, _, _ in accepted})
     # Lock the leads' scoring rows before reading their answers: two writers keeping
     # answers of one lead queue here rather than both replacing the same answer.
-    leads = _lock_leads(connection, subjects, now)
+    leads, created = _lock_leads(connection, subjects, now, defer_new=True)
     changed = {sid for sid, lead in leads.items() if lead.model_id is None}  # never scored
     names = {item.name for _, _, inputs in accepted for item in inputs}
-    kept = _kept_answers(connection, subjects, names)
+    # A lead new to scoring has no answers stored yet.
+    known = [sid for sid in subjects if sid not in created]
+    kept = _kept_answers(connection, known, names) if known else {}
     stale: list[int] = []
     for signal, seq, inputs in accepted:
         for item in inputs:
@@ -712,9 +1026,30 @@ def record_answers(session: Session, signals: Sequence[LeadSignal]) -> None:
                 ],
             )
             changed.add(signal.subject_id)
-    _store_answers(connection, kept.values(), stale)
-    # Only new values change a score: a lead whose answers all stood is left as it was.
-    _rescore_locked(connection, active, {sid: leads[sid] for sid in changed}, now)
+    inserted = _store_answers(connection, kept.values(), stale)
+    new_answers: dict[str, list[engine.AttributeFact]] = defaultdict(list)
+    for row in inserted:
+        new_answers[str(row["subject_id"])].append(
+            engine.AttributeFact(
+                str(row["kind"]),
+                str(row["name"]),
+                str(row["value"]),
+                str(row["source_ref"]),
+                cast(datetime, row["occurred_at"]),
+                cast(int, row["consent_seq"]),
+            )
+        )
+    # Only new values change a score: a lead whose answers all stood is left as it was;
+    # the others keep their behaviour points (no events read when only answers changed).
+    _rescore_changed(
+        connection,
+        active,
+        {sid: leads[sid] for sid in changed},
+        now,
+        created=created,
+        new_answers=new_answers,
+        permitted=permitted,
+    )
 
 
 def _kept_answers(
@@ -753,10 +1088,14 @@ def _kept_answers(
     return kept
 
 
+_ANSWER_CHUNK = 500  # rows per multi-row insert (7 parameters each)
+
+
 def _store_answers(
     connection: Connection, answers: Iterable[_KeptAnswer], stale: list[int]
-) -> None:
-    """Delete the replaced rows, insert the new answers, widen the purposes of kept ones."""
+) -> list[dict[str, object]]:
+    """Delete the replaced rows, insert the new answers (in multi-row statements), widen
+    the purposes of kept ones; returns the rows inserted, in insertion order."""
     inserts: list[dict[str, object]] = []
     widened: list[dict[str, object]] = []
     for answer in answers:
@@ -769,8 +1108,9 @@ def _store_answers(
         connection.execute(delete(_attrs).where(_attrs.c.id.in_(stale)))
     if widened:
         connection.execute(_WIDEN_PURPOSES, widened)
-    if inserts:
-        connection.execute(insert(_attrs), inserts)
+    for start in range(0, len(inserts), _ANSWER_CHUNK):
+        connection.execute(insert(_attrs).values(inserts[start : start + _ANSWER_CHUNK]))
+    return inserts
 
 
 # --- consent changes --------------------------------------------------------------------------
@@ -780,7 +1120,7 @@ def on_consent_change(session: Session, entries: Sequence[LedgerEntry]) -> None:
     """Ledger listener: a refusal, withdrawal, GPC opt-out, expiry or erasure of the
     gating purpose removes the lead's scoring data at once; of another purpose, the
     answers collected only for it. Grants change nothing here (costs no query)."""
-    negative = [(e.subject_id, e.purpose, e) for e in entries if projection.is_negative(e.action)]
+    negative = [(e.subject_id, e.purpose, e) for e in entries if is_negative(e.action)]
     if not negative:
         return
     connection = session.connection()
@@ -977,7 +1317,7 @@ def _status(
 ) -> tuple[ScoreStatus, str]:
     if purpose is None:
         return ScoreStatus.NO_MODEL, "no scoring model is loaded: nobody is scored"
-    if gate is None or gate.status == projection.NO_RECORD:
+    if gate is None or gate.status == NO_RECORD:
         return ScoreStatus.NO_CONSENT, (
             f"no consent for {purpose} recorded: not scored, never staged beyond Lead, "
             "never handed off"
@@ -992,7 +1332,7 @@ def _status(
         return ScoreStatus.SCORED, (
             f"scored under consent for {purpose} ({entry}) at {format_timestamp(lead.scored_at)}"
         )
-    if gate.status == projection.PENDING:
+    if gate.status == PENDING:
         return ScoreStatus.PENDING, (
             f"consent for {purpose} awaits its double opt-in confirmation ({entry}): "
             "not scored until it is confirmed"
