@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -33,11 +34,17 @@ def _fail(errors: dict[str, str], what: str = "invalid request") -> InvalidInput
     return InvalidInput(f"{what}: {summary}", fields=errors)
 
 
+# Event senders name the same leads again and again: the check of an address (the
+# costliest part of a batch's validation) is kept for the most recent ones. A refused
+# address raises and is not kept.
+_normalised_email = lru_cache(maxsize=8192)(normalise_email)
+
+
 def email_field(value: object, key: str, errors: dict[str, str]) -> str:
     """``value`` as a normalised e-mail address; a reason under ``key`` in ``errors``
     (and an empty string back) when it is not one."""
     try:
-        return normalise_email(value)
+        return _normalised_email(value) if isinstance(value, str) else normalise_email(value)
     except InvalidEmail as exc:
         errors[key] = exc.fields.get("email", "not a valid email address")
         return ""
@@ -58,7 +65,6 @@ def parse_events(body: Mapping[str, Any], *, now: datetime | None = None) -> lis
     latest = (now or utcnow()) + CLOCK_SKEW
     events: list[EventIn] = []
     ids: set[str] = set()
-    normalised: dict[str, str] = {}
     for index, item in enumerate(raw):
         where = f"events[{index}]"
         if not isinstance(item, dict):
@@ -73,13 +79,7 @@ def parse_events(body: Mapping[str, Any], *, now: datetime | None = None) -> lis
         elif event_id in ids:
             errors[f"{where}.id"] = "is repeated in this batch"
         ids.add(event_id)
-        raw_email = item.get("email")
-        email = normalised.get(raw_email) if isinstance(raw_email, str) else None
-        if email is None:
-            # A batch names a lead many times: each address is checked once.
-            email = email_field(raw_email, f"{where}.email", errors)
-            if email and isinstance(raw_email, str):
-                normalised[raw_email] = email
+        email = email_field(item.get("email"), f"{where}.email", errors)
         event_type = item.get("type")
         if not isinstance(event_type, str) or not event_type or len(event_type) > 64:
             errors[f"{where}.type"] = "is required: an event type name"

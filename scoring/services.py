@@ -745,7 +745,22 @@ _SEEN_EVENTS_PG = select(_events.c.id).where(
 )
 # A retry racing its first attempt (another process, PostgreSQL) waits on the unique id
 # and then inserts nothing, rather than failing the batch.
-_INSERT_EVENTS = sqlite.insert(_events).on_conflict_do_nothing()
+_INSERT_EVENTS_SQLITE = (
+    "INSERT INTO scoring_events "
+    "(id, subject_id, type, occurred_at, received_at, properties, consent_seq) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+
+
+def _sqlite_time(at: datetime) -> str:
+    """``at`` as :class:`zeroparty.db.UTCDateTime` stores it on SQLite (naive UTC text)."""
+    u = at.astimezone(UTC)
+    return (
+        f"{u.year:04d}-{u.month:02d}-{u.day:02d} "
+        f"{u.hour:02d}:{u.minute:02d}:{u.second:02d}.{u.microsecond:06d}"
+    )
+
+
 _INSERT_EVENTS_PG = text(
     "INSERT INTO scoring_events "
     "(id, subject_id, type, occurred_at, received_at, properties, consent_seq) "
@@ -804,8 +819,25 @@ def _insert_events(
     """Insert the events; returns the rows inserted (on PostgreSQL, a retry racing its
     first attempt in another transaction inserts nothing for the events that one kept)."""
     if connection.dialect.name != "postgresql":
-        # SQLite: this transaction is the one writer; the ids were checked unseen.
-        connection.execute(_INSERT_EVENTS, rows)
+        # SQLite: this transaction is the one writer; the ids were checked unseen. The
+        # driver's executemany of plain tuples, times in the text UTCDateTime stores:
+        # no per-row parameter processing.
+        received = _sqlite_time(now)
+        connection.exec_driver_sql(
+            _INSERT_EVENTS_SQLITE,
+            [
+                (
+                    r["id"],
+                    r["subject_id"],
+                    r["type"],
+                    _sqlite_time(r["occurred_at"]),
+                    received,
+                    r["properties"],
+                    r["consent_seq"],
+                )
+                for r in rows
+            ],
+        )
         return rows
     # PostgreSQL: the rows as column arrays, one statement for the batch.
     inserted = set(
