@@ -164,7 +164,10 @@ _BANT = _per_dialect(
     )
 )
 _DELETE_POINTS = _per_dialect(lambda among: delete(_points).where(among(_points.c.subject_id)))
-_INSERT_POINTS = insert(_points)
+_INSERT_POINTS_SQLITE = (
+    "INSERT INTO scoring_points (subject_id, rule, kind, points, source, occurred_at, "
+    "consent_seq) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 _STORED_POINTS = _per_dialect(
     lambda among: (
         select(
@@ -669,7 +672,23 @@ def _store_scores(
 
 def _insert_points(connection: Connection, rows: list[dict[str, Any]]) -> None:
     if connection.dialect.name != "postgresql":
-        connection.execute(_INSERT_POINTS, rows)
+        # SQLite: the driver's executemany of plain tuples (a full rescore writes
+        # hundreds of thousands), times as UTCDateTime stores them.
+        connection.exec_driver_sql(
+            _INSERT_POINTS_SQLITE,
+            [
+                (
+                    r["subject_id"],
+                    r["rule"],
+                    r["kind"],
+                    float(r["points"]),
+                    r["source"],
+                    _sqlite_time(r["occurred_at"]),
+                    r["consent_seq"],
+                )
+                for r in rows
+            ],
+        )
         return
     # PostgreSQL: the rows as column arrays, one statement for the batch.
     connection.execute(
