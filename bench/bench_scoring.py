@@ -30,19 +30,25 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, text
+import orjson
+from sqlalchemy import Table, bindparam, insert, make_url, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from bench.databases import (
@@ -438,6 +444,42 @@ def _batches(emails: list[str], size: int, count: int) -> list[dict[str, Any]]:
     ]
 
 
+def _bare_events_app(url: str) -> Starlette:
+    """The bare stack's ``POST /api/events`` on SQLite (PERF-NOTES): an async endpoint,
+    stdlib sqlite3 on the event loop, the leads' ids by email in one statement, the
+    same rows inserted by one executemany and committed; no key, no checks, no scoring."""
+    path = make_url(url).database
+    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+
+    def stored(raw: str) -> str:
+        at = datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(UTC)
+        return at.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    async def post(request: Request) -> JSONResponse:
+        events = orjson.loads(await request.body())["events"]
+        emails = sorted({e["email"] for e in events})
+        marks = ",".join("?" * len(emails))
+        ids = dict(
+            db.execute(
+                f"SELECT email, subject_id FROM subject_profiles WHERE email IN ({marks})", emails
+            ).fetchall()
+        )
+        now = stored(utcnow().isoformat())
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany(
+            "INSERT INTO scoring_events (id, subject_id, type, occurred_at, received_at, "
+            "properties, consent_seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (e["id"], ids[e["email"]], e["type"], stored(e["occurred_at"]), now, "{}", 1)
+                for e in events
+            ],
+        )
+        db.execute("COMMIT")
+        return JSONResponse({"accepted": len(events)}, status_code=201)
+
+    return Starlette(routes=[Route("/api/events", post, methods=["POST"])])
+
+
 def measure_intake(url: str, quick: bool) -> dict[str, float]:
     database = Database.from_url(url)
     key_file = Path(tempfile.gettempdir()) / f"zp-bench-{uuid.uuid4().hex}.key"
@@ -466,6 +508,15 @@ def measure_intake(url: str, quick: bool) -> dict[str, float]:
             for body in batches:
                 assert client.post("/api/events", json=body).status_code == 201
             figures["batch_eps"] = 100 * len(batches) / (time.perf_counter() - started)
+        if url.startswith("sqlite"):
+            # Bare through HTTP (issue 17's baseline): the same kind of batches, the same
+            # test client, the bare stack's endpoint.
+            with TestClient(_bare_events_app(url)) as bare:
+                bodies = _batches(emails, 100, 10 if quick else 40)
+                started = time.perf_counter()
+                for body in bodies:
+                    assert bare.post("/api/events", json=body).status_code == 201
+                figures["bare_http_eps"] = 100 * len(bodies) / (time.perf_counter() - started)
         # Bare: the same rows, executemany of one Core insert, batches of 100.
         with database.read() as session:
             subject_ids = [
@@ -588,6 +639,21 @@ def run(options: Options, leads: int | None = None) -> ScenarioResult:
                         f"{intake['batch_eps'] / intake['bare_eps']:.0%}",
                         "—",
                         None,
+                    ),
+                    *(
+                        [
+                            Row(
+                                f"{name}: events/s, POST /api/events, batches of 100, "
+                                "against the bare stack's endpoint through HTTP",
+                                per_second(intake["batch_eps"]),
+                                per_second(intake["bare_http_eps"]),
+                                f"{intake['batch_eps'] / intake['bare_http_eps']:.0%}",
+                                "≥ 50%",
+                                None,
+                            )
+                        ]
+                        if "bare_http_eps" in intake
+                        else []
                     ),
                     Row(
                         f"{name}: events/s, POST /api/events, one event per request",
