@@ -1160,8 +1160,39 @@ def _store_answers(
     if widened:
         connection.execute(_WIDEN_PURPOSES, widened)
     for start in range(0, len(inserts), _ANSWER_CHUNK):
-        connection.execute(insert(_attrs).values(inserts[start : start + _ANSWER_CHUNK]))
+        chunk = inserts[start : start + _ANSWER_CHUNK]
+        connection.execute(
+            _insert_answers(len(chunk)),
+            {f"{c}_{i}": row[c] for i, row in enumerate(chunk) for c in _ANSWER_COLUMNS},
+        )
     return inserts
+
+
+_ANSWER_COLUMNS = (
+    "subject_id",
+    "kind",
+    "name",
+    "value",
+    "purposes",
+    "source_ref",
+    "occurred_at",
+    "consent_seq",
+)
+_INSERT_ANSWERS: dict[int, Any] = {}
+
+
+def _insert_answers(rows: int) -> Any:
+    """A multi-row insert of ``rows`` answers, built (and so compiled) once per count: a
+    ``values()`` of literal rows would be compiled again on every call."""
+    stmt = _INSERT_ANSWERS.get(rows)
+    if stmt is None:
+        stmt = _INSERT_ANSWERS[rows] = insert(_attrs).values(
+            [
+                {c: bindparam(f"{c}_{i}", type_=_attrs.c[c].type) for c in _ANSWER_COLUMNS}
+                for i in range(rows)
+            ]
+        )
+    return stmt
 
 
 # --- consent changes --------------------------------------------------------------------------
