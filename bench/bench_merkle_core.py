@@ -14,7 +14,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from consent_ledger.merkle import (
+from consent_ledger.proofs.merkle import (
     TiledLeafSource,
     aligned_subtree_hashes,
     consistency_proof,

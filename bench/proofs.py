@@ -51,9 +51,9 @@ from bench.ledger_verify import zeroparty_command
 from bench.measured_process import ProcessRun, run_measured
 from bench.report import Options, Row, ScenarioResult, parse_options
 from bench.synthetic_ledger import cached_sqlite, email_of
-from consent_ledger import merkle, receipts, transparency, tree
-from consent_ledger.checkpoints import CheckpointSigner
 from consent_ledger.models import MerkleNode
+from consent_ledger.proofs import merkle, receipts, transparency, tree
+from consent_ledger.proofs.checkpoints import CheckpointSigner
 from consent_ledger.subjects import find_subject_id
 from zeroparty.db import Database, normalise_url
 from zeroparty.settings import Settings

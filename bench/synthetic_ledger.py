@@ -239,7 +239,7 @@ def _extend_stored_tree(database: Database) -> None:
     server started on the generated ledger does not spend the measurement building it.
     """
     try:
-        tree = importlib.import_module("consent_ledger.tree")
+        tree = importlib.import_module("consent_ledger.proofs.tree")
     except ImportError:
         return
     extend = getattr(tree, "extend_tree", None)

@@ -16,11 +16,11 @@ from capture import double_opt_in, embedding, held_confirmation
 from capture.context import capture_state, database_of, ledger_of, settings_of, templates_of
 from capture.services import DefinitionStore
 from capture.tokens import CaptureTokens
-from consent_ledger import receipts
 from consent_ledger.api import ConsentLedger
-from consent_ledger.checkpoints import CheckpointError
 from consent_ledger.evidence import EvidenceValue, clean_evidence
-from consent_ledger.transparency import SignerSource
+from consent_ledger.proofs import receipts
+from consent_ledger.proofs.checkpoints import CheckpointError
+from consent_ledger.proofs.transparency import SignerSource
 from zeroparty.db import Database
 from zeroparty.http import JSONResponse, wants_json
 from zeroparty.mail import LeadLinker, send_after_commit

@@ -18,14 +18,14 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from consent_ledger import transparency
-from consent_ledger.checkpoints import (
+from consent_ledger.models import LedgerCheckpoint
+from consent_ledger.proofs import transparency
+from consent_ledger.proofs.checkpoints import (
     CheckpointError,
     VerifierKey,
     parse_verifier_key,
     verify_checkpoint,
 )
-from consent_ledger.models import LedgerCheckpoint
 from consent_ledger.verify import ProgressCallback, VerifyReport, verify_database
 from zeroparty.db import Database
 from zeroparty.settings import Settings

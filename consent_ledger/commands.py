@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 
 
 def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from consent_ledger import transparency
     from consent_ledger.audit import audit_ledger
+    from consent_ledger.proofs import transparency
 
     def progress(phase: str, done: int, total: int) -> None:
         if not args.quiet:
@@ -44,7 +44,7 @@ def cmd_ledger_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ledger_checkpoint(args: argparse.Namespace, settings: Settings) -> int:
-    from consent_ledger import transparency
+    from consent_ledger.proofs import transparency
 
     with opened_database(settings) as database:
         signer = transparency.host_signer(database, settings)
@@ -71,7 +71,7 @@ def cmd_receipt(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     import orjson
 
-    from consent_ledger import receipts, transparency
+    from consent_ledger.proofs import receipts, transparency
     from consent_ledger.subjects import find_subject_id, normalise_email
 
     email = normalise_email(args.words[0])
@@ -90,8 +90,8 @@ def cmd_receipt(args: argparse.Namespace, settings: Settings) -> int:
 def _verify_receipt(path: Path, keys: list[str], settings: Settings) -> int:
     import orjson
 
-    from consent_ledger import receipts, transparency
-    from consent_ledger.checkpoints import CheckpointError, parse_verifier_key
+    from consent_ledger.proofs import receipts, transparency
+    from consent_ledger.proofs.checkpoints import CheckpointError, parse_verifier_key
 
     try:
         receipt = orjson.loads(path.read_bytes())

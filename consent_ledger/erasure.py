@@ -88,15 +88,14 @@ def _erase_ledger_data(session: Session, subject_id: str) -> None:
 LEDGER_PERSONAL_DATA = personal_data.PersonalData(
     LEDGER_PROVIDER, _export_ledger_data, _erase_ledger_data
 )
-personal_data.register(LEDGER_PERSONAL_DATA)
 
 
 def erase_subject(
     session: Session,
     subject_id: str,
     *,
-    providers: Sequence[personal_data.PersonalData] | None = None,
-    listeners: Sequence[ConsentListener] | None = None,
+    providers: Sequence[personal_data.PersonalData],
+    listeners: Sequence[ConsentListener] = (),
     source: ConsentSource = ConsentSource.CONSOLE,
     method: ConsentMethod = ConsentMethod.SYSTEM,
     source_ref: str | None = None,
@@ -114,7 +113,7 @@ def erase_subject(
     names: list[str] = []
     # Feature packages first: they may still need the profile to find their rows.
     ledger_provider = None
-    for provider in personal_data.providers() if providers is None else providers:
+    for provider in providers:
         if provider.name == LEDGER_PROVIDER:
             ledger_provider = provider
             continue

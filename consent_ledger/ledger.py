@@ -120,7 +120,7 @@ def append(
     session: Session | Connection,
     draft: EntryDraft,
     *,
-    listeners: Sequence[listeners_module.ConsentListener] | None = None,
+    listeners: Sequence[listeners_module.ConsentListener] = (),
 ) -> LedgerEntry:
     """Append one entry; see :func:`append_many`."""
     return append_many(session, [draft], listeners=listeners)[0]
@@ -130,7 +130,7 @@ def append_many(
     session: Session | Connection,
     drafts: Sequence[EntryDraft],
     *,
-    listeners: Sequence[listeners_module.ConsentListener] | None = None,
+    listeners: Sequence[listeners_module.ConsentListener] = (),
 ) -> list[LedgerEntry]:
     """Append ``drafts`` in order, in the (write) transaction of ``session``: an ORM
     session (:meth:`Database.write`) or a plain connection
@@ -150,7 +150,7 @@ def append_many(
             entries = _append_postgres(connection, cursor, sql, drafts, recorded_at)
         else:
             entries = _append_chained(connection, cursor, sql, drafts, recorded_at)
-    told = listeners_module.registered_listeners() if listeners is None else listeners
+    told = listeners
     if told:
         # Derived data (scores) follows a withdrawal in this same transaction (rule 2).
         if isinstance(session, Session):

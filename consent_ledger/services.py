@@ -71,7 +71,7 @@ def record_consent(
     session: Session | Connection,
     record: ConsentRecord,
     *,
-    listeners: Sequence[ConsentListener] | None = None,
+    listeners: Sequence[ConsentListener] = (),
 ) -> LedgerEntry:
     """Validate ``record`` against the site's purposes and notices and append it, in the
     caller's write transaction (an ORM session or a plain connection).

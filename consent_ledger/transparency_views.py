@@ -13,9 +13,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from consent_ledger import merkle, transparency, tree
-from consent_ledger.checkpoints import CheckpointSigner
 from consent_ledger.entries import format_timestamp
+from consent_ledger.proofs import merkle, transparency, tree
+from consent_ledger.proofs.checkpoints import CheckpointSigner
 from zeroparty.db import Database
 from zeroparty.errors import InvalidInput, NotFound
 from zeroparty.http import JSONResponse

@@ -31,7 +31,7 @@ from consent_ledger.entries import (
     evidence_commitment,
 )
 from consent_ledger.models import ConsentEvent, ConsentEvidence, ConsentState, LedgerHead
-from consent_ledger.tree import TreeCheck, TreeRebuild
+from consent_ledger.proofs.tree import TreeCheck, TreeRebuild
 
 ProgressCallback = Callable[[str, int, int], None]
 """Called as ``progress(phase, done, total)`` every :data:`PROGRESS_EVERY` entries."""

@@ -7,7 +7,7 @@ import consent_ledger.openapi
 import consent_ledger.site
 import consent_ledger.transparency_views
 import consent_ledger.views
-from consent_ledger import transparency
+from consent_ledger.proofs import transparency
 from zeroparty.background import PeriodicJob
 from zeroparty.site import SiteSection
 from zeroparty.wiring import Feature, JobContext

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from consent_ledger import transparency
-from consent_ledger.checkpoints import CheckpointSigner
-from consent_ledger.receipts import ReceiptError, build_receipt, verify_receipt
+from consent_ledger.proofs import transparency
+from consent_ledger.proofs.checkpoints import CheckpointSigner
+from consent_ledger.proofs.receipts import ReceiptError, build_receipt, verify_receipt
 from zeroparty.db import Database
 from zeroparty.settings import Settings
 

@@ -17,7 +17,6 @@ import orjson
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from consent_ledger import listeners
 from consent_ledger.actions import ConsentAction, ConsentSource
 from consent_ledger.api import ConsentLedger
 from consent_ledger.entries import LedgerEntry
@@ -60,9 +59,3 @@ def on_append(session: Session, entries: Sequence[LedgerEntry]) -> None:
         changes = {key: key in chosen for key in topics.get(entry.purpose, [])}
         record_topics(session, entry.subject_id, changes, entry.seq, entry.occurred_at)
     session.flush()
-
-
-# Still registered globally: capture appends form grants through
-# ledger.append_many(..., listeners=None), which falls back to this registry; the app
-# names on_append in preference_center.wiring for appends made through ConsentLedger.
-listeners.register(LISTENER, on_append)

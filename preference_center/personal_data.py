@@ -34,7 +34,3 @@ def erase_topics(session: Session, subject_id: str) -> None:
 
 
 PERSONAL_DATA = personal_data.PersonalData(PROVIDER, export_topics, erase_topics)
-# Still registered globally: the console's access export, lead page and erasure
-# (console.requests_work, console.leads) ask zeroparty.personal_data.providers(), not the
-# app's ledger; the wiring names PERSONAL_DATA for everything that goes through the ledger.
-personal_data.register(PERSONAL_DATA)

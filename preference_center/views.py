@@ -23,7 +23,7 @@ from starlette.templating import Jinja2Templates
 
 from consent_ledger.actions import ConsentMethod, ConsentSource
 from consent_ledger.api import ConsentLedger, InvalidEmail, scrub_sqlite
-from consent_ledger.receipts import build_receipt
+from consent_ledger.proofs.receipts import build_receipt
 from consent_ledger.requests import RequestChannel, RequestKind, record_request
 from preference_center import export, forms, mails, services
 from preference_center.locale import choose_locale, strings

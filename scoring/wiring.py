@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import scoring.commands
-import scoring.hooks
 import scoring.jobs
 import scoring.openapi
 import scoring.personal

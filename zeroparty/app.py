@@ -29,7 +29,7 @@ import preference_center.links
 import scoring.console_adapters
 import scoring.reports
 import scoring.sla
-from consent_ledger import transparency
+from consent_ledger.proofs import transparency
 from console.providers import ConsoleProviders
 from zeroparty import __version__, access_log
 from zeroparty.apikeys import ApiKeyVerifier

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from consent_ledger.checkpoints import CheckpointError
+from consent_ledger.proofs.checkpoints import CheckpointError
 from zeroparty.cli_support import opened_database
 from zeroparty.errors import ZeropartyError
 from zeroparty.secret_keys import SecretKeysRequired, resolve_secret_keys
@@ -26,7 +26,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from consent_ledger import transparency
+    from consent_ledger.proofs import transparency
     from zeroparty import migrations
     from zeroparty.site import load_site
 

@@ -4,10 +4,11 @@ without an import of that package.
 Capture publishes a :class:`LeadSignal` in the transaction that stores a submission,
 holding only the answers it kept, each with the purposes it was collected for; the
 contact import publishes one per row with a consent grant, for the fit attributes of
-that row (``company``, ``job_title``). A package that derives data from answers
-(scoring) registers a listener; the listener runs in the same transaction, so the
-answers and what was derived from them commit or roll back together. With no listener
-registered, publishing costs nothing.
+that row (``company``, ``job_title``), both through
+:meth:`consent_ledger.api.ConsentLedger.publish_signals`. A package that derives data
+from answers (scoring) names a listener in its wiring; the listener runs in the same
+transaction, so the answers and what was derived from them commit or roll back
+together. With no listener wired, publishing costs nothing.
 
 Listeners take a batch of signals, in the order they happened to be published, so a
 writer with many leads at once (an import writes a thousand rows per chunk) costs its
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 
@@ -53,36 +53,3 @@ class LeadSignal:
 
 
 LeadSignalListener = Callable[[Session, Sequence[LeadSignal]], None]
-
-_LISTENERS: dict[str, LeadSignalListener] = {}
-
-
-def register(name: str, listener: LeadSignalListener) -> None:
-    """Call ``listener(session, signals)`` for every published batch (once per name)."""
-    _LISTENERS[name] = listener
-
-
-def listening() -> bool:
-    return bool(_LISTENERS)
-
-
-def publish(session: Session | Connection, signal: LeadSignal) -> None:
-    """Hand ``signal`` to every listener, in the caller's transaction."""
-    publish_many(session, (signal,))
-
-
-def publish_many(session: Session | Connection, signals: Sequence[LeadSignal]) -> None:
-    """Hand ``signals`` (in order) to every listener, in the caller's transaction.
-
-    On a plain connection (:meth:`Database.write_connection`) the listeners get an ORM
-    session bound to it, as the ledger's listeners do: it joins the connection's
-    transaction and neither commits it nor, when closed, rolls it back."""
-    if not signals or not _LISTENERS:
-        return
-    if isinstance(session, Session):
-        for listener in list(_LISTENERS.values()):
-            listener(session, signals)
-        return
-    with Session(bind=session) as orm:
-        for listener in list(_LISTENERS.values()):
-            listener(orm, signals)

@@ -1,9 +1,11 @@
-"""Where each package keeps personal data: one registry for access and erasure.
+"""Where each package keeps personal data: the shape of a package's part, for access
+and erasure.
 
-A package that stores personal data about a subject registers a :class:`PersonalData`
-provider. Export (GDPR Art. 15/20) asks every provider for its part; erasure (Art. 17)
-asks every provider to delete its part. The ledger's own provider is registered by
-``consent_ledger``; feature packages add theirs, so no package needs to know the others.
+A package that stores personal data about a subject names a :class:`PersonalData`
+provider in its wiring (:mod:`zeroparty.wiring`). The app's
+:class:`consent_ledger.api.ConsentLedger` holds them all: export (GDPR Art. 15/20) asks
+every provider for its part; erasure (Art. 17) asks every provider to delete its part,
+the ledger's own last. No package needs to know the others.
 """
 
 from __future__ import annotations
@@ -23,14 +25,3 @@ class PersonalData:
     name: str
     export: Callable[[Session, str], Any]
     erase: Callable[[Session, str], None]
-
-
-_PROVIDERS: dict[str, PersonalData] = {}
-
-
-def register(provider: PersonalData) -> None:
-    _PROVIDERS[provider.name] = provider
-
-
-def providers() -> list[PersonalData]:
-    return list(_PROVIDERS.values())

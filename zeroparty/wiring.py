@@ -27,7 +27,7 @@ from zeroparty.settings import Settings
 if TYPE_CHECKING:
     from consent_ledger.api import ConsentLedger
     from consent_ledger.listeners import ConsentListener
-    from consent_ledger.transparency import SignerSource
+    from consent_ledger.proofs.transparency import SignerSource
     from zeroparty.site import SiteSection
 
 # ``add_parser`` of the CLI's top-level sub-commands: a package adds its commands with it

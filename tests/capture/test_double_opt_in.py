@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from consent_ledger import transparency
-from consent_ledger.checkpoints import CheckpointSigner, parse_verifier_key
 from consent_ledger.models import ConsentEvent, ConsentEvidence
-from consent_ledger.receipts import verify_receipt
+from consent_ledger.proofs import transparency
+from consent_ledger.proofs.checkpoints import CheckpointSigner, parse_verifier_key
+from consent_ledger.proofs.receipts import verify_receipt
 from tests.capture.conftest import one
 from tests.fixtures.mail import SmtpServer
 from zeroparty.app import create_app

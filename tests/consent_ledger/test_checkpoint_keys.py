@@ -21,9 +21,9 @@ from markupsafe import escape
 from sqlalchemy import Table, delete, insert, text, update
 from starlette.testclient import TestClient
 
-from consent_ledger import transparency, tree
-from consent_ledger.checkpoints import CheckpointSigner
 from consent_ledger.models import LedgerCheckpoint
+from consent_ledger.proofs import transparency, tree
+from consent_ledger.proofs.checkpoints import CheckpointSigner
 from consent_ledger.subjects import find_subject_id
 from console import health
 from console.accounts import create_user

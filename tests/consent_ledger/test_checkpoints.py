@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consent_ledger.checkpoints import (
+from consent_ledger.proofs.checkpoints import (
     MAX_SIGNATURES,
     Checkpoint,
     CheckpointError,
@@ -24,7 +24,7 @@ from consent_ledger.checkpoints import (
     parse_verifier_key,
     verify_checkpoint,
 )
-from consent_ledger.merkle import (
+from consent_ledger.proofs.merkle import (
     ListLeafSource,
     inclusion_proof,
     leaf_hash,

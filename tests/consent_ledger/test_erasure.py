@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 
 import capture.personal
 from consent_ledger.actions import ConsentMethod
-from consent_ledger.erasure import erase_subject
+from consent_ledger.api import ConsentLedger
 from consent_ledger.models import ConsentEvent, ConsentEvidence, Subject, SubjectProfile
 from consent_ledger.subjects import find_subject_id
 from consent_ledger.verify import verify_ledger
@@ -181,12 +181,12 @@ def test_cli_erase_leaves_no_trace(
     assert main(["link", EMAIL]) == 2
 
 
-def test_erase_subject_is_idempotent(database: Database) -> None:
+def test_erase_subject_is_idempotent(database: Database, ledger: ConsentLedger) -> None:
     subject_id = _lead(database)
     with database.write() as session:
-        first = erase_subject(session, subject_id)
+        first = ledger.erase(session, subject_id)
     with database.write() as session:
-        second = erase_subject(session, subject_id)
+        second = ledger.erase(session, subject_id)
     assert len(first.entries) == 2
     assert second.already_erased
     assert second.entries == []

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consent_ledger.merkle import (
+from consent_ledger.proofs.merkle import (
     EMPTY_ROOT,
     ListLeafSource,
     ProofError,

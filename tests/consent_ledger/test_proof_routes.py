@@ -2,7 +2,7 @@
 
 Everything a client gets is checked the way an outsider would check it: notes with the
 published key, proofs (base64-decoded) with the RFC 6962 verifiers of
-:mod:`consent_ledger.merkle`, roots against a reference computed from the entries as
+:mod:`consent_ledger.proofs.merkle`, roots against a reference computed from the entries as
 they were appended. Bad parameters get a 422 JSON error, never a 5xx.
 """
 
@@ -19,8 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from consent_ledger import merkle, transparency
-from consent_ledger.checkpoints import CheckpointSigner, parse_verifier_key, verify_checkpoint
+from consent_ledger.proofs import merkle, transparency
+from consent_ledger.proofs.checkpoints import (
+    CheckpointSigner,
+    parse_verifier_key,
+    verify_checkpoint,
+)
 from tests.consent_ledger.test_tree import grow, prefix_roots, reference_leaves
 from zeroparty.app import create_app
 from zeroparty.db import Database

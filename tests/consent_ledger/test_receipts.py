@@ -25,10 +25,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from consent_ledger import merkle, receipts, transparency
 from consent_ledger.actions import ConsentAction, ConsentMethod
-from consent_ledger.checkpoints import CheckpointSigner, parse_verifier_key
 from consent_ledger.entries import ENTRY_FIELDS, canonical_bytes, entry_hash
+from consent_ledger.proofs import merkle, receipts, transparency
+from consent_ledger.proofs.checkpoints import CheckpointSigner, parse_verifier_key
 from consent_ledger.subjects import find_subject_id
 from tests.consent_ledger.test_tree import grow
 from tests.factories import record

@@ -1,7 +1,7 @@
 """Signed checkpoints of the ledger, kept in the database and outside it.
 
 ``test_checkpoints.py`` tests the note format and signatures on their own; here they
-are made from a real ledger (``consent_ledger.transparency``), produced on schedule
+are made from a real ledger (``consent_ledger.proofs.transparency``), produced on schedule
 (by hand and by the app's background job), mirrored to a file, guarded by triggers,
 and checked by ``zeroparty ledger verify``. The attacker of the tampering tests has the
 database to themselves (triggers dropped or disabled) but not the signing key's past:
@@ -27,13 +27,6 @@ from sqlalchemy.exc import DatabaseError
 from starlette.testclient import TestClient
 
 import consent_ledger.wiring
-from consent_ledger import merkle, transparency, tree
-from consent_ledger.checkpoints import (
-    CheckpointError,
-    CheckpointSigner,
-    parse_verifier_key,
-    verify_checkpoint,
-)
 from consent_ledger.entries import seal
 from consent_ledger.models import (
     ConsentEvent,
@@ -41,6 +34,13 @@ from consent_ledger.models import (
     LedgerCheckpoint,
     LedgerHead,
     MerkleNode,
+)
+from consent_ledger.proofs import merkle, transparency, tree
+from consent_ledger.proofs.checkpoints import (
+    CheckpointError,
+    CheckpointSigner,
+    parse_verifier_key,
+    verify_checkpoint,
 )
 from consent_ledger.state import rebuild_projection
 from consent_ledger.stored import entry_select, hashed_values

@@ -1,4 +1,4 @@
-"""The ledger's Merkle tree as stored in the database (``consent_ledger.tree``).
+"""The ledger's Merkle tree as stored in the database (``consent_ledger.proofs.tree``).
 
 The pure tree code is tested in ``test_merkle.py``; here the leaves come from real
 ``consent_events`` rows, the tiles from ``merkle_nodes``, and every answer is checked
@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection
 
-from consent_ledger import ledger, merkle, tree
+from consent_ledger import ledger
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
 from consent_ledger.entries import LedgerEntry
 from consent_ledger.models import MerkleNode
+from consent_ledger.proofs import merkle, tree
 from consent_ledger.subjects import get_or_create_subject
 from consent_ledger.verify import verify_ledger
 from tests.conftest import DatabaseFactory

@@ -3,15 +3,15 @@ entries, projection and guarantees as through an ORM session, for less."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from consent_ledger import listeners
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
 from consent_ledger.entries import LedgerEntry
+from consent_ledger.listeners import ConsentListener
 from consent_ledger.models import ConsentEvent, Subject
 from consent_ledger.services import ConsentRecord, record_consent
 from consent_ledger.state import consent_now
@@ -38,9 +38,11 @@ def _record(
     )
 
 
-def _append_then_fail(database: Database, record: ConsentRecord) -> None:
+def _append_then_fail(
+    database: Database, record: ConsentRecord, told: Sequence[ConsentListener] = ()
+) -> None:
     with database.write_connection() as connection:
-        record_consent(connection, record)
+        record_consent(connection, record, listeners=told)
         raise RuntimeError("after the append, before the commit")
 
 
@@ -88,7 +90,7 @@ def test_bad_input_on_a_connection_changes_nothing(database: Database) -> None:
 
 
 @pytest.fixture
-def seen_by_listener() -> Iterator[list[tuple[bool, int]]]:
+def seen_by_listener() -> tuple[list[tuple[bool, int]], ConsentListener]:
     seen: list[tuple[bool, int]] = []
 
     def listener(session: Session, entries: Sequence[LedgerEntry]) -> None:
@@ -96,20 +98,19 @@ def seen_by_listener() -> Iterator[list[tuple[bool, int]]]:
         session.execute(text("UPDATE subjects SET locale = 'xx'"))
         seen.append((isinstance(session, Session), len(entries)))
 
-    listeners.register("test-write-connection", listener)
-    yield seen
-    listeners.unregister("test-write-connection")
+    return seen, listener
 
 
 def test_listeners_join_the_connections_transaction(
-    database: Database, seen_by_listener: list[tuple[bool, int]]
+    database: Database, seen_by_listener: tuple[list[tuple[bool, int]], ConsentListener]
 ) -> None:
+    seen, listener = seen_by_listener
     with database.write_connection() as connection:
-        record_consent(connection, _record(database, ConsentAction.GRANTED))
+        record_consent(connection, _record(database, ConsentAction.GRANTED), listeners=[listener])
     bob = _record(database, ConsentAction.WITHDRAWN, "bob@example.com")
     with pytest.raises(RuntimeError):  # rolls back the entry and what the listener did
-        _append_then_fail(database, bob)
-    assert seen_by_listener == [(True, 1), (True, 1)]
+        _append_then_fail(database, bob, [listener])
+    assert seen == [(True, 1), (True, 1)]
     assert _entries(database) == 1
     with database.read() as session:
         locales = session.execute(select(Subject.locale)).scalars().all()

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
-from consent_ledger.checkpoints import parse_verifier_key
-from consent_ledger.receipts import verify_receipt
+from consent_ledger.proofs.checkpoints import parse_verifier_key
+from consent_ledger.proofs.receipts import verify_receipt
 from tests.factories import notice_hash
 from tests.preference_center.conftest import EMAIL, issue, open_session
 from zeroparty import personal_data

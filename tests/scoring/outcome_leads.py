@@ -15,6 +15,7 @@ from scoring import outcomes, services
 from tests.scoring.conftest import grant
 from zeroparty import lead_signals
 from zeroparty.db import Database, utcnow
+from zeroparty.wiring import build_ledger
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,19 +46,21 @@ def make_lead(database: Database, lead: Lead, *, now: datetime | None = None) ->
     with database.write() as session:
         subject_id = _subject(session, lead.email)
         if lead.answers:
-            lead_signals.publish(
+            build_ledger(database).publish_signals(
                 session,
-                lead_signals.LeadSignal(
-                    subject_id,
-                    now - timedelta(days=20),
-                    "contact@v1",
-                    tuple(
-                        lead_signals.LeadInput(
-                            lead_signals.InputKind.FIELD, name, (value,), ("profiling",)
-                        )
-                        for name, value in lead.answers.items()
+                [
+                    lead_signals.LeadSignal(
+                        subject_id,
+                        now - timedelta(days=20),
+                        "contact@v1",
+                        tuple(
+                            lead_signals.LeadInput(
+                                lead_signals.InputKind.FIELD, name, (value,), ("profiling",)
+                            )
+                            for name, value in lead.answers.items()
+                        ),
                     ),
-                ),
+                ],
             )
         batch = [(t, now - timedelta(days=10)) for t in lead.events] + [
             (t, decided_at + timedelta(hours=1)) for t in lead.later_events

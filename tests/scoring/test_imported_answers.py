@@ -271,14 +271,14 @@ def test_answers_published_on_a_plain_connection_join_its_transaction(
 
     def publish_and_fail() -> None:
         with database.write_connection() as connection:
-            lead_signals.publish_many(connection, [signal])
+            build_ledger(database).publish_signals(connection, [signal])
             raise RuntimeError("roll back")
 
     with pytest.raises(RuntimeError):
         publish_and_fail()
     assert attributes(database) == {}
     with database.write_connection() as connection:
-        lead_signals.publish_many(connection, [signal])
+        build_ledger(database).publish_signals(connection, [signal])
     assert set(attributes(database)) == {("job_title", "CTO")}
 
 

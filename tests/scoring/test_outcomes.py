@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from consent_ledger.erasure import erase_subject
 from scoring import personal
 from tests.scoring.conftest import grant, rows, ts, withdraw
 from zeroparty.db import Database, utcnow
+from zeroparty.wiring import build_ledger
 
 URL = "/api/leads/outcome"
 
@@ -97,7 +97,7 @@ def test_export_and_erasure_cover_the_outcome(api: TestClient, database: Databas
     assert exported["outcome"]["outcome"] == "lost"
     assert exported["conversion"] is None  # no model published
     with database.write() as session:
-        erase_subject(session, lead_id, source_ref="test")
+        build_ledger(database).erase(session, lead_id, source_ref="test")
     assert outcomes(database) == []
 
 

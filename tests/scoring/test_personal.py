@@ -9,6 +9,7 @@ from scoring import personal, services
 from tests.scoring.conftest import grant, rows
 from zeroparty import lead_signals
 from zeroparty.db import Database, utcnow
+from zeroparty.wiring import build_ledger
 
 FIT = {"company_size": "51-200", "job_title": "CTO"}
 
@@ -46,7 +47,7 @@ def test_quiz_answers_reach_scoring_through_the_lead_signal(database: Database) 
         ),
     )
     with database.write() as session:
-        lead_signals.publish(session, signal)
+        build_ledger(database).publish_signals(session, [signal])
     with database.read() as session:
         explanation = services.explain(session.connection(), subject_id)
     assert [(p.rule, p.source) for p in explanation.points] == [("terabytes", "quiz:volume=large")]

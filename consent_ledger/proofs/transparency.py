@@ -27,15 +27,15 @@ from sqlalchemy import Table, insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from consent_ledger import merkle, tree
-from consent_ledger.checkpoints import (
+from consent_ledger.models import LedgerCheckpoint
+from consent_ledger.proofs import merkle, tree
+from consent_ledger.proofs.checkpoints import (
     CheckpointError,
     CheckpointSigner,
     VerifierKey,
     parse_verifier_key,
     verify_checkpoint,
 )
-from consent_ledger.models import LedgerCheckpoint
 from zeroparty.db import Database, utcnow
 from zeroparty.settings import Settings
 

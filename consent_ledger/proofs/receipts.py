@@ -21,17 +21,17 @@ from cryptography.exceptions import InvalidSignature
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
-from consent_ledger import merkle, transparency, tree
 from consent_ledger.actions import Mechanism
-from consent_ledger.checkpoints import (
+from consent_ledger.entries import ENTRY_FIELDS, canonical_bytes, entry_hash
+from consent_ledger.models import ConsentEvent, NoticeVersion, Purpose, SubjectProfile
+from consent_ledger.proofs import merkle, transparency, tree
+from consent_ledger.proofs.checkpoints import (
     CheckpointError,
     CheckpointSigner,
     VerifierKey,
     parse_verifier_key,
     verify_checkpoint,
 )
-from consent_ledger.entries import ENTRY_FIELDS, canonical_bytes, entry_hash
-from consent_ledger.models import ConsentEvent, NoticeVersion, Purpose, SubjectProfile
 from consent_ledger.stored import entry_of_row, entry_select
 from zeroparty.db import Database
 from zeroparty.errors import NotFound

@@ -3,7 +3,8 @@
 Leaf ``i`` is the canonical form of entry ``seq = i + 1`` (the bytes its chain hash is
 taken over), so a receipt's entry is at once chain-checked and tree-checked. Every
 complete tile of :data:`TILE` leaves gets its hash stored in ``merkle_nodes`` together
-with each larger aligned subtree it completes (:func:`consent_ledger.merkle.completed_subtrees`);
+with each larger aligned subtree it completes
+(:func:`consent_ledger.proofs.merkle.completed_subtrees`);
 :func:`extend_tree` adds what is missing, and proofs and roots then cost ``O(log n)``
 look-ups plus at most two tiles' worth of leaves.
 """
@@ -18,9 +19,10 @@ from sqlalchemy import Table, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from consent_ledger import ledger_scan, merkle
+from consent_ledger import ledger_scan
 from consent_ledger.entries import ENTRY_FIELDS, canonical_bytes
 from consent_ledger.models import ConsentEvent, LedgerHead, MerkleNode
+from consent_ledger.proofs import merkle
 from consent_ledger.stored import canonical_of_row, entry_select
 
 TILE_HEIGHT = 8
