@@ -7,10 +7,11 @@ from datetime import datetime
 from sqlalchemy import select
 
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
+from consent_ledger.api import ConsentRecord
 from consent_ledger.entries import LedgerEntry
 from consent_ledger.models import NoticeVersion
-from consent_ledger.services import ConsentRecord, record_consent
 from zeroparty.db import Database
+from zeroparty.wiring import build_ledger
 
 
 def notice_hash(database: Database, purpose: str, locale: str = "en") -> str:
@@ -36,7 +37,7 @@ def record(
 ) -> LedgerEntry:
     notice = notice_hash(database, purpose) if action is ConsentAction.GRANTED else None
     with database.write() as session:
-        return record_consent(
+        return build_ledger(database).record_by_email(
             session,
             ConsentRecord(
                 email=email,

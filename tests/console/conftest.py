@@ -151,11 +151,12 @@ def hostile_lead(database: Database) -> str:
     payloads and a spreadsheet formula. Returns the subject id."""
     from capture.models import Answer, DefinitionVersion, Submission
     from consent_ledger.actions import ConsentSource
-    from consent_ledger.services import ConsentRecord, record_consent
+    from consent_ledger.api import ConsentRecord
     from tests.factories import notice_hash
+    from zeroparty.wiring import build_ledger
 
     with database.write() as session:
-        record_consent(
+        build_ledger(database).record_by_email(
             session,
             ConsentRecord(
                 email=HOSTILE_EMAIL,

@@ -15,12 +15,13 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
-from consent_ledger.services import ConsentRecord, record_consent
+from consent_ledger.api import ConsentRecord
 from scoring import services
 from scoring.webhooks import DispatchConfig, dispatch_pending
 from tests.fixtures.webhooks import WebhookReceiver
 from tests.scoring.conftest import counts, days_ago, grant, rows, ts, withdraw
 from zeroparty.db import Database, utcnow
+from zeroparty.wiring import build_ledger
 
 FIT = {"company_size": "201-1000", "job_title": "VP Marketing"}
 MQL_EVENTS = ("pricing_page_viewed", "webinar_attended")
@@ -152,7 +153,7 @@ def test_erasure_removes_every_scoring_row_of_the_lead(
 
 def _withdraw_and_hold(database: Database, email: str, held: threading.Event, hold: float) -> None:
     with database.write() as session:
-        record_consent(
+        build_ledger(database).record_by_email(
             session,
             ConsentRecord(
                 email=email,
