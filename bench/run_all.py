@@ -2,9 +2,9 @@
 
 ``python -m bench.run_all [--quick] [--no-postgres] [--postgres-url URL]``
 
-The analysis of targets missed (profiles and proposed fixes) lives in
-``bench/analysis.md``, written by hand from the profiles and copied into the report
-as it stands, with its own date.
+The analysis of targets missed (profiles and proposed fixes) and the figures of
+earlier code live in ``bench/analysis.md``, written by hand; the report links to it and
+shows only what this run measured.
 """
 
 from __future__ import annotations
@@ -112,7 +112,12 @@ def render(
     if SOAK.exists():
         lines.append(SOAK.read_text().rstrip() + "\n")
     if ANALYSIS.exists():
-        lines.append(ANALYSIS.read_text().rstrip() + "\n")
+        # Why targets are missed, and every earlier run's figures, stay in the
+        # analysis: this report shows only what the current code measured.
+        lines.append(
+            "## Analysis and history\n\nWhy targets are missed (profiles, what to do next) and "
+            "the figures of earlier code: [bench/analysis.md](bench/analysis.md).\n"
+        )
     return "\n".join(lines)
 
 
