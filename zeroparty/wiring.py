@@ -66,6 +66,7 @@ def features() -> list[Feature]:
     so that importing one package never imports the others."""
     import capture.wiring
     import consent_ledger.wiring
+    import consent_sync.wiring
     import console.wiring
     import preference_center.wiring
     import scoring.wiring
@@ -76,6 +77,7 @@ def features() -> list[Feature]:
         preference_center.wiring.feature(),
         scoring.wiring.feature(),
         console.wiring.feature(),
+        consent_sync.wiring.feature(),
     ]
 
 

@@ -1,0 +1,17 @@
+"""What consent sync brings to the app and the CLI (see :mod:`zeroparty.wiring`)."""
+
+from __future__ import annotations
+
+import consent_sync.commands
+import consent_sync.openapi
+import consent_sync.views
+from zeroparty.wiring import Feature
+
+
+def feature() -> Feature:
+    return Feature(
+        name="consent_sync",
+        commands=consent_sync.commands.add_commands,
+        routes=consent_sync.views.routes,
+        openapi=consent_sync.openapi,
+    )
