@@ -44,6 +44,10 @@ def print_explanation(database: Database, subject_id: str, email: str) -> int:
             f"  {p.points:+g}  {p.rule:<20} {p.kind:<9} from {p.source} at "
             f"{format_timestamp(p.occurred_at)}, under ledger entry {p.consent_seq}"
         )
+    intent = explanation.intent
+    if intent.tags or intent.quiz_scores:
+        scores = ", ".join(f"{quiz} {score:g}" for quiz, score in intent.scores().items())
+        print(f"  intent: tags {', '.join(intent.tag_names()) or 'none'}; quiz scores {scores}")
     for change in explanation.changes:
         print(f"  stage {change['from']} → {change['to']} by {change['actor']}: {change['reason']}")
     if explanation.outcome is not None:

@@ -89,6 +89,25 @@ def sales_record(session: Session, subject_id: str) -> SalesRecord | None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class LeadIntent:
+    """What the lead's kept quiz answers say: tags (each once) and score per quiz."""
+
+    tags: list[str]
+    quiz_scores: dict[str, float]
+
+
+def lead_intent(session: Session, subject_id: str) -> LeadIntent | None:
+    """The lead's tags and quiz scores, read under the consent rule of its answers
+    (nothing without a live gating consent); ``None`` while no model is loaded."""
+    connection = session.connection()
+    active = services.active_model(connection)
+    if active is None:
+        return None
+    explanation = services.explain(connection, subject_id)
+    return LeadIntent(explanation.intent.tag_names(), explanation.intent.scores())
+
+
 def _typed(name: str, raw: str, errors: dict[str, str]) -> object:
     """A form's text as the API's JSON value would be (a budget is a number)."""
     if name != "budget":

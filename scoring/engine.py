@@ -56,6 +56,66 @@ class Point:
     consent_seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """What a lead's kept quiz answers say: the tags they carry (per quiz, with the
+    earliest answer that gave each) and each quiz's score (the sum of its answers' scores,
+    with the latest answer counted). Derived only from the answers handed in, so it
+    follows the answers' consent."""
+
+    tags: dict[tuple[str, str], AttributeFact]
+    quiz_scores: dict[str, tuple[float, AttributeFact]]
+
+    def tag_names(self) -> list[str]:
+        """Every tag held, each once, in the order first given."""
+        return list(dict.fromkeys(tag for _, tag in self.tags))
+
+    def fact_for_tag(self, tag: str, quiz: str | None = None) -> AttributeFact | None:
+        found = [f for (q, t), f in self.tags.items() if t == tag and quiz in (None, q)]
+        return min(found, key=lambda f: f.occurred_at) if found else None
+
+    def scores(self) -> dict[str, float]:
+        return {quiz: score for quiz, (score, _) in sorted(self.quiz_scores.items())}
+
+    def as_json(self) -> dict[str, object]:
+        """As the lead API and the hand-off webhook show it."""
+        return {"tags": self.tag_names(), "quiz_scores": self.scores()}
+
+
+NO_INTENT = Intent({}, {})
+
+
+def quiz_slug(source_ref: str) -> str:
+    """The quiz an answer was given in: ``analytics-fit@v3`` → ``analytics-fit``."""
+    return source_ref.partition("@")[0]
+
+
+def intent_of(model: ScoringModel, attributes: Iterable[AttributeFact]) -> Intent:
+    """The tags and quiz scores of the lead's kept quiz answers, as the model's copy of
+    each quiz declares them (an answer of a quiz the model does not know counts nothing)."""
+    tags: dict[tuple[str, str], AttributeFact] = {}
+    scores: dict[str, tuple[float, AttributeFact]] = {}
+    for fact in attributes:
+        if fact.kind != InputKind.QUIZ_ANSWER:
+            continue
+        quiz = quiz_slug(fact.source_ref)
+        declared = model.quiz_intent(quiz)
+        meaning = declared.of(fact.name, fact.value) if declared is not None else None
+        if meaning is None:
+            continue
+        for tag in meaning.tags:
+            given = tags.get((quiz, tag))
+            if given is None or fact.occurred_at < given.occurred_at:
+                tags[(quiz, tag)] = fact
+        before = scores.get(quiz)
+        if before is None:
+            scores[quiz] = (meaning.score, fact)
+        else:
+            latest = fact if fact.occurred_at >= before[1].occurred_at else before[1]
+            scores[quiz] = (before[0] + meaning.score, latest)
+    return Intent(tags, scores)
+
+
 def total(points: Iterable[Point]) -> float:
     return float(round(sum(p.points for p in points), 2))
 
@@ -105,9 +165,48 @@ def score_lead(
                     match.consent_seq,
                 )
             )
+    if model.tags or model.quiz_scores:
+        points += _intent_points(model, intent_of(model, answers))
     ordered = sorted(events, key=_event_order)
     for rule in model.behaviour:
         points += _behaviour_points(rule, ordered, now)
+    return points
+
+
+def _intent_points(model: ScoringModel, intent: Intent) -> list[Point]:
+    """Points of the rules on tags and quiz scores (before behaviour points, like every
+    answer's points: :func:`continued_points` keeps them as stored)."""
+    points: list[Point] = []
+    for rule in model.tags:
+        fact = intent.fact_for_tag(rule.tag, rule.quiz)
+        if fact is not None:
+            points.append(
+                Point(
+                    rule.name,
+                    "tag",
+                    round(rule.points, 2),
+                    f"tag:{rule.tag}",
+                    fact.occurred_at,
+                    fact.consent_seq,
+                )
+            )
+    for score_rule in model.quiz_scores:
+        found = intent.quiz_scores.get(score_rule.quiz)
+        if found is None:
+            continue
+        score, fact = found
+        value = score_rule.points_for(score)
+        if value is not None:
+            points.append(
+                Point(
+                    score_rule.name,
+                    "quiz-score",
+                    round(value, 2),
+                    f"quiz-score:{score_rule.quiz}={score:g}",
+                    fact.occurred_at,
+                    fact.consent_seq,
+                )
+            )
     return points
 
 

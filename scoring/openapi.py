@@ -19,7 +19,7 @@ _POINT = {
     "required": ["rule", "kind", "points", "source", "occurred_at", "consent_entry"],
     "properties": {
         "rule": {"type": "string"},
-        "kind": {"enum": ["fit", "behaviour", "quiz"]},
+        "kind": {"enum": ["fit", "behaviour", "quiz", "tag", "quiz-score"]},
         "points": {"type": "number"},
         "source": {"type": "string", "description": "event:ID, field:NAME=VALUE or quiz:Q=A"},
         "occurred_at": {"type": "string", "format": "date-time"},
@@ -36,6 +36,15 @@ _CONVERSION = {
     "or the lead has no live consent for the purpose it was trained under",
 }
 
+_INTENT: dict[str, Any] = {
+    "type": "object",
+    "description": "tags and quiz scores of the lead's quiz answers kept under live consent",
+    "required": ["tags", "quiz_scores"],
+    "properties": {
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "quiz_scores": {"type": "object", "additionalProperties": {"type": "number"}},
+    },
+}
 SCHEMAS: dict[str, Any] = {
     "Conversion": {
         "type": "object",
@@ -158,6 +167,7 @@ SCHEMAS: dict[str, Any] = {
                         "stage_since": {"type": "string", "format": "date-time"},
                         "scored_at": {"type": "string", "format": "date-time"},
                         "conversion": _CONVERSION,
+                        "intent": _INTENT,
                     },
                 },
             },
@@ -186,6 +196,7 @@ SCHEMAS: dict[str, Any] = {
                 "description": "not_scored: consent live, no score yet (score is null)",
             },
             "reason": {"type": "string", "description": "why, in one sentence"},
+            "intent": _INTENT,
             "outcome": {
                 "type": ["object", "null"],
                 "properties": {

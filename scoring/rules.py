@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -85,6 +85,74 @@ class QuizRule:
 
 
 @dataclass(frozen=True, slots=True)
+class QuizAnswerIntent:
+    """What one quiz answer says about intent, as the quiz declares it in site.toml
+    (``tags`` and ``score`` of ``quizzes.SLUG.steps.questions.answers``)."""
+
+    question: str
+    answer: str
+    tags: tuple[str, ...] = ()
+    score: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class QuizIntent:
+    """A quiz's answers that carry tags or points, copied into the model when it is
+    loaded: scoring reads a kept answer's meaning from here, never from capture."""
+
+    quiz: str
+    answers: tuple[QuizAnswerIntent, ...]
+
+    def of(self, question: str, answer: str) -> QuizAnswerIntent | None:
+        for item in self.answers:
+            if item.question == question and item.answer == answer:
+                return item
+        return None
+
+    @property
+    def tags(self) -> frozenset[str]:
+        return frozenset(tag for item in self.answers for tag in item.tags)
+
+
+@dataclass(frozen=True, slots=True)
+class TagRule:
+    """Points once the lead holds intent tag ``tag`` from a kept quiz answer (of quiz
+    ``quiz`` only, if set)."""
+
+    name: str
+    tag: str
+    points: float
+    quiz: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuizScoreRule:
+    """Points from quiz ``quiz``'s score (the sum of the scores of the lead's kept
+    answers to it). With ``points``: that many, once the score lies in
+    ``[low, high]``; without: the score itself times ``scale``, at most ``cap``."""
+
+    name: str
+    quiz: str
+    points: float | None = None
+    low: float | None = None
+    high: float | None = None
+    scale: float = 1.0
+    cap: float | None = None
+
+    def points_for(self, score: float) -> float | None:
+        """The points for a quiz score, ``None`` when the rule gives none."""
+        if self.points is not None:
+            inside = (self.low is None or score >= self.low) and (
+                self.high is None or score <= self.high
+            )
+            return self.points if inside else None
+        value = score * self.scale
+        if self.cap is not None:
+            value = min(value, self.cap)
+        return value if value else None
+
+
+@dataclass(frozen=True, slots=True)
 class ScoringModel:
     """A whole model. ``thresholds`` ascend in stage order; ``handoff`` names the
     stages whose reaching sends a webhook to the CRM."""
@@ -100,6 +168,10 @@ class ScoringModel:
     free_mail: tuple[str, ...] = ()
     # Hand-off SLA: response time in seconds per stage (scoring.sla).
     sla: tuple[tuple[Stage, float], ...] = ()
+    # Quiz intent: rules on tags and quiz scores, and the quizzes' answers they read.
+    tags: tuple[TagRule, ...] = ()
+    quiz_scores: tuple[QuizScoreRule, ...] = ()
+    quizzes: tuple[QuizIntent, ...] = ()
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -112,6 +184,13 @@ class ScoringModel:
             )
             self._cache["event_types"] = cached
         return cached
+
+    def quiz_intent(self, quiz: str) -> QuizIntent | None:
+        """The intent quiz ``quiz`` (its slug) declares, if any of its answers has one."""
+        by_slug = self._cache.get("quizzes")
+        if by_slug is None:
+            by_slug = self._cache["quizzes"] = {q.quiz: q for q in self.quizzes}
+        return cast(QuizIntent | None, by_slug.get(quiz))
 
     def stage_for(self, score: float) -> Stage:
         """The highest threshold stage ``score`` reaches (Lead below every threshold)."""
@@ -128,6 +207,37 @@ class ScoringModel:
             extras["free_mail"] = list(self.free_mail)
         if self.sla:
             extras["sla"] = {stage.value: float(seconds) for stage, seconds in self.sla}
+        if self.tags:
+            extras["tags"] = [
+                {"name": r.name, "tag": r.tag, "points": float(r.points), "quiz": r.quiz}
+                for r in self.tags
+            ]
+        if self.quiz_scores:
+            extras["quiz_scores"] = [
+                {
+                    "name": r.name,
+                    "quiz": r.quiz,
+                    "points": _number(r.points),
+                    "low": _number(r.low),
+                    "high": _number(r.high),
+                    "scale": float(r.scale),
+                    "cap": _number(r.cap),
+                }
+                for r in self.quiz_scores
+            ]
+        if self.quizzes:
+            extras["quizzes"] = {
+                q.quiz: [
+                    {
+                        "question": a.question,
+                        "answer": a.answer,
+                        "tags": list(a.tags),
+                        "score": float(a.score),
+                    }
+                    for a in q.answers
+                ]
+                for q in self.quizzes
+            }
         return {
             **extras,
             "purpose": self.purpose,
@@ -217,4 +327,32 @@ def model_from_json(raw: str | bytes) -> ScoringModel:
         extra_event_types=tuple(data["event_types"]),
         free_mail=tuple(data.get("free_mail", ())),
         sla=tuple((Stage(k), float(v)) for k, v in data.get("sla", {}).items()),
+        tags=tuple(
+            TagRule(r["name"], r["tag"], float(r["points"]), r["quiz"])
+            for r in data.get("tags", ())
+        ),
+        quiz_scores=tuple(
+            QuizScoreRule(
+                r["name"],
+                r["quiz"],
+                points=r["points"],
+                low=r["low"],
+                high=r["high"],
+                scale=float(r["scale"]),
+                cap=r["cap"],
+            )
+            for r in data.get("quiz_scores", ())
+        ),
+        quizzes=tuple(
+            QuizIntent(
+                slug,
+                tuple(
+                    QuizAnswerIntent(
+                        a["question"], a["answer"], tuple(a["tags"]), float(a["score"])
+                    )
+                    for a in answers
+                ),
+            )
+            for slug, answers in data.get("quizzes", {}).items()
+        ),
     )

@@ -1392,6 +1392,44 @@ class Explanation:
     reason: str
     """Why the lead has (or has no) score, in one sentence for people."""
     outcome: ExplainedOutcome | None
+    intent: engine.Intent = engine.NO_INTENT
+    """Tags and quiz scores of the lead's kept answers (none without live consent)."""
+
+
+_QUIZ_ANSWERS = _per_dialect(
+    lambda among: (
+        select(_attrs)
+        .where(among(_attrs.c.subject_id), _attrs.c.kind == "quiz-answer")
+        .order_by(_attrs.c.id)
+    )
+)
+
+
+def lead_intents(
+    connection: Connection, model: ScoringModel, subject_ids: Sequence[str]
+) -> dict[str, engine.Intent]:
+    """The tags and quiz scores of leads (each id a key), from their kept quiz answers
+    collected for a purpose they still permit: the consent rule of answers, in two
+    statements for the whole set (permitted purposes, answers)."""
+    found = dict.fromkeys(subject_ids, engine.NO_INTENT)
+    if not subject_ids or not model.quizzes:
+        return found
+    dialect, params = connection.dialect.name, {"ids": list(subject_ids)}
+    permitted: dict[str, set[str]] = defaultdict(set)
+    for row in connection.execute(_PERMITTED[dialect], params):
+        permitted[row.subject_id].add(row.purpose_key)
+    answers: dict[str, list[engine.AttributeFact]] = defaultdict(list)
+    for r in connection.execute(_QUIZ_ANSWERS[dialect], params):
+        purposes = permitted.get(r.subject_id, set())
+        if model.purpose in purposes and purposes.intersection(orjson.loads(r.purposes)):
+            answers[r.subject_id].append(
+                engine.AttributeFact(
+                    r.kind, r.name, r.value, r.source_ref, r.occurred_at, r.consent_seq
+                )
+            )
+    for sid, facts in answers.items():
+        found[sid] = engine.intent_of(model, facts)
+    return found
 
 
 def _status(
@@ -1462,6 +1500,11 @@ def explain(connection: Connection, subject_id: str) -> Explanation:
         select(_outcomes).where(_outcomes.c.subject_id == subject_id)
     ).first()
     status, reason = _status(purpose, gate, lead)
+    intent = (
+        lead_intents(connection, active.model, [subject_id])[subject_id]
+        if active is not None and gate is not None and gate.permitted
+        else engine.NO_INTENT
+    )
     return Explanation(
         subject_id,
         bool(gate and gate.permitted),
@@ -1476,6 +1519,7 @@ def explain(connection: Connection, subject_id: str) -> Explanation:
         ExplainedOutcome(outcome.outcome, outcome.decided_at, outcome.recorded_by)
         if outcome is not None
         else None,
+        intent,
     )
 
 

@@ -2,7 +2,9 @@
 
 :func:`parse` checks the model against the rest of the same file (the gating purpose
 must be declared there and be opt-in; fit rules must name a declared form field, quiz
-rules a declared question and answer, or a BANT field ``bant.*``; thresholds must ascend
+rules a declared question and answer, or a BANT field ``bant.*``; tag rules a tag some
+declared quiz answer carries, quiz-score rules a declared quiz whose answers score; each
+quiz's tags and scores are copied into the model; thresholds must ascend
 in stage order; ``accounts.free_mail`` holds domains, ``sla`` durations per stage) and
 reports every problem by key path; :func:`apply` stores a changed model as a new
 immutable version. A file without ``[scoring]`` leaves the model in force as it is.
@@ -20,7 +22,16 @@ from sqlalchemy.orm import Session
 
 from scoring.models import ScoringModelVersion
 from scoring.qualification import BANT_RULE_FIELDS
-from scoring.rules import BehaviourRule, FitRule, QuizRule, ScoringModel
+from scoring.rules import (
+    BehaviourRule,
+    FitRule,
+    QuizAnswerIntent,
+    QuizIntent,
+    QuizRule,
+    QuizScoreRule,
+    ScoringModel,
+    TagRule,
+)
 from scoring.sla import SLA_STAGES, parse_duration
 from scoring.stages import THRESHOLD_STAGES, Stage
 from zeroparty.config_errors import ConfigProblems
@@ -39,7 +50,11 @@ MODEL_KEYS = {
     "quiz",
     "accounts",
     "sla",
+    "tag",
+    "quiz_score",
 }
+TAG_KEYS = {"name", "tag", "points", "quiz"}
+QUIZ_SCORE_KEYS = {"name", "quiz", "points", "range", "scale", "cap"}
 ACCOUNTS_KEYS = {"free_mail"}
 DOMAIN_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9-]+(\.[a-z0-9-]+)+$")
 FIT_KEYS = {"name", "field", "points", "equals", "in", "range", "pattern"}
@@ -83,6 +98,37 @@ def _declared_answers(raw: Mapping[str, Any]) -> dict[str, set[str]]:
                     if isinstance(answer, dict) and isinstance(answer.get("value"), str):
                         values.add(answer["value"])
     return answers
+
+
+def _declared_quizzes(raw: Mapping[str, Any]) -> dict[str, QuizIntent]:
+    """Per quiz slug, its answers that carry tags or a score (capture checks their
+    shape; what is not well formed here is left to its report)."""
+    found: dict[str, QuizIntent] = {}
+    table = raw.get("quizzes")
+    for slug, quiz in sorted(table.items()) if isinstance(table, dict) else ():
+        answers: list[QuizAnswerIntent] = []
+        steps = quiz.get("steps", []) if isinstance(quiz, dict) else []
+        for step in steps if isinstance(steps, list) else ():
+            questions = step.get("questions", []) if isinstance(step, dict) else []
+            for question in questions if isinstance(questions, list) else ():
+                if not isinstance(question, dict) or not isinstance(question.get("key"), str):
+                    continue
+                for answer in question.get("answers", []) or []:
+                    if not isinstance(answer, dict) or not isinstance(answer.get("value"), str):
+                        continue
+                    tags = answer.get("tags", [])
+                    tags = [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+                    score = answer.get("score", 0)
+                    if isinstance(score, bool) or not isinstance(score, int | float):
+                        score = 0
+                    if tags or score:
+                        answers.append(
+                            QuizAnswerIntent(
+                                question["key"], answer["value"], tuple(tags), float(score)
+                            )
+                        )
+        found[str(slug)] = QuizIntent(str(slug), tuple(answers))
+    return found
 
 
 class _Rules:
@@ -291,6 +337,66 @@ def _quiz(
     )
 
 
+def _quiz_name(check: _Rules, quizzes: Mapping[str, QuizIntent], *, required: bool) -> str | None:
+    quiz = check.raw.get("quiz")
+    if quiz is None and not required:
+        return None
+    if not isinstance(quiz, str) or quiz not in quizzes:
+        known = ", ".join(sorted(quizzes)) or "none"
+        check.add("quiz", f"no quiz {quiz!r} in this file (quizzes: {known})")
+        return None
+    return quiz
+
+
+def _tag(
+    raw: Mapping[str, Any], where: str, quizzes: Mapping[str, QuizIntent], problems: ConfigProblems
+) -> TagRule:
+    """``[[scoring.tag]]``: points for an intent tag a kept quiz answer carries."""
+    check = _Rules(raw, where, problems)
+    check.unknown(TAG_KEYS)
+    name = check.name("name")
+    quiz = _quiz_name(check, quizzes, required=False)
+    tag = raw.get("tag")
+    pool = quizzes[quiz].tags if quiz else {t for q in quizzes.values() for t in q.tags}
+    if not isinstance(tag, str) or tag not in pool:
+        where_from = f"quiz {quiz!r}" if quiz else "this file"
+        check.add("tag", f"no answer in {where_from} carries tag {tag!r}")
+    points = check.number("points", low=-MAX_POINTS, high=MAX_POINTS)
+    return TagRule(name, str(tag), points, quiz)
+
+
+def _quiz_score(
+    raw: Mapping[str, Any], where: str, quizzes: Mapping[str, QuizIntent], problems: ConfigProblems
+) -> QuizScoreRule:
+    """``[[scoring.quiz_score]]``: points from a quiz's score; either ``points`` for a
+    score in ``range = [low, high]``, or the score itself (times ``scale``, at most
+    ``cap``)."""
+    check = _Rules(raw, where, problems)
+    check.unknown(QUIZ_SCORE_KEYS)
+    name = check.name("name")
+    quiz = _quiz_name(check, quizzes, required=True) or ""
+    if quiz and not any(a.score for a in quizzes[quiz].answers):
+        check.add("quiz", f"no answer of quiz {quiz!r} has a score: the rule can never score")
+    if "points" in raw or "range" in raw:
+        for key in ("scale", "cap"):
+            if key in raw:
+                check.add(key, "give either points with range, or scale/cap, not both")
+        points = check.number("points", low=-MAX_POINTS, high=MAX_POINTS)
+        bounds = raw.get("range")
+        if not (
+            isinstance(bounds, list)
+            and len(bounds) == 2
+            and all(not isinstance(v, bool) and isinstance(v, int | float) for v in bounds)
+            and bounds[0] <= bounds[1]
+        ):
+            check.add("range", "must be [low, high] numbers with low <= high")
+            return QuizScoreRule(name, quiz, points=points)
+        return QuizScoreRule(name, quiz, points=points, low=float(bounds[0]), high=float(bounds[1]))
+    scale = check.number("scale", low=-100, high=100, default=1.0)
+    cap = check.number("cap", low=-MAX_POINTS, high=MAX_POINTS) if "cap" in raw else None
+    return QuizScoreRule(name, quiz, scale=scale, cap=cap)
+
+
 def _free_mail(scoring: Mapping[str, Any], problems: ConfigProblems) -> tuple[str, ...]:
     """``[scoring.accounts] free_mail = [...]``: domains added to the built-in list."""
     table = scoring.get("accounts", {})
@@ -361,6 +467,7 @@ def parse(
         problems.add("scoring.event_types", "must be a list of event type names")
         extra = []
     fields, answers = _declared_fields(file), _declared_answers(file)
+    quizzes = _declared_quizzes(file)
     model = ScoringModel(
         purpose=purpose,
         thresholds=_thresholds(scoring, problems),
@@ -380,9 +487,20 @@ def parse(
         extra_event_types=tuple(extra),
         free_mail=_free_mail(scoring, problems),
         sla=_sla(scoring, problems),
+        tags=tuple(
+            _tag(r, f"scoring.tag[{i}]", quizzes, problems)
+            for i, r in enumerate(_tables(scoring, "tag", problems))
+        ),
+        quiz_scores=tuple(
+            _quiz_score(r, f"scoring.quiz_score[{i}]", quizzes, problems)
+            for i, r in enumerate(_tables(scoring, "quiz_score", problems))
+        ),
+        quizzes=tuple(q for q in quizzes.values() if q.answers),
     )
     names = [r.name for r in model.fit if r.name] + [r.name for r in model.behaviour if r.name]
     names += [r.name for r in model.quiz if r.name]
+    names += [r.name for r in model.tags if r.name]
+    names += [r.name for r in model.quiz_scores if r.name]
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.add("scoring", f"rule name {name!r} is used more than once")
     return model

@@ -82,8 +82,11 @@ def get_leads(request: Request) -> JSONResponse:
     _authenticate(request)
     query = schemas.parse_leads_query(request.query_params)
     with _database(request).read() as session:
-        rows = services.list_leads(session.connection(), query.stage, query.limit, query.after)
-        predictions = conversion.predict(session.connection(), [r.subject_id for r in rows])
+        connection = session.connection()
+        rows = services.list_leads(connection, query.stage, query.limit, query.after)
+        ids = [r.subject_id for r in rows]
+        predictions = conversion.predict(connection, ids)
+        intents = services.lead_intents(connection, services.require_model(connection).model, ids)
     return JSONResponse(
         {
             "leads": [
@@ -95,6 +98,7 @@ def get_leads(request: Request) -> JSONResponse:
                     "stage_since": format_timestamp(r.stage_since),
                     "scored_at": format_timestamp(r.scored_at),
                     "conversion": _conversion(predictions, r.subject_id),
+                    "intent": intents[r.subject_id].as_json(),
                 }
                 for r in rows
             ],
@@ -146,6 +150,7 @@ def explanation_json(explanation: services.Explanation) -> dict[str, object]:
         ],
         "status": explanation.status.value,
         "reason": explanation.reason,
+        "intent": explanation.intent.as_json(),
         "outcome": None
         if explanation.outcome is None
         else {

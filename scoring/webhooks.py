@@ -177,6 +177,8 @@ def payload(connection: Connection, row: Any, email: str, now: datetime) -> byte
                     }
                     for p in explanation.points
                 ],
+                # Tags and quiz scores of the answers kept under live consent.
+                "intent": explanation.intent.as_json(),
             },
         }
     )
