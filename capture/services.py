@@ -484,7 +484,10 @@ def _apply(
     picked = _picked_topics(session, ledger, request, ticked)
     applied = _Applied(overrides=dict(definition.double_opt_in))
     for purpose in ticked:
-        permitted = states.get(purpose, ("", False, None))[1]
+        _status, live, live_notice = states.get(purpose, ("", False, None))
+        # Permitted already under this very notice: nothing to confirm. Under another
+        # text the grant waits for a confirmation again (the held link followed gives it).
+        permitted = live and live_notice == request.notices[purpose]
         applied.changes.append(
             ConsentChange(
                 subject_id=subject_id,
@@ -494,7 +497,7 @@ def _apply(
                 method=ConsentMethod.CHECKBOX,
                 occurred_at=request.occurred_at,
                 notice_sha256=request.notices[purpose],
-                confirmed=permitted,  # permitted already: nothing to confirm
+                confirmed=permitted,
                 source_ref=source_ref,
                 jurisdiction=lead.jurisdiction,
                 locale=definition.locale,

@@ -25,11 +25,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, func, insert, select
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
@@ -101,6 +112,11 @@ class ConsentChange:
     jurisdiction: str | None = None
     locale: str | None = None
     evidence: Mapping[str, EvidenceValue] = field(default_factory=dict)
+    proven_mailbox: bool = False
+    """The submitter proved control of the lead's mailbox (a signed link mailed to it)
+    without confirming this grant: a grant of a double opt-in purpose is then live at
+    once only under a notice version the lead has confirmed before, else pending until
+    a ``confirmed`` entry follows (double opt-in again for a new text)."""
 
 
 # Purposes of a batch and, where named, the notice versions they were shown, in one
@@ -113,6 +129,27 @@ _PURPOSES_AND_NOTICES = (
         & NoticeVersion.sha256.in_(bindparam("hashes", expanding=True)),
     )
     .where(Purpose.key.in_(bindparam("purposes", expanding=True)))
+)
+
+
+# The same, with whether one lead (``sid``) has confirmed each notice version named: a
+# ``confirmed`` entry, or a grant that needed no confirmation, of the purpose under it.
+_CONFIRMED_EVENT = ConsentEvent.__table__.alias("confirmed_event")
+_PURPOSES_NOTICES_CONFIRMED = _PURPOSES_AND_NOTICES.add_columns(
+    exists()
+    .where(
+        _CONFIRMED_EVENT.c.subject_id == bindparam("sid"),
+        _CONFIRMED_EVENT.c.purpose_key == Purpose.key,
+        _CONFIRMED_EVENT.c.notice_sha256 == NoticeVersion.sha256,
+        or_(
+            _CONFIRMED_EVENT.c.action == ConsentAction.CONFIRMED.value,
+            and_(
+                _CONFIRMED_EVENT.c.action == ConsentAction.GRANTED.value,
+                _CONFIRMED_EVENT.c.confirmation_required.is_(False),
+            ),
+        ),
+    )
+    .label("confirmed")
 )
 
 
@@ -147,18 +184,10 @@ class ConsentLedger:
         if not changes:
             return []
         connection = _connection(tx)
-        params = {
-            "purposes": sorted({c.purpose for c in changes}),
-            "hashes": sorted({c.notice_sha256 for c in changes if c.notice_sha256}) or [""],
-        }
-        double_opt_in: dict[str, bool] = {}
-        notice_locale: dict[tuple[str, str], str] = {}
-        for key, doi, sha256, locale in connection.execute(_PURPOSES_AND_NOTICES, params):
-            double_opt_in[key] = bool(doi)
-            if sha256 is not None:
-                notice_locale[(key, sha256)] = locale
+        double_opt_in, notice_locale, confirmed = self._purposes_of_batch(connection, changes)
         now = utcnow()
         drafts = [self._draft(c, double_opt_in, notice_locale, now) for c in changes]
+        drafts = self._reconfirm_unconfirmed_notices(connection, changes, drafts, confirmed)
         return ledger.append_many(tx, drafts, listeners=self._listeners)
 
     @staticmethod
@@ -532,18 +561,11 @@ class ConsentLedger:
         if not changes:
             return []
         connection = _connection(tx)
-        params = {
-            "purposes": sorted({c.purpose for c in changes}),
-            "hashes": sorted({c.notice_sha256 for c in changes if c.notice_sha256}) or [""],
-        }
-        doi: dict[str, bool] = {}
-        notice_locale: dict[tuple[str, str], str] = {}
-        for key, required, sha256, locale in connection.execute(_PURPOSES_AND_NOTICES, params):
-            doi[key] = bool(double_opt_in.get(key, required))
-            if sha256 is not None:
-                notice_locale[(key, sha256)] = locale
+        required, notice_locale, confirmed = self._purposes_of_batch(connection, changes)
+        doi = {key: bool(double_opt_in.get(key, own)) for key, own in required.items()}
         now = utcnow()
         drafts = [self._draft(c, doi, notice_locale, now) for c in changes]
+        drafts = self._reconfirm_unconfirmed_notices(connection, changes, drafts, confirmed)
         return ledger.append_many(tx, drafts, listeners=self._listeners)
 
     # -- preference_center: topics picked with a form's grant (preference_center.form_topics)
@@ -670,6 +692,113 @@ class ConsentLedger:
         )
         .order_by(_EVENTS.c.subject_id, _EVENTS.c.occurred_at, _EVENTS.c.seq)
     )
+
+    # -- lifecycle: double opt-in again under a notice version not confirmed (issue 16) --
+
+    _CONFIRMED_NOTICES = (
+        select(_EVENTS.c.subject_id, _EVENTS.c.purpose_key, _EVENTS.c.notice_sha256)
+        .where(
+            _EVENTS.c.subject_id.in_(bindparam("ids", expanding=True)),
+            _EVENTS.c.purpose_key.in_(bindparam("purposes", expanding=True)),
+            _EVENTS.c.notice_sha256.in_(bindparam("hashes", expanding=True)),
+            or_(
+                _EVENTS.c.action == ConsentAction.CONFIRMED.value,
+                and_(
+                    _EVENTS.c.action == ConsentAction.GRANTED.value,
+                    _EVENTS.c.confirmation_required.is_(False),
+                ),
+            ),
+        )
+        .distinct()
+    )
+
+    @classmethod
+    def confirmed_notices(
+        cls, tx: Transaction, pairs: Iterable[tuple[str, str, str]]
+    ) -> set[tuple[str, str, str]]:
+        """Of ``(subject_id, purpose, notice_sha256)`` triples, those the lead has
+        confirmed: the ledger holds a ``confirmed`` entry, or a grant that needed no
+        confirmation, of that purpose under that very notice version."""
+        wanted = set(pairs)
+        if not wanted:
+            return set()
+        rows = _connection(tx).execute(
+            cls._CONFIRMED_NOTICES,
+            {
+                "ids": sorted({s for s, _, _ in wanted}),
+                "purposes": sorted({p for _, p, _ in wanted}),
+                "hashes": sorted({h for _, _, h in wanted}),
+            },
+        )
+        return {(s, p, h) for s, p, h in rows} & wanted
+
+    @staticmethod
+    def _asks_reconfirmation(change: ConsentChange) -> bool:
+        return (
+            change.proven_mailbox
+            and not change.confirmed
+            and change.action is ConsentAction.GRANTED
+            and change.method is not ConsentMethod.DOUBLE_OPT_IN
+        )
+
+    def _purposes_of_batch(
+        self, connection: Connection, changes: Sequence[ConsentChange]
+    ) -> tuple[dict[str, bool], dict[tuple[str, str], str], set[tuple[str, str, str]] | None]:
+        """In one statement: each purpose's own double opt-in, the locale of each notice
+        version named, and, where the batch holds :attr:`ConsentChange.proven_mailbox`
+        grants of one lead, which of the named versions that lead has confirmed
+        (``None``: not read)."""
+        params: dict[str, object] = {
+            "purposes": sorted({c.purpose for c in changes}),
+            "hashes": sorted({c.notice_sha256 for c in changes if c.notice_sha256}) or [""],
+        }
+        asking = {c.subject_id for c in changes if self._asks_reconfirmation(c)}
+        statement = _PURPOSES_AND_NOTICES
+        if len(asking) == 1:
+            statement = _PURPOSES_NOTICES_CONFIRMED
+            params["sid"] = next(iter(asking))
+        double_opt_in: dict[str, bool] = {}
+        notice_locale: dict[tuple[str, str], str] = {}
+        confirmed: set[tuple[str, str, str]] | None = set() if len(asking) == 1 else None
+        rows: Iterable[Any] = connection.execute(statement, params)  # 4 or 5 columns
+        for row in rows:
+            key, sha256 = row[0], row[2]
+            double_opt_in[key] = bool(row[1])
+            if sha256 is not None:
+                notice_locale[(key, sha256)] = row[3]
+                if confirmed is not None and row[4]:
+                    confirmed.add((str(params["sid"]), key, sha256))
+        return double_opt_in, notice_locale, confirmed
+
+    def _reconfirm_unconfirmed_notices(
+        self,
+        connection: Connection,
+        changes: Sequence[ConsentChange],
+        drafts: list[ledger.EntryDraft],
+        confirmed: set[tuple[str, str, str]] | None,
+    ) -> list[ledger.EntryDraft]:
+        """A grant made with only a proven mailbox (:attr:`ConsentChange.proven_mailbox`)
+        of a double opt-in purpose, under a notice version the lead never confirmed, is
+        pending: whoever holds a forwarded link, or the lead who never confirmed the new
+        text, must not make the ledger show agreement to it (GDPR Art. 7(1)). Under a
+        version the lead has confirmed it is live at once. ``confirmed``: as read with
+        the batch's purposes, or ``None`` (read here, one statement)."""
+        asking = [
+            (i, draft)
+            for i, (change, draft) in enumerate(zip(changes, drafts, strict=True))
+            if self._asks_reconfirmation(change) and draft.confirmation_required
+        ]
+        if not asking:
+            return drafts
+        if confirmed is None:
+            confirmed = self.confirmed_notices(
+                connection,
+                [(d.subject_id, d.purpose, d.notice_sha256 or "") for _, d in asking],
+            )
+        for i, draft in asking:
+            if (draft.subject_id, draft.purpose, draft.notice_sha256) in confirmed:
+                drafts[i] = replace(draft, confirmation_required=False)
+        return drafts
 
 
 def _with_session(tx: Transaction, work: Callable[[Session], object]) -> None:

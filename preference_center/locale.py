@@ -71,6 +71,17 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "mail_erase_subject": "Confirm the erasure of your data",
         "mail_erase_text": "Open this link to confirm that we should erase your data:",
         "mail_ignore": "If you did not ask for this, ignore this email.",
+        "mail_confirm_grant_subject": "Please confirm your choice",
+        "mail_confirm_grant_text": "Open this link to confirm that you agree to receive:",
+        "confirm_sent": (
+            "Almost done: we have mailed you a link to confirm what you agreed to. "
+            "Until you confirm, it stays off."
+        ),
+        "confirm_grant_title": "Confirm your choice",
+        "confirm_grant_text": "Please confirm that you agree to:",
+        "confirm_grant": "Yes, I confirm",
+        "confirmed_title": "Thank you",
+        "confirmed_text": "Your choice is confirmed.",
         "footer": "Manage your preferences or unsubscribe:",
     },
     "de": {
@@ -151,6 +162,19 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "mail_erase_subject": "Bestätigen Sie die Löschung Ihrer Daten",
         "mail_erase_text": "Öffnen Sie diesen Link, um die Löschung Ihrer Daten zu bestätigen:",
         "mail_ignore": "Wenn Sie das nicht angefordert haben, ignorieren Sie diese E-Mail.",
+        "mail_confirm_grant_subject": "Bitte bestätigen Sie Ihre Auswahl",
+        "mail_confirm_grant_text": (
+            "Öffnen Sie diesen Link, um zu bestätigen, dass Sie Folgendes erhalten möchten:"
+        ),
+        "confirm_sent": (
+            "Fast fertig: Wir haben Ihnen einen Link zur Bestätigung geschickt. "
+            "Bis Sie bestätigen, bleibt es ausgeschaltet."
+        ),
+        "confirm_grant_title": "Bestätigen Sie Ihre Auswahl",
+        "confirm_grant_text": "Bitte bestätigen Sie, dass Sie zustimmen:",
+        "confirm_grant": "Ja, ich bestätige",
+        "confirmed_title": "Vielen Dank",
+        "confirmed_text": "Ihre Auswahl ist bestätigt.",
         "footer": "Einstellungen verwalten oder abmelden:",
     },
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import bindparam, delete, func, select
@@ -116,5 +117,34 @@ def request_erasure(
     queue_mail(
         session,
         Mail(to=email, subject=text["mail_erase_subject"], text=body, headers=links.headers),
+        subject_id=subject_id,
+    )
+
+
+def queue_grant_confirmation(
+    session: Session,
+    settings: Settings,
+    subject_id: str,
+    email: str,
+    locale: str,
+    purposes: Sequence[tuple[str, str]],
+) -> str:
+    """Mail the link that confirms grants made on the preference page under a notice
+    version the lead had not confirmed: ``purposes`` as ``(key, title)``. Confirms
+    nothing yet (the link opens a page with a button: mail scanners follow links)."""
+    token = LinkTokens(settings).issue(
+        LinkPurpose.CONFIRM_GRANT,
+        LinkClaim(subject_id, current_version(session, subject_id), tuple(k for k, _ in purposes)),
+    )
+    text = strings(locale)
+    titles = ", ".join(title for _, title in purposes)
+    link = f"{settings.base_url}/p/confirm/{token}"
+    body = f"{text['mail_confirm_grant_text']} {titles}.\n\n{link}\n\n{text['mail_ignore']}\n"
+    links = mail_headers(settings, subject_id, [k for k, _ in purposes], session)
+    return queue_mail(
+        session,
+        Mail(
+            to=email, subject=text["mail_confirm_grant_subject"], text=body, headers=links.headers
+        ),
         subject_id=subject_id,
     )

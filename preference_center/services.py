@@ -6,9 +6,13 @@ the app's :class:`~consent_ledger.api.ConsentLedger` in the caller's transaction
 with the kept consent state, so ``GET /api/consent`` answers the new state on the next
 request (SPEC rule 2).
 
-Grants made here are live at once, without another double opt-in round: the lead
-reached the page through a signed link mailed to the address, which is the proof of
-mailbox control a confirmation mail would give.
+A grant made here is live at once when its purpose needs no double opt-in, or when
+the lead has confirmed the very notice version shown before (the signed link mailed to
+the address proves mailbox control). A grant of a double opt-in purpose under a notice
+version the lead never confirmed (a new text, or a first subscription) is pending until
+the lead follows the confirmation link mailed to the address (:func:`confirm_grants`):
+whoever holds a forwarded link cannot make the ledger show agreement to a text the
+lead never confirmed. The ledger decides (``ConsentChange.proven_mailbox``).
 
 What a request needs of a lead (link version, profile, purposes with their current
 notices, consent states, topics and topic choices) is read by ONE statement built once
@@ -480,8 +484,9 @@ def _change(
         method=context.method,
         occurred_at=now,
         notice_sha256=notice_sha256,
-        # Live at once: the signed link mailed to the address proved mailbox control.
-        confirmed=True,
+        # The signed link mailed to the address proved mailbox control: the ledger makes
+        # a grant live at once only under a notice version the lead has confirmed.
+        proven_mailbox=True,
         jurisdiction=lead.jurisdiction,
         locale=locale or lead.locale,
         evidence=context.evidence(extra),
@@ -650,3 +655,38 @@ def withdraw_purposes(
     for entry, changed in zip(entries, topic_changes, strict=True):
         record_topics(tx, lead.subject_id, changed, entry.seq, now)
     return entries
+
+
+def confirm_grants(
+    ledger: ConsentLedger,
+    tx: Transaction,
+    lead: Lead,
+    purposes: Iterable[str],
+    context: ChangeContext,
+) -> list[LedgerEntry]:
+    """Record ``confirmed`` (method double-opt-in) for each of ``purposes`` still
+    pending, under the notice version its pending grant was made with. Confirming
+    twice, or after a withdrawal, records nothing (nothing is pending)."""
+    wanted = set(purposes)
+    states = ledger.lead_states(tx, lead.subject_id)
+    now = utcnow()
+    changes = [
+        ConsentChange(
+            subject_id=lead.subject_id,
+            purpose=purpose.key,
+            action=ConsentAction.CONFIRMED,
+            source=SOURCE,
+            method=ConsentMethod.DOUBLE_OPT_IN,
+            occurred_at=now,
+            notice_sha256=states[purpose.key][2],
+            confirmed=True,
+            jurisdiction=lead.jurisdiction,
+            locale=lead.locale,
+            evidence=ChangeContext(
+                ip=context.ip, user_agent=context.user_agent, via="confirmation-link"
+            ).evidence(),
+        )
+        for purpose in lead.purposes
+        if purpose.key in wanted and states.get(purpose.key, ("",))[0] == PENDING
+    ]
+    return ledger.record(tx, changes)

@@ -31,6 +31,7 @@ class LinkPurpose(StrEnum):
     ERASE = "preference-center.confirm-erasure"
     SESSION = "preference-center.session"
     CONFIRM = "capture.confirm"
+    CONFIRM_GRANT = "preference-center.confirm-grant"
 
 
 MAX_AGE = {
@@ -43,6 +44,8 @@ MAX_AGE = {
     LinkPurpose.ERASE: int(timedelta(hours=24).total_seconds()),
     LinkPurpose.SESSION: int(timedelta(minutes=30).total_seconds()),
     LinkPurpose.CONFIRM: int(timedelta(days=7).total_seconds()),
+    # A grant made on the preference page under a notice version not yet confirmed.
+    LinkPurpose.CONFIRM_GRANT: int(timedelta(days=7).total_seconds()),
 }
 
 

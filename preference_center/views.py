@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -22,7 +23,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from consent_ledger.actions import ConsentMethod, ConsentSource
-from consent_ledger.api import ConsentLedger, InvalidEmail, scrub_sqlite
+from consent_ledger.api import PENDING, ConsentLedger, InvalidEmail, scrub_sqlite
 from consent_ledger.proofs.receipts import build_receipt
 from consent_ledger.requests import RequestChannel, RequestKind, record_request
 from preference_center import export, forms, mails, services
@@ -37,7 +38,7 @@ from zeroparty.tokens import TokenError
 COOKIE = "zp_pref"
 COOKIE_PATH = "/p"
 NO_REFERRER = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
-NOTICES = ("saved", "unsubscribed_all", "erase_requested")
+NOTICES = ("saved", "unsubscribed_all", "erase_requested", "confirm_sent")
 SELF_SERVICE = "the lead (self-service)"
 
 
@@ -205,19 +206,37 @@ async def show_page(request: Request) -> Response:
 def _save(
     database: Database,
     ledger: ConsentLedger,
+    settings: Settings,
     claim: LinkClaim,
     choices: services.Choices | None,
     context: services.ChangeContext,
-) -> None:
+    accept_language: str | None,
+) -> tuple[str, ...]:
+    """Apply the choices; returns the ids of the mails queued (a confirmation link for
+    grants the ledger left pending)."""
     with database.write_connection() as connection:
         lead = services.load_lead(connection, claim.subject_id, claim.version)
         if choices is None:
             lead = _live(lead)
             services.withdraw_purposes(ledger, connection, lead, None, context)
-        else:
-            if lead is not None:
-                services.validate_choices(lead, choices)
-            services.apply_choices(ledger, connection, _live(lead), choices, context)
+            return ()
+        if lead is not None:
+            services.validate_choices(lead, choices)
+        lead = _live(lead)
+        entries = services.apply_choices(ledger, connection, lead, choices, context)
+        pending = {e.purpose for e in entries if e.confirmation_required}
+        if not pending:
+            return ()
+        with Session(bind=connection) as session:  # joins the connection's transaction
+            mails.queue_grant_confirmation(
+                session,
+                settings,
+                lead.subject_id,
+                lead.email,
+                choose_locale(lead.locale, accept_language),
+                [(p.key, p.title) for p in lead.purposes if p.key in pending],
+            )
+            return queued_mail_ids(session)
 
 
 def _live(lead: services.Lead | None) -> services.Lead:
@@ -232,9 +251,18 @@ async def _post_page(request: Request, claim: LinkClaim) -> Response:
     forms.check_csrf(form, claim.nonce)
     action = forms.parse_action(form)
     choices = forms.parse_choices(form) if action == "save" else None
-    database = _database(request)
-    await database.run(_save, database, _ledger(request), claim, choices, _context(request))
+    database, settings = _database(request), _settings(request)
+    mail_ids = await database.run(
+        _save, database, _ledger(request), settings, claim, choices, _context(request),
+        request.headers.get("accept-language"),
+    )  # fmt: skip
     done = "saved" if action == "save" else "unsubscribed_all"
+    if mail_ids:
+        done = "confirm_sent"
+        background = BackgroundTask(send_after_commit, database, settings, mail_ids)
+        return RedirectResponse(
+            f"/p/?done={done}", status_code=303, headers=NO_REFERRER, background=background
+        )
     return RedirectResponse(f"/p/?done={done}", status_code=303, headers=NO_REFERRER)
 
 
@@ -498,7 +526,67 @@ async def one_click_unsubscribe(request: Request) -> Response:
     return _render(request, "message.html", {"kind": "unsubscribed"}, locale=locale)
 
 
+def _grants_to_confirm(
+    database: Database, claim: LinkClaim, accept_language: str | None
+) -> tuple[list[str], str]:
+    """Titles of the claim's purposes still pending, and the page's locale."""
+    with database.lookup() as connection:
+        lead = services.live_lead(connection, claim.subject_id, claim.version)
+    pending = [p.title for p in lead.purposes if p.key in claim.purposes and p.status == PENDING]
+    return pending, choose_locale(lead.locale, accept_language)
+
+
+@_link_pages
+async def confirm_grant_page(request: Request) -> Response:
+    """``GET /p/confirm/{token}``: what the link confirms, and one button; records
+    nothing (mail scanners follow links)."""
+    token = request.path_params["token"]
+    claim = _tokens(request).read(LinkPurpose.CONFIRM_GRANT, token)
+    database = _database(request)
+    titles, locale = await database.run(
+        _grants_to_confirm, database, claim, request.headers.get("accept-language")
+    )
+    context = {"token": token, "titles": titles, "confirmed": False}
+    return _render(request, "confirm_grant.html", context, locale=locale)
+
+
+def _confirm_grants(
+    database: Database,
+    ledger: ConsentLedger,
+    claim: LinkClaim,
+    context: services.ChangeContext,
+    accept_language: str | None,
+) -> str:
+    with database.write_connection() as connection:
+        lead = services.live_lead(connection, claim.subject_id, claim.version)
+        services.confirm_grants(ledger, connection, lead, claim.purposes, context)
+    return choose_locale(lead.locale, accept_language)
+
+
+@_link_pages
+async def confirm_grant(request: Request) -> Response:
+    """``POST /p/confirm/{token}``: confirm the link's purposes still pending; a second
+    press, or one after a withdrawal, records nothing."""
+    token = request.path_params["token"]
+    claim = _tokens(request).read(LinkPurpose.CONFIRM_GRANT, token)
+    require_same_origin(request, _settings(request).base_url)
+    context = services.ChangeContext(
+        ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+        via="confirmation-link",
+    )
+    database = _database(request)
+    locale = await database.run(
+        _confirm_grants, database, _ledger(request), claim, context,
+        request.headers.get("accept-language"),
+    )  # fmt: skip
+    page = {"token": token, "titles": [], "confirmed": True}
+    return _render(request, "confirm_grant.html", page, locale=locale)
+
+
 routes = [
+    Route("/p/confirm/{token}", confirm_grant_page, methods=["GET"]),
+    Route("/p/confirm/{token}", confirm_grant, methods=["POST"]),
     Route("/p/", show_page, methods=["GET"]),
     Route("/p/", save_page, methods=["POST"]),
     Route("/p/export", download_export, methods=["GET"]),

@@ -65,11 +65,26 @@ def test_preference_center_in_browser(
     page.get_by_label("Yes, email me about important changes").check()
     page.get_by_label("Release notes").check()
     page.get_by_role("button", name="Save my choices").click()
-    assert page.get_by_role("status").inner_text() == "Your choices are saved."
+    # Product updates were never confirmed by this lead: a confirmation link is mailed.
+    assert page.get_by_role("status").inner_text().startswith("Almost done")
     assert page.get_by_label("Webinar invitations").is_checked() is False
     assert page.get_by_label("Monthly digest").is_checked() is True
-    assert page.get_by_label("Release notes").is_checked() is True
+    assert page.locator("#purpose-product_updates .state").get_attribute("data-state") == (
+        "pending"
+    )
     screenshot(page, "preference-center-saved")
+    _link_mail, confirmation = smtp_server.wait_for(2)
+    assert confirmation["Subject"] == "Please confirm your choice"
+    found = re.search(re.escape(server.url) + r"/p/confirm/\S+", SmtpServer.text_of(confirmation))
+    assert found is not None
+    page.goto(found.group(0))
+    assert "Product updates" in page.locator("main").inner_text()
+    assert axe_violations(page) == []
+    page.get_by_role("button", name="Yes, I confirm").click()
+    assert page.get_by_role("status").inner_text() == "Your choice is confirmed."
+    page.goto(server.url + "/p/")
+    assert page.get_by_label("Release notes").is_checked() is True
+    assert page.locator("#purpose-product_updates .state").get_attribute("data-state") == "on"
 
     page.get_by_role("button", name="Unsubscribe from everything").click()
     assert page.get_by_role("status").inner_text() == "You are unsubscribed from everything."
@@ -85,6 +100,7 @@ def test_preference_center_in_browser(
     assert data["profile"]["email"] == EMAIL
     actions = [(e["purpose"], e["action"]) for e in data["ledger"]]
     assert ("product_updates", "granted") in actions
+    assert ("product_updates", "confirmed") in actions
     assert ("product_updates", "withdrawn") in actions
     assert all(s["permitted"] is False for s in data["consent"])
 

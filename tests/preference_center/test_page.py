@@ -17,6 +17,7 @@ from preference_center.models import TopicSubscription, TopicSubscriptionChange
 from tests.factories import notice_hash
 from tests.preference_center.conftest import EMAIL, counts, issue, ledger_size, open_session
 from zeroparty.db import Database
+from zeroparty.mail import OutboxMail
 from zeroparty.settings import Settings
 
 SAME = {"Sec-Fetch-Site": "same-origin"}
@@ -129,7 +130,8 @@ def test_each_change_reaches_ledger_and_api_at_once(
         _form(database, csrf, ["newsletter", "product_updates"], ["webinars", "release_notes"]),
     )
     assert response.status_code == 200
-    assert "Your choices are saved." in response.text
+    # product_updates was never confirmed by this lead: it waits for the mailed link.
+    assert "we have mailed you a link to confirm" in response.text
     entries = _entries(database, start)
     assert [(e.purpose_key, e.action) for e in entries] == [
         ("newsletter", "granted"),
@@ -140,7 +142,15 @@ def test_each_change_reaches_ledger_and_api_at_once(
         assert entry.source == "preference-center"
         assert entry.method == "email-link"
         assert entry.evidence_sha256 is not None
-        assert entry.confirmation_required is False
+    assert [e.confirmation_required for e in entries] == [False, True, False]
+    assert _consent(api, "product_updates")["permitted"] is False
+    with database.read() as session:
+        body = session.execute(
+            select(OutboxMail.body_text).where(OutboxMail.subject.like("Please confirm%"))
+        ).scalar_one()
+    confirm_path = re.search(r"https?://[^/\s]+(/p/confirm/\S+)", body)
+    assert confirm_path is not None
+    assert api.post(confirm_path.group(1), headers=SAME).status_code == 200
     assert entries[1].notice_sha256 == notice_hash(database, "product_updates")
     with database.read() as session:
         evidence = session.get_one(ConsentEvidence, entries[0].seq).body
@@ -174,7 +184,7 @@ def test_each_change_reaches_ledger_and_api_at_once(
         "/p/",
         _form(database, csrf, ["newsletter", "product_updates"], ["webinars", "release_notes"]),
     )
-    assert ledger_size(database) == start + 3
+    assert ledger_size(database) == start + 4  # three changes and one confirmation
     with database.connect() as connection:
         assert verify_ledger(connection).ok
 
