@@ -156,6 +156,7 @@ def cmd_ledger_rebuild_state(args: argparse.Namespace, settings: Settings) -> in
 
 def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
     from consent_ledger.erasure import scrub_sqlite
+    from consent_ledger.requests import RequestChannel, RequestKind, record_request
 
     with opened_ledger(settings) as ledger:
         database = ledger.database
@@ -164,6 +165,12 @@ def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
             return 2
         with database.write() as session:
             result = ledger.erase(session, subject_id, source_ref="cli")
+            if not result.already_erased:
+                # In the request queue as a completed erasure (GDPR Art. 5(2) accountability).
+                record_request(
+                    session, subject_id, RequestKind.ERASURE, RequestChannel.CLI,
+                    handled_by="zeroparty erase (CLI)", completed=True,
+                )  # fmt: skip
         scrub_sqlite(database)
     print(
         f"erased lead {subject_id}: personal data removed ({', '.join(result.providers)}), "

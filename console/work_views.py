@@ -1,135 +1,28 @@
-"""The console's HTTP surface, part two: data-subject requests, ledger health and the
-staff audit log."""
+"""The console's HTTP surface, part two: data-subject requests (their pages are in
+:mod:`console.requests_views`), ledger health and the staff audit log."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from consent_ledger import requests as subject_requests
-from console import audit, forms, health, requests_work
+from console import audit, forms, health, requests_views
 from console.audit import StaffAction
 from console.roles import Permission
 from console.web import (
     Staff,
     checked_post,
     database_of,
-    field,
-    ledger_of,
     render,
     require,
     settings_of,
     staff_page,
 )
-from zeroparty.errors import InvalidInput, NotFound
-
-NOTICES = {
-    "created": "The request is in the queue.",
-    "erased": "The lead's personal data is erased; the request is completed.",
-    "refused": "The request is refused; the reason is kept with it.",
-}
-
-
-def _queue(request: Request) -> list[subject_requests.RequestView]:
-    with database_of(request).read() as session:
-        return subject_requests.list_requests(session)
-
-
-def _requests_page(
-    request: Request, staff: Staff, extra: dict[str, Any], status: int = 200
-) -> Response:
-    done = request.query_params.get("done")
-    context = {"queue": _queue(request), "done": NOTICES.get(done or ""), "form": {}, **extra}
-    return render(request, "requests.html", context, staff=staff, status=status)
-
-
-@staff_page
-async def requests_page(request: Request) -> Response:
-    """``GET /console/requests``: the queue, open and most urgent first."""
-    staff = await require(request, Permission.HANDLE_REQUESTS)
-    return await database_of(request).run(_requests_page, request, staff, {})
-
-
-@staff_page
-async def enter_request(request: Request) -> Response:
-    """``POST /console/requests``: a request received by mail or phone."""
-    staff, form = await checked_post(request, Permission.HANDLE_REQUESTS)
-    values = {name: field(form, name) for name in ("email", "kind", "received_at", "note")}
-    try:
-        received = (
-            forms.parse_moment(values["received_at"], "received_at")
-            if values["received_at"]
-            else None
-        )
-        database = database_of(request)
-        await database.run(
-            requests_work.enter_request, database, ledger_of(request), staff.id, staff.email,
-            values["email"], values["kind"], received, values["note"],
-        )  # fmt: skip
-    except (InvalidInput, NotFound) as exc:
-        errors = exc.fields or {"form": exc.message}
-        context = {"errors": errors, "form": values}
-        return await database_of(request).run(
-            _requests_page, request, staff, context, exc.status_code
-        )
-    return RedirectResponse("/console/requests?done=created", status_code=303)
-
-
-def _request_id(request: Request) -> int:
-    raw = request.path_params["request_id"]
-    if not raw.isdigit() or len(raw) > 12:
-        raise NotFound("no such request")
-    return int(raw)
-
-
-@staff_page
-async def answer_access(request: Request) -> Response:
-    """``POST /console/requests/{id}/access``: download everything held; completes it."""
-    staff, _form = await checked_post(request, Permission.HANDLE_REQUESTS)
-    request_id = _request_id(request)
-    database = database_of(request)
-    body = await database.run(
-        requests_work.access_export,
-        database, ledger_of(request), staff.id, staff.email, request_id,
-    )  # fmt: skip
-    return Response(
-        orjson.dumps(body, option=orjson.OPT_INDENT_2),
-        media_type="application/json",
-        headers={
-            "Content-Disposition": f'attachment; filename="access-request-{request_id}.json"',
-            "Cache-Control": "no-store",
-        },
-    )
-
-
-@staff_page
-async def carry_out_erasure(request: Request) -> Response:
-    """``POST /console/requests/{id}/erase``: erase the lead's personal data now."""
-    staff, _form = await checked_post(request, Permission.HANDLE_REQUESTS)
-    database = database_of(request)
-    await database.run(
-        requests_work.carry_out_erasure,
-        database, ledger_of(request), staff.id, staff.email, _request_id(request),
-    )  # fmt: skip
-    return RedirectResponse("/console/requests?done=erased", status_code=303)
-
-
-@staff_page
-async def refuse_request(request: Request) -> Response:
-    """``POST /console/requests/{id}/refuse``: close it with the reason given."""
-    staff, form = await checked_post(request, Permission.HANDLE_REQUESTS)
-    database = database_of(request)
-    await database.run(
-        requests_work.refuse,
-        database, staff.id, staff.email, _request_id(request), field(form, "note"),
-    )  # fmt: skip
-    return RedirectResponse("/console/requests?done=refused", status_code=303)
-
+from zeroparty.errors import NotFound
 
 # ---------------------------------------------------------------- ledger health
 
@@ -193,11 +86,7 @@ async def audit_page(request: Request) -> Response:
 
 
 routes = [
-    Route("/console/requests", requests_page, methods=["GET"]),
-    Route("/console/requests", enter_request, methods=["POST"]),
-    Route("/console/requests/{request_id}/access", answer_access, methods=["POST"]),
-    Route("/console/requests/{request_id}/erase", carry_out_erasure, methods=["POST"]),
-    Route("/console/requests/{request_id}/refuse", refuse_request, methods=["POST"]),
+    *requests_views.routes,
     Route("/console/health", health_page, methods=["GET"]),
     Route("/console/health/verify", start_verification, methods=["POST"]),
     Route("/console/audit", audit_page, methods=["GET"]),
