@@ -15,7 +15,7 @@ from consent_ledger.api import ConsentLedger
 from consent_ledger.append_sql import lookup_cursor
 from consent_ledger.entries import format_timestamp
 from consent_ledger.subjects import find_subject_id
-from zeroparty.apikeys import ApiKeyVerifier
+from zeroparty.apikeys import ApiKeyVerifier, Scope
 from zeroparty.db import Database
 from zeroparty.errors import InvalidInput
 from zeroparty.http import JSONResponse, read_json_object
@@ -26,19 +26,24 @@ def _database(request: Request) -> Database:
     return database
 
 
-def _verify(database: Database, verifier: ApiKeyVerifier, authorization: str | None) -> None:
+def _verify(
+    database: Database, verifier: ApiKeyVerifier, authorization: str | None, scope: Scope
+) -> None:
     with database.lookup() as connection:
-        verifier.verify(connection, authorization)
+        verifier.verify(connection, authorization).require(scope)
 
 
-async def _authenticate(request: Request) -> None:
-    """Refuse a request without a good API key. A key checked recently is known from
-    the cache (no statement, no hop); a cold one is checked by one query."""
+async def _authenticate(request: Request, scope: Scope) -> None:
+    """Refuse a request without a good API key with ``scope``. A key checked recently
+    is known from the cache (no statement, no hop); a cold one is checked by one query."""
     verifier: ApiKeyVerifier = request.app.state.api_keys
     authorization = request.headers.get("authorization")
-    if verifier.cached(authorization) is None:
+    caller = verifier.cached(authorization)
+    if caller is None:
         database = _database(request)
-        await database.run(_verify, database, verifier, authorization)
+        await database.run(_verify, database, verifier, authorization, scope)
+    else:
+        caller.require(scope)
 
 
 def _ts(moment: datetime | None) -> str | None:
@@ -61,9 +66,11 @@ async def get_consent(request: Request) -> Response:
     database = _database(request)
     verifier: ApiKeyVerifier = request.app.state.api_keys
     authorization = request.headers.get("authorization")
-    if verifier.cached(authorization) is None:
+    caller = verifier.cached(authorization)
+    if caller is None:
         body = await database.run(_verified_lookup, database, verifier, authorization, request)
     else:
+        caller.require(Scope.CONSENT_READ)
         email, purpose, at = schemas.parse_consent_query(request.query_params)
         body = await database.run(_lookup, database, email, purpose, at)
     return Response(orjson.dumps(body), media_type="application/json")
@@ -72,7 +79,7 @@ async def get_consent(request: Request) -> Response:
 def _verified_lookup(
     database: Database, verifier: ApiKeyVerifier, authorization: str | None, request: Request
 ) -> dict[str, object]:
-    _verify(database, verifier, authorization)
+    _verify(database, verifier, authorization, Scope.CONSENT_READ)
     email, purpose, at = schemas.parse_consent_query(request.query_params)
     return _lookup(database, email, purpose, at)
 
@@ -92,7 +99,7 @@ def _lookup(database: Database, email: str, purpose: str, at: datetime | None) -
 
 
 async def post_consent(request: Request) -> JSONResponse:
-    await _authenticate(request)
+    await _authenticate(request, Scope.CONSENT_WRITE)
     body = await read_json_object(request)
     record = schemas.parse_consent_post(body)
     database = _database(request)
@@ -120,7 +127,10 @@ _LOCALE_SHAPE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,4}")
 async def get_notices(request: Request) -> JSONResponse:
     verifier: ApiKeyVerifier = request.app.state.api_keys
     authorization = request.headers.get("authorization")
-    cold = verifier.cached(authorization) is None  # a cold key is checked in the same hop
+    caller = verifier.cached(authorization)
+    cold = caller is None  # a cold key is checked in the same hop
+    if caller is not None:
+        caller.require(Scope.CONSENT_READ)
     locale = request.query_params.get("locale") or None
     database = _database(request)
     notices = await database.run(
@@ -153,7 +163,7 @@ def _notices(
 ) -> list[services.NoticeView]:
     with database.read() as session:
         if verifier is not None:
-            verifier.verify(session, authorization)
+            verifier.verify(session, authorization).require(Scope.CONSENT_READ)
         if locale is not None and not _LOCALE_SHAPE.fullmatch(locale):
             reason = "must be a locale such as en or de-AT"
             raise InvalidInput(f"locale: {reason}", fields={"locale": reason})

@@ -4,4 +4,6 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-routes: list[BaseRoute] = []
+from consent_sync import change_views
+
+routes: list[BaseRoute] = [*change_views.routes]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import consent_sync.commands
+import consent_sync.erased
 import consent_sync.openapi
 import consent_sync.views
 from zeroparty.wiring import Feature
@@ -14,4 +15,6 @@ def feature() -> Feature:
         commands=consent_sync.commands.add_commands,
         routes=consent_sync.views.routes,
         openapi=consent_sync.openapi,
+        # The digest of an erased lead's address, for the change feed and suppression.
+        personal_data=[consent_sync.erased.PERSONAL_DATA],
     )

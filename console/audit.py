@@ -77,6 +77,15 @@ def record(
     )
 
 
+def record_read(session: Session, user_id: int | None, action: str, detail: str) -> None:
+    """A bulk read made through another package (an API key's audience or change-feed
+    page, an audience export), named by that package's action (``api.changes``, ...):
+    the :data:`zeroparty.wiring.StaffLogWriter` the console's wiring offers."""
+    session.add(
+        StaffAuditEntry(at=utcnow(), user_id=user_id, action=action[:32], detail=detail[:2000])
+    )
+
+
 def recent(
     session: Session, *, subject_id: str | None = None, before: int | None = None, limit: int = 100
 ) -> list[AuditRow]:

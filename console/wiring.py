@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import console.audit
 import console.commands
 import console.jobs
 import console.views
@@ -19,4 +20,6 @@ def feature() -> Feature:
         commands=console.commands.add_commands,
         routes=console.views.routes,
         jobs=_jobs,
+        # Other packages note their bulk reads (API keys, exports) in the staff log.
+        staff_log=console.audit.record_read,
     )

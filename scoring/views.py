@@ -11,7 +11,7 @@ from consent_ledger.api import ConsentLedger
 from consent_ledger.entries import format_timestamp
 from scoring import accounts, conversion, outcomes, qualification, schemas, services, sla
 from scoring.stages import Stage
-from zeroparty.apikeys import ApiKeyVerifier, Caller
+from zeroparty.apikeys import ApiKeyVerifier, Caller, Scope
 from zeroparty.db import Database, utcnow
 from zeroparty.errors import InvalidInput, NotFound, ZeropartyError
 from zeroparty.http import JSONResponse, read_json_object
@@ -72,7 +72,7 @@ def _ingest(
     """All of ``POST /api/events``'s database work, in one write transaction: the key
     check (a query only when the key is not cached), then the batch."""
     with database.write_connection() as connection:
-        api_keys.verify(connection, authorization)
+        api_keys.verify(connection, authorization).require(Scope.EVENTS)
         if refused is not None:
             raise refused
         return services.ingest_events(connection, events)

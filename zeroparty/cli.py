@@ -126,10 +126,11 @@ def cmd_site_load(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_apikey_create(args: argparse.Namespace, settings: Settings) -> int:
-    from zeroparty.apikeys import create_api_key
+    from zeroparty.apikeys import create_api_key, parse_scopes
 
+    scopes = parse_scopes(args.scope) if args.scope else None
     with opened_database(settings) as database, database.write() as session:
-        key = create_api_key(session, args.name)
+        key = create_api_key(session, args.name, scopes)
     print(key)
     print(f"API key {args.name!r} created; it is shown only now, store it safely", file=sys.stderr)
     return 0
@@ -187,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create = apikey.add_parser("create", help="create a key and print it once")
     create.add_argument("name")
+    create.add_argument(
+        "--scope",
+        action="append",
+        metavar="SCOPE",
+        help="what the key may do (repeat; default: everything): "
+        "consent:read, consent:write, audiences, events, changes",
+    )
     create.set_defaults(handler=cmd_apikey_create)
     revoke = apikey.add_parser("revoke", help="revoke a key")
     revoke.add_argument("name")

@@ -25,6 +25,8 @@ from zeroparty.personal_data import PersonalData
 from zeroparty.settings import Settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from consent_ledger.api import ConsentLedger
     from consent_ledger.listeners import ConsentListener
     from consent_ledger.proofs.transparency import SignerSource
@@ -33,6 +35,11 @@ if TYPE_CHECKING:
 # ``add_parser`` of the CLI's top-level sub-commands: a package adds its commands with it
 # and sets ``handler=fn(args, settings) -> exit code`` on each.
 CommandAdder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+# How a package notes in the staff log (the console keeps it) what was read in bulk by
+# an API key or a command: ``(session, staff user id or None, action, detail)``, in the
+# caller's transaction.
+StaffLogWriter = Callable[["Session", "int | None", str, str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +65,7 @@ class Feature:
     site_sections: Sequence[SiteSection] = ()
     jobs: Callable[[JobContext], Sequence[PeriodicJob]] | None = None
     commands: CommandAdder | None = None
+    staff_log: StaffLogWriter | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -92,3 +100,17 @@ def build_ledger(database: Database, parts: Sequence[Feature] | None = None) -> 
         personal_data=[p for part in parts for p in part.personal_data],
         signal_listeners=[fn for part in parts for fn in part.signal_listeners],
     )
+
+
+def staff_log_writer(parts: Sequence[Feature] | None = None) -> StaffLogWriter:
+    """The staff log's writer of the package that keeps it (the console); one that
+    keeps nothing when no wired package does."""
+    parts = features() if parts is None else parts
+    for part in parts:
+        if part.staff_log is not None:
+            return part.staff_log
+    return _no_staff_log
+
+
+def _no_staff_log(_session: Session, _user_id: int | None, _action: str, _detail: str) -> None:
+    return None
