@@ -19,15 +19,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from consent_ledger import requests as subject_requests
 from consent_ledger.actions import ConsentAction, ConsentSource
 from consent_ledger.filters import LedgerFilter
 from console import (
     audit,
     auth_views,
+    dashboard,
     exports,
     forms,
-    health,
     insight_views,
     leads,
     proofs,
@@ -36,12 +35,14 @@ from console import (
     work_views,
 )
 from console.audit import StaffAction
+from console.charts import render_bar_chart
 from console.providers import SalesRecord
 from console.roles import Permission
 from console.web import (
     Staff,
     database_of,
     ledger_of,
+    providers_of,
     render,
     require,
     staff_page,
@@ -49,23 +50,21 @@ from console.web import (
 from zeroparty.db import utcnow
 
 
-def _overview(request: Request, staff: Staff) -> dict[str, Any]:
+def _overview(request: Request, staff: Staff) -> dashboard.Dashboard:
     with database_of(request).read() as session:
-        overdue = (
-            subject_requests.count_overdue(session)
-            if staff.may(Permission.HANDLE_REQUESTS)
-            else None
+        return dashboard.build_dashboard(
+            ledger_of(request), session, providers_of(request), staff.may
         )
-        last_run = health.last_run(session) if staff.may(Permission.VIEW_HEALTH) else None
-    return {"overdue": overdue, "last_run": last_run}
 
 
 @staff_page
 async def home(request: Request) -> Response:
-    """``GET /console/``: where to go, what needs attention."""
+    """``GET /console/``: the dashboard: leads, consent, rates, requests due, SLA
+    breaches and ledger health, each with a small chart."""
     staff = await require(request, Permission.VIEW_LEADS)
-    context = await run_in_threadpool(_overview, request, staff)
-    return render(request, "home.html", context, staff=staff)
+    built = await database_of(request).run(_overview, request, staff)
+    charts = [(tile, render_bar_chart(tile.chart) if tile.chart else None) for tile in built.tiles]
+    return render(request, "home.html", {"built": built, "tiles": charts}, staff=staff)
 
 
 async def to_home(request: Request) -> Response:
