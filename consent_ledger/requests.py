@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -46,6 +47,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from consent_ledger.models import Subject
+from consent_ledger.subjects import find_subject_id
 from zeroparty.db import Base, UTCDateTime, utcnow
 from zeroparty.errors import Conflict, InvalidInput, NotFound
 
@@ -53,6 +55,8 @@ CCPA_DAYS = 45
 DUE_SOON_DAYS = 7
 """An open request is flagged "due soon" this many days before its deadline."""
 MAX_NOTE = 2000
+CONFIRMATION_HOURS = 24
+"""How long the public request page's mailed link confirms a request."""
 
 
 class RequestKind(StrEnum):
@@ -320,4 +324,80 @@ def purge_closed(session: Session, before: datetime, *, dry_run: bool = False) -
     if dry_run:
         return int(session.scalar(select(func.count()).where(*where)) or 0)
     result = session.execute(delete(DataSubjectRequest).where(*where))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- the public request page
+
+
+class RequestConfirmation(Base):
+    """A request asked for on the public page, waiting for its mailed link to be
+    followed. Holds the address it was mailed to (needed to find the lead once the
+    person proved control of it) for at most :data:`CONFIRMATION_HOURS`: deleted when
+    confirmed, purged once expired (:func:`purge_confirmations`)."""
+
+    __tablename__ = "data_subject_request_confirmations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(String(32))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+def start_confirmation(session: Session, email: str, kind: RequestKind) -> str:
+    """A pending request for the normalised ``email``; the nonce its link carries. Never
+    looks the address up: the work is the same for a stranger's address and a lead's."""
+    nonce = secrets.token_hex(16)
+    session.add(RequestConfirmation(id=nonce, email=email, kind=kind.value, requested_at=utcnow()))
+    return nonce
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    request: DataSubjectRequest
+    replayed: bool
+    """The link had recorded this request before: nothing new recorded."""
+
+
+class ConfirmationGone(NotFound):
+    """The link's pending request is no longer there (expired and purged) and recorded
+    nothing."""
+
+    status_code = 410
+    code = "request_link_expired"
+
+
+def confirm(session: Session, nonce: str) -> Confirmed:
+    """Record the request a followed link confirms, once: a second use finds the request
+    the first recorded. About an address no lead holds, recorded as ``nothing_held``."""
+    earlier = session.scalar(
+        select(DataSubjectRequest).where(DataSubjectRequest.confirmation_id == nonce)
+    )
+    if earlier is not None:
+        return Confirmed(earlier, True)
+    pending = session.get(RequestConfirmation, nonce, with_for_update=True)
+    if pending is None:  # perhaps confirmed by a concurrent use while this one waited
+        earlier = session.scalar(
+            select(DataSubjectRequest).where(DataSubjectRequest.confirmation_id == nonce)
+        )
+        if earlier is not None:
+            return Confirmed(earlier, True)
+    if pending is None or pending.requested_at < utcnow() - timedelta(hours=CONFIRMATION_HOURS):
+        raise ConfirmationGone("this link has expired; ask again on the request page")
+    subject_id = find_subject_id(session, pending.email)
+    request = record_request(
+        session, subject_id, RequestKind(pending.kind), RequestChannel.REQUEST_PAGE,
+        received_at=pending.requested_at, email=pending.email, confirmation_id=nonce,
+        handled_by="request page",
+    )  # fmt: skip
+    session.delete(pending)
+    return Confirmed(request, False)
+
+
+def purge_confirmations(session: Session, *, dry_run: bool = False) -> int:
+    """Delete pending requests whose link expired; how many."""
+    where = RequestConfirmation.requested_at < utcnow() - timedelta(hours=CONFIRMATION_HOURS)
+    if dry_run:
+        return int(session.scalar(select(func.count()).where(where)) or 0)
+    result = session.execute(delete(RequestConfirmation).where(where))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

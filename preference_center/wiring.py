@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import preference_center.commands
 import preference_center.form_topics
+import preference_center.links
 import preference_center.openapi
 import preference_center.personal_data
+import preference_center.request_views
 import preference_center.views
 from zeroparty.wiring import Feature
 
@@ -14,9 +16,13 @@ def feature() -> Feature:
     return Feature(
         name="preference_center",
         commands=preference_center.commands.add_commands,
-        routes=preference_center.views.routes,
+        # The public request page (every data-subject right) beside the link pages.
+        routes=[*preference_center.views.routes, *preference_center.request_views.routes],
         openapi=preference_center.openapi,
         # Topics picked on a form follow the grant they were picked with.
         consent_listeners=[preference_center.form_topics.on_append],
         personal_data=[preference_center.personal_data.PERSONAL_DATA],
+        # The links every mail to a lead carries, for mails other packages' jobs send
+        # (the ledger's re-permission mail): a factory taking the settings.
+        extras={"lead_linker": preference_center.links.lead_linker},
     )

@@ -11,6 +11,9 @@ request about an address we hold nothing on, kept by ``email_sha256`` only);
 ``extension_reason``); ``confirmation_id`` is the nonce of the public request page's
 mailed link, unique so that a link records one request however often it is followed.
 Existing rows are GDPR requests unless their lead's jurisdiction is a US one.
+
+``data_subject_request_confirmations`` holds a request asked for on the public page
+until its mailed link is followed (at most 24 hours): the address, the kind, when.
 """
 
 from __future__ import annotations
@@ -29,6 +32,20 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "data_subject_request_confirmations",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("requested_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_data_subject_request_confirmations")),
+    )
+    op.create_index(
+        op.f("ix_data_subject_request_confirmations_requested_at"),
+        "data_subject_request_confirmations",
+        ["requested_at"],
+        unique=False,
+    )
     with op.batch_alter_table("data_subject_requests", schema=None) as batch_op:
         batch_op.alter_column(
             "kind", existing_type=sa.String(length=16), type_=sa.String(length=32),
@@ -72,3 +89,8 @@ def downgrade() -> None:
             "kind", existing_type=sa.String(length=32), type_=sa.String(length=16),
             existing_nullable=False,
         )  # fmt: skip
+    op.drop_index(
+        op.f("ix_data_subject_request_confirmations_requested_at"),
+        table_name="data_subject_request_confirmations",
+    )
+    op.drop_table("data_subject_request_confirmations")
