@@ -10,3 +10,6 @@ if TYPE_CHECKING:
 
 def add_commands(commands: Commands) -> None:
     """This package's part of ``zeroparty --help`` (named in its wiring)."""
+    import consent_sync.subscription_commands
+
+    consent_sync.subscription_commands.add_commands(commands)

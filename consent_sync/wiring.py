@@ -5,6 +5,7 @@ from __future__ import annotations
 import consent_sync.commands
 import consent_sync.erased
 import consent_sync.openapi
+import consent_sync.subscription_jobs
 import consent_sync.views
 from zeroparty.wiring import Feature
 
@@ -17,4 +18,6 @@ def feature() -> Feature:
         openapi=consent_sync.openapi,
         # The digest of an erased lead's address, for the change feed and suppression.
         personal_data=[consent_sync.erased.PERSONAL_DATA],
+        # Subscriptions: the ledger's new entries made into deliveries and sent.
+        jobs=consent_sync.subscription_jobs.background_jobs,
     )
