@@ -43,7 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from consent_ledger import erasure, ledger, projection, services, state, subjects
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
@@ -133,20 +133,34 @@ _PURPOSES_AND_NOTICES = (
 
 
 # The same, with whether one lead (``sid``) has confirmed each notice version named: a
-# ``confirmed`` entry, or a grant that needed no confirmation, of the purpose under it.
-_CONFIRMED_EVENT = ConsentEvent.__table__.alias("confirmed_event")
+# ``confirmed`` entry, or a grant that needed no confirmation, of the purpose under that
+# version or an earlier one of its locale with no material change since (an editorial
+# change keeps consent, issue 16).
+_CONFIRMED_EVENT = cast(Table, ConsentEvent.__table__).alias("confirmed_event")
+_CONFIRMED_NOTICE = aliased(NoticeVersion, name="confirmed_notice")
+_MATERIAL_SINCE = aliased(NoticeVersion, name="material_since")
 _PURPOSES_NOTICES_CONFIRMED = _PURPOSES_AND_NOTICES.add_columns(
     exists()
     .where(
         _CONFIRMED_EVENT.c.subject_id == bindparam("sid"),
         _CONFIRMED_EVENT.c.purpose_key == Purpose.key,
-        _CONFIRMED_EVENT.c.notice_sha256 == NoticeVersion.sha256,
         or_(
             _CONFIRMED_EVENT.c.action == ConsentAction.CONFIRMED.value,
             and_(
                 _CONFIRMED_EVENT.c.action == ConsentAction.GRANTED.value,
                 _CONFIRMED_EVENT.c.confirmation_required.is_(False),
             ),
+        ),
+        _CONFIRMED_NOTICE.sha256 == _CONFIRMED_EVENT.c.notice_sha256,
+        _CONFIRMED_NOTICE.purpose_key == Purpose.key,
+        _CONFIRMED_NOTICE.locale == NoticeVersion.locale,
+        _CONFIRMED_NOTICE.version <= NoticeVersion.version,
+        ~exists().where(
+            _MATERIAL_SINCE.purpose_key == Purpose.key,
+            _MATERIAL_SINCE.locale == NoticeVersion.locale,
+            _MATERIAL_SINCE.version > _CONFIRMED_NOTICE.version,
+            _MATERIAL_SINCE.version <= NoticeVersion.version,
+            _MATERIAL_SINCE.change == "material",
         ),
     )
     .label("confirmed")
@@ -403,7 +417,9 @@ class ConsentLedger:
 
     def notice_versions(self, tx: Transaction) -> list[Row[*tuple[Any, ...]]]:
         """Every notice version: ``purpose_key, locale, version, sha256, created_at,
-        text``, by purpose, locale and version."""
+        text``, and ``change`` (``initial``, ``material``: earlier grants expire, or
+        ``editorial``: consent kept) with ``change_summary``, by purpose, locale and
+        version."""
         stmt = select(
             NoticeVersion.purpose_key,
             NoticeVersion.locale,
@@ -411,6 +427,8 @@ class ConsentLedger:
             NoticeVersion.sha256,
             NoticeVersion.created_at,
             NoticeVersion.text,
+            NoticeVersion.change,
+            NoticeVersion.change_summary,
         ).order_by(NoticeVersion.purpose_key, NoticeVersion.locale, NoticeVersion.version)
         return list(_connection(tx).execute(stmt))
 
@@ -695,42 +713,28 @@ class ConsentLedger:
 
     # -- lifecycle: double opt-in again under a notice version not confirmed (issue 16) --
 
-    _CONFIRMED_NOTICES = (
-        select(_EVENTS.c.subject_id, _EVENTS.c.purpose_key, _EVENTS.c.notice_sha256)
-        .where(
-            _EVENTS.c.subject_id.in_(bindparam("ids", expanding=True)),
-            _EVENTS.c.purpose_key.in_(bindparam("purposes", expanding=True)),
-            _EVENTS.c.notice_sha256.in_(bindparam("hashes", expanding=True)),
-            or_(
-                _EVENTS.c.action == ConsentAction.CONFIRMED.value,
-                and_(
-                    _EVENTS.c.action == ConsentAction.GRANTED.value,
-                    _EVENTS.c.confirmation_required.is_(False),
-                ),
-            ),
-        )
-        .distinct()
-    )
-
     @classmethod
     def confirmed_notices(
-        cls, tx: Transaction, pairs: Iterable[tuple[str, str, str]]
+        cls, tx: Transaction, triples: Iterable[tuple[str, str, str]]
     ) -> set[tuple[str, str, str]]:
         """Of ``(subject_id, purpose, notice_sha256)`` triples, those the lead has
         confirmed: the ledger holds a ``confirmed`` entry, or a grant that needed no
-        confirmation, of that purpose under that very notice version."""
-        wanted = set(pairs)
-        if not wanted:
-            return set()
-        rows = _connection(tx).execute(
-            cls._CONFIRMED_NOTICES,
-            {
-                "ids": sorted({s for s, _, _ in wanted}),
-                "purposes": sorted({p for _, p, _ in wanted}),
-                "hashes": sorted({h for _, _, h in wanted}),
-            },
-        )
-        return {(s, p, h) for s, p, h in rows} & wanted
+        confirmation, of that purpose under that version or an earlier one of its
+        locale with only editorial changes since. One statement per lead."""
+        by_lead: dict[str, set[tuple[str, str]]] = {}
+        for sid, purpose, sha in triples:
+            by_lead.setdefault(sid, set()).add((purpose, sha))
+        confirmed: set[tuple[str, str, str]] = set()
+        connection = _connection(tx)
+        for sid, pairs in sorted(by_lead.items()):
+            params = {
+                "sid": sid,
+                "purposes": sorted({p for p, _ in pairs}),
+                "hashes": sorted({h for _, h in pairs}),
+            }
+            rows: Iterable[Any] = connection.execute(_PURPOSES_NOTICES_CONFIRMED, params)
+            confirmed |= {(sid, r[0], r[2]) for r in rows if r[4] and (r[0], r[2]) in pairs}
+        return confirmed
 
     @staticmethod
     def _asks_reconfirmation(change: ConsentChange) -> bool:

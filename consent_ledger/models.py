@@ -66,6 +66,13 @@ class NoticeVersion(Base):
     text: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(HASH_HEX), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # What this version is to the one before (issue 16): "initial" (the first),
+    # "material" (grants under earlier versions of the locale go stale: expired, and
+    # the lead is asked again) or "editorial" (wording only: consent kept).
+    change: Mapped[str] = mapped_column(String(16), default="material", server_default="material")
+    # What changed, in words, as site.toml says it (shown on the preference page and in
+    # the re-permission mail); None: not said.
+    change_summary: Mapped[str | None] = mapped_column(Text)
 
 
 class Topic(Base):

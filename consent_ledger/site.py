@@ -37,6 +37,11 @@ PURPOSE_KEYS = {
     "notice",
 }
 TOPIC_KEYS = {"purpose", "title", "description"}
+# Keys of a purpose's notice table that are not locales (issue 16): what a changed text
+# is to the version before ("material", the default, or "editorial"), and what changed.
+NOTICE_CHANGE_KINDS = ("material", "editorial")
+NOTICE_META_KEYS = {"change", "summary"}
+MAX_SUMMARY_LENGTH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,8 @@ class PurposeSpec:
     double_opt_in: bool
     jurisdictions: tuple[str, ...]
     notices: Mapping[str, str]
+    notice_change: str = "material"
+    change_summary: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +119,13 @@ def _purpose(
     if not isinstance(raw, dict):
         problems.add(where, "must be a table")
         return None
-    _unknown(raw, PURPOSE_KEYS, where, problems)
+    for key in sorted(NOTICE_META_KEYS & set(raw)):
+        # Only a notice text changes materially or editorially (issue 16).
+        problems.add(
+            f"{where}.{key}",
+            f"a change is said of the purpose's notice: put it in {where}.notice.{key}",
+        )
+    _unknown(raw, PURPOSE_KEYS | NOTICE_META_KEYS, where, problems)
     category = _choice(raw, "category", where, PurposeCategory, "communication", problems)
     mechanism = _choice(raw, "mechanism", where, Mechanism, Mechanism.OPT_IN.value, problems)
     legal_basis = _choice(raw, "legal_basis", where, LegalBasis, LegalBasis.CONSENT.value, problems)
@@ -134,6 +147,10 @@ def _purpose(
         )
     notices = raw.get("notice")
     texts: dict[str, str] = {}
+    notice_change, change_summary = "material", None
+    if isinstance(notices, dict):
+        notice_change, change_summary = _notice_change(notices, f"{where}.notice", problems)
+        notices = {k: v for k, v in notices.items() if k not in NOTICE_META_KEYS}
     if not isinstance(notices, dict) or not notices:
         problems.add(f"{where}.notice", "a table of notice texts per locale is required")
     else:
@@ -160,7 +177,31 @@ def _purpose(
         double_opt_in=bool(double_opt_in),
         jurisdictions=tuple(jurisdictions),
         notices=texts,
+        notice_change=notice_change,
+        change_summary=change_summary,
     )
+
+
+def _notice_change(
+    notices: Mapping[str, object], where: str, problems: ConfigProblems
+) -> tuple[str, str | None]:
+    """``change`` and ``summary`` of a notice table: how a changed text counts."""
+    change = notices.get("change", "material")
+    if change not in NOTICE_CHANGE_KINDS:
+        problems.add(
+            f"{where}.change",
+            f"must be one of {', '.join(NOTICE_CHANGE_KINDS)} (got {change!r})",
+        )
+        change = "material"
+    summary = notices.get("summary")
+    if summary is not None and (
+        not isinstance(summary, str) or not summary.strip() or len(summary) > MAX_SUMMARY_LENGTH
+    ):
+        problems.add(
+            f"{where}.summary", f"must be a non-empty string of at most {MAX_SUMMARY_LENGTH}"
+        )
+        summary = None
+    return str(change), summary.strip() if isinstance(summary, str) else None
 
 
 def parse(
@@ -189,7 +230,10 @@ def parse(
         if not isinstance(value, dict):
             problems.add(where, "must be a table")
             continue
-        _unknown(value, TOPIC_KEYS, where, problems)
+        for meta in sorted(NOTICE_META_KEYS & set(value)):
+            problems.add(f"{where}.{meta}", "only a purpose's notice changes materially or "
+                         "editorially (purposes.KEY.notice.change)")  # fmt: skip
+        _unknown(value, TOPIC_KEYS | NOTICE_META_KEYS, where, problems)
         purpose = _text(value, "purpose", where, problems, limit=64)
         if purpose and purpose not in keys:
             problems.add(f"{where}.purpose", f"no purpose {purpose!r} in this file")
@@ -229,7 +273,11 @@ def apply(session: Session, config: LedgerConfig) -> list[str]:
             changes.append(f"purpose {spec.key}: updated")
         session.flush()
         for locale, text in spec.notices.items():
-            changes.extend(_publish_notice(session, spec.key, locale, text))
+            changes.extend(
+                _publish_notice(
+                    session, spec.key, locale, text, spec.notice_change, spec.change_summary
+                )
+            )
     for topic_spec in config.topics:
         topic = session.get(Topic, topic_spec.key)
         topic_values = {
@@ -248,7 +296,14 @@ def apply(session: Session, config: LedgerConfig) -> list[str]:
     return changes
 
 
-def _publish_notice(session: Session, purpose: str, locale: str, text: str) -> list[str]:
+def _publish_notice(
+    session: Session,
+    purpose: str,
+    locale: str,
+    text: str,
+    change: str = "material",
+    summary: str | None = None,
+) -> list[str]:
     latest = session.execute(
         select(NoticeVersion)
         .where(NoticeVersion.purpose_key == purpose, NoticeVersion.locale == locale)
@@ -266,7 +321,21 @@ def _publish_notice(session: Session, purpose: str, locale: str, text: str) -> l
         ).scalar_one()
         + 1
     )
+    kind = "initial" if version == 1 else change
     session.add(
-        NoticeVersion(purpose_key=purpose, locale=locale, version=version, text=text, sha256=digest)
+        NoticeVersion(
+            purpose_key=purpose,
+            locale=locale,
+            version=version,
+            text=text,
+            sha256=digest,
+            change=kind,
+            change_summary=summary if version > 1 else None,
+        )
     )
-    return [f"notice {purpose}/{locale}: version {version} (sha256 {digest[:12]}…)"]
+    line = f"notice {purpose}/{locale}: version {version} (sha256 {digest[:12]}…)"
+    if kind == "material":
+        line += ": material change, earlier grants expire and leads are asked again"
+    elif kind == "editorial":
+        line += ": editorial change, consent kept"
+    return [line]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import consent_ledger.commands
+import consent_ledger.lifecycle_commands
 import consent_ledger.openapi
 import consent_ledger.site
 import consent_ledger.transparency_views
@@ -11,6 +14,9 @@ from consent_ledger.proofs import transparency
 from zeroparty.background import PeriodicJob
 from zeroparty.site import SiteSection
 from zeroparty.wiring import Feature, JobContext
+
+if TYPE_CHECKING:
+    from zeroparty.cli_support import Commands
 
 CHECKPOINT_POLL_SECONDS = 15.0
 
@@ -22,13 +28,21 @@ def _jobs(context: JobContext) -> list[PeriodicJob]:
         if transparency.checkpoint_due(database, settings):
             transparency.make_checkpoint(database, settings, signer.get())
 
-    return [PeriodicJob("ledger-checkpoints", CHECKPOINT_POLL_SECONDS, checkpoint_if_due)]
+    return [
+        PeriodicJob("ledger-checkpoints", CHECKPOINT_POLL_SECONDS, checkpoint_if_due),
+        *consent_ledger.lifecycle_commands.jobs(context),
+    ]
+
+
+def _commands(commands: Commands) -> None:
+    consent_ledger.commands.add_commands(commands)
+    consent_ledger.lifecycle_commands.add_commands(commands)
 
 
 def feature() -> Feature:
     return Feature(
         name="consent_ledger",
-        commands=consent_ledger.commands.add_commands,
+        commands=_commands,
         routes=[*consent_ledger.views.routes, *consent_ledger.transparency_views.routes],
         openapi=consent_ledger.openapi,
         site_sections=[

@@ -71,6 +71,11 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "mail_erase_subject": "Confirm the erasure of your data",
         "mail_erase_text": "Open this link to confirm that we should erase your data:",
         "mail_ignore": "If you did not ask for this, ignore this email.",
+        "notice_changed": (
+            "This text changed since you agreed to it, so your earlier consent ended. "
+            "Tick the box if you agree to the new text."
+        ),
+        "what_changed": "What changed:",
         "mail_confirm_grant_subject": "Please confirm your choice",
         "mail_confirm_grant_text": "Open this link to confirm that you agree to receive:",
         "confirm_sent": (
@@ -162,6 +167,12 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
         "mail_erase_subject": "Bestätigen Sie die Löschung Ihrer Daten",
         "mail_erase_text": "Öffnen Sie diesen Link, um die Löschung Ihrer Daten zu bestätigen:",
         "mail_ignore": "Wenn Sie das nicht angefordert haben, ignorieren Sie diese E-Mail.",
+        "notice_changed": (
+            "Dieser Text hat sich geändert, seit Sie zugestimmt haben; Ihre frühere "
+            "Einwilligung ist daher beendet. Kreuzen Sie das Feld an, wenn Sie dem neuen "
+            "Text zustimmen."
+        ),
+        "what_changed": "Was sich geändert hat:",
         "mail_confirm_grant_subject": "Bitte bestätigen Sie Ihre Auswahl",
         "mail_confirm_grant_text": (
             "Öffnen Sie diesen Link, um zu bestätigen, dass Sie Folgendes erhalten möchten:"

@@ -102,6 +102,10 @@ class PurposeView:
     permitted: bool
     status: str
     topics: list[TopicView] = field(default_factory=list)
+    # The notice changed materially since the lead agreed (their grant expired): the
+    # page says so, with what changed (``change_summary``, as site.toml says it).
+    changed: bool = False
+    change_summary: str | None = None
 
     @property
     def pending(self) -> bool:
@@ -158,6 +162,8 @@ class LeadPurpose:
     status: str | None  # None: no entry yet
     state_permitted: bool
     notices: dict[str, tuple[str, str]] = field(default_factory=dict)  # locale: (text, sha)
+    state_notice: str | None = None  # the notice version of the lead's last entry
+    change_summaries: dict[str, str | None] = field(default_factory=dict)  # locale: summary
     topics: list[LeadTopic] = field(default_factory=list)
 
     def permitted(self, jurisdiction: str | None) -> bool:
@@ -189,7 +195,7 @@ _latest_notice = (
     .subquery("latest_notice")
 )
 _current_notice = (
-    select(_nv.purpose_key, _nv.locale, _nv.text, _nv.sha256)
+    select(_nv.purpose_key, _nv.locale, _nv.text, _nv.sha256, _nv.change_summary)
     .join(
         _latest_notice,
         (_latest_notice.c.purpose_key == _nv.purpose_key)
@@ -232,6 +238,7 @@ def _lead_statement(with_notices: bool) -> Any:
     ]
     if with_notices:
         columns += [n.c.locale.label("notice_locale"), n.c.text, n.c.sha256]
+        columns += [n.c.change_summary, state.notice_sha256.label("state_notice")]
     stmt = (
         select(*columns)
         .select_from(leads)
@@ -393,6 +400,8 @@ def load_lead(
             )
         if notices and row.notice_locale is not None:
             purpose.notices[row.notice_locale] = (row.text, row.sha256)
+            purpose.change_summaries[row.notice_locale] = row.change_summary
+            purpose.state_notice = row.state_notice
         if row.topic is not None and not any(t.key == row.topic for t in purpose.topics):
             choice = None if row.subscribed is None else bool(row.subscribed)
             purpose.topics.append(
@@ -447,9 +456,17 @@ def preference_page(lead: Lead, locale: str) -> PreferencePage:
                     TopicView(t.key, t.title, t.description, permitted and t.wanted)
                     for t in purpose.topics
                 ],
+                changed=_expired_by_change(purpose, sha),
+                change_summary=purpose.change_summaries.get(shown_locale),
             )
         )
     return PreferencePage(lead.subject_id, lead.email, locale, views)
+
+
+def _expired_by_change(purpose: LeadPurpose, shown_sha: str) -> bool:
+    """The lead's grant expired under a text other than the one shown now: a material
+    notice change (issue 16) asks them again."""
+    return purpose.status == "expired" and purpose.state_notice not in (None, shown_sha)
 
 
 # -- writes -----------------------------------------------------------------------------

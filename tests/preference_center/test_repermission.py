@@ -223,3 +223,90 @@ def test_a_cross_site_confirmation_is_refused(
             select(func.count()).where(ConsentEvent.action == "confirmed")
         ).scalar_one()
     assert confirmed == 0
+
+
+SUMMARY = "Twice a month instead of monthly, with partner offers."
+PREF_RE = re.compile(rb"http://testserver(/p/[A-Za-z0-9._-]+)")
+
+
+def test_re_permission_after_a_material_change_end_to_end(
+    client: TestClient,
+    settings: Settings,
+    database: Database,
+    lead: str,
+    smtp_server: SmtpServer,
+    tmp_path: Path,
+) -> None:
+    """Material change -> expiry by the job -> re-permission mail -> the page shows the
+    new text unticked with what changed -> ticked -> confirmed from the mail -> live."""
+    from consent_ledger.lifecycle import expire_stale_grants
+    from consent_ledger.lifecycle_commands import lead_linker
+    from zeroparty.mail import deliver_pending, transport_for
+    from zeroparty.wiring import build_ledger
+
+    v1 = notice_hash(database, "newsletter")
+    demo = (Path(__file__).resolve().parents[2] / "site.toml").read_text(encoding="utf-8")
+    table = "[purposes.newsletter.notice]\n"
+    changed = demo.replace(OLD_TEXT, NEW_TEXT).replace(table, f'{table}summary = "{SUMMARY}"\n')
+    (tmp_path / "site.toml").write_text(changed, encoding="utf-8")
+    load_site(database, tmp_path / "site.toml")
+    v2 = notice_hash(database, "newsletter")
+    ledger = build_ledger(database)
+    assert expire_stale_grants(database, ledger, lead_links=lead_linker(settings)) == 1
+    assert newsletter(client) == (False, v1)
+
+    live = dataclasses.replace(settings, smtp_url=smtp_server.url)
+    assert deliver_pending(database, transport_for(live.smtp_url, live.outbox_dir)) == 1
+    (mail,) = smtp_server.wait_for(1)
+    assert mail["Subject"] == "Please agree again: Newsletter"
+    raw = smtp_server.raw[0].replace(b"=\r\n", b"")
+    assert SUMMARY.encode() in raw
+    assert NEW_TEXT.encode() in raw
+    link = PREF_RE.search(raw)
+    assert link is not None
+
+    # The page, opened from the mail: the new text, unticked, and what changed.
+    landing = client.get(link.group(1).decode(), headers={"Sec-Fetch-Site": "none"},
+                         follow_redirects=False)  # fmt: skip
+    assert landing.status_code == 303
+    page = client.get("/p/").text
+    assert NEW_TEXT in page
+    assert OLD_TEXT not in page
+    assert re.search(r'value="newsletter" id="p-newsletter"\s+>', page)  # unticked
+    assert 'data-changed="newsletter"' in page
+    assert SUMMARY in page
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert csrf is not None
+
+    # Ticked under the new text: double opt-in again, then live under it.
+    start = ledger_size(database)
+    save(client, database, csrf.group(1), ["webinars"])
+    assert entries(database, start) == [("newsletter", "granted", True, v2)]
+    assert client.post(confirm_link(smtp_server, 2), headers=SAME).status_code == 200
+    assert newsletter(client) == (True, v2)
+    assert 'data-changed="newsletter"' not in client.get("/p/").text
+
+
+def test_an_editorial_change_needs_no_new_confirmation(
+    client: TestClient,
+    settings: Settings,
+    database: Database,
+    lead: str,
+    smtp_server: SmtpServer,
+    tmp_path: Path,
+) -> None:
+    """Consent given to v1 covers an editorial v2: a re-tick under v2 is live at once."""
+    demo = (Path(__file__).resolve().parents[2] / "site.toml").read_text(encoding="utf-8")
+    table = "[purposes.newsletter.notice]\n"
+    edited = demo.replace(OLD_TEXT, OLD_TEXT.replace("by email", "by e-mail"))
+    (tmp_path / "site.toml").write_text(
+        edited.replace(table, f'{table}change = "editorial"\n'), encoding="utf-8"
+    )
+    load_site(database, tmp_path / "site.toml")
+    v2 = notice_hash(database, "newsletter")
+    csrf = open_session(client, issue(settings, database, lead))
+    start = ledger_size(database)
+    assert "Your choices are saved." in save(client, database, csrf, ["webinars"]).text
+    assert entries(database, start) == [("newsletter", "granted", False, v2)]
+    assert newsletter(client) == (True, v2)
+    assert smtp_server.messages == []

@@ -1,0 +1,197 @@
+"""Consent over time (issue 16): grants made stale by a material notice change expire.
+
+A notice version marked ``material`` (the default for a changed text, see
+:mod:`consent_ledger.site`) makes every grant of the purpose under an earlier version
+of the same locale stale: the lead agreed to a text that no longer describes what is
+done. :func:`expire_stale_grants` appends one ``expired`` entry per affected lead and
+purpose (source and method ``system``, ``source_ref`` naming the version that made it
+stale), so the lead is no longer permitted: the API, scoring (its consent listener, in
+the same transaction), audiences and exports read the ledger's state and follow at once.
+Each lead is mailed a re-permission mail (the new text, what changed, a link to the
+preference page where the box is unticked), queued in the same transaction as the
+expiry so neither is ever without the other.
+
+Batched and resumable: each batch is its own write transaction and the query finds
+only leads still permitted (or pending) under a stale version, so a run stopped halfway
+(a crash, a deploy) carries on where it stopped, and running twice appends nothing
+twice. On PostgreSQL the batch's state rows are locked (``FOR UPDATE SKIP LOCKED``): a
+lead who re-grants under the new text meanwhile is re-read, no longer matches, and is
+left alone; another process running the job takes other rows.
+
+An ``editorial`` version keeps consent: nothing expires, and the version history
+(:meth:`ConsentLedger.notice_versions`) says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session, aliased
+
+from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
+from consent_ledger.models import ConsentState, NoticeVersion, Purpose, SubjectProfile
+from zeroparty.db import Database, utcnow
+from zeroparty.mail import LeadLinker, Mail, queue_mail, with_lead_links
+
+if TYPE_CHECKING:
+    from consent_ledger.api import ConsentLedger
+
+BATCH_SIZE = 500
+POLL_SECONDS = 60.0
+# States a stale version must not keep: live, or waiting for a confirmation that would
+# make an old text live.
+_HELD = ("granted", "confirmed", "pending")
+MATERIAL = "material"
+
+
+@dataclass(frozen=True, slots=True)
+class StaleGrant:
+    """One lead's state for a purpose under a version a material change made stale."""
+
+    subject_id: str
+    purpose: str
+    title: str
+    email: str | None
+    stale_sha256: str
+    new_version: int
+    new_locale: str
+    new_sha256: str
+    new_text: str
+    summary: str | None
+
+
+_old = aliased(NoticeVersion, name="old_notice")
+_new = aliased(NoticeVersion, name="new_notice")
+_STALE = (
+    select(
+        ConsentState.subject_id,
+        ConsentState.purpose_key,
+        Purpose.title,
+        SubjectProfile.email,
+        ConsentState.notice_sha256,
+        _new.version,
+        _new.locale,
+        _new.sha256,
+        _new.text,
+        _new.change_summary,
+    )
+    .join(
+        _old,
+        and_(
+            _old.sha256 == ConsentState.notice_sha256,
+            _old.purpose_key == ConsentState.purpose_key,
+        ),
+    )
+    .join(
+        _new,
+        and_(
+            _new.purpose_key == _old.purpose_key,
+            _new.locale == _old.locale,
+            _new.version > _old.version,
+            _new.change == MATERIAL,
+        ),
+    )
+    .join(Purpose, Purpose.key == ConsentState.purpose_key)
+    .outerjoin(SubjectProfile, SubjectProfile.subject_id == ConsentState.subject_id)
+    .where(ConsentState.status.in_(_HELD))
+    .order_by(ConsentState.subject_id, ConsentState.purpose_key, _new.version.desc())
+)
+
+
+def stale_grants(session: Session, limit: int) -> list[StaleGrant]:
+    """Up to ``limit`` (lead, purpose) pairs held under a stale notice version, each
+    with the newest material version that made it stale."""
+    stmt = _STALE.limit(limit * 4)  # a pair may match several newer versions
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=ConsentState, skip_locked=True)
+    found: dict[tuple[str, str], StaleGrant] = {}
+    rows: list[tuple[Any, ...]] = [tuple(row) for row in session.execute(stmt)]
+    for row in rows:
+        key = (row[0], row[1])
+        if key not in found and len(found) < limit:
+            found[key] = StaleGrant(*row)
+    return list(found.values())
+
+
+def repermission_mail(grant: StaleGrant) -> Mail:
+    """The mail asking a lead again: the new text, what changed, where to agree."""
+    changed = grant.summary or "The text you agreed to has changed."
+    text = (
+        "Hello,\n\n"
+        f'we have changed what we ask your consent for: "{grant.title}".\n\n'
+        f"What changed: {changed}\n\n"
+        f"The new text:\n{grant.new_text}\n\n"
+        f'Your earlier consent no longer covers this, so we have stopped "{grant.title}" '
+        "for you. If you agree to the new text, tick its box on your preference page "
+        "(the link below); if you do nothing, nothing more is sent to you for it.\n"
+    )
+    assert grant.email is not None
+    return Mail(to=grant.email, subject=f"Please agree again: {grant.title}", text=text)
+
+
+def expire_batch(
+    session: Session,
+    ledger: ConsentLedger,
+    *,
+    lead_links: LeadLinker | None,
+    now: datetime,
+    limit: int = BATCH_SIZE,
+) -> list[StaleGrant]:
+    """Expire one batch in the caller's write transaction; returns what it expired."""
+    from consent_ledger.api import ConsentChange
+
+    grants = stale_grants(session, limit)
+    if not grants:
+        return []
+    changes = [
+        ConsentChange(
+            subject_id=g.subject_id,
+            purpose=g.purpose,
+            action=ConsentAction.EXPIRED,
+            source=ConsentSource.SYSTEM,
+            method=ConsentMethod.SYSTEM,
+            occurred_at=now,
+            notice_sha256=g.stale_sha256,
+            source_ref=f"notice:{g.purpose}/{g.new_locale}/v{g.new_version}"[:200],
+            evidence={"reason": "material notice change", "new_notice_sha256": g.new_sha256},
+        )
+        for g in grants
+    ]
+    ledger.record(session, changes)
+    for grant in grants:
+        if grant.email is None:
+            continue  # erased meanwhile: nobody to ask
+        mail = repermission_mail(grant)
+        if lead_links is not None:
+            mail = with_lead_links(mail, lead_links(session, grant.subject_id, [grant.purpose]))
+        queue_mail(session, mail, subject_id=grant.subject_id)
+    return grants
+
+
+def expire_stale_grants(
+    database: Database,
+    ledger: ConsentLedger,
+    *,
+    lead_links: LeadLinker | None,
+    now: datetime | None = None,
+    batch_size: int = BATCH_SIZE,
+    max_batches: int | None = None,
+) -> int:
+    """Expire every stale grant, one batch per transaction; returns how many.
+
+    ``max_batches`` stops early (the rest is left for the next run)."""
+    total = batches = 0
+    while max_batches is None or batches < max_batches:
+        with database.write() as session:
+            done: Sequence[StaleGrant] = expire_batch(
+                session, ledger, lead_links=lead_links, now=now or utcnow(), limit=batch_size
+            )
+        total += len(done)
+        batches += 1
+        if len(done) < batch_size:
+            break
+    return total
