@@ -15,6 +15,7 @@ import preference_center.models  # noqa: F401  (registers the preference center'
 import scoring.models  # noqa: F401  (registers scoring's tables)
 import zeroparty.apikeys
 import zeroparty.mail
+import zeroparty.retention  # registers retention_periods
 import zeroparty.site_info  # noqa: F401  (registers site_info)
 from zeroparty.db import Base, make_engine
 from zeroparty.settings import Settings

@@ -6,6 +6,7 @@ import capture.commands
 import capture.jobs
 import capture.openapi
 import capture.personal
+import capture.retention
 import capture.site
 import capture.views
 from zeroparty.background import PeriodicJob
@@ -28,4 +29,5 @@ def feature() -> Feature:
             SiteSection(frozenset({"forms", "quizzes"}), capture.site.parse, capture.site.apply)
         ],
         jobs=_jobs,
+        purges=capture.retention.PURGES,
     )

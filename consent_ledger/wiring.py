@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import consent_ledger.commands
 import consent_ledger.lifecycle_commands
 import consent_ledger.openapi
+import consent_ledger.retention
 import consent_ledger.site
 import consent_ledger.transparency_views
 import consent_ledger.views
@@ -53,4 +54,5 @@ def feature() -> Feature:
             )
         ],
         jobs=_jobs,
+        purges=consent_ledger.retention.PURGES,
     )

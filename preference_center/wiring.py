@@ -8,6 +8,7 @@ import preference_center.links
 import preference_center.openapi
 import preference_center.personal_data
 import preference_center.request_views
+import preference_center.retention
 import preference_center.views
 from zeroparty.wiring import Feature
 
@@ -22,6 +23,7 @@ def feature() -> Feature:
         # Topics picked on a form follow the grant they were picked with.
         consent_listeners=[preference_center.form_topics.on_append],
         personal_data=[preference_center.personal_data.PERSONAL_DATA],
+        purges=preference_center.retention.PURGES,
         # The links every mail to a lead carries, for mails other packages' jobs send
         # (the ledger's re-permission mail): a factory taking the settings.
         extras={"lead_linker": preference_center.links.lead_linker},

@@ -144,6 +144,12 @@ class Webhook(Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_reason: Mapped[str | None] = mapped_column(String(100))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # What the webhook says (scoring.crm_notices): the hand-off, or that a lead handed
+    # off withdrew (``consent_seq``: the ledger entry) or was erased.
+    event: Mapped[str] = mapped_column(
+        String(40), default="lead.stage_reached", server_default="lead.stage_reached"
+    )
+    consent_seq: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class DroppedEvents(Base):

@@ -16,7 +16,7 @@ from sqlalchemy import Table, delete, select
 from sqlalchemy.orm import Session
 
 from consent_ledger.entries import format_timestamp
-from scoring import conversion, qualification, services, sla
+from scoring import conversion, crm_notices, qualification, services, sla
 from scoring.models import (
     HandoffAck,
     LeadAttribute,
@@ -29,6 +29,7 @@ from scoring.models import (
     Webhook,
 )
 from scoring.outcomes import outcome_of
+from zeroparty.db import utcnow
 from zeroparty.personal_data import PersonalData
 
 _TABLES = [
@@ -106,8 +107,13 @@ def export_scoring(session: Session, subject_id: str) -> dict[str, Any] | None:
 
 
 def erase_scoring(session: Session, subject_id: str) -> None:
+    connection = session.connection()
+    handed_off = crm_notices.handed_off_stage(connection, subject_id)
     for table in _TABLES:
         session.execute(delete(table).where(table.c.subject_id == subject_id))
+    if handed_off is not None:
+        # The CRM that holds the lead is told to delete its copy (GDPR Art. 17(2), 19).
+        crm_notices.queue_erasure(connection, subject_id, handed_off, utcnow())
 
 
 PROVIDER = PersonalData("scoring", export_scoring, erase_scoring)

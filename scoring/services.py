@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from consent_ledger.api import NO_RECORD, PENDING, is_negative
 from consent_ledger.entries import LedgerEntry, format_timestamp
 from consent_ledger.read_model import consent_states, lead_profiles
-from scoring import consent, engine
+from scoring import consent, crm_notices, engine
 from scoring.consent import LATEST_MODEL_KEY
 from scoring.models import (
     DroppedEvents,
@@ -1211,25 +1211,31 @@ def on_consent_change(session: Session, entries: Sequence[LedgerEntry]) -> None:
         return
     for subject_id, purpose, entry in negative:
         if purpose == active.model.purpose:
-            purge_lead(
+            handed_off = purge_lead(
                 connection,
                 active.model,
                 subject_id,
                 f"consent {entry.action} for {purpose} (ledger entry {entry.seq})",
             )
+            if handed_off is not None and entry.action != "erased":
+                # The CRM holding the lead is told (an erasure tells it from erase_scoring).
+                crm_notices.queue_withdrawal(connection, subject_id, handed_off, entry, utcnow())
         else:
             _forget_inputs_of(session, active, subject_id)
 
 
-def purge_lead(connection: Connection, model: ScoringModel, subject_id: str, reason: str) -> None:
+def purge_lead(
+    connection: Connection, model: ScoringModel, subject_id: str, reason: str
+) -> str | None:
     """Delete the lead's scores, points, events, answers and outcome, cancel its pending
-    webhooks, and put it back at stage Lead (recorded, if it was beyond)."""
+    webhooks, and put it back at stage Lead (recorded, if it was beyond). Returns the
+    stage of its latest hand-off the CRM took, if any (see :mod:`scoring.crm_notices`)."""
     lead = connection.execute(
         select(_leads.c.stage, _leads.c.score).where(_leads.c.subject_id == subject_id)
     ).first()
     for table in (_points, _events, _attrs, _outcomes, _qual, _leads):
         connection.execute(delete(table).where(table.c.subject_id == subject_id))
-    _cancel_webhooks(connection, subject_id, "consent")
+    handed_off = _cancel_webhooks(connection, subject_id, "consent")
     if lead is not None and Stage(lead.stage).rank > Stage.LEAD.rank:
         connection.execute(
             insert(_changes).values(
@@ -1242,12 +1248,16 @@ def purge_lead(connection: Connection, model: ScoringModel, subject_id: str, rea
                 created_at=utcnow(),
             )
         )
+    return handed_off
 
 
-def _cancel_webhooks(connection: Connection, subject_id: str, reason: str) -> None:
-    pending = select(_hooks.c.id).where(
+def _cancel_webhooks(connection: Connection, subject_id: str, reason: str) -> str | None:
+    """Cancel the lead's pending hand-offs; returns the stage of its latest hand-off
+    the CRM took (read by the same statement), or ``None``. Withdrawal and erasure
+    notices (:mod:`scoring.crm_notices`) are never cancelled: they are the news."""
+    pending = select(_hooks.c.id, _hooks.c.stage, _hooks.c.delivered_at).where(
         _hooks.c.subject_id == subject_id,
-        _hooks.c.delivered_at.is_(None),
+        _hooks.c.event == crm_notices.HANDOFF_EVENT,
         _hooks.c.failed_at.is_(None),
         _hooks.c.cancelled_at.is_(None),
     )
@@ -1255,13 +1265,16 @@ def _cancel_webhooks(connection: Connection, subject_id: str, reason: str) -> No
         # A row a dispatcher holds is skipped, not waited for: that dispatcher waits for
         # this transaction's consent change, then sees it and cancels the row itself.
         pending = pending.with_for_update(skip_locked=True)
-    ids = [row.id for row in connection.execute(pending)]
+    found = list(connection.execute(pending))
+    ids = [row.id for row in found if row.delivered_at is None]
     if ids:
         connection.execute(
             update(_hooks)
             .where(_hooks.c.id.in_(ids))
             .values(cancelled_at=utcnow(), cancel_reason=reason)
         )
+    delivered = [row for row in found if row.delivered_at is not None]
+    return max(delivered, key=lambda row: row.delivered_at).stage if delivered else None
 
 
 def _forget_inputs_of(session: Session, active: ActiveModel, subject_id: str) -> None:

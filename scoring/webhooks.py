@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection
 
 from consent_ledger.entries import format_timestamp
 from consent_ledger.read_model import lead_profiles
-from scoring import consent, services
+from scoring import consent, crm_notices, services
 from scoring.models import Webhook
 from zeroparty import outbox
 from zeroparty.db import Database
@@ -125,7 +125,13 @@ def payload(connection: Connection, row: Any, email: str, now: datetime) -> byte
 def _builder(config: DispatchConfig) -> outbox.Builder:
     def build(connection: Connection, row: Any, now: datetime) -> Delivery | Cancel:
         """The hand-off of a claimed row, or its cancellation when the lead may no
-        longer be handed off."""
+        longer be handed off; a withdrawal or erasure notice as it is."""
+        if row.event != EVENT_TYPE:
+            notice = crm_notices.payload(connection, row, now)
+            headers = signed_headers(
+                config.secret, row.id, int(now.timestamp()), notice, "zeroparty-webhooks"
+            )
+            return Delivery(config.url, headers, notice)
         active = services.active_model(connection)
         # Share-locked on PostgreSQL: a withdrawal of this lead commits before this
         # claim (and the row is cancelled here) or after it (and cancels what is left

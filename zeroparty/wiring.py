@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from consent_ledger.api import ConsentLedger
     from consent_ledger.listeners import ConsentListener
     from consent_ledger.proofs.transparency import SignerSource
+    from zeroparty.retention import Purge
     from zeroparty.site import SiteSection
 
 # ``add_parser`` of the CLI's top-level sub-commands: a package adds its commands with it
@@ -67,6 +68,8 @@ class Feature:
     commands: CommandAdder | None = None
     staff_log: StaffLogWriter | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    # Retention: the package's purges of its own records (zeroparty.retention).
+    purges: Sequence[Purge] = ()
 
 
 def features() -> list[Feature]:
@@ -78,6 +81,7 @@ def features() -> list[Feature]:
     import console.wiring
     import preference_center.wiring
     import scoring.wiring
+    import zeroparty.retention
 
     return [
         consent_ledger.wiring.feature(),
@@ -86,6 +90,7 @@ def features() -> list[Feature]:
         scoring.wiring.feature(),
         console.wiring.feature(),
         consent_sync.wiring.feature(),
+        zeroparty.retention.feature(),  # retention: its site section, job and command
     ]
 
 

@@ -8,6 +8,8 @@ Create Date: 2026-12-04
 Standard Webhooks secret, the ledger seq their deliveries are made up to);
 ``consent_sync_deliveries`` is their transactional outbox, one row per (subscription,
 ledger entry), delivered, retried and dead-lettered by ``zeroparty.outbox``.
+``scoring_webhooks`` gains ``event`` (the hand-off, or a withdrawal or erasure notice to
+the CRM; existing rows are hand-offs) and ``consent_seq``.
 """
 
 from __future__ import annotations
@@ -62,8 +64,22 @@ def upgrade() -> None:
             "ix_consent_sync_deliveries_subscription", ["subscription_id", "seq"], unique=False
         )
 
+    with op.batch_alter_table("scoring_webhooks", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "event",
+                sa.String(length=40),
+                server_default="lead.stage_reached",
+                nullable=False,
+            )
+        )
+        batch_op.add_column(sa.Column("consent_seq", sa.BigInteger(), nullable=True))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("scoring_webhooks", schema=None) as batch_op:
+        batch_op.drop_column("consent_seq")
+        batch_op.drop_column("event")
     with op.batch_alter_table("consent_sync_deliveries", schema=None) as batch_op:
         batch_op.drop_index("ix_consent_sync_deliveries_subscription")
         batch_op.drop_index("ix_consent_sync_deliveries_due")
