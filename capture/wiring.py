@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import capture.commands
+import capture.entry_points
 import capture.jobs
 import capture.openapi
 import capture.personal
@@ -30,4 +31,5 @@ def feature() -> Feature:
         ],
         jobs=_jobs,
         purges=capture.retention.PURGES,
+        entry_points=capture.entry_points.entry_points,
     )

@@ -7,11 +7,23 @@ import console.commands
 import console.jobs
 import console.views
 from zeroparty.background import PeriodicJob
-from zeroparty.wiring import Feature, JobContext
+from zeroparty.db import Database
+from zeroparty.wiring import EntryPoint, Feature, JobContext
 
 
 def _jobs(context: JobContext) -> list[PeriodicJob]:
     return console.jobs.background_jobs(context.database)
+
+
+def _entry_points(_database: Database) -> list[EntryPoint]:
+    return [
+        EntryPoint(
+            "staff",
+            "Compliance console",
+            "/console/",
+            "sign in; the first account: zeroparty user add you@example.com --role admin",
+        )
+    ]
 
 
 def feature() -> Feature:
@@ -22,4 +34,5 @@ def feature() -> Feature:
         jobs=_jobs,
         # Other packages note their bulk reads (API keys, exports) in the staff log.
         staff_log=console.audit.record_read,
+        entry_points=_entry_points,
     )

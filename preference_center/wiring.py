@@ -10,7 +10,25 @@ import preference_center.personal_data
 import preference_center.request_views
 import preference_center.retention
 import preference_center.views
-from zeroparty.wiring import Feature
+from zeroparty.db import Database
+from zeroparty.wiring import EntryPoint, Feature
+
+
+def _entry_points(_database: Database) -> list[EntryPoint]:
+    return [
+        EntryPoint(
+            "leads",
+            "Preference center",
+            "/p/request-link",
+            "a signed link to your subscriptions, by mail",
+        ),
+        EntryPoint(
+            "leads",
+            "Privacy requests",
+            "/request",
+            "access, erasure and every other right, confirmed by mail",
+        ),
+    ]
 
 
 def feature() -> Feature:
@@ -27,4 +45,5 @@ def feature() -> Feature:
         # The links every mail to a lead carries, for mails other packages' jobs send
         # (the ledger's re-permission mail): a factory taking the settings.
         extras={"lead_linker": preference_center.links.lead_linker},
+        entry_points=_entry_points,
     )

@@ -41,7 +41,14 @@ from zeroparty.openapi import build_openapi, openapi_endpoint
 from zeroparty.secret_keys import resolve_secret_keys
 from zeroparty.security import SecurityHeadersMiddleware
 from zeroparty.settings import PROJECT_ROOT, Settings, SettingsError
-from zeroparty.wiring import Feature, JobContext, build_ledger, features
+from zeroparty.wiring import (
+    EntryPoint,
+    Feature,
+    JobContext,
+    build_ledger,
+    entry_points,
+    features,
+)
 
 log = logging.getLogger("zeroparty")
 
@@ -150,9 +157,32 @@ def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "database": database.dialect, "version": __version__})
 
 
+AUDIENCE_HEADINGS = {
+    "visitors": "Try it as a visitor",
+    "leads": "As a lead",
+    "staff": "For staff",
+    "developers": "For developers",
+}
+
+
 def home(request: Request) -> Response:
+    """What to open first: the site's forms and quizzes, the lead's pages, the console
+    and the API, each from the package that serves it."""
     templates: Jinja2Templates = request.app.state.templates
-    return templates.TemplateResponse(request, "zeroparty/home.html", {"version": __version__})
+    points = [
+        *entry_points(request.app.state.database, request.app.state.features),
+        EntryPoint("developers", "JSON API schema", "/openapi.json", "OpenAPI 3.1"),
+        EntryPoint("developers", "Health", "/healthz", "liveness and database reachability"),
+    ]
+    groups = [
+        (heading, [p for p in points if p.audience == audience])
+        for audience, heading in AUDIENCE_HEADINGS.items()
+    ]
+    return templates.TemplateResponse(
+        request,
+        "zeroparty/home.html",
+        {"version": __version__, "groups": [(h, ps) for h, ps in groups if ps]},
+    )
 
 
 def _background_jobs(parts: list[Feature], context: JobContext) -> list[PeriodicJob]:
@@ -221,6 +251,7 @@ def create_app(
     app.state.settings = settings
     app.state.database = db
     app.state.ledger = ledger
+    app.state.features = parts
     app.state.api_keys = ApiKeyVerifier(settings.api_key_cache_seconds)
     app.state.templates = Jinja2Templates(directory=TEMPLATES_DIR)
     app.state.checkpoint_signer = signer

@@ -29,6 +29,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from consent_ledger.proofs import transparency
     from zeroparty import migrations
     from zeroparty.site import load_site
+    from zeroparty.wiring import entry_points
 
     with opened_database(settings) as database:
         current = migrations.current_revisions(database.engine)
@@ -54,8 +55,19 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         except CheckpointError as exc:
             print(f"zeroparty: refusing to start: {exc}", file=sys.stderr)
             return 2
+        opening = entry_points(database)
     print(
         f"zeroparty on http://{args.host}:{args.port} ({args.workers} worker(s))", file=sys.stderr
+    )
+    # Where to start: the address just bound (the public one when bound to every interface).
+    origin = (
+        settings.base_url if args.host in ("0.0.0.0", "::") else f"http://{args.host}:{args.port}"  # noqa: S104
+    )
+    for point in opening:
+        print(f"  {point.audience:<10} {origin}{point.path}  {point.title}", file=sys.stderr)
+    print(
+        "  first staff account: zeroparty user add you@example.com --role admin",
+        file=sys.stderr,
     )
     uvicorn.run(
         "zeroparty.app:app_from_env",

@@ -44,6 +44,21 @@ StaffLogWriter = Callable[["Session", "int | None", str, str], None]
 
 
 @dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True)
+class EntryPoint:
+    """A page worth opening first, listed on the home page and by ``serve`` at start-up:
+    for ``audience`` "visitors", "leads", "staff" or "developers"."""
+
+    audience: str
+    title: str
+    path: str
+    description: str = ""
+
+
+# What a package offers to open first, read from its database (forms come and go).
+EntryPoints = Callable[[Database], Sequence[EntryPoint]]
+
+
 class JobContext:
     """What a package's background jobs are built from (``serve`` runs them)."""
 
@@ -71,6 +86,8 @@ class Feature:
     # Retention: the package's purges of its own records (zeroparty.retention).
     purges: Sequence[Purge] = ()
 
+    # First run: the pages this package offers to open (the home page lists them).
+    entry_points: EntryPoints | None = None
 
 def features() -> list[Feature]:
     """Every package's :class:`Feature`, the ledger first. Imported here, when asked,
@@ -108,6 +125,22 @@ def build_ledger(database: Database, parts: Sequence[Feature] | None = None) -> 
 
 
 def staff_log_writer(parts: Sequence[Feature] | None = None) -> StaffLogWriter:
+ENTRY_POINT_AUDIENCES = ("visitors", "leads", "staff", "developers")
+
+
+def entry_points(database: Database, parts: Sequence[Feature] | None = None) -> list[EntryPoint]:
+    """Every package's pages to open first, by audience, in the packages' order."""
+    parts = features() if parts is None else parts
+    found = [
+        point
+        for part in parts
+        if part.entry_points is not None
+        for point in part.entry_points(database)
+    ]
+    order = {audience: n for n, audience in enumerate(ENTRY_POINT_AUDIENCES)}
+    return sorted(found, key=lambda point: order.get(point.audience, len(order)))
+
+
     """The staff log's writer of the package that keeps it (the console); one that
     keeps nothing when no wired package does."""
     parts = features() if parts is None else parts

@@ -431,6 +431,14 @@ def test_serve_upgrades_an_empty_sqlite_file_and_loads_the_demo(tmp_path: Path) 
             document = orjson.loads(body)
             assert document["openapi"].startswith("3.1")
             assert "/api/consent" in document["paths"]
+            # The home page says what to open first, each a page that answers.
+            status, body = _get(f"{base}/")
+            assert status == 200
+            for path in ("/f/contact", "/f/analytics-fit", "/p/request-link", "/request"):
+                assert f'href="{path}"'.encode() in body, path
+                assert _get(base + path)[0] == 200, path
+            assert b'href="/console/"' in body
+            assert b"zeroparty user add you@example.com --role admin" in body
         finally:
             process.terminate()
             try:
@@ -441,6 +449,9 @@ def test_serve_upgrades_an_empty_sqlite_file_and_loads_the_demo(tmp_path: Path) 
     output = log.read_text(errors="replace")
     assert "embedded database upgraded" in output
     assert "loaded site.toml" in output
+    assert f"visitors   {base}/f/contact  " in output  # what to open first
+    assert f"staff      {base}/console/  Compliance console" in output
+    assert "first staff account: zeroparty user add" in output
     database = Database.from_url(url)
     try:
         assert migrations.is_current(database.engine)
