@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Protocol
 
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
 
 class DefinitionVersionRecord(Protocol):
@@ -137,6 +138,15 @@ class AcknowledgementRecord(Protocol):
     def created(self) -> bool: ...
 
 
+class LeadStageRecord(Protocol):
+    """A lead's lifecycle stage and score (``None``: not scored)."""
+
+    @property
+    def stage(self) -> str: ...
+    @property
+    def score(self) -> float | None: ...
+
+
 class SalesRecord(Protocol):
     """What sales recorded about a lead: its current BANT values (field -> value) and
     its outcome (``"won"``, ``"lost"`` or ``None``) with who recorded it."""
@@ -170,6 +180,11 @@ class ConsoleProviders:
     ``record_outcome(session, subject_id, outcome, actor)``: ``"won"`` or ``"lost"``;
     true if recorded now, false if the same was recorded before; ``Conflict`` for a
     different one or without live consent (scoring).
+    ``stage_condition(subject_id_column, stage)``: a SQL condition on a lead id column
+    that holds for the leads at ``stage`` now (the lead list's stage filter, in its own
+    statement); ``InvalidInput`` for an unknown stage (scoring).
+    ``lead_stages(session, subject_ids)``: stage and score of each lead given; a lead
+    left out is at stage Lead, unscored (scoring).
     The scoring providers give nothing (empty, ``None``) while no scoring model is
     loaded, except ``acknowledge``, which raises ``NotFound``."""
 
@@ -187,3 +202,5 @@ class ConsoleProviders:
     sales_record: Callable[[Session, str], SalesRecord | None] | None = None
     record_bant: Callable[[Session, str, Mapping[str, str], str, datetime], None] | None = None
     record_outcome: Callable[[Session, str, str, str], bool] | None = None
+    stage_condition: Callable[[ColumnElement[str], str], ColumnElement[bool]] | None = None
+    lead_stages: Callable[[Session, Sequence[str]], Mapping[str, LeadStageRecord]] | None = None

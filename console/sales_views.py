@@ -141,6 +141,7 @@ class HandoffRow:
     handoff: HandoffRecord
     overdue: bool
     remaining: str
+    due_soon: bool = False
 
 
 def _span(delta: timedelta) -> str:
@@ -160,7 +161,7 @@ def handoff_rows(found: Sequence[HandoffRecord], now: datetime) -> list[HandoffR
         left = handoff.due_at - now
         overdue = left < timedelta(0)
         text = f"overdue by {_span(left)}" if overdue else f"{_span(left)} left"
-        rows.append(HandoffRow(handoff, overdue, text))
+        rows.append(HandoffRow(handoff, overdue, text, handoff.state == "due_soon"))
     return rows
 
 
@@ -198,7 +199,8 @@ def _sla_page(request: Request, staff: Staff, extra: dict[str, Any], status: int
 
 @staff_page
 async def sla_page(request: Request) -> Response:
-    """``GET /console/sla``: hand-offs breached and due soon, with who may acknowledge."""
+    """``GET /console/sla``: hand-offs waiting for sales (breached, due soon, then the
+    rest), with who may acknowledge."""
     staff = await require(request, Permission.VIEW_SLA)
     return await run_in_threadpool(_sla_page, request, staff, {})
 

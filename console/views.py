@@ -28,6 +28,7 @@ from console import (
     exports,
     forms,
     insight_views,
+    lead_list,
     leads,
     proofs,
     sales_views,
@@ -74,24 +75,29 @@ async def to_home(request: Request) -> Response:
 # ---------------------------------------------------------------- leads
 
 
-def _search(request: Request, staff: Staff, query: str) -> list[leads.LeadHit]:
+def _lead_list(request: Request, staff: Staff, params: dict[str, str]) -> lead_list.LeadListPage:
     database = database_of(request)
     with database.read() as session:
-        hits = leads.search(ledger_of(request), session, query)
-    with database.write() as session:
-        # What was typed is not kept (it may be an email); which leads it showed is.
-        detail = f"{len(hits)} result(s): " + " ".join(hit.subject_id for hit in hits[:20])
-        audit.record(session, staff.id, StaffAction.LEAD_SEARCH, detail=detail)
-    return hits
+        found = lead_list.lead_list(ledger_of(request), session, providers_of(request), params)
+    if found.rows:
+        with database.write() as session:
+            # What was typed is not kept (it may be an email); which leads it showed is.
+            shown = " ".join(row.subject_id for row in found.rows[:20])
+            detail = f"{found.total} result(s), page {found.page}: {shown}"
+            audit.record(session, staff.id, StaffAction.LEAD_SEARCH, detail=detail)
+    return found
 
 
 @staff_page
 async def lead_search(request: Request) -> Response:
-    """``GET /console/leads?q=``: by email (or its beginning) or lead id."""
+    """``GET /console/leads[?q=&stage=&purpose=&form=&source=&from=&to=&page=]``: every
+    lead, newest first, filtered, with the true count and numbered pages. A filter or
+    page that cannot be used is named (400) and left out: the page shows the rest."""
     staff = await require(request, Permission.VIEW_LEADS)
-    query = request.query_params.get("q", "")
-    hits = await database_of(request).run(_search, request, staff, query) if query.strip() else []
-    return render(request, "leads.html", {"q": query, "hits": hits}, staff=staff)
+    params = {key: value[:400] for key, value in request.query_params.items()}
+    found = await database_of(request).run(_lead_list, request, staff, params)
+    status = 400 if found.problems else 200
+    return render(request, "leads.html", {"found": found}, staff=staff, status=status)
 
 
 def _lead_page(

@@ -9,13 +9,17 @@ While no scoring model is loaded the read adapters give nothing (an empty list,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
 from scoring import accounts, outcomes, qualification, schemas, services, sla
+from scoring.models import ScoredLead
 from scoring.stages import Stage
 from zeroparty.errors import InvalidInput
 
@@ -48,13 +52,19 @@ def get_account(
 
 
 def handoffs(session: Session, now: datetime, limit: int) -> list[sla.PendingHandoff]:
-    """Hand-offs breached (first) and due soon at ``now``, up to ``limit`` of each."""
+    """Hand-offs breached (first), due soon, then with time enough left (a lead that
+    just became SQL is waiting for sales too) at ``now``, up to ``limit`` of each."""
     if services.active_model(session) is None:
         return []
     found: list[sla.PendingHandoff] = []
     for state in (sla.SlaState.BREACHED, sla.SlaState.DUE_SOON):
         rows = sla.pending(session, now=now, state=state, limit=limit)
         found.extend(sorted(rows, key=lambda r: (r.due_at, r.subject_id)))
+    # Every running clock, of which those with time left (their ``state`` is None):
+    # ``pending`` has no window for them alone.
+    running = sla.pending(session, now=now, state=None, limit=len(found) + limit)
+    on_time = [r for r in running if r.state is None][:limit]
+    found.extend(sorted(on_time, key=lambda r: (r.due_at, r.subject_id)))
     return found
 
 
@@ -148,3 +158,43 @@ def record_outcome(session: Session, subject_id: str, outcome: str, actor: str) 
     except ValueError:
         raise InvalidInput("outcome: won or lost", fields={"outcome": "won or lost"}) from None
     return outcomes.record_outcome(session, subject_id, given, None, actor=actor).created
+
+
+# ---------------------------------------------------------------- the console's lead list
+
+
+def stage_condition(subject_id: ColumnElement[str], stage: str) -> ColumnElement[bool]:
+    """Leads at ``stage`` now, as a condition on the console's lead id column (one
+    statement with its other filters). A lead without a scoring row is at stage Lead,
+    as :func:`scoring.reports.stage_counts` counts it."""
+    wanted = Stage.parse(stage)
+    if wanted is None or wanted is Stage.VISITOR:
+        raise InvalidInput(
+            "stage: one of " + ", ".join(STAGE_NAMES),
+            fields={"stage": "one of " + ", ".join(STAGE_NAMES)},
+        )
+    scored = cast(Table, ScoredLead.__table__)
+    if wanted is Stage.LEAD:
+        beyond = select(scored.c.subject_id).where(scored.c.stage != Stage.LEAD.value)
+        return subject_id.not_in(beyond)
+    return subject_id.in_(select(scored.c.subject_id).where(scored.c.stage == wanted.value))
+
+
+@dataclass(frozen=True, slots=True)
+class LeadStage:
+    stage: str
+    score: float | None
+
+
+def lead_stages(session: Session, subject_ids: Sequence[str]) -> dict[str, LeadStage]:
+    """Stage and score of each of ``subject_ids`` (one statement); a lead left out is at
+    stage Lead, unscored."""
+    if not subject_ids:
+        return {}
+    scored = cast(Table, ScoredLead.__table__)
+    rows = session.execute(
+        select(scored.c.subject_id, scored.c.stage, scored.c.score).where(
+            scored.c.subject_id.in_(list(subject_ids))
+        )
+    )
+    return {row.subject_id: LeadStage(row.stage, row.score) for row in rows}

@@ -271,6 +271,9 @@ def create_app(
         sales_record=scoring.console_adapters.sales_record,
         record_bant=scoring.console_adapters.record_bant,
         record_outcome=scoring.console_adapters.record_outcome,
+        # The console's lead list: its stage filter and each shown lead's stage and score.
+        stage_condition=scoring.console_adapters.stage_condition,
+        lead_stages=scoring.console_adapters.lead_stages,
     )
     return app
 

@@ -157,7 +157,7 @@ def test_visitor_typed_values_are_escaped(
 def test_sla_page_empty(as_role: Callable[[str], TestClient], role: str) -> None:
     page = as_role(role).get("/console/sla")
     assert page.status_code == 200
-    assert "No hand-off is due soon or breached." in page.text
+    assert "No hand-off is waiting for sales." in page.text
 
 
 def test_sla_page_lists_breached_and_due_soon(
@@ -166,17 +166,35 @@ def test_sla_page_lists_breached_and_due_soon(
     page = as_role("marketer").get("/console/sla").text
     breached, soon = page.index("ann@acme-corp.com"), page.index("bob@beta-corp.com")
     assert breached < soon  # breached first
-    assert "cy@gamma-corp.com" not in page  # time enough left
+    assert soon < page.index("cy@gamma-corp.com")  # time enough left: listed last
+    assert "on time: 22 h 59 min left" in page or "on time: 23 h 0 min left" in page
     assert "OVERDUE" in page  # marked by text, not colour alone
     assert "overdue by 6 h" in page
     assert "due soon: 3 h 59 min left" in page or "due soon: 4 h 0 min left" in page
-    for subject_id in (handoffs["breached"], handoffs["soon"]):
+    for subject_id in handoffs.values():
         assert f'action="/console/sla/{subject_id}/ack"' in page
     # Which leads the page showed is in the staff log (by id, no email).
     [logged] = _audit(database, "sla.view")
-    assert logged.detail.startswith("2 lead(s): ")
+    assert logged.detail.startswith("3 lead(s): ")
     assert handoffs["breached"] in logged.detail
     assert "@" not in logged.detail
+
+
+def test_a_lead_that_just_became_sql_is_listed(
+    as_role: Callable[[str], TestClient],
+    api: TestClient,
+    database: Database,
+    submit: Callable[..., Any],
+) -> None:
+    """Issue 18: the page listed only breached and due-soon hand-offs, so a lead moved to
+    SQL a moment ago (its 24 h clock just started) was nowhere to be seen by sales."""
+    submit("new@delta-corp.com", **FIT)
+    moved = api.post("/api/leads/stage", json={"email": "new@delta-corp.com", "stage": "SQL"})
+    assert moved.status_code == 200, moved.text
+    page = as_role("marketer").get("/console/sla").text
+    assert "new@delta-corp.com" in page
+    assert "No hand-off is waiting for sales." not in page
+    assert "on time: 23 h 59 min left" in page or "on time: 1 d 0 h 0 min left" in page
 
 
 def test_compliance_reads_the_sla_page_without_acting(
