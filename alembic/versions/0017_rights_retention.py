@@ -14,6 +14,9 @@ Existing rows are GDPR requests unless their lead's jurisdiction is a US one.
 
 ``data_subject_request_confirmations`` holds a request asked for on the public page
 until its mailed link is followed (at most 24 hours): the address, the kind, when.
+
+``retention_periods`` holds the retention period per kind of record that ``site.toml``'s
+``[retention]`` table sets (a kind without a row keeps its default).
 """
 
 from __future__ import annotations
@@ -32,6 +35,12 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "retention_periods",
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("days", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("kind", name=op.f("pk_retention_periods")),
+    )
     op.create_table(
         "data_subject_request_confirmations",
         sa.Column("id", sa.String(length=32), nullable=False),
@@ -94,3 +103,4 @@ def downgrade() -> None:
         table_name="data_subject_request_confirmations",
     )
     op.drop_table("data_subject_request_confirmations")
+    op.drop_table("retention_periods")
