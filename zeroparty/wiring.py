@@ -44,7 +44,6 @@ StaffLogWriter = Callable[["Session", "int | None", str, str], None]
 
 
 @dataclass(frozen=True, slots=True)
-@dataclass(frozen=True, slots=True)
 class EntryPoint:
     """A page worth opening first, listed on the home page and by ``serve`` at start-up:
     for ``audience`` "visitors", "leads", "staff" or "developers"."""
@@ -59,6 +58,7 @@ class EntryPoint:
 EntryPoints = Callable[[Database], Sequence[EntryPoint]]
 
 
+@dataclass(frozen=True, slots=True)
 class JobContext:
     """What a package's background jobs are built from (``serve`` runs them)."""
 
@@ -85,9 +85,9 @@ class Feature:
     extras: dict[str, Any] = field(default_factory=dict)
     # Retention: the package's purges of its own records (zeroparty.retention).
     purges: Sequence[Purge] = ()
-
     # First run: the pages this package offers to open (the home page lists them).
     entry_points: EntryPoints | None = None
+
 
 def features() -> list[Feature]:
     """Every package's :class:`Feature`, the ledger first. Imported here, when asked,
@@ -124,7 +124,6 @@ def build_ledger(database: Database, parts: Sequence[Feature] | None = None) -> 
     )
 
 
-def staff_log_writer(parts: Sequence[Feature] | None = None) -> StaffLogWriter:
 ENTRY_POINT_AUDIENCES = ("visitors", "leads", "staff", "developers")
 
 
@@ -141,6 +140,7 @@ def entry_points(database: Database, parts: Sequence[Feature] | None = None) -> 
     return sorted(found, key=lambda point: order.get(point.audience, len(order)))
 
 
+def staff_log_writer(parts: Sequence[Feature] | None = None) -> StaffLogWriter:
     """The staff log's writer of the package that keeps it (the console); one that
     keeps nothing when no wired package does."""
     parts = features() if parts is None else parts
@@ -152,3 +152,4 @@ def entry_points(database: Database, parts: Sequence[Feature] | None = None) -> 
 
 def _no_staff_log(_session: Session, _user_id: int | None, _action: str, _detail: str) -> None:
     return None
+
