@@ -14,6 +14,11 @@ Measured in one run, on the same database and machine:
   minimum counts, windows of the demo model) as one SQL ``GROUP BY`` query, read out
   in the same kind of child process. The baseline writes nothing back and explains
   nothing; zeroparty stores every point with its rule, input and ledger entry.
+- **Scheduled pass** (``scoring.upkeep.run_upkeep``, what ``serve`` runs every 10
+  minutes) over the N leads just rescored, a day later: every lead with a decaying or
+  windowed point is due (``rescore_every`` passed) and rescored incrementally, in
+  batches of 1,000, in a child process (wall time and peak memory). No baseline: the
+  full rescore above is the alternative it replaces.
 - **Accounts page**: the latency (median and p95) of ``list_accounts`` (behind ``GET
   /api/accounts`` and the console's accounts page), first page and a middle page of 100
   accounts, and of ``get_account`` for an account of typical size, over N scored leads
@@ -576,6 +581,11 @@ def rescore_child(url: str, mode: str) -> None:
 
             report = rescore_all(database)
             print(f"{report.leads} {report.points}")
+        elif mode == "upkeep":
+            from scoring.upkeep import run_upkeep
+
+            kept = run_upkeep(database, now=utcnow() + timedelta(days=1))
+            print(f"{kept.rescored} {kept.changed}")
         else:
             now = utcnow()
             params = {f"d{d}": now - timedelta(days=d) for d in (30, 90, 180)}
@@ -608,6 +618,16 @@ def measure_rescore(url: str, leads: int) -> dict[str, float]:
         figures[f"{mode}_s"] = run.seconds
         figures[f"{mode}_mb"] = run.peak_mb
         figures[f"{mode}_leads"] = float(run.stdout.split()[0])
+    # The scheduled pass a day after the full rescore, over the leads it scored.
+    run = run_measured(
+        [sys.executable, "-m", "bench.bench_scoring", "--child", "upkeep", url],
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        timeout_s=3600,
+    )
+    if run.returncode != 0:
+        raise RuntimeError(f"scheduled pass failed: {run.stderr[-500:]}")
+    figures["upkeep_s"], figures["upkeep_mb"] = run.seconds, run.peak_mb
+    figures["upkeep_leads"], figures["upkeep_changed"] = map(float, run.stdout.split()[:2])
     return figures
 
 
@@ -677,6 +697,15 @@ def run(options: Options, leads: int | None = None) -> ScenarioResult:
                         f"{rescore['zeroparty_s']:.1f} s, peak {rescore['zeroparty_mb']:.0f} MB",
                         f"{rescore['bare_s']:.1f} s, peak {rescore['bare_mb']:.0f} MB",
                         f"{rescore['zeroparty_s'] / rescore['bare_s']:.1f} times",
+                        "—",
+                        None,
+                    ),
+                    Row(
+                        f"{name}: scheduled pass a day later, {rescore['upkeep_leads']:,.0f} "
+                        f"leads due, {rescore['upkeep_changed']:,.0f} scores changed",
+                        f"{rescore['upkeep_s']:.1f} s, peak {rescore['upkeep_mb']:.0f} MB",
+                        "—",
+                        "—",
                         "—",
                         None,
                     ),

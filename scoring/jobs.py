@@ -1,7 +1,9 @@
-"""What scoring runs beside the web app in ``serve``: webhook delivery."""
+"""What scoring runs beside the web app in ``serve``: webhook delivery (when a CRM is
+configured) and the scheduled pass that keeps scores current (:mod:`scoring.upkeep`)."""
 
 from __future__ import annotations
 
+from scoring.upkeep import UPKEEP_POLL_SECONDS, run_upkeep
 from scoring.webhooks import DispatchConfig, dispatch_pending
 from zeroparty.background import PeriodicJob
 from zeroparty.db import Database
@@ -22,12 +24,23 @@ def dispatch_config(settings: Settings) -> DispatchConfig | None:
     )
 
 
+def upkeep_job(database: Database) -> PeriodicJob:
+    """Rescores the leads whose points decay or whose windows close, and recycles idle
+    ones (``[scoring] demote_after_days``), every :data:`UPKEEP_POLL_SECONDS`."""
+
+    def upkeep() -> None:
+        run_upkeep(database)
+
+    return PeriodicJob("scoring-upkeep", UPKEEP_POLL_SECONDS, upkeep)
+
+
 def background_jobs(settings: Settings, database: Database) -> list[PeriodicJob]:
+    jobs = [upkeep_job(database)]
     config = dispatch_config(settings)
     if config is None:
-        return []
+        return jobs
 
     def dispatch() -> None:
         dispatch_pending(database, config)
 
-    return [PeriodicJob("webhook-dispatch", DISPATCH_POLL_SECONDS, dispatch)]
+    return [*jobs, PeriodicJob("webhook-dispatch", DISPATCH_POLL_SECONDS, dispatch)]

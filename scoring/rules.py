@@ -172,6 +172,11 @@ class ScoringModel:
     tags: tuple[TagRule, ...] = ()
     quiz_scores: tuple[QuizScoreRule, ...] = ()
     quizzes: tuple[QuizIntent, ...] = ()
+    # Upkeep (scoring.upkeep): how stale a decaying score may get, in seconds
+    # (scoring.rescore_every), and after how many days without activity a lead at a
+    # threshold stage is recycled to Lead (scoring.demote_after_days; None: never).
+    rescore_every: float | None = None
+    demote_after_days: float | None = None
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -207,6 +212,10 @@ class ScoringModel:
             extras["free_mail"] = list(self.free_mail)
         if self.sla:
             extras["sla"] = {stage.value: float(seconds) for stage, seconds in self.sla}
+        if self.rescore_every is not None:
+            extras["rescore_every"] = float(self.rescore_every)
+        if self.demote_after_days is not None:
+            extras["demote_after_days"] = float(self.demote_after_days)
         if self.tags:
             extras["tags"] = [
                 {"name": r.name, "tag": r.tag, "points": float(r.points), "quiz": r.quiz}
@@ -327,6 +336,8 @@ def model_from_json(raw: str | bytes) -> ScoringModel:
         extra_event_types=tuple(data["event_types"]),
         free_mail=tuple(data.get("free_mail", ())),
         sla=tuple((Stage(k), float(v)) for k, v in data.get("sla", {}).items()),
+        rescore_every=data.get("rescore_every"),
+        demote_after_days=data.get("demote_after_days"),
         tags=tuple(
             TagRule(r["name"], r["tag"], float(r["points"]), r["quiz"])
             for r in data.get("tags", ())

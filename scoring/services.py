@@ -12,7 +12,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 from weakref import WeakKeyDictionary
@@ -703,6 +703,85 @@ def _insert_points(connection: Connection, rows: list[dict[str, Any]]) -> None:
             "consent_seqs": [r["consent_seq"] for r in rows],
         },
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DueResult:
+    scored: dict[str, LeadScore]
+    changed: int
+    """How many of them have another score than the one stored before."""
+
+
+def rescore_due(
+    connection: Connection, active: ActiveModel, subject_ids: Sequence[str], now: datetime
+) -> DueResult:
+    """Rescore leads the scheduled pass found due (:mod:`scoring.upkeep`), at ``now``:
+    only those whose gating consent is live (read under lock, so a withdrawal committed
+    meanwhile wins), incrementally like an event's rescoring with no new event."""
+    gates = consent.gate_states(connection, subject_ids, active.model.purpose, lock=True)
+    live = sorted(sid for sid in subject_ids if (g := gates.get(sid)) is not None and g.permitted)
+    if not live:
+        return DueResult({}, 0)
+    leads, _ = _lock_leads(connection, live, now)
+    before = {sid: leads[sid].score for sid in live}
+    scored = _rescore_changed(connection, active, leads, now, created=())
+    return DueResult(scored, sum(scored[sid].score != before[sid] for sid in scored))
+
+
+def demote_idle(
+    connection: Connection, active: ActiveModel, subject_ids: Sequence[str], now: datetime
+) -> int:
+    """Recycle to Lead the leads the scheduled pass found idle (:mod:`scoring.upkeep`),
+    each checked again under its row lock (still at that stage since before the cutoff,
+    consent live); the move is recorded with its reason and pending hand-offs are
+    cancelled. Returns how many moved."""
+    days = active.model.demote_after_days
+    if days is None or not subject_ids:
+        return 0
+    cutoff = now - timedelta(days=days)
+    gates = consent.gate_states(connection, subject_ids, active.model.purpose, lock=True)
+    live = sorted(sid for sid in subject_ids if (g := gates.get(sid)) is not None and g.permitted)
+    leads, _ = _lock_leads(connection, live, now) if live else ({}, set())
+    # Under the lock: an event, answer or BANT value that committed after the caller
+    # found these leads idle keeps its lead where it is.
+    activity = (
+        (_events, _events.c.occurred_at),
+        (_attrs, _attrs.c.occurred_at),
+        (_qual, _qual.c.recorded_at),
+    )
+    busy: set[str] = set()
+    for table, column in activity if live else ():
+        busy.update(
+            connection.execute(
+                select(table.c.subject_id)
+                .where(table.c.subject_id.in_(live), column > cutoff)
+                .distinct()
+            ).scalars()
+        )
+    moved = 0
+    for sid in live:
+        lead = leads[sid]
+        if sid in busy:
+            continue
+        stage = Stage(lead.stage)
+        if stage.rank <= Stage.LEAD.rank or lead.stage_since > cutoff:
+            continue
+        reason = (
+            f"no activity for {days:g} days (no event, answer, BANT value or stage move "
+            f"since {format_timestamp(cutoff)}): recycled to Lead at score {lead.score:g}"
+        )
+        _move(
+            connection, active.model, sid, stage, Stage.LEAD, Actor.INACTIVITY.value, reason,
+            lead.score, now,
+        )  # fmt: skip
+        connection.execute(
+            update(_leads)
+            .where(_leads.c.subject_id == sid)
+            .values(stage=Stage.LEAD.value, stage_since=now, recycled_score=lead.score)
+        )
+        _cancel_webhooks(connection, sid, "demoted")
+        moved += 1
+    return moved
 
 
 def rescore_lead(

@@ -52,6 +52,8 @@ MODEL_KEYS = {
     "sla",
     "tag",
     "quiz_score",
+    "rescore_every",
+    "demote_after_days",
 }
 TAG_KEYS = {"name", "tag", "points", "quiz"}
 QUIZ_SCORE_KEYS = {"name", "quiz", "points", "range", "scale", "cap"}
@@ -397,6 +399,19 @@ def _quiz_score(
     return QuizScoreRule(name, quiz, scale=scale, cap=cap)
 
 
+def _rescore_every(scoring: Mapping[str, Any], problems: ConfigProblems) -> float | None:
+    """``rescore_every = "6h"``: how stale the scheduled pass lets a decaying score get."""
+    if "rescore_every" not in scoring:
+        return None
+    seconds = parse_duration(scoring["rescore_every"])
+    if seconds is None:
+        problems.add(
+            "scoring.rescore_every",
+            'must be a duration such as "30m", "6h" or "1d" (at most 365 days)',
+        )
+    return seconds
+
+
 def _free_mail(scoring: Mapping[str, Any], problems: ConfigProblems) -> tuple[str, ...]:
     """``[scoring.accounts] free_mail = [...]``: domains added to the built-in list."""
     table = scoring.get("accounts", {})
@@ -496,6 +511,8 @@ def parse(
             for i, r in enumerate(_tables(scoring, "quiz_score", problems))
         ),
         quizzes=tuple(q for q in quizzes.values() if q.answers),
+        rescore_every=_rescore_every(scoring, problems),
+        demote_after_days=top.optional_days("demote_after_days"),
     )
     names = [r.name for r in model.fit if r.name] + [r.name for r in model.behaviour if r.name]
     names += [r.name for r in model.quiz if r.name]

@@ -37,3 +37,4 @@ class Actor(StrEnum):
 
     THRESHOLD = "system:threshold"
     CONSENT = "system:consent"
+    INACTIVITY = "system:inactivity"
