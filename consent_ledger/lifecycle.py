@@ -20,20 +20,34 @@ left alone; another process running the job takes other rows.
 
 An ``editorial`` version keeps consent: nothing expires, and the version history
 (:meth:`ConsentLedger.notice_versions`) says so.
+
+Expiry: a purpose with ``expires_after_days`` lapses that many days after the grant
+began (the state's ``since``: the grant, or its double opt-in confirmation; a renewal
+starts it again). :func:`expire_due_grants` appends the ``expired`` entry at that very
+moment (``occurred_at`` = since + days, never later however late the job runs), so
+point-in-time answers (``consent_at``) are exact. With ``remind_before_days``,
+:func:`remind_due_grants` mails the lead once per grant that many days before, with
+the date and how to renew (save the preference page with the box ticked).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
-from consent_ledger.models import ConsentState, NoticeVersion, Purpose, SubjectProfile
+from consent_ledger.models import (
+    ConsentExpiryReminder,
+    ConsentState,
+    NoticeVersion,
+    Purpose,
+    SubjectProfile,
+)
 from zeroparty.db import Database, utcnow
 from zeroparty.mail import LeadLinker, Mail, queue_mail, with_lead_links
 
@@ -195,3 +209,198 @@ def expire_stale_grants(
         if len(done) < batch_size:
             break
     return total
+
+
+# -- expiry -------------------------------------------------------------------------------
+
+_LIVE = ("granted", "confirmed")
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiringPurpose:
+    key: str
+    title: str
+    expires_after_days: int
+    remind_before_days: int | None
+
+
+_EXPIRING = (
+    select(Purpose.key, Purpose.title, Purpose.expires_after_days, Purpose.remind_before_days)
+    .where(Purpose.expires_after_days.is_not(None))
+    .order_by(Purpose.key)
+)
+_DUE = (
+    select(ConsentState.subject_id, ConsentState.since, ConsentState.notice_sha256)
+    .where(
+        ConsentState.purpose_key == bindparam("purpose"),
+        ConsentState.permitted.is_(True),
+        ConsentState.status.in_(_LIVE),
+        ConsentState.since <= bindparam("cutoff"),
+    )
+    .order_by(ConsentState.subject_id)
+    .limit(bindparam("limit"))
+)
+_REMIND = (
+    select(ConsentState.subject_id, ConsentState.since, SubjectProfile.email)
+    .join(SubjectProfile, SubjectProfile.subject_id == ConsentState.subject_id)
+    .outerjoin(
+        ConsentExpiryReminder,
+        and_(
+            ConsentExpiryReminder.subject_id == ConsentState.subject_id,
+            ConsentExpiryReminder.purpose_key == ConsentState.purpose_key,
+        ),
+    )
+    .where(
+        ConsentState.purpose_key == bindparam("purpose"),
+        ConsentState.permitted.is_(True),
+        ConsentState.status.in_(_LIVE),
+        ConsentState.since <= bindparam("remind_cutoff"),
+        ConsentState.since > bindparam("expire_cutoff"),
+        or_(
+            ConsentExpiryReminder.grant_since.is_(None),
+            ConsentExpiryReminder.grant_since != ConsentState.since,
+        ),
+    )
+    .order_by(ConsentState.subject_id)
+    .limit(bindparam("limit"))
+)
+
+
+def expiring_purposes(session: Session) -> list[ExpiringPurpose]:
+    return [
+        ExpiringPurpose(key, title, days, remind)
+        for key, title, days, remind in session.execute(_EXPIRING)
+        if days is not None
+    ]
+
+
+def _locked(session: Session, stmt: Any) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return stmt.with_for_update(of=ConsentState, skip_locked=True)
+    return stmt
+
+
+def expire_batch_due(
+    session: Session,
+    ledger: ConsentLedger,
+    purpose: ExpiringPurpose,
+    *,
+    now: datetime,
+    limit: int = BATCH_SIZE,
+) -> int:
+    """Expire up to ``limit`` grants of ``purpose`` whose time ran out by ``now``, each
+    at the moment it ran out; returns how many."""
+    from consent_ledger.api import ConsentChange
+
+    period = timedelta(days=purpose.expires_after_days)
+    params = {"purpose": purpose.key, "cutoff": now - period, "limit": limit}
+    rows = list(session.execute(_locked(session, _DUE), params))
+    changes = [
+        ConsentChange(
+            subject_id=subject_id,
+            purpose=purpose.key,
+            action=ConsentAction.EXPIRED,
+            source=ConsentSource.SYSTEM,
+            method=ConsentMethod.SYSTEM,
+            occurred_at=since + period,
+            notice_sha256=notice,
+            source_ref=f"expiry:{purpose.key}:{purpose.expires_after_days}d"[:200],
+            evidence={"reason": "consent expired", "expires_after_days": period.days},
+        )
+        for subject_id, since, notice in rows
+    ]
+    ledger.record(session, changes)
+    return len(changes)
+
+
+def reminder_mail(to: str, title: str, ends: datetime) -> Mail:
+    day = ends.strftime("%d %B %Y")
+    text = (
+        "Hello,\n\n"
+        f'your consent to "{title}" ends on {day} (UTC), as we ask it again from time to '
+        "time.\n\n"
+        "To keep it, open your preference page (the link below), leave the box ticked "
+        "and press Save. If you do nothing, it ends on that day and nothing more is "
+        "sent to you for it.\n"
+    )
+    return Mail(to=to, subject=f"Your consent ends on {day}: {title}", text=text)
+
+
+def remind_batch_due(
+    session: Session,
+    purpose: ExpiringPurpose,
+    *,
+    lead_links: LeadLinker | None,
+    now: datetime,
+    limit: int = BATCH_SIZE,
+) -> int:
+    """Mail the reminder to up to ``limit`` leads whose grant of ``purpose`` ends within
+    ``remind_before_days`` and who were not reminded of this grant yet."""
+    if purpose.remind_before_days is None:
+        return 0
+    period = timedelta(days=purpose.expires_after_days)
+    params = {
+        "purpose": purpose.key,
+        "remind_cutoff": now - period + timedelta(days=purpose.remind_before_days),
+        "expire_cutoff": now - period,
+        "limit": limit,
+    }
+    rows = list(session.execute(_locked(session, _REMIND), params))
+    for subject_id, since, email in rows:
+        mail = reminder_mail(email, purpose.title, since + period)
+        if lead_links is not None:
+            mail = with_lead_links(mail, lead_links(session, subject_id, [purpose.key]))
+        queue_mail(session, mail, subject_id=subject_id)
+        reminder = session.get(ConsentExpiryReminder, (subject_id, purpose.key))
+        if reminder is None:
+            session.add(ConsentExpiryReminder(subject_id=subject_id, purpose_key=purpose.key,
+                                              grant_since=since, sent_at=now))  # fmt: skip
+        else:
+            reminder.grant_since, reminder.sent_at = since, now
+    session.flush()
+    return len(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleReport:
+    """What one run of the lifecycle job did."""
+
+    stale_expired: int
+    expired: int
+    reminded: int
+
+
+def run_lifecycle(
+    database: Database,
+    ledger: ConsentLedger,
+    *,
+    lead_links: LeadLinker | None,
+    now: datetime | None = None,
+    batch_size: int = BATCH_SIZE,
+    max_batches: int | None = None,
+) -> LifecycleReport:
+    """Everything the lifecycle job does, each batch its own transaction: stale grants
+    (material notice changes), grants whose time ran out, reminders before that."""
+    stale = expire_stale_grants(database, ledger, lead_links=lead_links, now=now,
+                                batch_size=batch_size, max_batches=max_batches)  # fmt: skip
+    expired = reminded = 0
+    with database.read() as session:
+        purposes = expiring_purposes(session)
+    for purpose in purposes:
+        for step in ("expire", "remind"):
+            batches = 0
+            while max_batches is None or batches < max_batches:
+                with database.write() as session:
+                    moment = now or utcnow()
+                    if step == "expire":
+                        done = expire_batch_due(session, ledger, purpose, now=moment,
+                                                limit=batch_size)  # fmt: skip
+                        expired += done
+                    else:
+                        done = remind_batch_due(session, purpose, lead_links=lead_links,
+                                                now=moment, limit=batch_size)  # fmt: skip
+                        reminded += done
+                batches += 1
+                if done < batch_size:
+                    break
+    return LifecycleReport(stale, expired, reminded)

@@ -1,6 +1,6 @@
 """The consent lifecycle's job and command (issue 16): ``zeroparty lifecycle run``.
 
-``serve`` runs :func:`consent_ledger.lifecycle.expire_stale_grants` every minute; the
+``serve`` runs :func:`consent_ledger.lifecycle.run_lifecycle` every minute; the
 command runs it once (after a ``site load`` with a material notice change, or from
 cron where no ``serve`` runs jobs). Mails are queued in the outbox and delivered by
 ``serve`` or ``zeroparty dispatch``.
@@ -39,7 +39,7 @@ def jobs(context: JobContext) -> list[PeriodicJob]:
     linker = lead_linker(context.settings)
 
     def expire() -> None:
-        lifecycle.expire_stale_grants(context.database, context.ledger, lead_links=linker)
+        lifecycle.run_lifecycle(context.database, context.ledger, lead_links=linker)
 
     return [PeriodicJob("consent-lifecycle", lifecycle.POLL_SECONDS, expire)]
 
@@ -56,20 +56,22 @@ def cmd_lifecycle_run(args: argparse.Namespace, settings: Settings) -> int:
     from zeroparty.cli_support import opened_ledger
 
     with opened_ledger(settings) as ledger:
-        expired = lifecycle.expire_stale_grants(
+        report = lifecycle.run_lifecycle(
             ledger.database,
             ledger,
             lead_links=lead_linker(settings),
             batch_size=args.batch_size,
             max_batches=args.max_batches,
         )
-    print(f"expired {expired} grant(s) made stale by a material notice change")
+    print(f"expired {report.stale_expired} grant(s) made stale by a material notice change")
+    print(f"expired {report.expired} grant(s) whose time ran out (expires_after_days)")
+    print(f"reminded {report.reminded} lead(s) that a grant ends soon (remind_before_days)")
     return 0
 
 
 def add_commands(commands: Commands) -> None:
     lifecycle = commands.add_parser(
-        "lifecycle", help="consent over time: expire grants made stale by notice changes"
+        "lifecycle", help="consent over time: notice changes, expiry and its reminders"
     ).add_subparsers(dest="lifecycle_command", required=True, metavar="ACTION")
     run = lifecycle.add_parser("run", help="run the lifecycle job once (batched, resumable)")
     run.add_argument("--batch-size", type=_positive, default=500, help="leads per transaction")

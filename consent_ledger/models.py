@@ -45,6 +45,11 @@ class Purpose(Base):
     double_opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
     # JSON list of ISO 3166-2 codes where an opt-out mechanism is lawful ("US-CA").
     jurisdictions: Mapped[str] = mapped_column(Text, default="[]")
+    # A grant lapses this many days after it began (an ``expired`` entry is appended by
+    # the lifecycle job); None: it does not lapse. Issue 16.
+    expires_after_days: Mapped[int | None] = mapped_column(Integer)
+    # The lead is reminded this many days before the lapse; None: no reminder.
+    remind_before_days: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -256,3 +261,17 @@ class LedgerCheckpoint(Base):
     note: Mapped[str] = mapped_column(Text)
     key_name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ConsentExpiryReminder(Base):
+    """The reminder mailed before a grant lapses (issue 16): one per lead and purpose,
+    naming the grant (by when it began) it was sent for, so each grant gets at most one
+    and a renewed grant gets its own. Pseudonymous (no address: the mail went out
+    through the outbox)."""
+
+    __tablename__ = "consent_expiry_reminders"
+
+    subject_id: Mapped[str] = mapped_column(ForeignKey("subjects.id"), primary_key=True)
+    purpose_key: Mapped[str] = mapped_column(ForeignKey("purposes.key"), primary_key=True)
+    grant_since: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)

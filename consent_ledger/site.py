@@ -35,7 +35,10 @@ PURPOSE_KEYS = {
     "double_opt_in",
     "jurisdictions",
     "notice",
+    "expires_after_days",
+    "remind_before_days",
 }
+MAX_EXPIRY_DAYS = 36500
 TOPIC_KEYS = {"purpose", "title", "description"}
 # Keys of a purpose's notice table that are not locales (issue 16): what a changed text
 # is to the version before ("material", the default, or "editorial"), and what changed.
@@ -57,6 +60,8 @@ class PurposeSpec:
     notices: Mapping[str, str]
     notice_change: str = "material"
     change_summary: str | None = None
+    expires_after_days: int | None = None
+    remind_before_days: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +184,38 @@ def _purpose(
         notices=texts,
         notice_change=notice_change,
         change_summary=change_summary,
+        **_expiry(raw, where, mechanism, problems),
     )
+
+
+def _days(raw: Mapping[str, object], key: str, where: str, problems: ConfigProblems) -> int | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_EXPIRY_DAYS:
+        problems.add(f"{where}.{key}", f"must be a whole number of days, 1 to {MAX_EXPIRY_DAYS}")
+        return None
+    return value
+
+
+def _expiry(
+    raw: Mapping[str, object], where: str, mechanism: str, problems: ConfigProblems
+) -> dict[str, int | None]:
+    """``expires_after_days`` and ``remind_before_days`` of a purpose (issue 16)."""
+    expires = _days(raw, "expires_after_days", where, problems)
+    remind = _days(raw, "remind_before_days", where, problems)
+    if expires is not None and mechanism == Mechanism.OPT_OUT:
+        problems.add(
+            f"{where}.expires_after_days",
+            "an opt-out purpose is permitted without a grant: there is nothing to expire",
+        )
+    if remind is not None and "expires_after_days" not in raw:
+        problems.add(f"{where}.remind_before_days", "needs expires_after_days")
+    elif remind is not None and expires is not None and remind >= expires:
+        problems.add(
+            f"{where}.remind_before_days", f"must be less than expires_after_days ({expires})"
+        )
+    return {"expires_after_days": expires, "remind_before_days": remind}
 
 
 def _notice_change(
@@ -263,6 +299,8 @@ def apply(session: Session, config: LedgerConfig) -> list[str]:
             "mechanism": spec.mechanism,
             "double_opt_in": spec.double_opt_in,
             "jurisdictions": orjson.dumps(list(spec.jurisdictions)).decode(),
+            "expires_after_days": spec.expires_after_days,
+            "remind_before_days": spec.remind_before_days,
         }
         if purpose is None:
             session.add(Purpose(key=spec.key, **values))

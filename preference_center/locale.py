@@ -76,6 +76,8 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
             "Tick the box if you agree to the new text."
         ),
         "what_changed": "What changed:",
+        "ends_on": "This consent ends on",
+        "renew": "To keep it, leave the box ticked and save your choices shortly before.",
         "mail_confirm_grant_subject": "Please confirm your choice",
         "mail_confirm_grant_text": "Open this link to confirm that you agree to receive:",
         "confirm_sent": (
@@ -173,6 +175,8 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
             "Text zustimmen."
         ),
         "what_changed": "Was sich geändert hat:",
+        "ends_on": "Diese Einwilligung endet am",
+        "renew": "Um sie zu behalten, lassen Sie das Feld angekreuzt und speichern Sie kurz davor.",
         "mail_confirm_grant_subject": "Bitte bestätigen Sie Ihre Auswahl",
         "mail_confirm_grant_text": (
             "Öffnen Sie diesen Link, um zu bestätigen, dass Sie Folgendes erhalten möchten:"

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import orjson
@@ -106,6 +106,7 @@ class PurposeView:
     # page says so, with what changed (``change_summary``, as site.toml says it).
     changed: bool = False
     change_summary: str | None = None
+    ends_at: datetime | None = None  # when a live grant lapses (expires_after_days)
 
     @property
     def pending(self) -> bool:
@@ -164,6 +165,28 @@ class LeadPurpose:
     notices: dict[str, tuple[str, str]] = field(default_factory=dict)  # locale: (text, sha)
     state_notice: str | None = None  # the notice version of the lead's last entry
     change_summaries: dict[str, str | None] = field(default_factory=dict)  # locale: summary
+    since: datetime | None = None  # when the current permission began
+    expires_after_days: int | None = None
+    remind_before_days: int | None = None
+
+    def ends_at(self) -> datetime | None:
+        """When the lead's live grant lapses (``expires_after_days``), if it does."""
+        if self.expires_after_days is None or self.since is None or self.status is None:
+            return None
+        if not self.state_permitted:
+            return None
+        return self.since + timedelta(days=self.expires_after_days)
+
+    def renewal_due(self, now: datetime) -> bool:
+        """Saving the page with the box ticked renews the grant (a new grant, issue 16)
+        once it is within ``remind_before_days`` (else 30 days, at most the period less
+        a day) of its end; earlier, a save with nothing changed records nothing."""
+        ends = self.ends_at()
+        if ends is None or self.expires_after_days is None:
+            return False
+        window = self.remind_before_days or min(30, self.expires_after_days - 1)
+        return now >= ends - timedelta(days=window)
+
     topics: list[LeadTopic] = field(default_factory=list)
 
     def permitted(self, jurisdiction: str | None) -> bool:
@@ -229,8 +252,11 @@ def _lead_statement(with_notices: bool) -> Any:
         purpose.category,
         purpose.mechanism,
         purpose.jurisdictions,
+        purpose.expires_after_days,
+        purpose.remind_before_days,
         state.status,
         state.permitted,
+        state.since,
         topic.key.label("topic"),
         topic.title.label("topic_title"),
         topic.description.label("topic_description"),
@@ -397,6 +423,9 @@ def load_lead(
                 jurisdictions=row.jurisdictions,
                 status=row.status,
                 state_permitted=bool(row.permitted),
+                since=_aware(row.since),
+                expires_after_days=row.expires_after_days,
+                remind_before_days=row.remind_before_days,
             )
         if notices and row.notice_locale is not None:
             purpose.notices[row.notice_locale] = (row.text, row.sha256)
@@ -458,9 +487,19 @@ def preference_page(lead: Lead, locale: str) -> PreferencePage:
                 ],
                 changed=_expired_by_change(purpose, sha),
                 change_summary=purpose.change_summaries.get(shown_locale),
+                ends_at=purpose.ends_at(),
             )
         )
     return PreferencePage(lead.subject_id, lead.email, locale, views)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands a column of a subquery back without UTCDateTime's processing.
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def _expired_by_change(purpose: LeadPurpose, shown_sha: str) -> bool:
@@ -588,7 +627,8 @@ def apply_choices(
         after = {k: want_on and k in choices.topics for k in own_topics}
         changed = {k: on for k, on in after.items() if stored[k] != on or before[k] != on}
         wanted_topics = [k for k, on in after.items() if on]
-        if want_on and (not was_on or before != after):
+        renew = was_on and purpose.renewal_due(now)
+        if want_on and (not was_on or before != after or renew):
             grants.append((purpose, wanted_topics, bool(own_topics), changed))
         elif not want_on and was_on:
             grants.append((purpose, [], False, changed))
