@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -81,6 +81,7 @@ __all__ = [
     "ErasureResult",
     "InvalidEmail",
     "LeadRef",
+    "StateAsOf",
     "UnknownPurpose",
     "is_negative",
     "normalise_email",
@@ -89,6 +90,16 @@ __all__ = [
 
 ConsentRecord = services.ConsentRecord
 LeadRef = subjects.SubjectRef
+
+
+class StateAsOf(NamedTuple):
+    """A lead's consent for one purpose as of one ledger entry
+    (:meth:`ConsentLedger.states_as_of`): ``grant_seq`` is the last grant's entry."""
+
+    permitted: bool
+    since: datetime | None
+    notice_sha256: str | None
+    grant_seq: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -803,6 +814,49 @@ class ConsentLedger:
             if (draft.subject_id, draft.purpose, draft.notice_sha256) in confirmed:
                 drafts[i] = replace(draft, confirmation_required=False)
         return drafts
+
+    # -- consent_sync: audiences as of one ledger entry (consent_sync.audiences) -------
+
+    _PAIR_FACTS_UNTIL_SEQ = select(
+        ConsentEvent.subject_id,
+        ConsentEvent.seq,
+        ConsentEvent.action,
+        ConsentEvent.confirmation_required,
+        ConsentEvent.notice_sha256,
+        ConsentEvent.occurred_at,
+    ).where(
+        ConsentEvent.subject_id.in_(bindparam("sids", expanding=True)),
+        ConsentEvent.purpose_key == bindparam("purpose"),
+        ConsentEvent.seq <= bindparam("seq"),
+    )
+
+    def states_as_of(
+        self, tx: Transaction, purpose: str, subject_ids: Sequence[str], seq: int
+    ) -> dict[str, StateAsOf]:
+        """Each lead's consent for ``purpose`` after the ledger's entries up to ``seq``
+        only (folded as the kept projection folds them), in one statement; leads with
+        no such entry are left out. For an export that must stay one snapshot while the
+        ledger grows (consent_sync's audiences)."""
+        if not subject_ids:
+            return {}
+        facts: dict[str, list[projection.ConsentFact]] = {}
+        grants: dict[str, int] = {}
+        params = {"sids": list(subject_ids), "purpose": purpose, "seq": seq}
+        for row in _connection(tx).execute(self._PAIR_FACTS_UNTIL_SEQ, params):
+            facts.setdefault(row.subject_id, []).append(projection.ConsentFact(*row[1:]))
+            if row.action == ConsentAction.GRANTED.value:
+                grants[row.subject_id] = max(grants.get(row.subject_id, 0), row.seq)
+        states: dict[str, StateAsOf] = {}
+        for subject_id, pair in facts.items():
+            folded = projection.fold(pair)
+            if folded is not None:
+                states[subject_id] = StateAsOf(
+                    folded.permitted,
+                    folded.since,
+                    folded.notice_sha256,
+                    grants.get(subject_id),
+                )
+        return states
 
 
 def _with_session(tx: Transaction, work: Callable[[Session], object]) -> None:

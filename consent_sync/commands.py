@@ -10,6 +10,9 @@ if TYPE_CHECKING:
 
 def add_commands(commands: Commands) -> None:
     """This package's part of ``zeroparty --help`` (named in its wiring)."""
+    from consent_sync import audience_commands
+
+    audience_commands.add_commands(commands)
     import consent_sync.subscription_commands
 
     consent_sync.subscription_commands.add_commands(commands)

@@ -119,6 +119,110 @@ CHANGE_SCHEMAS: dict[str, Any] = {
     },
 }
 
-PATHS: dict[str, Any] = {**CHANGES}
+AUDIENCES: dict[str, Any] = {
+    "/api/audiences/{purpose}": {
+        "get": {
+            "summary": "Who may receive a purpose (and topic) now, as one snapshot",
+            "description": (
+                "Pages of the leads permitted for `purpose` (and wanting `topic`), each "
+                "with the links a sending tool merges into its mail: the signed "
+                "preference-center URL, the one-click unsubscribe URL and the ready "
+                "`List-Unsubscribe` / `List-Unsubscribe-Post` header values (RFC 8058). "
+                "The first page names the ledger entry the export is as of "
+                "(`as_of_seq`); pass `next_cursor` as `cursor` for the next page: every "
+                "page answers as of that entry, so later changes never mix in. A cursor "
+                "is signed and valid for a day. Erased leads are never exported. Every "
+                "page read is noted in the staff log. Scope: `audiences`."
+            ),
+            "security": [{"apiKey": []}],
+            "parameters": [
+                {"name": "purpose", "in": "path", "required": True, "schema": {"type": "string"}},
+                {
+                    "name": "topic",
+                    "in": "query",
+                    "description": "only leads who want this topic of the purpose",
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "description": "`next_cursor` of the previous page",
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "description": "leads walked per page (a page may hold fewer members)",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 500},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "one page of the audience",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/AudiencePage"}
+                        }
+                    },
+                },
+                "400": _error("the cursor was changed, or belongs to another purpose or topic"),
+                "404": _error("no such purpose"),
+                "410": _error("the cursor is more than a day old: start the export again"),
+                **_scoped("audiences"),
+            },
+        }
+    }
+}
 
-SCHEMAS: dict[str, Any] = {**CHANGE_SCHEMAS}
+AUDIENCE_SCHEMAS: dict[str, Any] = {
+    "AudienceMember": {
+        "type": "object",
+        "required": [
+            "lead_id",
+            "email",
+            "topics",
+            "preference_url",
+            "unsubscribe_url",
+            "headers",
+        ],
+        "properties": {
+            "lead_id": {"type": "string"},
+            "email": {"type": "string"},
+            "name": {"type": ["string", "null"]},
+            "locale": {"type": ["string", "null"]},
+            "topics": {"type": "array", "items": {"type": "string"}},
+            "permitted_since": {"type": ["string", "null"], "format": "date-time"},
+            "notice_sha256": _NULLABLE_HASH,
+            "notice_version": {"type": ["integer", "null"]},
+            "preference_url": {"type": "string", "format": "uri"},
+            "unsubscribe_url": {"type": "string", "format": "uri"},
+            "headers": {
+                "type": "object",
+                "required": ["List-Unsubscribe", "List-Unsubscribe-Post"],
+                "properties": {
+                    "List-Unsubscribe": {"type": "string"},
+                    "List-Unsubscribe-Post": {
+                        "type": "string",
+                        "const": "List-Unsubscribe=One-Click",
+                    },
+                },
+            },
+        },
+    },
+    "AudiencePage": {
+        "type": "object",
+        "required": ["purpose", "topic", "as_of_seq", "as_of", "members", "next_cursor"],
+        "properties": {
+            "purpose": {"type": "string"},
+            "topic": {"type": ["string", "null"]},
+            "as_of_seq": {"type": "integer", "description": "the ledger entry it is as of"},
+            "as_of": {"type": "string", "format": "date-time"},
+            "members": {"type": "array", "items": {"$ref": "#/components/schemas/AudienceMember"}},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    },
+}
+
+PATHS: dict[str, Any] = {**CHANGES, **AUDIENCES}
+
+SCHEMAS: dict[str, Any] = {**CHANGE_SCHEMAS, **AUDIENCE_SCHEMAS}

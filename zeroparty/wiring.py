@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from zeroparty.background import PeriodicJob
 from zeroparty.db import Database
 from zeroparty.lead_signals import LeadSignalListener
+from zeroparty.mail import LeadLinker
 from zeroparty.personal_data import PersonalData
 from zeroparty.settings import Settings
 
@@ -153,3 +154,14 @@ def staff_log_writer(parts: Sequence[Feature] | None = None) -> StaffLogWriter:
 def _no_staff_log(_session: Session, _user_id: int | None, _action: str, _detail: str) -> None:
     return None
 
+
+def lead_linker(settings: Settings, parts: Sequence[Feature] | None = None) -> LeadLinker | None:
+    """The links every mail to a lead carries (the preference center makes them), for a
+    command that has no app; ``None`` when no wired package makes them."""
+    parts = features() if parts is None else parts
+    for part in parts:
+        # The preference center names its factory ``lead_linker`` among its extras.
+        factory: Callable[[Settings], LeadLinker] | None = part.extras.get("lead_linker")
+        if factory is not None:
+            return factory(settings)
+    return None

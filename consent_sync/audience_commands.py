@@ -1,0 +1,119 @@
+"""``zeroparty audience export PURPOSE [--topic T] [--format csv|jsonl]``: the whole
+audience as one snapshot, streamed to stdout a page at a time (constant memory), noted
+in the staff log."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, TextIO
+
+import orjson
+
+from consent_sync import audiences
+from consent_sync.access import SyncRead
+from consent_sync.audience_views import member_json
+from consent_sync.audiences import Member
+from zeroparty.cli_support import opened_ledger
+from zeroparty.errors import ServiceUnavailable
+from zeroparty.settings import Settings
+from zeroparty.wiring import lead_linker, staff_log_writer
+
+if TYPE_CHECKING:
+    from zeroparty.cli_support import Commands
+
+CSV_COLUMNS = [
+    "email",
+    "name",
+    "locale",
+    "topics",
+    "permitted_since",
+    "notice_version",
+    "notice_sha256",
+    "preference_url",
+    "unsubscribe_url",
+    "list_unsubscribe",
+    "list_unsubscribe_post",
+    "lead_id",
+]
+
+
+def write_csv(members: Iterable[Member], out: TextIO) -> int:
+    """One header row, then a row per member (topics space-separated); how many."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    written = 0
+    for m in members:
+        body = member_json(m)
+        writer.writerow(
+            [
+                m.email,
+                m.name or "",
+                m.locale or "",
+                " ".join(m.topics),
+                body["permitted_since"] or "",
+                m.notice_version if m.notice_version is not None else "",
+                m.notice_sha256 or "",
+                m.preference_url,
+                m.unsubscribe_url,
+                m.list_unsubscribe,
+                m.list_unsubscribe_post,
+                m.lead_id,
+            ]
+        )
+        written += 1
+    return written
+
+
+def write_jsonl(members: Iterable[Member], out: TextIO) -> int:
+    written = 0
+    for m in members:
+        out.write(orjson.dumps(member_json(m)).decode())
+        out.write("\n")
+        written += 1
+    return written
+
+
+def cmd_audience_export(args: argparse.Namespace, settings: Settings) -> int:
+    linker = lead_linker(settings)
+    if linker is None:
+        raise ServiceUnavailable("no package of this build makes preference links")
+    topic = args.topic or None
+    with opened_ledger(settings) as ledger:
+        database = ledger.database
+        with database.write() as session:
+            # Noted first, so an export cut short is in the log too.
+            connection = session.connection()
+            facts = audiences.purpose_facts(connection, args.purpose, topic)
+            snapshot = audiences.start(connection, args.purpose, topic)
+            of = args.purpose + (f" topic {topic}" if topic else "")
+            staff_log_writer()(
+                session,
+                None,
+                SyncRead.AUDIENCE_EXPORT.value,
+                f"command line: audience {of} as of entry {snapshot.as_of_seq} ({args.format})",
+            )
+        with database.read() as session:
+            members = audiences.walk(session, ledger, linker, facts, snapshot)
+            write = write_csv if args.format == "csv" else write_jsonl
+            written = write(members, sys.stdout)
+    print(
+        f"{written} leads may receive {of} as of ledger entry {snapshot.as_of_seq}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def add_commands(commands: Commands) -> None:
+    audience = commands.add_parser("audience", help="who may receive a purpose").add_subparsers(
+        dest="audience_command", required=True, metavar="ACTION"
+    )
+    export = audience.add_parser(
+        "export", help="stream everyone who may receive PURPOSE now (one snapshot) to stdout"
+    )
+    export.add_argument("purpose")
+    export.add_argument("--topic", help="only leads who want this topic of the purpose")
+    export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    export.set_defaults(handler=cmd_audience_export, signs_tokens=True)
