@@ -49,7 +49,9 @@ def grant(
             ),
         )
     if purpose == "newsletter":
-        record(database, email, purpose, ConsentAction.CONFIRMED, method=ConsentMethod.DOUBLE_OPT_IN)
+        record(
+            database, email, purpose, ConsentAction.CONFIRMED, method=ConsentMethod.DOUBLE_OPT_IN
+        )
 
 
 def export(api: TestClient, purpose: str = "newsletter", **params: str) -> list[dict[str, Any]]:
@@ -135,9 +137,7 @@ def test_an_erased_lead_is_never_exported(
                 assert subject_id is not None
                 ledger.erase(session, subject_id)
             break
-    rest = api.get(
-        "/api/audiences/profiling", params={"cursor": first["next_cursor"]}
-    ).json()
+    rest = api.get("/api/audiences/profiling", params={"cursor": first["next_cursor"]}).json()
     assert len(rest["members"]) == 1
     assert email not in [m["email"] for m in rest["members"]]
 
