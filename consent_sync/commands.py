@@ -10,9 +10,10 @@ if TYPE_CHECKING:
 
 def add_commands(commands: Commands) -> None:
     """This package's part of ``zeroparty --help`` (named in its wiring)."""
-    from consent_sync import audience_commands
+    from consent_sync import audience_commands, suppression_commands
 
     audience_commands.add_commands(commands)
+    suppression_commands.add_commands(commands)
     import consent_sync.subscription_commands
 
     consent_sync.subscription_commands.add_commands(commands)

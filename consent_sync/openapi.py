@@ -223,6 +223,73 @@ AUDIENCE_SCHEMAS: dict[str, Any] = {
     },
 }
 
-PATHS: dict[str, Any] = {**CHANGES, **AUDIENCES}
+SUPPRESSION: dict[str, Any] = {
+    "/api/suppression": {
+        "get": {
+            "summary": "The SHA-256 of every address that withdrew or was erased",
+            "description": (
+                "For sending tools that must never (re-)add these addresses: compare the "
+                "SHA-256 hex of the normalised address (lower-case, trimmed) with "
+                "`email_sha256`. A live lead is listed while its last word on a purpose is "
+                "a no (withdrawn, refused, GPC opt-out); an erased one for good. Pages in "
+                "lead order: pass `next_after` as `after`. Noted in the staff log. Scope: "
+                "`audiences`."
+            ),
+            "security": [{"apiKey": []}],
+            "parameters": [
+                {
+                    "name": "purpose",
+                    "in": "query",
+                    "description": "only withdrawals of this purpose (erasures always)",
+                    "schema": {"type": "string"},
+                },
+                {"name": "after", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "one page of the list",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/SuppressionPage"}
+                        }
+                    },
+                },
+                "404": _error("no such purpose"),
+                **_scoped("audiences"),
+            },
+        }
+    }
+}
 
-SCHEMAS: dict[str, Any] = {**CHANGE_SCHEMAS, **AUDIENCE_SCHEMAS}
+SUPPRESSION_SCHEMAS: dict[str, Any] = {
+    "SuppressionPage": {
+        "type": "object",
+        "required": ["purpose", "suppressed", "next_after"],
+        "properties": {
+            "purpose": {"type": ["string", "null"]},
+            "suppressed": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["email_sha256", "reason", "purposes", "since"],
+                    "properties": {
+                        "email_sha256": _HASH,
+                        "reason": {"type": "string", "enum": ["withdrawn", "erased"]},
+                        "purposes": {"type": "array", "items": {"type": "string"}},
+                        "since": {"type": ["string", "null"], "format": "date-time"},
+                    },
+                },
+            },
+            "next_after": {"type": ["string", "null"]},
+        },
+    }
+}
+
+PATHS: dict[str, Any] = {**CHANGES, **AUDIENCES, **SUPPRESSION}
+
+SCHEMAS: dict[str, Any] = {**CHANGE_SCHEMAS, **AUDIENCE_SCHEMAS, **SUPPRESSION_SCHEMAS}
