@@ -1,4 +1,5 @@
-"""``zeroparty subscription add|list|remove|log|dispatch``: outgoing subscriptions."""
+"""``zeroparty subscription add|list|remove|log|dispatch`` (outgoing subscriptions) and
+``zeroparty inbound set`` (sending tools that report unsubscribes)."""
 
 from __future__ import annotations
 
@@ -83,8 +84,34 @@ def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_inbound_set(args: argparse.Namespace, settings: Settings) -> int:
+    from consent_sync import inbound
+
+    with opened_database(settings) as database, database.write() as session:
+        key = inbound.set_source(session, args.provider, args.key)
+    print(f"POST {settings.base_url}/api/inbound/{args.provider} is set up")
+    if args.provider == "generic" and not args.key:
+        print(f"signing secret (shown once; give it to the sending tool): {key}")
+    return 0
+
+
 def add_commands(commands: Commands) -> None:
+    from consent_sync.inbound import PROVIDERS
     from consent_sync.subscriptions import EVENT_TYPES
+
+    inbound = commands.add_parser(
+        "inbound", help="sending tools that report unsubscribes, complaints, hard bounces"
+    ).add_subparsers(dest="inbound_command", required=True, metavar="ACTION")
+    inbound_set = inbound.add_parser(
+        "set", help="accept POST /api/inbound/PROVIDER, signed with this key"
+    )
+    inbound_set.add_argument("provider", help="one of " + ", ".join(PROVIDERS))
+    inbound_set.add_argument(
+        "--key",
+        help="generic: a whsec_ secret (default: a new one, printed once); mailgun: the "
+        "webhook signing key; sendgrid: the verification key (base64)",
+    )
+    inbound_set.set_defaults(handler=cmd_inbound_set)
 
     sub = commands.add_parser(
         "subscription", help="endpoints sent consent changes (Standard Webhooks)"

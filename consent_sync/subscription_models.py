@@ -58,3 +58,16 @@ class SubscriptionDelivery(Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_reason: Mapped[str | None] = mapped_column(String(100))
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class InboundSource(Base):
+    """A sending tool allowed to post to ``/api/inbound/{provider}``, with what checks
+    its signature: a ``whsec_`` secret (generic), Mailgun's webhook signing key, or
+    SendGrid's verification key (base64 DER public key). Set with
+    ``zeroparty inbound set PROVIDER``."""
+
+    __tablename__ = "consent_sync_inbound_sources"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(500))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

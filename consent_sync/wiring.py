@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import consent_sync.commands
 import consent_sync.erased
+import consent_sync.inbound_views
 import consent_sync.openapi
 import consent_sync.subscription_jobs
 import consent_sync.views
@@ -14,7 +15,7 @@ def feature() -> Feature:
     return Feature(
         name="consent_sync",
         commands=consent_sync.commands.add_commands,
-        routes=consent_sync.views.routes,
+        routes=[*consent_sync.views.routes, *consent_sync.inbound_views.routes],
         openapi=consent_sync.openapi,
         # The digest of an erased lead's address, for the change feed and suppression.
         personal_data=[consent_sync.erased.PERSONAL_DATA],

@@ -9,7 +9,8 @@ Standard Webhooks secret, the ledger seq their deliveries are made up to);
 ``consent_sync_deliveries`` is their transactional outbox, one row per (subscription,
 ledger entry), delivered, retried and dead-lettered by ``zeroparty.outbox``.
 ``scoring_webhooks`` gains ``event`` (the hand-off, or a withdrawal or erasure notice to
-the CRM; existing rows are hand-offs) and ``consent_seq``.
+the CRM; existing rows are hand-offs) and ``consent_seq``. ``consent_sync_inbound_sources``
+holds what checks each sending tool's signature on ``POST /api/inbound/{provider}``.
 """
 
 from __future__ import annotations
@@ -64,6 +65,13 @@ def upgrade() -> None:
             "ix_consent_sync_deliveries_subscription", ["subscription_id", "seq"], unique=False
         )
 
+    op.create_table(
+        "consent_sync_inbound_sources",
+        sa.Column("provider", sa.String(length=32), nullable=False),
+        sa.Column("key", sa.String(length=500), nullable=False),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("provider", name=op.f("pk_consent_sync_inbound_sources")),
+    )
     with op.batch_alter_table("scoring_webhooks", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column(
@@ -80,6 +88,7 @@ def downgrade() -> None:
     with op.batch_alter_table("scoring_webhooks", schema=None) as batch_op:
         batch_op.drop_column("consent_seq")
         batch_op.drop_column("event")
+    op.drop_table("consent_sync_inbound_sources")
     with op.batch_alter_table("consent_sync_deliveries", schema=None) as batch_op:
         batch_op.drop_index("ix_consent_sync_deliveries_subscription")
         batch_op.drop_index("ix_consent_sync_deliveries_due")
