@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from consent_sync import inbound_openapi
+
 
 def _error(description: str) -> dict[str, Any]:
     return {
@@ -290,6 +292,13 @@ SUPPRESSION_SCHEMAS: dict[str, Any] = {
     }
 }
 
-PATHS: dict[str, Any] = {**CHANGES, **AUDIENCES, **SUPPRESSION}
+PATHS: dict[str, Any] = {**CHANGES, **AUDIENCES, **SUPPRESSION, **inbound_openapi.PATHS}
 
-SCHEMAS: dict[str, Any] = {**CHANGE_SCHEMAS, **AUDIENCE_SCHEMAS, **SUPPRESSION_SCHEMAS}
+SCHEMAS: dict[str, Any] = {
+    **CHANGE_SCHEMAS,
+    **AUDIENCE_SCHEMAS,
+    **SUPPRESSION_SCHEMAS,
+    **inbound_openapi.SCHEMAS,
+}
+
+SECURITY_SCHEMES: dict[str, Any] = inbound_openapi.SECURITY_SCHEMES

@@ -51,9 +51,12 @@ def build_openapi(parts: Iterable[ModuleType], version: str) -> dict[str, Any]:
         }
     }
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
+    security_schemes: dict[str, Any] = {"apiKey": {"type": "http", "scheme": "bearer"}}
     for part in parts:
         paths.update(part.PATHS)
         schemas.update(part.SCHEMAS)
+        # Endpoints signed by other systems (webhooks they send) name their own scheme.
+        security_schemes.update(getattr(part, "SECURITY_SCHEMES", {}))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -64,7 +67,7 @@ def build_openapi(parts: Iterable[ModuleType], version: str) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": security_schemes,
             "responses": {
                 "Unauthorized": _error("missing or wrong API key"),
                 "InvalidInput": _error("the request was refused; nothing was changed"),
