@@ -14,6 +14,7 @@ from __future__ import annotations
 from sqlalchemy import Select, func, or_, select
 
 from consent_ledger.actions import ConsentMethod, ConsentSource
+from consent_ledger.erasure import scrub_after_erasure
 from consent_ledger.models import ConsentState, Subject
 from consent_ledger.projection import PENDING
 from consent_ledger.requests import (
@@ -78,6 +79,7 @@ PURGES = (
         RetentionKind.CONTACTS_WITHOUT_PERMISSION,
         "contacts without any permission (erased)",
         purge_contacts_without_permission,
+        after=scrub_after_erasure,
     ),
     Purge(RetentionKind.CLOSED_REQUESTS, "closed data-subject requests", purge_closed_requests),
     Purge(

@@ -107,6 +107,9 @@ class Purge:
     run: Callable[[PurgeContext], int]
     fixed_period: str | None = None
     """Set where the purge keeps its own, shorter period (said in the report)."""
+    after: Callable[[Database], object] | None = None
+    """Run after the purge's transaction committed, when it removed something (an
+    erasure's scrub of the database files)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +204,8 @@ def run_retention(
             count = purge.run(PurgeContext(session, cutoff, moment, dry_run, ledger))
             if dry_run:
                 session.rollback()
+        if purge.after is not None and count and not dry_run:
+            purge.after(database)
         reports.append(
             PurgeReport(purge.kind, purge.label, days, cutoff, count, purge.fixed_period)
         )
