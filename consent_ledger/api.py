@@ -46,7 +46,7 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session, aliased
 
 from consent_ledger import erasure, ledger, projection, services, state, subjects
-from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
+from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource, PurposeCategory
 from consent_ledger.entries import LedgerEntry
 from consent_ledger.erasure import ErasureResult, scrub_sqlite
 from consent_ledger.evidence import EvidenceValue
@@ -746,6 +746,16 @@ class ConsentLedger:
             rows: Iterable[Any] = connection.execute(_PURPOSES_NOTICES_CONFIRMED, params)
             confirmed |= {(sid, r[0], r[2]) for r in rows if r[4] and (r[0], r[2]) in pairs}
         return confirmed
+
+    _CATEGORY = select(Purpose.category).where(Purpose.key == bindparam("purpose"))
+
+    def is_sale_or_sharing(self, tx: Transaction, purpose: str) -> bool:
+        """Whether ``purpose`` is a sale or sharing (what a GPC signal opts out of,
+        SPEC rule 7); raises :class:`UnknownPurpose` for no such purpose."""
+        category = _connection(tx).execute(self._CATEGORY, {"purpose": purpose}).scalar()
+        if category is None:
+            raise UnknownPurpose(purpose)
+        return bool(category == PurposeCategory.SALE_OR_SHARING.value)
 
     @staticmethod
     def _asks_reconfirmation(change: ConsentChange) -> bool:

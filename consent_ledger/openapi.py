@@ -57,7 +57,15 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "email": {"type": "string", "format": "email", "maxLength": 320},
             "purpose": {"type": "string", "maxLength": 64},
-            "action": {"type": "string", "enum": ["granted", "withdrawn", "refused", "confirmed"]},
+            "action": {
+                "type": "string",
+                "enum": ["granted", "withdrawn", "refused", "confirmed", "gpc-opt-out"],
+                "description": "gpc-opt-out: a Global Privacy Control signal (`Sec-GPC: 1`) "
+                "the site received from this person, for a sale-or-sharing purpose; method "
+                "gpc-signal (the default for it), no notice or evidence needed; recorded "
+                "once: while the lead's state is a no already, the answer is 200 "
+                '`{"recorded": false, "consent": {...}}` and nothing is appended',
+            },
             "notice_sha256": {
                 "type": "string",
                 "pattern": "^[0-9a-f]{64}$",
@@ -74,7 +82,9 @@ SCHEMAS: dict[str, Any] = {
                     "email-link",
                     "verbal",
                     "written",
+                    "gpc-signal",
                 ],
+                "description": "gpc-signal only with action gpc-opt-out",
             },
             "evidence": {
                 "type": "object",
@@ -147,6 +157,22 @@ PATHS: dict[str, Any] = {
                     "description": "the ledger entry written",
                     "content": {
                         "application/json": {"schema": {"$ref": "#/components/schemas/LedgerEntry"}}
+                    },
+                },
+                "200": {
+                    "description": "gpc-opt-out only: the lead has said no already; nothing "
+                    "appended",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["recorded", "consent"],
+                                "properties": {
+                                    "recorded": {"const": False},
+                                    "consent": {"$ref": "#/components/schemas/ConsentAnswer"},
+                                },
+                            }
+                        }
                     },
                 },
                 "404": {"$ref": "#/components/responses/NotFound"},

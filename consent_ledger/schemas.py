@@ -21,6 +21,9 @@ API_ACTIONS = {
     ConsentAction.WITHDRAWN,
     ConsentAction.REFUSED,
     ConsentAction.CONFIRMED,
+    # A Global Privacy Control signal the site's backend received (issue 16): an opt-out
+    # of a sale-or-sharing purpose (SPEC rule 7); method gpc-signal, no evidence needed.
+    ConsentAction.GPC_OPT_OUT,
 }
 API_METHODS = {
     ConsentMethod.ELECTRONIC,
@@ -116,13 +119,18 @@ def parse_consent_post(body: Mapping[str, Any]) -> ConsentRecord:
         except ValueError as exc:
             errors["occurred_at"] = str(exc)
     source_label = _string(body, "source", errors, required=True)
-    method_text = _string(body, "method", errors, limit=32) or ConsentMethod.ELECTRONIC.value
+    gpc = action is ConsentAction.GPC_OPT_OUT
+    default_method = ConsentMethod.GPC_SIGNAL if gpc else ConsentMethod.ELECTRONIC
+    method_text = _string(body, "method", errors, limit=32) or default_method.value
     method = None
     try:
         method = ConsentMethod(method_text)
     except ValueError:
         method = None
-    if method not in API_METHODS:
+    if gpc and method is not ConsentMethod.GPC_SIGNAL and "method" not in errors:
+        errors["method"] = "a GPC signal's method is gpc-signal (or leave it out)"
+        method = None
+    elif not gpc and method not in API_METHODS:
         errors["method"] = "must be one of " + ", ".join(sorted(m.value for m in API_METHODS))
     jurisdiction = _pattern(
         _string(body, "jurisdiction", errors, limit=16),

@@ -11,7 +11,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from consent_ledger import schemas, services, state
-from consent_ledger.api import ConsentLedger
+from consent_ledger.actions import ConsentAction
+from consent_ledger.api import ConsentLedger, is_negative
 from consent_ledger.append_sql import lookup_cursor
 from consent_ledger.entries import format_timestamp
 from consent_ledger.subjects import find_subject_id
@@ -103,8 +104,33 @@ async def post_consent(request: Request) -> JSONResponse:
     body = await read_json_object(request)
     record = schemas.parse_consent_post(body)
     database = _database(request)
-    entry, answer = await database.run(_record, database, request.app.state.ledger, record)
+    if record.action is ConsentAction.GPC_OPT_OUT:
+        gpc = await database.run(_record_gpc, database, request.app.state.ledger, record)
+        if gpc is None:  # honoured already: the signal is not recorded twice
+            now = await database.run(_lookup, database, record.email, record.purpose, None)
+            return JSONResponse({"recorded": False, "consent": now}, status_code=200)
+        entry, answer = gpc
+    else:
+        entry, answer = await database.run(_record, database, request.app.state.ledger, record)
     return JSONResponse({**entry, "consent": _answer_json(answer)}, status_code=201)
+
+
+def _record_gpc(
+    database: Database, consent_ledger: ConsentLedger, record: services.ConsentRecord
+) -> tuple[dict[str, object], state.ConsentAnswer] | None:
+    """A GPC signal for a known or new lead (issue 16): refused for a purpose that is
+    not a sale or sharing; ``None`` when the lead's state is a no already."""
+    with database.write_connection() as connection:
+        if not consent_ledger.is_sale_or_sharing(connection, record.purpose):
+            reason = "a GPC signal opts out of sale or sharing only: not such a purpose"
+            raise InvalidInput(f"purpose: {reason}", fields={"purpose": reason})
+        current = consent_ledger.consent(connection, record.email, record.purpose)
+        if is_negative(current.status):
+            return None
+        entry = consent_ledger.record_by_email(connection, record)
+    with database.lookup() as connection:
+        answer = consent_ledger.consent(connection, record.email, record.purpose)
+    return entry.as_json(), answer
 
 
 def _record(

@@ -76,6 +76,11 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
             "Tick the box if you agree to the new text."
         ),
         "what_changed": "What changed:",
+        "gpc_honoured": (
+            "Your browser sends a Global Privacy Control signal: we honour it as your "
+            "opt-out of the sale or sharing of your personal information."
+        ),
+        "status_gpc": "Global Privacy Control honoured",
         "ends_on": "This consent ends on",
         "renew": "To keep it, leave the box ticked and save your choices shortly before.",
         "mail_confirm_grant_subject": "Please confirm your choice",
@@ -175,6 +180,11 @@ STRINGS: Mapping[str, Mapping[str, str]] = {
             "Text zustimmen."
         ),
         "what_changed": "Was sich geändert hat:",
+        "gpc_honoured": (
+            "Ihr Browser sendet ein Global-Privacy-Control-Signal: Wir beachten es als "
+            "Ihren Widerspruch gegen Verkauf und Weitergabe Ihrer Daten."
+        ),
+        "status_gpc": "Global Privacy Control beachtet",
         "ends_on": "Diese Einwilligung endet am",
         "renew": "Um sie zu behalten, lassen Sie das Feld angekreuzt und speichern Sie kurz davor.",
         "mail_confirm_grant_subject": "Bitte bestätigen Sie Ihre Auswahl",

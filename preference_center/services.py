@@ -34,8 +34,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
 
-from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource, Mechanism
-from consent_ledger.api import PENDING, ConsentChange, ConsentLedger
+from consent_ledger.actions import (
+    ConsentAction,
+    ConsentMethod,
+    ConsentSource,
+    Mechanism,
+    PurposeCategory,
+)
+from consent_ledger.api import PENDING, ConsentChange, ConsentLedger, is_negative
 from consent_ledger.entries import LedgerEntry
 from consent_ledger.evidence import EvidenceError, EvidenceValue, clean_evidence
 from consent_ledger.read_model import (
@@ -109,6 +115,10 @@ class PurposeView:
     ends_at: datetime | None = None  # when a live grant lapses (expires_after_days)
 
     @property
+    def gpc_honoured(self) -> bool:
+        return self.status == ConsentAction.GPC_OPT_OUT.value
+
+    @property
     def pending(self) -> bool:
         return self.status == PENDING
 
@@ -121,6 +131,7 @@ class PreferencePage:
     email: str
     locale: str
     purposes: list[PurposeView]
+    gpc: bool = False  # the browser sent Sec-GPC: 1 (honoured: SPEC rule 7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,7 +466,7 @@ def lead_row(tx: Transaction, subject_id: str) -> Any:
     return row
 
 
-def preference_page(lead: Lead, locale: str) -> PreferencePage:
+def preference_page(lead: Lead, locale: str, *, gpc: bool = False) -> PreferencePage:
     """The lead's purposes (with the current notice in ``locale``), states and topics."""
     views: list[PurposeView] = []
     for purpose in lead.purposes:
@@ -490,7 +501,7 @@ def preference_page(lead: Lead, locale: str) -> PreferencePage:
                 ends_at=purpose.ends_at(),
             )
         )
-    return PreferencePage(lead.subject_id, lead.email, locale, views)
+    return PreferencePage(lead.subject_id, lead.email, locale, views, gpc=gpc)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -745,5 +756,45 @@ def confirm_grants(
         )
         for purpose in lead.purposes
         if purpose.key in wanted and states.get(purpose.key, ("",))[0] == PENDING
+    ]
+    return ledger.record(tx, changes)
+
+
+# -- Global Privacy Control (issue 16) ----------------------------------------------------
+
+
+def gpc_not_yet_honoured(lead: Lead) -> list[LeadPurpose]:
+    """The lead's sale-or-sharing purposes a ``Sec-GPC: 1`` signal still has to opt out
+    of: those without a no recorded (a refusal, withdrawal, earlier GPC signal, expiry
+    or erasure already is one)."""
+    return [
+        p
+        for p in lead.purposes
+        if p.category == PurposeCategory.SALE_OR_SHARING.value
+        and (p.status is None or not is_negative(p.status))
+    ]
+
+
+def honour_gpc(
+    ledger: ConsentLedger, tx: Transaction, lead: Lead, context: ChangeContext
+) -> list[LedgerEntry]:
+    """Record a GPC opt-out (method gpc-signal) for each purpose
+    :func:`gpc_not_yet_honoured` names: once, however often the browser sends it."""
+    now = utcnow()
+    changes = [
+        ConsentChange(
+            subject_id=lead.subject_id,
+            purpose=purpose.key,
+            action=ConsentAction.GPC_OPT_OUT,
+            source=SOURCE,
+            method=ConsentMethod.GPC_SIGNAL,
+            occurred_at=now,
+            jurisdiction=lead.jurisdiction,
+            locale=lead.locale,
+            evidence=ChangeContext(
+                ip=context.ip, user_agent=context.user_agent, via="preference-page-gpc"
+            ).evidence({"signal": "Sec-GPC: 1"}),
+        )
+        for purpose in gpc_not_yet_honoured(lead)
     ]
     return ledger.record(tx, changes)

@@ -181,23 +181,49 @@ async def open_link(request: Request) -> Response:
 
 
 def _read_page(
-    database: Database, claim: LinkClaim, accept_language: str | None
+    database: Database,
+    ledger: ConsentLedger,
+    claim: LinkClaim,
+    accept_language: str | None,
+    gpc: services.ChangeContext | None,
 ) -> tuple[services.PreferencePage, str]:
     # One statement: a single snapshot, so no transaction around it.
     with database.lookup() as connection:
         lead = services.live_lead(connection, claim.subject_id, claim.version, notices=True)
+    if gpc is not None and services.gpc_not_yet_honoured(lead):
+        # Sec-GPC: 1 from a known lead's browser is their opt-out of sale and sharing
+        # (SPEC rule 7, CCPA regs 7025): recorded once, then shown as honoured.
+        with database.write_connection() as connection:
+            lead = services.live_lead(connection, claim.subject_id, claim.version, notices=True)
+            if services.honour_gpc(ledger, connection, lead, gpc):
+                lead = services.live_lead(connection, claim.subject_id, claim.version, notices=True)
     locale = choose_locale(lead.locale, accept_language)
-    return services.preference_page(lead, locale), locale
+    return services.preference_page(lead, locale, gpc=gpc is not None), locale
+
+
+def _gpc(request: Request) -> services.ChangeContext | None:
+    """The change context of a GPC signal (``Sec-GPC: 1``, the GPC spec's only value),
+    or ``None`` without one."""
+    if request.headers.get("sec-gpc", "").strip() != "1":
+        return None
+    return services.ChangeContext(
+        method=ConsentMethod.GPC_SIGNAL,
+        ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+        via="preference-page-gpc",
+    )
 
 
 @_link_pages
 async def show_page(request: Request) -> Response:
-    """``GET /p/``: the preference page of the lead whose cookie this is."""
+    """``GET /p/``: the preference page of the lead whose cookie this is; a GPC signal
+    is recorded as the lead's opt-out of sale and sharing (once)."""
     claim = _cookie_claim(request)
     database = _database(request)
     page, locale = await database.run(
-        _read_page, database, claim, request.headers.get("accept-language")
-    )
+        _read_page, database, _ledger(request), claim, request.headers.get("accept-language"),
+        _gpc(request),
+    )  # fmt: skip
     done = request.query_params.get("done")
     context = {"page": page, "csrf": claim.nonce, "done": done if done in NOTICES else None}
     return _render(request, "page.html", context, locale=locale)
