@@ -18,7 +18,10 @@ from consent_ledger.models import ConsentEvent
 from consent_sync import changes
 from tests.consent_sync.conftest import count, staff_log
 from tests.factories import notice_hash, record
+from tests.fixtures.statements import StatementCounter
+from zeroparty.app import create_app
 from zeroparty.db import Database
+from zeroparty.settings import Settings
 from zeroparty.wiring import build_ledger
 
 ANN = "ann@example.com"
@@ -233,3 +236,23 @@ def test_a_page_is_an_index_walk_never_a_scan(database: Database) -> None:
     else:
         assert "Index Scan using pk_consent_events" in page, page
         assert "ix_consent_events_subject_purpose_time" in page, page
+
+
+def test_a_page_costs_the_same_statements_however_long(
+    settings: Settings, database: Database, api_key: str, statement_counter: StatementCounter
+) -> None:
+    for n in range(30):
+        record(database, f"lead{n}@example.com", "profiling")
+        _change_topics(database, f"lead{n}@example.com", "newsletter", "webinars")
+    with TestClient(statement_counter.wrap(create_app(settings, database))) as client:
+        client.headers["Authorization"] = f"Bearer {api_key}"
+        assert client.get("/api/changes", params={"limit": 1}).status_code == 200  # warm
+        counts = []
+        for limit in (2, 50):
+            with statement_counter.count() as sql:
+                response = client.get("/api/changes", params={"limit": limit})
+            assert len(response.json()["changes"]) == limit
+            counts.append(len(sql))
+    # BEGIN, the key, the head, the page, the grants' topics, the staff-log line, COMMIT.
+    assert counts[0] == counts[1], counts
+    assert counts[0] <= 7, counts
