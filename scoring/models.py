@@ -59,6 +59,9 @@ class ScoredLead(Base):
     stage_since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Set by a recycle: the lead moves up by threshold again only above this score.
     recycled_score: Mapped[float | None] = mapped_column(Float)
+    # The lead types it holds beside its stage (JSON: type -> {"at", "by", "reason"});
+    # NULL: none. Kept in this row so that they go with it when consent ends.
+    lead_types: Mapped[str | None] = mapped_column(Text)
 
 
 class LeadAttribute(Base):

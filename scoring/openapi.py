@@ -45,6 +45,20 @@ _INTENT: dict[str, Any] = {
         "quiz_scores": {"type": "object", "additionalProperties": {"type": "number"}},
     },
 }
+_TEMPERATURE = {
+    "type": ["string", "null"],
+    "description": "the model's temperature band of the score ([scoring.temperature])",
+}
+_HELD_TYPE = {
+    "type": "object",
+    "required": ["type", "at", "by", "reason"],
+    "properties": {
+        "type": {"type": "string"},
+        "at": {"type": "string", "format": "date-time"},
+        "by": {"type": "string"},
+        "reason": {"type": "string"},
+    },
+}
 SCHEMAS: dict[str, Any] = {
     "Conversion": {
         "type": "object",
@@ -168,6 +182,8 @@ SCHEMAS: dict[str, Any] = {
                         "scored_at": {"type": "string", "format": "date-time"},
                         "conversion": _CONVERSION,
                         "intent": _INTENT,
+                        "lead_types": {"type": "array", "items": {"type": "string"}},
+                        "temperature": _TEMPERATURE,
                     },
                 },
             },
@@ -197,6 +213,8 @@ SCHEMAS: dict[str, Any] = {
             },
             "reason": {"type": "string", "description": "why, in one sentence"},
             "intent": _INTENT,
+            "lead_types": {"type": "array", "items": _HELD_TYPE},
+            "temperature": _TEMPERATURE,
             "outcome": {
                 "type": ["object", "null"],
                 "properties": {
@@ -329,6 +347,44 @@ PATHS: dict[str, Any] = {
                 "422": {"description": "bad input; nothing stored", **_ERROR},
             },
         }
+    },
+    "/api/leads/type": {
+        "post": {
+            "summary": "Give a lead a declared lead type by hand (e.g. SQL-from-service), "
+            "with a reason; only with live consent for the gating purpose",
+            "security": _SECURITY,
+            "requestBody": {"required": True, "content": _json("LeadTypeIn")},
+            "responses": {
+                "201": {"description": "given", "content": _json("LeadTypes")},
+                "200": {
+                    "description": "held already; nothing changed",
+                    "content": _json("LeadTypes"),
+                },
+                "401": {"description": "missing or wrong API key", **_ERROR},
+                "404": {"description": "no such lead, or no scoring model loaded", **_ERROR},
+                "409": {"description": "no live consent; nothing stored", **_ERROR},
+                "413": {"description": "body too large", **_ERROR},
+                "415": {"description": "not JSON", **_ERROR},
+                "422": {"description": "bad input or unknown type; nothing stored", **_ERROR},
+            },
+        }
+    },
+}
+SCHEMAS["LeadTypeIn"] = {
+    "type": "object",
+    "required": ["email", "type", "reason"],
+    "additionalProperties": False,
+    "properties": {
+        "email": {"type": "string", "format": "email"},
+        "type": {"type": "string", "description": "a name of [[scoring.lead_type]]"},
+        "reason": {"type": "string", "maxLength": 500},
+    },
+}
+SCHEMAS["LeadTypes"] = {
+    "type": "object",
+    "properties": {
+        "lead_id": {"type": "string"},
+        "lead_types": {"type": "array", "items": _HELD_TYPE},
     },
 }
 

@@ -153,6 +153,28 @@ class QuizScoreRule:
 
 
 @dataclass(frozen=True, slots=True)
+class LeadType:
+    """A label a lead can hold beside its stage (IQL, MQL, PQL, SQL-from-service, …).
+    Earned, and kept, once the score reaches ``min_score`` (if set) and every rule named
+    in ``rules`` gave points (if any); a type with neither is given by hand only."""
+
+    name: str
+    min_score: float | None = None
+    rules: tuple[str, ...] = ()
+
+    @property
+    def by_hand(self) -> bool:
+        return self.min_score is None and not self.rules
+
+    def earned(self, score: float, scored_rules: set[str]) -> bool:
+        if self.by_hand:
+            return False
+        return (self.min_score is None or score >= self.min_score) and scored_rules.issuperset(
+            self.rules
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ScoringModel:
     """A whole model. ``thresholds`` ascend in stage order; ``handoff`` names the
     stages whose reaching sends a webhook to the CRM."""
@@ -177,6 +199,10 @@ class ScoringModel:
     # threshold stage is recycled to Lead (scoring.demote_after_days; None: never).
     rescore_every: float | None = None
     demote_after_days: float | None = None
+    # Lead types held beside the stage, and temperature bands (name, lowest score),
+    # ascending (scoring.lead_type, scoring.temperature).
+    lead_types: tuple[LeadType, ...] = ()
+    temperature: tuple[tuple[str, float], ...] = ()
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -197,6 +223,19 @@ class ScoringModel:
             by_slug = self._cache["quizzes"] = {q.quiz: q for q in self.quizzes}
         return cast(QuizIntent | None, by_slug.get(quiz))
 
+    def temperature_for(self, score: float | None) -> str | None:
+        """The band ``score`` lies in (``None`` below the lowest, or without bands)."""
+        if score is None:
+            return None
+        band = None
+        for name, lowest in self.temperature:
+            if score >= lowest:
+                band = name
+        return band
+
+    def lead_type(self, name: str) -> LeadType | None:
+        return next((t for t in self.lead_types if t.name == name), None)
+
     def stage_for(self, score: float) -> Stage:
         """The highest threshold stage ``score`` reaches (Lead below every threshold)."""
         reached = Stage.LEAD
@@ -216,6 +255,13 @@ class ScoringModel:
             extras["rescore_every"] = float(self.rescore_every)
         if self.demote_after_days is not None:
             extras["demote_after_days"] = float(self.demote_after_days)
+        if self.lead_types:
+            extras["lead_types"] = [
+                {"name": t.name, "min_score": _number(t.min_score), "rules": list(t.rules)}
+                for t in self.lead_types
+            ]
+        if self.temperature:
+            extras["temperature"] = [[name, float(low)] for name, low in self.temperature]
         if self.tags:
             extras["tags"] = [
                 {"name": r.name, "tag": r.tag, "points": float(r.points), "quiz": r.quiz}
@@ -338,6 +384,11 @@ def model_from_json(raw: str | bytes) -> ScoringModel:
         sla=tuple((Stage(k), float(v)) for k, v in data.get("sla", {}).items()),
         rescore_every=data.get("rescore_every"),
         demote_after_days=data.get("demote_after_days"),
+        lead_types=tuple(
+            LeadType(t["name"], t["min_score"], tuple(t["rules"]))
+            for t in data.get("lead_types", ())
+        ),
+        temperature=tuple((str(n), float(low)) for n, low in data.get("temperature", ())),
         tags=tuple(
             TagRule(r["name"], r["tag"], float(r["points"]), r["quiz"])
             for r in data.get("tags", ())

@@ -160,6 +160,30 @@ def parse_stage_move(body: Mapping[str, Any]) -> StageMove:
     return StageMove(email, stage, reason, recycle)
 
 
+@dataclass(frozen=True, slots=True)
+class LeadTypeIn:
+    email: str
+    type: str
+    reason: str
+
+
+def parse_lead_type(body: Mapping[str, Any]) -> LeadTypeIn:
+    """``{"email", "type", "reason"}``: a lead type given by hand, with its reason."""
+    errors: dict[str, str] = {}
+    for key in sorted(set(body) - {"email", "type", "reason"}):
+        errors[key[:64]] = "unknown field"
+    email = email_field(body.get("email"), "email", errors)
+    lead_type = body.get("type")
+    if not isinstance(lead_type, str) or not 0 < len(lead_type) <= 32:
+        errors["type"] = "must be the name of a declared lead type"
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 500:
+        errors["reason"] = "is required: a string of at most 500 characters"
+    if errors:
+        raise _fail(errors)
+    return LeadTypeIn(email, str(lead_type), str(reason).strip())
+
+
 DOMAIN_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9-]+(\.[a-z0-9-]+)+$")
 
 

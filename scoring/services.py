@@ -321,6 +321,7 @@ class _NewLead:
     model_id: int | None = None
     recycled_score: float | None = None
     inserted: bool = True
+    lead_types: str | None = None
 
 
 def _lock_leads(
@@ -573,6 +574,7 @@ def _store_scores(
     updates: list[dict[str, object]] = []
     unchanged: list[str] = []
     inserts: list[dict[str, object]] = []
+    typed: list[dict[str, object]] = []
     scored: dict[str, LeadScore] = {}
     for sid in sorted(computed):
         points = computed[sid]
@@ -643,6 +645,10 @@ def _store_scores(
             unchanged.append(sid)
         else:
             updates.append({"sid": sid, "score": score, "model_id": active.id, "scored_at": now})
+        if active.model.lead_types:
+            earned = _earned_types(active.model, lead.lead_types, score, points, now)
+            if earned is not None:
+                typed.append({"sid": sid, "types": earned})
         scored[sid] = LeadScore(sid, stage, score, points, moved)
     dialect = connection.dialect.name
     if inserts:
@@ -667,7 +673,81 @@ def _store_scores(
         )
     elif updates:
         connection.execute(_UPDATE_SCORE, updates)
+    if typed:
+        connection.execute(_UPDATE_TYPES, typed)
     return scored
+
+
+_UPDATE_TYPES = (
+    update(_leads)
+    .where(_leads.c.subject_id == bindparam("sid"))
+    .values(lead_types=bindparam("types"))
+)
+
+
+def held_types(raw: str | None) -> dict[str, dict[str, str]]:
+    """The lead types a scoring row holds (its ``lead_types`` column)."""
+    return cast(dict[str, dict[str, str]], orjson.loads(raw)) if raw else {}
+
+
+def _earned_types(
+    model: ScoringModel, raw: str | None, score: float, points: list[engine.Point], now: datetime
+) -> str | None:
+    """The lead's types with those it earns now added (JSON), ``None`` if none is new.
+    A type once earned is kept, like the stage a threshold reached."""
+    held = held_types(raw)
+    scored_rules = {p.rule for p in points if p.points > 0}
+    new = [t for t in model.lead_types if t.name not in held and t.earned(score, scored_rules)]
+    if not new:
+        return None
+    for lead_type in new:
+        because = []
+        if lead_type.min_score is not None:
+            because.append(f"score {score:g} reached {lead_type.min_score:g}")
+        if lead_type.rules:
+            because.append("rules " + ", ".join(lead_type.rules) + " scored")
+        held[lead_type.name] = {
+            "at": format_timestamp(now),
+            "by": Actor.THRESHOLD.value,
+            "reason": " and ".join(because),
+        }
+    return orjson.dumps(held).decode()
+
+
+def give_lead_type(
+    session: Session, subject_id: str, name: str, *, actor: str, reason: str
+) -> tuple[bool, LeadTypes]:
+    """A lead type given by a person (sales marks an SQL-from-service). Needs a live
+    gating consent; returns whether it is new, and the lead's types after."""
+    connection = session.connection()
+    active = require_model(connection)
+    lead_type = active.model.lead_type(name)
+    if lead_type is None:
+        known = ", ".join(t.name for t in active.model.lead_types) or "none declared"
+        raise InvalidInput(f"type: no lead type {name!r} ({known})", fields={"type": "unknown"})
+    gate = consent.gate_states(connection, [subject_id], active.model.purpose, lock=True).get(
+        subject_id
+    )
+    if gate is None or not gate.permitted:
+        raise ConsentMissing(
+            f"this lead has no live consent for {active.model.purpose}: it holds no type"
+        )
+    lead = _lock_lead(connection, subject_id)
+    held = held_types(lead.lead_types)
+    if name in held:
+        return False, LeadTypes(subject_id, held)
+    held[name] = {"at": format_timestamp(utcnow()), "by": actor[:100], "reason": reason}
+    connection.execute(_UPDATE_TYPES, {"sid": subject_id, "types": orjson.dumps(held).decode()})
+    return True, LeadTypes(subject_id, held)
+
+
+@dataclass(frozen=True, slots=True)
+class LeadTypes:
+    subject_id: str
+    held: dict[str, dict[str, str]]
+
+    def as_json(self) -> list[dict[str, str]]:
+        return [{"type": name, **given} for name, given in self.held.items()]
 
 
 def _insert_points(connection: Connection, rows: list[dict[str, Any]]) -> None:
@@ -1486,6 +1566,10 @@ class Explanation:
     outcome: ExplainedOutcome | None
     intent: engine.Intent = engine.NO_INTENT
     """Tags and quiz scores of the lead's kept answers (none without live consent)."""
+    lead_types: dict[str, dict[str, str]] = field(default_factory=dict)
+    """The types the lead holds beside its stage, each with when, by whom and why."""
+    temperature: str | None = None
+    """The model's temperature band of the score (``None``: no bands, or no score)."""
 
 
 _QUIZ_ANSWERS = _per_dialect(
@@ -1612,6 +1696,10 @@ def explain(connection: Connection, subject_id: str) -> Explanation:
         if outcome is not None
         else None,
         intent,
+        held_types(lead.lead_types) if lead is not None else {},
+        active.model.temperature_for(lead.score if lead is not None else None)
+        if active is not None
+        else None,
     )
 
 
@@ -1623,6 +1711,8 @@ class LeadRow:
     score: float
     stage_since: datetime
     scored_at: datetime
+    lead_types: list[str] = field(default_factory=list)
+    temperature: str | None = None
 
 
 def list_leads(connection: Connection, stage: Stage, limit: int, after: str) -> list[LeadRow]:
@@ -1643,7 +1733,17 @@ def list_leads(connection: Connection, stage: Stage, limit: int, after: str) -> 
         .order_by(_leads.c.subject_id)
         .limit(limit)
     )
+    model = active.model
     return [
-        LeadRow(r.subject_id, r.email, Stage(r.stage), r.score, r.stage_since, r.scored_at)
+        LeadRow(
+            r.subject_id,
+            r.email,
+            Stage(r.stage),
+            r.score,
+            r.stage_since,
+            r.scored_at,
+            list(held_types(r.lead_types)),
+            model.temperature_for(r.score),
+        )
         for r in rows
     ]

@@ -12,6 +12,7 @@ immutable version. A file without ``[scoring]`` leaves the model in force as it 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ from scoring.qualification import BANT_RULE_FIELDS
 from scoring.rules import (
     BehaviourRule,
     FitRule,
+    LeadType,
     QuizAnswerIntent,
     QuizIntent,
     QuizRule,
@@ -54,7 +56,11 @@ MODEL_KEYS = {
     "quiz_score",
     "rescore_every",
     "demote_after_days",
+    "lead_type",
+    "temperature",
 }
+LEAD_TYPE_KEYS = {"name", "min_score", "rules", "by_hand"}
+LEAD_TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
 TAG_KEYS = {"name", "tag", "points", "quiz"}
 QUIZ_SCORE_KEYS = {"name", "quiz", "points", "range", "scale", "cap"}
 ACCOUNTS_KEYS = {"free_mail"}
@@ -399,6 +405,72 @@ def _quiz_score(
     return QuizScoreRule(name, quiz, scale=scale, cap=cap)
 
 
+def _lead_types(
+    scoring: Mapping[str, Any], rule_names: set[str], problems: ConfigProblems
+) -> tuple[LeadType, ...]:
+    """``[[scoring.lead_type]]``: labels a lead holds beside its stage, earned by score
+    and rules, or given by hand (``by_hand = true``, then no condition)."""
+    found: list[LeadType] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(_tables(scoring, "lead_type", problems)):
+        where = f"scoring.lead_type[{index}]"
+        check = _Rules(raw, where, problems)
+        check.unknown(LEAD_TYPE_KEYS)
+        name = raw.get("name")
+        if not isinstance(name, str) or not LEAD_TYPE_RE.match(name):
+            check.add("name", "is required: a letter, then letters, digits, '_' or '-' (<= 32)")
+            name = ""
+        elif name.casefold() in seen:
+            check.add("name", f"lead type {name!r} is declared more than once")
+        seen.add(str(name).casefold())
+        min_score = (
+            check.number("min_score", low=-MAX_POINTS * 100, high=MAX_POINTS * 100)
+            if "min_score" in raw
+            else None
+        )
+        rules = raw.get("rules", [])
+        if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+            check.add("rules", "must be a list of rule names")
+            rules = []
+        for rule in rules:
+            if rule not in rule_names:
+                check.add("rules", f"no rule {rule!r} in this model")
+        by_hand = raw.get("by_hand", False)
+        if not isinstance(by_hand, bool):
+            check.add("by_hand", "must be true or false")
+        elif by_hand and (min_score is not None or rules):
+            check.add("by_hand", "a type given by hand has no min_score or rules")
+        elif not by_hand and min_score is None and not rules:
+            check.add("name", "give min_score and/or rules, or by_hand = true")
+        found.append(LeadType(str(name), min_score, tuple(rules)))
+    return tuple(found)
+
+
+def _temperature(
+    scoring: Mapping[str, Any], problems: ConfigProblems
+) -> tuple[tuple[str, float], ...]:
+    """``[scoring.temperature] cold = 0, warm = 40, hot = 70``: each band's lowest score."""
+    table = scoring.get("temperature", {})
+    if not isinstance(table, dict):
+        problems.add("scoring.temperature", "must be a table such as { cold = 0, warm = 40 }")
+        return ()
+    found: list[tuple[str, float]] = []
+    for name, value in table.items():
+        if not NAME_RE.match(name):
+            problems.add(f"scoring.temperature.{name}", "a band name is lower-case letters")
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            problems.add(f"scoring.temperature.{name}", "must be the band's lowest score")
+        else:
+            found.append((name, float(value)))
+    for (low_name, low), (high_name, high) in itertools.pairwise(found):
+        if high <= low:
+            problems.add(
+                f"scoring.temperature.{high_name}",
+                f"bands out of order: {high_name} ({high:g}) must be above {low_name} ({low:g})",
+            )
+    return tuple(found)
+
+
 def _rescore_every(scoring: Mapping[str, Any], problems: ConfigProblems) -> float | None:
     """``rescore_every = "6h"``: how stale the scheduled pass lets a decaying score get."""
     if "rescore_every" not in scoring:
@@ -513,6 +585,7 @@ def parse(
         quizzes=tuple(q for q in quizzes.values() if q.answers),
         rescore_every=_rescore_every(scoring, problems),
         demote_after_days=top.optional_days("demote_after_days"),
+        temperature=_temperature(scoring, problems),
     )
     names = [r.name for r in model.fit if r.name] + [r.name for r in model.behaviour if r.name]
     names += [r.name for r in model.quiz if r.name]
@@ -520,7 +593,8 @@ def parse(
     names += [r.name for r in model.quiz_scores if r.name]
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.add("scoring", f"rule name {name!r} is used more than once")
-    return model
+    lead_types = _lead_types(scoring, set(names), problems)
+    return dataclasses.replace(model, lead_types=lead_types) if lead_types else model
 
 
 def apply(session: Session, model: ScoringModel | None) -> list[str]:

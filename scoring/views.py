@@ -99,6 +99,8 @@ def get_leads(request: Request) -> JSONResponse:
                     "scored_at": format_timestamp(r.scored_at),
                     "conversion": _conversion(predictions, r.subject_id),
                     "intent": intents[r.subject_id].as_json(),
+                    "lead_types": r.lead_types,
+                    "temperature": r.temperature,
                 }
                 for r in rows
             ],
@@ -151,6 +153,8 @@ def explanation_json(explanation: services.Explanation) -> dict[str, object]:
         "status": explanation.status.value,
         "reason": explanation.reason,
         "intent": explanation.intent.as_json(),
+        "lead_types": services.LeadTypes(explanation.subject_id, explanation.lead_types).as_json(),
+        "temperature": explanation.temperature,
         "outcome": None
         if explanation.outcome is None
         else {
@@ -207,6 +211,28 @@ def _move(
         subject_id = _lead_id(ledger, session, move.email)
         return services.move_stage(
             session, subject_id, move.stage, actor=actor, reason=move.reason, recycle=move.recycle
+        )
+
+
+async def post_lead_type(request: Request) -> JSONResponse:
+    caller = await run_in_threadpool(_authenticate, request)
+    given = schemas.parse_lead_type(await read_json_object(request))
+    created, held = await run_in_threadpool(
+        _give_type, _ledger(request), given, f"api:{caller.name}"
+    )
+    return JSONResponse(
+        {"lead_id": held.subject_id, "lead_types": held.as_json()},
+        status_code=201 if created else 200,
+    )
+
+
+def _give_type(
+    ledger: ConsentLedger, given: schemas.LeadTypeIn, actor: str
+) -> tuple[bool, services.LeadTypes]:
+    with ledger.database.write() as session:
+        subject_id = _lead_id(ledger, session, given.email)
+        return services.give_lead_type(
+            session, subject_id, given.type, actor=actor, reason=given.reason
         )
 
 
@@ -393,4 +419,5 @@ routes = [
     Route("/api/accounts", get_accounts, methods=["GET"]),
     Route("/api/accounts/{domain}", get_account, methods=["GET"]),
     Route("/api/leads/outcome", post_outcome, methods=["POST"]),
+    Route("/api/leads/type", post_lead_type, methods=["POST"]),
 ]

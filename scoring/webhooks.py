@@ -117,6 +117,8 @@ def payload(connection: Connection, row: Any, email: str, now: datetime) -> byte
                 ],
                 # Tags and quiz scores of the answers kept under live consent.
                 "intent": explanation.intent.as_json(),
+                "lead_types": sorted(explanation.lead_types),
+                "temperature": explanation.temperature,
             },
         }
     )
