@@ -6,6 +6,7 @@ from typing import Any
 
 _ERRORS = {
     "401": {"$ref": "#/components/responses/Unauthorized"},
+    "403": {"$ref": "#/components/responses/Forbidden"},
     "422": {"$ref": "#/components/responses/InvalidInput"},
 }
 
@@ -208,6 +209,7 @@ PATHS: dict[str, Any] = {
                     },
                 },
                 "401": {"$ref": "#/components/responses/Unauthorized"},
+                "403": {"$ref": "#/components/responses/Forbidden"},
                 "422": {"$ref": "#/components/responses/InvalidInput"},
             },
         }

@@ -256,6 +256,7 @@ PATHS: dict[str, Any] = {
                     "content": _json("EventResult"),
                 },
                 "401": {"description": "missing or wrong API key", **_ERROR},
+                "403": {"$ref": "#/components/responses/Forbidden"},
                 "404": {"description": "no scoring model loaded", **_ERROR},
                 "413": {"description": "body too large", **_ERROR},
                 "415": {"description": "not JSON", **_ERROR},

@@ -70,6 +70,7 @@ def build_openapi(parts: Iterable[ModuleType], version: str) -> dict[str, Any]:
             "securitySchemes": security_schemes,
             "responses": {
                 "Unauthorized": _error("missing or wrong API key"),
+                "Forbidden": _error("the API key lacks the scope this route needs"),
                 "InvalidInput": _error("the request was refused; nothing was changed"),
                 "NotFound": _error("no such thing"),
             },

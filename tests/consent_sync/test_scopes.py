@@ -138,3 +138,14 @@ def test_a_scope_this_version_does_not_know_grants_nothing(database: Database) -
     with database.read() as session:
         caller = ApiKeyVerifier(cache_seconds=0).verify(session, f"Bearer {key}")
     assert caller.scopes == {Scope.CHANGES}
+
+
+def test_every_scoped_route_documents_its_403(app_client: TestClient) -> None:
+    paths = app_client.get("/openapi.json").json()["paths"]
+    scoped = [
+        *((m, p.split("?")[0]) for m, p, _b, _s in ROUTES),
+        ("GET", "/api/audiences/{purpose}"),
+        ("GET", "/api/suppression"),
+    ]
+    for method, path in scoped:
+        assert "403" in paths[path][method.lower()]["responses"], (method, path)
