@@ -1,0 +1,152 @@
+"""The two shipped example site files, loaded and played end to end through HTTP: quiz,
+form, events, BANT, thresholds, lead types, temperature and the signed hand-off."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from starlette.testclient import TestClient
+
+from capture.tokens import CaptureTokens
+from scoring import webhooks
+from scoring.services import active_model
+from scoring.stages import Stage
+from scoring.upkeep import run_upkeep
+from scoring.webhooks import DispatchConfig, dispatch_pending
+from tests.fixtures.webhooks import WebhookReceiver
+from zeroparty.db import Database, utcnow
+from zeroparty.settings import Settings
+from zeroparty.site import load_site
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+TOKEN_RE = re.compile(r'name="_rt" value="([^"]+)"')
+FIT = {"company_size": "201-1000", "job_title": "Chief Data Officer", "industry": "software"}
+
+
+@pytest.fixture
+def take_quiz(app_client: TestClient, settings: Settings) -> Callable[..., None]:
+    tokens = CaptureTokens(settings.secret_keys)
+
+    def take(email: str, **answers: str) -> None:
+        match = TOKEN_RE.search(app_client.get("/f/analytics-fit").text)
+        assert match is not None
+        token = tokens.read_render(match.group(1))
+        aged = tokens.issue_render(dataclasses.replace(token, rendered_at=token.rendered_at - 30))
+        response = app_client.post(
+            "/f/analytics-fit",
+            data={"_rt": aged, "_action": "submit", **answers, "email": email,
+                  "consent": "profiling"},
+            follow_redirects=False,
+        )  # fmt: skip
+        assert response.status_code == 303, response.text[:400]
+
+    return take
+
+
+def _score(api: TestClient, email: str) -> dict[str, Any]:
+    response = api.get("/api/leads/score", params={"email": email})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _handoffs(
+    database: Database, config: DispatchConfig, receiver: WebhookReceiver
+) -> list[dict[str, Any]]:
+    dispatch_pending(database, config)
+    found = []
+    for hook in receiver.received:
+        assert webhooks.verify(config.secret, hook.headers, hook.body, now=utcnow().timestamp())
+        found.append(orjson.loads(hook.body)["data"])
+    return found
+
+
+def test_the_points_model_plays_end_to_end(
+    database: Database,
+    take_quiz: Callable[..., None],
+    submit: Callable[..., Any],
+    events: Callable[..., Any],
+    api: TestClient,
+    dispatch_config: DispatchConfig,
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    load_site(database, EXAMPLES / "points-model.toml")
+    with database.read() as session:
+        active = active_model(session)
+    assert active is not None
+    assert dict(active.model.thresholds) == {Stage.MQL: 60, Stage.SQL: 80}
+    email = "points@example.com"
+    take_quiz(email, goal="prediction", volume="large")  # the terabytes answer: +10
+    assert _score(api, email)["score"] == 10
+    submit(email, **FIT)  # +20 +15 +10
+    assert _score(api, email)["score"] == 55
+    events(email, "pricing_page_viewed")  # +20: 75, an MQL
+    events(email, "case_study_downloaded")  # +10: 85, an SQL
+    body = _score(api, email)
+    assert (body["score"], body["stage"]) == (85, "SQL")
+    assert [(c["from"], c["to"]) for c in body["stage_changes"]] == [
+        ("Lead", "MQL"),
+        ("MQL", "SQL"),
+    ]
+    sent = _handoffs(database, dispatch_config, webhook_receiver)
+    assert [(d["stage"], d["email"]) for d in sent] == [("MQL", email), ("SQL", email)]
+    ack = api.post("/api/leads/ack", json={"email": email})
+    assert ack.status_code == 201, ack.text
+    assert ack.json()["within_sla"] is True
+
+
+def test_the_iql_mql_sql_pql_model_plays_end_to_end(
+    database: Database,
+    take_quiz: Callable[..., None],
+    submit: Callable[..., Any],
+    events: Callable[..., Any],
+    api: TestClient,
+    dispatch_config: DispatchConfig,
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    changes = load_site(database, EXAMPLES / "iql-mql-sql-pql.toml").changes
+    assert any("scoring model" in c for c in changes)
+    email = "types@example.com"
+
+    def state() -> tuple[float, str, str | None, list[str]]:
+        body = _score(api, email)
+        held = [t["type"] for t in body["lead_types"]]
+        return body["score"], body["stage"], body["temperature"], held
+
+    # The quiz: 40 quiz points, half of them (20), and the forecasting tag (+5).
+    take_quiz(email, goal="prediction", volume="large")
+    assert state() == (25, "Lead", "warm", [])
+    submit(email, **FIT)  # +15 +10 +5: 55, an MQL
+    assert state() == (55, "MQL", "hot", ["MQL"])
+    events(email, "case_study_downloaded")  # information given: an IQL
+    assert state() == (65, "MQL", "hot", ["MQL", "IQL"])
+    bant = {"email": email, "budget": 50000, "authority": "decision_maker"}
+    recorded = api.post("/api/leads/qualification", json=bant)
+    assert recorded.status_code == 201, recorded.text
+    assert state() == (90, "SQL", "hot", ["MQL", "IQL", "SQL"])  # +15 +10, BANT confirmed
+    events(email, "usage_limit_reached")  # product-qualified
+    assert state()[3] == ["MQL", "IQL", "SQL", "PQL"]
+    given = {"email": email, "type": "SQL-from-service", "reason": "support ticket 7"}
+    assert api.post("/api/leads/type", json=given).status_code == 201
+    assert state()[3][-1] == "SQL-from-service"
+    sent = _handoffs(database, dispatch_config, webhook_receiver)
+    assert [d["stage"] for d in sent] == ["MQL", "SQL"]
+    assert sent[-1]["intent"] == {
+        "tags": ["forecasting", "enterprise"],
+        "quiz_scores": {"analytics-fit": 40},
+    }
+    assert sent[-1]["temperature"] == "hot"
+    assert {"IQL", "SQL", "PQL"} <= set(sent[-1]["lead_types"])
+    # 90 days without activity: recycled to Lead, with the reason.
+    report = run_upkeep(database, now=utcnow() + timedelta(days=91))
+    assert report.demoted == 1
+    body = _score(api, email)
+    assert body["stage"] == "Lead"
+    assert body["stage_changes"][-1]["actor"] == "system:inactivity"
