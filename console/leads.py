@@ -8,6 +8,7 @@ IP addresses or user agents).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -55,6 +56,31 @@ class TimelineEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Held:
+    """What one package holds about the lead: ``value`` the package's export (JSON
+    values: dicts, lists, text, numbers), shown as tables and lists, never as raw JSON."""
+
+    name: str
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class LeadCard:
+    """What sales and marketing look at first. ``name_from`` says where the name was
+    found: ``""`` the lead's profile, else the form it was typed into; ``stage``,
+    ``score`` and ``probability`` are ``None`` without scoring data; ``points`` the
+    score's points, one dict per rule (rule, points, source, consent_entry)."""
+
+    name: str | None
+    name_from: str
+    company: str | None
+    stage: str | None
+    score: float | None
+    probability: float | None
+    points: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
 class LeadFile:
     hit: LeadHit
     jurisdiction: str | None
@@ -64,7 +90,8 @@ class LeadFile:
     now: list[ConsentAnswer]
     at: datetime | None
     then: list[ConsentAnswer]
-    held: list[tuple[str, str]]
+    held: list[Held]
+    card: LeadCard
 
 
 def search(ledger: ConsentLedger, session: Session, query: str) -> list[LeadHit]:
@@ -146,17 +173,87 @@ def _with_confirmations(entries: list[TimelineEntry]) -> list[TimelineEntry]:
     return described
 
 
-def _held(ledger: ConsentLedger, session: Session, subject_id: str) -> list[tuple[str, str]]:
-    """What each package holds about the lead (answers, topics, scores), as JSON text."""
+def _held(ledger: ConsentLedger, session: Session, subject_id: str) -> list[Held]:
+    """What each package holds about the lead (answers, topics, scores)."""
     sections = []
     for provider in ledger.personal_data_providers:
         if provider.name == LEDGER_PROVIDER:
             continue  # the profile is shown on its own; evidence with each entry
         value = provider.export(session, subject_id)
         if value:
-            text = orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-            sections.append((provider.name, text.decode()))
+            # Through JSON once: what is shown is exactly what an access request exports.
+            sections.append(Held(provider.name, orjson.loads(orjson.dumps(value))))
     return sections
+
+
+def _typed_fields(definitions: Sequence[Any]) -> dict[tuple[str, int], dict[str, str]]:
+    """For each (slug, version): field name -> field type, wherever a field is declared
+    in the definition (forms list fields; quizzes may nest them in steps)."""
+    found: dict[tuple[str, int], dict[str, str]] = {}
+
+    def walk(node: Any, into: dict[str, str]) -> None:
+        if isinstance(node, dict):
+            name, kind = node.get("name"), node.get("type")
+            if isinstance(name, str) and isinstance(kind, str):
+                into[name] = kind
+            for child in node.values():
+                walk(child, into)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child, into)
+
+    for version in definitions:
+        fields: dict[str, str] = {}
+        try:
+            walk(orjson.loads(version.definition), fields)
+        except orjson.JSONDecodeError:
+            continue
+        found[(version.slug, int(version.version))] = fields
+    return found
+
+
+def _typed_answer(
+    submissions: Any, types: dict[tuple[str, int], dict[str, str]], wanted: str
+) -> tuple[str, str] | None:
+    """The latest answer to a field of type ``wanted`` and the form it was typed into."""
+    if not isinstance(submissions, list):
+        return None
+    for item in reversed(submissions):
+        if not isinstance(item, dict) or not isinstance(item.get("answers"), dict):
+            continue
+        slug, version = item.get("form"), item.get("form_version")
+        fields = types.get((str(slug), int(version))) if isinstance(version, int) else None
+        for field_name, values in item["answers"].items():
+            # Without the form's definition, a field named like the type stands for it.
+            kind = fields.get(field_name) if fields else field_name
+            if kind == wanted and isinstance(values, list) and values and str(values[0]).strip():
+                return str(values[0]).strip(), str(slug)
+    return None
+
+
+def _card(hit: LeadHit, held: list[Held], definitions: Sequence[Any]) -> LeadCard:
+    by_name = {section.name: section.value for section in held}
+    types = _typed_fields(definitions) if "capture" in by_name else {}
+    name, name_from = hit.name, ""
+    if not name:
+        typed = _typed_answer(by_name.get("capture"), types, "name")
+        if typed:
+            name, name_from = typed[0], f"typed into {typed[1]}"
+    company_typed = _typed_answer(by_name.get("capture"), types, "company")
+    company = company_typed[0] if company_typed else None
+    scoring = by_name.get("scoring")
+    stage = score = probability = None
+    points: list[dict[str, Any]] = []
+    if isinstance(scoring, dict):
+        stage = scoring.get("stage")
+        score = scoring.get("score")
+        conversion = scoring.get("conversion")
+        if isinstance(conversion, dict) and isinstance(conversion.get("probability"), int | float):
+            probability = float(conversion["probability"])
+        raw_points = scoring.get("points")
+        if isinstance(raw_points, list):
+            points = [p for p in raw_points if isinstance(p, dict)]
+    return LeadCard(name, name_from, company, stage, score, probability, points)
 
 
 def lead_file(
@@ -166,6 +263,7 @@ def lead_file(
     *,
     with_evidence: bool,
     at: datetime | None = None,
+    definitions: Callable[[Session], Sequence[Any]] | None = None,
 ) -> LeadFile:
     """Everything the console shows about one lead."""
     card = ledger.lead_card(session, subject_id)
@@ -176,8 +274,12 @@ def lead_file(
     now = utcnow()
     current = [ledger.consent_at(session, subject_id, p, now) for p in purposes]
     then = [ledger.consent_at(session, subject_id, p, at) for p in purposes] if at else []
+    held = _held(ledger, session, subject_id)
+    hit = _hit(card)
+    needs_types = not hit.name or any(section.name == "capture" for section in held)
+    versions = definitions(session) if definitions is not None and needs_types else []
     return LeadFile(
-        hit=_hit(card),
+        hit=hit,
         jurisdiction=card.jurisdiction,
         locale=card.locale,
         entries=entries,
@@ -185,5 +287,6 @@ def lead_file(
         now=current,
         at=at,
         then=then,
-        held=_held(ledger, session, subject_id),
+        held=held,
+        card=_card(hit, held, versions),
     )

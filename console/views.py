@@ -112,6 +112,7 @@ def _lead_page(
             subject_id,
             with_evidence=staff.may(Permission.VIEW_EVIDENCE),
             at=at,
+            definitions=providers_of(request).definition_versions,
         )
     with database.write() as session:
         detail = f"at {at.isoformat()}" if at else ""
