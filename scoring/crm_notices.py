@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, insert, or_, select
 from sqlalchemy.engine import Connection
 
 from consent_ledger.entries import LedgerEntry, format_timestamp
@@ -61,15 +61,19 @@ def queue_withdrawal(
 
 
 def handed_off_stage(connection: Connection, subject_id: str) -> str | None:
-    """The stage of the lead's latest hand-off the CRM took, or ``None``."""
+    """The stage of the lead's latest hand-off the CRM may hold, or ``None``: one it
+    took, and also one posted at least once (a failed post may still have reached it)
+    or on its way now (leased), since telling a CRM to delete what it lacks is
+    harmless and leaving a copy is not."""
+    c = _hooks.c
     return connection.execute(
-        select(_hooks.c.stage)
+        select(c.stage)
         .where(
-            _hooks.c.subject_id == subject_id,
-            _hooks.c.event == HANDOFF_EVENT,
-            _hooks.c.delivered_at.is_not(None),
+            c.subject_id == subject_id,
+            c.event == HANDOFF_EVENT,
+            or_(c.delivered_at.is_not(None), c.attempts > 0, c.next_attempt_at > c.created_at),
         )
-        .order_by(_hooks.c.delivered_at.desc())
+        .order_by(c.created_at.desc())
         .limit(1)
     ).scalar_one_or_none()
 

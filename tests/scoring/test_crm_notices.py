@@ -107,3 +107,33 @@ def test_a_lead_never_handed_off_tells_the_crm_nothing(
     assert dispatch_pending(database, dispatch_config).delivered == 0
     assert webhook_receiver.received == []
     assert rows(database, "SELECT id FROM scoring_webhooks") == []
+
+
+def test_an_erasure_during_the_hand_off_post_still_reaches_the_crm(
+    submit: Callable[..., Any],
+    events: Callable[..., Any],
+    database: Database,
+    dispatch_config: DispatchConfig,
+    webhook_receiver: WebhookReceiver,
+    cli_env: Settings,
+) -> None:
+    """The CRM took the hand-off while erasure deleted its row: it is told all the same."""
+    import threading
+
+    submit("flight@example.com", **FIT)
+    events("flight@example.com", *MQL_EVENTS)
+    webhook_receiver.hold = threading.Event()
+    worker = threading.Thread(target=dispatch_pending, args=(database, dispatch_config))
+    worker.start()
+    try:
+        webhook_receiver.wait_for(1)  # the hand-off is on its way, the row leased
+        assert main(["erase", "flight@example.com"]) == 0
+    finally:
+        webhook_receiver.hold.set()
+        worker.join()
+    webhook_receiver.hold = None
+    dispatch_pending(database, dispatch_config)  # if the worker did not send it on already
+    received = webhook_receiver.wait_for(2)
+    assert len(received) == 2
+    notice = orjson.loads(received[1].body)
+    assert notice["type"] == "lead.erased"
