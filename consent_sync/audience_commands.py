@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import orjson
 
+from consent_ledger.entries import format_timestamp
 from consent_sync import audiences
 from consent_sync.access import SyncRead
 from consent_sync.audience_views import member_json
@@ -40,29 +41,32 @@ CSV_COLUMNS = [
 ]
 
 
+def csv_row(member: Member) -> list[object]:
+    """A member as a row of :data:`CSV_COLUMNS` (topics space-separated)."""
+    since = member.permitted_since
+    return [
+        member.email,
+        member.name or "",
+        member.locale or "",
+        " ".join(member.topics),
+        format_timestamp(since) if since else "",
+        member.notice_version if member.notice_version is not None else "",
+        member.notice_sha256 or "",
+        member.preference_url,
+        member.unsubscribe_url,
+        member.list_unsubscribe,
+        member.list_unsubscribe_post,
+        member.lead_id,
+    ]
+
+
 def write_csv(members: Iterable[Member], out: TextIO) -> int:
-    """One header row, then a row per member (topics space-separated); how many."""
+    """One header row, then a row per member; how many."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     written = 0
-    for m in members:
-        body = member_json(m)
-        writer.writerow(
-            [
-                m.email,
-                m.name or "",
-                m.locale or "",
-                " ".join(m.topics),
-                body["permitted_since"] or "",
-                m.notice_version if m.notice_version is not None else "",
-                m.notice_sha256 or "",
-                m.preference_url,
-                m.unsubscribe_url,
-                m.list_unsubscribe,
-                m.list_unsubscribe_post,
-                m.lead_id,
-            ]
-        )
+    for member in members:
+        writer.writerow(csv_row(member))
         written += 1
     return written
 

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from consent_sync import audience_views, change_views, suppression_views
+from consent_sync import audience_download, audience_views, change_views, suppression_views
 
-routes: list[BaseRoute] = [*change_views.routes, *audience_views.routes, *suppression_views.routes]
+routes: list[BaseRoute] = [
+    *change_views.routes,
+    *audience_views.routes,
+    *suppression_views.routes,
+    *audience_download.routes,
+]

@@ -13,7 +13,7 @@ itself at import time. The app factory (:func:`zeroparty.app.create_app`) and th
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,8 @@ from zeroparty.settings import Settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+    from starlette.requests import Request
+    from starlette.responses import Response
 
     from consent_ledger.api import ConsentLedger
     from consent_ledger.listeners import ConsentListener
@@ -42,6 +44,13 @@ CommandAdder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"],
 # an API key or a command: ``(session, staff user id or None, action, detail)``, in the
 # caller's transaction.
 StaffLogWriter = Callable[["Session", "int | None", str, str], None]
+
+# How a package outside the console serves a page to logged-in staff (the console keeps
+# the sessions and roles): ``guard(permission, endpoint)`` wraps ``endpoint(request,
+# staff user id)`` so that it runs only for staff whose role has ``permission``; people
+# without a session are sent to log in, as on the console's own pages.
+StaffEndpoint = Callable[["Request", int], Awaitable["Response"]]
+StaffGuard = Callable[[str, StaffEndpoint], Callable[["Request"], Awaitable["Response"]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +92,7 @@ class Feature:
     jobs: Callable[[JobContext], Sequence[PeriodicJob]] | None = None
     commands: CommandAdder | None = None
     staff_log: StaffLogWriter | None = None
+    staff_guard: StaffGuard | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     # Retention: the package's purges of its own records (zeroparty.retention).
     purges: Sequence[Purge] = ()
@@ -164,4 +174,13 @@ def lead_linker(settings: Settings, parts: Sequence[Feature] | None = None) -> L
         factory: Callable[[Settings], LeadLinker] | None = part.extras.get("lead_linker")
         if factory is not None:
             return factory(settings)
+    return None
+
+
+def staff_guard(parts: Sequence[Feature] | None = None) -> StaffGuard | None:
+    """The console's guard of staff pages (``None``: no wired package keeps staff)."""
+    parts = features() if parts is None else parts
+    for part in parts:
+        if part.staff_guard is not None:
+            return part.staff_guard
     return None
