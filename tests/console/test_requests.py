@@ -247,6 +247,7 @@ def test_deadline_extended_once_with_a_reason(
     assert row.extension_reason == "complex: three systems"
     detail = client.get("/console/requests/1").text
     assert "complex: three systems" in detail
+    assert "Extended" in detail
     assert "Extend #1" not in detail
     # Once only.
     again = _post(client, "/console/requests/1/extend", reason="still busy")
@@ -425,3 +426,16 @@ def test_self_service_erasure_is_recorded(
         assert session.get(SubjectProfile, sid) is None
     assert (row.kind, row.status, row.channel) == ("erasure", "completed", "preference_center")
     assert row.due_at - row.received_at == timedelta(days=45)
+
+
+def test_request_pages_show_hostile_text_inert(
+    as_role: Callable[[str], TestClient], lead: str, database: Database
+) -> None:
+    client = as_role("compliance")
+    script = '<script>alert("x")</script>'
+    _enter(client, "rectification", note=script)
+    assert _post(client, "/console/requests/1/extend", reason=script).status_code == 303
+    for path in ("/console/requests", "/console/requests/1"):
+        page = client.get(path).text
+        assert script not in page
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
