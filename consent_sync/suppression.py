@@ -57,7 +57,7 @@ def parse_query(params: Any) -> tuple[str, int]:
     raw = params.get("limit") or ""
     if raw == "":
         return after, DEFAULT_LIMIT
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw[:6]) <= MAX_LIMIT:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 6 or not 1 <= int(raw) <= MAX_LIMIT:
         reason = f"must be a number from 1 to {MAX_LIMIT}"
         raise InvalidInput(f"limit: {reason}", fields={"limit": reason})
     return after, int(raw)
