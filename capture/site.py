@@ -208,6 +208,11 @@ def _field(
     needed = check.flag("needed", field_type is FieldType.EMAIL)
     if field_type is FieldType.EMAIL and not needed and not purposes:
         check.add("needed", "an email field must be needed or serve a purpose")
+    if needed and field_type is FieldType.HIDDEN:
+        # needed = true only where the request itself needs the value (issue 16): a
+        # value the visitor never sees or types is not part of their request.
+        check.add("needed", "a hidden field is not part of the visitor's request: it cannot "
+                  "be needed (let it serve a purpose instead)")  # fmt: skip
     default_length = DEFAULT_MAX_LENGTH.get(field_type, 200)
     return FieldSpec(
         name=name,
@@ -503,5 +508,27 @@ def apply(session: Session, definitions: tuple[Definition, ...]) -> list[str]:
         changes.append(
             f"{definition.kind.value} {definition.slug}: version {version} (sha256 {digest[:12]}…)"
         )
+        changes.extend(needed_reasons(definition))
     session.flush()
     return changes
+
+
+def needed_reasons(definition: Definition) -> list[str]:
+    """Why each ``needed = true`` field of a definition may be kept without any consent
+    (issue 16): the request itself needs it (GDPR Art. 6(1)(b)), and it is kept for the
+    request only (``site load`` prints these lines with a new version)."""
+    lines: list[str] = []
+    for spec in definition.fields:
+        if not spec.needed:
+            continue
+        if spec.type is FieldType.EMAIL:
+            why = "the address the request is answered at and any confirmation is sent to"
+        elif spec.required:
+            why = "required to send the request, which cannot be answered without it"
+        else:
+            why = "given by the visitor so the request can be answered as asked (optional)"
+        lines.append(
+            f"  {definition.kind.value} {definition.slug}: field {spec.name} kept without "
+            f"consent (needed = true): {why}"
+        )
+    return lines

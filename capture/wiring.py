@@ -5,6 +5,7 @@ from __future__ import annotations
 import capture.commands
 import capture.entry_points
 import capture.jobs
+import capture.minimisation
 import capture.openapi
 import capture.personal
 import capture.retention
@@ -26,6 +27,9 @@ def feature() -> Feature:
         routes=capture.views.routes,
         openapi=capture.openapi,
         personal_data=[capture.personal.PROVIDER],
+        # Answers follow the purposes they were kept for: the last one withdrawn or
+        # expired, they go in the same transaction (issue 16).
+        consent_listeners=[capture.minimisation.on_consent_change],
         site_sections=[
             SiteSection(frozenset({"forms", "quizzes"}), capture.site.parse, capture.site.apply)
         ],
