@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import consent_ledger.commands
 import consent_ledger.lifecycle_commands
 import consent_ledger.openapi
+import consent_ledger.request_commands
 import consent_ledger.retention
 import consent_ledger.site
 import consent_ledger.transparency_views
@@ -38,6 +39,7 @@ def _jobs(context: JobContext) -> list[PeriodicJob]:
 def _commands(commands: Commands) -> None:
     consent_ledger.commands.add_commands(commands)
     consent_ledger.lifecycle_commands.add_commands(commands)
+    consent_ledger.request_commands.add_commands(commands)
 
 
 def feature() -> Feature:
