@@ -2,7 +2,7 @@
 
 Every route here reads in bulk (who may be mailed, what changed), so each read by a key
 is noted in the staff log (:data:`zeroparty.wiring.StaffLogWriter`, kept by the console)
-in the same transaction as the read: a read that is answered is also logged.
+before it is answered: a read that is answered is also logged.
 """
 
 from __future__ import annotations
@@ -49,10 +49,14 @@ def keyed_read(
     read: Callable[[Session], tuple[T, str]],
 ) -> T:
     """One request's database work: check the key and its scope, ``read`` (which
-    returns the answer and the log line's detail), log it; one transaction."""
-    with database.write() as session:
+    returns the answer and the log line's detail) in a read transaction, then log it in
+    a short write transaction of its own: a page that takes a while to read (an
+    audience page makes a thousand links) never holds SQLite's one write lock, and an
+    answer whose log line cannot be written is not given."""
+    with database.read() as session:
         caller: Caller = verifier.verify(session, authorization)
         caller.require(scope)
         answer, detail = read(session)
+    with database.write() as session:
         log(session, None, action.value, f"API key {caller.name!r}: {detail}")
     return answer

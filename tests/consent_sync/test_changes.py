@@ -253,6 +253,7 @@ def test_a_page_costs_the_same_statements_however_long(
                 response = client.get("/api/changes", params={"limit": limit})
             assert len(response.json()["changes"]) == limit
             counts.append(len(sql))
-    # BEGIN, the key, the head, the page, the grants' topics, the staff-log line, COMMIT.
+    # BEGIN, the key, the head, the page, the grants' topics, COMMIT; then BEGIN, the
+    # staff-log line, COMMIT (the log is written in a short transaction of its own).
     assert counts[0] == counts[1], counts
-    assert counts[0] <= 7, counts
+    assert counts[0] <= 9, counts
