@@ -7,6 +7,7 @@ import consent_sync.erased
 import consent_sync.inbound_views
 import consent_sync.openapi
 import consent_sync.subscription_jobs
+import consent_sync.subscription_views
 import consent_sync.views
 from zeroparty.wiring import Feature
 
@@ -15,7 +16,11 @@ def feature() -> Feature:
     return Feature(
         name="consent_sync",
         commands=consent_sync.commands.add_commands,
-        routes=[*consent_sync.views.routes, *consent_sync.inbound_views.routes],
+        routes=[
+            *consent_sync.views.routes,
+            *consent_sync.inbound_views.routes,
+            *consent_sync.subscription_views.routes,
+        ],
         openapi=consent_sync.openapi,
         # The digest of an erased lead's address, for the change feed and suppression.
         personal_data=[consent_sync.erased.PERSONAL_DATA],
