@@ -49,6 +49,11 @@ _TEMPERATURE = {
     "type": ["string", "null"],
     "description": "the model's temperature band of the score ([scoring.temperature])",
 }
+_NEXT_ACTION = {
+    "type": ["object", "null"],
+    "description": "the first matching [[scoring.next_action]] rule (null: none matches)",
+    "properties": {"rule": {"type": "string"}, "action": {"type": "string"}},
+}
 _HELD_TYPE = {
     "type": "object",
     "required": ["type", "at", "by", "reason"],
@@ -184,6 +189,7 @@ SCHEMAS: dict[str, Any] = {
                         "intent": _INTENT,
                         "lead_types": {"type": "array", "items": {"type": "string"}},
                         "temperature": _TEMPERATURE,
+                        "next_action": _NEXT_ACTION,
                     },
                 },
             },
@@ -215,6 +221,7 @@ SCHEMAS: dict[str, Any] = {
             "intent": _INTENT,
             "lead_types": {"type": "array", "items": _HELD_TYPE},
             "temperature": _TEMPERATURE,
+            "next_action": _NEXT_ACTION,
             "outcome": {
                 "type": ["object", "null"],
                 "properties": {

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import orjson
 
+from scoring.actions import NextActionRule
 from scoring.stages import Stage
 
 _LEADING_NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)")
@@ -203,6 +204,8 @@ class ScoringModel:
     # ascending (scoring.lead_type, scoring.temperature).
     lead_types: tuple[LeadType, ...] = ()
     temperature: tuple[tuple[str, float], ...] = ()
+    # Next best action rules, first match wins (scoring.actions).
+    next_actions: tuple[NextActionRule, ...] = ()
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -262,6 +265,8 @@ class ScoringModel:
             ]
         if self.temperature:
             extras["temperature"] = [[name, float(low)] for name, low in self.temperature]
+        if self.next_actions:
+            extras["next_actions"] = [rule.as_json() for rule in self.next_actions]
         if self.tags:
             extras["tags"] = [
                 {"name": r.name, "tag": r.tag, "points": float(r.points), "quiz": r.quiz}
@@ -389,6 +394,7 @@ def model_from_json(raw: str | bytes) -> ScoringModel:
             for t in data.get("lead_types", ())
         ),
         temperature=tuple((str(n), float(low)) for n, low in data.get("temperature", ())),
+        next_actions=tuple(NextActionRule.from_json(r) for r in data.get("next_actions", ())),
         tags=tuple(
             TagRule(r["name"], r["tag"], float(r["points"]), r["quiz"])
             for r in data.get("tags", ())

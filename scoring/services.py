@@ -38,10 +38,11 @@ from sqlalchemy.orm import Session
 from consent_ledger.api import NO_RECORD, PENDING, is_negative
 from consent_ledger.entries import LedgerEntry, format_timestamp
 from consent_ledger.read_model import consent_states, lead_profiles
-from scoring import consent, crm_notices, engine
+from scoring import actions, consent, crm_notices, engine
 from scoring.consent import LATEST_MODEL_KEY
 from scoring.models import (
     DroppedEvents,
+    HandoffAck,
     LeadAttribute,
     LeadEvent,
     LeadOutcome,
@@ -1570,6 +1571,8 @@ class Explanation:
     """The types the lead holds beside its stage, each with when, by whom and why."""
     temperature: str | None = None
     """The model's temperature band of the score (``None``: no bands, or no score)."""
+    next_action: dict[str, str] | None = None
+    """The first matching ``[[scoring.next_action]]`` rule's action (live consent only)."""
 
 
 _QUIZ_ANSWERS = _per_dialect(
@@ -1676,11 +1679,27 @@ def explain(connection: Connection, subject_id: str) -> Explanation:
         select(_outcomes).where(_outcomes.c.subject_id == subject_id)
     ).first()
     status, reason = _status(purpose, gate, lead)
+    live = active is not None and gate is not None and gate.permitted
     intent = (
         lead_intents(connection, active.model, [subject_id])[subject_id]
-        if active is not None and gate is not None and gate.permitted
+        if active is not None and live
         else engine.NO_INTENT
     )
+    action = None
+    if active is not None and live and active.model.next_actions:
+        acknowledged = lead is not None and bool(
+            connection.execute(
+                select(_ACKED).select_from(_leads).where(_leads.c.subject_id == subject_id)
+            ).scalar()
+        )
+        action = next_action_of(
+            active.model,
+            lead.stage if lead is not None else Stage.LEAD.value,
+            lead.score if lead is not None else None,
+            held_types(lead.lead_types) if lead is not None else {},
+            intent,
+            acknowledged,
+        )
     return Explanation(
         subject_id,
         bool(gate and gate.permitted),
@@ -1700,6 +1719,7 @@ def explain(connection: Connection, subject_id: str) -> Explanation:
         active.model.temperature_for(lead.score if lead is not None else None)
         if active is not None
         else None,
+        action,
     )
 
 
@@ -1713,6 +1733,42 @@ class LeadRow:
     scored_at: datetime
     lead_types: list[str] = field(default_factory=list)
     temperature: str | None = None
+    acknowledged: bool = False
+    """Sales acknowledged its hand-off into the current stage."""
+
+
+_acks = cast(Table, HandoffAck.__table__)
+_ACKED = (
+    select(_acks.c.id)
+    .where(
+        _acks.c.subject_id == _leads.c.subject_id,
+        _acks.c.stage == _leads.c.stage,
+        _acks.c.entered_at == _leads.c.stage_since,
+    )
+    .exists()
+)
+
+
+def next_action_of(
+    model: ScoringModel,
+    stage: str,
+    score: float | None,
+    lead_types: Collection[str],
+    intent: engine.Intent,
+    acknowledged: bool,
+) -> dict[str, str] | None:
+    """The lead's next best action under ``model`` (:mod:`scoring.actions`)."""
+    if not model.next_actions:
+        return None
+    facts = actions.LeadFacts(
+        stage,
+        score,
+        lead_types,
+        intent.tag_names(),
+        model.temperature_for(score),
+        acknowledged,
+    )
+    return actions.next_action(model.next_actions, facts)
 
 
 def list_leads(connection: Connection, stage: Stage, limit: int, after: str) -> list[LeadRow]:
@@ -1721,7 +1777,7 @@ def list_leads(connection: Connection, stage: Stage, limit: int, after: str) -> 
     active = require_model(connection)
     cs = _cs
     rows = connection.execute(
-        select(_leads, _profiles.c.email)
+        select(_leads, _profiles.c.email, _ACKED.label("acknowledged"))
         .join(_profiles, _profiles.c.subject_id == _leads.c.subject_id)
         .join(
             cs,
@@ -1744,6 +1800,7 @@ def list_leads(connection: Connection, stage: Stage, limit: int, after: str) -> 
             r.scored_at,
             list(held_types(r.lead_types)),
             model.temperature_for(r.score),
+            bool(r.acknowledged),
         )
         for r in rows
     ]

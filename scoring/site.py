@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from scoring import actions
 from scoring.models import ScoringModelVersion
 from scoring.qualification import BANT_RULE_FIELDS
 from scoring.rules import (
@@ -58,6 +59,7 @@ MODEL_KEYS = {
     "demote_after_days",
     "lead_type",
     "temperature",
+    "next_action",
 }
 LEAD_TYPE_KEYS = {"name", "min_score", "rules", "by_hand"}
 LEAD_TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
@@ -594,7 +596,35 @@ def parse(
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.add("scoring", f"rule name {name!r} is used more than once")
     lead_types = _lead_types(scoring, set(names), problems)
-    return dataclasses.replace(model, lead_types=lead_types) if lead_types else model
+    next_actions = actions.parse(
+        _tables(scoring, "next_action", problems),
+        lead_types={t.name for t in lead_types},
+        tags={tag for quiz in quizzes.values() for tag in quiz.tags},
+        bands={name for name, _ in model.temperature},
+        max_score=_max_score(model),
+        problems=problems,
+    )
+    if lead_types or next_actions:
+        return dataclasses.replace(model, lead_types=lead_types, next_actions=next_actions)
+    return model
+
+
+def _max_score(model: ScoringModel) -> float:
+    """An upper bound of any lead's score under ``model`` (every rule at its most)."""
+    most = 0.0
+    for points in [r.points for r in model.fit] + [r.points for r in model.quiz]:
+        most += max(points, 0.0)
+    most += sum(max(r.points, 0.0) for r in model.tags)
+    most += sum(max(r.points, 0.0) * r.max_count for r in model.behaviour)
+    for rule in model.quiz_scores:
+        intent = model.quiz_intent(rule.quiz)
+        top = sum(max(a.score, 0.0) for a in intent.answers) if intent else 0.0
+        if rule.points is not None:
+            most += max(rule.points, 0.0)
+        else:
+            value = max(top * rule.scale, 0.0)
+            most += min(value, rule.cap) if rule.cap is not None else value
+    return float(most)
 
 
 def apply(session: Session, model: ScoringModel | None) -> list[str]:

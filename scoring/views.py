@@ -86,7 +86,8 @@ def get_leads(request: Request) -> JSONResponse:
         rows = services.list_leads(connection, query.stage, query.limit, query.after)
         ids = [r.subject_id for r in rows]
         predictions = conversion.predict(connection, ids)
-        intents = services.lead_intents(connection, services.require_model(connection).model, ids)
+        model = services.require_model(connection).model
+        intents = services.lead_intents(connection, model, ids)
     return JSONResponse(
         {
             "leads": [
@@ -101,6 +102,14 @@ def get_leads(request: Request) -> JSONResponse:
                     "intent": intents[r.subject_id].as_json(),
                     "lead_types": r.lead_types,
                     "temperature": r.temperature,
+                    "next_action": services.next_action_of(
+                        model,
+                        r.stage.value,
+                        r.score,
+                        r.lead_types,
+                        intents[r.subject_id],
+                        r.acknowledged,
+                    ),
                 }
                 for r in rows
             ],
@@ -155,6 +164,7 @@ def explanation_json(explanation: services.Explanation) -> dict[str, object]:
         "intent": explanation.intent.as_json(),
         "lead_types": services.LeadTypes(explanation.subject_id, explanation.lead_types).as_json(),
         "temperature": explanation.temperature,
+        "next_action": explanation.next_action,
         "outcome": None
         if explanation.outcome is None
         else {

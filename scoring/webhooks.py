@@ -119,6 +119,7 @@ def payload(connection: Connection, row: Any, email: str, now: datetime) -> byte
                 "intent": explanation.intent.as_json(),
                 "lead_types": sorted(explanation.lead_types),
                 "temperature": explanation.temperature,
+                "next_action": explanation.next_action,
             },
         }
     )

@@ -125,6 +125,7 @@ def test_the_iql_mql_sql_pql_model_plays_end_to_end(
     assert state() == (25, "Lead", "warm", [])
     submit(email, **FIT)  # +15 +10 +5: 55, an MQL
     assert state() == (55, "MQL", "hot", ["MQL"])
+    assert _score(api, email)["next_action"]["rule"] == "forecasting-case-study"
     events(email, "case_study_downloaded")  # information given: an IQL
     assert state() == (65, "MQL", "hot", ["MQL", "IQL"])
     bant = {"email": email, "budget": 50000, "authority": "decision_maker"}
@@ -143,6 +144,7 @@ def test_the_iql_mql_sql_pql_model_plays_end_to_end(
         "quiz_scores": {"analytics-fit": 40},
     }
     assert sent[-1]["temperature"] == "hot"
+    assert sent[-1]["next_action"] == {"rule": "call-now", "action": "Call within the SLA"}
     assert {"IQL", "SQL", "PQL"} <= set(sent[-1]["lead_types"])
     # 90 days without activity: recycled to Lead, with the reason.
     report = run_upkeep(database, now=utcnow() + timedelta(days=91))
