@@ -327,6 +327,18 @@ def _sample_stalls(log: _Log) -> None:
         seen = current
 
 
+def _set_wal_autocheckpoint(pages: int) -> None:
+    """Every SQLite connection of the server gets ``PRAGMA wal_autocheckpoint=pages``
+    (0: no checkpoint inside a committing request)."""
+    from sqlalchemy import Engine, event
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if type(dbapi_connection).__module__.startswith("sqlite3"):
+            dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={pages}")
+
+    event.listen(Engine, "connect", on_connect)
+
+
 def child(argv: Sequence[str]) -> int:
     """``--child PROFILE_PREFIX|- LOG|- TIMER -- zeroparty args``: the real CLI, observed."""
     prefix, log_path, timer, args = argv[0], argv[1], argv[2], list(argv[4:])
@@ -339,6 +351,9 @@ def child(argv: Sequence[str]) -> int:
         ).start()
     if prefix != "-":
         _Profiles(prefix, timer).install()
+    autocheckpoint = os.environ.get("BENCH_WAL_AUTOCHECKPOINT")
+    if autocheckpoint is not None:  # a what-if of --wal-autocheckpoint, never the default
+        _set_wal_autocheckpoint(int(autocheckpoint))
     from zeroparty.cli import main as zeroparty_main
 
     try:
@@ -639,7 +654,13 @@ class Scripts:
 
 
 def _server(
-    prepared: Prepared, directory: Path, name: str, prefix: str, log: str, timer: str = "cpu"
+    prepared: Prepared,
+    directory: Path,
+    name: str,
+    prefix: str,
+    log: str,
+    timer: str = "cpu",
+    wal_autocheckpoint: int | None = None,
 ) -> Server:
     port = free_port()
     env = dict(
@@ -652,6 +673,8 @@ def _server(
         ZEROPARTY_OUTBOX_DIR=str(directory / "outbox"),
         PYTHONPATH=str(PROJECT_ROOT),
     )
+    if wal_autocheckpoint is not None:
+        env["BENCH_WAL_AUTOCHECKPOINT"] = str(wal_autocheckpoint)
     command = [
         sys.executable, "-m", "bench.profile_hot_paths", "--child", prefix, log, timer, "--",
         "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
@@ -751,13 +774,16 @@ def measure(
     timer: str,
     before: Sequence[int] = (),
     plain_only: bool = False,
+    wal_autocheckpoint: int | None = None,
 ) -> Measured:
     """Load path ``number`` on a plain server (after loading each path of ``before`` for
     ``seconds``, letting the server go idle after each, as :mod:`bench.hot_paths` does),
     then (unless ``plain_only``) on a profiled one."""
     entries = prepared.leads * len(PLANS)
     log_file = directory / "plain-events.jsonl"
-    with _server(prepared, directory, "plain", "-", str(log_file)) as plain:
+    with _server(
+        prepared, directory, "plain", "-", str(log_file), timer, wal_autocheckpoint
+    ) as plain:
         checkpoint = wait_for_checkpoint(sqlite_url(prepared.db_file), entries)
         for index, earlier in enumerate(before):
             _load(plain, scripts_for(earlier, prepared, plain), 10 + index, seconds, directory)
@@ -984,6 +1010,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--plain-only", action="store_true", help="no profiled server (latency and stalls)"
     )
     parser.add_argument(
+        "--wal-autocheckpoint",
+        type=int,
+        default=None,
+        metavar="PAGES",
+        help="what-if for the plain server: PRAGMA wal_autocheckpoint on its connections "
+        "(0: SQLite never checkpoints inside a request's commit)",
+    )
+    parser.add_argument(
         "--timer",
         choices=("cpu", "wall"),
         default="cpu",
@@ -998,7 +1032,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         prepared = prepare_database(directory, args.leads)
         before = [int(p) for p in args.before.split(",") if p]
         measured = measure(
-            args.path, prepared, directory, args.seconds, args.timer, before, args.plain_only
+            args.path,
+            prepared,
+            directory,
+            args.seconds,
+            args.timer,
+            before,
+            args.plain_only,
+            args.wal_autocheckpoint,
         )
         print(summary(measured, args.keep))
     print(
