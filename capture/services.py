@@ -28,7 +28,7 @@ from functools import lru_cache
 from typing import cast
 
 import orjson
-from sqlalchemy import Insert, Table, and_, bindparam, insert, select
+from sqlalchemy import Table, TextClause, and_, bindparam, insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -100,11 +100,16 @@ _PURPOSE_TITLES = select(_purposes.c.key, _purposes.c.title).where(
 
 
 @lru_cache(maxsize=64)
-def _insert_answers(rows: int) -> Insert:
-    """One multi-row INSERT of ``rows`` answers, built once per row count."""
-    names = ("submission_id", "subject_id", "field", "value")
-    return insert(_answers).values(
-        [{name: bindparam(f"{name}_{i}") for name in names} for i in range(rows)]
+def _insert_answers(rows: int) -> TextClause:
+    """One multi-row INSERT of ``rows`` answers, built once per row count. As text: a
+    multi-row ``insert().values([...])`` has no cache key, so SQLAlchemy compiled it again
+    on every submission (its compiler was a seventh of the request's CPU time); a text
+    statement is compiled once and served from the cache. Every column is a string."""
+    rows_sql = ", ".join(
+        f"(:submission_id_{i}, :subject_id_{i}, :field_{i}, :value_{i})" for i in range(rows)
+    )
+    return text(
+        f"INSERT INTO {_answers.name} (submission_id, subject_id, field, value) VALUES {rows_sql}"
     )
 
 

@@ -52,3 +52,25 @@ def test_mail_retried_after_temporary_failure(
     # Not due yet: the retry waits for its backoff.
     assert deliver_pending(database, transport) == 0
     assert smtp_server.messages == []
+
+
+def test_pages_link_their_stylesheets_from_the_root(settings: Settings, database: Database) -> None:
+    """Every page links its stylesheet by a root-relative path (no route search per
+    render), and the path answers with the file; behind a proxy prefix, with the prefix."""
+    from starlette.testclient import TestClient
+
+    app = create_app(settings, database)
+    with TestClient(app) as client:
+        for page, sheet in (
+            ("/", "/static/zeroparty.css"),
+            ("/p/request-link", "/static/zeroparty.css"),
+            ("/console/login", "/static/console/console.css"),
+        ):
+            answer = client.get(page)
+            assert answer.status_code == 200, page
+            assert f'href="{sheet}"' in answer.text, page
+            css = client.get(sheet)
+            assert css.status_code == 200
+            assert css.headers["content-type"].startswith("text/css")
+    with TestClient(app, root_path="/zp") as client:
+        assert 'href="/zp/static/zeroparty.css"' in client.get("/").text
