@@ -229,3 +229,26 @@ def test_two_dispatchers_deliver_each_change_once(
     assert len(ids) == 6
     assert len(set(ids)) == 6
     assert count(database, SubscriptionDelivery) == 6
+
+
+def test_serve_delivers_in_the_background(
+    settings: Settings,
+    database: Database,
+    webhook_receiver: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from starlette.testclient import TestClient
+
+    from consent_sync import subscription_jobs
+    from zeroparty.app import create_app
+
+    monkeypatch.setattr(subscription_jobs, "DISPATCH_POLL_SECONDS", 0.05)
+    with database.write() as session:
+        subscriptions.add_subscription(
+            session, webhook_receiver.url, "consent.withdrawn", created_by="test"
+        )
+    record(database, ANN, "profiling")
+    record(database, ANN, "profiling", ConsentAction.WITHDRAWN)
+    with TestClient(create_app(settings, database, background=True)):
+        [hook] = webhook_receiver.wait_for(1)
+    assert orjson.loads(hook.body)["type"] == "consent.withdrawn"
