@@ -131,9 +131,24 @@ class ConsentChange:
 
 
 # Purposes of a batch and, where named, the notice versions they were shown, in one
-# statement: (purpose, double opt-in, notice hash if it belongs to the purpose, locale).
+# statement: (purpose, double opt-in, notice hash if it belongs to the purpose, locale,
+# whether a material change replaced that version since: issue 16).
+_NEWER_MATERIAL = aliased(NoticeVersion, name="newer_material")
 _PURPOSES_AND_NOTICES = (
-    select(Purpose.key, Purpose.double_opt_in, NoticeVersion.sha256, NoticeVersion.locale)
+    select(
+        Purpose.key,
+        Purpose.double_opt_in,
+        NoticeVersion.sha256,
+        NoticeVersion.locale,
+        exists()
+        .where(
+            _NEWER_MATERIAL.purpose_key == NoticeVersion.purpose_key,
+            _NEWER_MATERIAL.locale == NoticeVersion.locale,
+            _NEWER_MATERIAL.version > NoticeVersion.version,
+            _NEWER_MATERIAL.change == "material",
+        )
+        .label("superseded"),
+    )
     .outerjoin(
         NoticeVersion,
         (NoticeVersion.purpose_key == Purpose.key)
@@ -744,7 +759,7 @@ class ConsentLedger:
                 "hashes": sorted({h for _, h in pairs}),
             }
             rows: Iterable[Any] = connection.execute(_PURPOSES_NOTICES_CONFIRMED, params)
-            confirmed |= {(sid, r[0], r[2]) for r in rows if r[4] and (r[0], r[2]) in pairs}
+            confirmed |= {(sid, r[0], r[2]) for r in rows if r[5] and (r[0], r[2]) in pairs}
         return confirmed
 
     _CATEGORY = select(Purpose.category).where(Purpose.key == bindparam("purpose"))
@@ -785,15 +800,36 @@ class ConsentLedger:
         double_opt_in: dict[str, bool] = {}
         notice_locale: dict[tuple[str, str], str] = {}
         confirmed: set[tuple[str, str, str]] | None = set() if len(asking) == 1 else None
-        rows: Iterable[Any] = connection.execute(statement, params)  # 4 or 5 columns
+        rows: Iterable[Any] = connection.execute(statement, params)  # 5 or 6 columns
+        superseded: set[tuple[str, str]] = set()
         for row in rows:
             key, sha256 = row[0], row[2]
             double_opt_in[key] = bool(row[1])
             if sha256 is not None:
                 notice_locale[(key, sha256)] = row[3]
-                if confirmed is not None and row[4]:
+                if row[4]:
+                    superseded.add((key, sha256))
+                if confirmed is not None and row[5]:
                     confirmed.add((str(params["sid"]), key, sha256))
+        self._refuse_superseded_grants(changes, superseded)
         return double_opt_in, notice_locale, confirmed
+
+    @staticmethod
+    def _refuse_superseded_grants(
+        changes: Sequence[ConsentChange], superseded: set[tuple[str, str]]
+    ) -> None:
+        """A grant under a notice version a material change replaced is refused: the
+        text no longer says what is done, so agreeing to it permits nothing (the
+        lifecycle job expires such grants made before the change; none is made after)."""
+        for change in changes:
+            if (
+                change.action is ConsentAction.GRANTED
+                and (change.purpose, change.notice_sha256 or "") in superseded
+            ):
+                reason = (
+                    "this notice version was replaced by a material change: show the current text"
+                )
+                raise InvalidInput(f"notice_sha256: {reason}", fields={"notice_sha256": reason})
 
     def _reconfirm_unconfirmed_notices(
         self,

@@ -222,3 +222,36 @@ def test_a_change_flag_on_something_else_is_refused_with_its_key_path(
     assert notice_hash(database, "newsletter") == before  # nothing loaded
     with database.read() as session:
         assert session.execute(select(func.count()).select_from(ConsentEvent)).scalar_one() == 6
+
+
+def test_a_grant_under_a_replaced_version_is_refused(subscribed: Database, tmp_path: Path) -> None:
+    """A page rendered before the change still names the old text: it permits nothing."""
+    from consent_ledger.actions import ConsentAction, ConsentSource
+    from consent_ledger.api import ConsentChange
+    from zeroparty.errors import InvalidInput
+
+    database = subscribed
+    v1 = notice_hash(database, "newsletter")
+    load_site(database, site_file(tmp_path))
+    ledger = build_ledger(database)
+    with database.read() as session:
+        lead = find_subject_id(session, LEADS[0])
+    assert lead is not None
+    with pytest.raises(InvalidInput) as refused, database.write() as session:
+        ledger.record(
+            session,
+            [
+                ConsentChange(
+                    subject_id=lead,
+                    purpose="newsletter",
+                    action=ConsentAction.GRANTED,
+                    source=ConsentSource.FORM,
+                    method=ConsentMethod.CHECKBOX,
+                    notice_sha256=v1,
+                    confirmed=True,
+                )
+            ],
+        )
+    assert "replaced by a material change" in refused.value.fields["notice_sha256"]
+    with database.read() as session:
+        assert session.execute(select(func.count()).select_from(ConsentEvent)).scalar_one() == 6
