@@ -10,7 +10,7 @@ While no scoring model is loaded the read adapters give nothing (an empty list,
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
@@ -101,10 +101,15 @@ def sales_record(session: Session, subject_id: str) -> SalesRecord | None:
 
 @dataclass(frozen=True, slots=True)
 class LeadIntent:
-    """What the lead's kept quiz answers say: tags (each once) and score per quiz."""
+    """What the lead's kept quiz answers say (tags, each once, and score per quiz), and
+    what the model makes of the lead beside its stage: the lead types it holds, its
+    temperature band and its next best action (``{"rule", "action"}`` or ``None``)."""
 
     tags: list[str]
     quiz_scores: dict[str, float]
+    lead_types: list[str] = field(default_factory=list)
+    temperature: str | None = None
+    next_action: dict[str, str] | None = None
 
 
 def lead_intent(session: Session, subject_id: str) -> LeadIntent | None:
@@ -115,7 +120,13 @@ def lead_intent(session: Session, subject_id: str) -> LeadIntent | None:
     if active is None:
         return None
     explanation = services.explain(connection, subject_id)
-    return LeadIntent(explanation.intent.tag_names(), explanation.intent.scores())
+    return LeadIntent(
+        explanation.intent.tag_names(),
+        explanation.intent.scores(),
+        list(explanation.lead_types),
+        explanation.temperature,
+        explanation.next_action,
+    )
 
 
 def _typed(name: str, raw: str, errors: dict[str, str]) -> object:

@@ -12,6 +12,7 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
+from scoring import console_adapters
 from scoring.webhooks import DispatchConfig, dispatch_pending
 from tests.fixtures.webhooks import WebhookReceiver
 from tests.scoring.conftest import grant, rows, withdraw
@@ -57,6 +58,7 @@ def test_types_are_earned_by_score_and_rules_and_kept(
     submit: Callable[..., Any],
     events: Callable[..., Any],
     api: TestClient,
+    database: Database,
 ) -> None:
     submit("typed@example.com", **FIT)
     body = _score(api, "typed@example.com")
@@ -73,6 +75,11 @@ def test_types_are_earned_by_score_and_rules_and_kept(
     assert [(r["lead_types"], r["temperature"]) for r in listed] == [(["IQL", "PQL"], "warm")]
     events("typed@example.com", "pricing_page_viewed", "webinar_attended")
     assert _score(api, "typed@example.com")["temperature"] == "hot"
+    subject_id = listed[0]["lead_id"]
+    with database.read() as session:
+        shown = console_adapters.lead_intent(session, subject_id)
+    assert shown is not None
+    assert (shown.lead_types, shown.temperature) == (["IQL", "PQL"], "hot")
 
 
 def test_a_type_is_given_by_hand_with_a_reason(

@@ -14,6 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from capture.tokens import CaptureTokens
+from scoring import console_adapters
 from scoring.webhooks import DispatchConfig, dispatch_pending
 from tests.fixtures.webhooks import WebhookReceiver
 from tests.scoring.conftest import rows, withdraw
@@ -98,6 +99,11 @@ def test_the_first_matching_rule_is_the_next_action(
     assert _action(api, email) == "nurture", "contacted: the SLA call is done"
     [listed] = api.get("/api/leads", params={"stage": "SQL"}).json()["leads"]
     assert listed["next_action"]["rule"] == "nurture"
+    with database.read() as session:
+        subject_id = rows(database, "SELECT subject_id FROM scoring_leads")[0].subject_id
+        shown = console_adapters.lead_intent(session, subject_id)
+    assert shown is not None
+    assert shown.next_action == {"rule": "nurture", "action": "Keep nurturing"}
     withdraw(database, email)
     assert _action(api, email) is None
 
