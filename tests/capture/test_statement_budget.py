@@ -30,7 +30,7 @@ from zeroparty.db import Database
 from zeroparty.settings import Settings
 
 # One consent box (profiling, no double opt-in), an address never seen before.
-NEW_VISITOR = {"sqlite": 30, "postgresql": 24}
+NEW_VISITOR = {"sqlite": 20, "postgresql": 16}
 # One double opt-in box (newsletter), an address never seen before: the request, and the
 # background task sending the confirmation mail. The request queues the mail claimed by
 # its own process and reads the sender with it, so after the answer only the send and
