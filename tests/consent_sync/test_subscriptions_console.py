@@ -81,3 +81,91 @@ def test_other_roles_are_refused_and_strangers_sent_to_log_in(
         assert anonymous.headers["location"].startswith("/console/login")
         log_in(client, "mk@staff.example")
         assert client.get("/console/subscriptions").status_code == 403
+
+
+TOKEN_RE = re.compile(r'name="token" value="([^"]+)"')
+SECRET_SHOWN = re.compile(r'<code id="secret">(whsec_[^<]+)</code>')
+
+
+def _token(client: TestClient) -> str:
+    found = TOKEN_RE.search(client.get("/console/subscriptions").text)
+    assert found is not None
+    return found.group(1)
+
+
+def _count(database: Database) -> int:
+    with database.read() as session:
+        return len(subscriptions.subscriptions(session.connection(), include_removed=True))
+
+
+def test_an_admin_adds_and_removes_an_endpoint_in_the_console(
+    client: TestClient, database: Database
+) -> None:
+    make_staff(database, "admin@staff.example", "admin")
+    with client:
+        log_in(client, "admin@staff.example")
+        form = {
+            "token": _token(client),
+            "url": "https://esp.example/hooks",
+            "events": ["consent.withdrawn", "consent.erased"],
+            "description": "ESP",
+        }
+        added = client.post(
+            "/console/subscriptions", data=form, headers={"Origin": "http://testserver"}
+        )
+        assert added.status_code == 201, added.text
+        secret = SECRET_SHOWN.search(added.text)
+        assert secret is not None
+        page = client.get("/console/subscriptions").text
+        assert secret.group(1) not in page, "the secret is shown once"
+        assert "consent.withdrawn consent.erased" in page
+        removed = client.post(
+            "/console/subscriptions/1/remove",
+            data={"token": form["token"]},
+            follow_redirects=False,
+        )
+        assert removed.status_code == 303
+        assert "removed" in client.get("/console/subscriptions").text
+        log = client.get("/console/audit").text
+        assert "subscription.add" in log
+        assert "subscription.remove" in log
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ({"url": "ftp://esp.example/x"}, 422),
+        ({"events": []}, 422),
+        ({"events": ["consent.nope"]}, 422),
+        ({"token": "forged"}, 403),
+        ({"origin": "https://evil.example"}, 403),
+    ],
+)
+def test_bad_or_foreign_posts_change_nothing(
+    client: TestClient, database: Database, change: dict[str, object], status: int
+) -> None:
+    make_staff(database, "admin@staff.example", "admin")
+    with client:
+        log_in(client, "admin@staff.example")
+        form: dict[str, object] = {
+            "token": _token(client),
+            "url": "https://esp.example/hooks",
+            "events": ["consent.withdrawn"],
+        }
+        origin = str(change.pop("origin", "http://testserver"))
+        form.update(change)
+        answer = client.post("/console/subscriptions", data=form, headers={"Origin": origin})
+        assert answer.status_code == status, answer.text
+    assert _count(database) == 0
+
+
+def test_a_marketer_cannot_add_an_endpoint(client: TestClient, database: Database) -> None:
+    make_staff(database, "mk@staff.example", "marketer")
+    with client:
+        log_in(client, "mk@staff.example")
+        answer = client.post(
+            "/console/subscriptions",
+            data={"url": "https://esp.example/hooks", "events": "consent.withdrawn"},
+        )
+        assert answer.status_code == 403
+    assert _count(database) == 0
