@@ -97,9 +97,12 @@ def append_sql(dialect: str) -> AppendSql:
         # What recording consent needs to know first, in one round trip: the purpose
         # (no row: unknown), the locale of the notice version named by its hash (NULL:
         # not a notice of this purpose) and the lead with this e-mail, if known.
-        # Parameters: notice hash, e-mail, purpose.
+        # Parameters: notice hash, e-mail, purpose. Last, whether a material change
+        # replaced that notice version since (issue 16: a grant under it is refused).
         "record_context": (
-            "SELECT p.double_opt_in, n.locale, s.id, s.locale, s.jurisdiction "
+            "SELECT p.double_opt_in, n.locale, s.id, s.locale, s.jurisdiction, "
+            "EXISTS (SELECT 1 FROM notice_versions m WHERE m.purpose_key = n.purpose_key "
+            "AND m.locale = n.locale AND m.version > n.version AND m.change = 'material') "
             "FROM purposes p "
             "LEFT JOIN notice_versions n ON n.purpose_key = p.key AND n.sha256 = ? "
             "LEFT JOIN subject_profiles sp ON sp.email = ? "

@@ -100,6 +100,10 @@ def record_consent(
         if notice_locale is None:
             reason = f"is not a notice version of purpose {record.purpose!r}"
             raise InvalidInput(f"notice_sha256: {reason}", fields={"notice_sha256": reason})
+        if record.action is ConsentAction.GRANTED and row[5]:
+            # Issue 16: the text no longer says what is done; agreeing to it permits nothing.
+            reason = "this notice version was replaced by a material change: show the current text"
+            raise InvalidInput(f"notice_sha256: {reason}", fields={"notice_sha256": reason})
     elif record.action is ConsentAction.GRANTED:
         reason = "required when consent is granted: the hash of the notice text shown"
         raise InvalidInput(f"notice_sha256: {reason}", fields={"notice_sha256": reason})

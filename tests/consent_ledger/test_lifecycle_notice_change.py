@@ -255,3 +255,21 @@ def test_a_grant_under_a_replaced_version_is_refused(subscribed: Database, tmp_p
     assert "replaced by a material change" in refused.value.fields["notice_sha256"]
     with database.read() as session:
         assert session.execute(select(func.count()).select_from(ConsentEvent)).scalar_one() == 6
+
+
+def test_the_api_refuses_a_grant_under_a_replaced_version(
+    subscribed: Database, api: TestClient, tmp_path: Path
+) -> None:
+    database = subscribed
+    v1 = notice_hash(database, "newsletter")
+    load_site(database, site_file(tmp_path))
+    body = {"email": "late@example.com", "purpose": "newsletter", "action": "granted",
+            "notice_sha256": v1, "source": "old-form", "method": "double-opt-in",
+            "evidence": {"ip": "203.0.113.7"}}  # fmt: skip
+    response = api.post("/api/consent", json=body)
+    assert response.status_code == 422
+    assert "replaced by a material change" in response.json()["error"]["fields"]["notice_sha256"]
+    with database.read() as session:
+        assert session.execute(select(func.count()).select_from(ConsentEvent)).scalar_one() == 6
+    body["notice_sha256"] = notice_hash(database, "newsletter")
+    assert api.post("/api/consent", json=body).status_code == 201
