@@ -16,7 +16,9 @@ from starlette.requests import Request
 
 from zeroparty.apikeys import ApiKeyVerifier, Caller, Scope
 from zeroparty.db import Database
-from zeroparty.wiring import StaffLogWriter, staff_log_writer
+from zeroparty.errors import ServiceUnavailable
+from zeroparty.mail import LeadLinkerMany
+from zeroparty.wiring import StaffLogWriter, lead_linker_many, staff_log_writer
 
 T = TypeVar("T")
 
@@ -37,6 +39,17 @@ def staff_log(request: Request) -> StaffLogWriter:
         writer = staff_log_writer()
         request.app.state.consent_sync_staff_log = writer
     return writer
+
+
+def bulk_links(request: Request) -> LeadLinkerMany:
+    """The app's link maker for many leads (the preference center's), found once."""
+    linker: LeadLinkerMany | None = getattr(request.app.state, "consent_sync_links", None)
+    if linker is None:
+        linker = lead_linker_many(request.app.state.settings)
+        if linker is None:
+            raise ServiceUnavailable("no package of this build makes preference links")
+        request.app.state.consent_sync_links = linker
+    return linker
 
 
 def keyed_read(

@@ -20,7 +20,7 @@ from consent_sync.audiences import Member
 from zeroparty.cli_support import opened_ledger
 from zeroparty.errors import ServiceUnavailable
 from zeroparty.settings import Settings
-from zeroparty.wiring import lead_linker, staff_log_writer
+from zeroparty.wiring import lead_linker_many, staff_log_writer
 
 if TYPE_CHECKING:
     from zeroparty.cli_support import Commands
@@ -81,7 +81,7 @@ def write_jsonl(members: Iterable[Member], out: TextIO) -> int:
 
 
 def cmd_audience_export(args: argparse.Namespace, settings: Settings) -> int:
-    linker = lead_linker(settings)
+    linker = lead_linker_many(settings)
     if linker is None:
         raise ServiceUnavailable("no package of this build makes preference links")
     topic = args.topic or None

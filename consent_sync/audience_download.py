@@ -15,12 +15,12 @@ from starlette.routing import BaseRoute, Route
 
 from consent_ledger.api import ConsentLedger
 from consent_sync import audiences
-from consent_sync.access import SyncRead, staff_log
+from consent_sync.access import SyncRead, bulk_links, staff_log
 from consent_sync.audience_commands import CSV_COLUMNS, csv_row
 from consent_sync.audiences import PurposeFacts, Snapshot
 from zeroparty.db import Database
 from zeroparty.errors import NotFound
-from zeroparty.mail import LeadLinker
+from zeroparty.mail import LeadLinkerMany
 from zeroparty.wiring import StaffGuard, StaffLogWriter, staff_guard
 
 PERMISSION = "export"  # the console's permission to download data
@@ -66,7 +66,7 @@ def _start(
 def _chunks(
     database: Database,
     ledger: ConsentLedger,
-    linker: LeadLinker,
+    linker: LeadLinkerMany,
     facts: PurposeFacts,
     snapshot: Snapshot,
 ) -> Iterator[str]:
@@ -90,9 +90,7 @@ async def _download(request: Request, staff_id: int) -> Response:
     facts, snapshot = await database.run(
         _start, database, staff_log(request), staff_id, purpose, topic
     )
-    chunks = _chunks(
-        database, request.app.state.ledger, request.app.state.lead_links, facts, snapshot
-    )
+    chunks = _chunks(database, request.app.state.ledger, bulk_links(request), facts, snapshot)
     name = f"audience-{purpose}" + (f"-{topic}" if topic else "") + f"-{snapshot.as_of_seq}.csv"
     return StreamingResponse(
         chunks,

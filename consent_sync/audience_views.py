@@ -12,11 +12,10 @@ from starlette.routing import BaseRoute, Route
 from consent_ledger.api import ConsentLedger
 from consent_ledger.entries import format_timestamp
 from consent_sync import audiences, cursors
-from consent_sync.access import SyncRead, keyed_read, staff_log
+from consent_sync.access import SyncRead, bulk_links, keyed_read, staff_log
 from consent_sync.audiences import AudiencePage, Member
 from zeroparty.apikeys import Scope
 from zeroparty.db import Database
-from zeroparty.mail import LeadLinker
 from zeroparty.settings import Settings
 
 
@@ -46,7 +45,7 @@ async def get_audience(request: Request) -> Response:
     database: Database = request.app.state.database
     settings: Settings = request.app.state.settings
     ledger: ConsentLedger = request.app.state.ledger
-    linker: LeadLinker = request.app.state.lead_links
+    linker = bulk_links(request)
     purpose = request.path_params["purpose"]
     topic = request.query_params.get("topic") or None
     cursor = request.query_params.get("cursor") or None

@@ -45,7 +45,7 @@ from consent_ledger.read_model import (
 from consent_sync.changes import ledger_head
 from zeroparty.db import utcnow
 from zeroparty.errors import InvalidInput, NotFound
-from zeroparty.mail import LeadLinker
+from zeroparty.mail import LeadLinkerMany
 
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 1000
@@ -196,7 +196,7 @@ class _Candidate:
 def read_page(
     session: Session,
     ledger: ConsentLedger,
-    linker: LeadLinker,
+    linker: LeadLinkerMany,
     facts: PurposeFacts,
     snapshot: Snapshot,
     after: str,
@@ -268,7 +268,7 @@ def _topics_named(connection: Connection, seqs: Sequence[int]) -> dict[int, set[
 
 def _members(
     session: Session,
-    linker: LeadLinker,
+    linker: LeadLinkerMany,
     facts: PurposeFacts,
     snapshot: Snapshot,
     candidates: list[_Candidate],
@@ -279,13 +279,16 @@ def _members(
     )
     hashes = sorted({c.notice_sha256 for c in candidates if c.notice_sha256})
     versions = dict(connection.execute(_VERSIONS, {"hashes": hashes}).all()) if hashes else {}
-    members: list[Member] = []
+    chosen_topics: list[tuple[_Candidate, list[str]]] = []
     for c in candidates:
         wanted = named.get(c.grant_seq or 0)
         chosen = sorted(set(facts.topics) & wanted) if wanted is not None else list(facts.topics)
-        if snapshot.topic is not None and snapshot.topic not in chosen:
-            continue
-        links = linker(session, c.row.subject_id, [snapshot.purpose])
+        if snapshot.topic is None or snapshot.topic in chosen:
+            chosen_topics.append((c, chosen))
+    made = linker(session, [c.row.subject_id for c, _ in chosen_topics], [snapshot.purpose])
+    members: list[Member] = []
+    for c, chosen in chosen_topics:
+        links = made[c.row.subject_id]
         list_unsubscribe = links.headers["List-Unsubscribe"]
         members.append(
             Member(
@@ -315,7 +318,7 @@ def _first_url(header: str) -> str:
 def walk(
     session: Session,
     ledger: ConsentLedger,
-    linker: LeadLinker,
+    linker: LeadLinkerMany,
     facts: PurposeFacts,
     snapshot: Snapshot,
     page_size: int | None = None,

@@ -13,8 +13,14 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from preference_center.tokens import LinkClaim, LinkPurpose, LinkTokens, current_version
-from zeroparty.mail import LeadLinker, LeadLinks
+from preference_center.tokens import (
+    LinkClaim,
+    LinkPurpose,
+    LinkTokens,
+    current_version,
+    current_versions,
+)
+from zeroparty.mail import LeadLinker, LeadLinkerMany, LeadLinks
 from zeroparty.settings import Settings
 
 
@@ -57,6 +63,7 @@ def mail_headers(
     *,
     mailto: str | None = None,
     link_version: int | None = None,
+    tokens: LinkTokens | None = None,
 ) -> MailLinks:
     """Headers and footer link for a mail to ``subject_id`` sent for ``purpose``.
 
@@ -64,7 +71,8 @@ def mail_headers(
     mail is queued in: the links then carry the subject's current link version. Without
     one (or an explicit ``link_version``) they carry version 0, which is right for every
     subject whose links were never revoked. ``mailto`` adds a ``mailto:`` alternative for
-    mail clients without one-click support (RFC 2369).
+    mail clients without one-click support (RFC 2369). ``tokens``: the token services to
+    sign with, when many mails are made at once (else built from ``settings``).
     """
     purposes = (purpose,) if isinstance(purpose, str) else tuple(purpose)
     if link_version is not None:
@@ -73,7 +81,7 @@ def mail_headers(
         version = current_version(session, subject_id)
     else:
         version = 0
-    tokens = LinkTokens(settings)
+    tokens = tokens or LinkTokens(settings)
     manage = preference_url(
         settings, tokens.issue(LinkPurpose.MANAGE, LinkClaim(subject_id, version))
     )
@@ -97,5 +105,29 @@ def lead_linker(settings: Settings) -> LeadLinker:
     def links(session: Session, subject_id: str, purposes: Sequence[str]) -> LeadLinks:
         made = mail_headers(settings, subject_id, tuple(purposes), session)
         return LeadLinks(headers=made.headers, preference_url=made.preference_url)
+
+    return links
+
+
+def lead_linker_many(settings: Settings) -> LeadLinkerMany:
+    """The :data:`zeroparty.mail.LeadLinkerMany` for bulk exports: one look-up of the
+    leads' link versions, the token services built once."""
+    tokens = LinkTokens(settings)
+
+    def links(
+        session: Session, subject_ids: Sequence[str], purposes: Sequence[str]
+    ) -> dict[str, LeadLinks]:
+        versions = current_versions(session, subject_ids)
+        made: dict[str, LeadLinks] = {}
+        for subject_id in subject_ids:
+            mail = mail_headers(
+                settings,
+                subject_id,
+                tuple(purposes),
+                link_version=versions.get(subject_id, 0),
+                tokens=tokens,
+            )
+            made[subject_id] = LeadLinks(headers=mail.headers, preference_url=mail.preference_url)
+        return made
 
     return links

@@ -9,6 +9,7 @@ others here only so a confirm link pasted into the wrong place is named as such.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -106,6 +107,16 @@ class LinkTokens:
 def current_version(session: Session, subject_id: str) -> int:
     stmt = select(LinkVersion.version).where(LinkVersion.subject_id == subject_id)
     return session.execute(stmt).scalar_one_or_none() or 0
+
+
+def current_versions(session: Session, subject_ids: Sequence[str]) -> dict[str, int]:
+    """:func:`current_version` of many subjects in one statement (absent: version 0)."""
+    if not subject_ids:
+        return {}
+    stmt = select(LinkVersion.subject_id, LinkVersion.version).where(
+        LinkVersion.subject_id.in_(list(subject_ids))
+    )
+    return {str(sid): int(version) for sid, version in session.execute(stmt)}
 
 
 def check_not_revoked(session: Session, claim: LinkClaim) -> None:

@@ -44,6 +44,10 @@ def feature() -> Feature:
         purges=preference_center.retention.PURGES,
         # The links every mail to a lead carries, for mails other packages' jobs send
         # (the ledger's re-permission mail): a factory taking the settings.
-        extras={"lead_linker": preference_center.links.lead_linker},
+        extras={
+            "lead_linker": preference_center.links.lead_linker,
+            # The same links for many leads at once (consent sync's audience exports).
+            "lead_linker_many": preference_center.links.lead_linker_many,
+        },
         entry_points=_entry_points,
     )

@@ -125,6 +125,11 @@ LeadLinker = Callable[[Session, str, Sequence[str]], LeadLinks]
 """``linker(session, subject_id, purposes)``: links for a mail about ``purposes``.
 The preference center provides it; the app factory hands it to packages that send mail."""
 
+LeadLinkerMany = Callable[[Session, Sequence[str], Sequence[str]], dict[str, LeadLinks]]
+"""``linker(session, subject_ids, purposes)``: :data:`LeadLinker` for many leads at once
+(their link versions read in one statement), for bulk exports (consent sync's audiences).
+The preference center provides it too (its feature's ``extras["lead_linker_many"]``)."""
+
 
 def with_lead_links(mail: Mail, links: LeadLinks) -> Mail:
     """``mail`` with the unsubscribe headers and a preference-center footer added."""

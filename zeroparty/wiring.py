@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from zeroparty.background import PeriodicJob
 from zeroparty.db import Database
 from zeroparty.lead_signals import LeadSignalListener
-from zeroparty.mail import LeadLinker
+from zeroparty.mail import LeadLinker, LeadLinkerMany
 from zeroparty.personal_data import PersonalData
 from zeroparty.settings import Settings
 
@@ -172,6 +172,19 @@ def lead_linker(settings: Settings, parts: Sequence[Feature] | None = None) -> L
     for part in parts:
         # The preference center names its factory ``lead_linker`` among its extras.
         factory: Callable[[Settings], LeadLinker] | None = part.extras.get("lead_linker")
+        if factory is not None:
+            return factory(settings)
+    return None
+
+
+def lead_linker_many(
+    settings: Settings, parts: Sequence[Feature] | None = None
+) -> LeadLinkerMany | None:
+    """:func:`lead_linker` for many leads at once (bulk exports); ``None`` when no wired
+    package makes links."""
+    parts = features() if parts is None else parts
+    for part in parts:
+        factory: Callable[[Settings], LeadLinkerMany] | None = part.extras.get("lead_linker_many")
         if factory is not None:
             return factory(settings)
     return None

@@ -255,3 +255,28 @@ def test_a_key_without_the_audiences_scope_is_refused(
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "forbidden"
     assert staff_log(database) == []
+
+
+def test_exported_links_carry_the_current_link_version(
+    api: TestClient, app_client: TestClient, database: Database, ledger: ConsentLedger
+) -> None:
+    """Links revoked before the export (a new version) are not handed out again: the
+    exported one-click link is the lead's current one, and it works."""
+    from preference_center.tokens import revoke_links
+
+    grant(ledger, database, "ann@example.com")
+    grant(ledger, database, "bo@example.com")
+    with database.write() as session:
+        subject_id = ledger.find_lead(session, "ann@example.com")
+        assert subject_id is not None
+        revoke_links(session, subject_id)
+    members = {m["email"]: m for m in export(api)[0]["members"]}
+    mail_client = TestClient(app_client.app)
+    for email in ("ann@example.com", "bo@example.com"):
+        response = mail_client.post(
+            urlsplit(members[email]["unsubscribe_url"]).path,
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert response.status_code == 200, (email, response.text)
+    assert emails(export(api)) == []
