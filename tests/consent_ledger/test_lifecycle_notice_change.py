@@ -273,3 +273,30 @@ def test_the_api_refuses_a_grant_under_a_replaced_version(
         assert session.execute(select(func.count()).select_from(ConsentEvent)).scalar_one() == 6
     body["notice_sha256"] = notice_hash(database, "newsletter")
     assert api.post("/api/consent", json=body).status_code == 201
+
+
+def test_scoring_follows_a_material_change_at_once(
+    subscribed: Database, api: TestClient, tmp_path: Path
+) -> None:
+    """The expiry goes through the wired ledger: scoring's listener forgets the lead in
+    the job's transaction, as after a withdrawal (nothing reaches scoring, rule 3)."""
+    import uuid
+
+    from tests.scoring.conftest import ts
+    from zeroparty.db import utcnow
+
+    database, email = subscribed, LEADS[0]
+    event_body = {"id": uuid.uuid4().hex, "email": email, "type": "webinar_attended",
+                  "occurred_at": ts(utcnow())}  # fmt: skip
+    assert api.post("/api/events", json={"events": [event_body]}).json()["accepted"] == 1
+    assert api.get("/api/leads/score", params={"email": email}).status_code == 200
+    old = "Yes, Northwind may use my answers and my activity on northwind.example"
+    load_site(database, site_file(tmp_path, old=old, new=old.replace("activity", "visits")))
+    assert run(build_ledger(database), database) == 3
+    assert consent(api, email, "profiling")["permitted"] is False
+    assert consent(api, email)["permitted"] is True  # the newsletter's text is unchanged
+    after = api.get("/api/leads/score", params={"email": email}).json()
+    assert (after["permitted"], after["score"], after["status"]) == (False, None, "consent_ended")
+    assert after["reason"].startswith("consent for profiling expired")
+    event_body["id"] = uuid.uuid4().hex
+    assert api.post("/api/events", json={"events": [event_body]}).json()["dropped"] == 1
