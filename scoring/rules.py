@@ -206,6 +206,8 @@ class ScoringModel:
     temperature: tuple[tuple[str, float], ...] = ()
     # Next best action rules, first match wins (scoring.actions).
     next_actions: tuple[NextActionRule, ...] = ()
+    # Stages reached by an event, whatever the score (scoring.stage_events).
+    stage_events: tuple[tuple[Stage, tuple[str, ...]], ...] = ()
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -214,7 +216,9 @@ class ScoringModel:
         cached = self._cache.get("event_types")
         if cached is None:
             cached = frozenset(
-                {rule.event for rule in self.behaviour} | set(self.extra_event_types)
+                {rule.event for rule in self.behaviour}
+                | set(self.extra_event_types)
+                | {event for _, events in self.stage_events for event in events}
             )
             self._cache["event_types"] = cached
         return cached
@@ -225,6 +229,10 @@ class ScoringModel:
         if by_slug is None:
             by_slug = self._cache["quizzes"] = {q.quiz: q for q in self.quizzes}
         return cast(QuizIntent | None, by_slug.get(quiz))
+
+    def stage_for_event(self, event_type: str) -> Stage | None:
+        """The stage an event of ``event_type`` moves a lead to, if any."""
+        return next((stage for stage, events in self.stage_events if event_type in events), None)
 
     def temperature_for(self, score: float | None) -> str | None:
         """The band ``score`` lies in (``None`` below the lowest, or without bands)."""
@@ -265,6 +273,8 @@ class ScoringModel:
             ]
         if self.temperature:
             extras["temperature"] = [[name, float(low)] for name, low in self.temperature]
+        if self.stage_events:
+            extras["stage_events"] = {stage.value: list(ev) for stage, ev in self.stage_events}
         if self.next_actions:
             extras["next_actions"] = [rule.as_json() for rule in self.next_actions]
         if self.tags:
@@ -395,6 +405,7 @@ def model_from_json(raw: str | bytes) -> ScoringModel:
         ),
         temperature=tuple((str(n), float(low)) for n, low in data.get("temperature", ())),
         next_actions=tuple(NextActionRule.from_json(r) for r in data.get("next_actions", ())),
+        stage_events=tuple((Stage(k), tuple(v)) for k, v in data.get("stage_events", {}).items()),
         tags=tuple(
             TagRule(r["name"], r["tag"], float(r["points"]), r["quiz"])
             for r in data.get("tags", ())

@@ -1119,8 +1119,43 @@ def ingest_events(session: Session | Connection, events: Sequence[EventIn]) -> I
         # Only the new events are scored: each lead's points are carried on from its
         # stored ones (scoring.engine.continued_points), not recomputed from every event.
         leads, created = _lock_leads(connection, sorted(new_events), now, defer_new=True)
-        _rescore_changed(connection, active, leads, now, created=created, new_events=new_events)
+        scored = _rescore_changed(
+            connection, active, leads, now, created=created, new_events=new_events
+        )
+        if active.model.stage_events:
+            _move_by_events(connection, active.model, scored, new_events, now)
     return IntakeResult(len(rows), duplicates, sum(dropped.values()))
+
+
+def _move_by_events(
+    connection: Connection,
+    model: ScoringModel,
+    scored: Mapping[str, LeadScore],
+    new_events: Mapping[str, list[engine.EventFact]],
+    now: datetime,
+) -> None:
+    """Move each lead to the furthest stage its new events reach (``stage_events``),
+    forward only, recorded with the event that did it; a hand-off stage queues its
+    webhook like a threshold does."""
+    for sid in sorted(new_events):
+        lead = scored.get(sid)
+        if lead is None:
+            continue
+        reached: tuple[Stage, engine.EventFact] | None = None
+        for event in new_events[sid]:
+            stage = model.stage_for_event(event.type)
+            if stage is not None and (reached is None or stage.rank > reached[0].rank):
+                reached = (stage, event)
+        if reached is None or reached[0].rank <= lead.stage.rank:
+            continue
+        stage, event = reached
+        reason = f"event {event.type} ({event.event_id}) moves the lead to {stage.value}"
+        _move(connection, model, sid, lead.stage, stage, Actor.EVENT.value, reason, lead.score, now)
+        connection.execute(
+            update(_leads)
+            .where(_leads.c.subject_id == sid)
+            .values(stage=stage.value, stage_since=now, recycled_score=None)
+        )
 
 
 # --- answers from capture and imports --------------------------------------------------------

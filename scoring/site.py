@@ -60,7 +60,9 @@ MODEL_KEYS = {
     "lead_type",
     "temperature",
     "next_action",
+    "stage_events",
 }
+EVENT_STAGES = (Stage.MQL, Stage.SQL, Stage.OPPORTUNITY, Stage.CUSTOMER)
 LEAD_TYPE_KEYS = {"name", "min_score", "rules", "by_hand"}
 LEAD_TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
 TAG_KEYS = {"name", "tag", "points", "quiz"}
@@ -473,6 +475,40 @@ def _temperature(
     return tuple(found)
 
 
+def _stage_events(
+    scoring: Mapping[str, Any], problems: ConfigProblems
+) -> tuple[tuple[Stage, tuple[str, ...]], ...]:
+    """``[scoring.stage_events] SQL = ["demo_requested"]``: events that move a lead to
+    a stage at once, whatever its score (forward only)."""
+    table = scoring.get("stage_events", {})
+    if not isinstance(table, dict):
+        problems.add("scoring.stage_events", 'must be a table such as { SQL = ["demo_requested"] }')
+        return ()
+    found: list[tuple[Stage, tuple[str, ...]]] = []
+    owner: dict[str, Stage] = {}
+    for key, events in table.items():
+        where = f"scoring.stage_events.{key}"
+        stage = Stage.parse(key)
+        if stage not in EVENT_STAGES:
+            names = ", ".join(s.value for s in EVENT_STAGES)
+            problems.add(where, f"not a stage an event can reach (one of {names})")
+            continue
+        assert stage is not None
+        if (
+            not isinstance(events, list)
+            or not events
+            or not all(isinstance(e, str) and EVENT_RE.match(e) for e in events)
+        ):
+            problems.add(where, "must be a non-empty list of event type names")
+            continue
+        for event in events:
+            if event in owner:
+                problems.add(where, f"event {event!r} already moves leads to {owner[event].value}")
+            owner[event] = stage
+        found.append((stage, tuple(events)))
+    return tuple(sorted(found, key=lambda item: item[0].rank))
+
+
 def _rescore_every(scoring: Mapping[str, Any], problems: ConfigProblems) -> float | None:
     """``rescore_every = "6h"``: how stale the scheduled pass lets a decaying score get."""
     if "rescore_every" not in scoring:
@@ -604,8 +640,11 @@ def parse(
         max_score=_max_score(model),
         problems=problems,
     )
-    if lead_types or next_actions:
-        return dataclasses.replace(model, lead_types=lead_types, next_actions=next_actions)
+    stage_events = _stage_events(scoring, problems)
+    if lead_types or next_actions or stage_events:
+        return dataclasses.replace(
+            model, lead_types=lead_types, next_actions=next_actions, stage_events=stage_events
+        )
     return model
 
 

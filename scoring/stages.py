@@ -38,3 +38,4 @@ class Actor(StrEnum):
     THRESHOLD = "system:threshold"
     CONSENT = "system:consent"
     INACTIVITY = "system:inactivity"
+    EVENT = "system:event"

@@ -146,9 +146,13 @@ def test_the_iql_mql_sql_pql_model_plays_end_to_end(
     assert sent[-1]["temperature"] == "hot"
     assert sent[-1]["next_action"] == {"rule": "call-now", "action": "Call within the SLA"}
     assert {"IQL", "SQL", "PQL"} <= set(sent[-1]["lead_types"])
+    # A demo request from a fresh lead goes to sales at once (a stage by event).
+    take_quiz("demo@example.com", goal="browsing")
+    events("demo@example.com", "demo_requested")
+    assert _score(api, "demo@example.com")["stage"] == "SQL"
     # 90 days without activity: recycled to Lead, with the reason.
     report = run_upkeep(database, now=utcnow() + timedelta(days=91))
-    assert report.demoted == 1
+    assert report.demoted == 2
     body = _score(api, email)
     assert body["stage"] == "Lead"
     assert body["stage_changes"][-1]["actor"] == "system:inactivity"
