@@ -15,8 +15,11 @@ from consent_ledger.api import ConsentLedger, ConsentRecord
 from consent_sync import cursors
 from tests.consent_sync.conftest import staff_log
 from tests.factories import notice_hash, record
+from tests.fixtures.statements import StatementCounter
 from zeroparty.apikeys import Scope, create_api_key
+from zeroparty.app import create_app
 from zeroparty.db import Database
+from zeroparty.settings import Settings
 
 
 def grant(
@@ -280,3 +283,26 @@ def test_exported_links_carry_the_current_link_version(
         )
         assert response.status_code == 200, (email, response.text)
     assert emails(export(api)) == []
+
+
+def test_a_page_costs_the_same_statements_however_many_members(
+    settings: Settings, database: Database, ledger: ConsentLedger, api_key: str,
+    statement_counter: StatementCounter,
+) -> None:  # fmt: skip
+    for n in range(24):
+        grant(ledger, database, f"lead{n:02d}@example.com", topics="webinars" if n % 2 else None)
+    first = TestClient(statement_counter.wrap(create_app(settings, database)))
+    with first:
+        first.headers["Authorization"] = f"Bearer {api_key}"
+        assert first.get("/api/audiences/newsletter", params={"limit": "1"}).status_code == 200
+        counts = []
+        for limit in ("2", "20"):
+            with statement_counter.count() as sql:
+                response = first.get("/api/audiences/newsletter", params={"limit": limit})
+            assert len(response.json()["members"]) == int(limit)
+            counts.append(len(sql))
+    # BEGIN, the key, the purpose, its topics, the head, the walk, the last grants,
+    # their topics, the notice versions, the link versions, COMMIT; the log line's
+    # BEGIN, INSERT, COMMIT. None per member.
+    assert counts[0] == counts[1], counts
+    assert counts[0] <= 14, counts
