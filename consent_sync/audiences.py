@@ -232,7 +232,8 @@ def read_page(
             default and row.jurisdiction in facts.jurisdictions and row.created_at <= snapshot.as_of
         ):
             candidates.append(_Candidate(row, None, None, 0))  # the opt-out default
-    candidates = _with_grants(connection, snapshot, candidates)
+    if facts.topics:  # the last grant is read for the topic set it names
+        candidates = _with_grants(connection, snapshot, candidates)
     members = _members(session, linker, facts, snapshot, candidates)
     last = rows[-1].subject_id if len(rows) == limit else None
     return AudiencePage(snapshot, members, last)
