@@ -414,6 +414,10 @@ def apply_confirmed(
     info = purposes_info(ledger, session)
     states = ledger.lead_states(session, lead.subject_id)
     ticked = _ticked(request, info)
+    # A box ticked under a text a material change replaced while the submission was
+    # held grants nothing (issue 16): the rest of the submission still applies.
+    replaced = ledger.superseded_notices(session, [(p, request.notices[p]) for p in ticked])
+    ticked = [p for p in ticked if (p, request.notices[p]) not in replaced]
     applied = _apply(session, ledger, request, lead, info, ticked, states, confirmation)
     _record(session, ledger, applied)
 

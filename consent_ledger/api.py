@@ -762,6 +762,31 @@ class ConsentLedger:
             confirmed |= {(sid, r[0], r[2]) for r in rows if r[5] and (r[0], r[2]) in pairs}
         return confirmed
 
+    _SUPERSEDED = (
+        select(NoticeVersion.purpose_key, NoticeVersion.sha256)
+        .where(
+            NoticeVersion.sha256.in_(bindparam("hashes", expanding=True)),
+            exists().where(
+                _NEWER_MATERIAL.purpose_key == NoticeVersion.purpose_key,
+                _NEWER_MATERIAL.locale == NoticeVersion.locale,
+                _NEWER_MATERIAL.version > NoticeVersion.version,
+                _NEWER_MATERIAL.change == "material",
+            ),
+        )
+        .distinct()
+    )
+
+    def superseded_notices(
+        self, tx: Transaction, shown: Iterable[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
+        """Of ``(purpose, notice_sha256)`` pairs, those a material change replaced since
+        (a grant under them is refused): for a submission held from before the change."""
+        wanted = set(shown)
+        if not wanted:
+            return set()
+        rows = _connection(tx).execute(self._SUPERSEDED, {"hashes": sorted({h for _, h in wanted})})
+        return {(purpose, sha) for purpose, sha in rows} & wanted
+
     _CATEGORY = select(Purpose.category).where(Purpose.key == bindparam("purpose"))
 
     def is_sale_or_sharing(self, tx: Transaction, purpose: str) -> bool:

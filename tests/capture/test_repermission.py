@@ -142,3 +142,30 @@ def test_a_form_grant_under_the_confirmed_text_needs_no_new_confirmation(
     assert mail_client.post(_link(smtp_server, 3, "/confirm/held/")).status_code == 200
     assert _entries(database)[len(before) :] == [("newsletter", "granted", False, v1)]
     assert _permitted(api) == (True, v1)
+
+
+def test_a_box_ticked_under_a_text_replaced_while_held_grants_nothing(
+    mail_client: TestClient,
+    api: TestClient,
+    render: Callable[..., str],
+    smtp_server: SmtpServer,
+    database: Database,
+    load_toml: Callable[..., list[str]],
+) -> None:
+    """Held under v1, a material change, then the owner confirms: the newsletter box
+    (v1) grants nothing; the rest of the submission still applies."""
+    _subscribed(mail_client, render, smtp_server)
+    mail_client.post(
+        "/f/contact",
+        json={
+            "fields": {"email": EMAIL, "message": "hello", "job_title": "CTO"},
+            "consent": ["newsletter", "profiling"],
+            "render_token": render("contact"),
+        },
+    )
+    link = _link(smtp_server, 3, "/confirm/held/")
+    load_toml("", replace=(OLD_TEXT, "Yes, send me the Northwind newsletter, with partner offers"))
+    before = _entries(database)
+    assert mail_client.post(link).status_code == 200
+    added = _entries(database)[len(before) :]
+    assert [(purpose, action) for purpose, action, *_ in added] == [("profiling", "granted")]
