@@ -57,3 +57,9 @@ audit: $(STAMP)  ## pip-audit of the installed dependencies
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov test-artifacts
+
+# --- Console screenshots (issue 18): the dashboard, lead list and a lead's page at 390 and
+# 1280 px, taken in Chromium by the console's browser test, into docs/screenshots/.
+.PHONY: screenshots
+screenshots: $(STAMP)  ## refresh docs/screenshots/console-{dashboard,lead-list,lead}-{390,1280}.png
+	ZEROPARTY_TEST_DB=sqlite ZEROPARTY_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/console/test_console_browser.py

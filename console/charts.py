@@ -81,19 +81,24 @@ def _pattern_defs(key: str) -> str:
     return "<defs>" + "".join(parts) + "</defs>"
 
 
-def render_bar_chart(chart: Chart) -> Markup:
-    """The chart as an ``<svg>`` element (grouped bars, direct labels, legend)."""
+def render_bar_chart(
+    chart: Chart, *, width: int = WIDTH, height: int = HEIGHT, labels: int = 24
+) -> Markup:
+    """The chart as an ``<svg>`` element (grouped bars, direct labels, legend).
+    ``width`` and ``height`` are the drawing's own units (the text is as large in a
+    smaller one drawn at the same size: the dashboard's small charts); each bar carries
+    its value while there are at most ``labels`` bars."""
     key = escape(chart.key)
     series = list(chart.series)[: len(PATTERNS)]
     top = max((v for s in series for v in s.values), default=0.0)
     scale_top = 100.0 if chart.unit == "%" else max(top, 1.0)
-    plot_w = WIDTH - MARGIN_LEFT - 8
-    plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
+    plot_w = width - MARGIN_LEFT - 8
+    plot_h = height - MARGIN_TOP - MARGIN_BOTTOM
     groups = max(len(chart.categories), 1)
     group_w = plot_w / groups
     bar_w = max(min(group_w * 0.8 / max(len(series), 1), 40.0), 2.0)
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
         f'aria-labelledby="{key}-title {key}-desc">',
         f'<title id="{key}-title">{escape(chart.title)}</title>',
         f'<desc id="{key}-desc">{escape(chart.description)}</desc>',
@@ -101,7 +106,7 @@ def render_bar_chart(chart: Chart) -> Markup:
     ]
     base_y = MARGIN_TOP + plot_h
     out.append(
-        f'<line x1="{MARGIN_LEFT}" y1="{base_y}" x2="{WIDTH - 8}" y2="{base_y}" stroke="#1b1b1f"/>'
+        f'<line x1="{MARGIN_LEFT}" y1="{base_y}" x2="{width - 8}" y2="{base_y}" stroke="#1b1b1f"/>'
     )
     out.append(
         f'<text x="{MARGIN_LEFT - 6}" y="{MARGIN_TOP + 4}" text-anchor="end" font-size="11" '
@@ -123,20 +128,22 @@ def render_bar_chart(chart: Chart) -> Markup:
                 f'fill="url(#{key}-p{si})" stroke="{SHADES[si]}">'
                 f"<title>{escape(label)}</title></rect>"
             )
-            if len(chart.categories) * len(series) <= 24:
+            if len(chart.categories) * len(series) <= labels:
                 out.append(
                     f'<text x="{x + bar_w / 2:.1f}" y="{y - 3:.1f}" text-anchor="middle" '
                     f'font-size="10" fill="#1b1b1f">'
                     f"{escape(format_value(value, chart.unit))}</text>"
                 )
-        if len(chart.categories) <= 16 or gi % max(1, len(chart.categories) // 12) == 0:
+        every = max(1, -(-len(chart.categories) * 56 // plot_w))  # ~56 units per label
+        if gi % every == 0:
             out.append(
                 f'<text x="{gx + group_w / 2:.1f}" y="{base_y + 14}" text-anchor="middle" '
                 f'font-size="10" fill="#1b1b1f">{escape(category)}</text>'
             )
-    legend_y = HEIGHT - 18
+    legend_y = height - 18
+    step = min(150, (width - MARGIN_LEFT) // max(len(series), 1))
     for si, one in enumerate(series):
-        lx = MARGIN_LEFT + si * 150
+        lx = MARGIN_LEFT + si * step
         out.append(
             f'<rect x="{lx}" y="{legend_y - 10}" width="14" height="14" fill="url(#{key}-p{si})" '
             f'stroke="{SHADES[si]}"/><text x="{lx + 20}" y="{legend_y + 1}" font-size="12" '

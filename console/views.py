@@ -64,7 +64,13 @@ async def home(request: Request) -> Response:
     breaches and ledger health, each with a small chart."""
     staff = await require(request, Permission.VIEW_LEADS)
     built = await database_of(request).run(_overview, request, staff)
-    charts = [(tile, render_bar_chart(tile.chart) if tile.chart else None) for tile in built.tiles]
+    charts = [
+        (
+            tile,
+            render_bar_chart(tile.chart, width=360, height=220, labels=8) if tile.chart else None,
+        )
+        for tile in built.tiles
+    ]
     return render(request, "home.html", {"built": built, "tiles": charts}, staff=staff)
 
 
