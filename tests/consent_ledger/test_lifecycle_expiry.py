@@ -173,3 +173,14 @@ def test_bad_periods_are_refused_with_their_key_path(
     with database.read() as session:
         periods = session.execute(select(Purpose.expires_after_days, Purpose.remind_before_days))
         assert {tuple(row) for row in periods} == {(None, None)}
+
+
+def test_serve_runs_the_lifecycle_as_a_job(database: Database, settings: Settings) -> None:
+    from consent_ledger.proofs.transparency import SignerSource
+    from zeroparty.wiring import JobContext, features
+
+    ledger = build_ledger(database)
+    context = JobContext(settings, database, ledger, SignerSource(settings, database))
+    jobs = [job for part in features() if part.jobs for job in part.jobs(context)]
+    (lifecycle,) = [job for job in jobs if job.name == "consent-lifecycle"]
+    assert lifecycle.interval == 60.0
