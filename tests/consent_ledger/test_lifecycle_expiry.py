@@ -184,3 +184,30 @@ def test_serve_runs_the_lifecycle_as_a_job(database: Database, settings: Setting
     jobs = [job for part in features() if part.jobs for job in part.jobs(context)]
     (lifecycle,) = [job for job in jobs if job.name == "consent-lifecycle"]
     assert lifecycle.interval == 60.0
+
+
+@pytest.mark.parametrize("argv", [["--batch-size", "0"], ["--max-batches", "-1"],
+                                  ["--batch-size", "many"]])  # fmt: skip
+def test_the_command_refuses_bad_counts(
+    expiring: Database, cli_env: Settings, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from zeroparty.cli import main
+
+    with pytest.raises(SystemExit) as refused:
+        main(["lifecycle", "run", *argv])
+    assert refused.value.code == 2
+    assert "--" in capsys.readouterr().err
+    with expiring.read() as session:
+        expired = session.execute(select(ConsentEvent).where(ConsentEvent.action == "expired"))
+        assert expired.first() is None
+
+
+def test_the_command_runs_the_job_once(
+    expiring: Database, cli_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from zeroparty.cli import main
+
+    assert main(["lifecycle", "run"]) == 0
+    out = capsys.readouterr().out
+    assert "expired 1 grant(s) whose time ran out" in out
+    assert "reminded 1 lead(s)" in out
