@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scoring import actions
+from scoring import actions, preview
 from scoring.models import ScoringModelVersion
 from scoring.qualification import BANT_RULE_FIELDS
 from scoring.rules import (
@@ -34,6 +34,7 @@ from scoring.rules import (
     QuizScoreRule,
     ScoringModel,
     TagRule,
+    model_from_json,
 )
 from scoring.sla import SLA_STAGES, parse_duration
 from scoring.stages import THRESHOLD_STAGES, Stage
@@ -672,14 +673,29 @@ def apply(session: Session, model: ScoringModel | None) -> list[str]:
         return []
     digest = model.sha256
     latest = session.execute(
-        select(ScoringModelVersion.sha256).order_by(ScoringModelVersion.id.desc()).limit(1)
-    ).scalar_one_or_none()
-    if latest == digest:
+        select(ScoringModelVersion.sha256, ScoringModelVersion.definition)
+        .order_by(ScoringModelVersion.id.desc())
+        .limit(1)
+    ).first()
+    if latest is not None and latest.sha256 == digest:
         return []
     row = ScoringModelVersion(sha256=digest, definition=model.canonical.decode())
     session.add(row)
     session.flush()
-    return [
+    changes = [
         f"scoring model: version {row.id} (sha256 {digest[:12]}…); "
         "run `zeroparty score` to rescore every permissioned lead"
     ]
+    if latest is not None:
+        # What it does to the leads scored so far (`site load --check` shows it first).
+        before = model_from_json(latest.definition)
+        moves = preview.stage_moves(session.connection(), model)
+        changes.append(preview.describe(moves, _rules_changed(before, model)))
+    return changes
+
+
+def _rules_changed(before: ScoringModel, after: ScoringModel) -> bool:
+    def rules(model: ScoringModel) -> tuple[object, ...]:
+        return (model.fit, model.behaviour, model.quiz, model.tags, model.quiz_scores)
+
+    return rules(before) != rules(after)
