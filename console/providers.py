@@ -185,6 +185,11 @@ class ConsoleProviders:
     statement); ``InvalidInput`` for an unknown stage (scoring).
     ``lead_stages(session, subject_ids)``: stage and score of each lead given; a lead
     left out is at stage Lead, unscored (scoring).
+    ``accounts_after(session, stage, after, limit)``: the next ``limit`` accounts by
+    domain after the domain ``after`` (``""``: from the first), at ``stage`` only if
+    given (scoring).
+    ``account_count(session, stage)``: how many accounts (at ``stage``) there are
+    (scoring).
     The scoring providers give nothing (empty, ``None``) while no scoring model is
     loaded, except ``acknowledge``, which raises ``NotFound``."""
 
@@ -204,3 +209,5 @@ class ConsoleProviders:
     record_outcome: Callable[[Session, str, str, str], bool] | None = None
     stage_condition: Callable[[ColumnElement[str], str], ColumnElement[bool]] | None = None
     lead_stages: Callable[[Session, Sequence[str]], Mapping[str, LeadStageRecord]] | None = None
+    accounts_after: Callable[[Session, str | None, str, int], Sequence[AccountRecord]] | None = None
+    account_count: Callable[[Session, str | None], int] | None = None

@@ -10,7 +10,8 @@ the staff audit log.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +43,8 @@ BANT_FIELDS = ("budget", "authority", "need", "timeline")
 AUTHORITY_CHOICES = ("decision_maker", "influencer", "user", "none")
 TIMELINE_CHOICES = ("immediate", "quarter", "half_year", "year", "later", "none")
 ACCOUNTS_LIMIT = 500
+ACCOUNTS_PAGE = 50
+DOMAIN_RE = re.compile(r"[a-z0-9][a-z0-9.-]{0,252}")
 HANDOFFS_LIMIT = 200
 MAX_DOMAIN = 253
 ACTOR_PREFIX = "staff:"  # like "api:<key name>" and "system:…" in scoring's records
@@ -75,29 +78,95 @@ def _stage_filter(raw: str | None, names: Sequence[str]) -> str | None:
     )
 
 
-def _accounts(request: Request, stage: str | None) -> list[AccountRecord] | None:
-    provider = providers_of(request).accounts
-    if provider is None:
-        return None
+@dataclass(frozen=True, slots=True)
+class AccountsPage:
+    """A page of accounts: ``start`` how many come before it, ``total`` how many match
+    (``None``: unknown), ``after`` the domain it starts after, ``problems`` the inputs
+    left out (named on the page, which then shows the first page)."""
+
+    accounts: list[AccountRecord]
+    start: int
+    total: int | None
+    after: str
+    problems: dict[str, str]
+
+    @property
+    def next_after(self) -> str | None:
+        if len(self.accounts) < ACCOUNTS_PAGE:
+            return None
+        if self.total is not None and self.start + len(self.accounts) >= self.total:
+            return None
+        return self.accounts[-1].domain
+
+
+def _accounts_params(
+    params: Mapping[str, str], names: Sequence[str]
+) -> tuple[str | None, str, int, dict[str, str]]:
+    problems: dict[str, str] = {}
+    stage = None
+    try:
+        stage = _stage_filter(params.get("stage"), names)
+    except InvalidInput as exc:
+        problems.update(exc.fields or {"stage": exc.message})
+    after = params.get("after", "").strip().lower()
+    if after and not DOMAIN_RE.fullmatch(after):
+        problems["after"] = "a domain name to start after"
+        after = ""
+    raw_start = params.get("start", "").strip()
+    start = 0
+    if raw_start:
+        if raw_start.isdigit() and len(raw_start) <= 9:
+            start = int(raw_start)
+        else:
+            problems["start"] = "a number of accounts from 0"
+    if problems:
+        after, start = "", 0
+    return stage, after, start, problems
+
+
+def _accounts(request: Request, params: Mapping[str, str]) -> AccountsPage | None:
+    providers = providers_of(request)
+    stage, after, start, problems = _accounts_params(params, providers.stage_names)
     with database_of(request).read() as session:
-        return list(provider(session, stage, ACCOUNTS_LIMIT))
+        if providers.accounts_after is None:
+            if providers.accounts is None:
+                return None
+            found = list(providers.accounts(session, stage, ACCOUNTS_LIMIT))
+            return AccountsPage(found, 0, None, "", problems)
+        found = list(providers.accounts_after(session, stage, after, ACCOUNTS_PAGE))
+        total = providers.account_count(session, stage) if providers.account_count else None
+        if after and not found and total:
+            problems["after"] = f"no accounts after “{after}”"
+            after, start = "", 0
+            found = list(providers.accounts_after(session, stage, "", ACCOUNTS_PAGE))
+        if total is not None and start + len(found) > total:
+            start = max(0, total - len(found))  # a start that does not fit: as far as known
+        return AccountsPage(found, start, total, after, problems)
 
 
 @staff_page
 async def accounts_page(request: Request) -> Response:
-    """``GET /console/accounts[?stage=]``: accounts by company domain."""
+    """``GET /console/accounts[?stage=&after=&start=]``: accounts by company domain, a
+    page at a time with the count of all; a stage or page that cannot be used is named
+    (422) and the first page shown."""
     staff = await require(request, Permission.VIEW_ACCOUNTS)
     names = providers_of(request).stage_names
-    stage = _stage_filter(request.query_params.get("stage"), names)
-    found = await run_in_threadpool(_accounts, request, stage)
+    params = {key: value[:400] for key, value in request.query_params.items()}
+    found = await database_of(request).run(_accounts, request, params)
+    stage = None if found is None or "stage" in found.problems else params.get("stage")
+    stage = next((n for n in names if stage and n.lower() == stage.strip().lower()), None)
     context = {
-        "accounts": found,
+        "page": found,
+        "accounts": found.accounts if found else None,
         "stage": stage,
         "stages": names,
-        "truncated": found is not None and len(found) >= ACCOUNTS_LIMIT,
+        "truncated": found is not None
+        and found.total is None
+        and len(found.accounts) >= ACCOUNTS_LIMIT,
         "limit": ACCOUNTS_LIMIT,
     }
-    return render(request, "accounts.html", context, staff=staff)
+    status = 422 if found is not None and found.problems else 200
+    return render(request, "accounts.html", context, staff=staff, status=status)
 
 
 def _account(

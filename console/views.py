@@ -98,11 +98,12 @@ def _lead_list(request: Request, staff: Staff, params: dict[str, str]) -> lead_l
 async def lead_search(request: Request) -> Response:
     """``GET /console/leads[?q=&stage=&purpose=&form=&source=&from=&to=&page=]``: every
     lead, newest first, filtered, with the true count and numbered pages. A filter or
-    page that cannot be used is named (400) and left out: the page shows the rest."""
+    page that cannot be used is named (422, as any refused input) and left out; the
+    first page of the rest is shown."""
     staff = await require(request, Permission.VIEW_LEADS)
     params = {key: value[:400] for key, value in request.query_params.items()}
     found = await database_of(request).run(_lead_list, request, staff, params)
-    status = 400 if found.problems else 200
+    status = 422 if found.problems else 200
     return render(request, "leads.html", {"found": found}, staff=staff, status=status)
 
 

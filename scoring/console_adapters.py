@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -209,3 +209,52 @@ def lead_stages(session: Session, subject_ids: Sequence[str]) -> dict[str, LeadS
         )
     )
     return {row.subject_id: LeadStage(row.stage, row.score) for row in rows}
+
+
+# ---------------------------------------------------------------- the console's accounts pages
+
+
+def _wanted_stage(stage: str | None) -> Stage | None:
+    if stage is None:
+        return None
+    wanted = Stage.parse(stage)
+    if wanted is None or wanted is Stage.VISITOR:
+        raise InvalidInput(
+            "stage: one of " + ", ".join(STAGE_NAMES),
+            fields={"stage": "one of " + ", ".join(STAGE_NAMES)},
+        )
+    return wanted
+
+
+def accounts_after(
+    session: Session, stage: str | None, after: str, limit: int
+) -> list[accounts.Account]:
+    """The next ``limit`` accounts by domain after ``after`` (a page of the list)."""
+    wanted = _wanted_stage(stage)
+    connection = session.connection()
+    if services.active_model(connection) is None:
+        return []
+    return accounts.list_accounts(connection, stage=wanted, limit=limit, after=after)
+
+
+def count_accounts(session: Session, stage: str | None) -> int:
+    """How many accounts there are (at ``stage`` only, if given): one grouped count over
+    the permissioned, scored leads of company domains."""
+    wanted = _wanted_stage(stage)
+    connection = session.connection()
+    active = services.active_model(connection)
+    if active is None:
+        return 0
+    grouped = (
+        accounts._members(accounts._domain)
+        .where(accounts._NOT_FREE_MAIL)
+        .group_by(accounts._domain)
+    )
+    if wanted is not None:
+        grouped = grouped.having(func.max(accounts._RANK) == wanted.rank)
+    params = {
+        "purpose": active.model.purpose,
+        "free_mail": sorted(accounts.free_mail_domains(active.model)),
+    }
+    count = select(func.count()).select_from(grouped.subquery())
+    return int(connection.scalar(count, params) or 0)

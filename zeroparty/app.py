@@ -292,6 +292,9 @@ def create_app(
         # The console's lead list: its stage filter and each shown lead's stage and score.
         stage_condition=scoring.console_adapters.stage_condition,
         lead_stages=scoring.console_adapters.lead_stages,
+        # The console's accounts list, a page at a time, with the count of all.
+        accounts_after=scoring.console_adapters.accounts_after,
+        account_count=scoring.console_adapters.count_accounts,
     )
     return app
 

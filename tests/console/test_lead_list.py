@@ -1,7 +1,7 @@
 """The lead list (issue 18): every lead, newest first, with the true count and numbered
 pages (a search matching thousands said "50 leads found"); filters by stage, a purpose
 permitted now, form, source and first-seen date; a filter or page that cannot be used
-is named (400) and the first page of the rest is shown, never a 500."""
+is named (422) and the first page of the rest is shown, never a 500."""
 
 from __future__ import annotations
 
@@ -160,7 +160,7 @@ def test_unusable_filters_are_named_and_the_first_page_shown(
     named: str,
 ) -> None:
     page = as_role("admin").get("/console/leads", params=params)
-    assert page.status_code == 400
+    assert page.status_code == 422
     assert page.headers["content-type"].startswith("text/html")
     assert named in page.text
     assert "<script>" not in page.text
@@ -172,4 +172,4 @@ def test_no_leads_yet(as_role: Callable[[str], TestClient]) -> None:
     page = as_role("admin").get("/console/leads")
     assert page.status_code == 200
     assert "No leads yet" in page.text
-    assert as_role("admin").get("/console/leads", params={"page": "2"}).status_code == 400
+    assert as_role("admin").get("/console/leads", params={"page": "2"}).status_code == 422
