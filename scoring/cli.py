@@ -48,6 +48,13 @@ def print_explanation(database: Database, subject_id: str, email: str) -> int:
     if intent.tags or intent.quiz_scores:
         scores = ", ".join(f"{quiz} {score:g}" for quiz, score in intent.scores().items())
         print(f"  intent: tags {', '.join(intent.tag_names()) or 'none'}; quiz scores {scores}")
+    if explanation.lead_types:
+        print(f"  lead types: {', '.join(explanation.lead_types)}")
+    if explanation.temperature is not None:
+        print(f"  temperature: {explanation.temperature}")
+    if explanation.next_action is not None:
+        action = explanation.next_action
+        print(f"  next best action: {action['action']} (rule {action['rule']})")
     for change in explanation.changes:
         print(f"  stage {change['from']} → {change['to']} by {change['actor']}: {change['reason']}")
     if explanation.outcome is not None:

@@ -152,3 +152,25 @@ def test_bad_rules_are_refused(
     problems = dict(raised.value.problems)
     assert why in problems.get(f"site.toml: {where}", ""), problems
     assert rows(database, "SELECT count(*) AS n FROM scoring_models")[0].n == before
+
+
+def test_explain_prints_types_band_and_next_action(
+    load_model: Callable[..., list[str]],
+    submit: Callable[..., Any],
+    cli_env: object,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from zeroparty.cli import main
+
+    types = (
+        "[scoring.temperature]\ncold = 0\nwarm = 30\n\n"
+        '[[scoring.lead_type]]\nname = "IQL"\nmin_score = 30\n\n'
+    )
+    load_model((ANCHOR, types + ACTIONS + ANCHOR))
+    submit("cli@example.com", **FIT)
+    capsys.readouterr()
+    assert main(["score", "--explain", "cli@example.com"]) == 0
+    out = capsys.readouterr().out
+    assert "  lead types: IQL\n" in out
+    assert "  temperature: warm\n" in out
+    assert "  next best action: Keep nurturing (rule nurture)\n" in out
