@@ -49,6 +49,7 @@ from console.web import (
     staff_page,
 )
 from zeroparty.db import utcnow
+from zeroparty.errors import InvalidInput
 
 
 def _overview(request: Request, staff: Staff) -> dashboard.Dashboard:
@@ -151,13 +152,20 @@ async def lead_page(request: Request) -> Response:
 
 
 def _ledger_view(request: Request, params: dict[str, str]) -> dict[str, Any]:
+    """The filtered page; a filter or cursor that cannot be used is named in
+    ``problem`` and the whole ledger's first page shown instead."""
     ledger = ledger_of(request)
+    problem = None
     with database_of(request).read() as session:
         purposes = ledger.purpose_keys(session)
-        ledger_filter = forms.parse_ledger_filter(params, purposes)
-        before = forms.parse_cursor(params.get("before"))
+        try:
+            ledger_filter = forms.parse_ledger_filter(params, purposes)
+            before = forms.parse_cursor(params.get("before"))
+        except InvalidInput as exc:
+            problem, ledger_filter, before = exc.message, LedgerFilter(), None
         page = exports.ledger_page(ledger, session, ledger_filter, before)
     return {
+        "problem": problem,
         "page": page,
         "params": params,
         "query": forms.filter_query(ledger_filter),
@@ -173,7 +181,8 @@ async def ledger_page(request: Request) -> Response:
     staff = await require(request, Permission.VIEW_LEDGER)
     params = dict(request.query_params)
     context = await database_of(request).run(_ledger_view, request, params)
-    return render(request, "ledger.html", context, staff=staff)
+    status = 422 if context["problem"] else 200
+    return render(request, "ledger.html", context, staff=staff, status=status)
 
 
 def _start_export(

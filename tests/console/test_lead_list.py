@@ -173,3 +173,29 @@ def test_no_leads_yet(as_role: Callable[[str], TestClient]) -> None:
     assert page.status_code == 200
     assert "No leads yet" in page.text
     assert as_role("admin").get("/console/leads", params={"page": "2"}).status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "named"),
+    [
+        ("/console/ledger", {"purpose": XSS}, "purpose: unknown purpose"),
+        ("/console/ledger", {"before": "abc"}, "before: an entry number"),
+        ("/console/ledger", {"from": "2026-02-30"}, "from: a date like"),
+        ("/console/audit", {"before": "-5"}, "before: an entry number"),
+    ],
+)
+def test_the_ledger_and_staff_log_name_a_bad_cursor_and_show_the_newest(
+    as_role: Callable[[str], TestClient],
+    lead: str,
+    path: str,
+    params: dict[str, str],
+    named: str,
+) -> None:
+    client = as_role("admin")
+    client.get(f"/console/leads/{lead}")  # something in the staff log
+    page = client.get(path, params=params)
+    assert page.status_code == 422
+    assert named in page.text
+    assert "<script>" not in page.text
+    assert "showing the newest" in page.text
+    assert "<tbody>" in page.text  # the list is there
