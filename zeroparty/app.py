@@ -33,7 +33,7 @@ import scoring.reports
 import scoring.sla
 from consent_ledger.proofs import transparency
 from console.providers import ConsoleProviders
-from zeroparty import __version__, access_log
+from zeroparty import __version__, access_log, error_pages
 from zeroparty.apikeys import ApiKeyVerifier
 from zeroparty.background import PeriodicJob
 from zeroparty.db import Database
@@ -58,32 +58,34 @@ TEMPLATES_DIR = PROJECT_ROOT / "templates"
 STATIC_DIR = PROJECT_ROOT / "zeroparty" / "static"
 
 
-def error_response(request: Request, status: int, code: str, message: str,
-                   fields: dict[str, str] | None = None) -> Response:  # fmt: skip
-    """The one shape of every error: JSON for machines, an HTML page for people."""
+async def error_response(request: Request, status: int, code: str, message: str,
+                         fields: dict[str, str] | None = None) -> Response:  # fmt: skip
+    """The one shape of every error: JSON for machines, an HTML page for people (in
+    their language, with a way forward: zeroparty.error_pages)."""
     if wants_json(request):
         return JSONResponse(
             {"error": {"code": code, "message": message, "fields": fields or {}}},
             status_code=status,
         )
     templates: Jinja2Templates = request.app.state.templates
+    identity = await error_pages.current_identity(request, status)
     return templates.TemplateResponse(
         request,
         "zeroparty/error.html",
-        {"status": status, "code": code, "message": message, "fields": fields or {}},
+        error_pages.page_context(request, identity, status, message, fields or {}),
         status_code=status,
     )
 
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ZeropartyError)
-    return error_response(request, exc.status_code, exc.code, exc.message, exc.fields)
+    return await error_response(request, exc.status_code, exc.code, exc.message, exc.fields)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     codes = {404: "not_found", 405: "method_not_allowed"}
-    return error_response(
+    return await error_response(
         request, exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail)
     )
 
@@ -93,7 +95,7 @@ async def _unstorable(request: Request, exc: Exception) -> Response:
     # text) is bad input, not a failure of ours; the transaction was rolled back.
     assert isinstance(exc, DataError)
     log.warning("value refused by the database: %s", type(exc.orig).__name__)
-    return error_response(
+    return await error_response(
         request,
         422,
         "invalid_input",
@@ -103,7 +105,7 @@ async def _unstorable(request: Request, exc: Exception) -> Response:
 
 async def _unavailable(request: Request, exc: Exception) -> Response:
     log.error("database unavailable: %s", type(exc).__name__)
-    return error_response(
+    return await error_response(
         request, 503, "unavailable", "the database is unavailable; nothing was changed, retry later"
     )
 
@@ -114,7 +116,7 @@ async def _cannot_sign(request: Request, exc: Exception) -> Response:
     # not use. The operator's fix is in the reason (docs/operations.md, several hosts).
     assert isinstance(exc, transparency.CheckpointKeyRefused)
     log.error("refusing to sign on %s %s: %s", request.method, _route_of(request), exc)
-    return error_response(
+    return await error_response(
         request,
         503,
         "checkpoint_key_refused",
@@ -144,7 +146,7 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
 async def _unexpected(request: Request, exc: Exception) -> Response:
     # The route template, never the path: a path may hold a link token.
     log.exception("unexpected error on %s %s", request.method, _route_of(request))
-    return error_response(
+    return await error_response(
         request, 500, "internal_error", "something went wrong on our side; nothing was changed"
     )
 

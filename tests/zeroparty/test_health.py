@@ -23,7 +23,7 @@ def test_unknown_page_is_html_for_people(app_client: TestClient) -> None:
     response = app_client.get("/no-such-page", headers={"accept": "text/html"})
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("text/html")
-    assert "Not found" in response.text
+    assert "<h1>Page not found</h1>" in response.text
 
 
 def test_unknown_api_route_is_json(app_client: TestClient) -> None:

@@ -1,0 +1,203 @@
+"""Error pages for people: what went wrong and what to do next, in the visitor's language.
+
+Machines keep the JSON shape (``zeroparty.app.error_response``); people get a page that
+says, in English or German, what happened and offers a way forward: the start page,
+a new link where a link failed, trying again where waiting helps. The language is the
+visitor's: ``?lang=`` first, then ``Accept-Language`` (quality values honoured), then
+the site's default language; only languages the site offers (``site.locales``) and
+these pages speak are chosen, English otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.requests import Request
+
+from zeroparty.db import Database
+from zeroparty.site_info import UNNAMED, SiteIdentity, site_identity
+
+DEFAULT_LANGUAGE = "en"
+# Where a lead asks for a new link to their preferences (the preference center's page).
+REQUEST_LINK_PATH = "/p/request-link"
+
+# Per status: heading and explanation. "other" is any status without a page of its own
+# (a refused form value, a conflict): its message and fields are shown under it.
+TEXTS: Mapping[str, Mapping[str, str]] = {
+    "en": {
+        "401_title": "Your session has ended",
+        "401_text": "Open the link from your email again, or ask for a new one.",
+        "403_title": "You cannot open this page",
+        "403_text": (
+            "You may not open this page. If you followed a link, it may be meant for "
+            "someone else or for another page."
+        ),
+        "404_title": "Page not found",
+        "404_text": (
+            "There is no page at this address. It may be mistyped, or the page has "
+            "moved or been removed."
+        ),
+        "410_title": "This link no longer works",
+        "410_text": (
+            "It has expired or was replaced by a newer one. Ask for a new link and we "
+            "mail it to you."
+        ),
+        "429_title": "Too many attempts",
+        "429_text": "Please wait a minute, then try again.",
+        "500_title": "Something went wrong on our side",
+        "500_text": "Nothing was changed. Please try again in a few minutes.",
+        "503_title": "Temporarily unavailable",
+        "503_text": "Nothing was changed. Please try again in a few minutes.",
+        "other_title": "That did not work",
+        "other_text": "Nothing was changed.",
+        "home": "Go to the start page",
+        "new_link": "Get a new link",
+        "retry": "Try again",
+        "privacy": "Privacy policy",
+        "status": "Error",
+    },
+    "de": {
+        "401_title": "Ihre Sitzung ist abgelaufen",
+        "401_text": "Öffnen Sie den Link aus Ihrer E-Mail erneut, oder fordern Sie einen neuen an.",
+        "403_title": "Sie können diese Seite nicht öffnen",
+        "403_text": (
+            "Sie dürfen diese Seite nicht öffnen. Wenn Sie einem Link gefolgt sind, ist er "
+            "vielleicht für jemand anderen oder für eine andere Seite bestimmt."
+        ),
+        "404_title": "Seite nicht gefunden",
+        "404_text": (
+            "Unter dieser Adresse gibt es keine Seite. Vielleicht ist sie falsch geschrieben, "
+            "oder die Seite wurde verschoben oder entfernt."
+        ),
+        "410_title": "Dieser Link gilt nicht mehr",
+        "410_text": (
+            "Er ist abgelaufen oder wurde durch einen neueren ersetzt. Fordern Sie einen "
+            "neuen Link an, wir schicken ihn Ihnen per E-Mail."
+        ),
+        "429_title": "Zu viele Versuche",
+        "429_text": "Bitte warten Sie eine Minute und versuchen Sie es dann erneut.",
+        "500_title": "Bei uns ist etwas schiefgegangen",
+        "500_text": "Es wurde nichts geändert. Bitte versuchen Sie es in einigen Minuten erneut.",
+        "503_title": "Vorübergehend nicht erreichbar",
+        "503_text": "Es wurde nichts geändert. Bitte versuchen Sie es in einigen Minuten erneut.",
+        "other_title": "Das hat nicht geklappt",
+        "other_text": "Es wurde nichts geändert.",
+        "home": "Zur Startseite",
+        "new_link": "Neuen Link anfordern",
+        "retry": "Erneut versuchen",
+        "privacy": "Datenschutzerklärung",
+        "status": "Fehler",
+    },
+}
+LANGUAGES = tuple(TEXTS)
+PAGES = frozenset({401, 403, 404, 410, 429, 500, 503})
+
+
+def _language(tag: str) -> str:
+    return tag.strip().split("-")[0].split("_")[0].lower()
+
+
+def accepted_languages(header: str | None) -> list[str]:
+    """The languages of an ``Accept-Language`` header (RFC 9110 12.5.4), best first;
+    ``q=0`` means "not this one"."""
+    if not header:
+        return []
+    choices: list[tuple[float, int, str]] = []
+    for position, item in enumerate(header.split(",")[:20]):
+        tag, _, params = item.partition(";")
+        quality = 1.0
+        params = params.strip()
+        if params.startswith("q="):
+            try:
+                quality = float(params[2:])
+            except ValueError:
+                quality = 0.0
+        if quality > 0 and tag.strip() and tag.strip() != "*":
+            choices.append((-quality, position, _language(tag)))
+    return [language for _, _, language in sorted(choices)]
+
+
+def choose_language(request: Request, identity: SiteIdentity) -> str:
+    """``?lang=``, then ``Accept-Language``, then the site's default language: the
+    first that the site offers (any, when the site is not known) and these pages
+    speak; English otherwise."""
+    # Unknown site (none loaded, or not read for a 5xx): every language these pages speak.
+    site_languages = LANGUAGES if identity is UNNAMED else identity.locales
+    offered = {_language(locale) for locale in site_languages} & set(LANGUAGES)
+    wanted = [
+        _language(request.query_params.get("lang", "")[:16]),
+        *accepted_languages(request.headers.get("accept-language")),
+        _language(identity.default_locale),
+    ]
+    return next((language for language in wanted if language in offered), DEFAULT_LANGUAGE)
+
+
+def _identity(database: Database) -> SiteIdentity:
+    try:
+        with database.read() as session:
+            return site_identity(session)
+    except SQLAlchemyError:
+        return UNNAMED
+
+
+async def current_identity(request: Request, status: int) -> SiteIdentity:
+    """The site's name, languages and privacy policy; never read for a 5xx (the database
+    may be why), nor when it cannot be read (the page still renders)."""
+    database: Database | None = getattr(request.app.state, "database", None)
+    if database is None or status >= 500:
+        return UNNAMED
+    try:
+        return await database.run(_identity, database)
+    except SQLAlchemyError:
+        return UNNAMED
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    label: str
+    href: str
+    primary: bool
+
+
+def actions(request: Request, status: int, t: Mapping[str, str]) -> list[Action]:
+    """The ways forward: a new link where a link failed, trying again where waiting
+    helps (a GET only: never resend a form), and always the start page."""
+    found: list[Action] = []
+    path = request.url.path
+    if status == 410 or (status in (401, 403) and path.startswith("/p/")):
+        found.append(Action(t["new_link"], REQUEST_LINK_PATH, True))
+    if status in (429, 500, 503) and request.method == "GET":
+        query = request.url.query
+        found.append(Action(t["retry"], f"{path}?{query}" if query else path, True))
+    found.append(Action(t["home"], "/", not found))
+    root = request.scope.get("root_path", "")
+    return [Action(a.label, f"{root}{a.href}", a.primary) for a in found]
+
+
+def page_context(
+    request: Request,
+    identity: SiteIdentity,
+    status: int,
+    message: str,
+    fields: Mapping[str, str],
+) -> dict[str, object]:
+    lang = choose_language(request, identity)
+    t = TEXTS[lang]
+    key = str(status) if status in PAGES else "other"
+    return {
+        "lang": lang,
+        "t": t,
+        "status": status,
+        "title": t[f"{key}_title"],
+        "text": t[f"{key}_text"],
+        # A status without a page of its own says what was refused (as the JSON does).
+        "message": "" if status in PAGES else message,
+        "fields": {} if status in PAGES else dict(fields),
+        "actions": actions(request, status, t),
+        "site_name": "" if identity is UNNAMED else identity.name,
+        "policy_url": (
+            identity.policy_url if identity.policy_url.startswith(("https://", "http://")) else ""
+        ),
+    }
