@@ -122,8 +122,8 @@ def _permitted_tile(ledger: ConsentLedger, session: Session) -> Tile:
         f"{sum(values):,}",
         f"live consents over {len(purposes)} purposes; most: {best[1]} ({best[0]:,})",
         chart,
-        "/console/ledger?action=granted",
-        "Grants in the ledger",
+        f"/console/leads?purpose={best[1]}" if best[0] else "/console/leads",
+        f"Leads permitting {best[1]}" if best[0] else "All leads",
     )
 
 

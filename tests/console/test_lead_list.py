@@ -6,10 +6,12 @@ is named (422) and the first page of the rest is shown, never a 500."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 from starlette.testclient import TestClient
 
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
@@ -199,3 +201,35 @@ def test_the_ledger_and_staff_log_name_a_bad_cursor_and_show_the_newest(
     assert "<script>" not in page.text
     assert "showing the newest" in page.text
     assert "<tbody>" in page.text  # the list is there
+
+
+@pytest.fixture
+def statements(database: Database) -> Iterator[list[str]]:
+    sent: list[str] = []
+
+    def count(_c: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", count)
+    try:
+        yield sent
+    finally:
+        event.remove(database.engine, "before_cursor_execute", count)
+
+
+def test_a_page_costs_the_same_statements_however_many_leads(
+    as_role: Callable[[str], TestClient], database: Database, statements: list[str]
+) -> None:
+    client = as_role("marketer")
+    params = {"purpose": "newsletter", "stage": "Lead", "form": "contact"}
+    counts = []
+    for batch in range(2):
+        _leads(database, [f"batch{batch}-{n}@example.com" for n in range(60)])
+        statements.clear()
+        assert client.get("/console/leads", params={**params, "page": "2"}).status_code == 200
+        counts.append(len(statements))
+    assert counts[0] == counts[1]
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    # Session 3, then one read: purposes, forms, count, page, permitted purposes,
+    # stages; the staff log is written in its own transaction.
+    assert len(reads) == 9, "\n\n".join(r[:100] for r in reads)
