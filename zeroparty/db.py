@@ -156,6 +156,8 @@ class Database:
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
         self._write_sessions = sessionmaker(bind=self._writer, expire_on_commit=False)
         self._read_sessions = sessionmaker(bind=engine, expire_on_commit=False)
+        self._wal_autocheckpoint: int | None = None
+        self._wal_listening = False
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -164,6 +166,12 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @property
+    def write_lock(self) -> AbstractContextManager[object]:
+        """The process's SQLite write lock (a no-op on PostgreSQL): held, no thread of
+        this process writes."""
+        return self._write_lock
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -219,6 +227,27 @@ class Database:
         if self.runs_inline:
             return work(*args, **kwargs)
         return await anyio.to_thread.run_sync(lambda: work(*args, **kwargs))
+
+    def set_wal_autocheckpoint(self, pages: int | None) -> None:
+        """SQLite only: ``PRAGMA wal_autocheckpoint=pages`` on this database's connections
+        from now on (``0``: commits never checkpoint; ``None``: SQLite's default of 1000
+        pages). The pool's idle connections are closed so every connection handed out
+        next has the setting; connections checked out now keep theirs until returned.
+        ``serve`` turns auto-checkpoints off while its checkpoint job runs
+        (:mod:`zeroparty.wal`), so no request's commit copies the WAL back."""
+        if self.dialect != "sqlite":
+            return
+        self._wal_autocheckpoint = pages
+        if not self._wal_listening:
+            event.listen(self.engine, "connect", self._apply_wal_autocheckpoint)
+            self._wal_listening = True
+        self.engine.dispose()
+
+    def _apply_wal_autocheckpoint(self, dbapi_connection: Any, _record: object) -> None:
+        pages = self._wal_autocheckpoint
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA wal_autocheckpoint={1000 if pages is None else int(pages)}")
+        cursor.close()
 
     def dispose(self) -> None:
         self.engine.dispose()

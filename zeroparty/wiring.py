@@ -110,6 +110,7 @@ def features() -> list[Feature]:
     import preference_center.wiring
     import scoring.wiring
     import zeroparty.retention
+    import zeroparty.wal
 
     return [
         consent_ledger.wiring.feature(),
@@ -119,6 +120,7 @@ def features() -> list[Feature]:
         console.wiring.feature(),
         consent_sync.wiring.feature(),
         zeroparty.retention.feature(),  # retention: its site section, job and command
+        zeroparty.wal.feature(),  # serve: SQLite's WAL checkpoints off the request path
     ]
 
 
