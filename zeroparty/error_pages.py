@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
@@ -93,6 +94,14 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
 }
 LANGUAGES = tuple(TEXTS)
 PAGES = frozenset({401, 403, 404, 410, 429, 500, 503})
+SAFE = frozenset({"GET", "HEAD"})
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def _language(tag: str) -> str:
@@ -186,6 +195,11 @@ def page_context(
     lang = choose_language(request, identity)
     t = TEXTS[lang]
     key = str(status) if status in PAGES else "other"
+    own_page = status in PAGES
+    # The reason is English: on a page of its own, shown to English readers only, and
+    # never Starlette's bare phrase ("Not Found") nor for a 5xx (the text says it all).
+    generic = message == _phrase(status) or status >= 500
+    detail = message if own_page and lang == DEFAULT_LANGUAGE and not generic else ""
     return {
         "lang": lang,
         "t": t,
@@ -193,8 +207,13 @@ def page_context(
         "title": t[f"{key}_title"],
         "text": t[f"{key}_text"],
         # A status without a page of its own says what was refused (as the JSON does).
-        "message": "" if status in PAGES else message,
-        "fields": {} if status in PAGES else dict(fields),
+        "message": "" if own_page else message,
+        "fields": {} if own_page else dict(fields),
+        "detail": detail,
+        # A refused form or button press changed nothing: say so (5xx texts already do).
+        "nothing_changed": (
+            t["other_text"] if own_page and status < 500 and request.method not in SAFE else ""
+        ),
         "actions": actions(request, status, t),
         "site_name": "" if identity is UNNAMED else identity.name,
         "policy_url": (

@@ -170,3 +170,17 @@ def test_json_clients_keep_the_json_shape(
     assert answer.status_code == status
     assert answer.headers["content-type"] == "application/json"
     assert answer.json() == {"error": {"code": code, "message": message, "fields": {}}}
+
+
+def test_the_reason_for_english_readers_and_nothing_changed_after_a_post(
+    client: TestClient,
+) -> None:
+    reason = "this form may not be used on https://elsewhere.example"
+    english = client.post("/fail/403", headers={"Accept": HTML, "Accept-Language": "en"}).text
+    assert f'<p class="muted">{reason}</p>' in english
+    assert "<p>Nothing was changed.</p>" in english
+    german = client.post("/fail/403", headers={"Accept": HTML, "Accept-Language": "de"}).text
+    assert reason not in german
+    assert "<p>Es wurde nichts geändert.</p>" in german
+    # A page that was only looked at says nothing about changes.
+    assert "Nothing was changed" not in client.get("/fail/403", headers={"Accept": HTML}).text
