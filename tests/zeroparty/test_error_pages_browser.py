@@ -73,4 +73,9 @@ def test_error_pages_in_browser(
         ).click()
         assert page.url == server.url + "/p/request-link"
         assert page.locator("input[type=email]").count() == 1
+        # The shared stylesheet styles the preference center's buttons too.
+        button = page.locator("main button[type=submit]").first
+        assert button.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(11, 92, 173)"
+        assert button.evaluate("e => getComputedStyle(e).color") == "rgb(255, 255, 255)"
+        assert axe_violations(page) == []
         context.close()
