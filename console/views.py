@@ -153,19 +153,20 @@ async def lead_page(request: Request) -> Response:
 
 def _ledger_view(request: Request, params: dict[str, str]) -> dict[str, Any]:
     """The filtered page; a filter or cursor that cannot be used is named in
-    ``problem`` and the whole ledger's first page shown instead."""
+    ``problems`` and the whole ledger's first page shown instead."""
     ledger = ledger_of(request)
-    problem = None
+    problems: dict[str, str] = {}
     with database_of(request).read() as session:
         purposes = ledger.purpose_keys(session)
         try:
             ledger_filter = forms.parse_ledger_filter(params, purposes)
             before = forms.parse_cursor(params.get("before"))
         except InvalidInput as exc:
-            problem, ledger_filter, before = exc.message, LedgerFilter(), None
+            problems = exc.fields or {"filter": exc.message}
+            ledger_filter, before = LedgerFilter(), None
         page = exports.ledger_page(ledger, session, ledger_filter, before)
     return {
-        "problem": problem,
+        "problems": problems,
         "page": page,
         "params": params,
         "query": forms.filter_query(ledger_filter),
@@ -181,7 +182,7 @@ async def ledger_page(request: Request) -> Response:
     staff = await require(request, Permission.VIEW_LEDGER)
     params = dict(request.query_params)
     context = await database_of(request).run(_ledger_view, request, params)
-    status = 422 if context["problem"] else 200
+    status = 422 if context["problems"] else 200
     return render(request, "ledger.html", context, staff=staff, status=status)
 
 

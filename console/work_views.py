@@ -80,14 +80,14 @@ def _audit_rows(request: Request, before: int | None) -> list[audit.AuditRow]:
 async def audit_page(request: Request) -> Response:
     """``GET /console/audit[?before=N]``: what staff did, newest first (admins only)."""
     staff = await require(request, Permission.VIEW_AUDIT_LOG)
-    problem = None
+    problems: dict[str, str] = {}
     try:
         before = forms.parse_cursor(request.query_params.get("before"))
     except InvalidInput as exc:  # named, and the newest page shown
-        problem, before = exc.message, None
+        problems, before = exc.fields or {"before": exc.message}, None
     rows = await run_in_threadpool(_audit_rows, request, before)
-    context = {"rows": rows, "problem": problem}
-    return render(request, "audit.html", context, staff=staff, status=422 if problem else 200)
+    context = {"rows": rows, "problems": problems}
+    return render(request, "audit.html", context, staff=staff, status=422 if problems else 200)
 
 
 routes = [
