@@ -43,6 +43,7 @@ from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime
+from functools import lru_cache
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -65,7 +66,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from zeroparty.db import Base, Database, UTCDateTime, utcnow
-from zeroparty.site_info import MailSender, mail_sender
+from zeroparty.site_info import MailSender, cached_mail_sender, mail_sender
 
 if TYPE_CHECKING:  # settings imports this module (it checks the SMTP URL with it)
     from zeroparty.settings import Settings
@@ -163,19 +164,55 @@ def _fold_raw(name: str, value: str, linesep: str) -> str:
     return linesep.join(lines) + linesep
 
 
+FOLDED = "_zeroparty_folded"  # a header object's attribute: its folded lines, per policy
+# Headers that differ in every mail: parsed anew (no recipient address stays in memory).
+PER_MAIL_HEADERS = frozenset({"to", "date", "message-id", "list-unsubscribe"})
+
+
+@lru_cache(maxsize=512)
+def _stored_header(policy: EmailPolicy, name: str, value: str) -> Any:
+    """The header object the email package builds for ``name: value``, built once per
+    distinct pair (parsing a header is most of a message's build): the same class from
+    the same text, so the same header. Header objects are never changed once built."""
+    return EmailPolicy.header_store_parse(policy, name, value)[1]
+
+
 class WirePolicy(EmailPolicy):
     """``email.policy.SMTP`` with 998-octet lines and 7-bit bodies, writing the
-    ``List-*`` headers raw (see the module docstring)."""
+    ``List-*`` headers raw (see the module docstring).
+
+    Cheaper, same bytes: a header given as text is parsed once per distinct name and
+    text (the sender, subject, MIME headers repeat in every mail; those of
+    :data:`PER_MAIL_HEADERS` are parsed each time), and a header object
+    is folded once per line settings (the result is kept on the object)."""
+
+    def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
+        if type(value) is str and name.lower() not in PER_MAIL_HEADERS:
+            return (name, _stored_header(self, name, value))
+        return super().header_store_parse(name, value)
+
+    def _folded(self, name: str, value: Any) -> str:
+        if not hasattr(value, "name"):
+            return str(super().fold(name, value))
+        key = (self.linesep, self.max_line_length, self.utf8)
+        cached = value.__dict__.get(FOLDED)
+        if cached is not None and cached[0] == key:
+            return cast(str, cached[1])
+        folded = str(value.fold(policy=self))
+        value.__dict__[FOLDED] = (key, folded)
+        return folded
 
     def fold(self, name: str, value: Any) -> str:
         if name.lower() in RAW_HEADERS:
             return _fold_raw(name, str(value), self.linesep)
-        return str(super().fold(name, value))
+        return self._folded(name, value)
 
     def fold_binary(self, name: str, value: Any) -> bytes:
         if name.lower() in RAW_HEADERS:
             return _fold_raw(name, str(value), self.linesep).encode("ascii")
-        return bytes(super().fold_binary(name, value))
+        if not hasattr(value, "name"):
+            return bytes(super().fold_binary(name, value))
+        return self._folded(name, value).encode("utf8" if self.utf8 else "ascii", "surrogateescape")
 
 
 class _HeaderClasses(HeaderRegistry):
@@ -425,12 +462,13 @@ class ClaimedMails:
 
 def claimed_mails(session: Session, base_url: str) -> ClaimedMails:
     """The mails queued claimed in ``session`` so far, and (if there are any) the site's
-    sender, read in the same transaction. Call it inside the transaction, just before it
-    commits; send what it returns after the commit (:func:`send_claimed`)."""
+    sender (read in the same transaction, or this process's copy of it: at most
+    :data:`zeroparty.site_info.SENDER_CACHE_SECONDS` old). Call it inside the transaction,
+    just before it commits; send what it returns after the commit (:func:`send_claimed`)."""
     rows = tuple(session.info.get(CLAIMED, ()))
     if not rows:
         return ClaimedMails()
-    return ClaimedMails(rows, mail_sender(session, base_url))
+    return ClaimedMails(rows, cached_mail_sender(session, base_url))
 
 
 def wire_address(address: str) -> str:
@@ -451,12 +489,18 @@ def wire_address(address: str) -> str:
         raise ValueError(f"cannot write the address on the wire without SMTPUTF8: {exc}") from exc
 
 
+@lru_cache(maxsize=64)
+def _from_header(name: str, address: str) -> Any:
+    """The ``From`` header object of a sender, built once (see :class:`WirePolicy`)."""
+    return WIRE_POLICY.header_factory("From", Address(name, addr_spec=address))
+
+
 def build_message(row: OutboxMail, sender: MailSender) -> EmailMessage:
     """The message for ``row`` as ``sender`` sends it, with the company named in the
     footer; its ``Message-ID`` is the row's id, so a retry keeps it."""
     message = EmailMessage(policy=WIRE_POLICY)
     from_address = wire_address(sender.from_address)
-    message["From"] = Address(sender.from_name, addr_spec=from_address)
+    message["From"] = _from_header(sender.from_name, from_address)
     if sender.reply_to:
         message["Reply-To"] = wire_address(sender.reply_to)
     message["To"] = wire_address(row.to_address)

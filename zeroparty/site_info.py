@@ -3,16 +3,22 @@ and mail (the sender of ``[site.mail]``, see :func:`mail_sender`)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+from weakref import WeakKeyDictionary
 
 import orjson
-from sqlalchemy import Integer, String, Text, select
+from sqlalchemy import Connection, Engine, Integer, String, Text, event, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from zeroparty.db import Base
 
 SITE_INFO_ID = 1
+# How long a process sends mail as the sender it read last: a change by ``site load`` in
+# another process reaches this one's mail within this time (at once in the same process).
+SENDER_CACHE_SECONDS = 5.0
 
 
 class SiteInfo(Base):
@@ -29,6 +35,8 @@ class SiteInfo(Base):
     mail_from_address: Mapped[str] = mapped_column(String(320), default="", server_default="")
     mail_reply_to: Mapped[str] = mapped_column(String(320), default="", server_default="")
     mail_company: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    # [site.brand] as checked by zeroparty.brand (JSON); NULL: the stylesheet's defaults.
+    brand: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +111,48 @@ def mail_sender(session: Session, base_url: str) -> MailSender:
     return sender_of(site_identity(session), base_url)
 
 
+class _SenderCache:
+    """The sender each database's mail went out as last, per base URL, for
+    :data:`SENDER_CACHE_SECONDS`; forgotten at once when this process stores a changed
+    ``[site]`` (:func:`store_site_identity`, when its transaction commits)."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self._lock = threading.Lock()
+        self._senders: WeakKeyDictionary[Engine, dict[str, tuple[int, float, MailSender]]] = (
+            WeakKeyDictionary()
+        )
+
+    def forget(self, *_args: object) -> None:
+        with self._lock:
+            self.generation += 1
+            self._senders.clear()
+
+    def sender(self, session: Session, base_url: str) -> MailSender:
+        bind = session.get_bind()
+        engine = bind.engine if isinstance(bind, Connection) else bind
+        now = time.monotonic()
+        cached = self._senders.get(engine, {}).get(base_url)
+        if cached is not None and cached[0] == self.generation and cached[1] > now:
+            return cached[2]
+        generation = self.generation
+        sender = mail_sender(session, base_url)
+        with self._lock:
+            if generation == self.generation:
+                entries = self._senders.setdefault(engine, {})
+                entries[base_url] = (generation, now + SENDER_CACHE_SECONDS, sender)
+        return sender
+
+
+_SENDERS = _SenderCache()
+
+
+def cached_mail_sender(session: Session, base_url: str) -> MailSender:
+    """:func:`mail_sender`, read from the database at most every
+    :data:`SENDER_CACHE_SECONDS` per process (the hot path of the double opt-in mail)."""
+    return _SENDERS.sender(session, base_url)
+
+
 def store_site_identity(session: Session, identity: SiteIdentity) -> list[str]:
     row = session.get(SiteInfo, SITE_INFO_ID)
     values = {
@@ -118,9 +168,18 @@ def store_site_identity(session: Session, identity: SiteIdentity) -> list[str]:
     }
     if row is None:
         session.add(SiteInfo(id=SITE_INFO_ID, **values))
+        _forget_senders(session)
         return ["site: created"]
     if any(getattr(row, key) != value for key, value in values.items()):
         for key, value in values.items():
             setattr(row, key, value)
+        _forget_senders(session)
         return ["site: updated"]
     return []
+
+
+def _forget_senders(session: Session) -> None:
+    """This process's cached senders are stale: now, and again once ``session``
+    commits (a sender read meanwhile is the old one)."""
+    _SENDERS.forget()
+    event.listen(session, "after_commit", _SENDERS.forget, once=True)

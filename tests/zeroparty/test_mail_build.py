@@ -1,0 +1,185 @@
+"""A message built with the cached headers is byte for byte the one the email package
+builds without them (the wire tests read real SMTP; this one compares every byte)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import EmailPolicy
+from email.utils import format_datetime
+from html import escape
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import update
+
+from zeroparty import site_info
+from zeroparty.db import Database
+from zeroparty.mail import (
+    MAX_LINE_OCTETS,
+    RAW_HEADERS,
+    WIRE_POLICY,
+    OutboxMail,
+    WirePolicy,
+    _fold_raw,
+    build_message,
+    wire_address,
+)
+from zeroparty.site_info import (
+    MailSender,
+    SiteInfo,
+    cached_mail_sender,
+    site_identity,
+    store_site_identity,
+)
+
+
+class _StdlibPolicy(WirePolicy):
+    """The wire policy as the email package alone runs it: every header parsed and
+    folded anew."""
+
+    def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
+        return EmailPolicy.header_store_parse(self, name, value)  # type: ignore[no-any-return]
+
+    def fold(self, name: str, value: Any) -> str:
+        if name.lower() in RAW_HEADERS:
+            return _fold_raw(name, str(value), self.linesep)
+        return EmailPolicy.fold(self, name, value)  # type: ignore[no-any-return]
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        if name.lower() in RAW_HEADERS:
+            return _fold_raw(name, str(value), self.linesep).encode("ascii")
+        return EmailPolicy.fold_binary(self, name, value)  # type: ignore[no-any-return]
+
+
+STDLIB = _StdlibPolicy(linesep="\r\n", max_line_length=MAX_LINE_OCTETS, cte_type="7bit")
+
+
+def _reference(row: OutboxMail, sender: MailSender) -> EmailMessage:
+    """``build_message`` as it was written before the caches."""
+    message = EmailMessage(policy=STDLIB)
+    from_address = wire_address(sender.from_address)
+    message["From"] = Address(sender.from_name, addr_spec=from_address)
+    if sender.reply_to:
+        message["Reply-To"] = wire_address(sender.reply_to)
+    message["To"] = wire_address(row.to_address)
+    message["Subject"] = row.subject
+    message["Date"] = format_datetime(row.created_at)
+    message["Message-ID"] = f"<{row.id}@{from_address.rpartition('@')[2]}>"
+    for name, value in orjson.loads(row.headers).items():
+        message[name] = value
+    footer = f"This mail was sent by {sender.company}."
+    message.set_content(f"{row.body_text.rstrip()}\n\n{footer}\n")
+    if row.body_html:
+        message.add_alternative(f"{row.body_html}<p>{escape(footer)}</p>", subtype="html")
+    return message
+
+
+SENDERS = [
+    MailSender(
+        "Northwind Analytics",
+        "no-reply@northwind.example",
+        "privacy@northwind.example",
+        "Northwind Analytics GmbH, Example Street 1, 10115 Berlin",
+    ),
+    MailSender('Jörg & Söhne, "Datenschutz"', "no-reply@bücher.example", "", "Jörg & Söhne <GmbH>"),
+    MailSender(
+        "A" * 90 + " Very Long Sender Name That Must Fold",
+        "x@[127.0.0.1]",
+        "r@example.com",
+        "Ünïcode Company",
+    ),
+]
+SUBJECTS = [
+    "Please confirm your subscription",
+    "Bitte bestätigen Sie Ihr Abonnement \u2013 Newsletter „Wöchentlich“",
+    "A long subject " * 12,
+    "=?utf-8?q?looks_encoded?= but is not",
+]
+BODIES = [
+    ("Hello,\n\nconfirm: http://testserver/confirm/" + "t" * 140 + "\n", None),
+    ("Grüße,\n\nbitte bestätigen: http://testserver/confirm/abc\n", "<p>Grüße</p>"),
+    ("x" * 1200 + "\nline\n", "<p>" + "y" * 1500 + "</p>"),
+]
+
+
+def _row(subject: str, body: tuple[str, str | None], to: str) -> OutboxMail:
+    headers = {
+        "List-Unsubscribe": "<http://testserver/u/" + uuid.uuid4().hex * 3 + ">",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    return OutboxMail(
+        id=uuid.uuid4().hex,
+        to_address=to,
+        subject=subject,
+        body_text=body[0],
+        body_html=body[1],
+        headers=orjson.dumps(headers).decode(),
+        created_at=datetime(2026, 12, 4, 4, 40, 1, 123456, tzinfo=UTC),
+    )
+
+
+@pytest.fixture(autouse=True)
+def _fixed_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
+    import email.generator
+
+    monkeypatch.setattr(
+        email.generator.Generator, "_make_boundary", classmethod(lambda cls, text=None: "==b==")
+    )
+
+
+@pytest.mark.parametrize("sender", SENDERS)
+def test_cached_build_writes_the_same_bytes(sender: MailSender) -> None:
+    for _round in range(2):  # cold, then with every cache warm
+        for subject in SUBJECTS:
+            for body in BODIES:
+                for to in ("lead@example.com", "lead@bücher.example"):
+                    row = _row(subject, body, to)
+                    built = build_message(row, sender)
+                    assert built.policy is WIRE_POLICY
+                    expected = _reference(row, sender)
+                    assert built.as_bytes() == expected.as_bytes()
+                    assert built.as_string() == expected.as_string()
+                    assert bytes(built) == bytes(expected)
+                    assert [str(v) for v in built.values()] == [str(v) for v in expected.values()]
+
+
+def test_bad_header_text_is_still_refused() -> None:
+    message = EmailMessage(policy=WIRE_POLICY)
+    with pytest.raises(ValueError, match="linefeed"):
+        message["Subject"] = "two\r\nBcc: x@example.com"
+
+
+def test_the_sender_is_read_once_and_forgotten_when_the_site_changes(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base_url = "http://testserver"
+
+    def sender() -> MailSender:
+        with database.read() as session:
+            return cached_mail_sender(session, base_url)
+
+    first = sender()
+    assert first.from_address == "no-reply@northwind.example"
+    # Changed behind this process's back (as another process's site load would): the
+    # copy is used until it is SENDER_CACHE_SECONDS old.
+    with database.write() as session:
+        session.execute(update(SiteInfo).values(mail_from_address="other@northwind.example"))
+    assert sender() == first
+    later = time.monotonic() + site_info.SENDER_CACHE_SECONDS + 1
+    monkeypatch.setattr(site_info, "time", SimpleNamespace(monotonic=lambda: later))
+    assert sender().from_address == "other@northwind.example"
+    # Stored by this process (site load): the next mail has the new sender at once.
+    with database.write() as session:
+        identity = site_identity(session)
+        changes = store_site_identity(
+            session, dataclasses.replace(identity, mail_from_address="new@northwind.example")
+        )
+    assert changes == ["site: updated"]
+    assert sender().from_address == "new@northwind.example"
