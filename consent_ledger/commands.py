@@ -210,6 +210,10 @@ def add_commands(commands: Commands) -> None:
     rebuild.set_defaults(handler=cmd_ledger_rebuild_state)
     checkpoint = ledger.add_parser("checkpoint", help="sign and store a checkpoint now")
     checkpoint.set_defaults(handler=cmd_ledger_checkpoint)
+    # The scrub after erasure (consent_ledger.scrub): ``ledger scrub``.
+    from consent_ledger.scrub import add_command as add_scrub_command
+
+    add_scrub_command(ledger)
 
     receipt = commands.add_parser(
         "receipt",

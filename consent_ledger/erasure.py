@@ -10,14 +10,14 @@ subject erased. The hash-chained entries stay whole: they hold no personal data,
 
 This package imports no feature package: it only calls the providers registered with it.
 
-After the erasure's transaction, :func:`scrub_after_erasure` (also under its old name
-``scrub_sqlite``) makes sure no copy of the erased rows stays in the database's files. On
-SQLite it checkpoints and truncates the write-ahead log, so the erased bytes are gone
-from the ``-wal`` file too (``secure_delete`` already zeroes them in the database file).
-On PostgreSQL a deleted row stays in its table's and its indexes' pages until the space
-is reused; a plain ``VACUUM`` marks it free but leaves its bytes there; so the tables
-erasure deletes from are rewritten (``VACUUM FULL``: new files, the old ones unlinked).
-What the write-ahead log, its archive and backups keep is said in ``docs/operations.md``.
+No copy of the erased rows may stay in the database's files (:mod:`consent_ledger.scrub`):
+the erasure marks a scrub due in its own transaction; after it committed,
+:func:`scrub_after_erasure` (also under its old name ``scrub_sqlite``) checkpoints and
+truncates SQLite's write-ahead log at once (``secure_delete`` already zeroed the bytes
+in the database file); on PostgreSQL the scrub job rewrites the tables erasure deletes
+from (``VACUUM FULL``) at most once per ``ZEROPARTY_ERASURE_SCRUB_MINUTES``, for every
+erasure since its last run. What the write-ahead log, its archive and backups keep is
+said in ``docs/operations.md``.
 """
 
 from __future__ import annotations
@@ -28,16 +28,16 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, select
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from consent_ledger import ledger
+from consent_ledger import ledger, scrub
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
 from consent_ledger.entries import LedgerEntry, format_timestamp
 from consent_ledger.listeners import ConsentListener
 from consent_ledger.models import ConsentEvent, ConsentEvidence, Subject, SubjectProfile
+from consent_ledger.scrub import erased_tables, scrub_now
 from zeroparty import personal_data
-from zeroparty.db import Database, utcnow
+from zeroparty.db import utcnow
 from zeroparty.errors import NotFound
 from zeroparty.mail import OutboxMail
 
@@ -146,70 +146,22 @@ def erase_subject(
     ]
     entries = ledger.append_many(session, drafts, listeners=listeners)
     subject.erased_at = now
+    scrub.mark_due(session)
     return ErasureResult(subject_id, False, entries, names)
 
 
-# Tables an erasure deletes or rewrites personal rows in: every table of the schema with
-# a ``subject_id`` column (each package's, whatever the app is wired with) and the
-# evidence bodies, except the append-only ones (their trigger refuses deletes: nothing
-# erased is in them, and rewriting the ledger would only cost time).
-_ERASED_TABLES = """
-SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r' AND n.nspname = current_schema()
-  AND (c.relname IN ('consent_evidence', 'subject_profiles', 'mail_outbox')
-       OR EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
-                  AND a.attname = 'subject_id' AND NOT a.attisdropped))
-  AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid
-                  AND t.tgname = c.relname || '_no_change')
-ORDER BY c.relname
-"""
-LOCK_TIMEOUT = "10s"
-"""How long the rewrite of one table waits for its lock before it gives up (logged; the
-next erasure or retention run rewrites it again), so that it never queues writers behind
-it for long."""
-
-
-def erased_tables(database: Database) -> list[str]:
-    """On PostgreSQL, the tables :func:`scrub_after_erasure` rewrites."""
-    with database.engine.connect() as connection:
-        return list(connection.exec_driver_sql(_ERASED_TABLES).scalars())
-
-
-def scrub_after_erasure(database: Database) -> bool:
-    """Run after an erasure committed, outside any transaction: no copy of the erased
-    rows stays in the database's files (see the module's docstring). Returns whether it
-    completed (``False``: SQLite readers held an old snapshot, or a PostgreSQL table's
-    lock was not granted in time; run it again)."""
-    if database.dialect == "postgresql":
-        return _rewrite_tables(database)
-    if database.dialect != "sqlite":
-        return True
-    with database.engine.connect() as connection:
-        busy, _log_frames, _checkpointed = connection.exec_driver_sql(
-            "PRAGMA wal_checkpoint(TRUNCATE)"
-        ).one()
-        connection.commit()
-    if busy:
-        log.warning("WAL checkpoint after erasure incomplete: readers active; retried later")
-    return not busy
-
-
-def _rewrite_tables(database: Database) -> bool:
-    tables = erased_tables(database)
-    done = True
-    with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.exec_driver_sql(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
-        for table in tables:
-            try:
-                # VACUUM cannot run in a transaction block: autocommit, one per table.
-                connection.exec_driver_sql(f'VACUUM FULL "{table}"')
-            except OperationalError as exc:
-                done = False
-                log.warning(
-                    "rewrite of %s after erasure not done: %s", table, type(exc.orig).__name__
-                )
-    return done
-
+scrub_after_erasure = scrub_now
+"""Run after an erasure committed, outside any transaction (see :mod:`consent_ledger.scrub`):
+SQLite's write-ahead log is truncated at once; on PostgreSQL the erasure marked the
+tables' rewrite due and the scrub job does it."""
 
 scrub_sqlite = scrub_after_erasure
 """The name callers knew it by, from when only SQLite needed it."""
+
+__all__ = [
+    "ErasureResult",
+    "erase_subject",
+    "erased_tables",
+    "scrub_after_erasure",
+    "scrub_sqlite",
+]

@@ -275,3 +275,22 @@ class ConsentExpiryReminder(Base):
     purpose_key: Mapped[str] = mapped_column(ForeignKey("purposes.key"), primary_key=True)
     grant_since: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ErasureScrub(Base):
+    """Whether the tables erasure deletes from are due to be rewritten (one row, ``id`` 1).
+
+    Every erasure counts itself in ``erasures`` in its own transaction (so a scrub due is
+    never lost); the scrub job (:mod:`consent_ledger.scrub`) rewrites the tables at most
+    once per interval and then sets ``scrubbed_through`` to the count it started from.
+    Due while ``erasures > scrubbed_through``; ``due_since``: since when, at the latest.
+    """
+
+    __tablename__ = "erasure_scrub"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    erasures: Mapped[int] = mapped_column(BigInteger)
+    scrubbed_through: Mapped[int] = mapped_column(BigInteger)
+    due_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -9,6 +9,7 @@ import consent_ledger.lifecycle_commands
 import consent_ledger.openapi
 import consent_ledger.request_commands
 import consent_ledger.retention
+import consent_ledger.scrub
 import consent_ledger.site
 import consent_ledger.transparency_views
 import consent_ledger.views
@@ -33,6 +34,7 @@ def _jobs(context: JobContext) -> list[PeriodicJob]:
     return [
         PeriodicJob("ledger-checkpoints", CHECKPOINT_POLL_SECONDS, checkpoint_if_due),
         *consent_ledger.lifecycle_commands.jobs(context),
+        consent_ledger.scrub.job(database, settings),
     ]
 
 

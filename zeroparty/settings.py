@@ -42,6 +42,12 @@ def _roles(value: str) -> tuple[str, ...]:
     return roles
 
 
+def _above_zero(name: str, value: float) -> float:
+    if value <= 0:
+        raise SettingsError(f"{PREFIX}{name} must be above zero")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable about one running zeroparty.
@@ -77,6 +83,8 @@ class Settings:
     console_session_minutes: float = 480.0
     console_idle_minutes: float = 30.0
     console_require_two_factor: tuple[str, ...] = ()
+    erasure_scrub_minutes: float = 60.0
+    """PostgreSQL: the scrub after erasure rewrites the tables at most this often."""
 
     @property
     def ledger_origin(self) -> str:
@@ -178,4 +186,7 @@ class Settings:
             crm_webhook_secret=webhook_secret,
             webhook_max_attempts=max(1, int(number("WEBHOOK_MAX_ATTEMPTS", 8))),
             webhook_timeout_seconds=number("WEBHOOK_TIMEOUT_SECONDS", 5.0),
+            erasure_scrub_minutes=_above_zero(
+                "ERASURE_SCRUB_MINUTES", number("ERASURE_SCRUB_MINUTES", 60.0)
+            ),
         )

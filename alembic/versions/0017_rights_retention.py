@@ -17,6 +17,10 @@ until its mailed link is followed (at most 24 hours): the address, the kind, whe
 
 ``retention_periods`` holds the retention period per kind of record that ``site.toml``'s
 ``[retention]`` table sets (a kind without a row keeps its default).
+
+``erasure_scrub`` (one row) counts erasures and how many of them the scrub job has
+rewritten the tables for (on PostgreSQL the deleted rows' bytes stay in the table files
+until then; see ``consent_ledger.scrub``).
 """
 
 from __future__ import annotations
@@ -35,6 +39,16 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "erasure_scrub",
+        sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("erasures", sa.BigInteger(), nullable=False),
+        sa.Column("scrubbed_through", sa.BigInteger(), nullable=False),
+        sa.Column("due_since", UTCDateTime(), nullable=True),
+        sa.Column("last_run_at", UTCDateTime(), nullable=True),
+        sa.Column("last_done_at", UTCDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_erasure_scrub")),
+    )
     op.create_table(
         "retention_periods",
         sa.Column("kind", sa.String(length=32), nullable=False),
@@ -104,3 +118,4 @@ def downgrade() -> None:
     )
     op.drop_table("data_subject_request_confirmations")
     op.drop_table("retention_periods")
+    op.drop_table("erasure_scrub")
