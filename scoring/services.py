@@ -1377,15 +1377,24 @@ _INSERT_ANSWERS: dict[int, Any] = {}
 
 
 def _insert_answers(rows: int) -> Any:
-    """A multi-row insert of ``rows`` answers, built (and so compiled) once per count: a
-    ``values()`` of literal rows would be compiled again on every call."""
+    """One multi-row INSERT of ``rows`` answers, built once per row count. As text: a
+    multi-row ``insert().values([...])`` has no cache key, so SQLAlchemy compiled it again
+    on every submission; a text statement is compiled once and served from the cache.
+    Its parameters keep their columns' types (timestamps are converted as elsewhere)."""
     stmt = _INSERT_ANSWERS.get(rows)
     if stmt is None:
-        stmt = _INSERT_ANSWERS[rows] = insert(_attrs).values(
-            [
-                {c: bindparam(f"{c}_{i}", type_=_attrs.c[c].type) for c in _ANSWER_COLUMNS}
+        columns = ", ".join(_ANSWER_COLUMNS)
+        values = ", ".join(
+            "(" + ", ".join(f":{c}_{i}" for c in _ANSWER_COLUMNS) + ")" for i in range(rows)
+        )
+        stmt = _INSERT_ANSWERS[rows] = text(
+            f"INSERT INTO {_attrs.name} ({columns}) VALUES {values}"
+        ).bindparams(
+            *(
+                bindparam(f"{c}_{i}", type_=_attrs.c[c].type)
                 for i in range(rows)
-            ]
+                for c in _ANSWER_COLUMNS
+            )
         )
     return stmt
 
