@@ -179,6 +179,8 @@ def run_scrub(
     """Scrub for every erasure not covered yet, unless the last run began less than
     ``interval`` ago (``force``: regardless). Safe in every process at once."""
     started = now or utcnow()
+    if not pending(database):  # the usual case, every minute: one read, no lock taken
+        return ScrubReport(note="nothing due")
     if database.dialect == "postgresql":
         return _run_postgresql(database, interval, force, started, lock_timeout)
     with database.write() as session:
@@ -217,8 +219,9 @@ def _run_postgresql(
             connection.exec_driver_sql(f"SET lock_timeout = '{lock_timeout}'")
             clock = time.monotonic()
             rewritten, kept, failed = _rewrite(connection, erased_tables(database))
-            connection.exec_driver_sql("RESET lock_timeout")
         finally:
+            # The connection goes back to the pool: nothing of the scrub stays on it.
+            connection.exec_driver_sql("RESET lock_timeout")
             connection.exec_driver_sql(f"SELECT pg_advisory_unlock({ADVISORY_LOCK})")
     if not failed and not kept:
         _mark_done(database, through, started)
