@@ -28,7 +28,7 @@ def _entry_points(_database: Database) -> list[EntryPoint]:
             "staff",
             "Compliance console",
             "/console/",
-            "sign in; the first account: zeroparty user add you@example.com --role admin",
+            "sign in; the first account: zeroparty user add YOUR-EMAIL --role admin",
         )
     ]
 

@@ -66,7 +66,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     for point in opening:
         print(f"  {point.audience:<10} {origin}{point.path}  {point.title}", file=sys.stderr)
     print(
-        "  first staff account: zeroparty user add you@example.com --role admin",
+        "  first staff account: zeroparty user add YOUR-EMAIL --role admin",
         file=sys.stderr,
     )
     uvicorn.run(

@@ -438,7 +438,7 @@ def test_serve_upgrades_an_empty_sqlite_file_and_loads_the_demo(tmp_path: Path) 
                 assert f'href="{path}"'.encode() in body, path
                 assert _get(base + path)[0] == 200, path
             assert b'href="/console/"' in body
-            assert b"zeroparty user add you@example.com --role admin" in body
+            assert b"zeroparty user add YOUR-EMAIL --role admin" in body
         finally:
             process.terminate()
             try:
