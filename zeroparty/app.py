@@ -36,6 +36,7 @@ from console.providers import ConsoleProviders
 from zeroparty import __version__, access_log, error_pages
 from zeroparty.apikeys import ApiKeyVerifier
 from zeroparty.background import PeriodicJob
+from zeroparty.brand import brand_css, current_brand, site_brand
 from zeroparty.db import Database
 from zeroparty.errors import ZeropartyError
 from zeroparty.http import JSONResponse, wants_json
@@ -202,6 +203,7 @@ def static_url(context: Mapping[str, Any], path: str) -> str:
 def templates_for(directory: Path) -> Jinja2Templates:
     templates = Jinja2Templates(directory=directory)
     templates.env.globals["static_url"] = static_url
+    templates.env.globals["site_brand"] = site_brand
     return templates
 
 
@@ -235,6 +237,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        # The brand's copy is read before the first request, so no visitor's page is
+        # the one that reads it first (the same work for every request at start-up).
+        await db.run(current_brand, db)
         for job in jobs:
             job.start()
         yield
@@ -247,6 +252,7 @@ def create_app(
     routes: list[Any] = [
         Route("/", home, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/brand.css", brand_css, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint(document), methods=["GET"]),
         *(route for part in parts for route in part.routes),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),

@@ -8,17 +8,36 @@ background (WCAG 2.x AA, 4.5:1, with the computed ratio), a logo that is neither
 (script or style elements, ``on…`` attributes, references outside the image), a
 footer link that is not ``https://``.
 
-Not yet stored or applied: keeping the brand needs columns in ``site_info`` (a migration).
+Stored by ``site load`` in ``site_info.brand`` (JSON; :data:`BRAND_SECTION`), read by
+pages through a per-process copy (:func:`current_brand`: no SQL statement on a page while
+the copy is fresh, at most every :data:`BRAND_CACHE_SECONDS`, at once after a load in the
+same process), applied through one stylesheet, ``/brand.css`` (:func:`brand_css`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import re
+import threading
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import orjson
+from jinja2 import pass_context
+from sqlalchemy import event, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import Response
 
 from zeroparty.config_errors import ConfigProblems
+from zeroparty.db import Database
+from zeroparty.site_info import SITE_INFO_ID, SiteInfo
 
 WHERE = "site.brand"
 BRAND_KEYS = frozenset({"name", "logo", "colours", "footer"})
@@ -58,6 +77,11 @@ class Brand:
             f":root {{ --accent: {self.primary}; --accent-dark: {self.primary}; "
             f"--on-accent: {self.background}; --fg: {self.text}; --bg: {self.background}; }}"
         )
+
+    @property
+    def version(self) -> str:
+        """A short digest of the stylesheet: ``/brand.css?v=`` changes with the colours."""
+        return hashlib.sha256(self.css_variables().encode()).hexdigest()[:12]
 
 
 def relative_luminance(colour: str) -> float:
@@ -204,3 +228,122 @@ def parse_brand(raw: object, problems: ConfigProblems, site_name: str = "") -> B
         name, logo_url, logo_svg, colours["primary"], colours["text"], colours["background"],
         address, policy,
     )  # fmt: skip
+
+
+# --- Keeping and reading the brand -----------------------------------------------------
+
+BRAND_CACHE_SECONDS = 5.0
+# The header and footer the base templates show with a brand, in the brand's colours.
+BRAND_LAYOUT = (
+    ".brand-header { display: flex; align-items: center; gap: .75rem; max-width: 40rem; "
+    "margin: 0 auto; padding: 1rem 1rem 0; color: var(--fg); font-weight: 600; }\n"
+    ".brand-header .brand-logo, .brand-header .brand-logo svg { height: 2.5rem; width: auto; "
+    "max-width: 12rem; display: block; }\n"
+    ".brand-footer { max-width: 40rem; margin: 2rem auto 0; padding: 1rem; color: var(--fg); "
+    "border-top: 1px solid currentColor; font-size: .9rem; }\n"
+    ".brand-footer p { margin: .25rem 0; }\n"
+    ".brand-footer a { color: var(--accent); }\n"
+)
+"""How long a process shows the brand it read last: a ``site load`` in another process
+reaches this one's pages within this time (at once in the same process)."""
+
+
+def brand_json(brand: Brand | None) -> str | None:
+    return None if brand is None else orjson.dumps(dataclasses.asdict(brand)).decode()
+
+
+def brand_from_json(text: str | None) -> Brand | None:
+    if not text:
+        return None
+    return Brand(**orjson.loads(text))
+
+
+def read_brand(session: Session) -> Brand | None:
+    """The stored brand (one statement), or None when the site file had none."""
+    stored = session.execute(
+        select(SiteInfo.brand).where(SiteInfo.id == SITE_INFO_ID)
+    ).scalar_one_or_none()
+    return brand_from_json(stored)
+
+
+class _BrandCache:
+    def __init__(self) -> None:
+        self.generation = 0
+        self._lock = threading.Lock()
+        self._brands: WeakKeyDictionary[Database, tuple[int, float, Brand | None]] = (
+            WeakKeyDictionary()
+        )
+
+    def forget(self, *_args: object) -> None:
+        with self._lock:
+            self.generation += 1
+            self._brands.clear()
+
+    def peek(self, database: Database) -> Brand | None:
+        cached = self._brands.get(database)
+        return None if cached is None or cached[0] != self.generation else cached[2]
+
+    def get(self, database: Database) -> Brand | None:
+        now = time.monotonic()
+        cached = self._brands.get(database)
+        if cached is not None and cached[0] == self.generation and cached[1] > now:
+            return cached[2]
+        generation = self.generation
+        try:
+            with database.read() as session:
+                brand = read_brand(session)
+        except SQLAlchemyError:
+            return None if cached is None else cached[2]
+        with self._lock:
+            if generation == self.generation:
+                self._brands[database] = (generation, now + BRAND_CACHE_SECONDS, brand)
+        return brand
+
+
+_BRANDS = _BrandCache()
+
+
+def current_brand(database: Database, *, read: bool = True) -> Brand | None:
+    """This process's copy of the brand; ``read=False`` never touches the database (a 5xx
+    page: the database may be why), showing the last copy read, if any."""
+    return _BRANDS.get(database) if read else _BRANDS.peek(database)
+
+
+def store_brand(session: Session, brand: Brand | None) -> list[str]:
+    """Apply a checked ``[site.brand]`` (after ``[site]``, which made the row)."""
+    session.flush()
+    row = session.get(SiteInfo, SITE_INFO_ID)
+    value = brand_json(brand)
+    if row is None or row.brand == value:
+        return []
+    row.brand = value
+    _BRANDS.forget()
+    event.listen(session, "after_commit", _BRANDS.forget, once=True)
+    return ["site.brand: " + ("removed" if brand is None else "updated")]
+
+
+@pass_context
+def site_brand(context: Mapping[str, Any]) -> Brand | None:
+    """The brand for a page's template (``site_brand()``); a 5xx page shows only the
+    copy already read, never reading the database."""
+    request: Request | None = context.get("request")
+    database: Database | None = (
+        getattr(request.app.state, "database", None) if request is not None else None
+    )
+    if database is None:
+        return None
+    status = context.get("status")
+    return current_brand(database, read=not (isinstance(status, int) and status >= 500))
+
+
+async def brand_css(request: Request) -> Response:
+    """``GET /brand.css``: the brand's custom properties, after the shared stylesheet.
+    Pages link it as ``/brand.css?v=<version>``, so it may be cached for a day."""
+    database: Database = request.app.state.database
+    brand = await database.run(current_brand, database)
+    css = brand.css_variables() + "\n" + BRAND_LAYOUT if brand is not None else ""
+    return Response(
+        css,
+        media_type="text/css",
+        headers={"cache-control": "public, max-age=86400"},
+    )

@@ -18,11 +18,14 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.orm import Session
 
+from zeroparty.brand import parse_brand, store_brand
 from zeroparty.config_errors import ConfigProblems, SiteConfigError
 from zeroparty.db import Database
 from zeroparty.site_info import UNNAMED, SiteIdentity, store_site_identity
 
-SITE_KEYS = {"name", "default_locale", "locales", "controller", "policy_url", "mail"}
+SITE_KEYS = {
+    "name", "default_locale", "locales", "controller", "policy_url", "mail", "brand",
+}  # fmt: skip
 MAIL_KEYS = {"from_name", "from_address", "reply_to", "company"}
 MAIL_ADDRESS_KEYS = ("from_address", "reply_to")
 MAX_FILE_BYTES = 2_000_000
@@ -43,6 +46,8 @@ class SiteSection:
 SITE_SECTION = SiteSection(
     frozenset({"site"}), lambda raw, locales, problems: None, store_site_identity
 )
+# [site.brand]: checked with the rest of [site], applied after it (zeroparty.brand).
+BRAND_SECTION = SiteSection(frozenset(), lambda raw, locales, problems: None, store_brand)
 
 
 def sections() -> list[SiteSection]:
@@ -154,7 +159,11 @@ def parse_site(raw: Mapping[str, Any], where: str) -> list[tuple[SiteSection, An
     owned = {"site"} | {key for section in package_sections for key in section.keys}
     for key in sorted(set(raw) - owned):
         problems.add(key, f"unknown section (known: {', '.join(sorted(owned))})")
-    parsed = [(SITE_SECTION, identity)]
+    site = raw.get("site", {})
+    brand = parse_brand(
+        site.get("brand") if isinstance(site, dict) else None, problems, identity.name
+    )
+    parsed: list[tuple[SiteSection, Any]] = [(SITE_SECTION, identity), (BRAND_SECTION, brand)]
     parsed += [(section, section.parse(raw, locales, problems)) for section in package_sections]
     if problems:
         raise SiteConfigError([(f"{where}: {path}", what) for path, what in problems.items])

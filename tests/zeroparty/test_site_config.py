@@ -278,7 +278,9 @@ INVALID: list[tuple[str, Callable[[str], str], str]] = [
         "site-not-a-table",
         lambda text: (
             'site = "demo"\n'
-            + text.replace("[site]\n", "[site_old]\n").replace("[site.mail]", "[site_old.mail]")
+            + text.replace("[site]\n", "[site_old]\n")
+            .replace("[site.mail]", "[site_old.mail]")
+            .replace("[site.brand", "[site_old.brand")
         ),
         "site",
     ),
