@@ -8,7 +8,7 @@ from sqlalchemy.engine import Connection
 import capture.models  # noqa: F401  (registers capture's tables)
 import consent_ledger.models  # registers the ledger's tables
 import consent_ledger.requests  # noqa: F401  (registers data-subject requests)
-import consent_sync.models  # noqa: F401  (registers consent sync's tables)
+import consent_sync.models
 import consent_sync.subscription_models  # noqa: F401  (registers subscriptions' tables)
 import console.models  # noqa: F401  (registers the console's tables)
 import preference_center.models  # noqa: F401  (registers the preference center's tables)
