@@ -16,7 +16,7 @@ from zeroparty.site import load_site
 from zeroparty.site_info import SiteInfo, site_identity
 
 DEMO = DEFAULT_SITE_FILE.read_text("utf-8")
-DEMO_MAIL = DEMO[DEMO.index("[site.mail]") : DEMO.index("[purposes.newsletter]")]
+DEMO_MAIL = DEMO[DEMO.index("[site.mail]") : DEMO.index("[site.brand]")]
 
 
 def _with_mail_table(tmp_path: Path, table: str) -> Path:
