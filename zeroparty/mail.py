@@ -22,6 +22,9 @@ bodies, ``From``/``Reply-To`` from the site's sender (:mod:`zeroparty.site_info`
 ``Message-ID`` in the sender's domain. ``List-Unsubscribe`` and ``List-Unsubscribe-Post``
 are written exactly as RFC 2369 and RFC 8058 show them: folded at whitespace only, never
 RFC 2047-encoded (mailbox providers do not decode them; Python's default policy would).
+A mail with files (:class:`Attachment`, kept in the outbox row with the text) is
+``multipart/mixed``: the text (or its text and HTML alternatives) first, then each file
+base64-encoded, so a client saves exactly the bytes queued.
 
 Transports: SMTP (``ZEROPARTY_SMTP_URL``: ``smtp://user:pass@host:587?starttls=1`` or
 ``smtps://host:465``) or, without it, ``.eml`` files in the outbox folder plus a log line
@@ -30,6 +33,7 @@ Transports: SMTP (``ZEROPARTY_SMTP_URL``: ``smtp://user:pass@host:587?starttls=1
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import logging
 import re
@@ -81,6 +85,9 @@ RAW_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
 QUEUED_IDS = "zeroparty.mail.queued"  # Session.info key: ids queued in this session
 CLAIMED = "zeroparty.mail.claimed"  # Session.info key: rows queued claimed, to send after commit
 SMTP_URL_OPTIONS = frozenset({"starttls"})
+MAX_ATTACHMENT_BYTES = 1_000_000  # all of a mail's files together, before base64
+ATTACHMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+ATTACHMENT_TYPE = re.compile(r"[a-z0-9][a-z0-9.+-]{0,63}/[a-z0-9][a-z0-9.+-]{0,63}")
 
 
 class OutboxMail(Base):
@@ -102,6 +109,24 @@ class OutboxMail(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(String(500))
+    # The mail's files (:func:`attachments_json`): JSON, each file's bytes in base64;
+    # NULL: none. Written with the row, so a queued mail never loses a file.
+    attachments: Mapped[str | None] = mapped_column(Text)
+
+
+class AttachmentError(ValueError):
+    """An attachment that cannot be sent; the message names the problem. Raised by
+    :func:`queue_mail` before anything is written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a mail: its name, MIME type and exact bytes. It travels base64
+    encoded (RFC 2045 section 6.8), so the file a mail client saves is these bytes."""
+
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +136,7 @@ class Mail:
     text: str
     html: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +213,11 @@ class WirePolicy(EmailPolicy):
     is folded once per line settings (the result is kept on the object)."""
 
     def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
-        if type(value) is str and name.lower() not in PER_MAIL_HEADERS:
+        if (
+            type(value) is str
+            and name.lower() not in PER_MAIL_HEADERS
+            and "boundary=" not in value  # a multipart's boundary differs in every mail
+        ):
             return (name, _stored_header(self, name, value))
         return super().header_store_parse(name, value)
 
@@ -405,6 +435,56 @@ _MARK_SENT = (
 )
 
 
+def attachments_json(attachments: Sequence[Attachment]) -> str | None:
+    """How ``mail_outbox.attachments`` keeps ``attachments`` (``None`` for none), or
+    :class:`AttachmentError`: a file name that is not 1 to 100 ASCII letters, digits,
+    dots, hyphens or underscores (so ``Content-Disposition`` needs no encoding, RFC
+    2183), a content type that is not a lower-case ``type/subtype``, more than
+    :data:`MAX_ATTACHMENT_BYTES` in all, or one name twice."""
+    if not attachments:
+        return None
+    names: set[str] = set()
+    for attachment in attachments:
+        if not ATTACHMENT_NAME.fullmatch(attachment.filename):
+            raise AttachmentError(
+                f"attachment name {attachment.filename!r}: use 1 to 100 ASCII letters, "
+                "digits, dots, hyphens or underscores"
+            )
+        if attachment.filename in names:
+            raise AttachmentError(f"attachment name {attachment.filename!r} is given twice")
+        names.add(attachment.filename)
+        if not ATTACHMENT_TYPE.fullmatch(attachment.content_type):
+            raise AttachmentError(
+                f"attachment {attachment.filename}: content type "
+                f"{attachment.content_type!r} is not a lower-case type/subtype"
+            )
+    size = sum(len(attachment.data) for attachment in attachments)
+    if size > MAX_ATTACHMENT_BYTES:
+        raise AttachmentError(
+            f"attachments of {size:,} bytes; a mail carries at most {MAX_ATTACHMENT_BYTES:,}"
+        )
+    return orjson.dumps(
+        [
+            {
+                "filename": attachment.filename,
+                "content_type": attachment.content_type,
+                "data": base64.b64encode(attachment.data).decode("ascii"),
+            }
+            for attachment in attachments
+        ]
+    ).decode()
+
+
+def attachments_of(row: OutboxMail) -> tuple[Attachment, ...]:
+    """The files ``row`` keeps (see :func:`attachments_json`), in order."""
+    if not row.attachments:
+        return ()
+    return tuple(
+        Attachment(item["filename"], item["content_type"], base64.b64decode(item["data"]))
+        for item in orjson.loads(row.attachments)
+    )
+
+
 def queue_mail(
     session: Session, mail: Mail, *, subject_id: str | None = None, claimed: bool = False
 ) -> str:
@@ -414,7 +494,10 @@ def queue_mail(
     ``claimed``: the caller sends it itself right after the commit (:func:`claimed_mails`,
     :func:`send_claimed`): the row is written claimed by this process for
     :data:`CLAIM_SECONDS`, so no deliverer takes it meanwhile, and the periodic delivery
-    sends it once the claim lapses if this process never does."""
+    sends it once the claim lapses if this process never does.
+
+    Raises :class:`AttachmentError` (nothing written) for a file it cannot send."""
+    attachments = attachments_json(mail.attachments)
     mail_id = uuid.uuid4().hex
     now = utcnow()
     row = OutboxMail(
@@ -429,6 +512,7 @@ def queue_mail(
         attempts=0,
         next_attempt_at=now,
         claimed_until=now + timedelta(seconds=CLAIM_SECONDS) if claimed else None,
+        attachments=attachments,
     )
     session.execute(
         _INSERT_OUTBOX,
@@ -513,6 +597,12 @@ def build_message(row: OutboxMail, sender: MailSender) -> EmailMessage:
     message.set_content(f"{row.body_text.rstrip()}\n\n{footer}\n")
     if row.body_html:
         message.add_alternative(f"{row.body_html}<p>{escape(footer)}</p>", subtype="html")
+    for attachment in attachments_of(row):
+        # The text (or its alternatives) first, then each file: multipart/mixed.
+        maintype, _, subtype = attachment.content_type.partition("/")
+        message.add_attachment(
+            attachment.data, maintype=maintype, subtype=subtype, filename=attachment.filename
+        )
     return message
 
 

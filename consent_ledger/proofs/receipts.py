@@ -14,6 +14,7 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 import orjson
@@ -32,10 +33,17 @@ from consent_ledger.proofs.checkpoints import (
     parse_verifier_key,
     verify_checkpoint,
 )
+from consent_ledger.proofs.receipt_text import (
+    RECEIPT_CONTENT_TYPE,
+    RECEIPT_FILENAME,
+    SENTENCES,
+    ReceiptLine,
+    receipt_summary,
+)
 from consent_ledger.stored import entry_of_row, entry_select
 from zeroparty.db import Database
 from zeroparty.errors import NotFound
-from zeroparty.mail import LeadLinker, Mail, queue_mail, with_lead_links
+from zeroparty.mail import Attachment, LeadLinker, Mail, queue_mail, with_lead_links
 from zeroparty.settings import Settings
 from zeroparty.site_info import site_identity
 
@@ -327,6 +335,45 @@ def _check_record(
     return str(entry["purpose"])
 
 
+def receipt_file(receipt: dict[str, Any]) -> bytes:
+    """The receipt as a file: the bytes ``zeroparty receipt`` prints and the
+    preference center's download holds (indented JSON, UTF-8, a final newline)."""
+    return orjson.dumps(receipt, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def _summary_lines(session: Session, receipt: dict[str, Any]) -> list[ReceiptLine]:
+    """Per record, what the mail's text says: the purpose's title (as the receipt names
+    it), the entry's action and time, the notice's version number (looked up here)."""
+    records = receipt["proof"]["records"]
+    claims = _purpose_claims(receipt)
+    wanted = {
+        (record["entry"]["purpose"], record["entry"]["notice_sha256"])
+        for record in records
+        if record["entry"]["notice_sha256"]
+    }
+    versions: dict[tuple[str, str], int] = {}
+    if wanted:
+        rows = session.execute(
+            select(NoticeVersion.purpose_key, NoticeVersion.sha256, NoticeVersion.version).where(
+                NoticeVersion.sha256.in_([sha for _, sha in wanted])
+            )
+        )
+        versions = {(key, sha): version for key, sha, version in rows if (key, sha) in wanted}
+    lines = []
+    for record, claim in zip(records, claims, strict=True):
+        entry = record["entry"]
+        lines.append(
+            ReceiptLine(
+                purpose=str(cast(dict[str, Any], claim)["purpose"]),
+                action=entry["action"],
+                occurred_at=datetime.fromisoformat(entry["occurred_at"]),
+                notice_sha256=entry["notice_sha256"],
+                notice_version=versions.get((entry["purpose"], entry["notice_sha256"] or "")),
+            )
+        )
+    return lines
+
+
 def mail_receipt(
     database: Database,
     settings: Settings,
@@ -336,24 +383,28 @@ def mail_receipt(
 ) -> str | None:
     """Queue a mail to the lead with their signed receipt (after a confirmation).
 
-    The receipt travels as JSON in the mail itself, ready for ``zeroparty receipt
-    verify``. Returns the queued mail's id (``None`` for an erased or unknown lead).
+    The text is a short summary (per purpose: what, when, which notice version; how to
+    check the receipt); the receipt goes as the attachment ``consent-receipt.json``,
+    the exact bytes ``zeroparty receipt verify`` accepts. Returns the queued mail's id
+    (``None`` for an erased or unknown lead).
     """
     receipt = build_receipt(database, settings, signer, subject_id)
-    body = orjson.dumps(receipt, option=orjson.OPT_INDENT_2).decode()
+    attachment = Attachment(RECEIPT_FILENAME, RECEIPT_CONTENT_TYPE, receipt_file(receipt))
     with database.write() as session:
         profile = session.get(SubjectProfile, subject_id)
         if profile is None:
             return None
-        text = (
-            "Hello,\n\n"
-            "thank you for confirming. Below is your consent receipt: what you agreed to, "
-            "when, and the exact text you were shown, with a proof that it is recorded in "
-            "our tamper-evident consent ledger. Keep it: anyone can check it with the "
-            f"public key published at {settings.base_url}/ledger/key, without trusting us.\n\n"
-            f"--- consent-receipt.json ---\n{body}\n--- end ---\n"
+        text = receipt_summary(
+            _summary_lines(session, receipt),
+            receipt_id=receipt["consentReceiptID"],
+            key_url=f"{settings.base_url}/ledger/key",
         )
-        mail = Mail(to=profile.email, subject="Your consent receipt", text=text)
+        mail = Mail(
+            to=profile.email,
+            subject=SENTENCES["subject"],
+            text=text,
+            attachments=(attachment,),
+        )
         if lead_links is not None:
             purposes = [record["entry"]["purpose"] for record in receipt["proof"]["records"]]
             mail = with_lead_links(mail, lead_links(session, subject_id, purposes))

@@ -150,10 +150,12 @@ def test_confirmation_mails_a_receipt_that_verifies_offline(
     receipt_mail = smtp_server.wait_for(2)[1]
     assert receipt_mail["Subject"] == "Your consent receipt"
     assert receipt_mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    text = SmtpServer.text_of(receipt_mail).replace("\r\n", "\n")
-    body = text.split("--- consent-receipt.json ---\n", 1)[1].split("\n--- end ---", 1)[0]
+    (attachment,) = receipt_mail.iter_attachments()
+    assert attachment.get_filename() == "consent-receipt.json"
     key = mail_client.get("/ledger/key").text.splitlines()[0]
-    check = verify_receipt(orjson.loads(body), [parse_verifier_key(key)])
+    check = verify_receipt(
+        orjson.loads(attachment.get_payload(decode=True)), [parse_verifier_key(key)]
+    )
     assert check.purposes == ("newsletter",)
     # A second click confirms nothing and mails nothing.
     mail_client.post(match.group(1))
