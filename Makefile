@@ -63,3 +63,25 @@ clean:
 .PHONY: screenshots
 screenshots: $(STAMP)  ## refresh docs/screenshots/console-{dashboard,lead-list,lead}-{390,1280}.png
 	ZEROPARTY_TEST_DB=sqlite ZEROPARTY_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/console/test_console_browser.py
+
+# --- Languages (README: Languages): extract the texts people see from each package's
+# Python code and templates into <package>/locale/messages.pot, then update (or start)
+# each language's catalogue <package>/locale/<lang>/LC_MESSAGES/messages.po. Catalogues
+# are compiled in memory at start-up: no .mo file is built or committed.
+TRANSLATED := zeroparty:templates/zeroparty capture:templates/capture preference_center:templates/preference_center
+LANGUAGES  ?= de
+.PHONY: translations
+translations: $(STAMP)  ## extract messages and update every catalogue (LANGUAGES="de fr" adds one)
+	@set -e; for pair in $(TRANSLATED); do \
+	  package=$${pair%%:*}; templates=$${pair#*:}; \
+	  $(BIN)/pybabel -q extract -F babel.cfg -k N_ --sort-by-file --no-wrap \
+	    --project=zeroparty --copyright-holder="zeroparty contributors" \
+	    -o $$package/locale/messages.pot $$package $$templates; \
+	  for lang in $(LANGUAGES); do \
+	    if [ -f $$package/locale/$$lang/LC_MESSAGES/messages.po ]; then \
+	      $(BIN)/pybabel -q update --no-wrap -i $$package/locale/messages.pot -d $$package/locale -l $$lang; \
+	    else \
+	      $(BIN)/pybabel -q init --no-wrap -i $$package/locale/messages.pot -d $$package/locale -l $$lang; \
+	    fi; \
+	  done; \
+	done

@@ -29,6 +29,7 @@ from consent_ledger.requests import RequestChannel, RequestKind, record_request
 from preference_center import export, forms, mails, services
 from preference_center.locale import choose_locale, strings
 from preference_center.tokens import MAX_AGE, LinkClaim, LinkPurpose, LinkTokens, TokenRevoked
+from zeroparty import i18n
 from zeroparty.crosssite import require_same_origin
 from zeroparty.db import Database
 from zeroparty.mail import queued_mail_ids, send_after_commit
@@ -75,14 +76,14 @@ def _render(
 ) -> Response:
     templates: Jinja2Templates = request.app.state.templates
     lang = locale or choose_locale(None, request.headers.get("accept-language"))
-    response = templates.TemplateResponse(
-        request,
-        f"preference_center/{template}",
-        {**context, "lang": lang, "t": strings(lang)},
-        status_code=status,
-        headers=NO_REFERRER,
-    )
-    return response
+    with i18n.activated(lang):
+        return templates.TemplateResponse(
+            request,
+            f"preference_center/{template}",
+            {**context, "lang": lang, "t": strings(lang)},
+            status_code=status,
+            headers=NO_REFERRER,
+        )
 
 
 def _context(request: Request) -> services.ChangeContext:

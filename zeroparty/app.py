@@ -33,7 +33,7 @@ import scoring.reports
 import scoring.sla
 from consent_ledger.proofs import transparency
 from console.providers import ConsoleProviders
-from zeroparty import __version__, access_log, error_pages
+from zeroparty import __version__, access_log, error_pages, i18n
 from zeroparty.apikeys import ApiKeyVerifier
 from zeroparty.background import PeriodicJob
 from zeroparty.brand import brand_css, current_brand, site_brand
@@ -70,12 +70,11 @@ async def error_response(request: Request, status: int, code: str, message: str,
         )
     templates: Jinja2Templates = request.app.state.templates
     identity = await error_pages.current_identity(request, status)
-    return templates.TemplateResponse(
-        request,
-        "zeroparty/error.html",
-        error_pages.page_context(request, identity, status, message, fields or {}),
-        status_code=status,
-    )
+    context = error_pages.page_context(request, identity, status, message, fields or {})
+    with i18n.activated(str(context["lang"])):
+        return templates.TemplateResponse(
+            request, "zeroparty/error.html", context, status_code=status
+        )
 
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
@@ -204,6 +203,7 @@ def templates_for(directory: Path) -> Jinja2Templates:
     templates = Jinja2Templates(directory=directory)
     templates.env.globals["static_url"] = static_url
     templates.env.globals["site_brand"] = site_brand
+    i18n.install(templates.env)
     return templates
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.orm import Session
 
+from zeroparty import i18n
 from zeroparty.brand import parse_brand, store_brand
 from zeroparty.config_errors import ConfigProblems, SiteConfigError
 from zeroparty.db import Database
@@ -95,6 +96,12 @@ def _site_table(raw: Mapping[str, Any], problems: ConfigProblems) -> SiteIdentit
     ):
         problems.add("site.locales", 'must be a list of locales such as ["en", "de"]')
         locales = ["en"]
+    speakable = i18n.languages()
+    for locale in locales:
+        if i18n.primary(locale) not in speakable:
+            # The visitor's pages and mails would be half in English (README: Languages).
+            problems.add("site.locales", f"{locale!r} has no catalogue (languages with one: "
+                         f"{', '.join(sorted(speakable))})")  # fmt: skip
     default_locale = site.get("default_locale", locales[0] if locales else "en")
     if not isinstance(default_locale, str) or default_locale not in locales:
         problems.add("site.default_locale", f"must be one of site.locales {locales}")
