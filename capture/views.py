@@ -13,6 +13,9 @@ Template contexts (``templates/capture/``):
   message), ``message`` (error summary or ``None``), ``render_token``, ``page_url``,
   ``action``, ``gpc``, ``embed``, ``parent``, ``nonce``, ``labels`` (name → label).
 - ``quiz_step.html``: the same plus ``step``, ``step_number``, ``answers`` (kept so far).
+  A step's POST answers 303 to ``GET /f/{slug}?q=TOKEN`` (POST-redirect-GET, so the
+  browser's Back and Forward move between steps), the token signed by
+  :class:`~capture.tokens.CaptureTokens` with the answers chosen so far.
 - ``quiz_result.html``: the same plus ``outcome`` and ``answers``.
 - ``thanks.html``: ``definition``, ``outcome``, ``consent`` and ``gpc_opt_out``
   (titles of the purposes ticked and of those the GPC signal opts out of: only what
@@ -26,6 +29,7 @@ Template contexts (``templates/capture/``):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Mapping
@@ -52,7 +56,7 @@ from capture.definitions import Definition, OutcomeSpec, Published, plain
 from capture.errors import QuizAnswersInvalid, SpamSuspected, TooFast
 from capture.quiz import QuizPath, step_back, walk
 from capture.ratelimit import bucket_for
-from capture.tokens import CaptureTokens, RenderToken
+from capture.tokens import CaptureTokens, QuizStepToken, RenderToken
 from consent_ledger.api import ConsentLedger
 from consent_ledger.evidence import EvidenceValue, clean_evidence
 from zeroparty.db import Database, utcnow
@@ -147,12 +151,18 @@ def _labels(definition: Definition) -> dict[str, str]:
     return labels
 
 
+def _embed_query(request: Request, definition: Definition) -> str:
+    """``?embed=1&parent=…`` for links and actions that stay inside an embed, else ``""``."""
+    embed, parent = _embed_params(request, definition)
+    return "?embed=1" + (f"&parent={parent}" if parent else "") if embed else ""
+
+
 def _render(request: Request, screen: FormScreen) -> Response:
     definition = screen.published.definition
     embed, parent = _embed_params(request, definition)
     nonce = embedding.new_nonce()
     gpc = _gpc(request)
-    query = "?embed=1" + (f"&parent={parent}" if parent else "") if embed else ""
+    query = _embed_query(request, definition)
     context: dict[str, Any] = {
         "definition": definition,
         "notices": [n for n in screen.notices if not (gpc and n.sale_or_sharing)],
@@ -223,10 +233,53 @@ def _form_json(published: Published, notices: list[services.Notice], token: str)
     }
 
 
+def _quiz_path(definition: Definition, step: QuizStepToken) -> QuizPath:
+    """The quiz page a step token stands for, walked again from its answers."""
+    if step.back:
+        return step_back(definition, step.answers, step.at)
+    path = walk(definition, step.answers, step.at)
+    if path.current is None or path.errors:
+        return path
+    # Answers of later steps (given before Back was pressed) stay with the page, so the
+    # way forward shows them chosen again; the final walk drops any off its path.
+    later = {k: v for k, v in step.answers.items() if k not in path.answers}
+    return dataclasses.replace(path, answers={**path.answers, **later})
+
+
+async def _quiz_step_page(request: Request, slug: str, raw_token: str) -> Response:
+    """``GET /f/{slug}?q=…``: a quiz step (or its result) after the step's POST. The
+    answers come from the signed token, so Back and Forward show each step as it was
+    answered; the render token inside keeps the submission id, so the final submit is
+    sent once however often the visitor goes back."""
+    state = capture_state(request)
+    database = database_of(request)
+    try:
+        step = state.tokens.read_quiz_step(raw_token)
+        published, notices = await database.run(
+            _load_screen, database, state.store, slug, step.render.definition_id
+        )
+        if published.definition.slug != slug or not published.definition.is_quiz:
+            raise TokenInvalid("this quiz page is not valid: start again")
+    except ZeropartyError as exc:
+        return await _render_error(request, slug, state, _Submission(), exc)
+    path = _quiz_path(published.definition, step)
+    screen = FormScreen(
+        published, notices, step.render, page_url=_page_url(step.page_url), quiz=path
+    )
+    if path.errors:
+        problem = QuizAnswersInvalid(dict(path.errors))
+        screen.errors, screen.message = problem.fields, problem.message
+        screen.status = problem.status_code
+    return _render(request, screen)
+
+
 async def form_page(request: Request) -> Response:
-    """``GET /f/{slug}``: the hosted (or embedded) form or first quiz step."""
+    """``GET /f/{slug}``: the hosted (or embedded) form or first quiz step; with ``q``,
+    the quiz step a visitor was sent to after answering one."""
     slug = request.path_params["slug"]
     state = capture_state(request)
+    if "q" in request.query_params and not wants_json(request):
+        return await _quiz_step_page(request, slug, request.query_params["q"])
     published, notices = await database_of(request).run(
         _load_screen, database_of(request), state.store, slug
     )
@@ -379,19 +432,17 @@ async def _submit(
     # A quiz step page names its step; its Next button may be "pressed" without a value.
     action = raw.meta.get(forms.ACTION) or ("next" if forms.AT_STEP in raw.meta else "submit")
     if definition.is_quiz and not raw.is_json and action in ("next", "back"):
+        # POST-redirect-GET: every step is a page of its own in the browser's history,
+        # so Back and Forward move between steps and never ask to send anything again.
         answers = {
             q.key: tuple(v for v in raw.values.get(q.key, []) if v) for q in definition.questions()
         }
-        at = raw.meta.get(forms.AT_STEP) or None
-        if action == "back":
-            path = step_back(definition, answers, at)
-        else:
-            path = walk(definition, answers, at)
-        work.quiz = path
-        if path.errors:
-            raise QuizAnswersInvalid(dict(path.errors))
-        notices = await database.run(_load_notices, database, definition)
-        return _render(request, FormScreen(published, notices, token, page_url=page_url, quiz=path))
+        step = QuizStepToken(
+            token, answers, raw.meta.get(forms.AT_STEP) or None, action == "back", page_url
+        )
+        query = _embed_query(request, definition).replace("?", "&")
+        location = f"/f/{slug}?q={state.tokens.issue_quiz_step(step)}{query}"
+        return RedirectResponse(location, status_code=303)
     submission = forms.clean(definition, raw)
     if definition.is_quiz:
         answers = {q.key: submission.values.get(q.key, ()) for q in definition.questions()}

@@ -1,9 +1,10 @@
 """Access log lines without the secrets and personal data that travel in URLs.
 
 Signed links carry their token in the path (``/p/TOKEN``, ``/u/TOKEN``,
-``/confirm/TOKEN``, ``/p/erase/TOKEN``) or the query (``?r=TOKEN``), and the consent API
-takes an email in its query. Whoever reads an access log (``serve --access-log``) must
-not be able to open a lead's preference center from it, nor learn who was looked up.
+``/confirm/TOKEN``, ``/p/erase/TOKEN``) or the query (``?r=TOKEN``, a quiz step's
+``?q=TOKEN``), and the consent API takes an email in its query. Whoever reads an access
+log (``serve --access-log``) must not be able to open a lead's preference center from
+it, nor learn who was looked up (nor which answers a quiz taker chose).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 
 # A token is long (a signed payload); short segments like /p/export stay readable.
 _TOKEN_IN_PATH = re.compile(r"(/(?:p/erase|p|u|confirm)/)[A-Za-z0-9_.\-]{20,}")
-_SECRET_IN_QUERY = re.compile(r"([?&](?:r|email)=)[^&\s]*")
+_SECRET_IN_QUERY = re.compile(r"([?&](?:r|q|email)=)[^&\s]*")
 REDACTED = "[redacted]"
 
 

@@ -248,3 +248,54 @@ def test_confirmation_link_in_the_browser(
     assert page.locator("h1").inner_text() == "Thank you, confirmed"
     screenshot(page, "capture-confirmed")
     assert _rows(database)[1] == [("newsletter", "granted"), ("newsletter", "confirmed")]
+
+
+def test_quiz_steps_work_with_the_browsers_back_and_forward(
+    settings: Settings, database: Database, serve: Callable[..., LiveServer], page: Any
+) -> None:
+    """Each step is a page after a POST-redirect-GET: Back shows the step before with
+    its answer, Forward returns, nothing asks to be sent again, and the final submit
+    sent twice (after Back from the thank-you page) is stored once."""
+    server = serve(create_app(settings, database))
+    page.goto(server.url + "/f/analytics-fit")
+    page.get_by_label("Predictions").check()
+    page.get_by_role("button", name="Next").click()
+    page.get_by_text("How much data do you work with?").wait_for()
+    step_two = page.url
+    assert "?q=" in step_two
+    page.get_by_label("Terabytes or more").check()
+    page.get_by_role("button", name="Next").click()
+    assert page.locator("#outcome-title").inner_text() == "The scaler"
+
+    page.go_back()  # to step 2, its answer chosen
+    page.get_by_text("How much data do you work with?").wait_for()
+    assert page.url == step_two
+    assert page.get_by_label("Terabytes or more").is_checked()
+    page.go_back()  # to step 1, its answer chosen
+    page.get_by_text("What do you most want from your data?").wait_for()
+    assert page.get_by_label("Predictions").is_checked()
+    page.go_forward()
+    page.get_by_text("How much data do you work with?").wait_for()
+    page.go_forward()
+    assert page.locator("#outcome-title").inner_text() == "The scaler"
+    assert _rows(database) == ({}, []), "nothing is stored before the final submit"
+
+    page.get_by_role("textbox", name="Email").fill("back.and.forth@example.com")
+    page.get_by_label("Yes, Northwind may use my answers").check()
+    page.wait_for_timeout(HUMAN_PAUSE_MS)
+    page.get_by_role("button", name="Keep me posted").click()
+    assert page.locator("h1").inner_text() == "Your result: The scaler"
+    page.go_back()  # the result page again, not a resubmission
+    assert page.locator("#outcome-title").inner_text() == "The scaler"
+    page.get_by_role("textbox", name="Email").fill("back.and.forth@example.com")
+    if not page.get_by_label("Yes, Northwind may use my answers").is_checked():
+        page.get_by_label("Yes, Northwind may use my answers").check()
+    page.get_by_role("button", name="Keep me posted").click()
+    assert page.locator("h1").inner_text() == "Your result: The scaler"
+    answers, entries = _rows(database)
+    assert answers == {
+        "email": ["back.and.forth@example.com"],
+        "goal": ["prediction"],
+        "volume": ["large"],
+    }
+    assert entries == [("profiling", "granted")], "the second send replays the first"

@@ -3,6 +3,7 @@ results shown whether or not anything is stored."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import orjson
@@ -13,8 +14,10 @@ from starlette.testclient import TestClient
 from capture.definitions import from_json
 from capture.models import Answer, DefinitionVersion, Submission
 from capture.quiz import walk
+from capture.tokens import QUIZ_STEP_MAX_AGE, CaptureTokens
 from consent_ledger.models import ConsentEvent
-from tests.capture.conftest import find_all, one
+from tests.capture.conftest import find_all, one, token_in
+from zeroparty.access_log import redact
 from zeroparty.db import Database
 
 QUIZ = "/f/analytics-fit"
@@ -241,3 +244,121 @@ def test_next_without_a_button_value_still_steps(
         QUIZ, data={"_rt": render("analytics-fit"), "_at": "goal", "goal": "reporting"}
     )
     assert one(response.text, "input", name="_at")["value"] == "tools"
+
+
+def test_a_step_is_answered_with_a_redirect_to_a_page_of_its_own(
+    app_client: TestClient, render: Callable[..., str]
+) -> None:
+    """POST-redirect-GET: the browser's history holds GET pages only, so Back and
+    Forward never ask to send a step again; the address carries a signed token only."""
+    response = app_client.post(
+        QUIZ + "?embed=1",
+        data={"_rt": render("analytics-fit"), "_action": "next", "_at": "goal",
+              "goal": "prediction"},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert response.status_code == 303
+    location = response.headers["location"]
+    assert location.startswith(QUIZ + "?q=")
+    assert location.endswith("&embed=1")
+    assert "prediction" not in location, "answers travel inside the signed token only"
+    page = app_client.get(location)
+    assert page.status_code == 200
+    assert page.headers["cache-control"] == "no-store"
+    assert one(page.text, "input", name="_at")["value"] == "volume"
+    assert one(page.text, "input", type="hidden", name="goal")["value"] == "prediction"
+    # The same page again (Forward, a reload) is the same step, with nothing stored.
+    assert one(app_client.get(location).text, "input", name="_at")["value"] == "volume"
+
+
+def test_back_keeps_the_answers_of_later_steps_for_the_way_forward(
+    app_client: TestClient, render: Callable[..., str]
+) -> None:
+    token = render("analytics-fit")
+    response = app_client.post(
+        QUIZ,
+        data={"_rt": token, "_action": "back", "_at": "volume", "goal": "prediction",
+              "volume": "large"},
+    )  # fmt: skip
+    assert response.status_code == 200
+    assert "checked" in one(response.text, "input", id="f-goal-1")
+    assert one(response.text, "input", type="hidden", name="volume")["value"] == "large"
+    forward = app_client.post(
+        QUIZ, data={"_rt": token_in(response.text), "_action": "next", "_at": "goal",
+                    "goal": "prediction", "volume": "large"},
+    )  # fmt: skip
+    assert "checked" in one(forward.text, "input", name="volume", value="large")
+
+
+def test_the_result_page_keeps_the_render_token_of_the_first_step(
+    app_client: TestClient, render: Callable[..., str], tokens: CaptureTokens
+) -> None:
+    """The final submit names the submission id the quiz started with, so sending it
+    again after Back is the same submission (replayed), never a second one."""
+    token = render("analytics-fit")
+    html = _step(app_client, token, "goal", goal="browsing")
+    assert one(html, "h2", id="outcome-title")["text"] == "The explorer"
+    first = tokens.read_render(token)
+    shown = tokens.read_render(token_in(html))
+    assert (shown.submission_id, shown.rendered_at) == (first.submission_id, first.rendered_at)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "q=not-a-token",
+        "q=",
+        "r=x&q=" + "a" * 3000,
+    ],
+)
+def test_a_bad_step_token_starts_the_quiz_again(
+    app_client: TestClient, counts: Callable[[], dict[str, int]], query: str
+) -> None:
+    before = counts()
+    response = app_client.get(f"{QUIZ}?{query}")
+    assert response.status_code == 400
+    assert one(response.text, "input", name="_at")["value"] == "goal"
+    assert "expired or was not valid" in response.text
+    assert counts() == before
+
+
+def test_a_step_token_opens_only_its_own_quiz(
+    app_client: TestClient, render: Callable[..., str]
+) -> None:
+    response = app_client.post(
+        QUIZ, data={"_rt": render("analytics-fit"), "_action": "next", "_at": "goal",
+                    "goal": "prediction"}, follow_redirects=False,
+    )  # fmt: skip
+    query = response.headers["location"].split("?", 1)[1]
+    elsewhere = app_client.get(f"/f/contact?{query}")
+    assert elsewhere.status_code == 400
+    assert one(elsewhere.text, "input", id="f-email")
+    assert not find_all(elsewhere.text, "input", name="_at")
+
+
+def test_an_expired_step_token_says_so(
+    app_client: TestClient,
+    render: Callable[..., str],
+    tokens: CaptureTokens,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    location = app_client.post(
+        QUIZ, data={"_rt": render("analytics-fit"), "_action": "next", "_at": "goal",
+                    "goal": "prediction"}, follow_redirects=False,
+    ).headers["location"]  # fmt: skip
+    step = tokens.read_quiz_step(location.split("q=", 1)[1])
+    real_time = time.time
+    # itsdangerous stamps tokens with time.time(): sign one as if the visitor had left
+    # the page open longer than a step lives.
+    monkeypatch.setattr(time, "time", lambda: real_time() - QUIZ_STEP_MAX_AGE - 60)
+    old = tokens.issue_quiz_step(step)
+    monkeypatch.setattr(time, "time", real_time)
+    response = app_client.get(f"{QUIZ}?q={old}")
+    assert response.status_code == 410
+    assert one(response.text, "input", name="_at")["value"] == "goal"
+
+
+def test_the_step_token_is_redacted_from_access_logs() -> None:
+    assert redact("/f/analytics-fit?q=eJyrVkrOz0vOLynKTFWyUtI_&embed=1") == (
+        "/f/analytics-fit?q=[redacted]&embed=1"
+    )
