@@ -37,7 +37,7 @@ from starlette.responses import Response
 
 from zeroparty.config_errors import ConfigProblems
 from zeroparty.db import Database
-from zeroparty.site_info import SITE_INFO_ID, SiteInfo
+from zeroparty.site_info import SITE_INFO_ID, SiteInfo, forget_mail_senders
 
 WHERE = "site.brand"
 BRAND_KEYS = frozenset({"name", "logo", "colours", "footer"})
@@ -317,6 +317,7 @@ def store_brand(session: Session, brand: Brand | None) -> list[str]:
     if row is None or row.brand == value:
         return []
     row.brand = value
+    forget_mail_senders(session)  # mails name the brand's address and privacy policy
     _BRANDS.forget()
     event.listen(session, "after_commit", _BRANDS.forget, once=True)
     return ["site.brand: " + ("removed" if brand is None else "updated")]

@@ -579,6 +579,18 @@ def _from_header(name: str, address: str) -> Any:
     return WIRE_POLICY.header_factory("From", Address(name, addr_spec=address))
 
 
+def mail_footer(sender: MailSender) -> str:
+    """The lines every mail ends with: who sent it (``[site.mail]``), the postal
+    address and privacy policy of ``[site.brand]``'s footer (the policy else
+    ``[site]``'s); an address the company's name already spells out is not repeated."""
+    lines = [f"This mail was sent by {sender.company}."]
+    if sender.postal_address and sender.postal_address not in sender.company:
+        lines.append(sender.postal_address)
+    if sender.privacy_policy:
+        lines.append(f"Privacy policy: {sender.privacy_policy}")
+    return "\n".join(lines)
+
+
 def build_message(row: OutboxMail, sender: MailSender) -> EmailMessage:
     """The message for ``row`` as ``sender`` sends it, with the company named in the
     footer; its ``Message-ID`` is the row's id, so a retry keeps it."""
@@ -593,10 +605,11 @@ def build_message(row: OutboxMail, sender: MailSender) -> EmailMessage:
     message["Message-ID"] = f"<{row.id}@{from_address.rpartition('@')[2]}>"
     for name, value in orjson.loads(row.headers).items():
         message[name] = value
-    footer = f"This mail was sent by {sender.company}."
+    footer = mail_footer(sender)
     message.set_content(f"{row.body_text.rstrip()}\n\n{footer}\n")
     if row.body_html:
-        message.add_alternative(f"{row.body_html}<p>{escape(footer)}</p>", subtype="html")
+        lines = "<br>".join(escape(line) for line in footer.splitlines())
+        message.add_alternative(f"{row.body_html}<p>{lines}</p>", subtype="html")
     for attachment in attachments_of(row):
         # The text (or its alternatives) first, then each file: multipart/mixed.
         maintype, _, subtype = attachment.content_type.partition("/")

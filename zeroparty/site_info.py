@@ -57,12 +57,15 @@ UNNAMED = SiteIdentity("zeroparty", "", "", "en", ("en",))
 
 @dataclass(frozen=True, slots=True)
 class MailSender:
-    """Who every outgoing mail is from, and the company its footer names."""
+    """Who every outgoing mail is from, and what its footer says: the company, the
+    postal address and privacy policy of ``[site.brand]``'s footer ("" when not set)."""
 
     from_name: str
     from_address: str
     reply_to: str
     company: str
+    postal_address: str = ""
+    privacy_policy: str = ""
 
     @property
     def domain(self) -> str:
@@ -78,20 +81,43 @@ def default_from_address(base_url: str) -> str:
     return f"no-reply@{host}"
 
 
-def sender_of(identity: SiteIdentity, base_url: str) -> MailSender:
+def sender_of(
+    identity: SiteIdentity, base_url: str, brand_footer: tuple[str, str] = ("", "")
+) -> MailSender:
     """The configured sender, or the site's name at ``no-reply@`` the base URL's host;
-    the company named is ``company``, else the controller, else the site's name."""
+    the company named is ``company``, else the controller, else the site's name. The
+    footer's address and privacy policy are ``[site.brand]``'s (``brand_footer``), the
+    privacy policy else ``[site]``'s ``policy_url``."""
     company = identity.mail_company or identity.controller or identity.name
+    address, policy = brand_footer
     return MailSender(
         from_name=identity.mail_from_name or identity.name,
         from_address=identity.mail_from_address or default_from_address(base_url),
         reply_to=identity.mail_reply_to,
         company=" ".join(company.split()),
+        postal_address=" ".join(address.split()),
+        privacy_policy=policy or identity.policy_url,
     )
 
 
+def _brand_footer(stored: str | None) -> tuple[str, str]:
+    """The address and privacy-policy link of the stored ``[site.brand]`` (the JSON
+    :func:`zeroparty.brand.brand_json` writes; that module imports this one)."""
+    if not stored:
+        return ("", "")
+    brand = orjson.loads(stored)
+    return (str(brand.get("footer_address") or ""), str(brand.get("privacy_policy") or ""))
+
+
+def _site_row(session: Session) -> SiteInfo | None:
+    return session.execute(select(SiteInfo).where(SiteInfo.id == SITE_INFO_ID)).scalar_one_or_none()
+
+
 def site_identity(session: Session) -> SiteIdentity:
-    row = session.execute(select(SiteInfo).where(SiteInfo.id == SITE_INFO_ID)).scalar_one_or_none()
+    return _identity_of(_site_row(session))
+
+
+def _identity_of(row: SiteInfo | None) -> SiteIdentity:
     if row is None:
         return UNNAMED
     return SiteIdentity(
@@ -108,7 +134,9 @@ def site_identity(session: Session) -> SiteIdentity:
 
 
 def mail_sender(session: Session, base_url: str) -> MailSender:
-    return sender_of(site_identity(session), base_url)
+    """The sender as stored now, with the brand's footer (one statement)."""
+    row = _site_row(session)
+    return sender_of(_identity_of(row), base_url, _brand_footer(row.brand if row else None))
 
 
 class _SenderCache:
@@ -168,18 +196,19 @@ def store_site_identity(session: Session, identity: SiteIdentity) -> list[str]:
     }
     if row is None:
         session.add(SiteInfo(id=SITE_INFO_ID, **values))
-        _forget_senders(session)
+        forget_mail_senders(session)
         return ["site: created"]
     if any(getattr(row, key) != value for key, value in values.items()):
         for key, value in values.items():
             setattr(row, key, value)
-        _forget_senders(session)
+        forget_mail_senders(session)
         return ["site: updated"]
     return []
 
 
-def _forget_senders(session: Session) -> None:
-    """This process's cached senders are stale: now, and again once ``session``
-    commits (a sender read meanwhile is the old one)."""
+def forget_mail_senders(session: Session) -> None:
+    """This process's cached senders are stale (``[site]`` or the brand's footer
+    changed): now, and again once ``session`` commits (a sender read meanwhile is the
+    old one)."""
     _SENDERS.forget()
     event.listen(session, "after_commit", _SENDERS.forget, once=True)

@@ -29,6 +29,7 @@ from zeroparty.mail import (
     WirePolicy,
     _fold_raw,
     build_message,
+    mail_footer,
     wire_address,
 )
 from zeroparty.site_info import (
@@ -74,10 +75,11 @@ def _reference(row: OutboxMail, sender: MailSender) -> EmailMessage:
     message["Message-ID"] = f"<{row.id}@{from_address.rpartition('@')[2]}>"
     for name, value in orjson.loads(row.headers).items():
         message[name] = value
-    footer = f"This mail was sent by {sender.company}."
+    footer = mail_footer(sender)
     message.set_content(f"{row.body_text.rstrip()}\n\n{footer}\n")
     if row.body_html:
-        message.add_alternative(f"{row.body_html}<p>{escape(footer)}</p>", subtype="html")
+        lines = "<br>".join(escape(line) for line in footer.splitlines())
+        message.add_alternative(f"{row.body_html}<p>{lines}</p>", subtype="html")
     return message
 
 
@@ -94,6 +96,14 @@ SENDERS = [
         "x@[127.0.0.1]",
         "r@example.com",
         "Ünïcode Company",
+    ),
+    MailSender(
+        "Northwind",
+        "no-reply@northwind.example",
+        "",
+        "Northwind Analytics GmbH",
+        "Postfach 12 34, 10999 Berlin <Tür & Tor>",
+        "https://northwind.example/privacy?a=1&b=2",
     ),
 ]
 SUBJECTS = [

@@ -35,8 +35,11 @@ def test_queued_mail_reaches_smtp_server(
     (message,) = smtp_server.wait_for(1)
     assert message["To"] == "ann@example.com"
     text = SmtpServer.text_of(message).replace("\r\n", "\n")
-    footer = "This mail was sent by Northwind Analytics GmbH, Example Street 1, 10115 Berlin."
-    assert text == f"Hi Ann\n\n{footer}\n"  # the company named, from site.toml
+    footer = (
+        "This mail was sent by Northwind Analytics GmbH, Example Street 1, 10115 Berlin.\n"
+        "Privacy policy: https://northwind.example/privacy"
+    )
+    assert text == f"Hi Ann\n\n{footer}\n"  # the company and brand footer, from site.toml
     assert deliver_pending(database, transport_for(settings.smtp_url, settings.outbox_dir)) == 0
 
 
