@@ -21,12 +21,24 @@ from consent_ledger.evidence import EvidenceValue, clean_evidence
 from consent_ledger.proofs import receipts
 from consent_ledger.proofs.checkpoints import CheckpointError
 from consent_ledger.proofs.transparency import SignerSource
+from zeroparty import i18n
 from zeroparty.db import Database
 from zeroparty.http import JSONResponse, wants_json
 from zeroparty.mail import LeadLinker, send_after_commit
 from zeroparty.settings import Settings
 
 log = logging.getLogger("zeroparty.capture")
+
+
+def _language(request: Request) -> str:
+    """The page's language: the link's ``?lang=`` (the mail's language), else the
+    browser's."""
+    return i18n.choose_language(
+        i18n.languages(),
+        requested=request.query_params.get("lang"),
+        accept_language=request.headers.get("accept-language"),
+        default=i18n.SOURCE_LANGUAGE,
+    )
 
 
 def _confirm_view(
@@ -58,9 +70,10 @@ def _confirm_page(
         "token": request.path_params["token"],
         "nonce": nonce,
     }
-    return templates_of(request).TemplateResponse(
-        request, "capture/confirm.html", context, headers=embedding.page_headers(nonce, ())
-    )
+    with i18n.activated(_language(request)):
+        return templates_of(request).TemplateResponse(
+            request, "capture/confirm.html", context, headers=embedding.page_headers(nonce, ())
+        )
 
 
 async def confirm_page(request: Request) -> Response:
@@ -137,9 +150,10 @@ def _confirm_held(
 def _held_page(request: Request, view: held_confirmation.HeldView) -> Response:
     nonce = embedding.new_nonce()
     context = {"view": view, "token": request.path_params["token"], "nonce": nonce}
-    return templates_of(request).TemplateResponse(
-        request, "capture/held.html", context, headers=embedding.page_headers(nonce, ())
-    )
+    with i18n.activated(_language(request)):
+        return templates_of(request).TemplateResponse(
+            request, "capture/held.html", context, headers=embedding.page_headers(nonce, ())
+        )
 
 
 async def held_page(request: Request) -> Response:

@@ -8,11 +8,13 @@ notice text's: a changed definition is a new version, never an edit of the old o
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 import orjson
+
+from zeroparty.i18n import N_, gettext
 
 
 class FieldType(StrEnum):
@@ -58,22 +60,25 @@ AUTOCOMPLETE = {
 }
 INPUT_TYPE = {FieldType.EMAIL: "email"}
 
+# Built-in texts: English in a definition, translated by the catalogue where shown.
 COMPANY_SIZES = (
-    ("1-10", "1 to 10 people"),
-    ("11-50", "11 to 50 people"),
-    ("51-200", "51 to 200 people"),
-    ("201-1000", "201 to 1,000 people"),
-    ("1001+", "More than 1,000 people"),
+    ("1-10", N_("1 to 10 people")),
+    ("11-50", N_("11 to 50 people")),
+    ("51-200", N_("51 to 200 people")),
+    ("201-1000", N_("201 to 1,000 people")),
+    ("1001+", N_("More than 1,000 people")),
 )
 INDUSTRIES = (
-    ("software", "Software and internet"),
-    ("finance", "Finance and insurance"),
-    ("retail", "Retail and e-commerce"),
-    ("manufacturing", "Manufacturing"),
-    ("health", "Health care"),
-    ("public", "Public sector and education"),
-    ("other", "Other"),
+    ("software", N_("Software and internet")),
+    ("finance", N_("Finance and insurance")),
+    ("retail", N_("Retail and e-commerce")),
+    ("manufacturing", N_("Manufacturing")),
+    ("health", N_("Health care")),
+    ("public", N_("Public sector and education")),
+    ("other", N_("Other")),
 )
+DEFAULT_SUBMIT_LABEL = N_("Submit")
+DEFAULT_THANK_YOU = N_("Thank you. We have received your details.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +168,13 @@ class RateLimit:
 
 @dataclass(frozen=True, slots=True)
 class Definition:
-    """A form (``steps`` empty) or a quiz, as published under ``slug``."""
+    """A form (``steps`` empty) or a quiz, as published under ``slug``.
+
+    Its texts are in ``locale``. A form offered in several languages lists them in
+    ``locales`` and carries the texts of each in ``translations``: per language, the
+    text's path in the definition (``fields[0].label``, ``steps[1].questions[0]
+    .answers[2].label``, ``outcomes.expert.text``) and the text. :func:`in_locale`
+    gives the definition as shown in one of them."""
 
     slug: str
     kind: DefinitionKind
@@ -183,6 +194,13 @@ class Definition:
     outcomes: tuple[OutcomeSpec, ...] = ()
     default_outcome: str | None = None
     answer_purposes: tuple[str, ...] = ()
+    locales: tuple[str, ...] = ()
+    translations: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+
+    @property
+    def offered_locales(self) -> tuple[str, ...]:
+        """The languages the form is shown in, its own first."""
+        return self.locales or (self.locale,)
 
     @property
     def is_quiz(self) -> bool:
@@ -218,8 +236,13 @@ class Published:
 
 
 def to_json(definition: Definition) -> bytes:
-    """Canonical JSON (sorted keys, no whitespace): stored, hashed, compared."""
-    return orjson.dumps(plain(definition), option=orjson.OPT_SORT_KEYS)
+    """Canonical JSON (sorted keys, no whitespace): stored, hashed, compared. A form in
+    one language leaves ``locales`` and ``translations`` out, so its hash is the one it
+    had before forms could have several."""
+    data = plain(definition)
+    if not definition.locales and not definition.translations:
+        del data["locales"], data["translations"]
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
 
 
 def definition_sha256(definition: Definition) -> str:
@@ -265,6 +288,11 @@ def from_json(data: bytes | str) -> Definition:
         outcomes=tuple(OutcomeSpec(**o) for o in raw["outcomes"]),
         default_outcome=raw["default_outcome"],
         answer_purposes=tuple(raw["answer_purposes"]),
+        locales=tuple(raw.get("locales", ())),
+        translations=tuple(
+            (locale, tuple((path, text) for path, text in texts))
+            for locale, texts in raw.get("translations", ())
+        ),
     )
 
 
@@ -301,4 +329,68 @@ def _question(raw: dict[str, Any]) -> QuestionSpec:
         required=raw["required"],
         help=raw["help"],
         purposes=tuple(raw["purposes"]),
+    )
+
+
+def in_locale(definition: Definition, language: str) -> Definition:
+    """``definition`` as shown in ``language``: each text from its translations, else
+    (a built-in text such as a company size or the default button) from the catalogue;
+    ``locale`` becomes ``language`` (what the page, the evidence and a new lead record)."""
+    if language == definition.locale == "en":
+        return definition
+    texts = dict(dict(definition.translations).get(language, ()))
+
+    def text(path: str, value: str) -> str:
+        return texts[path] if path in texts else gettext(language, value)
+
+    def field_in(index: int, spec: FieldSpec) -> FieldSpec:
+        where = f"fields[{index}]"
+        return replace(
+            spec,
+            label=text(f"{where}.label", spec.label),
+            help=text(f"{where}.help", spec.help) if spec.help else "",
+            choices=tuple(
+                Choice(c.value, text(f"{where}.choices[{i}].label", c.label))
+                for i, c in enumerate(spec.choices)
+            ),
+        )
+
+    def question_in(where: str, question: QuestionSpec) -> QuestionSpec:
+        return replace(
+            question,
+            text=text(f"{where}.text", question.text),
+            help=text(f"{where}.help", question.help) if question.help else "",
+            answers=tuple(
+                replace(a, label=text(f"{where}.answers[{i}].label", a.label))
+                for i, a in enumerate(question.answers)
+            ),
+        )
+
+    return replace(
+        definition,
+        locale=language,
+        title=text("title", definition.title),
+        intro=text("intro", definition.intro) if definition.intro else "",
+        submit_label=text("submit_label", definition.submit_label),
+        thank_you=text("thank_you", definition.thank_you),
+        fields=tuple(field_in(i, f) for i, f in enumerate(definition.fields)),
+        steps=tuple(
+            replace(
+                step,
+                title=text(f"steps[{i}].title", step.title) if step.title else "",
+                questions=tuple(
+                    question_in(f"steps[{i}].questions[{j}]", q)
+                    for j, q in enumerate(step.questions)
+                ),
+            )
+            for i, step in enumerate(definition.steps)
+        ),
+        outcomes=tuple(
+            OutcomeSpec(
+                o.key,
+                text(f"outcomes.{o.key}.title", o.title),
+                text(f"outcomes.{o.key}.text", o.text),
+            )
+            for o in definition.outcomes
+        ),
     )

@@ -4,6 +4,7 @@ machines, and re-rendered next to the form's fields for people (``capture.views`
 from __future__ import annotations
 
 from zeroparty.errors import InvalidInput, ZeropartyError
+from zeroparty.i18n import N_
 
 
 class UnknownField(InvalidInput):
@@ -28,7 +29,7 @@ class QuizAnswersInvalid(InvalidInput):
     """Quiz answers that do not fit the questions on the path they were given on."""
 
     def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__("Please answer the marked questions.", fields=errors)
+        super().__init__(N_("Please answer the marked questions."), fields=errors)
 
 
 class RateLimited(ZeropartyError):

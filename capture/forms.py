@@ -24,6 +24,7 @@ from capture.definitions import CHOICE_TYPES, Definition, FieldSpec, FieldType
 from capture.errors import UnknownField
 from consent_ledger.api import InvalidEmail, normalise_email
 from zeroparty.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from zeroparty.i18n import N_
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_FIELDS = 200
@@ -197,26 +198,26 @@ def _check_field(spec: FieldSpec, values: list[str]) -> tuple[tuple[str, ...], s
     if not cleaned:
         if spec.required:
             if spec.type is FieldType.EMAIL:
-                return (), "Enter your email address"
+                return (), N_("Enter your email address")
             if spec.multiple or spec.type in CHOICE_TYPES:
-                return (), "Choose an option"
-            return (), "This field is required"
+                return (), N_("Choose an option")
+            return (), N_("This field is required")
         return (), None
     if len(cleaned) > 1 and not spec.multiple:
         return (), "send one value only"
     for value in cleaned:
         if len(value) > spec.max_length:
-            return (), f"Use at most {spec.max_length} characters"
+            return (), N_("Use at most %(count)s characters", count=spec.max_length)
     if spec.type in CHOICE_TYPES:
         allowed = {c.value for c in spec.choices}
         if any(v not in allowed for v in cleaned):
-            return (), "Choose one of the options shown"
+            return (), N_("Choose one of the options shown")
         return tuple(dict.fromkeys(cleaned)), None
     if spec.type is FieldType.EMAIL:
         try:
             return (normalise_email(cleaned[0]),), None
         except InvalidEmail as exc:
-            return (), f"Enter a valid email address ({exc.fields['email']})"
+            return (), N_("Enter a valid email address (%(reason)s)", reason=exc.fields["email"])
     return cleaned, None
 
 
@@ -243,7 +244,7 @@ def clean(definition: Definition, raw: RawSubmission, *, answers: bool = True) -
         for key in questions:
             sent = tuple(v for v in raw.values.get(key, []) if v)
             if any(len(v) > 64 or "\x00" in v for v in sent):
-                problems[key] = "Choose one of the options shown"
+                problems[key] = N_("Choose one of the options shown")
             elif sent:
                 values[key] = sent
     consent = tuple(dict.fromkeys(raw.consent))
@@ -257,13 +258,13 @@ def clean(definition: Definition, raw: RawSubmission, *, answers: bool = True) -
             fields=problems,
         )
     if problems:
-        raise InvalidInput("Please correct the marked fields.", fields=problems)
+        raise InvalidInput(N_("Please correct the marked fields."), fields=problems)
     email_field = next((f for f in definition.fields if f.type is FieldType.EMAIL), None)
     email = values.get(email_field.name, (None,))[0] if email_field else None
     if consent and email is None:
         name = email_field.name if email_field else "email"
         raise InvalidInput(
-            "An email address is needed to record your choices.",
-            fields={name: "Enter your email address to record the boxes you ticked"},
+            N_("An email address is needed to record your choices."),
+            fields={name: N_("Enter your email address to record the boxes you ticked")},
         )
     return CleanSubmission(values=values, consent=consent, email=email)

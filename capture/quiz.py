@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from capture.definitions import Definition, OutcomeSpec, QuestionSpec, StepSpec
+from zeroparty.i18n import N_
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +57,11 @@ class QuizPath:
 
 def _check(question: QuestionSpec, values: tuple[str, ...]) -> str | None:
     if not values:
-        return "Choose an answer" if question.required else None
+        return N_("Choose an answer") if question.required else None
     if len(values) > 1 and not question.multiple:
-        return "Choose one answer"
+        return N_("Choose one answer")
     if any(question.answer(v) is None for v in values):
-        return "Choose one of the answers shown"
+        return N_("Choose one of the answers shown")
     return None
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import cast
@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from capture import pending as held_submissions
 from capture import ratelimit
-from capture.definitions import Definition, Published, from_json
+from capture.definitions import Definition, Published, from_json, in_locale
 from capture.errors import RateLimited
 from capture.forms import CleanSubmission
 from capture.models import Answer, DefinitionVersion, IdempotencyRecord, Submission
@@ -48,9 +48,10 @@ from consent_ledger.entries import LedgerEntry
 from consent_ledger.evidence import EvidenceValue
 from zeroparty import lead_signals
 from zeroparty.errors import Conflict, NotFound
+from zeroparty.i18n import N_
 from zeroparty.mail import LeadLinker, Mail, queue_mail, with_lead_links
 
-NEXT_STEP = "If anything needs confirming, we have sent you an email with a link."
+NEXT_STEP = N_("If anything needs confirming, we have sent you an email with a link.")
 NEGATIVE_STATUSES = frozenset({"withdrawn", "refused", "gpc-opt-out", "expired", "erased"})
 
 _submissions = cast(Table, Submission.__table__)
@@ -210,6 +211,7 @@ class DefinitionStore:
     statement): a version published by another process is shown at once."""
 
     by_id: dict[int, Published] = field(default_factory=dict)
+    in_locale: dict[tuple[int, str], Published] = field(default_factory=dict)
 
     def latest(self, tx: Session | Connection, slug: str) -> Published:
         if not SLUG_RE.match(slug):  # not a slug at all: nothing to look up
@@ -218,6 +220,17 @@ class DefinitionStore:
         if row is None:
             raise UnknownForm(slug)
         return self.get(tx, row)
+
+    def shown(self, published: Published, language: str) -> Published:
+        """``published`` as shown in ``language`` (one of its locales), built once."""
+        if language == published.definition.locale == "en":
+            return published
+        key = (published.id, language)
+        found = self.in_locale.get(key)
+        if found is None:
+            definition = in_locale(published.definition, language)
+            found = self.in_locale[key] = replace(published, definition=definition)
+        return found
 
     def get(self, tx: Session | Connection, definition_id: int) -> Published:
         published = self.by_id.get(definition_id)

@@ -19,6 +19,8 @@ from capture.definitions import (
     CHOICE_TYPES,
     COMPANY_SIZES,
     DEFAULT_MAX_LENGTH,
+    DEFAULT_SUBMIT_LABEL,
+    DEFAULT_THANK_YOU,
     INDUSTRIES,
     AnswerSpec,
     Choice,
@@ -34,6 +36,7 @@ from capture.definitions import (
     to_json,
 )
 from capture.models import DefinitionVersion
+from zeroparty import i18n
 from zeroparty.config_errors import ConfigProblems
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -46,6 +49,7 @@ COMMON_KEYS = {
     "title",
     "intro",
     "locale",
+    "locales",
     "fields",
     "consent",
     "allowed_origins",
@@ -73,13 +77,84 @@ QUESTION_KEYS = {"key", "text", "help", "multiple", "required", "purposes", "ans
 ANSWER_KEYS = {"value", "label", "next", "outcome", "tags", "score"}
 
 
+class _Texts:
+    """A definition's texts in each of its languages, collected while it is read.
+
+    A text is a string (a form in one language) or a table of language → text that
+    names every language of the form (``label = { en = "Email", de = "E-Mail" }``)."""
+
+    def __init__(self, prefix: str, locale: str, locales: tuple[str, ...]) -> None:
+        self.prefix = prefix
+        self.locale = locale
+        self.locales = locales
+        self.by_locale: dict[str, dict[str, str]] = {lang: {} for lang in locales}
+
+    def path(self, where: str, key: str) -> str:
+        inside = where[len(self.prefix) :].lstrip(".")
+        return f"{inside}.{key}" if inside else key
+
+    def example(self) -> str:
+        return "{ " + ", ".join(f'{lang} = "…"' for lang in self.locales) + " }"
+
+    def read(self, check: _Checker, key: str, value: object, limit: int) -> str | None:
+        """The text in the definition's own language; ``None`` when ``value`` is not a
+        table (a plain string), which only a form in one language may give."""
+        if not isinstance(value, dict):
+            if len(self.locales) > 1:
+                check.add(key, f"this form is in {list(self.locales)}: give the text in "
+                          f"each, as a table {self.example()}")  # fmt: skip
+            return None
+        for lang in sorted(set(value) - set(self.locales)):
+            check.add(f"{key}.{lang}", f"not one of this form's locales {list(self.locales)}")
+        own = ""
+        for lang in self.locales:
+            text = value.get(lang)
+            if not isinstance(text, str) or not text.strip():
+                check.add(key, f"no text in {lang!r}: give {self.example()}")
+                continue
+            if len(text) > limit:
+                check.add(f"{key}.{lang}", f"at most {limit} characters")
+            self.by_locale[lang][self.path(check.where, key)] = text.strip()
+            if lang == self.locale:
+                own = text.strip()
+        return own
+
+    def translations(self) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+        if len(self.locales) < 2:
+            return ()
+        return tuple(
+            (lang, tuple(sorted(texts.items())))
+            for lang, texts in sorted(self.by_locale.items())
+            if lang != self.locale
+        )
+
+
 class _Checker:
     """Reads one table with problems located by key path."""
 
-    def __init__(self, raw: Mapping[str, Any], where: str, problems: ConfigProblems) -> None:
+    def __init__(
+        self,
+        raw: Mapping[str, Any],
+        where: str,
+        problems: ConfigProblems,
+        texts: _Texts | None = None,
+    ) -> None:
         self.raw = raw
         self.where = where
         self.problems = problems
+        self.texts = texts
+
+    def child(self, raw: Mapping[str, Any], where: str) -> _Checker:
+        return _Checker(raw, where, self.problems, self.texts)
+
+    def words(self, key: str, *, default: str | None = None, limit: int = 200) -> str:
+        """A text people read: a string, or a table with the text in each of the form's
+        languages (see :class:`_Texts`)."""
+        if self.texts is not None and key in self.raw:
+            own = self.texts.read(self, key, self.raw[key], limit)
+            if own is not None:
+                return own
+        return self.text(key, default=default, limit=limit)
 
     def add(self, key: str, what: str) -> None:
         self.problems.add(f"{self.where}.{key}" if key else self.where, what)
@@ -158,6 +233,12 @@ class _Context:
                 check.add(key, f"no purpose {purpose!r} in this file")
 
 
+def _choice_label(check: _Checker, index: int, item: Mapping[str, Any]) -> str:
+    if "label" not in item:
+        return str(item["value"])
+    return check.child(item, f"{check.where}.choices[{index}]").words("label")
+
+
 def _choices(check: _Checker, field_type: FieldType) -> tuple[Choice, ...]:
     raw = check.raw.get("choices")
     if raw is None:
@@ -175,12 +256,14 @@ def _choices(check: _Checker, field_type: FieldType) -> tuple[Choice, ...]:
     if not isinstance(raw, list) or not raw:
         check.add("choices", "must be a non-empty list of strings or {value, label} tables")
         return ()
-    for item in raw:
+    for index, item in enumerate(raw):
         if isinstance(item, str) and item.strip():
+            if check.texts is not None and len(check.texts.locales) > 1:
+                check.add(f"choices[{index}]", "this form is in several languages: give "
+                          f"{{ value = ..., label = {check.texts.example()} }}")  # fmt: skip
             choices.append(Choice(item.strip(), item.strip()))
         elif isinstance(item, dict) and isinstance(item.get("value"), str):
-            label = item.get("label", item["value"])
-            choices.append(Choice(item["value"], str(label)))
+            choices.append(Choice(item["value"], _choice_label(check, index, item)))
         else:
             check.add("choices", f"{item!r} is not a string or {{value, label}} table")
     values = [c.value for c in choices]
@@ -190,9 +273,9 @@ def _choices(check: _Checker, field_type: FieldType) -> tuple[Choice, ...]:
 
 
 def _field(
-    raw: Mapping[str, Any], where: str, context: _Context, problems: ConfigProblems
+    raw: Mapping[str, Any], where: str, context: _Context, parent: _Checker
 ) -> FieldSpec | None:
-    check = _Checker(raw, where, problems)
+    check = parent.child(raw, where)
     check.unknown(FIELD_KEYS)
     name = check.text("name", limit=64)
     if name and (not NAME_RE.match(name) or name in RESERVED_NAMES):
@@ -217,8 +300,8 @@ def _field(
     return FieldSpec(
         name=name,
         type=field_type,
-        label=check.text("label", default=name.replace("_", " ").capitalize() or None),
-        help=check.text("help", default="", limit=500),
+        label=check.words("label", default=name.replace("_", " ").capitalize() or None),
+        help=check.words("help", default="", limit=500),
         required=check.flag("required", field_type is FieldType.EMAIL),
         max_length=check.integer("max_length", default_length, 1, MAX_FIELD_LENGTH),
         purposes=purposes,
@@ -243,9 +326,11 @@ def _common(
     locale = check.text("locale", default=locales[0] if locales else "en", limit=16)
     if locales and locale not in locales:
         check.add("locale", f"not in site.locales {list(locales)}")
+    offered = _form_locales(check, locale, locales)
+    check.texts = _Texts(where, locale, offered)
     fields: list[FieldSpec] = []
     for index, item in enumerate(check.tables("fields")):
-        spec = _field(item, f"{where}.fields[{index}]", context, problems)
+        spec = _field(item, f"{where}.fields[{index}]", context, check)
         if spec is not None:
             fields.append(spec)
     names = [f.name for f in fields]
@@ -259,8 +344,9 @@ def _common(
     context.check_purposes(check, "consent", consent)
     for purpose in consent:
         notices = context.purposes.get(purpose, {}).get("notice", {})
-        if purpose in context.purposes and locale not in notices:
-            check.add("consent", f"purpose {purpose!r} has no notice text in {locale!r}")
+        for lang in offered:
+            if purpose in context.purposes and lang not in notices:
+                check.add("consent", f"purpose {purpose!r} has no notice text in {lang!r}")
     if len(set(consent)) != len(consent):
         check.add("consent", "one box per purpose: list each purpose once")
     origins = check.strings("allowed_origins", ORIGIN_RE)
@@ -301,16 +387,16 @@ def _common(
     return {
         "slug": slug,
         "kind": kind,
-        "title": check.text("title"),
-        "intro": check.text("intro", default="", limit=2000),
+        "title": check.words("title"),
+        "intro": check.words("intro", default="", limit=2000),
         "locale": locale,
+        "locales": offered if len(offered) > 1 else (),
+        "texts": check.texts,
         "fields": tuple(fields),
         "consent": consent,
-        "submit_label": check.text("submit_label", default="Submit", limit=60),
+        "submit_label": check.words("submit_label", default=DEFAULT_SUBMIT_LABEL, limit=60),
         "allowed_origins": origins,
-        "thank_you": check.text(
-            "thank_you", default="Thank you. We have received your details.", limit=2000
-        ),
+        "thank_you": check.words("thank_you", default=DEFAULT_THANK_YOU, limit=2000),
         "redirect": redirect,
         "double_opt_in": tuple(overrides),
         "min_fill_seconds": float(min_fill),
@@ -318,16 +404,39 @@ def _common(
     }
 
 
+def _form_locales(check: _Checker, locale: str, site_locales: tuple[str, ...]) -> tuple[str, ...]:
+    """The languages a form is offered in (``locales``, its own ``locale`` first): each
+    one of the site's, each with a catalogue for the page's own texts."""
+    if "locales" not in check.raw:
+        return (locale,)
+    offered = check.strings("locales")
+    if not offered:
+        check.add("locales", 'must be a non-empty list of locales such as ["en", "de"]')
+        return (locale,)
+    if locale not in offered:
+        check.add("locales", f"must name the form's own locale {locale!r}")
+    if len(set(offered)) != len(offered):
+        check.add("locales", "list each language once")
+    speakable = i18n.languages()
+    for lang in offered:
+        if site_locales and lang not in site_locales:
+            check.add("locales", f"{lang!r} is not in site.locales {list(site_locales)}")
+        elif i18n.primary(lang) not in speakable:
+            check.add("locales", f"{lang!r} has no catalogue (languages with one: "
+                      f"{', '.join(sorted(speakable))}; see README: Languages)")  # fmt: skip
+    return (locale, *dict.fromkeys(lang for lang in offered if lang != locale))
+
+
 def _answers(check: _Checker) -> tuple[AnswerSpec, ...]:
     answers: list[AnswerSpec] = []
     for index, item in enumerate(check.tables("answers")):
-        a = _Checker(item, f"{check.where}.answers[{index}]", check.problems)
+        a = check.child(item, f"{check.where}.answers[{index}]")
         a.unknown(ANSWER_KEYS)
         value = a.text("value", limit=64)
         answers.append(
             AnswerSpec(
                 value=value,
-                label=a.text("label", default=value or None),
+                label=a.words("label", default=value or None),
                 next=a.optional_text("next"),
                 outcome=a.optional_text("outcome"),
                 tags=a.strings("tags", NAME_RE),
@@ -351,7 +460,8 @@ def _quiz(
 ) -> Definition:
     where = f"quizzes.{slug}"
     values = _common(slug, raw, DefinitionKind.QUIZ, locales, context, problems)
-    check = _Checker(raw, where, problems)
+    texts: _Texts = values.pop("texts")
+    check = _Checker(raw, where, problems, texts)
     answer_purposes = check.strings("answer_purposes")
     context.check_purposes(check, "answer_purposes", answer_purposes)
     outcomes: list[OutcomeSpec] = []
@@ -360,18 +470,18 @@ def _quiz(
         check.add("outcomes", "a table of outcomes (result screens) is required")
         outcomes_raw = {}
     for key, item in outcomes_raw.items():
-        o = _Checker(item if isinstance(item, dict) else {}, f"{where}.outcomes.{key}", problems)
+        o = check.child(item if isinstance(item, dict) else {}, f"{where}.outcomes.{key}")
         o.unknown({"title", "text"})
         if not NAME_RE.match(key):
             o.add("", "outcome keys are lower-case letters, digits and '_'")
-        outcomes.append(OutcomeSpec(key, o.text("title"), o.text("text", limit=4000)))
+        outcomes.append(OutcomeSpec(key, o.words("title"), o.words("text", limit=4000)))
     steps: list[StepSpec] = []
     for index, item in enumerate(check.tables("steps")):
-        s = _Checker(item, f"{where}.steps[{index}]", problems)
+        s = check.child(item, f"{where}.steps[{index}]")
         s.unknown(STEP_KEYS)
         questions: list[QuestionSpec] = []
         for q_index, q_raw in enumerate(s.tables("questions")):
-            q = _Checker(q_raw, f"{s.where}.questions[{q_index}]", problems)
+            q = s.child(q_raw, f"{s.where}.questions[{q_index}]")
             q.unknown(QUESTION_KEYS)
             key = q.text("key", limit=64)
             if key and (not NAME_RE.match(key) or key in RESERVED_NAMES):
@@ -381,11 +491,11 @@ def _quiz(
             questions.append(
                 QuestionSpec(
                     key=key,
-                    text=q.text("text", limit=500),
+                    text=q.words("text", limit=500),
                     answers=_answers(q),
                     multiple=q.flag("multiple", False),
                     required=q.flag("required", True),
-                    help=q.text("help", default="", limit=500),
+                    help=q.words("help", default="", limit=500),
                     purposes=purposes,
                 )
             )
@@ -394,7 +504,7 @@ def _quiz(
         steps.append(
             StepSpec(
                 key=s.text("key", limit=64),
-                title=s.text("title", default=""),
+                title=s.words("title", default=""),
                 questions=tuple(questions),
                 next=s.optional_text("next"),
                 outcome=s.optional_text("outcome"),
@@ -415,6 +525,7 @@ def _quiz(
         outcomes=tuple(outcomes),
         default_outcome=default_outcome,
         answer_purposes=answer_purposes,
+        translations=texts.translations(),
     )
 
 
@@ -464,9 +575,9 @@ def parse(
             if not isinstance(item, dict):
                 problems.add(f"{section}.{slug}", "must be a table")
             elif kind is DefinitionKind.FORM:
-                definitions.append(
-                    Definition(**_common(slug, item, kind, locales, context, problems))
-                )
+                values = _common(slug, item, kind, locales, context, problems)
+                texts: _Texts = values.pop("texts")
+                definitions.append(Definition(**values, translations=texts.translations()))
             else:
                 definitions.append(_quiz(slug, item, locales, context, problems))
     slugs = [d.slug for d in definitions]

@@ -39,14 +39,19 @@ class RenderToken:
     rendered_at: float
     notices: Mapping[str, str]
     submission_id: str
+    locale: str = ""
+    """The language the form was shown in (its notices are in it); empty: its own."""
 
     def payload(self) -> dict[str, Any]:
-        return {
+        payload = {
             "d": self.definition_id,
             "t": round(self.rendered_at, 3),
             "n": dict(self.notices),
             "s": self.submission_id,
         }
+        if self.locale:
+            payload["l"] = self.locale
+        return payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +91,10 @@ class CaptureTokens:
         self.held = TokenService(secret_keys, "held-confirm", HELD_MAX_AGE)
         self.quiz_step = TokenService(secret_keys, "quiz-step", QUIZ_STEP_MAX_AGE)
 
-    def new_render(self, definition_id: int, notices: Mapping[str, str]) -> RenderToken:
-        return RenderToken(definition_id, time.time(), notices, secrets.token_hex(16))
+    def new_render(
+        self, definition_id: int, notices: Mapping[str, str], locale: str = ""
+    ) -> RenderToken:
+        return RenderToken(definition_id, time.time(), notices, secrets.token_hex(16), locale)
 
     def issue_render(self, token: RenderToken) -> str:
         return self.render.issue(token.payload())
@@ -96,7 +103,13 @@ class CaptureTokens:
         payload = self.render.read(raw, others=(self.result, self.confirm, self.held))
         try:
             notices = payload["n"]
-            token = RenderToken(int(payload["d"]), float(payload["t"]), notices, str(payload["s"]))
+            token = RenderToken(
+                int(payload["d"]),
+                float(payload["t"]),
+                notices,
+                str(payload["s"]),
+                str(payload.get("l", ""))[:16],
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise TokenInvalid("this form is not valid: reload the page") from exc
         if not isinstance(notices, dict) or len(token.submission_id) != 32:

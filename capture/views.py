@@ -21,6 +21,8 @@ Template contexts (``templates/capture/``):
   (titles of the purposes ticked and of those the GPC signal opts out of: only what
   was sent, never the address's state), ``next_step``, ``stored``, ``embed``,
   ``parent``, ``nonce``.
+- ``embed_refused.html``: ``definition``, ``framing`` (the origin of the page that may
+  not frame the form), ``form_url`` (the form on its own).
 - ``held.html``: ``view`` (:class:`~capture.held_confirmation.HeldView`), ``token``,
   ``nonce``.
 - ``confirm.html``: ``view`` (:class:`~capture.double_opt_in.ConfirmationView`), ``done``
@@ -59,9 +61,11 @@ from capture.ratelimit import bucket_for
 from capture.tokens import CaptureTokens, QuizStepToken, RenderToken
 from consent_ledger.api import ConsentLedger
 from consent_ledger.evidence import EvidenceValue, clean_evidence
+from zeroparty import i18n
 from zeroparty.db import Database, utcnow
 from zeroparty.errors import ZeropartyError
 from zeroparty.http import JSONResponse, wants_json
+from zeroparty.i18n import N_
 from zeroparty.mail import ClaimedMails, LeadLinker, claimed_mails, send_claimed
 from zeroparty.tokens import TokenError, TokenInvalid
 
@@ -99,20 +103,53 @@ class FormScreen:
     status: int = 200
 
 
+@dataclass(frozen=True, slots=True)
+class LanguageWish:
+    """What a request says about its language: the one a form was shown in (its render
+    token's), ``?lang=``, ``Accept-Language``. :meth:`choose` picks among a form's."""
+
+    shown: str = ""
+    requested: str | None = None
+    accept_language: str | None = None
+
+    def choose(self, definition: Definition) -> str:
+        offered = definition.offered_locales
+        if self.shown in offered:
+            return self.shown
+        return i18n.choose_language(
+            offered,
+            requested=self.requested,
+            accept_language=self.accept_language,
+            default=definition.locale,
+        )
+
+
+def _wish(request: Request, token: RenderToken | None = None) -> LanguageWish:
+    return LanguageWish(
+        token.locale if token is not None else "",
+        request.query_params.get("lang"),
+        request.headers.get("accept-language"),
+    )
+
+
 def _load_screen(
     database: Database,
     store: services.DefinitionStore,
     slug: str,
     definition_id: int | None = None,
+    wish: LanguageWish | None = None,
 ) -> tuple[Published, list[services.Notice]]:
-    """A form's published version (its latest, or ``definition_id``) and the notices it
-    shows now. A cached version costs no statement; which version is latest and the
-    current notices are read each time, so what another process publishes shows at once."""
+    """A form's published version (its latest, or ``definition_id``), in the language
+    ``wish`` chooses, and the notices it shows now in that language. A cached version
+    costs no statement; which version is latest and the current notices are read each
+    time, so what another process publishes shows at once."""
     with database.lookup() as connection:
         if definition_id is None:
             published = store.latest(connection, slug)
         else:
             published = store.get(connection, definition_id)
+        if wish is not None:
+            published = store.shown(published, wish.choose(published.definition))
         return published, services.notices_shown(connection, published.definition)
 
 
@@ -129,11 +166,18 @@ def _load_notices(database: Database, definition: Definition) -> list[services.N
 
 
 def _load_result(
-    database: Database, store: services.DefinitionStore, definition_id: int, purposes: list[str]
+    database: Database,
+    store: services.DefinitionStore,
+    definition_id: int,
+    purposes: list[str],
+    wish: LanguageWish,
 ) -> tuple[Published, dict[str, str]]:
-    """A thanks page's form version and the titles of the purposes it names."""
+    """A thanks page's form version (in its language) and the titles of the purposes it
+    names."""
     with database.lookup() as connection:
-        return store.get(connection, definition_id), services.purpose_titles(connection, purposes)
+        published = store.get(connection, definition_id)
+        published = store.shown(published, wish.choose(published.definition))
+        return published, services.purpose_titles(connection, purposes)
 
 
 def _embed_params(request: Request, definition: Definition) -> tuple[bool, str | None]:
@@ -147,7 +191,7 @@ def _embed_params(request: Request, definition: Definition) -> tuple[bool, str |
 def _labels(definition: Definition) -> dict[str, str]:
     labels = {f.name: f.label for f in definition.fields}
     labels.update({q.key: q.text for q in definition.questions()})
-    labels["consent"] = "Your choices"
+    labels["consent"] = i18n.gettext(definition.locale, "Your choices")
     return labels
 
 
@@ -163,14 +207,18 @@ def _render(request: Request, screen: FormScreen) -> Response:
     nonce = embedding.new_nonce()
     gpc = _gpc(request)
     query = _embed_query(request, definition)
+    language = definition.locale
+    if definition.locales and language != definition.locales[0]:
+        # Shown in another of its languages: it posts back in the one shown.
+        query += ("&" if query else "?") + f"lang={language}"
     context: dict[str, Any] = {
         "definition": definition,
         "notices": [n for n in screen.notices if not (gpc and n.sale_or_sharing)],
         "values": screen.values,
         "ticked": screen.ticked,
-        "errors": screen.errors,
-        "message": screen.message,
-        "note": screen.note,
+        "errors": {name: i18n.translate(language, e) for name, e in screen.errors.items()},
+        "message": i18n.translate(language, screen.message) if screen.message else None,
+        "note": i18n.translate(language, screen.note) if screen.note else None,
         "render_token": capture_state(request).tokens.issue_render(screen.token),
         "page_url": screen.page_url,
         "action": f"/f/{definition.slug}{query}",
@@ -201,14 +249,23 @@ def _render(request: Request, screen: FormScreen) -> Response:
         embedding.allowed_origins(definition, settings_of(request)),
         _redirect_targets(definition),
     )
-    return templates_of(request).TemplateResponse(
-        request, template, context, status_code=screen.status, headers=headers
-    )
+    with i18n.activated(language):
+        return templates_of(request).TemplateResponse(
+            request, template, context, status_code=screen.status, headers=headers
+        )
 
 
 def _redirect_targets(definition: Definition) -> tuple[str, ...]:
     origin = embedding.origin_of(definition.redirect) if definition.redirect else None
     return (origin,) if origin else ()
+
+
+def _new_render(
+    state: CaptureState, published: Published, notices: list[services.Notice]
+) -> RenderToken:
+    """A render token for a form shown with ``notices``, in its language."""
+    digests = {n.purpose: n.sha256 for n in notices}
+    return state.tokens.new_render(published.id, digests, published.definition.locale)
 
 
 def _form_json(published: Published, notices: list[services.Notice], token: str) -> dict[str, Any]:
@@ -256,8 +313,9 @@ async def _quiz_step_page(request: Request, slug: str, raw_token: str) -> Respon
     try:
         step = state.tokens.read_quiz_step(raw_token)
         published, notices = await database.run(
-            _load_screen, database, state.store, slug, step.render.definition_id
-        )
+            _load_screen, database, state.store, slug, step.render.definition_id,
+            _wish(request, step.render),
+        )  # fmt: skip
         if published.definition.slug != slug or not published.definition.is_quiz:
             raise TokenInvalid("this quiz page is not valid: start again")
     except ZeropartyError as exc:
@@ -281,9 +339,14 @@ async def form_page(request: Request) -> Response:
     if "q" in request.query_params and not wants_json(request):
         return await _quiz_step_page(request, slug, request.query_params["q"])
     published, notices = await database_of(request).run(
-        _load_screen, database_of(request), state.store, slug
+        _load_screen, database_of(request), state.store, slug, None, _wish(request)
     )
-    token = state.tokens.new_render(published.id, {n.purpose: n.sha256 for n in notices})
+    if not wants_json(request):
+        allowed = embedding.allowed_origins(published.definition, settings_of(request))
+        framing = embedding.refused_frame_origin(request, allowed)
+        if framing is not None:
+            return _refused_frame(request, published.definition, framing)
+    token = _new_render(state, published, notices)
     if wants_json(request):
         body = _form_json(published, notices, state.tokens.issue_render(token))
         origin = embedding.cross_origin(request)
@@ -297,6 +360,19 @@ async def form_page(request: Request) -> Response:
     }
     page_url = _page_url(request.query_params.get("page") or request.headers.get("referer"))
     return _render(request, FormScreen(published, notices, token, hidden, page_url=page_url))
+
+
+def _refused_frame(request: Request, definition: Definition, framing: str) -> Response:
+    """A frame on a site that may not show the form: a readable page instead of the
+    blank frame ``frame-ancestors`` would leave, with no input to click into."""
+    context = {"definition": definition, "framing": framing, "form_url": f"/f/{definition.slug}"}
+    return templates_of(request).TemplateResponse(
+        request,
+        "capture/embed_refused.html",
+        context,
+        status_code=403,
+        headers=embedding.refusal_headers(),
+    )
 
 
 async def form_preflight(request: Request) -> Response:
@@ -422,6 +498,8 @@ async def _submit(
     published = state.store.by_id.get(token.definition_id)
     if published is None:
         published = await database.run(_load_published, database, state.store, token.definition_id)
+    # The language it was shown in: its texts, notices and evidence (``locale``) are in it.
+    published = state.store.shown(published, _wish(request, token).choose(published.definition))
     work.published = published
     definition = published.definition
     if definition.slug != slug:
@@ -448,9 +526,9 @@ async def _submit(
         answers = {q.key: submission.values.get(q.key, ()) for q in definition.questions()}
         work.quiz = path = walk(definition, answers)
         if path.errors or path.outcome is None:
-            raise QuizAnswersInvalid(dict(path.errors) or {"_quiz": "Answer every question"})
+            raise QuizAnswersInvalid(dict(path.errors) or {"_quiz": N_("Answer every question")})
     if time.time() - token.rendered_at < definition.min_fill_seconds:
-        raise TooFast("That was very fast: please check your answers and send the form again.")
+        raise TooFast(N_("That was very fast: please check your answers and send the form again."))
     missing = [p for p in submission.consent if p not in token.notices]
     if missing:
         raise TokenInvalid("the consent texts changed: please reload the form")
@@ -529,6 +607,7 @@ def _success(
             "c": list(result.consent),
             "g": list(result.gpc_opt_out),
             "k": result.stored,
+            "l": definition.locale,
         }
     )
     query = f"?r={token}" + ("&embed=1" if embed else "") + (f"&parent={parent}" if parent else "")
@@ -550,12 +629,12 @@ async def _review(
     stored. The hosted form is shown with the answers filled in and every box unticked,
     so the visitor sends it once more having seen the exact notice texts we record."""
     published, notices = await database_of(request).run(
-        _load_screen, database_of(request), state.store, slug
+        _load_screen, database_of(request), state.store, slug, None, _wish(request)
     )
     definition = published.definition
-    token = state.tokens.new_render(published.id, {n.purpose: n.sha256 for n in notices})
+    token = _new_render(state, published, notices)
     values = {name: v for name, v in raw.values.items() if definition.field_named(name)}
-    note = "Please check your details, tick only what you agree to, and send the form."
+    note = N_("Please check your details, tick only what you agree to, and send the form.")
     page_url = _page_url(request.headers.get("referer"))
     return _render(request, FormScreen(published, notices, token, values, note=note,
                                        page_url=page_url))  # fmt: skip
@@ -567,8 +646,9 @@ async def _render_error(
     """The form again, with the problem said next to each field it concerns."""
     fresh = isinstance(exc, TokenError) or work.published is None
     if fresh:
+        wish = _wish(request, work.token)
         published, notices = await database_of(request).run(
-            _load_screen, database_of(request), state.store, slug
+            _load_screen, database_of(request), state.store, slug, None, wish
         )
     else:
         assert work.published is not None
@@ -577,16 +657,17 @@ async def _render_error(
             _load_notices, database_of(request), published.definition
         )
     digests = {n.purpose: n.sha256 for n in notices}
+    language = published.definition.locale
     if fresh or work.token is None:
-        token = state.tokens.new_render(published.id, digests)
+        token = state.tokens.new_render(published.id, digests, language)
     elif exc.code == "conflict":
-        token = state.tokens.new_render(published.id, work.token.notices)
+        token = state.tokens.new_render(published.id, work.token.notices, language)
     else:
         token = work.token  # keeps when it was first shown and its submission id
     raw = work.raw or forms.RawSubmission()
     message = exc.message
     if isinstance(exc, TokenError):
-        message = "This form had expired or was not valid. Please check it and send it again."
+        message = N_("This form had expired or was not valid. Please check it and send it again.")
     screen = FormScreen(
         published,
         notices,
@@ -608,10 +689,12 @@ async def thanks_page(request: Request) -> Response:
     payload = state.tokens.result.read(request.query_params.get("r", ""))
     named = [str(p) for p in (*payload.get("c", []), *payload.get("g", []))]
     database = database_of(request)
+    wish = LanguageWish(str(payload.get("l", ""))[:16], request.query_params.get("lang"))
     published, titles = await database.run(
-        _load_result, database, state.store, int(payload.get("d", 0)), named
+        _load_result, database, state.store, int(payload.get("d", 0)), named, wish
     )
     definition = published.definition
+    language = definition.locale
     embed, parent = _embed_params(request, definition)
     nonce = embedding.new_nonce()
     context = {
@@ -619,7 +702,7 @@ async def thanks_page(request: Request) -> Response:
         "outcome": definition.outcome_named(str(payload.get("o"))) if payload.get("o") else None,
         "consent": [titles.get(p, p) for p in payload.get("c", [])],
         "gpc_opt_out": [titles.get(p, p) for p in payload.get("g", [])],
-        "next_step": services.NEXT_STEP,
+        "next_step": i18n.translate(language, services.NEXT_STEP),
         "stored": bool(payload.get("k", True)),
         "embed": embed,
         "parent": parent,
@@ -628,9 +711,10 @@ async def thanks_page(request: Request) -> Response:
     headers = embedding.page_headers(
         nonce, embedding.allowed_origins(definition, settings_of(request))
     )
-    return templates_of(request).TemplateResponse(
-        request, "capture/thanks.html", context, headers=headers
-    )
+    with i18n.activated(language):
+        return templates_of(request).TemplateResponse(
+            request, "capture/thanks.html", context, headers=headers
+        )
 
 
 async def embed_js(_request: Request) -> Response:
