@@ -174,7 +174,7 @@ def _escape_like(text: str) -> str:
 
 
 def _conditions(
-    filters: LeadFilters, providers: ConsoleProviders, dialect: str
+    filters: LeadFilters, providers: ConsoleProviders, dialect: str, first_stage: str
 ) -> list[ColumnElement[bool]]:
     leads, profiles = read_model.leads, read_model.lead_profiles
     entries, states = read_model.ledger_entries, read_model.consent_states
@@ -197,7 +197,7 @@ def _conditions(
                 )
             where.append(prefix)
     if filters.stage is not None and providers.stage_condition is not None:
-        where.append(providers.stage_condition(leads.c.subject_id, filters.stage))
+        where.append(providers.stage_condition(leads.c.subject_id, filters.stage, first_stage))
     if filters.purpose is not None:
         where.append(
             exists().where(
@@ -243,7 +243,7 @@ def choices_of(ledger: ConsentLedger, session: Session, providers: ConsoleProvid
     if providers.definition_versions is not None:
         forms = sorted({v.slug for v in providers.definition_versions(session)})
     return Choices(
-        providers.stage_names,
+        providers.stage_names(session) if providers.stage_names is not None else (),
         ledger.purpose_keys(session),
         forms,
         [s.value for s in ConsentSource],
@@ -260,7 +260,8 @@ def lead_list(
     choices = choices_of(ledger, session, providers)
     filters, page, problems = parse_filters(params, choices)
     dialect = session.get_bind().dialect.name
-    where = _conditions(filters, providers, dialect)
+    first_stage = choices.stages[0] if choices.stages else "Lead"
+    where = _conditions(filters, providers, dialect, first_stage)
     leads, profiles, states = read_model.leads, read_model.lead_profiles, read_model.consent_states
     total = int(session.execute(_base(where, [func.count()])).scalar_one())
     pages = max(1, -(-total // PAGE_SIZE))
@@ -302,7 +303,7 @@ def lead_list(
             name=row.name,
             created_at=row.created_at,
             erased=row.erased_at is not None,
-            stage=(stages[row.subject_id].stage if row.subject_id in stages else "Lead")
+            stage=(stages[row.subject_id].stage if row.subject_id in stages else first_stage)
             if scored
             else None,
             score=stages[row.subject_id].score if row.subject_id in stages else None,

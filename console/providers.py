@@ -172,7 +172,9 @@ class ConsoleProviders:
     breached first (scoring).
     ``acknowledge(session, subject_id, actor, now)``: sales took the lead's current
     hand-off; raises ``Conflict`` without one or without live consent (scoring).
-    ``stage_names``: the lifecycle stages, in funnel order (scoring).
+    ``stage_names(session)``: the stages of the lifecycle in force, in order; a lead
+    without a scoring row is at the first (scoring).
+    ``funnel(session)``: the stages from the first to the sales hand-off (scoring).
     ``sales_record(session, subject_id)``: the lead's BANT and outcome (scoring).
     ``record_bant(session, subject_id, values, actor, now)``: BANT values as typed in a
     form (empty ones left out), checked (``InvalidInput``) and recorded; ``Conflict``
@@ -180,11 +182,11 @@ class ConsoleProviders:
     ``record_outcome(session, subject_id, outcome, actor)``: ``"won"`` or ``"lost"``;
     true if recorded now, false if the same was recorded before; ``Conflict`` for a
     different one or without live consent (scoring).
-    ``stage_condition(subject_id_column, stage)``: a SQL condition on a lead id column
-    that holds for the leads at ``stage`` now (the lead list's stage filter, in its own
-    statement); ``InvalidInput`` for an unknown stage (scoring).
+    ``stage_condition(subject_id_column, stage, first)``: a SQL condition on a lead id
+    column that holds for the leads at ``stage`` now (the lead list's stage filter, in
+    its own statement), ``first`` being the lifecycle's first stage (scoring).
     ``lead_stages(session, subject_ids)``: stage and score of each lead given; a lead
-    left out is at stage Lead, unscored (scoring).
+    left out is at the first stage, unscored (scoring).
     ``accounts_after(session, stage, after, limit)``: the next ``limit`` accounts by
     domain after the domain ``after`` (``""``: from the first), at ``stage`` only if
     given (scoring).
@@ -203,11 +205,12 @@ class ConsoleProviders:
     ) = None
     handoffs: Callable[[Session, datetime, int], Sequence[HandoffRecord]] | None = None
     acknowledge: Callable[[Session, str, str, datetime], AcknowledgementRecord] | None = None
-    stage_names: tuple[str, ...] = ()
+    stage_names: Callable[[Session], tuple[str, ...]] | None = None
+    funnel: Callable[[Session], tuple[str, ...]] | None = None
     sales_record: Callable[[Session, str], SalesRecord | None] | None = None
     record_bant: Callable[[Session, str, Mapping[str, str], str, datetime], None] | None = None
     record_outcome: Callable[[Session, str, str, str], bool] | None = None
-    stage_condition: Callable[[ColumnElement[str], str], ColumnElement[bool]] | None = None
+    stage_condition: Callable[[ColumnElement[str], str, str], ColumnElement[bool]] | None = None
     lead_stages: Callable[[Session, Sequence[str]], Mapping[str, LeadStageRecord]] | None = None
     accounts_after: Callable[[Session, str | None, str, int], Sequence[AccountRecord]] | None = None
     account_count: Callable[[Session, str | None], int] | None = None

@@ -227,7 +227,9 @@ def _opt_in_rates(
     )
 
 
-def _stages(counts: Sequence[StageCountRecord]) -> tuple[Report, Report]:
+def _stages(
+    counts: Sequence[StageCountRecord], funnel_stages: Sequence[str] = FUNNEL
+) -> tuple[Report, Report]:
     stages = [(item.stage, int(item.leads)) for item in counts]
     chart = Chart(
         "stages",
@@ -238,15 +240,15 @@ def _stages(counts: Sequence[StageCountRecord]) -> tuple[Report, Report]:
     )
     stage_report = Report(chart, ["stage", "leads"], [[s, str(n)] for s, n in stages])
     # A funnel counts everyone who reached a stage: those in it and in every later one.
-    # It starts at the first funnel stage the provider reports (visitors are anonymous
-    # until they submit a form, so scoring reports none and the funnel starts at Lead).
+    # It runs from the first stage the provider reports (visitors are anonymous until
+    # they submit a form, so scoring reports none) to the sales hand-off.
     order = [s for s, _n in stages]
-    funnel = [stage for stage in FUNNEL if stage in order]
+    funnel = [stage for stage in funnel_stages if stage in order]
     reached = [sum(n for _s, n in stages[order.index(stage) :]) for stage in funnel]
-    first = funnel[0] if funnel else FUNNEL[0]
+    first = funnel[0] if funnel else funnel_stages[0]
     funnel_chart = Chart(
         "funnel",
-        "Funnel " + " → ".join(funnel or FUNNEL),
+        "Funnel " + " → ".join(funnel or funnel_stages),
         "Leads that reached each stage (now in it or in a later one).",
         list(funnel),
         [Series("reached", reached)],
@@ -313,7 +315,8 @@ def build_reports(
         _double_opt_in(rows, week_list),
     ]
     if providers.stage_counts is not None:
-        reports.extend(_stages(providers.stage_counts(session)))
+        funnel = providers.funnel(session) if providers.funnel is not None else FUNNEL
+        reports.extend(_stages(providers.stage_counts(session), funnel))
     else:
         missing.append("leads per lifecycle stage and the funnel (no scoring data yet)")
     if providers.sla_weeks is not None:

@@ -89,6 +89,7 @@ class AccountsPage:
     total: int | None
     after: str
     problems: dict[str, str]
+    stages: tuple[str, ...] = ()
 
     @property
     def next_after(self) -> str | None:
@@ -126,13 +127,14 @@ def _accounts_params(
 
 def _accounts(request: Request, params: Mapping[str, str]) -> AccountsPage | None:
     providers = providers_of(request)
-    stage, after, start, problems = _accounts_params(params, providers.stage_names)
     with database_of(request).read() as session:
+        names = providers.stage_names(session) if providers.stage_names is not None else ()
+        stage, after, start, problems = _accounts_params(params, names)
         if providers.accounts_after is None:
             if providers.accounts is None:
                 return None
             found = list(providers.accounts(session, stage, ACCOUNTS_LIMIT))
-            return AccountsPage(found, 0, None, "", problems)
+            return AccountsPage(found, 0, None, "", problems, names)
         found = list(providers.accounts_after(session, stage, after, ACCOUNTS_PAGE))
         total = providers.account_count(session, stage) if providers.account_count else None
         if after and not found and total:
@@ -141,7 +143,7 @@ def _accounts(request: Request, params: Mapping[str, str]) -> AccountsPage | Non
             found = list(providers.accounts_after(session, stage, "", ACCOUNTS_PAGE))
         if total is not None and start + len(found) > total:
             start = max(0, total - len(found))  # a start that does not fit: as far as known
-        return AccountsPage(found, start, total, after, problems)
+        return AccountsPage(found, start, total, after, problems, names)
 
 
 @staff_page
@@ -150,9 +152,9 @@ async def accounts_page(request: Request) -> Response:
     page at a time with the count of all; a stage or page that cannot be used is named
     (422) and the first page shown."""
     staff = await require(request, Permission.VIEW_ACCOUNTS)
-    names = providers_of(request).stage_names
     params = {key: value[:400] for key, value in request.query_params.items()}
     found = await database_of(request).run(_accounts, request, params)
+    names = found.stages if found is not None else ()
     stage = None if found is None or "stage" in found.problems else params.get("stage")
     stage = next((n for n in names if stage and n.lower() == stage.strip().lower()), None)
     context = {

@@ -27,9 +27,9 @@ from sqlalchemy.engine import Connection
 
 from consent_ledger.read_model import consent_states, email_domain, lead_profiles
 from scoring import services
+from scoring.lifecycle import MAX_STAGES, Lifecycle
 from scoring.models import LeadAttribute, Qualification, ScoredLead
 from scoring.rules import ScoringModel
-from scoring.stages import Stage
 
 COMMITTEE_FIELDS = ("job_title",)
 MAX_COMMITTEE = 50
@@ -86,8 +86,22 @@ _leads, _attrs, _qual = (
     cast(Table, m.__table__) for m in (ScoredLead, LeadAttribute, Qualification)
 )
 _cs, _profiles = consent_states, lead_profiles
-_RANK = case({stage.value: stage.rank for stage in Stage}, value=_leads.c.stage, else_=0)
-_BY_RANK = {stage.rank: stage for stage in Stage}
+# A member's place in the lifecycle in force: its stages are parameters (``rank_1`` …,
+# see :func:`rank_params`), so the statements below are built once for any lifecycle.
+_RANK = case(
+    *((_leads.c.stage == bindparam(f"rank_{i}"), i) for i in range(1, MAX_STAGES + 1)),
+    else_=0,
+)
+
+
+def rank_params(lifecycle: Lifecycle) -> dict[str, str]:
+    """The parameters of :data:`_RANK` for ``lifecycle`` (unused places match nothing)."""
+    names = list(lifecycle.stages) + [""] * (MAX_STAGES - len(lifecycle.stages))
+    return {f"rank_{i}": name for i, name in enumerate(names, start=1)}
+
+
+def _stage_of(lifecycle: Lifecycle, rank: int) -> str:
+    return lifecycle.stages[rank - 1] if rank >= 1 else lifecycle.start
 
 
 def free_mail_domains(model: ScoringModel) -> frozenset[str]:
@@ -222,7 +236,7 @@ class Account:
     members: int
     score: float
     top_score: float
-    stage: Stage
+    stage: str
     committee: tuple[str, ...]
 
 
@@ -230,7 +244,7 @@ class Account:
 class Member:
     subject_id: str
     email: str
-    stage: Stage
+    stage: str
     score: float
     job_title: str | None
 
@@ -254,7 +268,7 @@ def _committees(
 
 
 def _walk(
-    connection: Connection, model: ScoringModel, stage: Stage | None, limit: int, after: str
+    connection: Connection, model: ScoringModel, stage: str | None, limit: int, after: str
 ) -> list[Any]:
     """The page's accounts by walking domains in order from ``after``.
 
@@ -286,7 +300,8 @@ def _walk(
             "after": after,
             "last": domains[-1],
             "limit": limit - len(rows),
-            "rank": None if stage is None else stage.rank,
+            "rank": None if stage is None else model.lifecycle.rank(stage),
+            **rank_params(model.lifecycle),
         }
         rows += connection.execute(page, params)
         if len(domains) < width:
@@ -299,7 +314,7 @@ def _walk(
 
 
 def _from_stage(
-    connection: Connection, model: ScoringModel, stage: Stage, limit: int, after: str
+    connection: Connection, model: ScoringModel, stage: str, limit: int, after: str
 ) -> list[Any]:
     """The page's accounts at ``stage``, from the leads at ``stage``: an account at a
     stage has a member at it, so the candidates are those members' domains (in order),
@@ -309,7 +324,7 @@ def _from_stage(
             _STAGE_DOMAINS,
             {
                 "purpose": model.purpose,
-                "stage": stage.value,
+                "stage": stage,
                 "after": after,
                 "free_mail": sorted(free_mail_domains(model)),
             },
@@ -323,13 +338,18 @@ def _from_stage(
         )
         rows += connection.execute(
             _ACCOUNTS_AT_STAGE,
-            {"purpose": model.purpose, "domains": chunk, "rank": stage.rank},
+            {
+                "purpose": model.purpose,
+                "domains": chunk,
+                "rank": model.lifecycle.rank(stage),
+                **rank_params(model.lifecycle),
+            },
         )
     return rows
 
 
 def list_accounts(
-    connection: Connection, *, stage: Stage | None, limit: int, after: str = ""
+    connection: Connection, *, stage: str | None, limit: int, after: str = ""
 ) -> list[Account]:
     """Accounts by domain after ``after`` (keyset pagination), those at ``stage`` only
     if given; then one query for the page's committees.
@@ -345,7 +365,7 @@ def list_accounts(
     cap = limit * SPARSE_STAGE
     if (
         stage is not None
-        and (connection.scalar(_STAGE_LEADS, {"stage": stage.value, "cap": cap + 1}) or 0) <= cap
+        and (connection.scalar(_STAGE_LEADS, {"stage": stage, "cap": cap + 1}) or 0) <= cap
     ):
         rows = _from_stage(connection, model, stage, limit, after)
     else:
@@ -357,7 +377,7 @@ def list_accounts(
             int(r.members),
             float(round(r.score, 2)),
             float(r.top_score),
-            _BY_RANK[int(r.rank)],
+            _stage_of(model.lifecycle, int(r.rank)),
             committees.get(r.domain, ()),
         )
         for r in rows
@@ -372,7 +392,12 @@ def get_account(connection: Connection, domain: str) -> tuple[Account, list[Memb
     domain = domain.lower()
     if domain in free_mail_domains(model):
         return None
-    rows = list(connection.execute(_ACCOUNT, {"purpose": model.purpose, "domain": domain}))
+    rows = list(
+        connection.execute(
+            _ACCOUNT,
+            {"purpose": model.purpose, "domain": domain, **rank_params(model.lifecycle)},
+        )
+    )
     if not rows:
         return None
     titles = {
@@ -384,10 +409,9 @@ def get_account(connection: Connection, domain: str) -> tuple[Account, list[Memb
         len(rows),
         float(round(sum(r.score for r in rows), 2)),
         float(max(r.score for r in rows)),
-        _BY_RANK[max(int(r.rank) for r in rows)],
+        _stage_of(model.lifecycle, max(int(r.rank) for r in rows)),
         _committees(connection, model, [domain]).get(domain, ()),
     )
     return account, [
-        Member(r.subject_id, r.email, Stage(r.stage), r.score, titles.get(r.subject_id))
-        for r in rows
+        Member(r.subject_id, r.email, str(r.stage), r.score, titles.get(r.subject_id)) for r in rows
     ]

@@ -17,7 +17,6 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from scoring.stages import Stage
 from zeroparty.config_errors import ConfigProblems
 
 ACTION_KEYS = {
@@ -125,10 +124,12 @@ def parse(
     tags: Collection[str],
     bands: Collection[str],
     max_score: float,
+    stages: Collection[str],
     problems: ConfigProblems,
 ) -> tuple[NextActionRule, ...]:
-    """``[[scoring.next_action]]`` checked against the rest of the model."""
-    stage_names = [s.value for s in Stage if s is not Stage.VISITOR]
+    """``[[scoring.next_action]]`` checked against the rest of the model (``stages``:
+    the lifecycle's)."""
+    stage_names = list(stages)
     found: list[NextActionRule] = []
     catch_all: str | None = None
     for index, raw in enumerate(tables):

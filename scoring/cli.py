@@ -33,10 +33,10 @@ def print_explanation(database: Database, subject_id: str, email: str) -> int:
     with database.read() as session:
         explanation = services.explain(session.connection(), subject_id)
     if explanation.score is None:
-        print(f"{email}: not scored, stage {explanation.stage.value}: {explanation.reason}")
+        print(f"{email}: not scored, stage {explanation.stage}: {explanation.reason}")
     else:
         print(
-            f"{email}: {explanation.score:g} points, stage {explanation.stage.value} "
+            f"{email}: {explanation.score:g} points, stage {explanation.stage} "
             f"(model version {explanation.model_id})"
         )
     for p in explanation.points:

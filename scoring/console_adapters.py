@@ -19,24 +19,35 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from scoring import accounts, outcomes, qualification, schemas, services, sla
+from scoring.lifecycle import Lifecycle
 from scoring.models import ScoredLead
-from scoring.stages import Stage
 from zeroparty.errors import InvalidInput
 
-STAGE_NAMES = tuple(stage.value for stage in Stage if stage is not Stage.VISITOR)
+
+def stage_names(session: Session) -> tuple[str, ...]:
+    """The stages of the lifecycle in force, in order."""
+    return services.lifecycle_in_force(session).stages
+
+
+def funnel(session: Session) -> tuple[str, ...]:
+    """The stages from the first to the sales hand-off."""
+    return services.lifecycle_in_force(session).funnel
+
+
+def _known(lifecycle: Lifecycle, stage: str) -> str:
+    wanted = lifecycle.parse(stage)
+    if wanted is None:
+        names = ", ".join(lifecycle.stages)
+        raise InvalidInput("stage: one of " + names, fields={"stage": "one of " + names})
+    return wanted
 
 
 def list_accounts(session: Session, stage: str | None, limit: int) -> list[accounts.Account]:
     """Accounts by domain, those whose furthest stage is ``stage`` only if given."""
+    connection = session.connection()
     wanted = None
     if stage is not None:
-        wanted = Stage.parse(stage)
-        if wanted is None or wanted is Stage.VISITOR:
-            raise InvalidInput(
-                "stage: one of " + ", ".join(STAGE_NAMES),
-                fields={"stage": "one of " + ", ".join(STAGE_NAMES)},
-            )
-    connection = session.connection()
+        wanted = _known(services.lifecycle_in_force(connection), stage)
     if services.active_model(connection) is None:
         return []
     return accounts.list_accounts(connection, stage=wanted, limit=limit)
@@ -174,21 +185,16 @@ def record_outcome(session: Session, subject_id: str, outcome: str, actor: str) 
 # ---------------------------------------------------------------- the console's lead list
 
 
-def stage_condition(subject_id: ColumnElement[str], stage: str) -> ColumnElement[bool]:
-    """Leads at ``stage`` now, as a condition on the console's lead id column (one
-    statement with its other filters). A lead without a scoring row is at stage Lead,
+def stage_condition(subject_id: ColumnElement[str], stage: str, first: str) -> ColumnElement[bool]:
+    """Leads at ``stage`` (a name of the lifecycle in force, as :func:`stage_names`
+    gives it) now, as a condition on the console's lead id column (one statement with
+    its other filters). A lead without a scoring row is at the first stage ``first``,
     as :func:`scoring.reports.stage_counts` counts it."""
-    wanted = Stage.parse(stage)
-    if wanted is None or wanted is Stage.VISITOR:
-        raise InvalidInput(
-            "stage: one of " + ", ".join(STAGE_NAMES),
-            fields={"stage": "one of " + ", ".join(STAGE_NAMES)},
-        )
     scored = cast(Table, ScoredLead.__table__)
-    if wanted is Stage.LEAD:
-        beyond = select(scored.c.subject_id).where(scored.c.stage != Stage.LEAD.value)
+    if stage == first:
+        beyond = select(scored.c.subject_id).where(scored.c.stage != first)
         return subject_id.not_in(beyond)
-    return subject_id.in_(select(scored.c.subject_id).where(scored.c.stage == wanted.value))
+    return subject_id.in_(select(scored.c.subject_id).where(scored.c.stage == stage))
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +205,7 @@ class LeadStage:
 
 def lead_stages(session: Session, subject_ids: Sequence[str]) -> dict[str, LeadStage]:
     """Stage and score of each of ``subject_ids`` (one statement); a lead left out is at
-    stage Lead, unscored."""
+    the first stage, unscored."""
     if not subject_ids:
         return {}
     scored = cast(Table, ScoredLead.__table__)
@@ -214,24 +220,12 @@ def lead_stages(session: Session, subject_ids: Sequence[str]) -> dict[str, LeadS
 # ---------------------------------------------------------------- the console's accounts pages
 
 
-def _wanted_stage(stage: str | None) -> Stage | None:
-    if stage is None:
-        return None
-    wanted = Stage.parse(stage)
-    if wanted is None or wanted is Stage.VISITOR:
-        raise InvalidInput(
-            "stage: one of " + ", ".join(STAGE_NAMES),
-            fields={"stage": "one of " + ", ".join(STAGE_NAMES)},
-        )
-    return wanted
-
-
 def accounts_after(
     session: Session, stage: str | None, after: str, limit: int
 ) -> list[accounts.Account]:
     """The next ``limit`` accounts by domain after ``after`` (a page of the list)."""
-    wanted = _wanted_stage(stage)
     connection = session.connection()
+    wanted = None if stage is None else _known(services.lifecycle_in_force(connection), stage)
     if services.active_model(connection) is None:
         return []
     return accounts.list_accounts(connection, stage=wanted, limit=limit, after=after)
@@ -240,21 +234,23 @@ def accounts_after(
 def count_accounts(session: Session, stage: str | None) -> int:
     """How many accounts there are (at ``stage`` only, if given): one grouped count over
     the permissioned, scored leads of company domains."""
-    wanted = _wanted_stage(stage)
     connection = session.connection()
     active = services.active_model(connection)
     if active is None:
         return 0
+    lifecycle = active.model.lifecycle
+    wanted = None if stage is None else _known(lifecycle, stage)
     grouped = (
         accounts._members(accounts._domain)
         .where(accounts._NOT_FREE_MAIL)
         .group_by(accounts._domain)
     )
     if wanted is not None:
-        grouped = grouped.having(func.max(accounts._RANK) == wanted.rank)
+        grouped = grouped.having(func.max(accounts._RANK) == lifecycle.rank(wanted))
     params = {
         "purpose": active.model.purpose,
         "free_mail": sorted(accounts.free_mail_domains(active.model)),
+        **accounts.rank_params(lifecycle),
     }
     count = select(func.count()).select_from(grouped.subquery())
     return int(connection.scalar(count, params) or 0)

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from scoring import services
+from scoring.lifecycle import DEFAULT, Lifecycle
+
 _ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _SECURITY: list[dict[str, list[str]]] = [{"apiKey": []}]
 
@@ -13,7 +18,27 @@ def _json(ref: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
 
 
-_STAGES = ["Visitor", "Lead", "MQL", "SQL", "Opportunity", "Customer"]
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def stage_schemas(lifecycle: Lifecycle) -> dict[str, Any]:
+    """The stage enums of ``lifecycle``: ``Stage`` (any, with the anonymous one of the
+    default chain), ``LeadStage`` (where a known lead can be) and ``HandoffStage``
+    (after the first). ``/openapi.json`` serves those of the lifecycle in force."""
+    anonymous = [lifecycle.anonymous] if lifecycle.anonymous else []
+    return {
+        "Stage": {"enum": [*anonymous, *lifecycle.stages]},
+        "LeadStage": {"enum": list(lifecycle.stages)},
+        "HandoffStage": {"enum": list(lifecycle.beyond_start)},
+    }
+
+
+def live_schemas(session: Session) -> dict[str, Any]:
+    """The schemas that follow site.toml: the stages of the lifecycle in force."""
+    return stage_schemas(services.lifecycle_in_force(session))
+
+
 _POINT = {
     "type": "object",
     "required": ["rule", "kind", "points", "source", "occurred_at", "consent_entry"],
@@ -181,7 +206,7 @@ SCHEMAS: dict[str, Any] = {
                     "properties": {
                         "lead_id": {"type": "string"},
                         "email": {"type": "string"},
-                        "stage": {"enum": _STAGES},
+                        "stage": _ref("Stage"),
                         "score": {"type": "number"},
                         "stage_since": {"type": "string", "format": "date-time"},
                         "scored_at": {"type": "string", "format": "date-time"},
@@ -201,7 +226,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "lead_id": {"type": "string"},
             "permitted": {"type": "boolean"},
-            "stage": {"enum": _STAGES},
+            "stage": _ref("Stage"),
             "score": {"type": ["number", "null"]},
             "model_version": {"type": ["integer", "null"]},
             "points": {"type": "array", "items": _POINT},
@@ -239,7 +264,7 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "properties": {
             "email": {"type": "string", "format": "email"},
-            "stage": {"enum": _STAGES[1:]},
+            "stage": _ref("LeadStage"),
             "reason": {"type": "string", "maxLength": 500},
             "recycle": {
                 "type": "boolean",
@@ -279,7 +304,7 @@ PATHS: dict[str, Any] = {
             "summary": "Permissioned leads at a stage, paginated by cursor",
             "security": _SECURITY,
             "parameters": [
-                {"name": "stage", "in": "query", "required": True, "schema": {"enum": _STAGES[2:]}},
+                {"name": "stage", "in": "query", "required": True, "schema": _ref("HandoffStage")},
                 {
                     "name": "limit",
                     "in": "query",
@@ -426,7 +451,7 @@ _ACCOUNT_PROPERTIES: dict[str, Any] = {
     "members": {"type": "integer", "description": "permissioned, scored leads"},
     "score": {"type": "number", "description": "sum of the members' scores"},
     "top_score": {"type": "number"},
-    "stage": {"enum": _STAGES[1:], "description": "the furthest stage of a member"},
+    "stage": {**_ref("LeadStage"), "description": "the furthest stage of a member"},
     "buying_committee": {
         "type": "array",
         "items": {"type": "string"},
@@ -458,7 +483,7 @@ SCHEMAS.update(
                         "properties": {
                             "lead_id": {"type": "string"},
                             "email": {"type": "string"},
-                            "stage": {"enum": _STAGES[1:]},
+                            "stage": _ref("LeadStage"),
                             "score": {"type": "number"},
                             "job_title": {"type": ["string", "null"]},
                         },
@@ -504,7 +529,7 @@ SCHEMAS.update(
             "type": "object",
             "properties": {
                 "lead_id": {"type": "string"},
-                "stage": {"enum": _STAGES[2:]},
+                "stage": _ref("HandoffStage"),
                 "entered_at": {"type": "string", "format": "date-time"},
                 "acknowledged_at": {"type": "string", "format": "date-time"},
                 "acknowledged_by": {"type": "string"},
@@ -523,7 +548,7 @@ SCHEMAS.update(
                         "properties": {
                             "lead_id": {"type": "string"},
                             "email": {"type": "string"},
-                            "stage": {"enum": _STAGES[2:]},
+                            "stage": _ref("HandoffStage"),
                             "score": {"type": "number"},
                             "entered_at": {"type": "string", "format": "date-time"},
                             "due_at": {"type": "string", "format": "date-time"},
@@ -544,7 +569,7 @@ PATHS.update(
                 "summary": "Accounts (company domains) of permissioned leads, by cursor",
                 "security": _SECURITY,
                 "parameters": [
-                    {"name": "stage", "in": "query", "schema": {"enum": _STAGES[1:]}},
+                    {"name": "stage", "in": "query", "schema": _ref("LeadStage")},
                     *_PAGE_PARAMS,
                 ],
                 "responses": {
@@ -626,3 +651,4 @@ SCHEMAS["ScoreExplanation"]["properties"]["qualification"] = {
     "description": "current BANT (null per field not recorded); empty without live consent",
     "properties": dict.fromkeys(_BANT_FIELDS, _BANT_VALUE),
 }
+SCHEMAS.update(stage_schemas(DEFAULT))

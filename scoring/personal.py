@@ -81,7 +81,7 @@ def export_scoring(session: Session, subject_id: str) -> dict[str, Any] | None:
     ):
         return None
     return {
-        "stage": explanation.stage.value,
+        "stage": explanation.stage,
         "score": explanation.score,
         "points": [
             {"rule": p.rule, "points": p.points, "source": p.source, "consent_entry": p.consent_seq}

@@ -19,13 +19,12 @@ from sqlalchemy.engine import Connection
 from consent_ledger.read_model import consent_states
 from scoring.models import ScoredLead
 from scoring.rules import ScoringModel
-from scoring.stages import Stage
 
 _leads = cast(Table, ScoredLead.__table__)
 _cs = consent_states
 
 
-def stage_moves(connection: Connection, model: ScoringModel) -> Counter[tuple[Stage, Stage]]:
+def stage_moves(connection: Connection, model: ScoringModel) -> Counter[tuple[str, str]]:
     """Per (current stage, stage reached), how many permissioned leads ``model``'s
     thresholds would move forward by their stored scores."""
     rows = connection.execute(
@@ -36,20 +35,22 @@ def stage_moves(connection: Connection, model: ScoringModel) -> Counter[tuple[St
             & _cs.c.permitted,
         )
     )
-    moves: Counter[tuple[Stage, Stage]] = Counter()
+    moves: Counter[tuple[str, str]] = Counter()
+    rank = model.lifecycle.rank
     for stage, score, recycled in rows:
-        current, reached = Stage(stage), model.stage_for(score)
-        if reached.rank > current.rank and (recycled is None or score > recycled):
+        current, reached = str(stage), model.stage_for(score)
+        if rank(reached) > rank(current) and (recycled is None or score > recycled):
             moves[(current, reached)] += 1
     return moves
 
 
-def describe(moves: Counter[tuple[Stage, Stage]], rules_changed: bool) -> str:
+def describe(moves: Counter[tuple[str, str]], model: ScoringModel, rules_changed: bool) -> str:
     """The preview in one line for people."""
     total = sum(moves.values())
+    rank = model.lifecycle.rank
     detail = ", ".join(
-        f"{old.value} → {new.value}: {count:,}"
-        for (old, new), count in sorted(moves.items(), key=lambda m: (m[0][0].rank, m[0][1].rank))
+        f"{old} → {new}: {count:,}"
+        for (old, new), count in sorted(moves.items(), key=lambda m: (rank(m[0][0]), rank(m[0][1])))
     )
     line = f"scoring preview: by their current scores, {total:,} lead(s) would move forward"
     line += f" ({detail})" if detail else ""

@@ -10,8 +10,8 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
 from consent_ledger.read_model import leads
+from scoring import services
 from scoring.models import ScoredLead
-from scoring.stages import Stage
 
 _leads = cast(Table, ScoredLead.__table__)
 _subjects = leads
@@ -24,9 +24,10 @@ class StageCount:
 
 
 def stage_counts(session: Session) -> list[StageCount]:
-    """Leads per lifecycle stage now, Lead to Customer in funnel order.
+    """Leads per lifecycle stage now, in the order of the lifecycle in force (Lead to
+    Customer by default); a lead at a stage the lifecycle lacks is not counted.
 
-    A lead without a scoring row is at stage Lead (never scored, or scoring was
+    A lead without a scoring row is at the first stage (never scored, or scoring was
     withdrawn); erased leads are not counted. Visitors are anonymous until they submit
     a form, so zeroparty has no count of them and reports none.
     """
@@ -39,7 +40,8 @@ def stage_counts(session: Session) -> list[StageCount]:
     everyone = session.execute(
         select(func.count()).select_from(_subjects).where(_subjects.c.erased_at.is_(None))
     ).scalar_one()
-    beyond_lead = sum(n for stage, n in scored.items() if stage != Stage.LEAD.value)
-    counts = {stage: int(scored.get(stage.value, 0)) for stage in Stage}
-    counts[Stage.LEAD] = max(0, int(everyone) - beyond_lead)
-    return [StageCount(stage.value, counts[stage]) for stage in Stage if stage is not Stage.VISITOR]
+    lifecycle = services.lifecycle_in_force(session)
+    beyond_start = sum(n for stage, n in scored.items() if stage != lifecycle.start)
+    counts = {stage: int(scored.get(stage, 0)) for stage in lifecycle.stages}
+    counts[lifecycle.start] = max(0, int(everyone) - beyond_start)
+    return [StageCount(stage, counts[stage]) for stage in lifecycle.stages]

@@ -15,7 +15,8 @@ from typing import Any, cast
 import orjson
 
 from scoring.actions import NextActionRule
-from scoring.stages import Stage
+from scoring.lifecycle import DEFAULT as DEFAULT_LIFECYCLE
+from scoring.lifecycle import Lifecycle
 
 _LEADING_NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)")
 
@@ -177,12 +178,12 @@ class LeadType:
 
 @dataclass(frozen=True, slots=True)
 class ScoringModel:
-    """A whole model. ``thresholds`` ascend in stage order; ``handoff`` names the
-    stages whose reaching sends a webhook to the CRM."""
+    """A whole model. ``thresholds`` ascend in the order of ``lifecycle``'s stages;
+    ``handoff`` names the stages whose reaching sends a webhook to the CRM."""
 
     purpose: str
-    thresholds: tuple[tuple[Stage, float], ...]
-    handoff: tuple[Stage, ...] = (Stage.MQL, Stage.SQL)
+    thresholds: tuple[tuple[str, float], ...]
+    handoff: tuple[str, ...] = ("MQL", "SQL")
     fit: tuple[FitRule, ...] = ()
     behaviour: tuple[BehaviourRule, ...] = ()
     quiz: tuple[QuizRule, ...] = ()
@@ -190,7 +191,7 @@ class ScoringModel:
     # Accounts: free-mail domains added to the built-in list (scoring.accounts).
     free_mail: tuple[str, ...] = ()
     # Hand-off SLA: response time in seconds per stage (scoring.sla).
-    sla: tuple[tuple[Stage, float], ...] = ()
+    sla: tuple[tuple[str, float], ...] = ()
     # Quiz intent: rules on tags and quiz scores, and the quizzes' answers they read.
     tags: tuple[TagRule, ...] = ()
     quiz_scores: tuple[QuizScoreRule, ...] = ()
@@ -207,7 +208,9 @@ class ScoringModel:
     # Next best action rules, first match wins (scoring.actions).
     next_actions: tuple[NextActionRule, ...] = ()
     # Stages reached by an event, whatever the score (scoring.stage_events).
-    stage_events: tuple[tuple[Stage, tuple[str, ...]], ...] = ()
+    stage_events: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # The stages, their order and roles (scoring.lifecycle; the fixed chain without it).
+    lifecycle: Lifecycle = DEFAULT_LIFECYCLE
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -230,7 +233,7 @@ class ScoringModel:
             by_slug = self._cache["quizzes"] = {q.quiz: q for q in self.quizzes}
         return cast(QuizIntent | None, by_slug.get(quiz))
 
-    def stage_for_event(self, event_type: str) -> Stage | None:
+    def stage_for_event(self, event_type: str) -> str | None:
         """The stage an event of ``event_type`` moves a lead to, if any."""
         return next((stage for stage, events in self.stage_events if event_type in events), None)
 
@@ -247,9 +250,10 @@ class ScoringModel:
     def lead_type(self, name: str) -> LeadType | None:
         return next((t for t in self.lead_types if t.name == name), None)
 
-    def stage_for(self, score: float) -> Stage:
-        """The highest threshold stage ``score`` reaches (Lead below every threshold)."""
-        reached = Stage.LEAD
+    def stage_for(self, score: float) -> str:
+        """The highest threshold stage ``score`` reaches (the lifecycle's first stage
+        below every threshold)."""
+        reached = self.lifecycle.start
         for stage, minimum in self.thresholds:
             if score >= minimum:
                 reached = stage
@@ -261,7 +265,7 @@ class ScoringModel:
         if self.free_mail:
             extras["free_mail"] = list(self.free_mail)
         if self.sla:
-            extras["sla"] = {stage.value: float(seconds) for stage, seconds in self.sla}
+            extras["sla"] = {str(stage): float(seconds) for stage, seconds in self.sla}
         if self.rescore_every is not None:
             extras["rescore_every"] = float(self.rescore_every)
         if self.demote_after_days is not None:
@@ -274,7 +278,9 @@ class ScoringModel:
         if self.temperature:
             extras["temperature"] = [[name, float(low)] for name, low in self.temperature]
         if self.stage_events:
-            extras["stage_events"] = {stage.value: list(ev) for stage, ev in self.stage_events}
+            extras["stage_events"] = {str(stage): list(ev) for stage, ev in self.stage_events}
+        if not self.lifecycle.is_default:
+            extras["lifecycle"] = self.lifecycle.as_json()
         if self.next_actions:
             extras["next_actions"] = [rule.as_json() for rule in self.next_actions]
         if self.tags:
@@ -311,8 +317,8 @@ class ScoringModel:
         return {
             **extras,
             "purpose": self.purpose,
-            "thresholds": {stage.value: float(points) for stage, points in self.thresholds},
-            "handoff": [stage.value for stage in self.handoff],
+            "thresholds": {str(stage): float(points) for stage, points in self.thresholds},
+            "handoff": [str(stage) for stage in self.handoff],
             "fit": [
                 {
                     "name": r.name,
@@ -363,8 +369,8 @@ def model_from_json(raw: str | bytes) -> ScoringModel:
     data = orjson.loads(raw)
     return ScoringModel(
         purpose=data["purpose"],
-        thresholds=tuple((Stage(k), float(v)) for k, v in data["thresholds"].items()),
-        handoff=tuple(Stage(s) for s in data["handoff"]),
+        thresholds=tuple((str(k), float(v)) for k, v in data["thresholds"].items()),
+        handoff=tuple(str(s) for s in data["handoff"]),
         fit=tuple(
             FitRule(
                 name=r["name"],
@@ -396,7 +402,7 @@ def model_from_json(raw: str | bytes) -> ScoringModel:
         ),
         extra_event_types=tuple(data["event_types"]),
         free_mail=tuple(data.get("free_mail", ())),
-        sla=tuple((Stage(k), float(v)) for k, v in data.get("sla", {}).items()),
+        sla=tuple((str(k), float(v)) for k, v in data.get("sla", {}).items()),
         rescore_every=data.get("rescore_every"),
         demote_after_days=data.get("demote_after_days"),
         lead_types=tuple(
@@ -405,7 +411,10 @@ def model_from_json(raw: str | bytes) -> ScoringModel:
         ),
         temperature=tuple((str(n), float(low)) for n, low in data.get("temperature", ())),
         next_actions=tuple(NextActionRule.from_json(r) for r in data.get("next_actions", ())),
-        stage_events=tuple((Stage(k), tuple(v)) for k, v in data.get("stage_events", {}).items()),
+        stage_events=tuple((str(k), tuple(v)) for k, v in data.get("stage_events", {}).items()),
+        lifecycle=(
+            Lifecycle.from_json(data["lifecycle"]) if "lifecycle" in data else DEFAULT_LIFECYCLE
+        ),
         tags=tuple(
             TagRule(r["name"], r["tag"], float(r["points"]), r["quiz"])
             for r in data.get("tags", ())

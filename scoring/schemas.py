@@ -14,10 +14,11 @@ import orjson
 from consent_ledger.api import InvalidEmail, normalise_email
 from consent_ledger.entries import parse_timestamp
 from scoring import qualification
+from scoring.lifecycle import DEFAULT as DEFAULT_LIFECYCLE
+from scoring.lifecycle import Lifecycle
 from scoring.outcomes import Outcome
 from scoring.services import EventIn
 from scoring.sla import SlaState
-from scoring.stages import Stage
 from zeroparty.db import utcnow
 from zeroparty.errors import InvalidInput
 
@@ -105,18 +106,21 @@ def parse_events(body: Mapping[str, Any], *, now: datetime | None = None) -> lis
 
 @dataclass(frozen=True, slots=True)
 class LeadsQuery:
-    stage: Stage
+    stage: str
     limit: int
     after: str
 
 
-def parse_leads_query(params: Mapping[str, str]) -> LeadsQuery:
+def parse_leads_query(
+    params: Mapping[str, str], lifecycle: Lifecycle = DEFAULT_LIFECYCLE
+) -> LeadsQuery:
+    """``?stage=&limit=&cursor=``: a stage of ``lifecycle`` after its first."""
     errors: dict[str, str] = {}
     for key in sorted(set(params) - {"stage", "limit", "cursor"}):
         errors[key[:64]] = "unknown parameter"
-    stage = Stage.parse(params.get("stage", ""))
-    if stage is None or stage in (Stage.VISITOR, Stage.LEAD):
-        names = ", ".join(s.value for s in Stage if s.rank > Stage.LEAD.rank)
+    stage = lifecycle.parse(params.get("stage", ""))
+    if stage is None or stage == lifecycle.start:
+        names = ", ".join(lifecycle.beyond_start)
         errors["stage"] = f"is required: one of {names}"
     limit_text = params.get("limit", "100")
     limit = int(limit_text) if limit_text.isdigit() else 0
@@ -133,20 +137,23 @@ def parse_leads_query(params: Mapping[str, str]) -> LeadsQuery:
 @dataclass(frozen=True, slots=True)
 class StageMove:
     email: str
-    stage: Stage
+    stage: str
     reason: str
     recycle: bool
 
 
-def parse_stage_move(body: Mapping[str, Any]) -> StageMove:
-    """``{"email", "stage", "reason", "recycle": false}``."""
+def parse_stage_move(
+    body: Mapping[str, Any], lifecycle: Lifecycle = DEFAULT_LIFECYCLE
+) -> StageMove:
+    """``{"email", "stage", "reason", "recycle": false}``, the stage one of
+    ``lifecycle``'s."""
     errors: dict[str, str] = {}
     for key in sorted(set(body) - {"email", "stage", "reason", "recycle"}):
         errors[key[:64]] = "unknown field"
     email = email_field(body.get("email"), "email", errors)
-    stage = Stage.parse(body.get("stage"))
-    if stage is None or stage is Stage.VISITOR:
-        errors["stage"] = "must be one of " + ", ".join(s.value for s in Stage if s.rank > 0)
+    stage = lifecycle.parse(body.get("stage"))
+    if stage is None:
+        errors["stage"] = "must be one of " + ", ".join(lifecycle.stages)
     reason = body.get("reason", "")
     if not isinstance(reason, str) or len(reason) > 500:
         errors["reason"] = "must be a string of at most 500 characters"
@@ -189,7 +196,7 @@ DOMAIN_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9-]+(\.[a-z0-9-]+)+$")
 
 @dataclass(frozen=True, slots=True)
 class AccountsQuery:
-    stage: Stage | None
+    stage: str | None
     limit: int
     after: str
 
@@ -202,16 +209,18 @@ def _limit(params: Mapping[str, str], errors: dict[str, str]) -> int:
     return limit
 
 
-def parse_accounts_query(params: Mapping[str, str]) -> AccountsQuery:
-    """``?stage=&limit=&cursor=``: stage optional (any stage beyond Visitor)."""
+def parse_accounts_query(
+    params: Mapping[str, str], lifecycle: Lifecycle = DEFAULT_LIFECYCLE
+) -> AccountsQuery:
+    """``?stage=&limit=&cursor=``: stage optional (any stage of ``lifecycle``)."""
     errors: dict[str, str] = {}
     for key in sorted(set(params) - {"stage", "limit", "cursor"}):
         errors[key[:64]] = "unknown parameter"
     stage = None
     if "stage" in params:
-        stage = Stage.parse(params["stage"])
-        if stage is None or stage is Stage.VISITOR:
-            errors["stage"] = "must be one of " + ", ".join(s.value for s in Stage if s.rank > 0)
+        stage = lifecycle.parse(params["stage"])
+        if stage is None:
+            errors["stage"] = "must be one of " + ", ".join(lifecycle.stages)
     limit = _limit(params, errors)
     after = params.get("cursor", "")
     if after and not DOMAIN_RE.match(after):

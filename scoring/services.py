@@ -40,6 +40,8 @@ from consent_ledger.entries import LedgerEntry, format_timestamp
 from consent_ledger.read_model import consent_states, lead_profiles
 from scoring import actions, consent, crm_notices, engine
 from scoring.consent import LATEST_MODEL_KEY
+from scoring.lifecycle import DEFAULT as DEFAULT_LIFECYCLE
+from scoring.lifecycle import Lifecycle
 from scoring.models import (
     DroppedEvents,
     HandoffAck,
@@ -54,7 +56,7 @@ from scoring.models import (
     Webhook,
 )
 from scoring.rules import ScoringModel, model_from_json
-from scoring.stages import Actor, Stage
+from scoring.stages import Actor
 from zeroparty.db import utcnow
 from zeroparty.errors import Conflict, InvalidInput, NotFound
 from zeroparty.lead_signals import LeadInput, LeadSignal
@@ -93,7 +95,7 @@ _UPDATE_SCORES_PG = text(
 # of a pipeline of one statement per row.
 _INSERT_LEADS_PG = text(
     "INSERT INTO scoring_leads (subject_id, stage, score, scored_at, stage_since) "
-    "SELECT sid, 'Lead', 0, :at, :at FROM unnest(CAST(:ids AS text[])) AS ids(sid) "
+    "SELECT sid, :stage, 0, :at, :at FROM unnest(CAST(:ids AS text[])) AS ids(sid) "
     "ON CONFLICT DO NOTHING RETURNING subject_id"
 )
 _WIDEN_PURPOSES = (
@@ -255,7 +257,7 @@ class IntakeResult:
 @dataclass(frozen=True, slots=True)
 class LeadScore:
     subject_id: str
-    stage: Stage
+    stage: str
     score: float
     points: list[engine.Point]
     moved: bool = False
@@ -296,6 +298,25 @@ def confirmed_model(
     return active_model(connection)
 
 
+def lifecycle_in_force(session: Session | Connection) -> Lifecycle:
+    """The lifecycle of the model in force (the fixed chain while none is loaded)."""
+    active = active_model(session)
+    return active.model.lifecycle if active is not None else DEFAULT_LIFECYCLE
+
+
+def stage_named(lifecycle: Lifecycle, raw: object, *, beyond_start: bool = False) -> str:
+    """The stage of ``lifecycle`` named ``raw`` (any case); :class:`InvalidInput` on the
+    field ``stage`` naming the stages otherwise (``beyond_start``: the first is refused)."""
+    stage = lifecycle.parse(raw)
+    names = lifecycle.beyond_start if beyond_start else lifecycle.stages
+    if stage is None or stage not in names:
+        raise InvalidInput(
+            "stage: must be one of " + ", ".join(names),
+            fields={"stage": "must be one of " + ", ".join(names)},
+        )
+    return stage
+
+
 def require_model(session: Session | Connection) -> ActiveModel:
     active = active_model(session)
     if active is None:
@@ -306,8 +327,8 @@ def require_model(session: Session | Connection) -> ActiveModel:
 # --- rescoring one lead -----------------------------------------------------------------
 
 
-def _lock_lead(connection: Connection, subject_id: str) -> Any:
-    return _lock_leads(connection, [subject_id], utcnow())[0][subject_id]
+def _lock_lead(connection: Connection, subject_id: str, start: str) -> Any:
+    return _lock_leads(connection, [subject_id], utcnow(), start=start)[0][subject_id]
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,10 +347,16 @@ class _NewLead:
 
 
 def _lock_leads(
-    connection: Connection, subject_ids: list[str], now: datetime, *, defer_new: bool = False
+    connection: Connection,
+    subject_ids: list[str],
+    now: datetime,
+    *,
+    start: str,
+    defer_new: bool = False,
 ) -> tuple[dict[str, Any], set[str]]:
-    """The leads' scoring rows, created at stage Lead if new, locked for this transaction
-    (so two writers scoring one lead queue, and a threshold is crossed once); and the ids
+    """The leads' scoring rows, created at stage ``start`` (the lifecycle's first) if
+    new, locked for this transaction (so two writers scoring one lead queue, and a
+    threshold is crossed once); and the ids
     of the leads this call created (new to scoring: no points, events or answers yet).
 
     ``defer_new``: on SQLite (one writer: nothing to lock), the new leads' rows are not
@@ -338,7 +365,9 @@ def _lock_leads(
     leads: dict[str, Any]
     if dialect == "postgresql":
         created = set(
-            connection.execute(_INSERT_LEADS_PG, {"ids": list(subject_ids), "at": now}).scalars()
+            connection.execute(
+                _INSERT_LEADS_PG, {"ids": list(subject_ids), "at": now, "stage": start}
+            ).scalars()
         )
         leads = {
             row.subject_id: row
@@ -354,10 +383,7 @@ def _lock_leads(
     }
     missing = [sid for sid in subject_ids if sid not in leads]
     if missing:
-        new = [
-            _NewLead(sid, Stage.LEAD.value, 0.0, now, now, inserted=not defer_new)
-            for sid in missing
-        ]
+        new = [_NewLead(sid, start, 0.0, now, now, inserted=not defer_new) for sid in missing]
         leads.update((lead.subject_id, lead) for lead in new)
         if defer_new:
             return leads, set(missing)
@@ -467,7 +493,7 @@ def rescore_leads(
     if not ids:
         return {}
     now = now or utcnow()
-    leads, _ = _lock_leads(connection, ids, now)
+    leads, _ = _lock_leads(connection, ids, now, start=active.model.lifecycle.start)
     return _rescore_locked(connection, active, leads, now)
 
 
@@ -570,6 +596,7 @@ def _store_scores(
     scores and stages; a score crossing a threshold moves the lead forward, records the
     move and queues the hand-off. ``unstored``: new leads whose rows
     :func:`_lock_leads` left to insert here, with their first score."""
+    rank = active.model.lifecycle.rank
     point_rows: list[dict[str, Any]] = []
     replaced: list[str] = []
     updates: list[dict[str, object]] = []
@@ -607,9 +634,9 @@ def _store_scores(
             for p in added
         ]
         score = engine.total(points)
-        stage, reached = Stage(lead.stage), active.model.stage_for(score)
+        stage, reached = str(lead.stage), active.model.stage_for(score)
         held = lead.recycled_score is not None and score <= lead.recycled_score
-        if reached.rank > stage.rank and not held:
+        if rank(reached) > rank(stage) and not held:
             threshold = dict(active.model.thresholds)[reached]
             _move(
                 connection,
@@ -618,7 +645,7 @@ def _store_scores(
                 stage,
                 reached,
                 Actor.THRESHOLD.value,
-                f"score {score:g} reached the {reached.value} threshold ({threshold:g})",
+                f"score {score:g} reached the {reached} threshold ({threshold:g})",
                 score,
                 now,
             )
@@ -626,7 +653,7 @@ def _store_scores(
                 connection.execute(
                     update(_leads)
                     .where(_leads.c.subject_id == sid)
-                    .values(stage=reached.value, stage_since=now, recycled_score=None)
+                    .values(stage=reached, stage_since=now, recycled_score=None)
                 )
             stage, moved = reached, True
         else:
@@ -635,7 +662,7 @@ def _store_scores(
             inserts.append(
                 {
                     "subject_id": sid,
-                    "stage": stage.value,
+                    "stage": stage,
                     "score": score,
                     "model_id": active.id,
                     "scored_at": now,
@@ -733,7 +760,7 @@ def give_lead_type(
         raise ConsentMissing(
             f"this lead has no live consent for {active.model.purpose}: it holds no type"
         )
-    lead = _lock_lead(connection, subject_id)
+    lead = _lock_lead(connection, subject_id, active.model.lifecycle.start)
     held = held_types(lead.lead_types)
     if name in held:
         return False, LeadTypes(subject_id, held)
@@ -803,7 +830,7 @@ def rescore_due(
     live = sorted(sid for sid in subject_ids if (g := gates.get(sid)) is not None and g.permitted)
     if not live:
         return DueResult({}, 0)
-    leads, _ = _lock_leads(connection, live, now)
+    leads, _ = _lock_leads(connection, live, now, start=active.model.lifecycle.start)
     before = {sid: leads[sid].score for sid in live}
     scored = _rescore_changed(connection, active, leads, now, created=())
     return DueResult(scored, sum(scored[sid].score != before[sid] for sid in scored))
@@ -822,7 +849,8 @@ def demote_idle(
     cutoff = now - timedelta(days=days)
     gates = consent.gate_states(connection, subject_ids, active.model.purpose, lock=True)
     live = sorted(sid for sid in subject_ids if (g := gates.get(sid)) is not None and g.permitted)
-    leads, _ = _lock_leads(connection, live, now) if live else ({}, set())
+    lifecycle = active.model.lifecycle
+    leads, _ = _lock_leads(connection, live, now, start=lifecycle.start) if live else ({}, set())
     # Under the lock: an event, answer or BANT value that committed after the caller
     # found these leads idle keeps its lead where it is.
     activity = (
@@ -844,21 +872,22 @@ def demote_idle(
         lead = leads[sid]
         if sid in busy:
             continue
-        stage = Stage(lead.stage)
-        if stage.rank <= Stage.LEAD.rank or lead.stage_since > cutoff:
+        stage = str(lead.stage)
+        if lifecycle.rank(stage) <= 1 or lead.stage_since > cutoff:
             continue
         reason = (
             f"no activity for {days:g} days (no event, answer, BANT value or stage move "
-            f"since {format_timestamp(cutoff)}): recycled to Lead at score {lead.score:g}"
+            f"since {format_timestamp(cutoff)}): recycled to {lifecycle.start} at score "
+            f"{lead.score:g}"
         )
         _move(
-            connection, active.model, sid, stage, Stage.LEAD, Actor.INACTIVITY.value, reason,
-            lead.score, now,
+            connection, active.model, sid, stage, lifecycle.start, Actor.INACTIVITY.value,
+            reason, lead.score, now,
         )  # fmt: skip
         connection.execute(
             update(_leads)
             .where(_leads.c.subject_id == sid)
-            .values(stage=Stage.LEAD.value, stage_since=now, recycled_score=lead.score)
+            .values(stage=lifecycle.start, stage_since=now, recycled_score=lead.score)
         )
         _cancel_webhooks(connection, sid, "demoted")
         moved += 1
@@ -876,8 +905,8 @@ def _move(
     connection: Connection,
     model: ScoringModel,
     subject_id: str,
-    old: Stage,
-    new: Stage,
+    old: str,
+    new: str,
     actor: str,
     reason: str,
     score: float | None,
@@ -887,20 +916,21 @@ def _move(
     connection.execute(
         insert(_changes).values(
             subject_id=subject_id,
-            from_stage=old.value,
-            to_stage=new.value,
+            from_stage=old,
+            to_stage=new,
             actor=actor[:100],
             reason=reason,
             score=score,
             created_at=now,
         )
     )
-    if new.rank > old.rank and any(old.rank < s.rank <= new.rank for s in model.handoff):
+    rank = model.lifecycle.rank
+    if rank(new) > rank(old) and any(rank(old) < rank(s) <= rank(new) for s in model.handoff):
         connection.execute(
             insert(_hooks).values(
                 id=f"msg_{uuid.uuid4().hex}",
                 subject_id=subject_id,
-                stage=new.value,
+                stage=new,
                 created_at=now,
                 attempts=0,
                 next_attempt_at=now,
@@ -1118,7 +1148,13 @@ def ingest_events(session: Session | Connection, events: Sequence[EventIn]) -> I
     if new_events:
         # Only the new events are scored: each lead's points are carried on from its
         # stored ones (scoring.engine.continued_points), not recomputed from every event.
-        leads, created = _lock_leads(connection, sorted(new_events), now, defer_new=True)
+        leads, created = _lock_leads(
+            connection,
+            sorted(new_events),
+            now,
+            start=active.model.lifecycle.start,
+            defer_new=True,
+        )
         scored = _rescore_changed(
             connection, active, leads, now, created=created, new_events=new_events
         )
@@ -1137,24 +1173,25 @@ def _move_by_events(
     """Move each lead to the furthest stage its new events reach (``stage_events``),
     forward only, recorded with the event that did it; a hand-off stage queues its
     webhook like a threshold does."""
+    rank = model.lifecycle.rank
     for sid in sorted(new_events):
         lead = scored.get(sid)
         if lead is None:
             continue
-        reached: tuple[Stage, engine.EventFact] | None = None
+        reached: tuple[str, engine.EventFact] | None = None
         for event in new_events[sid]:
             stage = model.stage_for_event(event.type)
-            if stage is not None and (reached is None or stage.rank > reached[0].rank):
+            if stage is not None and (reached is None or rank(stage) > rank(reached[0])):
                 reached = (stage, event)
-        if reached is None or reached[0].rank <= lead.stage.rank:
+        if reached is None or rank(reached[0]) <= rank(lead.stage):
             continue
         stage, event = reached
-        reason = f"event {event.type} ({event.event_id}) moves the lead to {stage.value}"
+        reason = f"event {event.type} ({event.event_id}) moves the lead to {stage}"
         _move(connection, model, sid, lead.stage, stage, Actor.EVENT.value, reason, lead.score, now)
         connection.execute(
             update(_leads)
             .where(_leads.c.subject_id == sid)
-            .values(stage=stage.value, stage_since=now, recycled_score=None)
+            .values(stage=stage, stage_since=now, recycled_score=None)
         )
 
 
@@ -1233,7 +1270,9 @@ def record_answers(session: Session, signals: Sequence[LeadSignal]) -> None:
     subjects = sorted({signal.subject_id for signal, _, _ in accepted})
     # Lock the leads' scoring rows before reading their answers: two writers keeping
     # answers of one lead queue here rather than both replacing the same answer.
-    leads, created = _lock_leads(connection, subjects, now, defer_new=True)
+    leads, created = _lock_leads(
+        connection, subjects, now, start=active.model.lifecycle.start, defer_new=True
+    )
     changed = {sid for sid, lead in leads.items() if lead.model_id is None}  # never scored
     names = {item.name for _, _, inputs in accepted for item in inputs}
     # A lead new to scoring has no answers stored yet.
@@ -1440,12 +1479,12 @@ def purge_lead(
     for table in (_points, _events, _attrs, _outcomes, _qual, _leads):
         connection.execute(delete(table).where(table.c.subject_id == subject_id))
     handed_off = _cancel_webhooks(connection, subject_id, "consent")
-    if lead is not None and Stage(lead.stage).rank > Stage.LEAD.rank:
+    if lead is not None and lead.stage != model.lifecycle.start:
         connection.execute(
             insert(_changes).values(
                 subject_id=subject_id,
                 from_stage=lead.stage,
-                to_stage=Stage.LEAD.value,
+                to_stage=model.lifecycle.start,
                 actor=Actor.CONSENT.value,
                 reason=reason,
                 score=None,
@@ -1502,13 +1541,15 @@ def _forget_inputs_of(session: Session, active: ActiveModel, subject_id: str) ->
 
 
 def move_stage(
-    session: Session, subject_id: str, to: Stage, *, actor: str, reason: str, recycle: bool
-) -> tuple[Stage, LeadScore]:
-    """Move a lead to ``to`` on a person's say-so. Forward moves need a live consent;
-    a backward move (recycling) only with ``recycle`` and a reason. Returns the stage
-    moved from and the lead's state after."""
+    session: Session, subject_id: str, to: str, *, actor: str, reason: str, recycle: bool
+) -> tuple[str, LeadScore]:
+    """Move a lead to ``to`` (a stage name, any case) on a person's say-so. Forward
+    moves need a live consent; a backward move (recycling) only with ``recycle`` and a
+    reason. Returns the stage moved from and the lead's state after."""
     connection = session.connection()
     active = require_model(connection)
+    lifecycle = active.model.lifecycle
+    to = stage_named(lifecycle, to)
     gate = consent.gate_states(connection, [subject_id], active.model.purpose, lock=True).get(
         subject_id
     )
@@ -1517,23 +1558,23 @@ def move_stage(
             f"this lead has no live consent for {active.model.purpose}: it stays a Lead "
             "and is not handed to sales"
         )
-    if to in (Stage.VISITOR, Stage.LEAD) and not recycle:
+    if to == lifecycle.start and not recycle:
         raise InvalidInput(
             'stage: moving back needs "recycle": true',
             fields={"stage": "a backward move is a recycle"},
         )
-    lead = _lock_lead(connection, subject_id)
-    old = Stage(lead.stage)
+    lead = _lock_lead(connection, subject_id, lifecycle.start)
+    old = str(lead.stage)
     if to == old:
-        raise Conflict(f"the lead is at {old.value} already", fields={"stage": "unchanged"})
-    if to.rank < old.rank and not recycle:
+        raise Conflict(f"the lead is at {old} already", fields={"stage": "unchanged"})
+    if lifecycle.rank(to) < lifecycle.rank(old) and not recycle:
         raise InvalidInput(
-            f'stage: {to.value} is before {old.value}; send "recycle": true with a reason',
+            f'stage: {to} is before {old}; send "recycle": true with a reason',
             fields={"stage": "a backward move is a recycle"},
         )
-    if to.rank > old.rank and recycle:
+    if lifecycle.rank(to) > lifecycle.rank(old) and recycle:
         raise InvalidInput(
-            f"recycle: {to.value} is after {old.value}, not a recycle",
+            f"recycle: {to} is after {old}, not a recycle",
             fields={"recycle": "only for backward moves"},
         )
     if recycle and not reason.strip():
@@ -1550,7 +1591,7 @@ def move_stage(
         lead.score,
         now,
     )
-    values: dict[str, object] = {"stage": to.value, "stage_since": now}
+    values: dict[str, object] = {"stage": to, "stage_since": now}
     if recycle:
         # A recycled lead moves up by threshold again only once it earns new points.
         values["recycled_score"] = lead.score
@@ -1599,7 +1640,7 @@ class ExplainedOutcome:
 class Explanation:
     subject_id: str
     permitted: bool
-    stage: Stage
+    stage: str
     score: float | None
     model_id: int | None
     scored_at: datetime | None
@@ -1694,6 +1735,7 @@ def explain(connection: Connection, subject_id: str) -> Explanation:
     can be in (consented but never scored included: ``score`` is then ``None``)."""
     active = active_model(connection)
     purpose = active.model.purpose if active is not None else None
+    start = active.model.lifecycle.start if active is not None else DEFAULT_LIFECYCLE.start
     gate = (
         consent.gate_states(connection, [subject_id], purpose).get(subject_id)
         if purpose is not None
@@ -1738,7 +1780,7 @@ def explain(connection: Connection, subject_id: str) -> Explanation:
         )
         action = next_action_of(
             active.model,
-            lead.stage if lead is not None else Stage.LEAD.value,
+            lead.stage if lead is not None else start,
             lead.score if lead is not None else None,
             held_types(lead.lead_types) if lead is not None else {},
             intent,
@@ -1747,7 +1789,7 @@ def explain(connection: Connection, subject_id: str) -> Explanation:
     return Explanation(
         subject_id,
         bool(gate and gate.permitted),
-        Stage(lead.stage) if lead is not None else Stage.LEAD,
+        str(lead.stage) if lead is not None else start,
         lead.score if lead is not None else None,
         lead.model_id if lead is not None else None,
         lead.scored_at if lead is not None else None,
@@ -1771,7 +1813,7 @@ def explain(connection: Connection, subject_id: str) -> Explanation:
 class LeadRow:
     subject_id: str
     email: str
-    stage: Stage
+    stage: str
     score: float
     stage_since: datetime
     scored_at: datetime
@@ -1815,7 +1857,7 @@ def next_action_of(
     return actions.next_action(model.next_actions, facts)
 
 
-def list_leads(connection: Connection, stage: Stage, limit: int, after: str) -> list[LeadRow]:
+def list_leads(connection: Connection, stage: str, limit: int, after: str) -> list[LeadRow]:
     """Permissioned leads at ``stage``, by id after ``after`` (keyset pagination). The
     consent join is belt and braces: the listener already removed anyone else."""
     active = require_model(connection)
@@ -1829,7 +1871,7 @@ def list_leads(connection: Connection, stage: Stage, limit: int, after: str) -> 
             & (cs.c.purpose_key == active.model.purpose)
             & cs.c.permitted,
         )
-        .where(_leads.c.stage == stage.value, _leads.c.subject_id > after)
+        .where(_leads.c.stage == stage, _leads.c.subject_id > after)
         .order_by(_leads.c.subject_id)
         .limit(limit)
     )
@@ -1838,7 +1880,7 @@ def list_leads(connection: Connection, stage: Stage, limit: int, after: str) -> 
         LeadRow(
             r.subject_id,
             r.email,
-            Stage(r.stage),
+            str(r.stage),
             r.score,
             r.stage_since,
             r.scored_at,

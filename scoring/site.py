@@ -21,7 +21,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scoring import actions, preview
+from scoring import actions, lifecycle_site, preview
+from scoring.lifecycle import Lifecycle
 from scoring.models import ScoringModelVersion
 from scoring.qualification import BANT_RULE_FIELDS
 from scoring.rules import (
@@ -36,8 +37,7 @@ from scoring.rules import (
     TagRule,
     model_from_json,
 )
-from scoring.sla import SLA_STAGES, parse_duration
-from scoring.stages import THRESHOLD_STAGES, Stage
+from scoring.sla import parse_duration
 from zeroparty.config_errors import ConfigProblems
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
@@ -62,8 +62,8 @@ MODEL_KEYS = {
     "temperature",
     "next_action",
     "stage_events",
+    "lifecycle",
 }
-EVENT_STAGES = (Stage.MQL, Stage.SQL, Stage.OPPORTUNITY, Stage.CUSTOMER)
 LEAD_TYPE_KEYS = {"name", "min_score", "rules", "by_hand"}
 LEAD_TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
 TAG_KEYS = {"name", "tag", "points", "quiz"}
@@ -81,7 +81,15 @@ BEHAVIOUR_KEYS = {
     "half_life_days",
 }
 QUIZ_KEYS = {"name", "question", "answer", "points"}
-HANDOFF_STAGES = (Stage.MQL, Stage.SQL, Stage.OPPORTUNITY, Stage.CUSTOMER)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SiteModel:
+    """What ``[scoring]`` declares: the model, and where leads at stages its lifecycle
+    drops move to (``[scoring.lifecycle.moves]``, applied when the model is stored)."""
+
+    model: ScoringModel
+    moves: tuple[tuple[str, str], ...] = ()
 
 
 def _declared_fields(raw: Mapping[str, Any]) -> set[str]:
@@ -216,17 +224,17 @@ def _gating_purpose(
 
 
 def _thresholds(
-    scoring: Mapping[str, Any], problems: ConfigProblems
-) -> tuple[tuple[Stage, float], ...]:
+    scoring: Mapping[str, Any], lifecycle: Lifecycle, problems: ConfigProblems
+) -> tuple[tuple[str, float], ...]:
     raw = scoring.get("thresholds")
     if not isinstance(raw, dict) or not raw:
         problems.add("scoring.thresholds", "is required: a table such as { MQL = 60, SQL = 80 }")
         return ()
-    found: list[tuple[Stage, float]] = []
+    found: list[tuple[str, float]] = []
     for key, value in raw.items():
-        stage = Stage.parse(key)
-        if stage not in THRESHOLD_STAGES:
-            names = ", ".join(s.value for s in THRESHOLD_STAGES)
+        stage = lifecycle.parse(key)
+        if stage not in lifecycle.threshold_stages:
+            names = ", ".join(lifecycle.threshold_stages)
             problems.add(f"scoring.thresholds.{key}", f"not a threshold stage (one of {names})")
             continue
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
@@ -234,25 +242,30 @@ def _thresholds(
             continue
         assert stage is not None
         found.append((stage, float(value)))
-    found.sort(key=lambda item: item[0].rank)
+    found.sort(key=lambda item: lifecycle.rank(item[0]))
     for (low_stage, low), (high_stage, high) in itertools.pairwise(found):
         if high <= low:
             problems.add(
-                f"scoring.thresholds.{high_stage.value}",
-                f"thresholds out of order: {high_stage.value} ({high:g}) must be above "
-                f"{low_stage.value} ({low:g})",
+                f"scoring.thresholds.{high_stage}",
+                f"thresholds out of order: {high_stage} ({high:g}) must be above "
+                f"{low_stage} ({low:g}), as it comes later in the lifecycle",
             )
     return tuple(found)
 
 
-def _handoff(scoring: Mapping[str, Any], problems: ConfigProblems) -> tuple[Stage, ...]:
-    raw = scoring.get("handoff", ["MQL", "SQL"])
-    stages = [Stage.parse(item) for item in raw] if isinstance(raw, list) else [None]
-    if any(stage not in HANDOFF_STAGES for stage in stages):
-        names = ", ".join(s.value for s in HANDOFF_STAGES)
+def _handoff(
+    scoring: Mapping[str, Any], lifecycle: Lifecycle, problems: ConfigProblems
+) -> tuple[str, ...]:
+    """Stages whose reaching sends the hand-off webhook (default: the marketing stage
+    and the sales hand-off stage)."""
+    default = [s for s in (lifecycle.marketing, lifecycle.sales) if s is not None]
+    raw = scoring.get("handoff", default)
+    stages = [lifecycle.parse(item) for item in raw] if isinstance(raw, list) else [None]
+    if any(stage not in lifecycle.beyond_start for stage in stages):
+        names = ", ".join(lifecycle.beyond_start)
         problems.add("scoring.handoff", f"must be a list of stages among {names}")
         return ()
-    return tuple(sorted({s for s in stages if s is not None}, key=lambda s: s.rank))
+    return tuple(sorted({s for s in stages if s is not None}, key=lifecycle.rank))
 
 
 def _tables(
@@ -477,21 +490,21 @@ def _temperature(
 
 
 def _stage_events(
-    scoring: Mapping[str, Any], problems: ConfigProblems
-) -> tuple[tuple[Stage, tuple[str, ...]], ...]:
+    scoring: Mapping[str, Any], lifecycle: Lifecycle, problems: ConfigProblems
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """``[scoring.stage_events] SQL = ["demo_requested"]``: events that move a lead to
     a stage at once, whatever its score (forward only)."""
     table = scoring.get("stage_events", {})
     if not isinstance(table, dict):
         problems.add("scoring.stage_events", 'must be a table such as { SQL = ["demo_requested"] }')
         return ()
-    found: list[tuple[Stage, tuple[str, ...]]] = []
-    owner: dict[str, Stage] = {}
+    found: list[tuple[str, tuple[str, ...]]] = []
+    owner: dict[str, str] = {}
     for key, events in table.items():
         where = f"scoring.stage_events.{key}"
-        stage = Stage.parse(key)
-        if stage not in EVENT_STAGES:
-            names = ", ".join(s.value for s in EVENT_STAGES)
+        stage = lifecycle.parse(key)
+        if stage not in lifecycle.event_stages:
+            names = ", ".join(lifecycle.event_stages)
             problems.add(where, f"not a stage an event can reach (one of {names})")
             continue
         assert stage is not None
@@ -504,10 +517,10 @@ def _stage_events(
             continue
         for event in events:
             if event in owner:
-                problems.add(where, f"event {event!r} already moves leads to {owner[event].value}")
+                problems.add(where, f"event {event!r} already moves leads to {owner[event]}")
             owner[event] = stage
         found.append((stage, tuple(events)))
-    return tuple(sorted(found, key=lambda item: item[0].rank))
+    return tuple(sorted(found, key=lambda item: lifecycle.rank(item[0])))
 
 
 def _rescore_every(scoring: Mapping[str, Any], problems: ConfigProblems) -> float | None:
@@ -545,17 +558,19 @@ def _free_mail(scoring: Mapping[str, Any], problems: ConfigProblems) -> tuple[st
     return tuple(sorted(set(found)))
 
 
-def _sla(scoring: Mapping[str, Any], problems: ConfigProblems) -> tuple[tuple[Stage, float], ...]:
+def _sla(
+    scoring: Mapping[str, Any], lifecycle: Lifecycle, problems: ConfigProblems
+) -> tuple[tuple[str, float], ...]:
     """``[scoring.sla] SQL = "24h"``: the response time per hand-off stage."""
     table = scoring.get("sla", {})
     if not isinstance(table, dict):
         problems.add("scoring.sla", 'must be a table such as { SQL = "24h" }')
         return ()
-    found: list[tuple[Stage, float]] = []
+    found: list[tuple[str, float]] = []
     for key, value in table.items():
-        stage = Stage.parse(key)
-        if stage not in SLA_STAGES:
-            names = ", ".join(s.value for s in SLA_STAGES)
+        stage = lifecycle.parse(key)
+        if stage not in lifecycle.beyond_start:
+            names = ", ".join(lifecycle.beyond_start)
             problems.add(f"scoring.sla.{key}", f"not a hand-off stage (one of {names})")
             continue
         seconds = parse_duration(value)
@@ -567,12 +582,12 @@ def _sla(scoring: Mapping[str, Any], problems: ConfigProblems) -> tuple[tuple[St
             continue
         assert stage is not None
         found.append((stage, seconds))
-    return tuple(sorted(found, key=lambda item: item[0].rank))
+    return tuple(sorted(found, key=lambda item: lifecycle.rank(item[0])))
 
 
 def parse(
     raw: Mapping[str, object], locales: tuple[str, ...], problems: ConfigProblems
-) -> ScoringModel | None:
+) -> SiteModel | None:
     """Check ``[scoring]``, adding every problem to ``problems``; ``None`` if absent."""
     scoring = raw.get("scoring")
     if scoring is None:
@@ -594,10 +609,11 @@ def parse(
         extra = []
     fields, answers = _declared_fields(file), _declared_answers(file)
     quizzes = _declared_quizzes(file)
+    lifecycle, moves = lifecycle_site.parse(scoring, problems)
     model = ScoringModel(
         purpose=purpose,
-        thresholds=_thresholds(scoring, problems),
-        handoff=_handoff(scoring, problems),
+        thresholds=_thresholds(scoring, lifecycle, problems),
+        handoff=_handoff(scoring, lifecycle, problems),
         fit=tuple(
             _fit(r, f"scoring.fit[{i}]", fields, problems)
             for i, r in enumerate(_tables(scoring, "fit", problems))
@@ -612,7 +628,7 @@ def parse(
         ),
         extra_event_types=tuple(extra),
         free_mail=_free_mail(scoring, problems),
-        sla=_sla(scoring, problems),
+        sla=_sla(scoring, lifecycle, problems),
         tags=tuple(
             _tag(r, f"scoring.tag[{i}]", quizzes, problems)
             for i, r in enumerate(_tables(scoring, "tag", problems))
@@ -625,6 +641,7 @@ def parse(
         rescore_every=_rescore_every(scoring, problems),
         demote_after_days=top.optional_days("demote_after_days"),
         temperature=_temperature(scoring, problems),
+        lifecycle=lifecycle,
     )
     names = [r.name for r in model.fit if r.name] + [r.name for r in model.behaviour if r.name]
     names += [r.name for r in model.quiz if r.name]
@@ -639,14 +656,15 @@ def parse(
         tags={tag for quiz in quizzes.values() for tag in quiz.tags},
         bands={name for name, _ in model.temperature},
         max_score=_max_score(model),
+        stages=lifecycle.stages,
         problems=problems,
     )
-    stage_events = _stage_events(scoring, problems)
+    stage_events = _stage_events(scoring, lifecycle, problems)
     if lead_types or next_actions or stage_events:
-        return dataclasses.replace(
+        model = dataclasses.replace(
             model, lead_types=lead_types, next_actions=next_actions, stage_events=stage_events
         )
-    return model
+    return SiteModel(model, moves)
 
 
 def _max_score(model: ScoringModel) -> float:
@@ -667,10 +685,13 @@ def _max_score(model: ScoringModel) -> float:
     return float(most)
 
 
-def apply(session: Session, model: ScoringModel | None) -> list[str]:
-    """Store ``model`` as a new version if it differs from the one in force."""
-    if model is None:
+def apply(session: Session, declared: SiteModel | None) -> list[str]:
+    """Store the declared model as a new version if it differs from the one in force;
+    a changed lifecycle first moves the leads at stages it drops
+    (:func:`scoring.lifecycle_site.migrate`, which may refuse the load)."""
+    if declared is None:
         return []
+    model = declared.model
     digest = model.sha256
     latest = session.execute(
         select(ScoringModelVersion.sha256, ScoringModelVersion.definition)
@@ -679,18 +700,22 @@ def apply(session: Session, model: ScoringModel | None) -> list[str]:
     ).first()
     if latest is not None and latest.sha256 == digest:
         return []
+    before = model_from_json(latest.definition) if latest is not None else None
+    moved = lifecycle_site.migrate(
+        session, before.lifecycle if before else None, model.lifecycle, declared.moves
+    )
     row = ScoringModelVersion(sha256=digest, definition=model.canonical.decode())
     session.add(row)
     session.flush()
     changes = [
         f"scoring model: version {row.id} (sha256 {digest[:12]}…); "
-        "run `zeroparty score` to rescore every permissioned lead"
+        "run `zeroparty score` to rescore every permissioned lead",
+        *moved,
     ]
-    if latest is not None:
+    if before is not None:
         # What it does to the leads scored so far (`site load --check` shows it first).
-        before = model_from_json(latest.definition)
         moves = preview.stage_moves(session.connection(), model)
-        changes.append(preview.describe(moves, _rules_changed(before, model)))
+        changes.append(preview.describe(moves, model, _rules_changed(before, model)))
     return changes
 
 

@@ -30,11 +30,10 @@ from consent_ledger.read_model import consent_states, lead_profiles
 from scoring import consent, services
 from scoring.models import HandoffAck, ScoredLead, StageChange
 from scoring.rules import ScoringModel
-from scoring.stages import Stage
+from scoring.stages import Actor
 from zeroparty.db import utcnow
 from zeroparty.errors import Conflict
 
-SLA_STAGES = (Stage.MQL, Stage.SQL, Stage.OPPORTUNITY, Stage.CUSTOMER)
 DUE_SOON_SHARE = 0.25
 MIN_SECONDS, MAX_SECONDS = 60.0, 365 * 86_400.0
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhd])\s*$")
@@ -64,7 +63,7 @@ class PendingHandoff:
 
     subject_id: str
     email: str
-    stage: Stage
+    stage: str
     score: float
     entered_at: datetime
     due_at: datetime
@@ -101,7 +100,7 @@ def pending(
             SlaState.BREACHED: entered < deadline,
             SlaState.DUE_SOON: and_(entered >= deadline, entered <= soon),
         }[state]
-        conditions.append(and_(_leads.c.stage == stage.value, window))
+        conditions.append(and_(_leads.c.stage == stage, window))
     acked = (
         select(_acks.c.id)
         .where(
@@ -127,7 +126,7 @@ def pending(
     windows = dict(model.sla)
     found = []
     for r in rows:
-        stage = Stage(r.stage)
+        stage = str(r.stage)
         due = r.stage_since + timedelta(seconds=windows[stage])
         found.append(
             PendingHandoff(
@@ -146,7 +145,7 @@ def pending(
 @dataclass(frozen=True, slots=True)
 class Acknowledgement:
     subject_id: str
-    stage: Stage
+    stage: str
     entered_at: datetime
     acked_at: datetime
     actor: str
@@ -158,7 +157,7 @@ class Acknowledgement:
         return None if self.due_at is None else self.acked_at <= self.due_at
 
 
-def _due(model: ScoringModel, stage: Stage, entered_at: datetime) -> datetime | None:
+def _due(model: ScoringModel, stage: str, entered_at: datetime) -> datetime | None:
     seconds = dict(model.sla).get(stage)
     return None if seconds is None else entered_at + timedelta(seconds=seconds)
 
@@ -178,16 +177,16 @@ def acknowledge(session: Session, subject_id: str, *, actor: str, now: datetime)
     if connection.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     lead = connection.execute(stmt).first()
-    if lead is None or Stage(lead.stage).rank <= Stage.LEAD.rank:
+    if lead is None or model.lifecycle.rank(lead.stage) <= 1:
         raise Conflict(
-            "no hand-off to acknowledge: the lead is at stage Lead",
+            f"no hand-off to acknowledge: the lead is at stage {model.lifecycle.start}",
             fields={"email": "not handed off"},
         )
-    stage = Stage(lead.stage)
+    stage = str(lead.stage)
     existing = connection.execute(
         select(_acks).where(
             _acks.c.subject_id == subject_id,
-            _acks.c.stage == stage.value,
+            _acks.c.stage == stage,
             _acks.c.entered_at == lead.stage_since,
         )
     ).first()
@@ -204,7 +203,7 @@ def acknowledge(session: Session, subject_id: str, *, actor: str, now: datetime)
     connection.execute(
         insert(_acks).values(
             subject_id=subject_id,
-            stage=stage.value,
+            stage=stage,
             entered_at=lead.stage_since,
             acked_at=now,
             actor=actor[:100],
@@ -253,6 +252,7 @@ def attainment(
         return []
     model, now = active.model, now or utcnow()
     windows = dict(model.sla)
+    rank = model.lifecycle.rank
     acked_at = (
         select(_acks.c.acked_at)
         .where(
@@ -276,15 +276,19 @@ def attainment(
             & (_cs.c.purpose_key == model.purpose)
             & _cs.c.permitted,
         )
-        .where(_changes.c.to_stage.in_([stage.value for stage in windows]))
+        .where(
+            _changes.c.to_stage.in_(list(windows)),
+            # A lifecycle change renames stages; it hands nobody off.
+            _changes.c.actor != Actor.LIFECYCLE.value,
+        )
         .order_by(_changes.c.created_at)
     )
     if since is not None:
         stmt = stmt.where(_changes.c.created_at >= since)
     weeks: dict[date, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for row in connection.execute(stmt):
-        old, new = Stage.parse(row.from_stage), Stage(row.to_stage)
-        if old is not None and old.rank >= new.rank:
+        old, new = rank(row.from_stage), row.to_stage
+        if old and old >= rank(new):
             continue  # a recycle or a correction, not a hand-off
         due = row.created_at + timedelta(seconds=windows[new])
         day = row.created_at.date()

@@ -1,4 +1,6 @@
-"""Lifecycle stages: Visitor → Lead → MQL → SQL → Opportunity → Customer."""
+"""The stage names of the default lifecycle (Visitor → Lead → MQL → SQL → Opportunity →
+Customer; :data:`scoring.lifecycle.DEFAULT` orders them, and site.toml may choose
+others), and who or what moves a lead."""
 
 from __future__ import annotations
 
@@ -13,24 +15,6 @@ class Stage(StrEnum):
     OPPORTUNITY = "Opportunity"
     CUSTOMER = "Customer"
 
-    @property
-    def rank(self) -> int:
-        return _ORDER.index(self)
-
-    @classmethod
-    def parse(cls, raw: object) -> Stage | None:
-        """The stage named ``raw`` (case-insensitive), or ``None``."""
-        if not isinstance(raw, str):
-            return None
-        return _BY_LOWER.get(raw.strip().lower())
-
-
-_ORDER = list(Stage)
-_BY_LOWER = {stage.value.lower(): stage for stage in Stage}
-
-# Stages a score can reach by itself; later ones are set by sales.
-THRESHOLD_STAGES = (Stage.MQL, Stage.SQL, Stage.OPPORTUNITY)
-
 
 class Actor(StrEnum):
     """Who or what moved a lead, besides a named API key or staff member."""
@@ -39,3 +23,4 @@ class Actor(StrEnum):
     CONSENT = "system:consent"
     INACTIVITY = "system:inactivity"
     EVENT = "system:event"
+    LIFECYCLE = "system:lifecycle"

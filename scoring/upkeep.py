@@ -36,7 +36,6 @@ from sqlalchemy.engine import Connection
 from scoring import services
 from scoring.models import LeadAttribute, LeadEvent, Qualification, ScoredLead, ScorePoint
 from scoring.rules import ScoringModel
-from scoring.stages import THRESHOLD_STAGES
 from zeroparty.db import Database, utcnow
 
 BATCH = 1000
@@ -118,7 +117,7 @@ def idle_leads(
     if model.demote_after_days is None:
         return []
     cutoff = now - timedelta(days=model.demote_after_days)
-    stages = [s.value for s in THRESHOLD_STAGES if s in dict(model.thresholds)]
+    stages = [stage for stage, _ in model.thresholds]
     sid = _leads.c.subject_id
     stmt = (
         select(sid)

@@ -10,7 +10,7 @@ from starlette.routing import Route
 from consent_ledger.api import ConsentLedger
 from consent_ledger.entries import format_timestamp
 from scoring import accounts, conversion, outcomes, qualification, schemas, services, sla
-from scoring.stages import Stage
+from scoring.lifecycle import Lifecycle
 from zeroparty.apikeys import ApiKeyVerifier, Caller, Scope
 from zeroparty.db import Database, utcnow
 from zeroparty.errors import InvalidInput, NotFound, ZeropartyError
@@ -35,6 +35,12 @@ def _authenticate(request: Request) -> Caller:
             session, request.headers.get("authorization")
         )
     return caller
+
+
+def _lifecycle(request: Request) -> Lifecycle:
+    """The lifecycle in force: the stage names a request may use."""
+    with _database(request).read() as session:
+        return services.lifecycle_in_force(session)
 
 
 async def post_events(request: Request) -> JSONResponse:
@@ -80,9 +86,10 @@ def _ingest(
 
 def get_leads(request: Request) -> JSONResponse:
     _authenticate(request)
-    query = schemas.parse_leads_query(request.query_params)
     with _database(request).read() as session:
         connection = session.connection()
+        lifecycle = services.lifecycle_in_force(connection)
+        query = schemas.parse_leads_query(request.query_params, lifecycle)
         rows = services.list_leads(connection, query.stage, query.limit, query.after)
         ids = [r.subject_id for r in rows]
         predictions = conversion.predict(connection, ids)
@@ -94,7 +101,7 @@ def get_leads(request: Request) -> JSONResponse:
                 {
                     "lead_id": r.subject_id,
                     "email": r.email,
-                    "stage": r.stage.value,
+                    "stage": r.stage,
                     "score": r.score,
                     "stage_since": format_timestamp(r.stage_since),
                     "scored_at": format_timestamp(r.scored_at),
@@ -104,7 +111,7 @@ def get_leads(request: Request) -> JSONResponse:
                     "temperature": r.temperature,
                     "next_action": services.next_action_of(
                         model,
-                        r.stage.value,
+                        r.stage,
                         r.score,
                         r.lead_types,
                         intents[r.subject_id],
@@ -140,7 +147,7 @@ def explanation_json(explanation: services.Explanation) -> dict[str, object]:
     return {
         "lead_id": explanation.subject_id,
         "permitted": explanation.permitted,
-        "stage": explanation.stage.value,
+        "stage": explanation.stage,
         "score": explanation.score,
         "model_version": explanation.model_id,
         "scored_at": format_timestamp(explanation.scored_at) if explanation.scored_at else None,
@@ -201,13 +208,14 @@ def get_score(request: Request) -> JSONResponse:
 
 async def post_stage(request: Request) -> JSONResponse:
     caller = await run_in_threadpool(_authenticate, request)
-    move = schemas.parse_stage_move(await read_json_object(request))
+    lifecycle = await run_in_threadpool(_lifecycle, request)
+    move = schemas.parse_stage_move(await read_json_object(request), lifecycle)
     old, lead = await run_in_threadpool(_move, _ledger(request), move, f"api:{caller.name}")
     return JSONResponse(
         {
             "lead_id": lead.subject_id,
-            "from": old.value,
-            "stage": lead.stage.value,
+            "from": old,
+            "stage": lead.stage,
             "score": lead.score,
             "recycled": move.recycle,
         },
@@ -216,7 +224,7 @@ async def post_stage(request: Request) -> JSONResponse:
 
 def _move(
     ledger: ConsentLedger, move: schemas.StageMove, actor: str
-) -> tuple[Stage, services.LeadScore]:
+) -> tuple[str, services.LeadScore]:
     with ledger.database.write() as session:
         subject_id = _lead_id(ledger, session, move.email)
         return services.move_stage(
@@ -315,14 +323,14 @@ def _account_json(account: accounts.Account) -> dict[str, object]:
         "members": account.members,
         "score": account.score,
         "top_score": account.top_score,
-        "stage": account.stage.value,
+        "stage": account.stage,
         "buying_committee": list(account.committee),
     }
 
 
 def get_accounts(request: Request) -> JSONResponse:
     _authenticate(request)
-    query = schemas.parse_accounts_query(request.query_params)
+    query = schemas.parse_accounts_query(request.query_params, _lifecycle(request))
     with _database(request).read() as session:
         rows = accounts.list_accounts(
             session.connection(), stage=query.stage, limit=query.limit, after=query.after
@@ -358,7 +366,7 @@ def get_account(request: Request) -> JSONResponse:
                 {
                     "lead_id": m.subject_id,
                     "email": m.email,
-                    "stage": m.stage.value,
+                    "stage": m.stage,
                     "score": m.score,
                     "job_title": m.job_title,
                 }
@@ -375,7 +383,7 @@ async def post_ack(request: Request) -> JSONResponse:
     return JSONResponse(
         {
             "lead_id": ack.subject_id,
-            "stage": ack.stage.value,
+            "stage": ack.stage,
             "entered_at": format_timestamp(ack.entered_at),
             "acknowledged_at": format_timestamp(ack.acked_at),
             "acknowledged_by": ack.actor,
@@ -405,7 +413,7 @@ def get_sla(request: Request) -> JSONResponse:
                 {
                     "lead_id": r.subject_id,
                     "email": r.email,
-                    "stage": r.stage.value,
+                    "stage": r.stage,
                     "score": r.score,
                     "entered_at": format_timestamp(r.entered_at),
                     "due_at": format_timestamp(r.due_at),

@@ -101,7 +101,7 @@ def payload(connection: Connection, row: Any, email: str, now: datetime) -> byte
                 "lead_id": row.subject_id,
                 "email": email,
                 "stage": row.stage,
-                "current_stage": explanation.stage.value,
+                "current_stage": explanation.stage,
                 "score": explanation.score,
                 "model_version": explanation.model_id,
                 "points": [

@@ -253,7 +253,18 @@ def create_app(
         Route("/", home, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/brand.css", brand_css, methods=["GET"]),
-        Route("/openapi.json", openapi_endpoint(document), methods=["GET"]),
+        Route(
+            "/openapi.json",
+            openapi_endpoint(
+                document,
+                [
+                    p.openapi.live_schemas
+                    for p in parts
+                    if p.openapi is not None and hasattr(p.openapi, "live_schemas")
+                ],
+            ),
+            methods=["GET"],
+        ),
         *(route for part in parts for route in part.routes),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
@@ -293,7 +304,8 @@ def create_app(
         account=scoring.console_adapters.get_account,
         handoffs=scoring.console_adapters.handoffs,
         acknowledge=scoring.console_adapters.acknowledge,
-        stage_names=scoring.console_adapters.STAGE_NAMES,
+        stage_names=scoring.console_adapters.stage_names,
+        funnel=scoring.console_adapters.funnel,
         sales_record=scoring.console_adapters.sales_record,
         record_bant=scoring.console_adapters.record_bant,
         record_outcome=scoring.console_adapters.record_outcome,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from zeroparty.db import Database
 from zeroparty.http import JSONResponse
 
 ERROR_SCHEMA = {
@@ -78,8 +81,26 @@ def build_openapi(parts: Iterable[ModuleType], version: str) -> dict[str, Any]:
     }
 
 
-def openapi_endpoint(document: Mapping[str, Any]) -> Any:
-    async def endpoint(_request: Request) -> JSONResponse:
-        return JSONResponse(document)
+def openapi_endpoint(
+    document: Mapping[str, Any], live: Iterable[Callable[[Session], dict[str, Any]]] = ()
+) -> Any:
+    """``GET /openapi.json``: ``document``, with the schemas each of ``live`` reads from
+    the database (a part's ``live_schemas``: what follows the site file, such as the
+    stage names of the lifecycle in force) put in place on every request."""
+    readers = list(live)
+
+    def current(database: Database) -> Mapping[str, Any]:
+        with database.read() as session:
+            found: dict[str, Any] = {}
+            for read in readers:
+                found.update(read(session))
+        components = {**document["components"]}
+        components["schemas"] = {**components["schemas"], **found}
+        return {**document, "components": components}
+
+    async def endpoint(request: Request) -> JSONResponse:
+        if not readers:
+            return JSONResponse(document)
+        return JSONResponse(await run_in_threadpool(current, request.app.state.database))
 
     return endpoint

@@ -232,6 +232,7 @@ def test_a_page_costs_the_same_statements_however_many_leads(
         counts.append(len(statements))
     assert counts[0] == counts[1]
     reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    # Session 3, then one read: purposes, forms, count, page, permitted purposes,
-    # stages; the staff log is written in its own transaction.
-    assert len(reads) == 9, "\n\n".join(r[:100] for r in reads)
+    # Session 3, then one read: the lifecycle in force (its stage names), purposes,
+    # forms, count, page, permitted purposes, stages; the staff log is written in its
+    # own transaction.
+    assert len(reads) == 10, "\n\n".join(r[:100] for r in reads)

@@ -96,7 +96,7 @@ def test_a_threshold_move_into_mql_starts_a_72h_clock(
     events("ann@acme-corp.com", "pricing_page_viewed", "webinar_attended")  # 70: MQL
     _, entered = _entered(database, "ann@acme-corp.com")
     [running] = _pending(database, entered + HOUR)
-    assert (running.stage.value, running.due_at) == ("MQL", entered + 72 * HOUR)
+    assert (running.stage, running.due_at) == ("MQL", entered + 72 * HOUR)
     assert [p.subject_id for p in _pending(database, entered + 73 * HOUR, sla.SlaState.BREACHED)]
 
 
