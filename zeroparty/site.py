@@ -189,6 +189,12 @@ def load_site(database: Database, path: Path, *, dry_run: bool = False) -> LoadR
                 raise _DryRun
     except _DryRun:
         pass
+    except SiteConfigError as refused:
+        # A section may refuse the file only against what is stored (scoring: a stage
+        # leads hold that the new lifecycle drops); the transaction is rolled back.
+        raise SiteConfigError(
+            [(f"{path.name}: {where}", what) for where, what in refused.problems]
+        ) from refused
     return LoadResult(changes)
 
 

@@ -1,4 +1,4 @@
-"""The two shipped example site files, loaded and played end to end through HTTP: quiz,
+"""The three shipped example site files, loaded and played end to end through HTTP: quiz,
 form, events, BANT, thresholds, lead types, temperature and the signed hand-off."""
 
 from __future__ import annotations
@@ -156,3 +156,91 @@ def test_the_iql_mql_sql_pql_model_plays_end_to_end(
     body = _score(api, email)
     assert body["stage"] == "Lead"
     assert body["stage_changes"][-1]["actor"] == "system:inactivity"
+
+
+def test_the_contact_lead_prospect_sql_lifecycle_plays_end_to_end(
+    database: Database,
+    take_quiz: Callable[..., None],
+    submit: Callable[..., Any],
+    events: Callable[..., Any],
+    api: TestClient,
+    app_client: TestClient,
+    dispatch_config: DispatchConfig,
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    changes = load_site(database, EXAMPLES / "contact-lead-prospect-sql.toml").changes
+    assert any("lifecycle: Contact → Lead → Prospect → SQL" in c for c in changes)
+    with database.read() as session:
+        active = active_model(session)
+    assert active is not None
+    assert active.model.lifecycle.stages == ("Contact", "Lead", "Prospect", "SQL")
+    assert active.model.handoff == ("Prospect", "SQL")
+    email = "chain@example.com"
+
+    def state(who: str = email) -> tuple[float, str]:
+        body = _score(api, who)
+        return body["score"], body["stage"]
+
+    take_quiz(email, goal="prediction", volume="large")  # the terabytes answer: +10
+    assert state() == (10, "Contact")
+    submit(email, **FIT)  # +20 +15 +10: 55, a Lead (30)
+    assert state() == (55, "Lead")
+    events(email, "pricing_page_viewed")  # +20: 75, a Prospect (60)
+    assert state() == (75, "Prospect")
+    assert _score(api, email)["next_action"]["rule"] == "product-tour"
+    events(email, "case_study_downloaded")  # +10: 85, an SQL (80)
+    body = _score(api, email)
+    assert (body["score"], body["stage"]) == (85, "SQL")
+    assert [(c["from"], c["to"], c["actor"]) for c in body["stage_changes"]] == [
+        ("Contact", "Lead", "system:threshold"),
+        ("Lead", "Prospect", "system:threshold"),
+        ("Prospect", "SQL", "system:threshold"),
+    ]
+    assert body["stage_changes"][-1]["reason"] == "score 85 reached the SQL threshold (80)"
+    assert body["next_action"] == {"rule": "call-now", "action": "Call within the SLA"}
+    # The hand-offs: the marketing stage and the sales stage, signed.
+    sent = _handoffs(database, dispatch_config, webhook_receiver)
+    assert [(d["stage"], d["email"]) for d in sent] == [("Prospect", email), ("SQL", email)]
+    # The lead API speaks the chain's names, and only them.
+    listed = api.get("/api/leads", params={"stage": "sql"})
+    assert listed.status_code == 200, listed.text
+    assert [lead["email"] for lead in listed.json()["leads"]] == [email]
+    refused = api.get("/api/leads", params={"stage": "MQL"})
+    assert refused.status_code == 422
+    assert refused.json()["error"]["fields"]["stage"] == "is required: one of Lead, Prospect, SQL"
+    enums = app_client.get("/openapi.json").json()["components"]["schemas"]
+    assert enums["LeadStage"] == {"enum": ["Contact", "Lead", "Prospect", "SQL"]}
+    assert enums["HandoffStage"] == {"enum": ["Lead", "Prospect", "SQL"]}
+    # Sales acknowledges the SQL within its 24 hours.
+    ack = api.post("/api/leads/ack", json={"email": email})
+    assert ack.status_code == 201, ack.text
+    assert (ack.json()["stage"], ack.json()["within_sla"]) == ("SQL", True)
+    # Events: a usage limit makes a Prospect at once, a demo request an SQL.
+    take_quiz("pql@example.com", goal="browsing")
+    events("pql@example.com", "usage_limit_reached")  # +10, below every threshold
+    assert state("pql@example.com") == (10, "Prospect")
+    events("pql@example.com", "demo_requested")
+    assert state("pql@example.com") == (10, "SQL")
+    moved = _score(api, "pql@example.com")["stage_changes"]
+    assert [(c["to"], c["actor"]) for c in moved] == [
+        ("Prospect", "system:event"),
+        ("SQL", "system:event"),
+    ]
+    # Sales recycles by hand, to a stage of this chain.
+    back = {"email": "pql@example.com", "stage": "Lead", "recycle": True, "reason": "no budget"}
+    recycled = api.post("/api/leads/stage", json=back)
+    assert recycled.status_code == 200, recycled.text
+    assert (recycled.json()["from"], recycled.json()["stage"]) == ("SQL", "Lead")
+    unknown = api.post("/api/leads/stage", json={**back, "stage": "Opportunity"})
+    assert unknown.status_code == 422
+    assert "Contact, Lead, Prospect, SQL" in unknown.json()["error"]["fields"]["stage"]
+    # 90 days without activity: back to the first stage, Contact, with the reason (the
+    # pass rescores first: the pricing page and case study left their 90-day windows).
+    report = run_upkeep(database, now=utcnow() + timedelta(days=91))
+    assert report.demoted == 2
+    body = _score(api, email)
+    assert body["stage"] == "Contact"
+    assert body["stage_changes"][-1]["actor"] == "system:inactivity"
+    assert (
+        "recycled to Contact at score 55" in body["stage_changes"][-1]["reason"]
+    )  # windows closed
