@@ -610,12 +610,22 @@ def build_message(row: OutboxMail, sender: MailSender) -> EmailMessage:
     if row.body_html:
         lines = "<br>".join(escape(line) for line in footer.splitlines())
         message.add_alternative(f"{row.body_html}<p>{lines}</p>", subtype="html")
-    for attachment in attachments_of(row):
+    attachments = attachments_of(row)
+    if attachments:
         # The text (or its alternatives) first, then each file: multipart/mixed.
-        maintype, _, subtype = attachment.content_type.partition("/")
-        message.add_attachment(
-            attachment.data, maintype=maintype, subtype=subtype, filename=attachment.filename
-        )
+        message.make_mixed()
+        for attachment in attachments:
+            maintype, _, subtype = attachment.content_type.partition("/")
+            part = EmailMessage(policy=WIRE_POLICY)
+            part.set_content(
+                attachment.data,
+                maintype=maintype,
+                subtype=subtype,
+                disposition="attachment",
+                filename=attachment.filename,
+            )
+            del part["MIME-Version"]  # a header of the message only (RFC 2045 section 4)
+            message.attach(part)
     return message
 
 

@@ -128,6 +128,7 @@ def test_the_receipt_arrives_as_a_summary_and_a_signed_attachment(
     assert file_part.get_content_type() == "application/json"
     assert file_part.get_content_disposition() == "attachment"
     assert file_part["Content-Transfer-Encoding"] == "base64"
+    assert len(re.findall(rb"^MIME-Version: 1\.0\r\n", raw, re.M | re.I)) == 1  # the message's
     # The List-* headers stay on the message, not on a part.
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert all(part["List-Unsubscribe"] is None for part in message.walk() if part is not message)

@@ -123,6 +123,9 @@ def test_files_after_text_and_html_arrive_byte_for_byte(
     ]
     assert [p.get_payload(decode=True) for p in parts] == [f.data for f in files]
     assert all(p.get_content_disposition() == "attachment" for p in parts)
+    # MIME-Version is the message's header, not a part's (RFC 2045 section 4).
+    assert message["MIME-Version"] == "1.0"
+    assert all(p["MIME-Version"] is None for p in parts)
 
 
 def test_a_boundary_is_not_kept_in_the_header_cache(
