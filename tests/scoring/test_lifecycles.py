@@ -1,0 +1,326 @@
+"""Lifecycles in site.toml (``[scoring.lifecycle]``): the default chain unchanged, bad
+chains refused with the key path and nothing changed, and a change of chain that moves
+the leads holding dropped stages: previewed by ``site load --check``, refused without a
+move for a held stage, recorded as a stage change with its reason when it runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from scoring.lifecycle import DEFAULT
+from scoring.services import active_model
+from tests.scoring.conftest import DEMO_SITE, rows
+from zeroparty.cli import main
+from zeroparty.config_errors import SiteConfigError
+from zeroparty.db import Database
+from zeroparty.site import load_site
+
+FIT = {"company_size": "201-1000", "job_title": "Chief Data Officer"}  # 35 points
+DEMO_THRESHOLDS = "[scoring.thresholds]\nMQL = 60\nSQL = 80\n"
+DEMO_HANDOFF = 'handoff = ["MQL", "SQL"]'
+CHAIN = """[scoring.lifecycle]
+stages = ["Contact", "Lead", "Prospect", "SQL"]
+marketing = "Prospect"
+sales = "SQL"
+"""
+NEW_THRESHOLDS = "[scoring.thresholds]\nLead = 30\nProspect = 60\nSQL = 80\n"
+NEW_SLA = '[scoring.sla]\nProspect = "72h"\nSQL = "24h"\n'
+
+
+def _demo() -> str:
+    text = DEMO_SITE.read_text(encoding="utf-8")
+    assert DEMO_THRESHOLDS in text
+    assert DEMO_HANDOFF in text
+    return text
+
+
+def _site(tmp_path: Path, lifecycle: str, thresholds: str = NEW_THRESHOLDS) -> Path:
+    """The demo site with ``lifecycle`` added and its thresholds, hand-off and SLA
+    (which name MQL) replaced."""
+    text = _demo().replace(DEMO_THRESHOLDS, lifecycle + "\n" + thresholds)
+    text = text.replace(DEMO_HANDOFF, 'handoff = ["Prospect", "SQL"]')
+    text = _without_sla(text)
+    path = tmp_path / "lifecycle-site.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _without_sla(text: str) -> str:
+    start = text.find("[scoring.sla]")
+    if start < 0:
+        return text
+    end = text.find("\n[", start + 1)
+    return text[:start] + NEW_SLA + text[end + 1 :]
+
+
+def _versions(database: Database) -> int:
+    return int(rows(database, "SELECT count(*) AS n FROM scoring_models")[0].n)
+
+
+def _stages(database: Database) -> list[tuple[str, str]]:
+    found = rows(
+        database,
+        "SELECT p.email, l.stage FROM scoring_leads l JOIN subject_profiles p "
+        "ON p.subject_id = l.subject_id ORDER BY p.email",
+    )
+    return [(r.email, r.stage) for r in found]
+
+
+def test_without_a_lifecycle_the_model_is_the_fixed_chain(database: Database) -> None:
+    with database.read() as session:
+        active = active_model(session)
+    assert active is not None
+    assert active.model.lifecycle == DEFAULT
+    assert DEFAULT.stages == ("Lead", "MQL", "SQL", "Opportunity", "Customer")
+    assert (DEFAULT.marketing, DEFAULT.sales) == ("MQL", "SQL")
+    assert "lifecycle" not in active.model.as_json()  # the hash it always had
+
+
+def test_the_default_chain_written_out_changes_nothing_but_the_hash(
+    database: Database, tmp_path: Path
+) -> None:
+    """The fixed chain spelled out loads (a new model version) and behaves the same."""
+    chain = (
+        "[scoring.lifecycle]\n"
+        'stages = ["Lead", "MQL", "SQL", "Opportunity", "Customer"]\n'
+        'by_hand = ["Customer"]\n'
+    )
+    path = tmp_path / "site.toml"
+    path.write_text(_demo().replace(DEMO_THRESHOLDS, chain + DEMO_THRESHOLDS), encoding="utf-8")
+    changes = load_site(database, path).changes
+    assert any(
+        c.startswith("lifecycle: Lead → MQL → SQL") and "no lead moves" in c for c in changes
+    )
+    with database.read() as session:
+        active = active_model(session)
+    assert active is not None
+    assert active.model.lifecycle.stages == DEFAULT.stages
+    assert active.model.lifecycle.marketing == "MQL"
+    assert active.model.handoff == ("MQL", "SQL")
+
+
+BAD_CHAINS = [
+    pytest.param(
+        '[scoring.lifecycle]\nstages = ["Contact", "Lead", "Contact", "SQL"]\n',
+        NEW_THRESHOLDS,
+        "scoring.lifecycle.stages[2]",
+        "a cycle: the chain comes back to Contact (Contact → Lead → Contact)",
+        id="cycle",
+    ),
+    pytest.param(
+        '[scoring.lifecycle]\nstages = ["Contact", "Lead", "lead", "SQL"]\n',
+        NEW_THRESHOLDS,
+        "scoring.lifecycle.stages[2]",
+        "duplicate stage name: 'lead' is 'Lead'",
+        id="duplicate",
+    ),
+    pytest.param(
+        '[scoring.lifecycle]\nstages = ["Contact"]\n',
+        NEW_THRESHOLDS,
+        "scoring.lifecycle.stages",
+        "list of 2 to 20 stage names",
+        id="one-stage",
+    ),
+    pytest.param(
+        '[scoring.lifecycle]\nstages = ["Contact", "Sales qualified"]\n',
+        NEW_THRESHOLDS,
+        "scoring.lifecycle.stages[1]",
+        "a stage name is a letter",
+        id="bad-name",
+    ),
+    pytest.param(
+        CHAIN,
+        "[scoring.thresholds]\nLead = 30\nMQL = 60\nSQL = 80\n",
+        "scoring.thresholds.MQL",
+        "not a threshold stage (one of Lead, Prospect, SQL)",
+        id="unknown-threshold-stage",
+    ),
+    pytest.param(
+        CHAIN,
+        "[scoring.thresholds]\nLead = 30\nProspect = 90\nSQL = 80\n",
+        "scoring.thresholds.SQL",
+        "must be above Prospect (90), as it comes later in the lifecycle",
+        id="threshold-out-of-order",
+    ),
+    pytest.param(
+        CHAIN.replace('sales = "SQL"', 'sales = "Opportunity"'),
+        NEW_THRESHOLDS,
+        "scoring.lifecycle.sales",
+        "no stage 'Opportunity' in the chain (Contact → Lead → Prospect → SQL)",
+        id="hand-off-not-in-chain",
+    ),
+    pytest.param(
+        CHAIN.replace('sales = "SQL"', 'sales = "Contact"'),
+        NEW_THRESHOLDS,
+        "scoring.lifecycle.sales",
+        "where every lead starts",
+        id="hand-off-at-the-start",
+    ),
+    pytest.param(
+        CHAIN.replace('marketing = "Prospect"', 'marketing = "SQL"').replace(
+            'sales = "SQL"', 'sales = "Prospect"'
+        ),
+        NEW_THRESHOLDS,
+        "scoring.lifecycle.marketing",
+        "must come before the sales hand-off",
+        id="marketing-after-sales",
+    ),
+    pytest.param(
+        CHAIN + 'by_hand = ["Customer"]\n',
+        NEW_THRESHOLDS,
+        "scoring.lifecycle.by_hand[0]",
+        "no stage 'Customer'",
+        id="by-hand-unknown",
+    ),
+    pytest.param(
+        CHAIN + 'by_hand = ["SQL"]\n',
+        NEW_THRESHOLDS,
+        "scoring.thresholds.SQL",
+        "not a threshold stage (one of Lead, Prospect)",
+        id="threshold-on-a-by-hand-stage",
+    ),
+    pytest.param(
+        CHAIN + '[scoring.lifecycle.moves]\nMQL = "Opportunity"\n',
+        NEW_THRESHOLDS,
+        "scoring.lifecycle.moves.MQL",
+        "no stage 'Opportunity' in the chain",
+        id="move-to-unknown",
+    ),
+    pytest.param(
+        CHAIN + '[scoring.lifecycle.moves]\nLead = "Contact"\n',
+        NEW_THRESHOLDS,
+        "scoring.lifecycle.moves.Lead",
+        "Lead is in the chain",
+        id="move-of-a-kept-stage",
+    ),
+    pytest.param(
+        CHAIN + 'order = "reverse"\n',
+        NEW_THRESHOLDS,
+        "scoring.lifecycle.order",
+        "unknown key",
+        id="unknown-key",
+    ),
+]
+
+
+@pytest.mark.parametrize(("lifecycle", "thresholds", "where", "why"), BAD_CHAINS)
+def test_bad_lifecycles_are_refused_and_nothing_changes(
+    database: Database, tmp_path: Path, lifecycle: str, thresholds: str, where: str, why: str
+) -> None:
+    before = _versions(database)
+    with pytest.raises(SiteConfigError) as raised:
+        load_site(database, _site(tmp_path, lifecycle, thresholds))
+    problems = dict(raised.value.problems)
+    key = f"lifecycle-site.toml: {where}"
+    assert key in problems, problems
+    assert why in problems[key]
+    assert _versions(database) == before
+
+
+def test_stages_elsewhere_in_the_model_are_checked_against_the_chain(
+    database: Database, tmp_path: Path
+) -> None:
+    """Stage events, hand-off, SLA and next-action rules name stages of the chain."""
+    text = _site(tmp_path, CHAIN).read_text(encoding="utf-8")
+    text = text.replace(
+        "[scoring.thresholds]",
+        '[scoring.stage_events]\nMQL = ["demo_requested"]\n\n[scoring.thresholds]',
+    ).replace('handoff = ["Prospect", "SQL"]', 'handoff = ["MQL"]')
+    text += '\n[[scoring.next_action]]\nname = "n"\naction = "Call"\nstages = ["Opportunity"]\n'
+    text = text.replace('Prospect = "72h"', 'Customer = "72h"')
+    path = tmp_path / "lifecycle-site.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(SiteConfigError) as raised:
+        load_site(database, path)
+    problems = dict(raised.value.problems)
+    assert (
+        "not a stage an event can reach (one of Lead, Prospect, SQL)"
+        in problems["lifecycle-site.toml: scoring.stage_events.MQL"]
+    )
+    assert "among Lead, Prospect, SQL" in problems["lifecycle-site.toml: scoring.handoff"]
+    assert "not a hand-off stage" in problems["lifecycle-site.toml: scoring.sla.Customer"]
+    assert (
+        "no stage 'Opportunity'" in problems["lifecycle-site.toml: scoring.next_action[0].stages"]
+    )
+
+
+def test_a_dropped_stage_leads_hold_needs_a_move(
+    database: Database,
+    tmp_path: Path,
+    submit: Callable[..., Any],
+    events: Callable[..., Any],
+) -> None:
+    submit("mql@example.com", **FIT)
+    events("mql@example.com", "pricing_page_viewed", "case_study_downloaded")  # 65: MQL
+    assert _stages(database) == [("mql@example.com", "MQL")]
+    before = _versions(database)
+    changes_before = rows(database, "SELECT count(*) AS n FROM scoring_stage_changes")[0].n
+    with pytest.raises(SiteConfigError) as raised:
+        load_site(database, _site(tmp_path, CHAIN))
+    problems = dict(raised.value.problems)
+    why = problems["lifecycle-site.toml: scoring.lifecycle.moves"]
+    assert "1 lead(s) are at stage MQL" in why
+    assert "Contact → Lead → Prospect → SQL" in why
+    assert 'MQL = "…"' in why
+    assert _versions(database) == before
+    assert _stages(database) == [("mql@example.com", "MQL")]
+    assert rows(database, "SELECT count(*) AS n FROM scoring_stage_changes")[0].n == changes_before
+
+
+def test_check_previews_the_moves_then_the_load_records_them(
+    cli_env: object,
+    database: Database,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    submit: Callable[..., Any],
+    events: Callable[..., Any],
+    api: TestClient,
+) -> None:
+    submit("mql@example.com", **FIT)
+    events("mql@example.com", "pricing_page_viewed", "case_study_downloaded")  # 65: MQL
+    submit("sql@example.com", **FIT)
+    events("sql@example.com", "pricing_page_viewed", "webinar_attended")  # 70
+    moved = {"email": "sql@example.com", "stage": "SQL", "reason": "called us"}
+    assert api.post("/api/leads/stage", json=moved).status_code == 200
+    submit("lead@example.com", **FIT)  # 35: Lead
+    moves = '[scoring.lifecycle.moves]\nMQL = "Prospect"\nSQL = "SQL"\n'
+    # SQL is kept by name, so it cannot be moved: fix that first.
+    assert main(["site", "load", str(_site(tmp_path, CHAIN + moves)), "--check"]) == 2
+    assert "scoring.lifecycle.moves.SQL: SQL is in the chain" in capsys.readouterr().err
+    path = _site(tmp_path, CHAIN + '[scoring.lifecycle.moves]\nMQL = "Prospect"\n')
+    before = _stages(database)
+    assert main(["site", "load", str(path), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "would change: lifecycle: Contact → Lead → Prospect → SQL (was Lead → MQL → SQL → "
+        "Opportunity → Customer); 1 lead(s) move (MQL → Prospect: 1)"
+    ) in out
+    # Then the thresholds' preview, from the moved stages: nobody moves forward (35 is
+    # a Lead, 65 a Prospect, the SQL stays).
+    assert "by their current scores, 0 lead(s) would move forward" in out
+    assert _stages(database) == before
+    assert _versions(database) == 1
+    assert main(["site", "load", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "changed: lifecycle: Contact → Lead → Prospect → SQL" in out
+    assert _stages(database) == [
+        ("lead@example.com", "Lead"),
+        ("mql@example.com", "Prospect"),
+        ("sql@example.com", "SQL"),
+    ]
+    body = api.get("/api/leads/score", params={"email": "mql@example.com"}).json()
+    assert body["stage"] == "Prospect"
+    last = body["stage_changes"][-1]
+    assert (last["from"], last["to"], last["actor"]) == ("MQL", "Prospect", "system:lifecycle")
+    assert "stage MQL is not in it, moved to Prospect" in last["reason"]
+    # Loading the same file again changes nothing; the moves it keeps are harmless.
+    assert main(["site", "load", str(path)]) == 0
+    assert "valid, nothing changed" in capsys.readouterr().out
+    # The API and the console speak the new chain.
+    listed = api.get("/api/leads", params={"stage": "Prospect"}).json()["leads"]
+    assert [lead["email"] for lead in listed] == ["mql@example.com"]
