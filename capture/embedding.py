@@ -7,6 +7,16 @@ browser through CSP ``frame-ancestors``; submissions are checked here by their
 cross-origin POST, so a POST from any other site is refused before anything is read.
 Requests without ``Origin`` come from servers and scripts, not from another site's
 page, and are accepted (they still need a valid render token).
+
+A browser shows a frame refused by ``frame-ancestors`` blank, the reason only in its
+console. So a frame load (``Sec-Fetch-Dest: iframe``) whose framing page is known to be
+on an origin that may not frame the form gets :func:`refused_frame_origin`'s page
+instead: no form and no input, so it may be framed anywhere (clickjacking needs
+something to click that acts), saying the form cannot be shown there, with a link that
+opens it on its own. The framing page is known from ``Referer`` (browsers send at least
+its origin by default) or, failing that, the ``parent`` the embed script names. Either
+can be wrong only to the requester's own cost: every page with inputs keeps its
+``frame-ancestors``, so a forged hint gets either this harmless page or a blank frame.
 """
 
 from __future__ import annotations
@@ -75,6 +85,40 @@ def preflight_headers(origin: str) -> dict[str, str]:
 
 def new_nonce() -> str:
     return secrets.token_urlsafe(16)
+
+
+def refused_frame_origin(request: Request, allowed: Iterable[str]) -> str | None:
+    """The origin of the page framing this request when it may not frame the form,
+    else ``None`` (not a frame load, same origin, allowed, or the framing page unknown:
+    then the form's own CSP decides as before)."""
+    if request.headers.get("sec-fetch-dest") != "iframe":
+        return None
+    if request.headers.get("sec-fetch-site") == "same-origin":
+        return None
+    framing = origin_of(request.headers.get("referer") or "") or origin_of(
+        request.query_params.get("parent") or ""
+    )
+    if framing is None or framing == own_origin(request) or framing in allowed:
+        return None
+    return framing
+
+
+def refusal_headers() -> dict[str, str]:
+    """Headers of the page saying a form cannot be shown in this frame: it holds no
+    form, input or script, so any page may frame it."""
+    return {
+        "content-security-policy": (
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'none'; "
+            "frame-ancestors *; base-uri 'none'"
+        ),
+        # Ignored by browsers that know frame-ancestors (all current ones); older ones
+        # keep refusing cross-site frames, as they did before.
+        "x-frame-options": "SAMEORIGIN",
+        "x-content-type-options": "nosniff",
+        "referrer-policy": "strict-origin-when-cross-origin",
+        "cache-control": "no-store",
+        "vary": "Sec-Fetch-Dest, Sec-Fetch-Site, Referer",
+    }
 
 
 def page_headers(

@@ -46,7 +46,16 @@ def host_site(zeroparty_url: str, slug: str) -> Starlette:
 </body></html>"""
         )
 
-    return Starlette(routes=[Route("/", page)])
+    async def plain(_request: Request) -> HTMLResponse:
+        return HTMLResponse(
+            f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Northwind: newsletter</title></head>
+<body><h1>Northwind Analytics</h1>
+<iframe src="{zeroparty_url}/f/{slug}?embed=1" title="Newsletter" width="600" height="700">
+</iframe></body></html>"""
+        )
+
+    return Starlette(routes=[Route("/", page), Route("/plain", plain)])
 
 
 def _rows(database: Database) -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
@@ -117,11 +126,43 @@ def test_embedding_is_refused_where_the_origin_is_not_allowed(
     zeroparty = serve(create_app(settings, database))
     host = serve(host_site(zeroparty.url, "newsletter"))
     page.goto(host.url + "/")
-    page.wait_for_selector("iframe")
-    page.wait_for_timeout(500)
-    frame = page.frames[1]
-    # frame-ancestors blocked the document: the frame holds no form.
-    assert frame.locator("form").count() == 0
+    frame = page.frame_locator("iframe[title='Contact form']")
+    # Not the blank frame frame-ancestors leaves: a page that says why, and nothing to
+    # fill in on a site that may not show the form.
+    frame.get_by_text("This form cannot be shown on this site.").wait_for()
+    assert frame.locator("form, input, button").count() == 0
+    assert host.url.lower().rstrip("/") in frame.locator("main").inner_text()
+    screenshot(page, "capture-embed-refused")
+    assert axe_violations(page) == []
+    link = frame.get_by_role("link", name="Open the form in a new tab")
+    with page.context.expect_page() as opened:
+        link.click()
+    form = opened.value
+    form.wait_for_load_state()
+    assert form.url == zeroparty.url + "/f/newsletter"
+    assert form.get_by_role("textbox", name="Email").is_visible()
+    assert form.evaluate("() => window.opener") is None, "rel=noopener"
+    form.close()
+
+    # A plain iframe (no embed script, so no parent= hint): known by its Referer.
+    page.goto(host.url + "/plain")
+    plain = page.frame_locator("iframe[title='Newsletter']")
+    plain.get_by_text("This form cannot be shown on this site.").wait_for()
+    assert plain.locator("input").count() == 0
+
+
+def test_a_plain_iframe_on_an_allowed_origin_shows_the_form(
+    settings: Settings, database: Database, serve: Callable[..., LiveServer], page: Any
+) -> None:
+    host_port = free_port()
+    host_origin = f"http://127.0.0.1:{host_port}"
+    settings = dataclasses.replace(settings, allowed_embed_origins=(host_origin,))
+    zeroparty = serve(create_app(settings, database))
+    serve(host_site(zeroparty.url, "newsletter"), port=host_port)
+    page.goto(host_origin + "/plain")
+    frame = page.frame_locator("iframe[title='Newsletter']")
+    frame.get_by_role("textbox", name="Email").wait_for()
+    assert frame.get_by_text("This form cannot be shown").count() == 0
 
 
 def test_quiz_clicked_through_to_its_outcome(

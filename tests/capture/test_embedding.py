@@ -184,3 +184,71 @@ def test_openapi_describes_json_submissions(app_client: TestClient) -> None:
     assert "201" in post["responses"]
     assert "409" in post["responses"]
     assert "FormSubmission" in document["components"]["schemas"]
+
+
+def _frame_load(referer: str | None, site: str = "cross-site") -> dict[str, str]:
+    headers = {"sec-fetch-dest": "iframe", "sec-fetch-site": site, "sec-fetch-mode": "navigate"}
+    return {**headers, "referer": referer} if referer else headers
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/f/contact?embed=1", _frame_load(f"{EVIL}/landing")),
+        ("/f/contact", _frame_load(EVIL + "/")),
+        ("/f/contact?embed=1", _frame_load("https://www.northwind.example.evil.example/")),
+        ("/f/contact?embed=1", _frame_load(f"{EVIL}/", site="same-site")),
+        # No Referer (the framing page's policy withheld it): the embed script's parent.
+        (f"/f/contact?embed=1&parent={EVIL}", _frame_load(None)),
+        ("/f/analytics-fit?embed=1", _frame_load(EVIL)),
+    ],
+)
+def test_a_frame_on_a_site_not_allowed_says_so(
+    app_client: TestClient, path: str, headers: dict[str, str]
+) -> None:
+    """Instead of the blank frame frame-ancestors leaves, a page that says why, with a
+    link to the form on its own, and nothing to click into: it may be framed anywhere."""
+    response = app_client.get(path, headers=headers)
+    assert response.status_code == 403
+    html = response.text
+    assert "This form cannot be shown on this site." in html
+    assert "is not among the sites allowed to embed this form" in html
+    for element in ("form", "input", "button", "select", "textarea", "script"):
+        assert f"<{element}" not in html, f"a <{element}> in a page any site may frame"
+    link = one(html, "a", target="_blank")
+    assert link["href"] == path.split("?")[0]
+    assert link["rel"] == "noopener"
+    csp = response.headers["content-security-policy"]
+    assert "frame-ancestors *;" in csp
+    assert "form-action 'none'" in csp
+    assert "script-src" not in csp
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        _frame_load(ALLOWED + "/contact"),  # an allowed site
+        _frame_load("http://testserver/f/contact", site="same-origin"),  # a step in the frame
+        _frame_load("http://testserver/", site="same-origin"),
+        _frame_load(None),  # framing page unknown: the CSP decides, as before
+        {"sec-fetch-dest": "document", "sec-fetch-site": "cross-site", "referer": EVIL + "/"},
+        {"referer": EVIL + "/"},  # no fetch metadata (an older browser, a script)
+    ],
+)
+def test_other_loads_get_the_form_with_its_frame_ancestors(
+    app_client: TestClient, headers: dict[str, str]
+) -> None:
+    response = app_client.get("/f/contact?embed=1", headers=headers)
+    assert response.status_code == 200
+    assert one(response.text, "input", id="f-email")
+    assert f"frame-ancestors 'self' {ALLOWED};" in response.headers["content-security-policy"]
+
+
+def test_a_refused_frame_does_not_change_json_answers(app_client: TestClient) -> None:
+    response = app_client.get(
+        "/f/contact", headers={**_frame_load(EVIL + "/"), "accept": "application/json"}
+    )
+    assert response.status_code == 200
+    assert response.json()["slug"] == "contact"
