@@ -366,13 +366,14 @@ def _refused_frame(request: Request, definition: Definition, framing: str) -> Re
     """A frame on a site that may not show the form: a readable page instead of the
     blank frame ``frame-ancestors`` would leave, with no input to click into."""
     context = {"definition": definition, "framing": framing, "form_url": f"/f/{definition.slug}"}
-    return templates_of(request).TemplateResponse(
-        request,
-        "capture/embed_refused.html",
-        context,
-        status_code=403,
-        headers=embedding.refusal_headers(),
-    )
+    with i18n.activated(definition.locale):  # the language the form would be shown in
+        return templates_of(request).TemplateResponse(
+            request,
+            "capture/embed_refused.html",
+            context,
+            status_code=403,
+            headers=embedding.refusal_headers(),
+        )
 
 
 async def form_preflight(request: Request) -> Response:

@@ -252,3 +252,11 @@ def test_a_refused_frame_does_not_change_json_answers(app_client: TestClient) ->
     )
     assert response.status_code == 200
     assert response.json()["slug"] == "contact"
+
+
+def test_a_refused_frame_speaks_the_forms_language(app_client: TestClient) -> None:
+    response = app_client.get("/f/contact?embed=1&lang=de", headers=_frame_load(EVIL + "/"))
+    assert response.status_code == 403
+    assert one(response.text, "html")["lang"] == "de"
+    assert "Dieses Formular kann auf dieser Website nicht angezeigt werden." in response.text
+    assert one(response.text, "a", target="_blank")["text"] == "Formular in einem neuen Tab öffnen"
