@@ -46,7 +46,8 @@ class ScoringModelVersion(Base):
 
 
 class ScoredLead(Base):
-    """A permissioned lead's current score and stage (no row: not scored, stage Lead)."""
+    """A permissioned lead's current score and stage (no row: not scored, at the
+    lifecycle's first stage, Lead by default)."""
 
     __tablename__ = "scoring_leads"
     __table_args__ = (Index("ix_scoring_leads_stage_subject", "stage", "subject_id"),)

@@ -198,7 +198,8 @@ class ScoringModel:
     quizzes: tuple[QuizIntent, ...] = ()
     # Upkeep (scoring.upkeep): how stale a decaying score may get, in seconds
     # (scoring.rescore_every), and after how many days without activity a lead at a
-    # threshold stage is recycled to Lead (scoring.demote_after_days; None: never).
+    # threshold stage is recycled to the lifecycle's first stage (scoring.demote_after_days;
+    # None: never).
     rescore_every: float | None = None
     demote_after_days: float | None = None
     # Lead types held beside the stage, and temperature bands (name, lowest score),

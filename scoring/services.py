@@ -839,10 +839,10 @@ def rescore_due(
 def demote_idle(
     connection: Connection, active: ActiveModel, subject_ids: Sequence[str], now: datetime
 ) -> int:
-    """Recycle to Lead the leads the scheduled pass found idle (:mod:`scoring.upkeep`),
-    each checked again under its row lock (still at that stage since before the cutoff,
-    consent live); the move is recorded with its reason and pending hand-offs are
-    cancelled. Returns how many moved."""
+    """Recycle to the lifecycle's first stage the leads the scheduled pass found idle
+    (:mod:`scoring.upkeep`), each checked again under its row lock (still at that stage
+    since before the cutoff, consent live); the move is recorded with its reason and
+    pending hand-offs are cancelled. Returns how many moved."""
     days = active.model.demote_after_days
     if days is None or not subject_ids:
         return 0
@@ -1471,7 +1471,8 @@ def purge_lead(
     connection: Connection, model: ScoringModel, subject_id: str, reason: str
 ) -> str | None:
     """Delete the lead's scores, points, events, answers and outcome, cancel its pending
-    webhooks, and put it back at stage Lead (recorded, if it was beyond). Returns the
+    webhooks, and put it back at the lifecycle's first stage (recorded, if it was
+    beyond). Returns the
     stage of its latest hand-off the CRM took, if any (see :mod:`scoring.crm_notices`)."""
     lead = connection.execute(
         select(_leads.c.stage, _leads.c.score).where(_leads.c.subject_id == subject_id)
@@ -1555,7 +1556,8 @@ def move_stage(
     )
     if gate is None or not gate.permitted:
         raise ConsentMissing(
-            f"this lead has no live consent for {active.model.purpose}: it stays a Lead "
+            f"this lead has no live consent for {active.model.purpose}: it stays at "
+            f"{lifecycle.start} "
             "and is not handed to sales"
         )
     if to == lifecycle.start and not recycle:

@@ -14,10 +14,10 @@ and rescores each batch in its own short write transaction, incrementally
 only where its points cannot tell). Thresholds still only move a lead forward.
 
 With ``[scoring] demote_after_days = N``, a lead at a threshold stage with no activity
-for N days (no event, answer or BANT value, and no stage move) is recycled to Lead, like a
-recycle by sales: the move is recorded with actor ``system:inactivity`` and its reason,
-pending hand-offs are cancelled, and the lead moves up by threshold again only once it
-earns new points.
+for N days (no event, answer or BANT value, and no stage move) is recycled to the
+lifecycle's first stage (Lead by default), like a recycle by sales: the move is
+recorded with actor ``system:inactivity`` and its reason, pending hand-offs are
+cancelled, and the lead moves up by threshold again only once it earns new points.
 
 Every batch re-reads the gating consent under lock, so a withdrawal committed meanwhile
 wins; several workers may run the pass at once (the leads' rows are locked per batch and

@@ -283,7 +283,7 @@ def test_rules_on_an_unknown_tag_or_quiz_are_refused(
     with pytest.raises(SiteConfigError) as raised:
         load_model(
             (ANCHOR, rule + "\n\n" + ANCHOR),
-            ('title = "Talk to Northwind"', 'title = "Changed too"'),
+            ('title = { en = "Talk to Northwind"', 'title = { en = "Changed too"'),
         )
     problems = dict(raised.value.problems)
     key = f"site.toml: {where}"

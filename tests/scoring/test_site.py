@@ -112,8 +112,9 @@ def test_invalid_models_are_rejected_and_nothing_is_loaded(
     why: str,
 ) -> None:
     before = _versions(database)
+    form_title = ('title = { en = "Talk to Northwind"', 'title = { en = "Changed too"')
     with pytest.raises(SiteConfigError) as raised:
-        load_model(replacement, ('title = "Talk to Northwind"', 'title = "Changed too"'))
+        load_model(replacement, form_title)
     problems = dict(raised.value.problems)
     key = f"site.toml: {where}"
     assert key in problems, problems
