@@ -14,10 +14,13 @@ from starlette.testclient import TestClient
 
 from scoring.lifecycle import DEFAULT
 from scoring.services import active_model
+from tests.console.conftest import log_in, make_staff
 from tests.scoring.conftest import DEMO_SITE, rows
+from zeroparty.app import create_app
 from zeroparty.cli import main
 from zeroparty.config_errors import SiteConfigError
 from zeroparty.db import Database
+from zeroparty.settings import Settings
 from zeroparty.site import load_site
 
 FIT = {"company_size": "201-1000", "job_title": "Chief Data Officer"}  # 35 points
@@ -324,3 +327,38 @@ def test_check_previews_the_moves_then_the_load_records_them(
     # The API and the console speak the new chain.
     listed = api.get("/api/leads", params={"stage": "Prospect"}).json()["leads"]
     assert [lead["email"] for lead in listed] == ["mql@example.com"]
+
+
+def test_the_console_uses_the_chain_in_force(
+    database: Database,
+    settings: Settings,
+    tmp_path: Path,
+    submit: Callable[..., Any],
+    events: Callable[..., Any],
+) -> None:
+    """The lead list's stage filter, each lead's stage, the reports' stages and funnel,
+    and the accounts filter name the stages of the lifecycle loaded."""
+    submit("mql@acme-corp.example", **FIT)
+    events("mql@acme-corp.example", "pricing_page_viewed", "case_study_downloaded")  # MQL
+    submit("new@acme-corp.example")  # unscored: at the first stage
+    load_site(database, _site(tmp_path, CHAIN + '[scoring.lifecycle.moves]\nMQL = "Prospect"\n'))
+    make_staff(database, "m@staff.example", "marketer")
+    with TestClient(create_app(settings, database)) as client:
+        log_in(client, "m@staff.example")
+        listed = client.get("/console/leads", params={"stage": "prospect"})
+        assert listed.status_code == 200
+        assert "mql@acme-corp.example" in listed.text
+        assert "new@acme-corp.example" not in listed.text
+        first = client.get("/console/leads", params={"stage": "Contact"})
+        assert "new@acme-corp.example" in first.text
+        assert "mql@acme-corp.example" not in first.text
+        refused = client.get("/console/leads", params={"stage": "MQL"})
+        assert refused.status_code == 422
+        assert "one of Contact, Lead, Prospect, SQL" in refused.text
+        reports = client.get("/console/reports").text
+        assert "Funnel Contact → Lead → Prospect → SQL" in reports
+        assert "<td>Prospect</td><td>1</td>" in reports
+        accounts = client.get("/console/accounts", params={"stage": "Prospect"})
+        assert accounts.status_code == 200
+        assert "acme-corp.example" in accounts.text
+        assert client.get("/console/accounts", params={"stage": "MQL"}).status_code == 422
