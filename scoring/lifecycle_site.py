@@ -3,8 +3,10 @@
 :func:`parse` checks the table (problems by key path); :func:`migrate`, called when a
 model is stored, moves the leads held at stages the new chain drops to the stage
 ``[scoring.lifecycle.moves]`` names for each, recording every move like any stage
-change (actor ``system:lifecycle``, with the reason), or refuses the load, changing
-nothing, when leads hold a dropped stage that has no such entry.
+change (actor ``system:lifecycle``, with the reason; the lead keeps its
+``stage_since`` and an acknowledgement of that entry, so no SLA clock restarts and no
+webhook is sent), or refuses the load, changing nothing, when leads hold a dropped
+stage that has no such entry.
 
     [scoring.lifecycle]
     stages = ["Contact", "Lead", "Prospect", "SQL", "Customer"]
@@ -26,7 +28,7 @@ from sqlalchemy import Table, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from scoring.lifecycle import DEFAULT, MAX_STAGES, Lifecycle
-from scoring.models import ScoredLead, StageChange
+from scoring.models import HandoffAck, ScoredLead, StageChange
 from scoring.stages import Actor
 from zeroparty.config_errors import ConfigProblems, SiteConfigError
 from zeroparty.db import utcnow
@@ -36,7 +38,7 @@ STAGE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,15}$")
 KEYS = {"stages", "marketing", "sales", "by_hand", "moves"}
 WHERE = "scoring.lifecycle"
 
-_leads, _changes = (cast(Table, m.__table__) for m in (ScoredLead, StageChange))
+_leads, _changes, _acks = (cast(Table, m.__table__) for m in (ScoredLead, StageChange, HandoffAck))
 
 
 def parse(
@@ -199,6 +201,27 @@ def migrate(
                     _leads.c.score,
                     literal(now, _changes.c.created_at.type),
                 ).where(_leads.c.stage == old),
+            )
+        )
+        # The entry into the stage is the same, renamed: an acknowledgement of it carries
+        # over (the SLA clock stays stopped), the old row stays as it was.
+        session.execute(
+            insert(_acks).from_select(
+                ["subject_id", "stage", "entered_at", "acked_at", "actor"],
+                select(
+                    _acks.c.subject_id,
+                    literal(new),
+                    _acks.c.entered_at,
+                    _acks.c.acked_at,
+                    _acks.c.actor,
+                )
+                .join(
+                    _leads,
+                    (_leads.c.subject_id == _acks.c.subject_id)
+                    & (_leads.c.stage == _acks.c.stage)
+                    & (_leads.c.stage_since == _acks.c.entered_at),
+                )
+                .where(_leads.c.stage == old),
             )
         )
         session.execute(update(_leads).where(_leads.c.stage == old).values(stage=new))

@@ -286,6 +286,7 @@ def test_check_previews_the_moves_then_the_load_records_them(
 ) -> None:
     submit("mql@example.com", **FIT)
     events("mql@example.com", "pricing_page_viewed", "case_study_downloaded")  # 65: MQL
+    assert api.post("/api/leads/ack", json={"email": "mql@example.com"}).status_code == 201
     submit("sql@example.com", **FIT)
     events("sql@example.com", "pricing_page_viewed", "webinar_attended")  # 70
     moved = {"email": "sql@example.com", "stage": "SQL", "reason": "called us"}
@@ -321,6 +322,9 @@ def test_check_previews_the_moves_then_the_load_records_them(
     last = body["stage_changes"][-1]
     assert (last["from"], last["to"], last["actor"]) == ("MQL", "Prospect", "system:lifecycle")
     assert "stage MQL is not in it, moved to Prospect" in last["reason"]
+    # The same entry, renamed: its acknowledgement carries over (no new SLA clock).
+    again = api.post("/api/leads/ack", json={"email": "mql@example.com"})
+    assert (again.status_code, again.json()["stage"]) == (200, "Prospect")
     # Loading the same file again changes nothing; the moves it keeps are harmless.
     assert main(["site", "load", str(path)]) == 0
     assert "valid, nothing changed" in capsys.readouterr().out
