@@ -70,6 +70,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from zeroparty.db import Base, Database, UTCDateTime, utcnow
+from zeroparty.mail_html import mail_html
 from zeroparty.site_info import MailSender, cached_mail_sender, mail_sender
 
 if TYPE_CHECKING:  # settings imports this module (it checks the SMTP URL with it)
@@ -592,8 +593,10 @@ def mail_footer(sender: MailSender) -> str:
 
 
 def build_message(row: OutboxMail, sender: MailSender) -> EmailMessage:
-    """The message for ``row`` as ``sender`` sends it, with the company named in the
-    footer; its ``Message-ID`` is the row's id, so a retry keeps it."""
+    """The message for ``row`` as ``sender`` sends it, with the footer
+    (:func:`mail_footer`); with a brand, also as HTML in its colours
+    (:func:`zeroparty.mail_html.mail_html`, made from the text), then the files. Its
+    ``Message-ID`` is the row's id, so a retry keeps it."""
     message = EmailMessage(policy=WIRE_POLICY)
     from_address = wire_address(sender.from_address)
     message["From"] = _from_header(sender.from_name, from_address)
@@ -606,10 +609,13 @@ def build_message(row: OutboxMail, sender: MailSender) -> EmailMessage:
     for name, value in orjson.loads(row.headers).items():
         message[name] = value
     footer = mail_footer(sender)
-    message.set_content(f"{row.body_text.rstrip()}\n\n{footer}\n")
+    text = f"{row.body_text.rstrip()}\n\n{footer}\n"
+    message.set_content(text)
     if row.body_html:
         lines = "<br>".join(escape(line) for line in footer.splitlines())
         message.add_alternative(f"{row.body_html}<p>{lines}</p>", subtype="html")
+    elif sender.colours is not None:  # the same words in the brand's colours
+        message.add_alternative(mail_html(text, sender.colours), subtype="html")
     attachments = attachments_of(row)
     if attachments:
         # The text (or its alternatives) first, then each file: multipart/mixed.
@@ -624,8 +630,12 @@ def build_message(row: OutboxMail, sender: MailSender) -> EmailMessage:
                 disposition="attachment",
                 filename=attachment.filename,
             )
-            del part["MIME-Version"]  # a header of the message only (RFC 2045 section 4)
             message.attach(part)
+    for child in message.iter_parts():
+        # EmailMessage gives each part it makes a MIME-Version header of its own: it is
+        # the message's header only (RFC 2045 section 4).
+        for inner in child.walk():
+            del inner["MIME-Version"]
     return message
 
 

@@ -3,6 +3,7 @@ and mail (the sender of ``[site.mail]``, see :func:`mail_sender`)."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -55,10 +56,24 @@ class SiteIdentity:
 UNNAMED = SiteIdentity("zeroparty", "", "", "en", ("en",))
 
 
+COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+
+
+@dataclass(frozen=True, slots=True)
+class MailColours:
+    """The brand's name and colours for a mail's HTML part (``#rrggbb`` each)."""
+
+    name: str
+    primary: str
+    text: str
+    background: str
+
+
 @dataclass(frozen=True, slots=True)
 class MailSender:
     """Who every outgoing mail is from, and what its footer says: the company, the
-    postal address and privacy policy of ``[site.brand]``'s footer ("" when not set)."""
+    postal address and privacy policy of ``[site.brand]``'s footer ("" when not set);
+    ``colours``: the brand's, for an HTML part (``None``: no brand, text only)."""
 
     from_name: str
     from_address: str
@@ -66,6 +81,7 @@ class MailSender:
     company: str
     postal_address: str = ""
     privacy_policy: str = ""
+    colours: MailColours | None = None
 
     @property
     def domain(self) -> str:
@@ -81,32 +97,31 @@ def default_from_address(base_url: str) -> str:
     return f"no-reply@{host}"
 
 
-def sender_of(
-    identity: SiteIdentity, base_url: str, brand_footer: tuple[str, str] = ("", "")
-) -> MailSender:
+def sender_of(identity: SiteIdentity, base_url: str, brand: str | None = None) -> MailSender:
     """The configured sender, or the site's name at ``no-reply@`` the base URL's host;
-    the company named is ``company``, else the controller, else the site's name. The
-    footer's address and privacy policy are ``[site.brand]``'s (``brand_footer``), the
-    privacy policy else ``[site]``'s ``policy_url``."""
+    the company named is ``company``, else the controller, else the site's name. From
+    the stored ``[site.brand]`` (``brand``, the JSON :func:`zeroparty.brand.brand_json`
+    writes; that module imports this one): the footer's address and privacy policy (the
+    policy else ``[site]``'s ``policy_url``) and the name and colours."""
     company = identity.mail_company or identity.controller or identity.name
-    address, policy = brand_footer
+    stored = orjson.loads(brand) if brand else {}
+    colours = MailColours(
+        str(stored.get("name") or identity.name),
+        str(stored.get("primary", "")),
+        str(stored.get("text", "")),
+        str(stored.get("background", "")),
+    )
+    # Checked by site load; checked again because they go into an HTML style attribute.
+    checked = all(COLOUR.fullmatch(c) for c in (colours.primary, colours.text, colours.background))
     return MailSender(
         from_name=identity.mail_from_name or identity.name,
         from_address=identity.mail_from_address or default_from_address(base_url),
         reply_to=identity.mail_reply_to,
         company=" ".join(company.split()),
-        postal_address=" ".join(address.split()),
-        privacy_policy=policy or identity.policy_url,
+        postal_address=" ".join(str(stored.get("footer_address") or "").split()),
+        privacy_policy=str(stored.get("privacy_policy") or "") or identity.policy_url,
+        colours=colours if stored and checked else None,
     )
-
-
-def _brand_footer(stored: str | None) -> tuple[str, str]:
-    """The address and privacy-policy link of the stored ``[site.brand]`` (the JSON
-    :func:`zeroparty.brand.brand_json` writes; that module imports this one)."""
-    if not stored:
-        return ("", "")
-    brand = orjson.loads(stored)
-    return (str(brand.get("footer_address") or ""), str(brand.get("privacy_policy") or ""))
 
 
 def _site_row(session: Session) -> SiteInfo | None:
@@ -136,7 +151,7 @@ def _identity_of(row: SiteInfo | None) -> SiteIdentity:
 def mail_sender(session: Session, base_url: str) -> MailSender:
     """The sender as stored now, with the brand's footer (one statement)."""
     row = _site_row(session)
-    return sender_of(_identity_of(row), base_url, _brand_footer(row.brand if row else None))
+    return sender_of(_identity_of(row), base_url, row.brand if row else None)
 
 
 class _SenderCache:

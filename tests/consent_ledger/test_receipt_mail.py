@@ -120,11 +120,13 @@ def test_the_receipt_arrives_as_a_summary_and_a_signed_attachment(
     assert fields[b"content-type"][0].lstrip().startswith(b"multipart/mixed;")
     message = _received(raw)
 
-    # multipart/mixed: the text first (shown inline), then the file.
+    # multipart/mixed: the text first (shown inline; with the brand's HTML alternative
+    # after it), then the file.
     assert message.get_content_type() == "multipart/mixed"
-    text_part, file_part = message.iter_parts()  # type: ignore[misc]
-    assert text_part.get_content_type() == "text/plain"
-    assert text_part.get_content_disposition() is None
+    body_part, file_part = message.iter_parts()  # type: ignore[misc]
+    assert body_part.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in body_part.iter_parts()] == ["text/plain", "text/html"]
+    assert all(p.get_content_disposition() is None for p in body_part.walk())
     assert file_part.get_content_type() == "application/json"
     assert file_part.get_content_disposition() == "attachment"
     assert file_part["Content-Transfer-Encoding"] == "base64"
@@ -161,8 +163,8 @@ def test_the_receipt_arrives_as_a_summary_and_a_signed_attachment(
     assert valid.returncode == 0, valid.stdout + valid.stderr
     assert valid.stdout.startswith("receipt valid: ")
     assert "purposes newsletter" in valid.stdout
-    # The mail stays small: the file once, base64 (4/3), and a short text.
-    assert len(raw) < saved.stat().st_size * 4 / 3 * 1.05 + 4_000
+    # The mail stays small: the file once, base64 (4/3), a short text and its HTML.
+    assert len(raw) < saved.stat().st_size * 4 / 3 * 1.05 + 8_000
 
     tampered = tmp_path / "tampered" / FILENAME
     tampered.parent.mkdir()

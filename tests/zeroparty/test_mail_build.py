@@ -32,7 +32,9 @@ from zeroparty.mail import (
     mail_footer,
     wire_address,
 )
+from zeroparty.mail_html import mail_html
 from zeroparty.site_info import (
+    MailColours,
     MailSender,
     SiteInfo,
     cached_mail_sender,
@@ -76,10 +78,16 @@ def _reference(row: OutboxMail, sender: MailSender) -> EmailMessage:
     for name, value in orjson.loads(row.headers).items():
         message[name] = value
     footer = mail_footer(sender)
-    message.set_content(f"{row.body_text.rstrip()}\n\n{footer}\n")
+    text = f"{row.body_text.rstrip()}\n\n{footer}\n"
+    message.set_content(text)
     if row.body_html:
         lines = "<br>".join(escape(line) for line in footer.splitlines())
         message.add_alternative(f"{row.body_html}<p>{lines}</p>", subtype="html")
+    elif sender.colours is not None:
+        message.add_alternative(mail_html(text, sender.colours), subtype="html")
+    for part in message.iter_parts():
+        for inner in part.walk():
+            del inner["MIME-Version"]
     return message
 
 
@@ -104,6 +112,7 @@ SENDERS = [
         "Northwind Analytics GmbH",
         "Postfach 12 34, 10999 Berlin <Tür & Tor>",
         "https://northwind.example/privacy?a=1&b=2",
+        MailColours("Nörthwind <b>", "#0b5cad", "#1b1b1f", "#ffffff"),
     ),
 ]
 SUBJECTS = [

@@ -109,12 +109,20 @@ def check_wire(raw: bytes) -> dict[bytes, list[bytes]]:
 
 
 def body_text(raw: bytes) -> bytes:
-    """The text part's bytes, undoing its transfer encoding by hand."""
-    boundary = re.search(rb'^Content-Type: multipart/[\w-]+;\s*boundary="?([^"\r]+)"?', raw, re.M)
+    """The text part's bytes, undoing its transfer encoding by hand. In a multipart
+    mail (text and HTML alternatives, then files: multipart/mixed around
+    multipart/alternative), the part whose own header says text/plain."""
+    boundaries = re.findall(
+        rb'^Content-Type: multipart/[\w-]+;\s*boundary="?([^"\r]+)"?', raw, re.M
+    )
     part = raw
-    if boundary is not None:
-        parts = raw.split(b"\r\n--" + boundary.group(1))
-        part = next(p for p in parts if re.search(rb"^Content-Type: text/plain", p, re.M))
+    if boundaries:
+        parts = [p for b in boundaries for p in raw.split(b"\r\n--" + b)]
+        part = next(
+            p
+            for p in parts
+            if re.search(rb"^Content-Type: text/plain", p.partition(b"\r\n\r\n")[0], re.M)
+        )
     head, _, body = part.partition(b"\r\n\r\n")
     encoding = re.search(rb"^Content-Transfer-Encoding: ([\w-]+)\r?$", head, re.M)
     assert encoding is not None, head
