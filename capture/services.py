@@ -46,7 +46,7 @@ from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource, 
 from consent_ledger.api import ConsentChange, ConsentLedger
 from consent_ledger.entries import LedgerEntry
 from consent_ledger.evidence import EvidenceValue
-from zeroparty import lead_signals
+from zeroparty import i18n, lead_signals
 from zeroparty.errors import Conflict, NotFound
 from zeroparty.i18n import N_
 from zeroparty.mail import LeadLinker, Mail, queue_mail, with_lead_links
@@ -616,7 +616,10 @@ def _queue_confirmation(
         ConfirmToken(lead.subject_id, tuple(purposes), request.submission_id)
     )
     mail = confirmation_mail(
-        request.submission.email, [info[p] for p in purposes], f"{base_url}/confirm/{token}"
+        request.submission.email,
+        [info[p] for p in purposes],
+        f"{base_url}/confirm/{token}",
+        request.published.definition.locale,
     )
     if lead_links is not None:
         # One-click unsubscribe withdraws exactly the purposes this mail is about.
@@ -670,6 +673,7 @@ def _hold(
         definition.title,
         [info[p] for p in ticked],
         f"{base_url}/confirm/held/{token}",
+        definition.locale,
     )
     if lead_links is not None and ticked:
         mail = with_lead_links(mail, lead_links(session, lead.subject_id, ticked))
@@ -707,35 +711,59 @@ def _lead_signal(
     )
 
 
-def confirmation_mail(to: str, purposes: Sequence[PurposeInfo], link: str) -> Mail:
+# The mails of capture, in the language the form was shown in (the new lead's locale).
+CONFIRM_SUBJECT = N_("Please confirm: %(what)s")
+CONFIRM_TEXT = N_(
+    "Hello,\n\nsomeone, hopefully you, asked to receive: %(purposes)s.\n\n"
+    "To confirm, open this link and press the Confirm button:\n%(link)s\n\n"
+    "If it was not you, ignore this mail: nothing will be sent to you, and this "
+    "address stays unsubscribed.\n"
+)
+HELD_TEXT = N_(
+    'Hello,\n\nsomeone, hopefully you, sent the form "%(form)s" with this address.\n\n'
+    "Nothing they sent is added to what we hold about you, and none of your choices "
+    "change, until you confirm. To confirm, open this link and press the Confirm "
+    "button (it works for %(days)s days):\n%(link)s\n\n"
+    "If it was not you, ignore this mail: what was sent is deleted after %(days)s days.\n"
+)
+HELD_ASKED_TEXT = N_(
+    'Hello,\n\nsomeone, hopefully you, sent the form "%(form)s" with this address and '
+    "asked to receive: %(purposes)s.\n\n"
+    "Nothing they sent is added to what we hold about you, and none of your choices "
+    "change, until you confirm. To confirm, open this link and press the Confirm "
+    "button (it works for %(days)s days):\n%(link)s\n\n"
+    "If it was not you, ignore this mail: what was sent is deleted after %(days)s days.\n"
+)
+
+
+def _in_language(link: str, language: str) -> str:
+    """The link opens its page in the mail's language."""
+    return link if language == i18n.SOURCE_LANGUAGE else f"{link}?lang={language}"
+
+
+def confirmation_mail(
+    to: str, purposes: Sequence[PurposeInfo], link: str, language: str = "en"
+) -> Mail:
     titles = ", ".join(p.title for p in purposes)
-    text = (
-        "Hello,\n\n"
-        f"someone, hopefully you, asked to receive: {titles}.\n\n"
-        "To confirm, open this link and press the Confirm button:\n"
-        f"{link}\n\n"
-        "If it was not you, ignore this mail: nothing will be sent to you, and this "
-        "address stays unsubscribed.\n"
-    )
-    return Mail(to=to, subject=f"Please confirm: {titles}", text=text)
+    values = {"purposes": titles, "link": _in_language(link, language)}
+    text = i18n.gettext(language, CONFIRM_TEXT) % values
+    subject = i18n.gettext(language, CONFIRM_SUBJECT) % {"what": titles}
+    return Mail(to=to, subject=subject, text=text)
 
 
-def held_mail(to: str, form_title: str, purposes: Sequence[PurposeInfo], link: str) -> Mail:
+def held_mail(
+    to: str, form_title: str, purposes: Sequence[PurposeInfo], link: str, language: str = "en"
+) -> Mail:
     """The mail to an existing lead's address when a submission under it is held."""
-    asked = ""
-    if purposes:
-        asked = " and asked to receive: " + ", ".join(p.title for p in purposes)
-    text = (
-        "Hello,\n\n"
-        f'someone, hopefully you, sent the form "{form_title}" with this address{asked}.\n\n'
-        "Nothing they sent is added to what we hold about you, and none of your choices "
-        "change, until you confirm. To confirm, open this link and press the Confirm "
-        f"button (it works for {held_submissions.HOLD_DAYS} days):\n"
-        f"{link}\n\n"
-        "If it was not you, ignore this mail: what was sent is deleted after "
-        f"{held_submissions.HOLD_DAYS} days.\n"
-    )
-    return Mail(to=to, subject=f"Please confirm: {form_title}", text=text)
+    values = {
+        "form": form_title,
+        "purposes": ", ".join(p.title for p in purposes),
+        "days": held_submissions.HOLD_DAYS,
+        "link": _in_language(link, language),
+    }
+    text = i18n.gettext(language, HELD_ASKED_TEXT if purposes else HELD_TEXT) % values
+    subject = i18n.gettext(language, CONFIRM_SUBJECT) % {"what": form_title}
+    return Mail(to=to, subject=subject, text=text)
 
 
 def new_submission_id() -> str:

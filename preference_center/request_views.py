@@ -37,9 +37,11 @@ from consent_ledger.requests import (
     start_confirmation,
 )
 from preference_center import forms, mails
+from zeroparty import i18n
 from zeroparty.crosssite import require_same_origin
 from zeroparty.db import Database
 from zeroparty.errors import InvalidInput
+from zeroparty.i18n import N_
 from zeroparty.mail import Mail, queue_mail, queued_mail_ids, send_after_commit
 from zeroparty.settings import Settings
 from zeroparty.tokens import TokenError, TokenExpired, TokenService
@@ -48,15 +50,35 @@ SALT = "preference-center.data-subject-request"
 NO_REFERRER = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 
 PUBLIC_KINDS: dict[RequestKind, str] = {
-    RequestKind.ACCESS: "Tell me what you hold about me and send me a copy",
-    RequestKind.PORTABILITY: "Give me my data in a machine-readable format",
-    RequestKind.ERASURE: "Delete my personal data",
-    RequestKind.RECTIFICATION: "Correct data about me that is wrong",
-    RequestKind.RESTRICTION: "Restrict what you do with my data",
-    RequestKind.OBJECTION: "I object to your processing of my data (including marketing)",
-    RequestKind.OPT_OUT_SALE: "Do not sell or share my personal information",
-    RequestKind.LIMIT_SENSITIVE: "Limit the use of my sensitive personal information",
+    RequestKind.ACCESS: N_("Tell me what you hold about me and send me a copy"),
+    RequestKind.PORTABILITY: N_("Give me my data in a machine-readable format"),
+    RequestKind.ERASURE: N_("Delete my personal data"),
+    RequestKind.RECTIFICATION: N_("Correct data about me that is wrong"),
+    RequestKind.RESTRICTION: N_("Restrict what you do with my data"),
+    RequestKind.OBJECTION: N_("I object to your processing of my data (including marketing)"),
+    RequestKind.OPT_OUT_SALE: N_("Do not sell or share my personal information"),
+    RequestKind.LIMIT_SENSITIVE: N_("Limit the use of my sensitive personal information"),
 }
+MAIL_SUBJECT = N_("Confirm your data-protection request")
+MAIL_TEXT = N_(
+    "Someone, we hope you, asked us on %(page)s to act on a data-protection request for "
+    "this address:\n\n  %(kind)s\n\nTo confirm it is yours, open this link within "
+    "%(hours)s hours:\n\n%(link)s\n\nIf you did not ask, ignore this mail: nothing happens.\n"
+)
+
+
+def _language(request: Request) -> str:
+    """``?lang=``, then the browser's language, among those with a catalogue."""
+    return i18n.choose_language(
+        i18n.languages(),
+        requested=request.query_params.get("lang"),
+        accept_language=request.headers.get("accept-language"),
+        default=i18n.SOURCE_LANGUAGE,
+    )
+
+
+def _kinds(language: str) -> dict[RequestKind, str]:
+    return {kind: i18n.gettext(language, text) for kind, text in PUBLIC_KINDS.items()}
 
 
 def _tokens(settings: Settings) -> TokenService:
@@ -69,13 +91,19 @@ def _render(
     request: Request, template: str, context: dict[str, Any], status: int = 200
 ) -> Response:
     templates: Jinja2Templates = request.app.state.templates
-    return templates.TemplateResponse(
-        request,
-        f"preference_center/{template}",
-        {"kinds": PUBLIC_KINDS, "lang": "en", "errors": {}, "form": {}, **context},
-        status_code=status,
-        headers=NO_REFERRER,
-    )
+    language = _language(request)
+    errors = {
+        name: i18n.translate(language, problem)
+        for name, problem in context.pop("errors", {}).items()
+    }
+    with i18n.activated(language):
+        return templates.TemplateResponse(
+            request,
+            f"preference_center/{template}",
+            {"kinds": _kinds(language), "lang": language, "errors": errors, "form": {}, **context},
+            status_code=status,
+            headers=NO_REFERRER,
+        )
 
 
 async def request_page(request: Request) -> Response:
@@ -83,21 +111,25 @@ async def request_page(request: Request) -> Response:
     return _render(request, "request_form.html", {})
 
 
-def _ask(database: Database, settings: Settings, email: str, kind: RequestKind) -> tuple[str, ...]:
-    """Count the address, keep the request pending, queue its link; the mails queued."""
+def _ask(
+    database: Database, settings: Settings, email: str, kind: RequestKind, language: str
+) -> tuple[str, ...]:
+    """Count the address, keep the request pending, queue its link (in the language of
+    the page it was asked on, which its link keeps); the mails queued."""
     with database.write() as session:
         mails.note_link_request(session, settings, email)
         nonce = start_confirmation(session, email, kind)
         link = f"{settings.base_url}/request/confirm/{_tokens(settings).issue({'n': nonce})}"
-        text = (
-            f"Someone, we hope you, asked us on {settings.base_url}/request to act on a "
-            f"data-protection request for this address:\n\n  {PUBLIC_KINDS[kind]}\n\n"
-            f"To confirm it is yours, open this link within {CONFIRMATION_HOURS} hours:\n\n"
-            f"{link}\n\nIf you did not ask, ignore this mail: nothing happens.\n"
-        )
-        queue_mail(
-            session, Mail(to=email, subject="Confirm your data-protection request", text=text)
-        )
+        if language != i18n.SOURCE_LANGUAGE:
+            link += f"?lang={language}"
+        text = i18n.gettext(language, MAIL_TEXT) % {
+            "page": f"{settings.base_url}/request",
+            "kind": i18n.gettext(language, PUBLIC_KINDS[kind]),
+            "hours": CONFIRMATION_HOURS,
+            "link": link,
+        }
+        subject = i18n.gettext(language, MAIL_SUBJECT)
+        queue_mail(session, Mail(to=email, subject=subject, text=text))
         return queued_mail_ids(session)
 
 
@@ -112,15 +144,15 @@ async def ask(request: Request) -> Response:
     try:
         email = forms.parse_email(form)
     except InvalidEmail as exc:
-        errors["email"] = exc.fields.get("email", "not a valid email address")
+        errors["email"] = exc.fields.get("email", N_("not a valid email address"))
     try:
         kind = parse_kind(raw_kind if isinstance(raw_kind, str) else "")
     except InvalidInput:
-        errors["kind"] = "choose one of the kinds of request listed"
+        errors["kind"] = N_("choose one of the kinds of request listed")
     if errors:
         return _render(request, "request_form.html", {"errors": errors, "form": values}, 422)
     database: Database = request.app.state.database
-    mail_ids = await database.run(_ask, database, settings, email, kind)
+    mail_ids = await database.run(_ask, database, settings, email, kind, _language(request))
     response = _render(request, "request_message.html", {"outcome": "mailed"})
     response.background = BackgroundTask(send_after_commit, database, settings, mail_ids)
     return response
@@ -171,7 +203,11 @@ async def confirm_request(request: Request) -> Response:
     except ConfirmationGone as exc:
         return _render(request, "request_message.html", {"outcome": "expired"}, exc.status_code)
     outcome = "replayed" if replayed else ("received" if due else "nothing_held")
-    context = {"outcome": outcome, "kind": PUBLIC_KINDS[RequestKind(kind)], "due": due}
+    context = {
+        "outcome": outcome,
+        "kind": _kinds(_language(request))[RequestKind(kind)],
+        "due": due,
+    }
     return _render(request, "request_message.html", context, 200)
 
 

@@ -10,6 +10,7 @@ these pages speak are chosen, English otherwise.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -17,82 +18,49 @@ from http import HTTPStatus
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 
+from zeroparty import i18n
 from zeroparty.db import Database
+from zeroparty.i18n import N_
 from zeroparty.site_info import UNNAMED, SiteIdentity, site_identity
 
 DEFAULT_LANGUAGE = "en"
 # Where a lead asks for a new link to their preferences (the preference center's page).
 REQUEST_LINK_PATH = "/p/request-link"
 
-# Per status: heading and explanation. "other" is any status without a page of its own
-# (a refused form value, a conflict): its message and fields are shown under it.
-TEXTS: Mapping[str, Mapping[str, str]] = {
-    "en": {
-        "401_title": "Your session has ended",
-        "401_text": "Open the link from your email again, or ask for a new one.",
-        "403_title": "You cannot open this page",
-        "403_text": (
-            "You may not open this page. If you followed a link, it may be meant for "
-            "someone else or for another page."
-        ),
-        "404_title": "Page not found",
-        "404_text": (
-            "There is no page at this address. It may be mistyped, or the page has "
-            "moved or been removed."
-        ),
-        "410_title": "This link no longer works",
-        "410_text": (
-            "It has expired or was replaced by a newer one. Ask for a new link and we "
-            "mail it to you."
-        ),
-        "429_title": "Too many attempts",
-        "429_text": "Please wait a minute, then try again.",
-        "500_title": "Something went wrong on our side",
-        "500_text": "Nothing was changed. Please try again in a few minutes.",
-        "503_title": "Temporarily unavailable",
-        "503_text": "Nothing was changed. Please try again in a few minutes.",
-        "other_title": "That did not work",
-        "other_text": "Nothing was changed.",
-        "home": "Go to the start page",
-        "new_link": "Get a new link",
-        "retry": "Try again",
-        "privacy": "Privacy policy",
-        "status": "Error",
-    },
-    "de": {
-        "401_title": "Ihre Sitzung ist abgelaufen",
-        "401_text": "Öffnen Sie den Link aus Ihrer E-Mail erneut, oder fordern Sie einen neuen an.",
-        "403_title": "Sie können diese Seite nicht öffnen",
-        "403_text": (
-            "Sie dürfen diese Seite nicht öffnen. Wenn Sie einem Link gefolgt sind, ist er "
-            "vielleicht für jemand anderen oder für eine andere Seite bestimmt."
-        ),
-        "404_title": "Seite nicht gefunden",
-        "404_text": (
-            "Unter dieser Adresse gibt es keine Seite. Vielleicht ist sie falsch geschrieben, "
-            "oder die Seite wurde verschoben oder entfernt."
-        ),
-        "410_title": "Dieser Link gilt nicht mehr",
-        "410_text": (
-            "Er ist abgelaufen oder wurde durch einen neueren ersetzt. Fordern Sie einen "
-            "neuen Link an, wir schicken ihn Ihnen per E-Mail."
-        ),
-        "429_title": "Zu viele Versuche",
-        "429_text": "Bitte warten Sie eine Minute und versuchen Sie es dann erneut.",
-        "500_title": "Bei uns ist etwas schiefgegangen",
-        "500_text": "Es wurde nichts geändert. Bitte versuchen Sie es in einigen Minuten erneut.",
-        "503_title": "Vorübergehend nicht erreichbar",
-        "503_text": "Es wurde nichts geändert. Bitte versuchen Sie es in einigen Minuten erneut.",
-        "other_title": "Das hat nicht geklappt",
-        "other_text": "Es wurde nichts geändert.",
-        "home": "Zur Startseite",
-        "new_link": "Neuen Link anfordern",
-        "retry": "Erneut versuchen",
-        "privacy": "Datenschutzerklärung",
-        "status": "Fehler",
-    },
+# Per status: heading and explanation, English message ids of the zeroparty catalogue.
+# "other" is any status without a page of its own (a refused form value, a conflict):
+# its message and fields are shown under it.
+TEXTS: Mapping[str, str] = {
+    "401_title": N_("Your session has ended"),
+    "401_text": N_("Open the link from your email again, or ask for a new one."),
+    "403_title": N_("You cannot open this page"),
+    "403_text": N_(
+        "You may not open this page. If you followed a link, it may be meant for someone "
+        "else or for another page."
+    ),
+    "404_title": N_("Page not found"),
+    "404_text": N_(
+        "There is no page at this address. It may be mistyped, or the page has moved or "
+        "been removed."
+    ),
+    "410_title": N_("This link no longer works"),
+    "410_text": N_(
+        "It has expired or was replaced by a newer one. Ask for a new link and we mail it to you."
+    ),
+    "429_title": N_("Too many attempts"),
+    "429_text": N_("Please wait a minute, then try again."),
+    "500_title": N_("Something went wrong on our side"),
+    "500_text": N_("Nothing was changed. Please try again in a few minutes."),
+    "503_title": N_("Temporarily unavailable"),
+    "503_text": N_("Nothing was changed. Please try again in a few minutes."),
+    "other_title": N_("That did not work"),
+    "other_text": N_("Nothing was changed."),
+    "home": N_("Go to the start page"),
+    "new_link": N_("Get a new link"),
+    "retry": N_("Try again"),
+    "privacy": N_("Privacy policy"),
+    "status": N_("Error"),
 }
-LANGUAGES = tuple(TEXTS)
 PAGES = frozenset({401, 403, 404, 410, 429, 500, 503})
 SAFE = frozenset({"GET", "HEAD"})
 
@@ -104,43 +72,24 @@ def _phrase(status: int) -> str:
         return ""
 
 
-def _language(tag: str) -> str:
-    return tag.strip().split("-")[0].split("_")[0].lower()
-
-
-def accepted_languages(header: str | None) -> list[str]:
-    """The languages of an ``Accept-Language`` header (RFC 9110 12.5.4), best first;
-    ``q=0`` means "not this one"."""
-    if not header:
-        return []
-    choices: list[tuple[float, int, str]] = []
-    for position, item in enumerate(header.split(",")[:20]):
-        tag, _, params = item.partition(";")
-        quality = 1.0
-        params = params.strip()
-        if params.startswith("q="):
-            try:
-                quality = float(params[2:])
-            except ValueError:
-                quality = 0.0
-        if quality > 0 and tag.strip() and tag.strip() != "*":
-            choices.append((-quality, position, _language(tag)))
-    return [language for _, _, language in sorted(choices)]
+@functools.cache
+def texts(language: str) -> Mapping[str, str]:
+    """Every text of these pages in ``language``, translated once per process."""
+    return {key: i18n.gettext(language, text) for key, text in TEXTS.items()}
 
 
 def choose_language(request: Request, identity: SiteIdentity) -> str:
     """``?lang=``, then ``Accept-Language``, then the site's default language: the
-    first that the site offers (any, when the site is not known) and these pages
-    speak; English otherwise."""
-    # Unknown site (none loaded, or not read for a 5xx): every language these pages speak.
-    site_languages = LANGUAGES if identity is UNNAMED else identity.locales
-    offered = {_language(locale) for locale in site_languages} & set(LANGUAGES)
-    wanted = [
-        _language(request.query_params.get("lang", "")[:16]),
-        *accepted_languages(request.headers.get("accept-language")),
-        _language(identity.default_locale),
-    ]
-    return next((language for language in wanted if language in offered), DEFAULT_LANGUAGE)
+    first that the site offers (any, when the site is not known) and has a catalogue;
+    English otherwise (:func:`zeroparty.i18n.choose_language`)."""
+    # Unknown site (none loaded, or not read for a 5xx): every language with a catalogue.
+    offered = i18n.languages() if identity is UNNAMED else identity.locales
+    return i18n.choose_language(
+        offered,
+        requested=request.query_params.get("lang"),
+        accept_language=request.headers.get("accept-language"),
+        default=identity.default_locale,
+    )
 
 
 def _identity(database: Database) -> SiteIdentity:
@@ -193,7 +142,7 @@ def page_context(
     fields: Mapping[str, str],
 ) -> dict[str, object]:
     lang = choose_language(request, identity)
-    t = TEXTS[lang]
+    t = texts(lang)
     key = str(status) if status in PAGES else "other"
     own_page = status in PAGES
     # The reason is English: on a page of its own, shown to English readers only, and

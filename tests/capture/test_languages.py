@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from collections.abc import Callable
 
 import orjson
@@ -19,6 +20,7 @@ from consent_ledger.models import ConsentEvent, ConsentEvidence, Subject
 from tests.capture.conftest import find_all, one, token_in
 from zeroparty.config_errors import SiteConfigError
 from zeroparty.db import Database
+from zeroparty.mail import OutboxMail
 
 NEWSLETTER_DE = (
     "Ja, schickt mir den Northwind-Newsletter per E-Mail, etwa einmal im Monat. "
@@ -164,6 +166,16 @@ def test_a_german_submission_records_the_german_notice_and_locale(
     assert {e.locale for e in entries} == {"de"}
     assert {body.get("locale") for body in evidence} == {"de"}
     assert subject.locale == "de"
+    # The double opt-in mail is German too, and its link opens the page in German.
+    with database.read() as session:
+        mail = session.execute(select(OutboxMail)).scalar_one()
+    assert mail.subject == "Bitte bestätigen Sie: Newsletter"
+    assert mail.body_text.startswith("Hallo,\n\njemand, hoffentlich Sie, möchte Folgendes")
+    match = re.search(r"http://testserver(/confirm/\S+\?lang=de)\n", mail.body_text)
+    assert match is not None, mail.body_text
+    page = app_client.get(match.group(1), headers={"accept-language": "en"})
+    assert one(page.text, "h1")["text"] == "Bitte bestätigen Sie"
+    assert one(page.text, "button", type="submit")["text"] == "Bestätigen"
 
 
 # --- site.toml ----------------------------------------------------------------------------
