@@ -4,6 +4,7 @@ its HTML alternative), read back from the bytes a real SMTP server received."""
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 from email.message import EmailMessage
@@ -21,9 +22,11 @@ from zeroparty.mail import (
     AttachmentError,
     Mail,
     OutboxMail,
+    claimed_mails,
     deliver_queued,
     queue_mail,
     queued_mail_ids,
+    send_claimed,
     transport_for,
 )
 from zeroparty.settings import Settings
@@ -152,3 +155,26 @@ def test_a_boundary_is_not_kept_in_the_header_cache(
     deliver_queued(database, transport, more, base_url=settings.base_url)
     assert len(smtp_server.raw) == 6
     assert mail_module._stored_header.cache_info().currsize == cached
+
+
+def test_a_mail_queued_claimed_sends_its_files_after_the_commit(
+    settings: Settings, database: Database, smtp_server: SmtpServer
+) -> None:
+    """The hot path's way (queued claimed, sent by the request after its commit) carries
+    the files as the outbox's retry does."""
+    files = (Attachment("a.json", "application/json", b'{"a": 1}\n'),)
+    with database.write() as session:
+        queue_mail(
+            session,
+            Mail(to=EMAIL, subject="Claimed", text="t", headers=HEADERS, attachments=files),
+            claimed=True,
+        )
+        mails = claimed_mails(session, settings.base_url)
+    live = dataclasses.replace(settings, smtp_url=smtp_server.url)
+    assert send_claimed(database, live, mails) == 1
+    (raw,) = smtp_server.raw
+    check_wire(raw)
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    (attachment,) = message.iter_attachments()
+    assert attachment.get_payload(decode=True) == files[0].data
