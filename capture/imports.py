@@ -23,6 +23,12 @@ same ``consent_at`` and notice version is not recorded again, whichever file it 
 from. Each new entry's ``source_ref`` is ``import:<SHA-256 of the file>:<line>``, so
 the file kept by whoever imported it proves where every entry came from.
 
+The file's delimiter (``,``, ``;`` or tab) is detected from its header row, and its
+columns may be mapped to fields or left out when asked (:mod:`capture.import_columns`);
+a mapping that names a column the file does not have refuses the file before anything
+is read from its rows. ``progress`` is called every ``progress_rows`` rows and at the
+end, with the rows and bytes read so far.
+
 Memory stays bounded for large files: rows are parsed as a stream and written in
 chunks (their attributes are handed to scoring with their chunk, then dropped); what
 is kept per distinct email is two integers (for duplicate checks).
@@ -49,7 +55,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
-from collections.abc import Callable, Iterator, Mapping
+import itertools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO
@@ -58,6 +65,16 @@ from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from capture.import_columns import (
+    AS_NAMED,
+    DELIMITER_NAMES,
+    FIELDS,
+    ColumnOptions,
+    Header,
+    detect_delimiter,
+    resolve_header,
+    undetected_hint,
+)
 from consent_ledger import read_model
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
 from consent_ledger.api import ConsentChange, ConsentLedger, InvalidEmail, LeadRef, normalise_email
@@ -82,7 +99,9 @@ EXTRA_EVIDENCE_COLUMNS = ("ip", "user_agent", "evidence_ref")
 KNOWN_COLUMNS = frozenset(
     ("email", *PROFILE_COLUMNS, *ATTRIBUTE_COLUMNS, *EVIDENCE_COLUMNS, *EXTRA_EVIDENCE_COLUMNS)
 )
+assert frozenset(FIELDS) == KNOWN_COLUMNS, "the template lists every field"
 CHUNK_ROWS = 1000
+PROGRESS_ROWS = 10_000
 MAX_REPORTED = 1000  # problems and unpermitted lines listed; all are counted
 
 
@@ -157,6 +176,9 @@ class ImportReport:
     columns_not_kept: tuple[str, ...] = ()
     columns_for_scoring: tuple[str, ...] = ()
     rows_for_scoring: int = 0
+    delimiter: str = ","
+    columns_mapped: tuple[tuple[str, str], ...] = ()
+    columns_ignored: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -172,16 +194,31 @@ class ImportReport:
 
 
 def parse_contacts(
-    stream: BinaryIO, limits: ImportLimits = ImportLimits()
+    stream: BinaryIO,
+    limits: ImportLimits = ImportLimits(),
+    columns_as: ColumnOptions = AS_NAMED,
+    on_header: Callable[[Header], None] | None = None,
 ) -> Iterator[CsvRow | RowProblem]:
     """The rows of a UTF-8 CSV file with a header row, as a stream.
 
-    Yields each row as a :class:`CsvRow` keyed by the lower-cased header names, or a
-    :class:`RowProblem` for what cannot be read (bad UTF-8, a ragged row, a line, field
-    or file too large, a bad header). Memory is bounded by ``limits.max_line_bytes``.
+    Yields each row as a :class:`CsvRow` keyed by field (the lower-cased header names,
+    as ``columns_as`` maps them; left-out columns dropped), or a :class:`RowProblem` for
+    what cannot be read (bad UTF-8, a ragged row, a line, field or file too large, a bad
+    header or mapping). ``on_header`` hears how the header was understood. Memory is
+    bounded by ``limits.max_line_bytes``.
     """
     pending: list[RowProblem] = []
-    reader = csv.reader(_decoded_lines(stream, limits, pending), strict=True)
+    lines = _decoded_lines(stream, limits, pending)
+    first = next(lines, None)
+    detected = None
+    if first is not None and not pending:
+        detected = detect_delimiter(first, columns_as, KNOWN_COLUMNS)
+    delimiter = detected or ","
+    reader = csv.reader(
+        itertools.chain([first] if first is not None else [], lines),
+        delimiter=delimiter,
+        strict=True,
+    )
     try:
         header = next(reader)
     except StopIteration:
@@ -193,10 +230,18 @@ def parse_contacts(
     if pending:
         return
     columns = [name.strip().lower() for name in header]
-    header_problem = _header_problem(columns)
-    if header_problem is not None:
-        yield header_problem
+    if not any(columns):
+        yield RowProblem(1, "header", "the file is empty: expected a header row")
         return
+    understood = resolve_header(columns, delimiter, columns_as, KNOWN_COLUMNS)
+    if isinstance(understood, str):
+        mapping_problem = understood.startswith("--map")
+        hint = understood if detected or mapping_problem else undetected_hint(first or "")
+        yield RowProblem(1, "header", hint)
+        return
+    if on_header is not None:
+        on_header(understood)
+    fields = understood.fields
     line, rows = reader.line_num + 1, 0
     while True:
         try:
@@ -216,7 +261,7 @@ def parse_contacts(
             if rows > limits.max_rows:
                 yield RowProblem(line, "file", f"more than {limits.max_rows:,} rows")
                 return
-            yield _row(line, columns, values, limits)
+            yield _row(line, fields, values, limits)
         line = reader.line_num + 1
     yield from pending  # the input stopped mid-row (too large)
 
@@ -253,33 +298,16 @@ def _decoded_lines(
             yield raw.decode("utf-8", errors="replace")
 
 
-def _header_problem(columns: list[str]) -> RowProblem | None:
-    if not any(columns):
-        return RowProblem(1, "header", "the file is empty: expected a header row")
-    duplicates = sorted({c for c in columns if columns.count(c) > 1})
-    if duplicates:
-        return RowProblem(1, "header", f"columns named twice: {', '.join(duplicates)}")
-    unknown = [c for c in columns if c not in KNOWN_COLUMNS]
-    if unknown:
-        return RowProblem(
-            1,
-            "header",
-            f"unknown columns: {', '.join(unknown)} (known: {', '.join(sorted(KNOWN_COLUMNS))})",
-        )
-    if "email" not in columns:
-        return RowProblem(1, "header", "required column missing: email")
-    return None
-
-
 def _row(
-    line: int, columns: list[str], values: list[str], limits: ImportLimits
+    line: int, fields: Sequence[str | None], values: list[str], limits: ImportLimits
 ) -> CsvRow | RowProblem:
-    if len(values) != len(columns):
-        return RowProblem(line, "csv", f"{len(values)} fields where the header has {len(columns)}")
-    for name, value in zip(columns, values, strict=True):
+    if len(values) != len(fields):
+        return RowProblem(line, "csv", f"{len(values)} fields where the header has {len(fields)}")
+    kept = [(name, value) for name, value in zip(fields, values, strict=True) if name is not None]
+    for name, value in kept:
         if len(value) > limits.max_field_chars:
             return RowProblem(line, name, f"longer than {limits.max_field_chars:,} characters")
-    return CsvRow(line, {c: v.strip() for c, v in zip(columns, values, strict=True)})
+    return CsvRow(line, {name: value.strip() for name, value in kept})
 
 
 ProblemSink = Callable[[str, str], None]
@@ -432,6 +460,17 @@ def _notice(
     return sha, locale
 
 
+def template_example(session: Session) -> tuple[str | None, int | None]:
+    """A purpose of the site and its latest notice version, for the template's example
+    row (``None`` when the site has none yet)."""
+    catalog = load_catalog(session)
+    versions = sorted(catalog.by_version)
+    if not versions:
+        return None, None
+    purpose = versions[0][0]
+    return purpose, max(version for key, version in versions if key == purpose)
+
+
 # --- rows that repeat an email ----------------------------------------------------------------
 
 
@@ -529,6 +568,22 @@ def file_digest(stream: BinaryIO) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+ImportProgress = Callable[[int, int, int], None]
+"""Hears ``(rows read, bytes read, bytes in the file)`` while an import runs."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """How the rows are read: the columns' options and who hears the progress."""
+
+    limits: ImportLimits
+    chunk_rows: int
+    columns_as: ColumnOptions
+    progress: ImportProgress | None
+    progress_rows: int
+    size: int
+
+
 def import_contacts(
     ledger: ConsentLedger,
     stream: BinaryIO,
@@ -536,6 +591,9 @@ def import_contacts(
     dry_run: bool = False,
     limits: ImportLimits = ImportLimits(),
     chunk_rows: int = CHUNK_ROWS,
+    columns_as: ColumnOptions = AS_NAMED,
+    progress: ImportProgress | None = None,
+    progress_rows: int = PROGRESS_ROWS,
 ) -> ImportReport:
     """Import the CSV in ``stream`` (seekable, binary); see the module docstring.
 
@@ -550,13 +608,14 @@ def import_contacts(
     if size > limits.max_bytes:
         report.add_problem(RowProblem(0, "file", f"larger than {limits.max_bytes:,} bytes"))
         return report
+    reading = _Reading(limits, chunk_rows, columns_as, progress, max(1, progress_rows), size)
     if dry_run:
         with database.read() as session:
-            _run(session, ledger, stream, report, limits, chunk_rows, write=False)
+            _run(session, ledger, stream, report, reading, write=False)
         return report
     try:
         with database.write() as session:
-            _run(session, ledger, stream, report, limits, chunk_rows, write=True)
+            _run(session, ledger, stream, report, reading, write=True)
             if not report.ok:
                 raise _Rejected
     except _Rejected:
@@ -574,8 +633,7 @@ def _run(
     ledger: ConsentLedger,
     stream: BinaryIO,
     report: ImportReport,
-    limits: ImportLimits,
-    chunk_rows: int,
+    reading: _Reading,
     *,
     write: bool,
 ) -> None:
@@ -583,11 +641,24 @@ def _run(
     now = utcnow()
     duplicates = DuplicateCheck()
     chunk: list[ContactRow] = []
-    for item in parse_contacts(stream, limits):
+    chunk_rows, start = reading.chunk_rows, stream.tell()
+
+    def heard(header: Header) -> None:
+        report.delimiter = header.delimiter
+        report.columns_ignored = header.ignored
+        report.columns_mapped = tuple(reading.columns_as.mapping.items())
+
+    def tell_progress() -> None:
+        if reading.progress is not None:
+            reading.progress(report.rows, stream.tell() - start, reading.size)
+
+    for item in parse_contacts(stream, reading.limits, reading.columns_as, heard):
         if isinstance(item, RowProblem):
             report.add_problem(item)
             continue
         report.rows += 1
+        if report.rows % reading.progress_rows == 0:
+            tell_progress()
         if report.rows == 1:
             present = tuple(c for c in ATTRIBUTE_COLUMNS if c in item.values)
             if ledger.hears_lead_signals:
@@ -624,6 +695,7 @@ def _run(
                 chunk.clear()
     if write and report.ok and chunk:
         _write_chunk(session, ledger, chunk, report)
+    tell_progress()
 
 
 def _write_chunk(
@@ -764,9 +836,23 @@ def _ensure_subjects(
     return subjects
 
 
+def _column_lines(report: ImportReport) -> list[str]:
+    """How the file's columns were read, when that was not the plain default."""
+    lines = []
+    if report.delimiter != ",":
+        lines.append(f"columns separated by {DELIMITER_NAMES[report.delimiter]}s (detected)")
+    if report.columns_mapped:
+        mapped = ", ".join(f"{column} as {target}" for column, target in report.columns_mapped)
+        lines.append(f"columns mapped (--map): {mapped}")
+    if report.columns_ignored:
+        lines.append(f"columns left out (--ignore-extra): {', '.join(report.columns_ignored)}")
+    return lines
+
+
 def format_report(report: ImportReport, name: str, *, shown: int = 50) -> list[str]:
     """The report as lines for people (the CLI prints them)."""
     lines = [f"{name}: SHA-256 {report.file_sha256}, {report.rows:,} rows"]
+    lines += _column_lines(report)
     if not report.ok:
         lines.append(f"NOT IMPORTED: {report.problem_count:,} problem(s); nothing was written")
         lines += [f"  {problem}" for problem in report.problems[:shown]]

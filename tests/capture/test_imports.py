@@ -6,6 +6,7 @@ written (SPEC rule 6); re-importing records nothing twice; the ledger still veri
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from capture.import_columns import FIELDS, ColumnOptions, MappingInvalid, parse_mapping
 from capture.imports import (
     KNOWN_COLUMNS,
     ContactRow,
@@ -578,3 +580,261 @@ def test_row_validation_never_raises(values: dict[str, str]) -> None:
         assert all(p.line == 7 for p in result)
     elif result.grant is not None:
         assert result.grant.notice_sha256 in {"a" * 64, "b" * 64, "c" * 64}
+
+
+# --- delimiters, mapped and left-out columns, progress, the template --------------------------
+
+
+def _as(text: str, delimiter: str) -> str:
+    """``text`` (comma-separated, no quoted commas) as another tool would save it."""
+    return text.replace(",", delimiter)
+
+
+@pytest.mark.parametrize(("delimiter", "named"), [(";", "semicolons"), ("\t", "tabs")])
+def test_semicolon_and_tab_files_are_detected(
+    database: Database, csv_text: str, delimiter: str, named: str
+) -> None:
+    report = run(database, _as(csv_text, delimiter))
+    assert report.ok, report.problems
+    assert report.written
+    assert report.delimiter == delimiter
+    assert (report.rows, report.with_evidence, report.without_evidence) == (3, 2, 1)
+    assert f"columns separated by {named} (detected)" in format_report(report, "x.csv")
+    assert [(e.purpose_key, e.source) for e in events(database)] == [
+        ("profiling", "import"),
+        ("newsletter", "import"),
+    ]
+
+
+def test_a_comma_inside_a_semicolon_file_stays_in_its_field(database: Database) -> None:
+    report = run(database, 'email;name;company\nann@example.com;"Lee, Ann";Acme, Inc.\n')
+    assert report.ok, report.problems
+    with database.read() as session:
+        assert session.scalars(select(SubjectProfile.name)).one() == "Lee, Ann"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"email|name\na@example.com|Ann\n",
+        b"mail\ta\nx@example.com\tb\n",
+        b"E-Mail;Vorname\na@example.com;Ann\n",
+    ],
+)
+def test_a_header_no_delimiter_fits_gets_a_hint(database: Database, data: bytes) -> None:
+    before = row_counts(database)
+    report = run(database, data)
+    assert not report.written
+    [problem] = report.problems
+    assert (problem.line, problem.column) == (1, "header")
+    assert "split at a comma, a semicolon or a tab" in problem.message
+    assert "--map COLUMN=FIELD" in problem.message
+    assert row_counts(database) == before
+
+
+@pytest.mark.parametrize(
+    ("text", "unknown"),
+    [
+        ("email,shoe_size\na@example.com,42\n", "shoe_size"),
+        ("E-Mail;name\na@example.com;Ann\n", "e-mail"),  # split where a column is known
+    ],
+)
+def test_an_unknown_column_is_refused_naming_both_options(
+    database: Database, text: str, unknown: str
+) -> None:
+    report = run(database, text)
+    [problem] = report.problems
+    assert f"unknown columns: {unknown} " in problem.message
+    assert "--map COLUMN=FIELD" in problem.message
+    assert "--ignore-extra" in problem.message
+    assert not report.written
+
+
+def test_extra_columns_are_left_out_when_asked(database: Database, profiling: str) -> None:
+    text = (
+        "Email;Shoe size;Name;Lead owner\n"
+        f"ann@example.com;42;Ann;{'x' * 5000}\n"  # a left-out column is not even measured
+    )
+    report = run(
+        database, text, columns_as=ColumnOptions(ignore_extra=True), limits=ImportLimits(
+            max_field_chars=100)
+    )  # fmt: skip
+    assert report.ok, report.problems
+    assert report.columns_ignored == ("shoe size", "lead owner")
+    assert "columns left out (--ignore-extra): shoe size, lead owner" in format_report(
+        report, "x.csv"
+    )
+    with database.read() as session:
+        assert session.scalars(select(SubjectProfile.name)).one() == "Ann"
+
+
+def test_mapped_columns_are_read_as_their_fields(database: Database, profiling: str) -> None:
+    text = (
+        "E-Mail;Firma;Zweck;Quelle;Zeitpunkt;Hinweis;Notizen\n"
+        f"ann@example.com;Acme;profiling;Messe;{AT};{profiling};ruft gern an\n"
+    )
+    mapping = parse_mapping(
+        ["E-Mail=email", "firma=company", "Zweck=purpose", "Quelle=consent_source",
+         "Zeitpunkt=consent_at", "Hinweis=notice_sha256"]
+    )  # fmt: skip
+    report = run(database, text, columns_as=ColumnOptions(mapping, ignore_extra=True))
+    assert report.ok, report.problems
+    assert report.grants_recorded == 1
+    assert report.columns_ignored == ("notizen",)
+    assert "columns mapped (--map): e-mail as email, firma as company" in "\n".join(
+        format_report(report, "x.csv")
+    )
+    [entry] = events(database)
+    assert (entry.purpose_key, entry.notice_sha256) == ("profiling", profiling)
+
+
+@pytest.mark.parametrize(
+    ("data", "mapping", "message"),
+    [
+        pytest.param(
+            b"email,name\na@example.com,Ann\n",
+            {"firma": "company"},
+            "--map names column(s) the file does not have: firma (its columns: email, name)",
+            id="missing-column",
+        ),
+        pytest.param(
+            b"email,mail\na@example.com,b@example.com\n",
+            {"mail": "email"},
+            "columns named twice: email",
+            id="field-given-twice",
+        ),
+        pytest.param(
+            b"email;name\na@example.com;Ann\nb@example.com;Bo\n",
+            {"e-mail": "email"},
+            "--map names column(s) the file does not have: e-mail",
+            id="missing-column-semicolons",
+        ),
+    ],
+)
+def test_a_mapping_the_file_does_not_fit_is_refused_before_anything_is_written(
+    database: Database, data: bytes, mapping: dict[str, str], message: str
+) -> None:
+    before = row_counts(database)
+    report = run(database, data, columns_as=ColumnOptions(mapping))
+    assert not report.written
+    [problem] = report.problems
+    assert (problem.line, problem.column) == (1, "header")
+    assert message in problem.message
+    assert report.rows == 0, "no row was read"
+    assert row_counts(database) == before
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["email"], "expected COLUMN=FIELD"),
+        (["=email"], "expected COLUMN=FIELD"),
+        (["E-Mail="], "expected COLUMN=FIELD"),
+        (["Size=shoe_size"], "'shoe_size' is not a field"),
+        (["a=email", "A=name"], "column 'a' is mapped twice"),
+        (["a=email", "b=email"], "field 'email' is already mapped from 'a'"),
+    ],
+)
+def test_bad_map_options_are_refused(options: list[str], message: str) -> None:
+    with pytest.raises(MappingInvalid, match=message):
+        parse_mapping(options)
+
+
+def test_all_or_nothing_holds_for_a_mapped_semicolon_file(
+    database: Database, profiling: str
+) -> None:
+    rows = [f"a{n}@example.com;profiling;fair;{AT};{profiling}" for n in range(5)]
+    rows.insert(3, f"bad@;profiling;fair;{AT};{profiling}")
+    text = "\n".join(["Mail;purpose;consent_source;consent_at;notice_sha256", *rows])
+    before = row_counts(database)
+    report = run(database, text, columns_as=ColumnOptions({"mail": "email"}), chunk_rows=2)
+    assert [(p.line, p.column) for p in report.problems] == [(5, "email")]
+    assert not report.written
+    assert row_counts(database) == before
+
+
+def test_progress_is_told_every_n_rows_and_at_the_end(database: Database) -> None:
+    text = "email\n" + "".join(f"p{n}@example.com\n" for n in range(5))
+    heard: list[tuple[int, int, int]] = []
+    report = run(database, text, progress=lambda *a: heard.append(a), progress_rows=2)
+    assert report.ok
+    size = len(text.encode())
+    assert [rows for rows, _, _ in heard] == [2, 4, 5]
+    assert all(total == size for _, _, total in heard)
+    assert heard[-1][1] == size
+    assert heard[0][1] < heard[1][1] < size
+
+
+def test_cli_maps_ignores_and_shows_progress_unless_quiet(
+    cli_env: object,
+    database: Database,
+    tmp_path: Path,
+    profiling: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "crm-export.csv"
+    path.write_text(
+        "E-Mail;Owner;consent_at;purpose;consent_source;notice_sha256\n"
+        f"ann@example.com;Bo;{AT};profiling;fair;{profiling}\n",
+        encoding="utf-8",
+    )
+    before = row_counts(database)
+    assert main(["import", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "--map COLUMN=FIELD" in err
+    assert "--ignore-extra" in err
+    assert main(["import", str(path), "--map", "E-Mail=email", "--map", "Owner=purpose"]) == 2
+    assert "columns named twice: purpose" in capsys.readouterr().err
+    assert main(["import", str(path), "--map", "Ownr=name", "--ignore-extra"]) == 2
+    assert "the file does not have: ownr" in capsys.readouterr().err
+    assert main(["import", str(path), "--map", "E-Mail=mail"]) == 2
+    assert "'mail' is not a field" in capsys.readouterr().err
+    assert row_counts(database) == before, "nothing written by a refused mapping"
+
+    args = ["import", str(path), "--map", "E-Mail=email", "--ignore-extra"]
+    assert main([*args, "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    assert "read 1 rows, 100% of the file" in captured.err
+    assert "columns left out (--ignore-extra): owner" in captured.out
+    assert main([*args, "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert "imported: 1 row(s) with consent evidence" in captured.out
+    assert states(database)[("ann@example.com", "profiling")].permitted
+
+
+def test_the_template_lists_every_field_with_a_row_that_is_never_imported_as_is(
+    cli_env: object,
+    database: Database,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["import", "--template"]) == 0
+    template = capsys.readouterr().out
+    header, example = list(csv.reader(io.StringIO(template)))
+    assert header == list(FIELDS)
+    assert set(header) == KNOWN_COLUMNS
+    row = dict(zip(header, example, strict=True))
+    with database.read() as session:
+        latest = session.execute(
+            select(func.max(NoticeVersion.version)).where(
+                NoticeVersion.purpose_key == row["purpose"]
+            )
+        ).scalar_one()
+    assert latest is not None, "the example names a purpose of the site"
+    assert row["notice_version"] == str(latest)
+    path = tmp_path / "template.csv"
+    path.write_text(template, encoding="utf-8")
+    before = row_counts(database)
+    assert main(["import", str(path)]) == 2  # the example address is at .invalid
+    assert "line 2: email:" in capsys.readouterr().err
+    assert row_counts(database) == before
+    path.write_text(template.replace("example.invalid", "example.com"), encoding="utf-8")
+    assert main(["import", str(path), "--dry-run", "--quiet"]) == 0, capsys.readouterr().err
+    assert "valid (dry run, nothing written): 1 row(s) with consent evidence" in (
+        capsys.readouterr().out
+    )
+    assert main(["import", str(path), "--template"]) == 2
+    assert "either FILE or --template" in capsys.readouterr().err
+    assert main(["import"]) == 2
+    assert "the file to import is missing" in capsys.readouterr().err
