@@ -615,11 +615,15 @@ def build_message(row: OutboxMail, sender: MailSender) -> EmailMessage:
         lines = "<br>".join(escape(line) for line in footer.splitlines())
         message.add_alternative(f"{row.body_html}<p>{lines}</p>", subtype="html")
     elif sender.colours is not None:  # the same words in the brand's colours
+        # Boundaries named after the row's id (random, made after the text was written,
+        # so no part can contain them; RFC 2046 5.1.1): a retry writes the same bytes,
+        # and the email package need not search the text for a boundary of its own.
+        message.make_alternative(boundary=f"=_alt_{row.id}")
         message.add_alternative(mail_html(text, sender.colours), subtype="html")
     attachments = attachments_of(row)
     if attachments:
         # The text (or its alternatives) first, then each file: multipart/mixed.
-        message.make_mixed()
+        message.make_mixed(boundary=f"=_mixed_{row.id}")
         for attachment in attachments:
             maintype, _, subtype = attachment.content_type.partition("/")
             part = EmailMessage(policy=WIRE_POLICY)

@@ -84,6 +84,7 @@ def _reference(row: OutboxMail, sender: MailSender) -> EmailMessage:
         lines = "<br>".join(escape(line) for line in footer.splitlines())
         message.add_alternative(f"{row.body_html}<p>{lines}</p>", subtype="html")
     elif sender.colours is not None:
+        message.make_alternative(boundary=f"=_alt_{row.id}")
         message.add_alternative(mail_html(text, sender.colours), subtype="html")
     for part in message.iter_parts():
         for inner in part.walk():
