@@ -10,15 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from scoring.lifecycle import DEFAULT
+from scoring import lifecycle_site
+from scoring.lifecycle import DEFAULT, Lifecycle
 from scoring.services import active_model
 from tests.console.conftest import log_in, make_staff
 from tests.scoring.conftest import DEMO_SITE, rows
 from zeroparty.app import create_app
 from zeroparty.cli import main
-from zeroparty.config_errors import SiteConfigError
+from zeroparty.config_errors import ConfigProblems, SiteConfigError
 from zeroparty.db import Database
 from zeroparty.settings import Settings
 from zeroparty.site import load_site
@@ -366,3 +369,68 @@ def test_the_console_uses_the_chain_in_force(
         assert accounts.status_code == 200
         assert "acme-corp.example" in accounts.text
         assert client.get("/console/accounts", params={"stage": "MQL"}).status_code == 422
+
+
+NAMES = st.from_regex(r"[A-Za-z][A-Za-z0-9_-]{0,15}", fullmatch=True)
+
+
+@given(st.lists(NAMES, min_size=2, max_size=20, unique_by=str.casefold))
+def test_any_chain_of_distinct_names_parses_in_order(stages: list[str]) -> None:
+    problems = ConfigProblems()
+    lifecycle, moves = lifecycle_site.parse({"lifecycle": {"stages": stages}}, problems)
+    assert not problems, problems.items
+    assert lifecycle.stages == tuple(stages)
+    assert [lifecycle.rank(s) for s in stages] == list(range(1, len(stages) + 1))
+    assert all(lifecycle.parse(s.upper()) == s for s in stages)
+    assert Lifecycle.from_json(lifecycle.as_json()) == lifecycle
+    assert lifecycle.threshold_stages == tuple(stages[1:]) == lifecycle.event_stages
+    assert moves == ()
+
+
+@given(st.lists(NAMES, min_size=2, max_size=19, unique_by=str.casefold), st.data())
+def test_a_chain_that_repeats_a_stage_is_refused(stages: list[str], data: st.DataObject) -> None:
+    again = data.draw(st.sampled_from(stages))
+    where = data.draw(st.integers(min_value=stages.index(again) + 1, max_value=len(stages)))
+    chain = [*stages[:where], again, *stages[where:]]
+    problems = ConfigProblems()
+    lifecycle, _ = lifecycle_site.parse({"lifecycle": {"stages": chain}}, problems)
+    assert lifecycle == DEFAULT  # stands in while the file is refused
+    assert [path for path, _ in problems.items] == [f"scoring.lifecycle.stages[{where}]"]
+    assert "a cycle: the chain comes back to " + again in problems.items[0][1]
+
+
+def test_the_openapi_enums_follow_the_lifecycle(
+    app_client: TestClient, database: Database, tmp_path: Path
+) -> None:
+    schemas = app_client.get("/openapi.json").json()["components"]["schemas"]
+    assert schemas["Stage"]["enum"] == ["Visitor", "Lead", "MQL", "SQL", "Opportunity", "Customer"]
+    assert schemas["HandoffStage"]["enum"] == ["MQL", "SQL", "Opportunity", "Customer"]
+    load_site(database, _site(tmp_path, CHAIN))
+    schemas = app_client.get("/openapi.json").json()["components"]["schemas"]
+    assert schemas["Stage"]["enum"] == ["Contact", "Lead", "Prospect", "SQL"]
+    assert schemas["HandoffStage"]["enum"] == ["Lead", "Prospect", "SQL"]
+    paths = app_client.get("/openapi.json").json()["paths"]
+    [stage] = [p for p in paths["/api/leads"]["get"]["parameters"] if p["name"] == "stage"]
+    assert stage["schema"] == {"$ref": "#/components/schemas/HandoffStage"}
+
+
+def test_a_by_hand_stage_is_reached_by_people_only(
+    database: Database,
+    tmp_path: Path,
+    submit: Callable[..., Any],
+    events: Callable[..., Any],
+    api: TestClient,
+) -> None:
+    chain = CHAIN.replace('"SQL"]', '"SQL", "Customer"]') + 'by_hand = ["Customer"]\n'
+    load_site(database, _site(tmp_path, chain))
+    submit("won@example.com", **FIT)
+    events("won@example.com", "pricing_page_viewed", "case_study_downloaded", "webinar_attended")
+    body = api.get("/api/leads/score", params={"email": "won@example.com"}).json()
+    assert (body["score"], body["stage"]) == (80, "SQL")  # thresholds stop before Customer
+    move = {"email": "won@example.com", "stage": "customer", "reason": "signed"}
+    moved = api.post("/api/leads/stage", json=move)
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["from"], moved.json()["stage"]) == ("SQL", "Customer")
+    last = api.get("/api/leads/score", params={"email": "won@example.com"}).json()
+    assert last["stage_changes"][-1]["to"] == "Customer"
+    assert last["stage_changes"][-1]["actor"].startswith("api:")
