@@ -336,8 +336,8 @@ def _check_record(
 
 
 def receipt_file(receipt: dict[str, Any]) -> bytes:
-    """The receipt as a file: the bytes ``zeroparty receipt`` prints and the
-    preference center's download holds (indented JSON, UTF-8, a final newline)."""
+    """The receipt as a file: the bytes ``zeroparty receipt`` prints (indented JSON,
+    UTF-8, a final newline), which ``zeroparty receipt verify`` reads as they are."""
     return orjson.dumps(receipt, option=orjson.OPT_INDENT_2) + b"\n"
 
 

@@ -23,8 +23,10 @@ from sqlalchemy import func, select, update
 from starlette.testclient import TestClient
 
 from capture.tokens import CaptureTokens
+from consent_ledger.actions import ConsentAction
 from consent_ledger.proofs.receipt_text import SENTENCES, ReceiptLine, receipt_summary
 from tests.capture.conftest import token_in
+from tests.factories import record
 from tests.fixtures.mail import SmtpServer
 from tests.zeroparty.test_mail_wire import check_wire
 from zeroparty.app import create_app
@@ -241,6 +243,42 @@ def test_no_receipt_mail_without_a_profile_writes_nothing(
     with database.read() as session:
         after = session.execute(select(func.count()).select_from(OutboxMail)).scalar_one()
     assert after == before
+
+
+def test_a_receipt_of_several_purposes_lists_each(
+    database: Database, settings: Settings, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    """One line per purpose, in ledger order, each with its own action: a withdrawal
+    names no notice (it is made under none), a grant its version."""
+    from consent_ledger.proofs import receipts, transparency
+    from consent_ledger.subjects import find_subject_id
+
+    record(database, EMAIL, "profiling")
+    record(database, EMAIL, "newsletter")
+    record(database, EMAIL, "newsletter", ConsentAction.WITHDRAWN)
+    with database.read() as session:
+        subject_id = find_subject_id(session, EMAIL)
+    assert subject_id is not None
+    signer = transparency.host_signer(database, settings)
+    mail_id = receipts.mail_receipt(database, settings, signer, subject_id)
+    assert mail_id is not None
+    transport = transport_for(smtp_server.url, settings.outbox_dir)
+    assert deliver_pending(database, transport, base_url=settings.base_url) == 1
+    message = _received(smtp_server.raw[0])
+    text = message.get_body(preferencelist=("plain",))
+    assert text is not None
+    body = str(text.get_content()).replace("\r\n", "\n")
+    lines = [line for line in body.splitlines() if line.startswith("- ")]
+    assert len(lines) == 2, body
+    assert re.fullmatch(
+        r"- Personalised follow-up: agreed on \S+ \S+ UTC, notice version 1 "
+        r"\(SHA-256 [0-9a-f]{12}\)",
+        lines[0],
+    )
+    assert re.fullmatch(r"- Newsletter: withdrew on \S+ \S+ UTC", lines[1])
+    saved = _saved_attachment(message, tmp_path)
+    check = receipts.verify_receipt(orjson.loads(saved.read_bytes()), [signer.verifier_key])
+    assert check.purposes == ("profiling", "newsletter")
 
 
 def _line(**changes: object) -> ReceiptLine:
