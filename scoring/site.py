@@ -4,10 +4,13 @@
 must be declared there and be opt-in; fit rules must name a declared form field, quiz
 rules a declared question and answer, or a BANT field ``bant.*``; tag rules a tag some
 declared quiz answer carries, quiz-score rules a declared quiz whose answers score; each
-quiz's tags and scores are copied into the model; thresholds must ascend
-in stage order; ``accounts.free_mail`` holds domains, ``sla`` durations per stage) and
-reports every problem by key path; :func:`apply` stores a changed model as a new
-immutable version. A file without ``[scoring]`` leaves the model in force as it is.
+quiz's tags and scores are copied into the model; ``lifecycle`` names the stages
+(:mod:`scoring.lifecycle_site`), and thresholds, stage events, hand-off, SLA and
+next-action rules name stages of it, thresholds ascending in its order;
+``accounts.free_mail`` holds domains, ``sla`` durations per stage) and reports every
+problem by key path; :func:`apply` stores a changed model as a new immutable version,
+first moving the leads at stages a changed lifecycle drops. A file without
+``[scoring]`` leaves the model in force as it is.
 """
 
 from __future__ import annotations
