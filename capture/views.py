@@ -320,6 +320,10 @@ async def _quiz_step_page(request: Request, slug: str, raw_token: str) -> Respon
             raise TokenInvalid("this quiz page is not valid: start again")
     except ZeropartyError as exc:
         return await _render_error(request, slug, state, _Submission(), exc)
+    allowed = embedding.allowed_origins(published.definition, settings_of(request))
+    framing = embedding.refused_frame_origin(request, allowed)
+    if framing is not None:  # a step's address framed directly by a site not allowed
+        return _refused_frame(request, published.definition, framing)
     path = _quiz_path(published.definition, step)
     screen = FormScreen(
         published, notices, step.render, page_url=_page_url(step.page_url), quiz=path

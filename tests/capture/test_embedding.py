@@ -260,3 +260,18 @@ def test_a_refused_frame_speaks_the_forms_language(app_client: TestClient) -> No
     assert one(response.text, "html")["lang"] == "de"
     assert "Dieses Formular kann auf dieser Website nicht angezeigt werden." in response.text
     assert one(response.text, "a", target="_blank")["text"] == "Formular in einem neuen Tab öffnen"
+
+
+def test_a_quiz_step_framed_by_a_site_not_allowed_says_so(
+    app_client: TestClient, render: Callable[..., str]
+) -> None:
+    data = {"_rt": render("analytics-fit"), "_action": "next", "_at": "goal", "goal": "browsing"}
+    location = app_client.post("/f/analytics-fit", data=data, follow_redirects=False).headers[
+        "location"
+    ]
+    inside = app_client.get(location, headers=_frame_load("http://testserver/", "same-origin"))
+    assert one(inside.text, "h2", id="outcome-title")
+    refused = app_client.get(location, headers=_frame_load(EVIL + "/"))
+    assert refused.status_code == 403
+    assert "This form cannot be shown on this site." in refused.text
+    assert "<input" not in refused.text
