@@ -86,6 +86,7 @@ def _translations() -> Mapping[str, NullTranslations]:
     return compiled
 
 
+@functools.cache
 def languages() -> frozenset[str]:
     """The languages pages and mails can be shown in: English and every language with a
     catalogue."""

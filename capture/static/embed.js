@@ -1,5 +1,7 @@
 /* zeroparty embed: <script src="https://HOST/embed.js" data-form="SLUG" async></script>
-   Renders the form in an iframe that grows with its content. No dependencies, no cookies. */
+   Renders the form in an iframe that grows with its content. No dependencies, no cookies.
+   The form speaks data-lang="de" if given, else the page's own <html lang>, where the
+   form is offered in it (else the visitor's browser language decides). */
 (function () {
   "use strict";
   var script = document.currentScript;
@@ -11,6 +13,8 @@
   url.searchParams.set("embed", "1");
   url.searchParams.set("parent", location.origin);
   url.searchParams.set("page", location.href.split("#")[0].slice(0, 2000));
+  var lang = script.getAttribute("data-lang") || document.documentElement.lang || "";
+  if (/^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}$/.test(lang)) url.searchParams.set("lang", lang);
   new URLSearchParams(location.search).forEach(function (value, key) {
     if (/^utm_[a-z]{1,20}$/.test(key)) url.searchParams.set(key, value);
   });
