@@ -2,7 +2,8 @@
 
 :func:`parse` checks the table (problems by key path); :func:`migrate`, called when a
 model is stored, moves the leads held at stages the new chain drops to the stage
-``[scoring.lifecycle.moves]`` names for each, recording every move like any stage
+``[scoring.lifecycle.moves]`` names for each (and those at the old first stage to the
+new first stage, where they differ), recording every move like any stage
 change (actor ``system:lifecycle``, with the reason; the lead keeps its
 ``stage_since`` and an acknowledgement of that entry, so no SLA clock restarts and no
 webhook is sent), or refuses the load, changing nothing, when leads hold a dropped
@@ -55,6 +56,11 @@ def parse(
         return DEFAULT, ()
     for key in sorted(set(table) - KEYS):
         problems.add(f"{WHERE}.{key}", f"unknown key (known: {', '.join(sorted(KEYS))})")
+    if "stages" not in table:
+        # Moves alone: back to the fixed chain, moving the leads at stages it lacks.
+        for key in sorted({"marketing", "sales", "by_hand"} & set(table)):
+            problems.add(f"{WHERE}.stages", f"is required with {key}")
+        return DEFAULT, _moves(table.get("moves", {}), DEFAULT, problems)
     stages = _stages(table.get("stages"), problems)
     if stages is None:
         return DEFAULT, ()
@@ -161,14 +167,23 @@ def migrate(
     moves: tuple[tuple[str, str], ...],
 ) -> list[str]:
     """Move the leads at stages ``after`` drops, as ``moves`` says; raise
-    :class:`SiteConfigError` (nothing moved) for a held stage without a move. Returns
-    the change lines (none when the chain did not change)."""
+    :class:`SiteConfigError` (nothing moved) for a held stage without a move. A new
+    first stage takes the leads at the old first one (they earned no stage; thresholds
+    move them on when the new model rescores them), unless ``moves`` sends a dropped
+    old first stage elsewhere. Returns the change lines (none when the chain did not
+    change)."""
     before = before or DEFAULT
     if before == after:
         return []
     held = held_stages(session)
     mapping = dict(moves)
-    dropped = {stage: count for stage, count in held.items() if stage not in after.stages}
+    if before.start != after.start:
+        mapping.setdefault(before.start, after.start)
+    dropped = {
+        stage: count
+        for stage, count in held.items()
+        if stage not in after.stages or (stage == before.start and stage in mapping)
+    }
     missing = sorted(stage for stage in dropped if stage not in mapping)
     if missing:
         raise SiteConfigError(
@@ -183,12 +198,25 @@ def migrate(
             ]
         )
     now = utcnow()
-    for old in sorted(dropped, key=before.rank):
+    # The old first stage first: it may stay in the chain and receive a dropped stage's
+    # leads, which must not move on with it.
+    for old in sorted(dropped, key=lambda stage: (stage != before.start, before.rank(stage))):
         new = mapping[old]
-        reason = (
-            f"lifecycle changed to {after.chain()}: stage {old} is not in it, "
-            f"moved to {new} (scoring.lifecycle.moves)"
-        )
+        if old in after.stages:
+            reason = (
+                f"lifecycle changed to {after.chain()}: its first stage is {new}, "
+                f"moved from {old}, the first stage before"
+            )
+        elif old == before.start and old not in dict(moves):
+            reason = (
+                f"lifecycle changed to {after.chain()}: stage {old} (the first stage "
+                f"before) is not in it, moved to its first stage, {new}"
+            )
+        else:
+            reason = (
+                f"lifecycle changed to {after.chain()}: stage {old} is not in it, "
+                f"moved to {new} (scoring.lifecycle.moves)"
+            )
         session.execute(
             insert(_changes).from_select(
                 ["subject_id", "from_stage", "to_stage", "actor", "reason", "score", "created_at"],
@@ -227,7 +255,8 @@ def migrate(
         session.execute(update(_leads).where(_leads.c.stage == old).values(stage=new))
     line = f"lifecycle: {after.chain()} (was {before.chain()})"
     if dropped:
-        detail = ", ".join(f"{old} → {mapping[old]}: {n:,}" for old, n in dropped.items())
+        order = sorted(dropped, key=lambda stage: (stage != before.start, before.rank(stage)))
+        detail = ", ".join(f"{old} → {mapping[old]}: {dropped[old]:,}" for old in order)
         line += f"; {sum(dropped.values()):,} lead(s) move ({detail})"
     else:
         line += "; no lead moves"

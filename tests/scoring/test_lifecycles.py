@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 from scoring import lifecycle_site
 from scoring.lifecycle import DEFAULT, Lifecycle
 from scoring.services import active_model
+from scoring.upkeep import run_upkeep
 from tests.console.conftest import log_in, make_staff
 from tests.scoring.conftest import DEMO_SITE, rows
 from zeroparty.app import create_app
@@ -303,23 +304,32 @@ def test_check_previews_the_moves_then_the_load_records_them(
     before = _stages(database)
     assert main(["site", "load", str(path), "--check"]) == 0
     out = capsys.readouterr().out
+    # The leads at the old first stage go to the new one; MQL as the moves say.
     assert (
         "would change: lifecycle: Contact → Lead → Prospect → SQL (was Lead → MQL → SQL → "
-        "Opportunity → Customer); 1 lead(s) move (MQL → Prospect: 1)"
+        "Opportunity → Customer); 2 lead(s) move (Lead → Contact: 1, MQL → Prospect: 1)"
     ) in out
-    # Then the thresholds' preview, from the moved stages: nobody moves forward (35 is
-    # a Lead, 65 a Prospect, the SQL stays).
-    assert "by their current scores, 0 lead(s) would move forward" in out
+    # Then the thresholds' preview, from the moved stages: 35 points make a Lead (30);
+    # the Prospect at 65 and the SQL stay.
+    assert "by their current scores, 1 lead(s) would move forward (Contact → Lead: 1)" in out
     assert _stages(database) == before
     assert _versions(database) == 1
     assert main(["site", "load", str(path)]) == 0
     out = capsys.readouterr().out
     assert "changed: lifecycle: Contact → Lead → Prospect → SQL" in out
     assert _stages(database) == [
-        ("lead@example.com", "Lead"),
+        ("lead@example.com", "Contact"),
         ("mql@example.com", "Prospect"),
         ("sql@example.com", "SQL"),
     ]
+    first = api.get("/api/leads/score", params={"email": "lead@example.com"}).json()
+    assert first["stage_changes"][-1]["reason"] == (
+        "lifecycle changed to Contact → Lead → Prospect → SQL: its first stage is Contact, "
+        "moved from Lead, the first stage before"
+    )
+    # The scheduled pass rescores every lead with the new model: 35 points, a Lead.
+    run_upkeep(database)
+    assert _stages(database)[0] == ("lead@example.com", "Lead")
     body = api.get("/api/leads/score", params={"email": "mql@example.com"}).json()
     assert body["stage"] == "Prospect"
     last = body["stage_changes"][-1]
@@ -434,3 +444,67 @@ def test_a_by_hand_stage_is_reached_by_people_only(
     last = api.get("/api/leads/score", params={"email": "won@example.com"}).json()
     assert last["stage_changes"][-1]["to"] == "Customer"
     assert last["stage_changes"][-1]["actor"].startswith("api:")
+
+
+def test_back_to_the_fixed_chain_with_moves_alone(
+    database: Database,
+    tmp_path: Path,
+    submit: Callable[..., Any],
+    events: Callable[..., Any],
+    api: TestClient,
+) -> None:
+    load_site(database, _site(tmp_path, CHAIN))
+    submit("prospect@example.com", **FIT)
+    events("prospect@example.com", "pricing_page_viewed", "case_study_downloaded")  # 65
+    submit("contact@example.com", industry="software")  # 10: a Contact
+    assert dict(_stages(database)) == {
+        "contact@example.com": "Contact",
+        "prospect@example.com": "Prospect",
+    }
+    before = _versions(database)
+    demo = tmp_path / "demo.toml"
+    demo.write_text(_demo(), encoding="utf-8")
+    with pytest.raises(SiteConfigError) as raised:
+        load_site(database, demo)
+    why = dict(raised.value.problems)["demo.toml: scoring.lifecycle.moves"]
+    assert "1 lead(s) are at stage Prospect" in why
+    assert _versions(database) == before
+    demo.write_text(
+        _demo().replace(
+            DEMO_THRESHOLDS, '[scoring.lifecycle.moves]\nProspect = "MQL"\n\n' + DEMO_THRESHOLDS
+        ),
+        encoding="utf-8",
+    )
+    changes = load_site(database, demo).changes
+    assert (
+        "lifecycle: Lead → MQL → SQL → Opportunity → Customer (was Contact → Lead → Prospect "
+        "→ SQL); 2 lead(s) move (Contact → Lead: 1, Prospect → MQL: 1)"
+    ) in changes
+    assert dict(_stages(database)) == {
+        "contact@example.com": "Lead",
+        "prospect@example.com": "MQL",
+    }
+    with database.read() as session:
+        active = active_model(session)
+    assert active is not None
+    assert active.model.lifecycle == DEFAULT
+    body = api.get("/api/leads/score", params={"email": "contact@example.com"}).json()
+    assert body["stage_changes"][-1]["reason"] == (
+        "lifecycle changed to Lead → MQL → SQL → Opportunity → Customer: stage Contact (the "
+        "first stage before) is not in it, moved to its first stage, Lead"
+    )
+
+
+def test_moves_alone_cannot_name_roles(database: Database, tmp_path: Path) -> None:
+    demo = tmp_path / "demo.toml"
+    demo.write_text(
+        _demo().replace(
+            DEMO_THRESHOLDS, '[scoring.lifecycle]\nsales = "SQL"\n\n' + DEMO_THRESHOLDS
+        ),
+        encoding="utf-8",
+    )
+    with pytest.raises(SiteConfigError) as raised:
+        load_site(database, demo)
+    assert dict(raised.value.problems)["demo.toml: scoring.lifecycle.stages"] == (
+        "is required with sales"
+    )
