@@ -69,7 +69,21 @@ PATHS: dict[str, Any] = {
         ],
         "get": {
             "summary": "A form or quiz definition with its notices and a render token",
-            "description": "JSON with `Accept: application/json`; otherwise the hosted page.",
+            "description": (
+                "JSON with `Accept: application/json`; otherwise the hosted page. A form "
+                "offered in several languages answers in the one `lang` names, else the "
+                "best of `Accept-Language`, else its own (`locale` in the answer); its "
+                "notices and the render token are in that language."
+            ),
+            "parameters": [
+                {
+                    "name": "lang",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": "a language of the form (`de`); any other is ignored",
+                }
+            ],
             "responses": {
                 "200": {
                     "description": "the published version",
