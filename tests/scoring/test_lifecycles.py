@@ -508,3 +508,35 @@ def test_moves_alone_cannot_name_roles(database: Database, tmp_path: Path) -> No
     assert dict(raised.value.problems)["demo.toml: scoring.lifecycle.stages"] == (
         "is required with sales"
     )
+
+
+def test_the_example_chain_loads_over_the_demos_leads(
+    cli_env: object,
+    database: Database,
+    capsys: pytest.CaptureFixture[str],
+    submit: Callable[..., Any],
+    events: Callable[..., Any],
+    api: TestClient,
+) -> None:
+    example = DEMO_SITE.parent / "examples" / "contact-lead-prospect-sql.toml"
+    submit("mql@example.com", **FIT)
+    events("mql@example.com", "pricing_page_viewed", "case_study_downloaded")  # 65: MQL
+    submit("won@example.com", **FIT)
+    won = {"email": "won@example.com", "stage": "Customer", "reason": "signed"}
+    assert api.post("/api/leads/stage", json=won).status_code == 200
+    submit("lead@example.com", industry="software")  # 10: Lead
+    capsys.readouterr()
+    assert main(["site", "load", str(example), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "3 lead(s) move (Lead → Contact: 1, MQL → Prospect: 1, Customer → SQL: 1)" in out, out
+    assert dict(_stages(database)) == {
+        "lead@example.com": "Lead",
+        "mql@example.com": "MQL",
+        "won@example.com": "Customer",
+    }
+    assert main(["site", "load", str(example)]) == 0
+    assert dict(_stages(database)) == {
+        "lead@example.com": "Contact",
+        "mql@example.com": "Prospect",
+        "won@example.com": "SQL",
+    }
