@@ -257,3 +257,61 @@ def test_site_load_names_each_mistake_by_key_path(
 def test_a_form_in_one_language_keeps_its_version(load_toml: Callable[..., list[str]]) -> None:
     """Forms in one language hash as before: loading the demo again publishes nothing."""
     assert load_toml("") == []
+
+
+QUIZ = """
+[quizzes.fit]
+title = { en = "Which fits?", de = "Was passt?" }
+locales = ["en", "de"]
+consent = ["newsletter"]
+default_outcome = "small"
+
+[[quizzes.fit.fields]]
+name = "email"
+type = "email"
+label = { en = "Email", de = "E-Mail" }
+required = false
+
+[[quizzes.fit.steps]]
+key = "size"
+title = { en = "Your team", de = "Ihr Team" }
+
+[[quizzes.fit.steps.questions]]
+key = "size"
+text = { en = "How big is your team?", de = "Wie groß ist Ihr Team?" }
+answers = [
+  { value = "one", label = { en = "Just me", de = "Nur ich" }, outcome = "small" },
+  { value = "many", label = { en = "Many", de = "Viele" }, outcome = "large" },
+]
+
+[quizzes.fit.outcomes.small]
+title = { en = "Start small", de = "Klein anfangen" }
+text = { en = "A light setup.", de = "Eine schlanke Lösung." }
+
+[quizzes.fit.outcomes.large]
+title = { en = "Go big", de = "Groß denken" }
+text = { en = "A platform.", de = "Eine Plattform." }
+"""
+
+
+def test_a_quiz_in_german_step_by_step(
+    app_client: TestClient, load_toml: Callable[..., list[str]]
+) -> None:
+    load_toml(QUIZ)
+    step = app_client.get("/f/fit", headers={"accept-language": "de"}).text
+    assert one(step, "h1")["text"] == "Was passt?"
+    assert one(step, "p", class_="progress")["text"] == "Schritt 1: Ihr Team"
+    assert one(step, "legend")["text"] == "Wie groß ist Ihr Team?"
+    assert one(step, "label", for_="f-size-1")["text"] == "Viele"
+    assert one(step, "button", value="next")["text"] == "Weiter"
+    answered = app_client.post(
+        "/f/fit",
+        data={"_rt": token_in(step), "_at": "size", "_action": "next", "size": "many"},
+        headers={"accept-language": "en"},  # the token keeps the language shown
+    )
+    assert answered.status_code == 200
+    result = answered.text
+    assert '<html lang="de">' in result
+    assert one(result, "h2", id="outcome-title")["text"] == "Groß denken"
+    assert "Eine Plattform." in result
+    assert one(result, "label", for_="c-newsletter")["text"] == NEWSLETTER_DE
