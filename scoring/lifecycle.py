@@ -38,10 +38,11 @@ class Lifecycle:
     no_event: tuple[str, ...] = ()
     anonymous: str | None = None
     _index: dict[str, int] = field(default_factory=dict, compare=False, repr=False, hash=False)
+    _folded: dict[str, str] = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     def __post_init__(self) -> None:
         self._index.update({stage: rank for rank, stage in enumerate(self.stages, start=1)})
-        self._index.update({stage.casefold(): rank for rank, stage in enumerate(self.stages, 1)})
+        self._folded.update({stage.casefold(): stage for stage in self.stages})
 
     @property
     def start(self) -> str:
@@ -77,8 +78,7 @@ class Lifecycle:
         """The stage named ``raw`` (any case), or ``None``."""
         if not isinstance(raw, str):
             return None
-        rank = self._index.get(raw.strip().casefold(), 0)
-        return self.stages[rank - 1] if rank else None
+        return self._folded.get(raw.strip().casefold())
 
     def chain(self) -> str:
         return " → ".join(self.stages)
