@@ -49,7 +49,7 @@ from consent_ledger.evidence import EvidenceValue
 from zeroparty import i18n, lead_signals
 from zeroparty.errors import Conflict, NotFound
 from zeroparty.i18n import N_
-from zeroparty.mail import LeadLinker, Mail, queue_mail, with_lead_links
+from zeroparty.mail import LeadLinker, Mail, in_language, queue_mail, with_lead_links
 
 NEXT_STEP = N_("If anything needs confirming, we have sent you an email with a link.")
 NEGATIVE_STATUSES = frozenset({"withdrawn", "refused", "gpc-opt-out", "expired", "erased"})
@@ -748,7 +748,7 @@ def confirmation_mail(
     values = {"purposes": titles, "link": _in_language(link, language)}
     text = i18n.gettext(language, CONFIRM_TEXT) % values
     subject = i18n.gettext(language, CONFIRM_SUBJECT) % {"what": titles}
-    return Mail(to=to, subject=subject, text=text)
+    return Mail(to=to, subject=subject, text=text, headers=in_language(language))
 
 
 def held_mail(
@@ -763,7 +763,7 @@ def held_mail(
     }
     text = i18n.gettext(language, HELD_ASKED_TEXT if purposes else HELD_TEXT) % values
     subject = i18n.gettext(language, CONFIRM_SUBJECT) % {"what": form_title}
-    return Mail(to=to, subject=subject, text=text)
+    return Mail(to=to, subject=subject, text=text, headers=in_language(language))
 
 
 def new_submission_id() -> str:

@@ -24,7 +24,7 @@ from preference_center.models import LinkRequest
 from preference_center.tokens import LinkClaim, LinkPurpose, LinkTokens, current_version
 from zeroparty.db import utcnow
 from zeroparty.errors import ZeropartyError
-from zeroparty.mail import Mail, queue_mail
+from zeroparty.mail import Mail, in_language, queue_mail
 from zeroparty.settings import Settings
 
 LINK_REQUESTS_PER_HOUR = 3
@@ -87,12 +87,14 @@ def queue_link_mail(
     subject_id = ledger.find_lead(session, email)
     if subject_id is None:
         return None
-    text = strings(_locale(session, subject_id, accept_language))
+    locale = _locale(session, subject_id, accept_language)
+    text = strings(locale)
     links = mail_headers(settings, subject_id, _communication_purposes(session), session)
     body = f"{text['mail_link_text']}\n\n{links.preference_url}\n\n{text['mail_ignore']}\n"
+    headers = {**links.headers, **in_language(locale)}
     return queue_mail(
         session,
-        Mail(to=email, subject=text["mail_link_subject"], text=body, headers=links.headers),
+        Mail(to=email, subject=text["mail_link_subject"], text=body, headers=headers),
         subject_id=subject_id,
     )
 
@@ -114,9 +116,10 @@ def request_erasure(
     body = f"{text['mail_erase_text']}\n\n{erase_url(settings, token)}\n\n{text['mail_ignore']}\n"
     # Like every mail: one-click unsubscribe (RFC 8058) from what this address receives.
     links = mail_headers(settings, subject_id, _communication_purposes(session), session)
+    headers = {**links.headers, **in_language(locale)}
     queue_mail(
         session,
-        Mail(to=email, subject=text["mail_erase_subject"], text=body, headers=links.headers),
+        Mail(to=email, subject=text["mail_erase_subject"], text=body, headers=headers),
         subject_id=subject_id,
     )
 
@@ -144,7 +147,10 @@ def queue_grant_confirmation(
     return queue_mail(
         session,
         Mail(
-            to=email, subject=text["mail_confirm_grant_subject"], text=body, headers=links.headers
+            to=email,
+            subject=text["mail_confirm_grant_subject"],
+            text=body,
+            headers={**links.headers, **in_language(locale)},
         ),
         subject_id=subject_id,
     )

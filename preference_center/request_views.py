@@ -42,7 +42,7 @@ from zeroparty.crosssite import require_same_origin
 from zeroparty.db import Database
 from zeroparty.errors import InvalidInput
 from zeroparty.i18n import N_
-from zeroparty.mail import Mail, queue_mail, queued_mail_ids, send_after_commit
+from zeroparty.mail import Mail, in_language, queue_mail, queued_mail_ids, send_after_commit
 from zeroparty.settings import Settings
 from zeroparty.tokens import TokenError, TokenExpired, TokenService
 
@@ -129,7 +129,9 @@ def _ask(
             "link": link,
         }
         subject = i18n.gettext(language, MAIL_SUBJECT)
-        queue_mail(session, Mail(to=email, subject=subject, text=text))
+        queue_mail(
+            session, Mail(to=email, subject=subject, text=text, headers=in_language(language))
+        )
         return queued_mail_ids(session)
 
 

@@ -28,8 +28,9 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
-from zeroparty.settings import PROJECT_ROOT
-
+# The checkout or installed tree the packages live in (as zeroparty.settings has it; not
+# imported from there, which would make settings -> mail -> i18n a cycle).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SOURCE_LANGUAGE = "en"
 DOMAIN = "messages"
 # The packages whose folder may hold a catalogue (named, not imported: the shell knows no

@@ -69,7 +69,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from zeroparty import i18n
 from zeroparty.db import Base, Database, UTCDateTime, utcnow
+from zeroparty.i18n import N_
 from zeroparty.mail_html import mail_html
 from zeroparty.site_info import MailSender, cached_mail_sender, mail_sender
 
@@ -79,6 +81,11 @@ if TYPE_CHECKING:  # settings imports this module (it checks the SMTP URL with i
 log = logging.getLogger("zeroparty.mail")
 
 MAX_ATTEMPTS = 8
+CONTENT_LANGUAGE = "Content-Language"  # RFC 3282: the language a mail is written in
+# The texts every mail to a lead adds, in the mail's language (the zeroparty catalogue).
+MANAGE_LABEL = N_("Manage your preferences or unsubscribe")
+SENT_BY = N_("This mail was sent by %(company)s.")
+POLICY_LINE = N_("Privacy policy: %(url)s")
 CLAIM_SECONDS = 120
 MAX_LINE_OCTETS = 998  # RFC 5322 section 2.1.1, CRLF excluded
 SOFT_LINE_OCTETS = 78  # RFC 5322 section 2.1.1: SHOULD
@@ -159,9 +166,22 @@ LeadLinkerMany = Callable[[Session, Sequence[str], Sequence[str]], dict[str, Lea
 The preference center provides it too (its feature's ``extras["lead_linker_many"]``)."""
 
 
+def mail_language(headers: Mapping[str, str]) -> str:
+    """The language a mail is written in: its ``Content-Language`` header (RFC 3282),
+    set where a mail is not in English; English otherwise."""
+    return headers.get(CONTENT_LANGUAGE, i18n.SOURCE_LANGUAGE)
+
+
+def in_language(language: str) -> dict[str, str]:
+    """The headers of a mail written in ``language`` (none for English, the default)."""
+    language = i18n.primary(language)
+    return {} if language == i18n.SOURCE_LANGUAGE else {CONTENT_LANGUAGE: language}
+
+
 def with_lead_links(mail: Mail, links: LeadLinks) -> Mail:
-    """``mail`` with the unsubscribe headers and a preference-center footer added."""
-    label = "Manage your preferences or unsubscribe"
+    """``mail`` with the unsubscribe headers and a preference-center footer added (in
+    the mail's language)."""
+    label = i18n.gettext(mail_language(mail.headers), MANAGE_LABEL)
     html = mail.html
     if html is not None:
         html += f'<hr><p><a href="{escape(links.preference_url)}">{label}</a></p>'
@@ -580,15 +600,16 @@ def _from_header(name: str, address: str) -> Any:
     return WIRE_POLICY.header_factory("From", Address(name, addr_spec=address))
 
 
-def mail_footer(sender: MailSender) -> str:
-    """The lines every mail ends with: who sent it (``[site.mail]``), the postal
-    address and privacy policy of ``[site.brand]``'s footer (the policy else
-    ``[site]``'s); an address the company's name already spells out is not repeated."""
-    lines = [f"This mail was sent by {sender.company}."]
+def mail_footer(sender: MailSender, language: str = i18n.SOURCE_LANGUAGE) -> str:
+    """The lines every mail ends with, in the mail's language: who sent it
+    (``[site.mail]``), the postal address and privacy policy of ``[site.brand]``'s footer
+    (the policy else ``[site]``'s); an address the company's name already spells out is
+    not repeated."""
+    lines = [i18n.gettext(language, SENT_BY) % {"company": sender.company}]
     if sender.postal_address and sender.postal_address not in sender.company:
         lines.append(sender.postal_address)
     if sender.privacy_policy:
-        lines.append(f"Privacy policy: {sender.privacy_policy}")
+        lines.append(i18n.gettext(language, POLICY_LINE) % {"url": sender.privacy_policy})
     return "\n".join(lines)
 
 
@@ -606,9 +627,11 @@ def build_message(row: OutboxMail, sender: MailSender) -> EmailMessage:
     message["Subject"] = row.subject
     message["Date"] = format_datetime(row.created_at)
     message["Message-ID"] = f"<{row.id}@{from_address.rpartition('@')[2]}>"
-    for name, value in orjson.loads(row.headers).items():
+    headers = orjson.loads(row.headers)
+    for name, value in headers.items():
         message[name] = value
-    footer = mail_footer(sender)
+    language = mail_language(headers)
+    footer = mail_footer(sender, language)
     text = f"{row.body_text.rstrip()}\n\n{footer}\n"
     message.set_content(text)
     if row.body_html:
@@ -640,6 +663,10 @@ def build_message(row: OutboxMail, sender: MailSender) -> EmailMessage:
         # the message's header only (RFC 2045 section 4).
         for inner in child.walk():
             del inner["MIME-Version"]
+    if language != i18n.SOURCE_LANGUAGE:
+        # Set last: set_content and make_* take Content-* headers off the message.
+        del message[CONTENT_LANGUAGE]
+        message[CONTENT_LANGUAGE] = language
     return message
 
 

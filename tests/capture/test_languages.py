@@ -18,9 +18,12 @@ from starlette.testclient import TestClient
 from capture.tokens import CaptureTokens
 from consent_ledger.models import ConsentEvent, ConsentEvidence, Subject
 from tests.capture.conftest import find_all, one, token_in
+from tests.fixtures.mail import SmtpServer
+from zeroparty.app import create_app
 from zeroparty.config_errors import SiteConfigError
 from zeroparty.db import Database
 from zeroparty.mail import OutboxMail
+from zeroparty.settings import Settings
 
 NEWSLETTER_DE = (
     "Ja, schickt mir den Northwind-Newsletter per E-Mail, etwa einmal im Monat. "
@@ -315,3 +318,25 @@ def test_a_quiz_in_german_step_by_step(
     assert one(result, "h2", id="outcome-title")["text"] == "Groß denken"
     assert "Eine Plattform." in result
     assert one(result, "label", for_="c-newsletter")["text"] == NEWSLETTER_DE
+
+
+def test_the_german_confirmation_mail_on_the_wire(
+    settings: Settings, database: Database, smtp_server: SmtpServer, tokens: CaptureTokens
+) -> None:
+    app = create_app(dataclasses.replace(settings, smtp_url=smtp_server.url), database)
+    with TestClient(app) as client:
+        page = client.get("/f/contact?lang=de").text
+        client.post(
+            "/f/contact",
+            data={"_rt": _aged(tokens, page), "email": "jonas@example.de", "message": "Hallo",
+                  "consent": "newsletter"},
+        )  # fmt: skip
+    (mail,) = smtp_server.wait_for(1)
+    assert mail["Subject"] == "Bitte bestätigen Sie: Newsletter"
+    assert mail["Content-Language"] == "de"
+    text = SmtpServer.text_of(mail)
+    assert "jemand, hoffentlich Sie, möchte Folgendes erhalten: Newsletter." in text
+    assert "Einstellungen verwalten oder abmelden: http" in text
+    assert "Diese E-Mail wurde gesendet von Northwind Analytics GmbH" in text
+    assert "Datenschutzerklärung: https://northwind.example/privacy" in text
+    assert "unsubscribe" not in text.replace("/unsubscribe", "")

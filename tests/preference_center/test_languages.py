@@ -70,10 +70,12 @@ def test_the_request_page_its_mail_and_link_in_german(
     mail = email.message_from_bytes(smtp_server.raw[0], policy=email.policy.default)
     assert isinstance(mail, EmailMessage)
     assert mail["Subject"] == "Bestätigen Sie Ihre Datenschutzanfrage"
+    assert mail["Content-Language"] == "de"
     body = mail.get_body(("plain",))
     assert body is not None
     text = body.get_content()
     assert "Löschen Sie meine personenbezogenen Daten" in text
+    assert "Diese E-Mail wurde gesendet von" in text, "the footer in the mail's language"
     match = re.search(r"http://testserver(/request/confirm/\S+\?lang=de)", text)
     assert match is not None, text
     # The link opens in German whatever the browser that follows it says.
@@ -93,3 +95,5 @@ def test_the_request_page_stays_english_otherwise(
     smtp_server.wait_for(1)
     assert b"Subject: Confirm your data-protection request" in smtp_server.raw[0]
     assert b"?lang=" not in smtp_server.raw[0]
+    assert b"Content-Language" not in smtp_server.raw[0]
+    assert b"This mail was sent by" in smtp_server.raw[0]
