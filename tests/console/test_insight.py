@@ -125,8 +125,8 @@ def test_versions_and_diff(
     assert "contact (form)" in page
     # A changed notice text and form make new versions.
     text = site.replace(
-        'intro = "Tell us a little about you',
-        'intro = "<i>New</i> intro. Tell us a little about you',
+        'intro = { en = "Tell us a little about you',
+        'intro = { en = "<i>New</i> intro. Tell us a little about you',
         1,
     ).replace("I can unsubscribe at any time with one click.", "Unsubscribe <b>any</b> time.", 1)
     assert text != site
