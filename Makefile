@@ -68,7 +68,7 @@ screenshots: $(STAMP)  ## refresh docs/screenshots/console-{dashboard,lead-list,
 # Python code and templates into <package>/locale/messages.pot, then update (or start)
 # each language's catalogue <package>/locale/<lang>/LC_MESSAGES/messages.po. Catalogues
 # are compiled in memory at start-up: no .mo file is built or committed.
-TRANSLATED := zeroparty:templates/zeroparty capture:templates/capture preference_center:templates/preference_center
+TRANSLATED := zeroparty:templates/zeroparty capture:templates/capture preference_center:templates/preference_center consent_ledger:
 LANGUAGES  ?= de
 .PHONY: translations
 translations: $(STAMP)  ## extract messages and update every catalogue (LANGUAGES="de fr" adds one)

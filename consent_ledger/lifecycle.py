@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from babel.dates import format_date
 from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import Session, aliased
 
@@ -46,10 +47,13 @@ from consent_ledger.models import (
     ConsentState,
     NoticeVersion,
     Purpose,
+    Subject,
     SubjectProfile,
 )
+from zeroparty import i18n
 from zeroparty.db import Database, utcnow
-from zeroparty.mail import LeadLinker, Mail, queue_mail, with_lead_links
+from zeroparty.i18n import N_
+from zeroparty.mail import LeadLinker, Mail, in_language, queue_mail, with_lead_links
 
 if TYPE_CHECKING:
     from consent_ledger.api import ConsentLedger
@@ -131,20 +135,37 @@ def stale_grants(session: Session, limit: int) -> list[StaleGrant]:
     return list(found.values())
 
 
+# The lifecycle's mails, in the language of the notice the lead agreed to (the ledger's
+# catalogue, consent_ledger/locale).
+REPERMISSION_SUBJECT = N_("Please agree again: %(title)s")
+REPERMISSION_CHANGED = N_("The text you agreed to has changed.")
+REPERMISSION_TEXT = N_(
+    'Hello,\n\nwe have changed what we ask your consent for: "%(title)s".\n\n'
+    "What changed: %(changed)s\n\nThe new text:\n%(text)s\n\n"
+    'Your earlier consent no longer covers this, so we have stopped "%(title)s" '
+    "for you. If you agree to the new text, tick its box on your preference page "
+    "(the link below); if you do nothing, nothing more is sent to you for it.\n"
+)
+REMINDER_SUBJECT = N_("Your consent ends on %(day)s: %(title)s")
+REMINDER_TEXT = N_(
+    'Hello,\n\nyour consent to "%(title)s" ends on %(day)s (UTC), as we ask it again '
+    "from time to time.\n\n"
+    "To keep it, open your preference page (the link below), leave the box ticked "
+    "and press Save. If you do nothing, it ends on that day and nothing more is "
+    "sent to you for it.\n"
+)
+
+
 def repermission_mail(grant: StaleGrant) -> Mail:
-    """The mail asking a lead again: the new text, what changed, where to agree."""
-    changed = grant.summary or "The text you agreed to has changed."
-    text = (
-        "Hello,\n\n"
-        f'we have changed what we ask your consent for: "{grant.title}".\n\n'
-        f"What changed: {changed}\n\n"
-        f"The new text:\n{grant.new_text}\n\n"
-        f'Your earlier consent no longer covers this, so we have stopped "{grant.title}" '
-        "for you. If you agree to the new text, tick its box on your preference page "
-        "(the link below); if you do nothing, nothing more is sent to you for it.\n"
-    )
+    """The mail asking a lead again: the new text, what changed, where to agree; in
+    the language of the notice (the one the lead agreed to)."""
+    language = i18n.choose_language(i18n.languages(), recorded=grant.new_locale)
+    changed = grant.summary or i18n.gettext(language, REPERMISSION_CHANGED)
+    values = {"title": grant.title, "changed": changed, "text": grant.new_text}
+    text = i18n.gettext(language, REPERMISSION_TEXT) % values
+    subject = i18n.gettext(language, REPERMISSION_SUBJECT) % {"title": grant.title}
     assert grant.email is not None
-    return Mail(to=grant.email, subject=f"Please agree again: {grant.title}", text=text)
+    return Mail(to=grant.email, subject=subject, text=text, headers=in_language(language))
 
 
 def expire_batch(
@@ -241,8 +262,9 @@ _DUE = (
     .limit(bindparam("limit"))
 )
 _REMIND = (
-    select(ConsentState.subject_id, ConsentState.since, SubjectProfile.email)
+    select(ConsentState.subject_id, ConsentState.since, SubjectProfile.email, Subject.locale)
     .join(SubjectProfile, SubjectProfile.subject_id == ConsentState.subject_id)
+    .join(Subject, Subject.id == ConsentState.subject_id)
     .outerjoin(
         ConsentExpiryReminder,
         and_(
@@ -313,17 +335,17 @@ def expire_batch_due(
     return len(changes)
 
 
-def reminder_mail(to: str, title: str, ends: datetime) -> Mail:
-    day = ends.strftime("%d %B %Y")
-    text = (
-        "Hello,\n\n"
-        f'your consent to "{title}" ends on {day} (UTC), as we ask it again from time to '
-        "time.\n\n"
-        "To keep it, open your preference page (the link below), leave the box ticked "
-        "and press Save. If you do nothing, it ends on that day and nothing more is "
-        "sent to you for it.\n"
-    )
-    return Mail(to=to, subject=f"Your consent ends on {day}: {title}", text=text)
+def reminder_mail(to: str, title: str, ends: datetime, locale: str | None = None) -> Mail:
+    """The reminder before a consent expires, in the lead's language."""
+    language = i18n.choose_language(i18n.languages(), recorded=locale)
+    if language == i18n.SOURCE_LANGUAGE:
+        day = ends.strftime("%d %B %Y")
+    else:
+        day = format_date(ends.date(), format="long", locale=language)
+    values = {"title": title, "day": day}
+    text = i18n.gettext(language, REMINDER_TEXT) % values
+    subject = i18n.gettext(language, REMINDER_SUBJECT) % values
+    return Mail(to=to, subject=subject, text=text, headers=in_language(language))
 
 
 def remind_batch_due(
@@ -346,8 +368,8 @@ def remind_batch_due(
         "limit": limit,
     }
     rows = list(session.execute(_locked(session, _REMIND), params))
-    for subject_id, since, email in rows:
-        mail = reminder_mail(email, purpose.title, since + period)
+    for subject_id, since, email, locale in rows:
+        mail = reminder_mail(email, purpose.title, since + period, locale)
         if lead_links is not None:
             mail = with_lead_links(mail, lead_links(session, subject_id, [purpose.key]))
         queue_mail(session, mail, subject_id=subject_id)

@@ -205,8 +205,8 @@ def choose_language(
     """The one rule for every visitor's page: the first of ``?lang=`` (``requested``),
     the lead's recorded locale (where a lead is known), the browser's
     ``Accept-Language``, and ``default`` that is ``offered`` (the site's or the form's
-    locales) and has a catalogue; else the first offered language that has one; else
-    English."""
+    locales) and has a catalogue; else English where offered, else the first offered
+    language that has one."""
     speakable = languages()
     usable = [primary(language) for language in offered if primary(language) in speakable]
     wanted = [
@@ -215,4 +215,5 @@ def choose_language(
         *accepted_languages(accept_language),
         primary(default) if default else "",
     ]
-    return next((w for w in wanted if w and w in usable), usable[0] if usable else SOURCE_LANGUAGE)
+    fallback = SOURCE_LANGUAGE if SOURCE_LANGUAGE in usable or not usable else usable[0]
+    return next((w for w in wanted if w and w in usable), fallback)

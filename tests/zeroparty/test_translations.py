@@ -19,10 +19,11 @@ from zeroparty import i18n
 from zeroparty.settings import PROJECT_ROOT
 
 # The packages a visitor or lead meets, with their templates (as in the Makefile).
-VISITOR_PACKAGES = {
+VISITOR_PACKAGES: dict[str, str | None] = {
     "zeroparty": "templates/zeroparty",
     "capture": "templates/capture",
     "preference_center": "templates/preference_center",
+    "consent_ledger": None,  # the lifecycle's mails (re-permission, expiry reminder)
 }
 # Pages people outside the site's audience open: the first-run page lists what an
 # operator opens next (staff, developers); it is not shown to visitors.
@@ -35,7 +36,8 @@ PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
 
 def _extracted(package: str) -> Iterator[tuple[str, str]]:
     """(message id, where) for every message marked for translation in the package."""
-    for folder in (package, VISITOR_PACKAGES[package]):
+    templates = VISITOR_PACKAGES[package]
+    for folder in (package, *([templates] if templates else [])):
         for filename, line, message, _comments, _context in extract_from_dir(
             PROJECT_ROOT / folder, METHODS, keywords=KEYWORDS
         ):
@@ -82,6 +84,7 @@ def _templates() -> list[Path]:
     found = [
         path
         for folder in VISITOR_PACKAGES.values()
+        if folder is not None
         for path in sorted((PROJECT_ROOT / folder).glob("*.html"))
     ]
     return [p for p in found if str(p.relative_to(PROJECT_ROOT)) not in NOT_FOR_VISITORS]
