@@ -160,7 +160,9 @@ def _template_ngettext(singular: str, plural: str, count: int) -> str:
 
 
 def install(environment: Any) -> None:
-    """Jinja's ``i18n`` extension on ``environment``, speaking the active language."""
+    """Jinja's ``i18n`` extension on ``environment``, speaking the active language. The
+    catalogues are read here, when the app is built, so no request pays for it."""
+    languages()
     environment.add_extension("jinja2.ext.i18n")
     environment.install_gettext_callables(_template_gettext, _template_ngettext, newstyle=True)
     environment.globals["current_language"] = current_language
