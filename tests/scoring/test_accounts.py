@@ -319,8 +319,10 @@ def test_a_free_mail_address_never_belongs_to_an_account(local: str, domain: str
     assert forms_account(f"{local}@{domain}.corp-example.com", model)
 
 
+# The examples share one app and so one network's rate limit (20 submissions of a form per
+# 10 minutes): at most 6 examples of at most 3 addresses stay under it.
 @settings(
-    max_examples=8,
+    max_examples=6,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(addresses=st.lists(st.tuples(LOCAL_PARTS, FREE_DOMAINS), min_size=1, max_size=3))
