@@ -64,13 +64,14 @@ def _confirm_page(
     request: Request, view: double_opt_in.ConfirmationView, done: tuple[str, ...] | None
 ) -> Response:
     nonce = embedding.new_nonce()
+    language = _language(request)
     context = {
-        "view": view,
+        "view": view.in_language(language),
         "done": done,
         "token": request.path_params["token"],
         "nonce": nonce,
     }
-    with i18n.activated(_language(request)):
+    with i18n.activated(language):
         return templates_of(request).TemplateResponse(
             request, "capture/confirm.html", context, headers=embedding.page_headers(nonce, ())
         )
@@ -128,11 +129,11 @@ async def confirm_post(request: Request) -> Response:
 
 
 def _held_view(
-    ledger: ConsentLedger, tokens: CaptureTokens, store: DefinitionStore, raw: str
+    ledger: ConsentLedger, tokens: CaptureTokens, store: DefinitionStore, raw: str, language: str
 ) -> held_confirmation.HeldView:
     token = tokens.read_held(raw)
     with ledger.database.read() as session:
-        return held_confirmation.held_view(session, ledger, store, token)
+        return held_confirmation.held_view(session, ledger, store, token, language)
 
 
 def _confirm_held(
@@ -141,10 +142,11 @@ def _confirm_held(
     store: DefinitionStore,
     raw: str,
     confirmation: dict[str, EvidenceValue],
+    language: str,
 ) -> held_confirmation.HeldView:
     token = tokens.read_held(raw)
     with ledger.database.write() as session:
-        return held_confirmation.confirm_held(session, ledger, store, token, confirmation)
+        return held_confirmation.confirm_held(session, ledger, store, token, confirmation, language)
 
 
 def _held_page(request: Request, view: held_confirmation.HeldView) -> Response:
@@ -161,7 +163,12 @@ async def held_page(request: Request) -> Response:
     state = capture_state(request)
     ledger = ledger_of(request)
     view = await ledger.database.run(
-        _held_view, ledger, state.tokens, state.store, request.path_params["token"]
+        _held_view,
+        ledger,
+        state.tokens,
+        state.store,
+        request.path_params["token"],
+        _language(request),
     )
     return _held_page(request, view)
 
@@ -192,6 +199,7 @@ async def held_post(request: Request) -> Response:
         state.store,
         request.path_params["token"],
         confirmation,
+        _language(request),
     )
     if wants_json(request):
         return JSONResponse({"status": view.status.value})

@@ -5,7 +5,7 @@ own evidence; confirming twice, or after a withdrawal, records nothing."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,6 +23,10 @@ from zeroparty.db import utcnow
 class ConfirmationView:
     purposes: tuple[PurposeInfo, ...]
     pending: tuple[str, ...]
+
+    def in_language(self, language: str) -> ConfirmationView:
+        """The view with each purpose's title in ``language``."""
+        return replace(self, purposes=tuple(p.in_language(language) for p in self.purposes))
 
 
 def confirmation_view(

@@ -23,6 +23,7 @@ from capture.quiz import walk
 from capture.tokens import HeldToken
 from consent_ledger.api import ConsentLedger
 from consent_ledger.evidence import EvidenceValue
+from zeroparty import i18n
 from zeroparty.db import utcnow
 
 
@@ -51,12 +52,20 @@ def _view(
     store: services.DefinitionStore,
     held: pending.HeldSubmission,
     status: HeldStatus,
+    language: str,
 ) -> HeldView:
-    definition = store.get(session, held.definition_id).definition
+    published = store.get(session, held.definition_id)
+    offered = published.definition.locales or (published.definition.locale,)
+    if language in offered:
+        published = store.shown(published, language)
+    definition = published.definition
     labels = {f.name: f.label for f in definition.fields}
     labels.update({q.key: q.text for q in definition.questions()})
     sent = {**held.values, **(held.quiz_answers or {})}
-    titles = {key: info.title for key, info in services.purposes_info(ledger, session).items()}
+    titles = {
+        key: info.title_in(language)
+        for key, info in services.purposes_info(ledger, session).items()
+    }
     return HeldView(
         status=status,
         form_title=definition.title,
@@ -67,14 +76,18 @@ def _view(
 
 
 def held_view(
-    session: Session, ledger: ConsentLedger, store: services.DefinitionStore, token: HeldToken
+    session: Session,
+    ledger: ConsentLedger,
+    store: services.DefinitionStore,
+    token: HeldToken,
+    language: str = i18n.SOURCE_LANGUAGE,
 ) -> HeldView:
-    """What the link would apply (read only)."""
+    """What the link would apply (read only), in ``language`` where the form has it."""
     held = pending.find(session, token.subject_id, token.submission_id)
     if held is None:
         return HeldView(HeldStatus.GONE)
     status = HeldStatus.EXPIRED if held.expired(utcnow()) else HeldStatus.WAITING
-    return _view(session, ledger, store, held, status)
+    return _view(session, ledger, store, held, status, language)
 
 
 def confirm_held(
@@ -83,6 +96,7 @@ def confirm_held(
     store: services.DefinitionStore,
     token: HeldToken,
     confirmation: Mapping[str, EvidenceValue],
+    language: str = i18n.SOURCE_LANGUAGE,
 ) -> HeldView:
     """Apply the held submission (in the caller's write transaction) and forget it.
 
@@ -94,7 +108,7 @@ def confirm_held(
         return HeldView(HeldStatus.GONE)
     now = utcnow()
     if held.expired(now):
-        return _view(session, ledger, store, held, HeldStatus.EXPIRED)
+        return _view(session, ledger, store, held, HeldStatus.EXPIRED, language)
     # Take the held row before applying it: of two POSTs of one link at once, the second
     # waits on this row (PostgreSQL) and then deletes nothing, so it applies nothing.
     taken = session.execute(
@@ -125,4 +139,4 @@ def confirm_held(
     )
     lead = services.Lead(held.subject_id, jurisdiction, created=False)
     services.apply_confirmed(session, ledger, request, lead, confirmation)
-    return _view(session, ledger, store, held, HeldStatus.APPLIED)
+    return _view(session, ledger, store, held, HeldStatus.APPLIED, language)

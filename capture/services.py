@@ -83,6 +83,7 @@ _FORM_NOTICES = (
     select(
         _purposes.c.key,
         _purposes.c.title,
+        _purposes.c.translations,
         _purposes.c.category,
         _purposes.c.double_opt_in,
         _notices.c.text,
@@ -95,7 +96,7 @@ _FORM_NOTICES = (
     .where(_purposes.c.key.in_(bindparam("purposes", expanding=True)))
     .order_by(_purposes.c.key, _notices.c.version)
 )
-_PURPOSE_TITLES = select(_purposes.c.key, _purposes.c.title).where(
+_PURPOSE_TITLES = select(_purposes.c.key, _purposes.c.title, _purposes.c.translations).where(
     _purposes.c.key.in_(bindparam("purposes", expanding=True))
 )
 
@@ -125,6 +126,14 @@ class PurposeInfo:
     title: str
     category: str
     double_opt_in: bool
+    translations: str | None = None
+
+    def title_in(self, language: str) -> str:
+        """The title as the site file gives it in ``language``."""
+        return i18n.site_text(self.title, self.translations, language)
+
+    def in_language(self, language: str) -> PurposeInfo:
+        return replace(self, title=self.title_in(language))
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,12 +258,15 @@ def purposes_info(ledger: ConsentLedger, session: Session) -> dict[str, PurposeI
     return {row[0]: PurposeInfo(*row) for row in ledger.purpose_facts(session)}
 
 
-def purpose_titles(tx: Session | Connection, purposes: Sequence[str]) -> dict[str, str]:
-    """The titles of ``purposes`` (unknown ones left out), in one statement."""
+def purpose_titles(
+    tx: Session | Connection, purposes: Sequence[str], language: str
+) -> dict[str, str]:
+    """The titles of ``purposes`` in ``language`` (unknown ones left out), in one
+    statement."""
     if not purposes:
         return {}
     rows = tx.execute(_PURPOSE_TITLES, {"purposes": list(purposes)})
-    return {row.key: row.title for row in rows}
+    return {row.key: i18n.site_text(row.title, row.translations, language) for row in rows}
 
 
 def notices_shown(tx: Session | Connection, definition: Definition) -> list[Notice]:
@@ -276,7 +288,7 @@ def notices_shown(tx: Session | Connection, definition: Definition) -> list[Noti
         notices.append(
             Notice(
                 purpose=purpose,
-                title=row.title,
+                title=i18n.site_text(row.title, row.translations, definition.locale),
                 text=row.text,
                 sha256=row.sha256,
                 double_opt_in=bool(row.double_opt_in) if override is None else override,
@@ -744,7 +756,7 @@ def _in_language(link: str, language: str) -> str:
 def confirmation_mail(
     to: str, purposes: Sequence[PurposeInfo], link: str, language: str = "en"
 ) -> Mail:
-    titles = ", ".join(p.title for p in purposes)
+    titles = ", ".join(p.title_in(language) for p in purposes)
     values = {"purposes": titles, "link": _in_language(link, language)}
     text = i18n.gettext(language, CONFIRM_TEXT) % values
     subject = i18n.gettext(language, CONFIRM_SUBJECT) % {"what": titles}
@@ -757,7 +769,7 @@ def held_mail(
     """The mail to an existing lead's address when a submission under it is held."""
     values = {
         "form": form_title,
-        "purposes": ", ".join(p.title for p in purposes),
+        "purposes": ", ".join(p.title_in(language) for p in purposes),
         "days": held_submissions.HOLD_DAYS,
         "link": _in_language(link, language),
     }

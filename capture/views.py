@@ -177,7 +177,7 @@ def _load_result(
     with database.lookup() as connection:
         published = store.get(connection, definition_id)
         published = store.shown(published, wish.choose(published.definition))
-        return published, services.purpose_titles(connection, purposes)
+        return published, services.purpose_titles(connection, purposes, published.definition.locale)
 
 
 def _embed_params(request: Request, definition: Definition) -> tuple[bool, str | None]:

@@ -508,7 +508,7 @@ class ConsentLedger:
     from consent_ledger import models as _m  # the tables these verbs read
 
     _PURPOSE_FACTS = select(_m.Purpose.key, _m.Purpose.title, _m.Purpose.category,
-                            _m.Purpose.double_opt_in)  # fmt: skip
+                            _m.Purpose.double_opt_in, _m.Purpose.translations)  # fmt: skip
     _FORM_NOTICES = (
         select(_m.NoticeVersion.purpose_key, _m.NoticeVersion.text, _m.NoticeVersion.sha256)
         .where(
@@ -531,8 +531,10 @@ class ConsentLedger:
     )
     del _m
 
-    def purpose_facts(self, tx: Transaction) -> list[tuple[str, str, str, bool]]:
-        """Every purpose as ``(key, title, category, double_opt_in)``."""
+    def purpose_facts(self, tx: Transaction) -> list[tuple[str, str, str, bool, str | None]]:
+        """Every purpose as ``(key, title, category, double_opt_in, translations)``
+        (``translations``: the title in the site's other languages, for
+        :func:`zeroparty.i18n.site_text`)."""
         return [tuple(row) for row in _connection(tx).execute(self._PURPOSE_FACTS)]  # type: ignore[misc]
 
     def latest_notices(

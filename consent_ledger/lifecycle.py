@@ -80,6 +80,7 @@ class StaleGrant:
     new_sha256: str
     new_text: str
     summary: str | None
+    translations: str | None = None  # the purpose's title in other languages (JSON)
 
 
 _old = aliased(NoticeVersion, name="old_notice")
@@ -96,6 +97,7 @@ _STALE = (
         _new.sha256,
         _new.text,
         _new.change_summary,
+        Purpose.translations,
     )
     .join(
         _old,
@@ -161,9 +163,10 @@ def repermission_mail(grant: StaleGrant) -> Mail:
     the language of the notice (the one the lead agreed to)."""
     language = i18n.choose_language(i18n.languages(), recorded=grant.new_locale)
     changed = grant.summary or i18n.gettext(language, REPERMISSION_CHANGED)
-    values = {"title": grant.title, "changed": changed, "text": grant.new_text}
+    title = i18n.site_text(grant.title, grant.translations, grant.new_locale)
+    values = {"title": title, "changed": changed, "text": grant.new_text}
     text = i18n.gettext(language, REPERMISSION_TEXT) % values
-    subject = i18n.gettext(language, REPERMISSION_SUBJECT) % {"title": grant.title}
+    subject = i18n.gettext(language, REPERMISSION_SUBJECT) % {"title": title}
     assert grant.email is not None
     return Mail(to=grant.email, subject=subject, text=text, headers=in_language(language))
 
@@ -243,10 +246,17 @@ class ExpiringPurpose:
     title: str
     expires_after_days: int
     remind_before_days: int | None
+    translations: str | None = None  # the title in other languages (JSON)
 
 
 _EXPIRING = (
-    select(Purpose.key, Purpose.title, Purpose.expires_after_days, Purpose.remind_before_days)
+    select(
+        Purpose.key,
+        Purpose.title,
+        Purpose.expires_after_days,
+        Purpose.remind_before_days,
+        Purpose.translations,
+    )
     .where(Purpose.expires_after_days.is_not(None))
     .order_by(Purpose.key)
 )
@@ -290,8 +300,8 @@ _REMIND = (
 
 def expiring_purposes(session: Session) -> list[ExpiringPurpose]:
     return [
-        ExpiringPurpose(key, title, days, remind)
-        for key, title, days, remind in session.execute(_EXPIRING)
+        ExpiringPurpose(key, title, days, remind, translations)
+        for key, title, days, remind, translations in session.execute(_EXPIRING)
         if days is not None
     ]
 
@@ -335,9 +345,17 @@ def expire_batch_due(
     return len(changes)
 
 
-def reminder_mail(to: str, title: str, ends: datetime, locale: str | None = None) -> Mail:
-    """The reminder before a consent expires, in the lead's language."""
+def reminder_mail(
+    to: str,
+    title: str,
+    ends: datetime,
+    locale: str | None = None,
+    translations: str | None = None,
+) -> Mail:
+    """The reminder before a consent expires, in the lead's language (``title`` in it
+    too, where ``translations`` has it)."""
     language = i18n.choose_language(i18n.languages(), recorded=locale)
+    title = i18n.site_text(title, translations, language)
     if language == i18n.SOURCE_LANGUAGE:
         day = ends.strftime("%d %B %Y")
     else:
@@ -369,7 +387,7 @@ def remind_batch_due(
     }
     rows = list(session.execute(_locked(session, _REMIND), params))
     for subject_id, since, email, locale in rows:
-        mail = reminder_mail(email, purpose.title, since + period, locale)
+        mail = reminder_mail(email, purpose.title, since + period, locale, purpose.translations)
         if lead_links is not None:
             mail = with_lead_links(mail, lead_links(session, subject_id, [purpose.key]))
         queue_mail(session, mail, subject_id=subject_id)

@@ -50,6 +50,9 @@ class Purpose(Base):
     expires_after_days: Mapped[int | None] = mapped_column(Integer)
     # The lead is reminded this many days before the lapse; None: no reminder.
     remind_before_days: Mapped[int | None] = mapped_column(Integer)
+    # The title and description in the site's other languages, as JSON
+    # ({"de": {"title": "…", "description": "…"}}); None: one text for every language.
+    translations: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -89,6 +92,8 @@ class Topic(Base):
     purpose_key: Mapped[str] = mapped_column(ForeignKey("purposes.key"))
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
+    # As Purpose.translations.
+    translations: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -62,6 +62,8 @@ class PurposeSpec:
     change_summary: str | None = None
     expires_after_days: int | None = None
     remind_before_days: int | None = None
+    # The title and description in the site's other languages (stored as JSON).
+    translations: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,7 @@ class TopicSpec:
     purpose: str
     title: str
     description: str
+    translations: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,48 @@ def _text(raw: Mapping[str, object], key: str, where: str, problems: ConfigProbl
     if len(value) > limit:
         problems.add(f"{where}.{key}", f"at most {limit} characters")
     return value.strip()
+
+
+class _Translated:
+    """The texts of one purpose or topic that people read (``title``, ``description``):
+    a string, the same in every language, or a table of language → text that names
+    every language of ``site.locales`` (``title = { en = "Newsletter", de = "Newsletter" }``).
+    The text in the site's first language is the stored one; the others are kept as
+    JSON beside it (``Purpose.translations``)."""
+
+    def __init__(self, locales: tuple[str, ...]) -> None:
+        self.locales = locales
+        self.others: dict[str, dict[str, str]] = {}
+
+    def text(self, raw: Mapping[str, object], key: str, where: str, problems: ConfigProblems,
+             *, required: bool = True, limit: int = 200) -> str:  # fmt: skip
+        value = raw.get(key)
+        if not isinstance(value, dict):
+            return _text(raw, key, where, problems, required=required, limit=limit)
+        example = "{ " + ", ".join(f'{lang} = "…"' for lang in self.locales) + " }"
+        for lang in sorted(set(value) - set(self.locales)):
+            problems.add(f"{where}.{key}.{lang}", f"not one of site.locales {list(self.locales)}")
+        texts: dict[str, str] = {}
+        for lang in self.locales:
+            text = value.get(lang)
+            if not isinstance(text, str) or (required and not text.strip()):
+                problems.add(f"{where}.{key}", f"no text in {lang!r}: give {example}")
+            elif len(text) > limit:
+                problems.add(f"{where}.{key}.{lang}", f"at most {limit} characters")
+            else:
+                texts[lang] = text.strip()
+        if not self.locales or len(texts) < len(self.locales):
+            return ""
+        first, *others = self.locales
+        for lang in others:
+            self.others.setdefault(lang, {})[key] = texts[lang]
+        return texts[first]
+
+    def stored(self) -> str | None:
+        """The other languages' texts as stored: ``None`` when every text is one string."""
+        return (
+            orjson.dumps(self.others, option=orjson.OPT_SORT_KEYS).decode() if self.others else None
+        )
 
 
 def _choice(raw: Mapping[str, object], key: str, where: str, choices: type[object],
@@ -172,10 +217,13 @@ def _purpose(
                 problems.add(f"{where}.notice.{locale}", f"at most {MAX_NOTICE_LENGTH} characters")
             else:
                 texts[locale] = text.strip()
+    translated = _Translated(locales)
     return PurposeSpec(
         key=key,
-        title=_text(raw, "title", where, problems),
-        description=_text(raw, "description", where, problems, required=False, limit=2000),
+        title=translated.text(raw, "title", where, problems),
+        description=translated.text(
+            raw, "description", where, problems, required=False, limit=2000
+        ),
         category=category,
         legal_basis=legal_basis,
         mechanism=mechanism,
@@ -184,6 +232,7 @@ def _purpose(
         notices=texts,
         notice_change=notice_change,
         change_summary=change_summary,
+        translations=translated.stored(),
         **_expiry(raw, where, mechanism, problems),
     )
 
@@ -273,14 +322,16 @@ def parse(
         purpose = _text(value, "purpose", where, problems, limit=64)
         if purpose and purpose not in keys:
             problems.add(f"{where}.purpose", f"no purpose {purpose!r} in this file")
+        translated = _Translated(locales)
         topics.append(
             TopicSpec(
                 key=key,
                 purpose=purpose,
-                title=_text(value, "title", where, problems),
-                description=_text(
+                title=translated.text(value, "title", where, problems),
+                description=translated.text(
                     value, "description", where, problems, required=False, limit=2000
                 ),
+                translations=translated.stored(),
             )
         )
     return LedgerConfig(tuple(purposes), tuple(topics))
@@ -301,6 +352,7 @@ def apply(session: Session, config: LedgerConfig) -> list[str]:
             "jurisdictions": orjson.dumps(list(spec.jurisdictions)).decode(),
             "expires_after_days": spec.expires_after_days,
             "remind_before_days": spec.remind_before_days,
+            "translations": spec.translations,
         }
         if purpose is None:
             session.add(Purpose(key=spec.key, **values))
@@ -322,6 +374,7 @@ def apply(session: Session, config: LedgerConfig) -> list[str]:
             "purpose_key": topic_spec.purpose,
             "title": topic_spec.title,
             "description": topic_spec.description,
+            "translations": topic_spec.translations,
         }
         if topic is None:
             session.add(Topic(key=topic_spec.key, **topic_values))

@@ -363,7 +363,7 @@ def _record(
     report = InboundReport()
     facts = ledger.purpose_facts(session)
     known = {key for key, *_ in facts}
-    communication = {key for key, _title, category, _doi in facts if category == COMMUNICATION}
+    communication = {key for key, _title, category, *_ in facts if category == COMMUNICATION}
     for event in events:
         if event.purpose is not None and event.purpose not in known:
             field = "purpose"

@@ -116,7 +116,7 @@ def _planned(
         return []
     states = ledger.lead_states(session, request.subject_id)
     planned: list[PlannedChange] = []
-    for key, title, category, _doi in ledger.purpose_facts(session):
+    for key, title, category, *_ in ledger.purpose_facts(session):
         status, permitted, _sha = states.get(key, ("", False, None))
         if kind is RequestKind.OPT_OUT_SALE:
             # CCPA 1798.120: honoured whatever the current state, unless already a no.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from zeroparty import i18n
 from zeroparty.i18n import N_
@@ -104,15 +105,39 @@ TEXTS: Mapping[str, str] = {
 }
 
 
-def choose_locale(recorded: str | None, accept_language: str | None) -> str:
-    """The lead's recorded locale, else the browser's, among the languages with a
-    catalogue; English otherwise."""
+def choose_locale(
+    recorded: str | None, accept_language: str | None, requested: str | None = None
+) -> str:
+    """``?lang=`` (``requested``), else the lead's recorded locale, else the browser's,
+    among the languages with a catalogue; English otherwise."""
     return i18n.choose_language(
         i18n.languages(),
+        requested=requested,
         recorded=recorded,
         accept_language=accept_language,
         default=DEFAULT_LOCALE,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LanguageWish:
+    """What a request says of its language: ``?lang=`` (only a language with a
+    catalogue, else ``None``) and ``Accept-Language``."""
+
+    requested: str | None = None
+    accept_language: str | None = None
+
+    @classmethod
+    def of(cls, lang: str | None, accept_language: str | None) -> LanguageWish:
+        language = i18n.primary(lang[:16]) if lang else ""
+        return cls(language if language in i18n.languages() else None, accept_language)
+
+    def choose(self, recorded: str | None) -> str:
+        return choose_locale(recorded, self.accept_language, self.requested)
+
+    def query(self, separator: str = "?") -> str:
+        """``?lang=xx`` to carry an asked-for language to the next page; else empty."""
+        return f"{separator}lang={self.requested}" if self.requested else ""
 
 
 @functools.cache

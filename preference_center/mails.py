@@ -19,7 +19,7 @@ from consent_ledger.actions import PurposeCategory
 from consent_ledger.api import ConsentLedger
 from consent_ledger.read_model import leads, purposes
 from preference_center.links import erase_url, mail_headers
-from preference_center.locale import choose_locale, strings
+from preference_center.locale import LanguageWish, strings
 from preference_center.models import LinkRequest
 from preference_center.tokens import LinkClaim, LinkPurpose, LinkTokens, current_version
 from zeroparty.db import utcnow
@@ -51,8 +51,8 @@ def subject_locale(session: Session, subject_id: str) -> str | None:
     return locale
 
 
-def _locale(session: Session, subject_id: str, accept_language: str | None) -> str:
-    return choose_locale(subject_locale(session, subject_id), accept_language)
+def _locale(session: Session, subject_id: str, wish: LanguageWish) -> str:
+    return wish.choose(subject_locale(session, subject_id))
 
 
 def note_link_request(session: Session, settings: Settings, email: str) -> None:
@@ -80,14 +80,14 @@ def queue_link_mail(
     session: Session,
     settings: Settings,
     email: str,
-    accept_language: str | None = None,
+    wish: LanguageWish | None = None,
 ) -> str | None:
     """Queue a fresh preference link to ``email`` if it belongs to a lead; returns the
     mail's id, or ``None`` for an unknown address. Runs after the answer was sent."""
     subject_id = ledger.find_lead(session, email)
     if subject_id is None:
         return None
-    locale = _locale(session, subject_id, accept_language)
+    locale = _locale(session, subject_id, wish or LanguageWish())
     text = strings(locale)
     links = mail_headers(settings, subject_id, _communication_purposes(session), session)
     body = f"{text['mail_link_text']}\n\n{links.preference_url}\n\n{text['mail_ignore']}\n"

@@ -55,6 +55,7 @@ from consent_ledger.read_model import (
 from preference_center.locale import DEFAULT_LOCALE
 from preference_center.models import LinkVersion, TopicSubscription, TopicSubscriptionChange
 from preference_center.tokens import TokenRevoked
+from zeroparty import i18n
 from zeroparty.db import utcnow
 from zeroparty.errors import InvalidInput, NotFound
 
@@ -155,6 +156,7 @@ class LeadTopic:
     title: str
     description: str
     choice: bool | None  # the lead's stored choice; None: follows the purpose
+    translations: str | None = None  # title and description in other languages (JSON)
 
     @property
     def wanted(self) -> bool:
@@ -179,6 +181,10 @@ class LeadPurpose:
     since: datetime | None = None  # when the current permission began
     expires_after_days: int | None = None
     remind_before_days: int | None = None
+    translations: str | None = None  # title and description in other languages (JSON)
+
+    def title_in(self, language: str) -> str:
+        return i18n.site_text(self.title, self.translations, language)
 
     def ends_at(self) -> datetime | None:
         """When the lead's live grant lapses (``expires_after_days``), if it does."""
@@ -260,6 +266,7 @@ def _lead_statement(with_notices: bool) -> Any:
         purpose.key.label("purpose"),
         purpose.title,
         purpose.description,
+        purpose.translations,
         purpose.category,
         purpose.mechanism,
         purpose.jurisdictions,
@@ -271,6 +278,7 @@ def _lead_statement(with_notices: bool) -> Any:
         topic.key.label("topic"),
         topic.title.label("topic_title"),
         topic.description.label("topic_description"),
+        topic.translations.label("topic_translations"),
         TopicSubscription.subscribed,
     ]
     if with_notices:
@@ -437,6 +445,7 @@ def load_lead(
                 since=_aware(row.since),
                 expires_after_days=row.expires_after_days,
                 remind_before_days=row.remind_before_days,
+                translations=row.translations,
             )
         if notices and row.notice_locale is not None:
             purpose.notices[row.notice_locale] = (row.text, row.sha256)
@@ -445,7 +454,13 @@ def load_lead(
         if row.topic is not None and not any(t.key == row.topic for t in purpose.topics):
             choice = None if row.subscribed is None else bool(row.subscribed)
             purpose.topics.append(
-                LeadTopic(row.topic, row.topic_title, row.topic_description, choice)
+                LeadTopic(
+                    row.topic,
+                    row.topic_title,
+                    row.topic_description,
+                    choice,
+                    row.topic_translations,
+                )
             )
     return Lead(subject_id, first.email, first.locale, first.jurisdiction, list(purposes.values()))
 
@@ -483,8 +498,10 @@ def preference_page(lead: Lead, locale: str, *, gpc: bool = False) -> Preference
         views.append(
             PurposeView(
                 key=purpose.key,
-                title=purpose.title,
-                description=purpose.description,
+                title=purpose.title_in(locale),
+                description=i18n.site_text(
+                    purpose.description, purpose.translations, locale, "description"
+                ),
                 category=purpose.category,
                 mechanism=purpose.mechanism,
                 notice_text=text,
@@ -493,7 +510,12 @@ def preference_page(lead: Lead, locale: str, *, gpc: bool = False) -> Preference
                 permitted=permitted,
                 status=purpose.status if purpose.status is not None else "none",
                 topics=[
-                    TopicView(t.key, t.title, t.description, permitted and t.wanted)
+                    TopicView(
+                        t.key,
+                        i18n.site_text(t.title, t.translations, locale),
+                        i18n.site_text(t.description, t.translations, locale, "description"),
+                        permitted and t.wanted,
+                    )
                     for t in purpose.topics
                 ],
                 changed=_expired_by_change(purpose, sha),

@@ -27,7 +27,7 @@ from consent_ledger.api import PENDING, ConsentLedger, InvalidEmail, scrub_sqlit
 from consent_ledger.proofs.receipts import build_receipt
 from consent_ledger.requests import RequestChannel, RequestKind, record_request
 from preference_center import export, forms, mails, services
-from preference_center.locale import choose_locale, strings
+from preference_center.locale import LanguageWish, strings
 from preference_center.tokens import MAX_AGE, LinkClaim, LinkPurpose, LinkTokens, TokenRevoked
 from zeroparty import i18n
 from zeroparty.crosssite import require_same_origin
@@ -75,15 +75,22 @@ def _render(
     locale: str | None = None,
 ) -> Response:
     templates: Jinja2Templates = request.app.state.templates
-    lang = locale or choose_locale(None, request.headers.get("accept-language"))
+    wish = _wish(request)
+    lang = locale or wish.choose(None)
     with i18n.activated(lang):
         return templates.TemplateResponse(
             request,
             f"preference_center/{template}",
-            {**context, "lang": lang, "t": strings(lang)},
+            {**context, "lang": lang, "t": strings(lang), "lang_query": wish.query()},
             status_code=status,
             headers=NO_REFERRER,
         )
+
+
+def _wish(request: Request) -> LanguageWish:
+    """The page's language as the request asks for it: ``?lang=`` (a mailed link's, or
+    one the lead chose), else the lead's recorded locale, else ``Accept-Language``."""
+    return LanguageWish.of(request.query_params.get("lang"), request.headers.get("accept-language"))
 
 
 def _context(request: Request) -> services.ChangeContext:
@@ -173,10 +180,11 @@ async def open_link(request: Request) -> Response:
     # A SameSite=Strict cookie is withheld from a redirect chain a foreign site started
     # (a click in webmail): there, a page of ours continues the navigation instead.
     if request.headers.get("sec-fetch-site") in ("none", "same-origin"):
-        response: Response = RedirectResponse("/p/", status_code=303, headers=NO_REFERRER)
+        page = "/p/" + _wish(request).query()  # a mailed link's ?lang= goes along
+        response: Response = RedirectResponse(page, status_code=303, headers=NO_REFERRER)
     else:
         response = _render(request, "opening.html", {})
-        response.headers["Refresh"] = "0; url=/p/"
+        response.headers["Refresh"] = "0; url=/p/" + _wish(request).query()
     _set_session(request, response, session_claim)
     return response
 
@@ -185,7 +193,7 @@ def _read_page(
     database: Database,
     ledger: ConsentLedger,
     claim: LinkClaim,
-    accept_language: str | None,
+    wish: LanguageWish,
     gpc: services.ChangeContext | None,
 ) -> tuple[services.PreferencePage, str]:
     # One statement: a single snapshot, so no transaction around it.
@@ -198,7 +206,7 @@ def _read_page(
             lead = services.live_lead(connection, claim.subject_id, claim.version, notices=True)
             if services.honour_gpc(ledger, connection, lead, gpc):
                 lead = services.live_lead(connection, claim.subject_id, claim.version, notices=True)
-    locale = choose_locale(lead.locale, accept_language)
+    locale = wish.choose(lead.locale)
     return services.preference_page(lead, locale, gpc=gpc is not None), locale
 
 
@@ -222,7 +230,7 @@ async def show_page(request: Request) -> Response:
     claim = _cookie_claim(request)
     database = _database(request)
     page, locale = await database.run(
-        _read_page, database, _ledger(request), claim, request.headers.get("accept-language"),
+        _read_page, database, _ledger(request), claim, _wish(request),
         _gpc(request),
     )  # fmt: skip
     done = request.query_params.get("done")
@@ -237,7 +245,7 @@ def _save(
     claim: LinkClaim,
     choices: services.Choices | None,
     context: services.ChangeContext,
-    accept_language: str | None,
+    wish: LanguageWish,
 ) -> tuple[str, ...]:
     """Apply the choices; returns the ids of the mails queued (a confirmation link for
     grants the ledger left pending)."""
@@ -254,14 +262,15 @@ def _save(
         pending = {e.purpose for e in entries if e.confirmation_required}
         if not pending:
             return ()
+        locale = wish.choose(lead.locale)
         with Session(bind=connection) as session:  # joins the connection's transaction
             mails.queue_grant_confirmation(
                 session,
                 settings,
                 lead.subject_id,
                 lead.email,
-                choose_locale(lead.locale, accept_language),
-                [(p.key, p.title) for p in lead.purposes if p.key in pending],
+                locale,
+                [(p.key, p.title_in(locale)) for p in lead.purposes if p.key in pending],
             )
             return queued_mail_ids(session)
 
@@ -281,16 +290,17 @@ async def _post_page(request: Request, claim: LinkClaim) -> Response:
     database, settings = _database(request), _settings(request)
     mail_ids = await database.run(
         _save, database, _ledger(request), settings, claim, choices, _context(request),
-        request.headers.get("accept-language"),
+        _wish(request),
     )  # fmt: skip
     done = "saved" if action == "save" else "unsubscribed_all"
+    lang = _wish(request).query("&")
     if mail_ids:
         done = "confirm_sent"
         background = BackgroundTask(send_after_commit, database, settings, mail_ids)
         return RedirectResponse(
-            f"/p/?done={done}", status_code=303, headers=NO_REFERRER, background=background
+            f"/p/?done={done}{lang}", status_code=303, headers=NO_REFERRER, background=background
         )
-    return RedirectResponse(f"/p/?done={done}", status_code=303, headers=NO_REFERRER)
+    return RedirectResponse(f"/p/?done={done}{lang}", status_code=303, headers=NO_REFERRER)
 
 
 @_link_pages
@@ -365,13 +375,13 @@ async def download_receipts(request: Request) -> Response:
 
 
 def _request_erasure(
-    database: Database, settings: Settings, claim: LinkClaim, accept_language: str | None
+    database: Database, settings: Settings, claim: LinkClaim, wish: LanguageWish
 ) -> tuple[str, ...]:
     """Queue the erasure confirmation; returns the ids of the mails queued."""
     with database.write() as session:
         services.check_link_version(session, claim.subject_id, claim.version)
         lead = services.lead_row(session, claim.subject_id)
-        locale = choose_locale(lead.locale, accept_language)
+        locale = wish.choose(lead.locale)
         mails.request_erasure(session, settings, claim.subject_id, lead.email, locale)
         return queued_mail_ids(session)
 
@@ -384,21 +394,22 @@ async def ask_erasure(request: Request) -> Response:
     form = await forms.read_form(request)
     forms.check_csrf(form, claim.nonce)
     database, settings = _database(request), _settings(request)
-    mail_ids = await database.run(
-        _request_erasure, database, settings, claim, request.headers.get("accept-language")
-    )
+    mail_ids = await database.run(_request_erasure, database, settings, claim, _wish(request))
     background = BackgroundTask(send_after_commit, database, settings, mail_ids)
     return RedirectResponse(
-        "/p/?done=erase_requested", status_code=303, headers=NO_REFERRER, background=background
+        "/p/?done=erase_requested" + _wish(request).query("&"),
+        status_code=303,
+        headers=NO_REFERRER,
+        background=background,
     )
 
 
-def _link_locale(database: Database, claim: LinkClaim, accept_language: str | None) -> str:
+def _link_locale(database: Database, claim: LinkClaim, wish: LanguageWish) -> str:
     """Check ``claim`` is not revoked; the locale of its lead's pages."""
     with database.read() as session:
         services.check_link_version(session, claim.subject_id, claim.version)
         locale = mails.subject_locale(session, claim.subject_id)
-    return choose_locale(locale, accept_language)
+    return wish.choose(locale)
 
 
 @_link_pages
@@ -407,19 +418,15 @@ async def confirm_erasure_page(request: Request) -> Response:
     token = request.path_params["token"]
     claim = _tokens(request).read(LinkPurpose.ERASE, token)
     database = _database(request)
-    locale = await database.run(
-        _link_locale, database, claim, request.headers.get("accept-language")
-    )
+    locale = await database.run(_link_locale, database, claim, _wish(request))
     return _render(request, "erase_confirm.html", {"token": token}, locale=locale)
 
 
-def _erase(
-    database: Database, ledger: ConsentLedger, claim: LinkClaim, accept_language: str | None
-) -> str:
+def _erase(database: Database, ledger: ConsentLedger, claim: LinkClaim, wish: LanguageWish) -> str:
     with database.write() as session:
         services.check_link_version(session, claim.subject_id, claim.version)
         lead = services.lead_row(session, claim.subject_id)
-        locale = choose_locale(lead.locale, accept_language)
+        locale = wish.choose(lead.locale)
         record_request(
             session, claim.subject_id, RequestKind.ERASURE, RequestChannel.PREFERENCE_CENTER,
             handled_by=SELF_SERVICE, completed=True,
@@ -442,9 +449,7 @@ async def confirm_erasure(request: Request) -> Response:
     claim = _tokens(request).read(LinkPurpose.ERASE, token)
     require_same_origin(request, _settings(request).base_url)
     database = _database(request)
-    locale = await database.run(
-        _erase, database, _ledger(request), claim, request.headers.get("accept-language")
-    )
+    locale = await database.run(_erase, database, _ledger(request), claim, _wish(request))
     response = _render(request, "message.html", {"kind": "erased"}, locale=locale)
     response.delete_cookie(COOKIE, path=COOKIE_PATH)
     return response
@@ -465,11 +470,11 @@ def _send_link(
     ledger: ConsentLedger,
     settings: Settings,
     email: str,
-    accept_language: str | None,
+    wish: LanguageWish,
 ) -> None:
     """After the answer: look the address up, queue its link if it is a lead's, send it."""
     with database.write() as session:
-        mail_id = mails.queue_link_mail(ledger, session, settings, email, accept_language)
+        mail_id = mails.queue_link_mail(ledger, session, settings, email, wish)
     if mail_id is not None:
         send_after_commit(database, settings, (mail_id,))
 
@@ -498,7 +503,7 @@ async def request_link(request: Request) -> Response:
         _ledger(request),
         settings,
         email,
-        request.headers.get("accept-language"),
+        _wish(request),
     )
     return response
 
@@ -509,9 +514,7 @@ async def unsubscribe_page(request: Request) -> Response:
     token = request.path_params["token"]
     claim = _tokens(request).read(LinkPurpose.UNSUBSCRIBE, token)
     database = _database(request)
-    locale = await database.run(
-        _link_locale, database, claim, request.headers.get("accept-language")
-    )
+    locale = await database.run(_link_locale, database, claim, _wish(request))
     return _render(request, "unsubscribe.html", {"token": token}, locale=locale)
 
 
@@ -520,12 +523,12 @@ def _one_click(
     ledger: ConsentLedger,
     claim: LinkClaim,
     context: services.ChangeContext,
-    accept_language: str | None,
+    wish: LanguageWish,
 ) -> str:
     with database.write_connection() as connection:
         lead = services.live_lead(connection, claim.subject_id, claim.version)
         services.withdraw_purposes(ledger, connection, lead, claim.purposes, context)
-    return choose_locale(lead.locale, accept_language)
+    return wish.choose(lead.locale)
 
 
 @_link_pages
@@ -548,19 +551,22 @@ async def one_click_unsubscribe(request: Request) -> Response:
         _ledger(request),
         claim,
         context,
-        request.headers.get("accept-language"),
+        _wish(request),
     )
     return _render(request, "message.html", {"kind": "unsubscribed"}, locale=locale)
 
 
 def _grants_to_confirm(
-    database: Database, claim: LinkClaim, accept_language: str | None
+    database: Database, claim: LinkClaim, wish: LanguageWish
 ) -> tuple[list[str], str]:
     """Titles of the claim's purposes still pending, and the page's locale."""
     with database.lookup() as connection:
         lead = services.live_lead(connection, claim.subject_id, claim.version)
-    pending = [p.title for p in lead.purposes if p.key in claim.purposes and p.status == PENDING]
-    return pending, choose_locale(lead.locale, accept_language)
+    locale = wish.choose(lead.locale)
+    pending = [
+        p.title_in(locale) for p in lead.purposes if p.key in claim.purposes and p.status == PENDING
+    ]
+    return pending, locale
 
 
 @_link_pages
@@ -570,9 +576,7 @@ async def confirm_grant_page(request: Request) -> Response:
     token = request.path_params["token"]
     claim = _tokens(request).read(LinkPurpose.CONFIRM_GRANT, token)
     database = _database(request)
-    titles, locale = await database.run(
-        _grants_to_confirm, database, claim, request.headers.get("accept-language")
-    )
+    titles, locale = await database.run(_grants_to_confirm, database, claim, _wish(request))
     context = {"token": token, "titles": titles, "confirmed": False}
     return _render(request, "confirm_grant.html", context, locale=locale)
 
@@ -582,12 +586,12 @@ def _confirm_grants(
     ledger: ConsentLedger,
     claim: LinkClaim,
     context: services.ChangeContext,
-    accept_language: str | None,
+    wish: LanguageWish,
 ) -> str:
     with database.write_connection() as connection:
         lead = services.live_lead(connection, claim.subject_id, claim.version)
         services.confirm_grants(ledger, connection, lead, claim.purposes, context)
-    return choose_locale(lead.locale, accept_language)
+    return wish.choose(lead.locale)
 
 
 @_link_pages
@@ -605,7 +609,7 @@ async def confirm_grant(request: Request) -> Response:
     database = _database(request)
     locale = await database.run(
         _confirm_grants, database, _ledger(request), claim, context,
-        request.headers.get("accept-language"),
+        _wish(request),
     )  # fmt: skip
     page = {"token": token, "titles": [], "confirmed": True}
     return _render(request, "confirm_grant.html", page, locale=locale)

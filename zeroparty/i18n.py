@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
@@ -219,3 +220,25 @@ def choose_language(
     ]
     fallback = SOURCE_LANGUAGE if SOURCE_LANGUAGE in usable or not usable else usable[0]
     return next((w for w in wanted if w and w in usable), fallback)
+
+
+# --- Texts of the site file in several languages ------------------------------------------
+
+
+@functools.lru_cache(maxsize=512)
+def _site_texts(translations: str) -> Mapping[str, Mapping[str, str]]:
+    loaded = orjson.loads(translations)
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def site_text(default: str, translations: str | None, language: str, field: str = "title") -> str:
+    """A text of the site file (a purpose's or topic's ``title`` or ``description``) in
+    ``language``: ``translations`` is the JSON the site file stored beside ``default``
+    (``{"de": {"title": "…"}}``, ``None`` for a text given once), read once per process;
+    a language without its own text gets ``default``, the text in the site's first
+    language."""
+    if not translations or not language:
+        return default
+    texts = _site_texts(translations)
+    own = texts.get(language) or texts.get(primary(language))
+    return own.get(field, default) if own else default

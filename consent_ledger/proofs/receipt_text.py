@@ -2,47 +2,58 @@
 signed receipt itself travels as the attachment :data:`RECEIPT_FILENAME`.
 
 Every sentence is in :data:`SENTENCES` and :func:`receipt_summary` is the one place that
-puts them together, so a translation is one more mapping with the same keys (dates are
-written as ISO 8601 days and UTC times, which need no translation).
+puts them together; :func:`sentences_in` gives them in another language from the
+catalogue (dates are written as ISO 8601 days and UTC times, which need no translation).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+
+from zeroparty import i18n
+from zeroparty.i18n import N_
 
 RECEIPT_FILENAME = "consent-receipt.json"
 RECEIPT_CONTENT_TYPE = "application/json"
 SHORT_HASH = 12  # hex digits of a notice's SHA-256 named in the text (the file has all 64)
 
 SENTENCES: Mapping[str, str] = {
-    "subject": "Your consent receipt",
-    "greeting": "Hello,",
-    "intro": (
+    "subject": N_("Your consent receipt"),
+    "greeting": N_("Hello,"),
+    "intro": N_(
         "thank you for confirming. This is your consent receipt: what you agreed to, "
         "when, and under which version of our notice."
     ),
-    "line": "- {purpose}: {action} on {date}, notice version {version} (SHA-256 {sha256})",
-    "line_unknown_version": "- {purpose}: {action} on {date}, notice SHA-256 {sha256}",
-    "line_no_notice": "- {purpose}: {action} on {date}",
-    "receipt_id": "Receipt ID: {receipt_id}",
-    "attached": (
+    "line": N_("- {purpose}: {action} on {date}, notice version {version} (SHA-256 {sha256})"),
+    "line_unknown_version": N_("- {purpose}: {action} on {date}, notice SHA-256 {sha256}"),
+    "line_no_notice": N_("- {purpose}: {action} on {date}"),
+    "receipt_id": N_("Receipt ID: {receipt_id}"),
+    "attached": N_(
         "The signed receipt is attached as {filename}. It holds the exact notice text "
         "you were shown and a proof that this record is in our tamper-evident consent "
         "ledger. Keep it: anyone can check it without trusting us, with our public key "
         "(the first line of {key_url}):"
     ),
+    # A command: the same in every language.
     "command": '    zeroparty receipt verify {filename} --key "KEY"',
     # What the ledger entry says, as the person did it (consent_ledger.actions).
-    "granted": "agreed",
-    "confirmed": "agreed and confirmed",
-    "withdrawn": "withdrew",
-    "refused": "declined",
-    "gpc-opt-out": "opted out by Global Privacy Control",
-    "expired": "consent expired",
-    "erased": "data erased",
+    "granted": N_("agreed"),
+    "confirmed": N_("agreed and confirmed"),
+    "withdrawn": N_("withdrew"),
+    "refused": N_("declined"),
+    "gpc-opt-out": N_("opted out by Global Privacy Control"),
+    "expired": N_("consent expired"),
+    "erased": N_("data erased"),
 }
+
+
+@functools.cache
+def sentences_in(language: str) -> Mapping[str, str]:
+    """:data:`SENTENCES` in ``language`` (the consent ledger's catalogue), built once."""
+    return {key: i18n.translate(language, text) for key, text in SENTENCES.items()}
 
 
 @dataclass(frozen=True, slots=True)

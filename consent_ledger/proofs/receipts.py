@@ -36,14 +36,22 @@ from consent_ledger.proofs.checkpoints import (
 from consent_ledger.proofs.receipt_text import (
     RECEIPT_CONTENT_TYPE,
     RECEIPT_FILENAME,
-    SENTENCES,
     ReceiptLine,
     receipt_summary,
+    sentences_in,
 )
 from consent_ledger.stored import entry_of_row, entry_select
+from zeroparty import i18n
 from zeroparty.db import Database
 from zeroparty.errors import NotFound
-from zeroparty.mail import Attachment, LeadLinker, Mail, queue_mail, with_lead_links
+from zeroparty.mail import (
+    Attachment,
+    LeadLinker,
+    Mail,
+    in_language,
+    queue_mail,
+    with_lead_links,
+)
 from zeroparty.settings import Settings
 from zeroparty.site_info import site_identity
 
@@ -148,6 +156,7 @@ def build_receipt(
                 }
             )
     newest = max(entries, key=lambda e: e.occurred_at)
+    language = newest.locale or identity.default_locale
     receipt: dict[str, Any] = {
         "version": RECEIPT_VERSION,
         "jurisdiction": newest.jurisdiction or "",
@@ -165,7 +174,7 @@ def build_receipt(
             )
         ),
         "publicKey": signer.verifier_key.encode(),
-        "language": newest.locale or identity.default_locale,
+        "language": language,
         "piiPrincipalId": subject_id,
         "piiControllers": [
             {
@@ -182,7 +191,9 @@ def build_receipt(
             {
                 "service": identity.name,
                 "purposes": [
-                    _purpose_json(purposes.get(record["entry"]["purpose"]), record["entry"])
+                    _purpose_json(
+                        purposes.get(record["entry"]["purpose"]), record["entry"], language
+                    )
                     for record in records
                 ],
             }
@@ -203,10 +214,15 @@ def build_receipt(
     return receipt
 
 
-def _purpose_json(purpose: Purpose | None, entry: dict[str, Any]) -> dict[str, Any]:
+def _purpose_json(purpose: Purpose | None, entry: dict[str, Any], language: str) -> dict[str, Any]:
+    """One purpose as Kantara CR v1.1 names it, its title in the receipt's language."""
     category = purpose.category if purpose else ""
     return {
-        "purpose": purpose.title if purpose else entry["purpose"],
+        "purpose": (
+            i18n.site_text(purpose.title, purpose.translations, language)
+            if purpose
+            else entry["purpose"]
+        ),
         "purposeKey": entry["purpose"],
         "purposeCategory": [category],
         "consentType": "EXPLICIT"
@@ -394,15 +410,20 @@ def mail_receipt(
         profile = session.get(SubjectProfile, subject_id)
         if profile is None:
             return None
+        # The mail speaks the receipt's language: the one the newest entry was made in.
+        language = i18n.choose_language(i18n.languages(), recorded=str(receipt["language"]))
+        sentences = sentences_in(language)
         text = receipt_summary(
             _summary_lines(session, receipt),
             receipt_id=receipt["consentReceiptID"],
             key_url=f"{settings.base_url}/ledger/key",
+            sentences=sentences,
         )
         mail = Mail(
             to=profile.email,
-            subject=SENTENCES["subject"],
+            subject=sentences["subject"],
             text=text,
+            headers=in_language(language),
             attachments=(attachment,),
         )
         if lead_links is not None:

@@ -340,3 +340,34 @@ def test_the_german_confirmation_mail_on_the_wire(
     assert "Diese E-Mail wurde gesendet von Northwind Analytics GmbH" in text
     assert "Datenschutzerklärung: https://northwind.example/privacy" in text
     assert "unsubscribe" not in text.replace("/unsubscribe", "")
+
+
+def test_purpose_titles_in_the_language_shown(
+    app_client: TestClient, tokens: CaptureTokens, database: Database
+) -> None:
+    """The site file's ``de`` purpose titles on the German thank-you page, in the
+    confirmation mail and on the page its link opens; English ones nowhere."""
+    page = app_client.get("/f/contact?lang=de").text
+    response = app_client.post(
+        "/f/contact?lang=de",
+        data={"_rt": _aged(tokens, page), "email": "lena@example.de", "message": "Hallo",
+              "consent": ["product_updates", "profiling"]},
+    )  # fmt: skip
+    assert response.status_code == 200
+    assert "Produktneuigkeiten, Persönliche Betreuung" in response.text
+    assert "Product updates" not in response.text
+    with database.read() as session:
+        mail = session.execute(select(OutboxMail)).scalar_one()
+    assert mail.subject == "Bitte bestätigen Sie: Produktneuigkeiten"
+    assert "möchte Folgendes erhalten: Produktneuigkeiten." in mail.body_text
+    match = re.search(r"http://testserver(/confirm/\S+\?lang=de)\n", mail.body_text)
+    assert match is not None, mail.body_text
+    confirm = app_client.get(match.group(1))
+    assert '<html lang="de">' in confirm.text, "the page's language, not the default"
+    assert [li["text"] for li in find_all(confirm.text, "li")] == ["Produktneuigkeiten"]
+    # The same link in English (?lang=en) names the English title.
+    english = app_client.get(match.group(1).replace("?lang=de", "?lang=en"))
+    assert [li["text"] for li in find_all(english.text, "li")] == ["Product updates"]
+    done = app_client.post(match.group(1))
+    assert "Produktneuigkeiten" in done.text
+    assert "Product updates" not in done.text

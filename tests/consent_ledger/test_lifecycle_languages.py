@@ -4,6 +4,7 @@ written the way the language writes them), English where there is no catalogue."
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from consent_ledger.models import Subject
 from tests.consent_ledger.test_lifecycle_expiry import NOW, PERIOD, lead, load
 from tests.factories import record
 from zeroparty.db import Database
+from zeroparty.site import load_site
 from zeroparty.wiring import build_ledger
 
 ENDS = datetime(2027, 3, 4, 12, tzinfo=UTC)
@@ -78,3 +80,37 @@ def test_a_german_lead_is_reminded_in_german(database: Database, tmp_path: Path)
     assert rows["ann@example.com"] == (
         f"Your consent ends on {ends.strftime('%d %B %Y')}: Newsletter"
     )
+
+
+def test_the_purpose_title_in_the_mails_language() -> None:
+    translations = '{"de": {"title": "Rundbrief"}}'
+    german = repermission_mail(dataclasses.replace(_grant("de"), translations=translations))
+    assert german.subject == "Bitte stimmen Sie erneut zu: Rundbrief"
+    assert "wofür wir Sie um Ihre Einwilligung bitten: „Rundbrief“." in german.text
+    assert "Newsletter" not in german.text
+    english = repermission_mail(dataclasses.replace(_grant("en"), translations=translations))
+    assert english.subject == "Please agree again: Newsletter"
+    reminder = reminder_mail("a@example.de", "Newsletter", ENDS, "de", translations)
+    assert reminder.subject == "Ihre Einwilligung endet am 4. März 2027: Rundbrief"
+
+
+def test_a_german_lead_is_reminded_with_the_german_title(
+    database: Database, tmp_path: Path
+) -> None:
+    load(database, tmp_path, "expires_after_days = 30\nremind_before_days = 7\n")
+    demo = (tmp_path / "site.toml").read_text(encoding="utf-8")
+    title = 'title = { en = "Newsletter", de = "Newsletter" }'
+    assert title in demo
+    (tmp_path / "site.toml").write_text(
+        demo.replace(title, 'title = { en = "Newsletter", de = "Rundbrief" }'), encoding="utf-8"
+    )
+    load_site(database, tmp_path / "site.toml")
+    record(database, "anna@example.de", "newsletter", occurred_at=NOW - timedelta(days=25),
+           method=ConsentMethod.DOUBLE_OPT_IN)  # fmt: skip
+    with database.write() as session:
+        session.get_one(Subject, lead(database, "anna@example.de")).locale = "de"
+    run_lifecycle(database, build_ledger(database), lead_links=None, now=NOW)
+    with database.read() as session:
+        (subject,) = session.execute(text("SELECT subject FROM mail_outbox")).scalars()
+    assert subject.startswith("Ihre Einwilligung endet am ")
+    assert subject.endswith(": Rundbrief")

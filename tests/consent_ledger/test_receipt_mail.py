@@ -334,3 +334,51 @@ def test_the_summary_is_built_from_its_sentences_only() -> None:
         "<line Newsletter <confirmed> 2026-12-04 09:05 UTC 3 abababababab>\n\n"
         "<receipt_id>\n\n<attached>\n\n<command>\n"
     )
+
+
+def test_a_german_lead_gets_the_receipt_in_german(
+    mail_client: TestClient, settings: Settings, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    """Sent from the German form, confirmed: the summary, its subject and the purpose's
+    title in the receipt are German (the site file's ``de`` title), and the file still
+    verifies offline."""
+    tokens = CaptureTokens(settings.secret_keys)
+    page = mail_client.get("/f/contact?lang=de").text
+    token = tokens.read_render(token_in(page))
+    aged = tokens.issue_render(dataclasses.replace(token, rendered_at=token.rendered_at - 30))
+    answer = mail_client.post(
+        "/f/contact?lang=de",
+        data={"_rt": aged, "email": EMAIL, "message": "Hallo", "consent": "product_updates"},
+    )
+    assert answer.status_code == 200
+    smtp_server.wait_for(1)
+    link = CONFIRM.search(smtp_server.raw[0])
+    assert link is not None
+    assert mail_client.post(link.group(1).decode()).status_code == 200
+    smtp_server.wait_for(2)
+    raw = smtp_server.raw[1]
+    fields = check_wire(raw)
+    assert fields[b"subject"] == [b" Ihre Einwilligungsquittung"]
+    assert fields[b"content-language"] == [b" de"]
+    message = _received(raw)
+    text = message.get_body(preferencelist=("plain",))
+    assert text is not None
+    body = str(text.get_content()).replace("\r\n", "\n")
+    today = utcnow().strftime("%Y-%m-%d")
+    assert body.startswith("Hallo,\n\ndanke für Ihre Bestätigung.")
+    assert re.search(
+        rf"^- Produktneuigkeiten: eingewilligt und bestätigt am {today} \d\d:\d\d UTC, "
+        r"Hinweis in Fassung 1 \(SHA-256 [0-9a-f]{12}\)$",
+        body,
+        re.M,
+    ), body
+    assert f'zeroparty receipt verify {FILENAME} --key "KEY"' in body
+    assert "Einstellungen verwalten oder abmelden: http://testserver/p/" in body
+    assert "agreed" not in body
+    saved = _saved_attachment(message, tmp_path)
+    receipt = orjson.loads(saved.read_bytes())
+    assert receipt["language"] == "de"
+    assert [p["purpose"] for p in receipt["services"][0]["purposes"]] == ["Produktneuigkeiten"]
+    key = mail_client.get("/ledger/key").text.splitlines()[0]
+    valid = _verify(saved, key)
+    assert valid.returncode == 0, valid.stdout + valid.stderr

@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
+from sqlalchemy import update
 from starlette.testclient import TestClient
 
+from consent_ledger.models import Subject
 from preference_center.locale import TEXTS, choose_locale, strings
 from tests.fixtures.mail import SmtpServer
-from tests.preference_center.conftest import EMAIL
+from tests.preference_center.conftest import CSRF_RE, EMAIL, issue, open_session
 from zeroparty.app import create_app
 from zeroparty.db import Database
 from zeroparty.settings import Settings
@@ -48,6 +50,7 @@ def test_the_leads_recorded_locale_wins(
     recorded: str | None, header: str | None, expected: str
 ) -> None:
     assert choose_locale(recorded, header) == expected
+    assert choose_locale(recorded, header, "de") == "de", "?lang= comes first"
 
 
 def test_the_request_page_its_mail_and_link_in_german(
@@ -97,3 +100,75 @@ def test_the_request_page_stays_english_otherwise(
     assert b"?lang=" not in smtp_server.raw[0]
     assert b"Content-Language" not in smtp_server.raw[0]
     assert b"This mail was sent by" in smtp_server.raw[0]
+
+
+def _german_lead(database: Database, subject_id: str) -> None:
+    with database.write() as session:
+        session.execute(update(Subject).where(Subject.id == subject_id).values(locale="de"))
+
+
+def test_purpose_and_topic_titles_in_the_leads_language(
+    client: TestClient, settings: Settings, database: Database, lead: str
+) -> None:
+    """The site file's ``de`` titles and descriptions on a German lead's page; nothing
+    of the English ones."""
+    _german_lead(database, lead)
+    open_session(client, issue(settings, database, lead))
+    page = client.get("/p/").text
+    assert '<html lang="de">' in page
+    legends = [
+        re.sub(r"<[^>]+>", "", m).strip() for m in re.findall(r"<legend>(.*?)</legend>", page, re.S)
+    ]
+    assert "Persönliche Betreuung" in legends
+    assert "Produktneuigkeiten" in legends
+    assert "Monatsrückblick" in page
+    assert "Das Beste des Monats in einer E-Mail." in page
+    for english in ("Personalised follow-up", "Product updates", "Monthly digest", "The best of"):
+        assert english not in page
+
+
+def test_lang_in_the_link_overrides_the_recorded_locale_and_stays(
+    client: TestClient, settings: Settings, database: Database, lead: str
+) -> None:
+    """A German lead opens the link with ``?lang=en``: the redirect, the page, its forms
+    and the answer after a save all stay English; an unknown ``?lang=`` is ignored."""
+    _german_lead(database, lead)
+    token = issue(settings, database, lead)
+    landing = client.get(
+        f"/p/{token}?lang=en", headers={"Sec-Fetch-Site": "none"}, follow_redirects=False
+    )
+    assert landing.status_code == 303
+    assert landing.headers["location"] == "/p/?lang=en"
+    page = client.get("/p/?lang=en").text
+    assert '<html lang="en">' in page
+    assert "Your preferences" in page and "Personalised follow-up" in page
+    assert 'action="/p/?lang=en"' in page
+    assert 'action="/p/erase?lang=en"' in page
+    csrf = CSRF_RE.search(page)
+    assert csrf is not None
+    done = client.post(
+        "/p/?lang=en",
+        data={"csrf": csrf.group(1), "action": "unsubscribe_all"},
+        headers=SAME,
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert done.headers["location"] == "/p/?done=unsubscribed_all&lang=en"
+    assert '<html lang="en">' in client.get(done.headers["location"]).text
+    # Without ?lang= the recorded locale speaks again; an unknown one changes nothing.
+    assert '<html lang="de">' in client.get("/p/").text
+    assert '<html lang="de">' in client.get("/p/?lang=xx").text
+    assert "?lang=" not in client.get("/p/?lang=xx").text.split("<main", 1)[-1]
+
+
+def test_a_mailed_link_opens_in_its_language_through_the_browser_hop(
+    client: TestClient, settings: Settings, database: Database, lead: str
+) -> None:
+    """Opened from webmail (a cross-site click), the link answers with a page that goes
+    on by itself: to the page in the link's language."""
+    token = issue(settings, database, lead)
+    hop = client.get(f"/p/{token}?lang=de", headers={"Sec-Fetch-Site": "cross-site"})
+    assert hop.status_code == 200
+    assert hop.headers["refresh"] == "0; url=/p/?lang=de"
+    assert 'href="/p/?lang=de"' in hop.text
+    assert '<html lang="de">' in hop.text

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import select
 
@@ -22,6 +23,8 @@ NEWSLETTER_EN = (
     "Yes, send me the Northwind newsletter by email, about once a month. "
     "I can unsubscribe at any time with one click."
 )
+NEWSLETTER_TITLE = 'title = { en = "Newsletter", de = "Newsletter" }'
+UPDATES_TITLE = 'title = { en = "Product updates", de = "Produktneuigkeiten" }'
 NEW_PURPOSE = """
 [purposes.events]
 title = "Event invitations"
@@ -169,11 +172,44 @@ def test_purpose_missing_from_the_file_is_kept(database: Database, tmp_path: Pat
 def test_changed_purpose_title_is_updated_without_a_notice_version(
     database: Database, tmp_path: Path
 ) -> None:
-    path = write(tmp_path, DEMO.replace('title = "Newsletter"', 'title = "Monthly newsletter"'))
+    path = write(tmp_path, DEMO.replace(NEWSLETTER_TITLE, 'title = "Monthly newsletter"'))
     assert load_site(database, path).changes == ["purpose newsletter: updated"]
     with database.read() as session:
         assert session.get_one(Purpose, "newsletter").title == "Monthly newsletter"
     assert [v for v, _, _ in notice_versions(database, "newsletter", "en")] == [1]
+
+
+def test_titles_in_each_site_language_are_stored_beside_the_first(
+    database: Database, tmp_path: Path
+) -> None:
+    """A title table names every language of site.locales: the first language's text is
+    the stored title (the console's), the others are kept beside it for visitors."""
+    load_site(database, write(tmp_path, DEMO))
+    with database.read() as session:
+        updates = session.get_one(Purpose, "product_updates")
+        digest = session.get_one(Topic, "monthly_digest")
+    assert updates.title == "Product updates"
+    assert orjson.loads(updates.translations or "{}")["de"]["title"] == "Produktneuigkeiten"
+    assert digest.title == "Monthly digest"
+    assert orjson.loads(digest.translations or "{}")["de"] == {
+        "title": "Monatsrückblick",
+        "description": "Das Beste des Monats in einer E-Mail.",
+    }
+    # A changed translation alone is a change of the purpose, never a notice version.
+    path = write(tmp_path, DEMO.replace('"Produktneuigkeiten"', '"Produkt-Updates"'))
+    assert load_site(database, path).changes == ["purpose product_updates: updated"]
+    with database.read() as session:
+        assert "Produkt-Updates" in (session.get_one(Purpose, "product_updates").translations or "")
+    # Plain strings again: one text for every language, nothing kept beside it.
+    plain = DEMO.replace(UPDATES_TITLE, 'title = "Product updates"').replace(
+        'description = { en = "Emails when a product I use changes in a way that matters to '
+        'me.", de = "E-Mails, wenn sich ein Produkt, das ich nutze, auf eine für mich wichtige '
+        'Weise ändert." }',
+        'description = "Emails when a product I use changes."',
+    )
+    load_site(database, write(tmp_path, plain))
+    with database.read() as session:
+        assert session.get_one(Purpose, "product_updates").translations is None
 
 
 # --- invalid files ----------------------------------------------------------------------
@@ -181,14 +217,38 @@ def test_changed_purpose_title_is_updated_without_a_notice_version(
 INVALID: list[tuple[str, Callable[[str], str], str]] = [
     (
         "unknown-purpose-key",
-        replace('title = "Newsletter"', 'title = "Newsletter"\ncolour = "blue"'),
+        replace(NEWSLETTER_TITLE, NEWSLETTER_TITLE + '\ncolour = "blue"'),
         "purposes.newsletter.colour",
     ),
-    ("missing-title", replace('title = "Product updates"\n', ""), "purposes.product_updates.title"),
+    ("missing-title", replace(UPDATES_TITLE + "\n", ""), "purposes.product_updates.title"),
     (
         "empty-title",
-        replace('title = "Product updates"', 'title = "  "'),
+        replace(UPDATES_TITLE, 'title = "  "'),
         "purposes.product_updates.title",
+    ),
+    (
+        "title-table-missing-a-site-language",
+        replace(UPDATES_TITLE, 'title = { en = "Product updates" }'),
+        "purposes.product_updates.title",
+    ),
+    (
+        "title-table-language-not-in-site-locales",
+        replace(UPDATES_TITLE, UPDATES_TITLE.replace(" }", ', fr = "Nouveautés" }')),
+        "purposes.product_updates.title.fr",
+    ),
+    (
+        "title-table-empty-text",
+        replace(UPDATES_TITLE, UPDATES_TITLE.replace('"Produktneuigkeiten"', '"  "')),
+        "purposes.product_updates.title",
+    ),
+    (
+        "topic-description-table-missing-a-site-language",
+        replace(
+            'description = { en = "The best of the month in one email.", de = "Das Beste des '
+            'Monats in einer E-Mail." }',
+            'description = { en = "The best of the month in one email." }',
+        ),
+        "topics.monthly_digest.description",
     ),
     (
         "bad-category",
@@ -351,7 +411,7 @@ def test_unreadable_file_is_rejected(
 
 def test_every_problem_is_reported_at_once(database: Database, tmp_path: Path) -> None:
     text = DEMO.replace('category = "profiling"', 'category = "spying"').replace(
-        'title = "Product updates"\n', ""
+        UPDATES_TITLE + "\n", ""
     )
     with pytest.raises(SiteConfigError) as caught:
         load_site(database, write(tmp_path, text))
