@@ -61,8 +61,11 @@ clean:
 # --- Console screenshots (issue 18): the dashboard, lead list and a lead's page at 390 and
 # 1280 px, taken in Chromium by the console's browser test, into docs/screenshots/.
 .PHONY: screenshots
-screenshots: $(STAMP)  ## refresh docs/screenshots/console-{dashboard,lead-list,lead}-{390,1280}.png
-	ZEROPARTY_TEST_DB=sqlite ZEROPARTY_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/console/test_console_browser.py
+screenshots: $(STAMP)  ## refresh docs/screenshots/: console, forms, quiz, preference center, request and error pages
+	ZEROPARTY_TEST_DB=sqlite ZEROPARTY_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q \
+	  tests/console/test_console_browser.py tests/console/test_requests_browser.py \
+	  tests/capture/test_browser.py tests/preference_center/test_browser.py \
+	  tests/preference_center/test_phone_browser.py tests/zeroparty/test_error_pages_browser.py
 
 # --- Languages (README: Languages): extract the texts people see from each package's
 # Python code and templates into <package>/locale/messages.pot, then update (or start)

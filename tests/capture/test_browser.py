@@ -101,7 +101,7 @@ def test_form_embedded_on_another_origin(
     assert "Enter a valid email address" in form.locator("#f-email-error").inner_text()
     assert "This field is required" in form.locator("#f-message-error").inner_text()
     assert form.get_by_label("Company", exact=True).input_value() == "Partner GmbH"
-    screenshot(page, "capture-embedded-form-errors")
+    screenshot(page, "capture-embedded-form-errors", docs=True)
 
     form.get_by_label("Work email").fill("Visitor@Example.com")
     form.get_by_label("How can we help?").fill("Please call me back.")
@@ -187,7 +187,7 @@ def test_quiz_clicked_through_to_its_outcome(
     page.get_by_role("button", name="Next").click()
     assert page.locator("#outcome-title").inner_text() == "The scaler"
     assert axe_violations(page) == []
-    screenshot(page, "capture-quiz-result")
+    screenshot(page, "capture-quiz-result", docs=True)
     page.get_by_role("textbox", name="Email").fill("quiz.taker@example.com")
     page.get_by_label("Yes, Northwind may use my answers").check()
     page.wait_for_timeout(HUMAN_PAUSE_MS)
@@ -242,7 +242,7 @@ def test_hosted_form_is_accessible(
         focused = page.evaluate("document.activeElement.id")
         assert focused == "error-summary", "the error summary takes the focus"
     assert axe_violations(page) == []
-    screenshot(page, "capture-hosted-form" + ("-errors" if with_errors else ""))
+    screenshot(page, "capture-hosted-form" + ("-errors" if with_errors else ""), docs=True)
 
 
 def test_keyboard_only_visitor_can_send_the_form(

@@ -36,7 +36,7 @@ def test_a_request_from_the_public_page_to_the_erasure(
 
     page.goto(server.url + "/request")
     assert axe_violations(page) == []
-    screenshot(page, "request-page")
+    screenshot(page, "request-page", docs=True)
     page.get_by_label("Your email address").fill(LEAD_EMAIL)
     page.get_by_label("Delete my personal data").check()
     page.get_by_role("button", name="Send me the confirmation link").click()

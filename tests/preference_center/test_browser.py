@@ -57,7 +57,7 @@ def test_preference_center_in_browser(
     page.goto(link)
     assert page.url == server.url + "/p/"  # the token left the address bar
     assert page.locator("h1").inner_text() == "Your preferences"
-    screenshot(page, "preference-center-page")
+    screenshot(page, "preference-center-page", docs=True)
     assert axe_violations(page) == []
 
     # Toggle topics and a purpose, then save.

@@ -141,7 +141,8 @@ def test_lang_in_the_link_overrides_the_recorded_locale_and_stays(
     assert landing.headers["location"] == "/p/?lang=en"
     page = client.get("/p/?lang=en").text
     assert '<html lang="en">' in page
-    assert "Your preferences" in page and "Personalised follow-up" in page
+    assert "Your preferences" in page
+    assert "Personalised follow-up" in page
     assert 'action="/p/?lang=en"' in page
     assert 'action="/p/erase?lang=en"' in page
     csrf = CSRF_RE.search(page)

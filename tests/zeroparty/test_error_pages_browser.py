@@ -65,7 +65,7 @@ def test_error_pages_in_browser(
             # Styled, not the browser's grey: the way forward is a filled button.
             first = page.locator(".actions a").first
             assert first.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(11, 92, 173)"
-            screenshot(page, f"error-{status}-{lang}")
+            screenshot(page, f"error-{status}-{lang}", docs=status == 404)
         # The way forward works: an expired link leads to the page that mails a new one.
         page.goto(server.url + "/p/fail/410")
         page.get_by_role(
