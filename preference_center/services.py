@@ -275,6 +275,7 @@ def _lead_statement(with_notices: bool) -> Any:
         state.status,
         state.permitted,
         state.since,
+        state.notice_sha256.label("state_notice"),
         topic.key.label("topic"),
         topic.title.label("topic_title"),
         topic.description.label("topic_description"),
@@ -283,7 +284,7 @@ def _lead_statement(with_notices: bool) -> Any:
     ]
     if with_notices:
         columns += [n.c.locale.label("notice_locale"), n.c.text, n.c.sha256]
-        columns += [n.c.change_summary, state.notice_sha256.label("state_notice")]
+        columns += [n.c.change_summary]
     stmt = (
         select(*columns)
         .select_from(leads)
@@ -321,7 +322,20 @@ _LEAD_ROW = (
     .where(leads.c.subject_id == bindparam("subject_id"), leads.c.erased_at.is_(None))
 )
 _NOTICES_BY_HASH = (
-    select(_nv.purpose_key, _nv.sha256, _nv.locale)
+    select(
+        _nv.purpose_key,
+        _nv.sha256,
+        _nv.locale,
+        _latest_notice.c.version.is_not(None).label("current"),
+    )
+    .outerjoin(
+        _latest_notice,
+        and_(
+            _latest_notice.c.purpose_key == _nv.purpose_key,
+            _latest_notice.c.locale == _nv.locale,
+            _latest_notice.c.version == _nv.version,
+        ),
+    )
     .where(_nv.sha256.in_(bindparam("hashes", expanding=True)))
     .order_by(_nv.version)
 )
@@ -446,11 +460,11 @@ def load_lead(
                 expires_after_days=row.expires_after_days,
                 remind_before_days=row.remind_before_days,
                 translations=row.translations,
+                state_notice=row.state_notice,
             )
         if notices and row.notice_locale is not None:
             purpose.notices[row.notice_locale] = (row.text, row.sha256)
             purpose.change_summaries[row.notice_locale] = row.change_summary
-            purpose.state_notice = row.state_notice
         if row.topic is not None and not any(t.key == row.topic for t in purpose.topics):
             choice = None if row.subscribed is None else bool(row.subscribed)
             purpose.topics.append(
@@ -644,13 +658,16 @@ def apply_choices(
 
     A purpose turned on is granted under the notice shown (its hash comes with the form);
     turned off, withdrawn (refused, for opt-out purposes); left on with a different
-    topic set, re-affirmed with the new topic set as evidence. A pending grant left
-    unticked stays pending: not ticking is not an act.
+    topic set, re-affirmed with the new topic set as evidence, under the notice the lead
+    agreed to (a page shown in another language changes the topics, not what was agreed
+    to, and asks for no new confirmation). A pending grant left unticked stays pending:
+    not ticking is not an act.
     """
     now = utcnow()
     changes: list[ConsentChange] = []
     topic_changes: list[dict[str, bool]] = []
     grants: list[tuple[LeadPurpose, list[str], bool, dict[str, bool]]] = []
+    agreed: dict[str, str] = {}  # purpose -> the notice a re-affirmation keeps
     for purpose in lead.purposes:
         was_on = purpose.permitted(lead.jurisdiction)
         want_on = purpose.key in choices.purposes
@@ -663,12 +680,16 @@ def apply_choices(
         renew = was_on and purpose.renewal_due(now)
         if want_on and (not was_on or before != after or renew):
             grants.append((purpose, wanted_topics, bool(own_topics), changed))
+            if was_on and not renew and purpose.state_notice is not None:
+                agreed[purpose.key] = purpose.state_notice
         elif not want_on and was_on:
             grants.append((purpose, [], False, changed))
         elif changed:
             # Topics of a purpose that stays off: stored off, nothing to tell the ledger.
             record_topics(tx, lead.subject_id, changed, None, now)
-    shown = _notices_shown(tx, [p.key for p, *_ in grants if p.key in choices.purposes], choices)
+    shown = _notices_shown(
+        tx, [p.key for p, *_ in grants if p.key in choices.purposes], choices.notices, agreed
+    )
     for purpose, wanted_topics, has_topics, changed in grants:
         if purpose.key in choices.purposes:
             notice = shown.get(purpose.key)
@@ -700,20 +721,33 @@ def apply_choices(
 
 
 def _notices_shown(
-    tx: Transaction, purposes: list[str], choices: Choices
+    tx: Transaction,
+    purposes: list[str],
+    notices: Mapping[str, str],
+    agreed: Mapping[str, str],
 ) -> dict[str, tuple[str, str]]:
-    """(hash, locale) of the notice version each granted purpose was shown, if its own."""
-    hashes = sorted({choices.notices[p] for p in purposes if p in choices.notices})
+    """(hash, locale) of the notice each granted purpose is recorded under: the one it was
+    shown (``notices``: purpose -> hash), if its own; for a re-affirmation (``agreed``:
+    the notice the lead's standing grant names), that one instead when it is still the
+    current text in its language and the page showed another language's."""
+    hashes = sorted({notices[p] for p in purposes if p in notices} | set(agreed.values()))
     if not hashes:
         return {}
-    found: dict[tuple[str, str], str] = {}
-    for purpose, sha, locale in _connection(tx).execute(_NOTICES_BY_HASH, {"hashes": hashes}):
-        found[(purpose, sha)] = locale  # ordered by version: the latest wins
+    found: dict[tuple[str, str], tuple[str, bool]] = {}
+    rows = _connection(tx).execute(_NOTICES_BY_HASH, {"hashes": hashes})
+    for purpose, sha, locale, current in rows:
+        found[(purpose, sha)] = (locale, bool(current))  # ordered by version: latest wins
     shown: dict[str, tuple[str, str]] = {}
     for purpose in purposes:
-        given = choices.notices.get(purpose)
-        if given is not None and (purpose, given) in found:
-            shown[purpose] = (given, found[(purpose, given)])
+        given = notices.get(purpose)
+        if given is None or (purpose, given) not in found:
+            continue
+        shown[purpose] = (given, found[(purpose, given)][0])
+        kept = agreed.get(purpose)
+        if kept is not None and (purpose, kept) in found:
+            locale, current = found[(purpose, kept)]
+            if current and locale != shown[purpose][1]:
+                shown[purpose] = (kept, locale)
     return shown
 
 

@@ -10,17 +10,20 @@ import email.policy
 import re
 from collections.abc import Iterator
 from email.message import EmailMessage
+from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from starlette.testclient import TestClient
 
-from consent_ledger.models import Subject
+from consent_ledger.models import ConsentEvent, ConsentState, Subject
 from preference_center.locale import TEXTS, choose_locale, strings
+from tests.factories import notice_hash
 from tests.fixtures.mail import SmtpServer
 from tests.preference_center.conftest import CSRF_RE, EMAIL, issue, open_session
 from zeroparty.app import create_app
 from zeroparty.db import Database
+from zeroparty.mail import OutboxMail
 from zeroparty.settings import Settings
 
 SAME = {"Sec-Fetch-Site": "same-origin"}
@@ -173,3 +176,47 @@ def test_a_mailed_link_opens_in_its_language_through_the_browser_hop(
     assert hop.headers["refresh"] == "0; url=/p/?lang=de"
     assert 'href="/p/?lang=de"' in hop.text
     assert '<html lang="de">' in hop.text
+
+
+def test_changing_topics_on_a_page_in_another_language_keeps_the_consent(
+    client: TestClient, settings: Settings, database: Database, lead: str
+) -> None:
+    """The lead agreed to the English newsletter text; on the page in German they turn
+    a topic off. The re-affirmation names the text they agreed to, so nothing waits for
+    a new confirmation: the newsletter stays permitted and no mail is sent."""
+    csrf = open_session(client, issue(settings, database, lead))
+    page = client.get("/p/?lang=de").text
+    assert "Monatsrückblick" in page
+    notices = dict(re.findall(r'name="(notice\.[a-z_]+)" value="([0-9a-f]{64})"', page))
+    answer = client.post(
+        "/p/?lang=de",
+        content=urlencode(
+            [
+                ("csrf", csrf),
+                ("action", "save"),
+                ("purpose", "newsletter"),
+                ("purpose", "profiling"),
+                ("topic", "webinars"),
+                *notices.items(),
+            ]
+        ),
+        headers={**SAME, "Content-Type": "application/x-www-form-urlencoded"},
+        follow_redirects=False,
+    )
+    assert answer.headers["location"] == "/p/?done=saved&lang=de"
+    with database.read() as session:
+        state = session.execute(
+            select(ConsentState).where(
+                ConsentState.subject_id == lead, ConsentState.purpose_key == "newsletter"
+            )
+        ).scalar_one()
+        last = session.execute(
+            select(ConsentEvent).order_by(ConsentEvent.seq.desc()).limit(1)
+        ).scalar_one()
+        mails = session.execute(select(func.count()).select_from(OutboxMail)).scalar_one()
+    assert state.permitted
+    assert last.purpose_key == "newsletter"
+    assert last.notice_sha256 == notice_hash(database, "newsletter", "en")
+    assert last.locale == "en"
+    assert mails == 0
+    assert 'id="t-monthly_digest" checked' not in client.get("/p/?lang=de").text
