@@ -46,6 +46,8 @@ def format_timestamp(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("naive datetime: ledger timestamps are UTC-aware")
     # isoformat: the same text as strftime("%Y-%m-%dT%H:%M:%S.%fZ") in half the time.
+    if moment.tzinfo is UTC:  # what the database gives back: "+00:00" becomes "Z"
+        return moment.isoformat("T", "microseconds")[:-6] + "Z"
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat("T", "microseconds") + "Z"
 
 

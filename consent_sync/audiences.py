@@ -21,11 +21,10 @@ leaves every topic of the purpose, as the preference center does.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import and_, bindparam, func, or_, select, true
@@ -61,8 +60,10 @@ class Snapshot:
     as_of: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
+class Member(NamedTuple):
+    """One lead of an audience, with what a sending tool merges into its mail. A tuple:
+    an export makes a million of them."""
+
     lead_id: str
     email: str
     name: str | None
@@ -135,7 +136,8 @@ def _walk(facts: PurposeFacts) -> Any:
     without any entry in one of its jurisdictions (the default applies)."""
     state = consent_states
     maybe = [state.c.permitted == true(), state.c.last_seq > bindparam("seq")]
-    if facts.mechanism == "opt-out" and facts.jurisdictions:
+    by_default = facts.mechanism == "opt-out" and bool(facts.jurisdictions)
+    if by_default:
         maybe.append(
             and_(
                 state.c.subject_id.is_(None),
@@ -143,12 +145,13 @@ def _walk(facts: PurposeFacts) -> Any:
                 leads.c.created_at <= bindparam("as_of"),
             )
         )
+    # Where and since when a lead is, read only when the opt-out default may apply.
+    default_facts = [leads.c.jurisdiction, leads.c.created_at] if by_default else []
     return (
         select(
             leads.c.subject_id,
             leads.c.locale,
-            leads.c.jurisdiction,
-            leads.c.created_at,
+            *default_facts,
             lead_profiles.c.email,
             lead_profiles.c.name,
             state.c.permitted,
@@ -164,7 +167,14 @@ def _walk(facts: PurposeFacts) -> Any:
                 state.c.purpose_key == bindparam("purpose"),
             ),
         )
-        .where(leads.c.subject_id > bindparam("after"), leads.c.erased_at.is_(None), or_(*maybe))
+        .where(
+            leads.c.subject_id > bindparam("after"),
+            # The same bound on the joined side: PostgreSQL does not carry it across the
+            # join, and would merge-join every profile before the page (a scan per page).
+            lead_profiles.c.subject_id > bindparam("after"),
+            leads.c.erased_at.is_(None),
+            or_(*maybe),
+        )
         .order_by(leads.c.subject_id)
         .limit(bindparam("limit"))
     )
@@ -185,8 +195,7 @@ _VERSIONS = select(notice_versions.c.sha256, notice_versions.c.version).where(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _Candidate:
+class _Candidate(NamedTuple):
     row: Row[Any]
     since: datetime | None
     notice_sha256: str | None
@@ -216,7 +225,7 @@ def read_page(
         r.subject_id for r in rows if r.last_seq is not None and r.last_seq > snapshot.as_of_seq
     ]
     refolded = ledger.states_as_of(connection, snapshot.purpose, changed, snapshot.as_of_seq)
-    default = facts.mechanism == "opt-out"
+    default = facts.mechanism == "opt-out" and bool(facts.jurisdictions)
     candidates: list[_Candidate] = []
     for row in rows:
         if row.subject_id in refolded:
@@ -280,40 +289,36 @@ def _members(
     )
     hashes = sorted({c.notice_sha256 for c in candidates if c.notice_sha256})
     versions = dict(connection.execute(_VERSIONS, {"hashes": hashes}).all()) if hashes else {}
+    every_topic = facts.topics
     chosen_topics: list[tuple[_Candidate, list[str]]] = []
     for c in candidates:
-        wanted = named.get(c.grant_seq or 0)
-        chosen = sorted(set(facts.topics) & wanted) if wanted is not None else list(facts.topics)
+        wanted = named.get(c.grant_seq or 0) if named else None
+        chosen = sorted(set(every_topic) & wanted) if wanted is not None else list(every_topic)
         if snapshot.topic is None or snapshot.topic in chosen:
             chosen_topics.append((c, chosen))
     made = linker(session, [c.row.subject_id for c, _ in chosen_topics], [snapshot.purpose])
     members: list[Member] = []
     for c, chosen in chosen_topics:
-        links = made[c.row.subject_id]
-        list_unsubscribe = links.headers["List-Unsubscribe"]
+        row = c.row
+        links = made[row.subject_id]
+        headers = links.headers
         members.append(
             Member(
-                lead_id=c.row.subject_id,
-                email=c.row.email,
-                name=c.row.name,
-                locale=c.row.locale,
-                topics=chosen,
-                permitted_since=c.since,
-                notice_sha256=c.notice_sha256,
-                notice_version=versions.get(c.notice_sha256) if c.notice_sha256 else None,
-                preference_url=links.preference_url,
-                unsubscribe_url=_first_url(list_unsubscribe),
-                list_unsubscribe=list_unsubscribe,
-                list_unsubscribe_post=links.headers["List-Unsubscribe-Post"],
+                row.subject_id,
+                row.email,
+                row.name,
+                row.locale,
+                chosen,
+                c.since,
+                c.notice_sha256,
+                versions.get(c.notice_sha256) if c.notice_sha256 else None,
+                links.preference_url,
+                links.unsubscribe_url,
+                headers["List-Unsubscribe"],
+                headers["List-Unsubscribe-Post"],
             )
         )
     return members
-
-
-def _first_url(header: str) -> str:
-    """The first ``<https://...>`` of a List-Unsubscribe value (RFC 2369): the one-click URL."""
-    match = re.search(r"<(https?://[^>]+)>", header)
-    return match.group(1) if match else ""
 
 
 def walk(

@@ -89,14 +89,18 @@ def mail_headers(
         settings,
         tokens.issue(LinkPurpose.UNSUBSCRIBE, LinkClaim(subject_id, version, purposes)),
     )
-    targets = [f"<{one_click}>"]
+    return MailLinks(
+        headers=_unsubscribe_headers(one_click, mailto),
+        preference_url=manage,
+        unsubscribe_url=one_click,
+    )
+
+
+def _unsubscribe_headers(one_click: str, mailto: str | None = None) -> dict[str, str]:
+    targets = f"<{one_click}>"
     if mailto:
-        targets.append(f"<mailto:{mailto}?subject=unsubscribe>")
-    headers = {
-        "List-Unsubscribe": ", ".join(targets),
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-    }
-    return MailLinks(headers=headers, preference_url=manage, unsubscribe_url=one_click)
+        targets += f", <mailto:{mailto}?subject=unsubscribe>"
+    return {"List-Unsubscribe": targets, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
 def lead_linker(settings: Settings) -> LeadLinker:
@@ -104,30 +108,31 @@ def lead_linker(settings: Settings) -> LeadLinker:
 
     def links(session: Session, subject_id: str, purposes: Sequence[str]) -> LeadLinks:
         made = mail_headers(settings, subject_id, tuple(purposes), session)
-        return LeadLinks(headers=made.headers, preference_url=made.preference_url)
+        return LeadLinks(made.headers, made.preference_url, made.unsubscribe_url)
 
     return links
 
 
 def lead_linker_many(settings: Settings) -> LeadLinkerMany:
     """The :data:`zeroparty.mail.LeadLinkerMany` for bulk exports: one look-up of the
-    leads' link versions, the token services built once."""
+    leads' link versions, the token services built once; the same links and headers as
+    :func:`mail_headers` (an audience export makes two signed links per row)."""
     tokens = LinkTokens(settings)
 
     def links(
         session: Session, subject_ids: Sequence[str], purposes: Sequence[str]
     ) -> dict[str, LeadLinks]:
         versions = current_versions(session, subject_ids)
+        withdrawn = tuple(purposes)
         made: dict[str, LeadLinks] = {}
         for subject_id in subject_ids:
-            mail = mail_headers(
-                settings,
-                subject_id,
-                tuple(purposes),
-                link_version=versions.get(subject_id, 0),
-                tokens=tokens,
+            version = versions.get(subject_id, 0)
+            manage = tokens.issue(LinkPurpose.MANAGE, LinkClaim(subject_id, version))
+            claim = LinkClaim(subject_id, version, withdrawn)
+            one_click = unsubscribe_url(settings, tokens.issue(LinkPurpose.UNSUBSCRIBE, claim))
+            made[subject_id] = LeadLinks(
+                _unsubscribe_headers(one_click), preference_url(settings, manage), one_click
             )
-            made[subject_id] = LeadLinks(headers=mail.headers, preference_url=mail.preference_url)
         return made
 
     return links

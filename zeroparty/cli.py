@@ -6,9 +6,11 @@ Exit codes: 0 success, 1 a check failed (``ledger verify``), 2 bad usage or inpu
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from consent_ledger.proofs.checkpoints import CheckpointError
@@ -218,6 +220,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def _start_up_frozen() -> Iterator[None]:
+    """Keep what start-up made (modules, metadata, wiring) out of the garbage collector's
+    way while a command runs. A long command (an audience export of a million rows, a
+    ledger verify) otherwise re-scans all of it at every full collection: a third of an
+    export's time. Unfrozen afterwards, for callers that run many commands in one
+    process."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -227,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "signs_tokens", False):
             settings = resolve_secret_keys(settings)
         handler: Handler = args.handler
-        return handler(args, settings)
+        with _start_up_frozen():
+            return handler(args, settings)
     except SecretKeysRequired as exc:
         print(exc, file=sys.stderr)  # one line that says what to do
         return 2

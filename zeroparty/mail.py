@@ -154,6 +154,8 @@ class LeadLinks:
 
     headers: Mapping[str, str]
     preference_url: str
+    unsubscribe_url: str = ""
+    """The one-click unsubscribe URL the ``List-Unsubscribe`` header names."""
 
 
 LeadLinker = Callable[[Session, str, Sequence[str]], LeadLinks]
