@@ -168,16 +168,26 @@ def _walk(facts: PurposeFacts) -> Any:
             ),
         )
         .where(
+            # The page's leads, walked before (_PAGE_OF_LEADS): a closed range of at
+            # most ``limit`` ids. With a range open at one end, PostgreSQL's estimates
+            # led it to merge-join every profile and state row before (early in the
+            # walk) or after (late) the page: a scan per page. Bounds on the joined
+            # tables too made it probe them by range instead of by id.
             leads.c.subject_id > bindparam("after"),
-            # The same bound on the joined side: PostgreSQL does not carry it across the
-            # join, and would merge-join every profile before the page (a scan per page).
-            lead_profiles.c.subject_id > bindparam("after"),
+            leads.c.subject_id <= bindparam("last"),
             leads.c.erased_at.is_(None),
             or_(*maybe),
         )
         .order_by(leads.c.subject_id)
-        .limit(bindparam("limit"))
     )
+
+
+_PAGE_OF_LEADS = (
+    select(leads.c.subject_id)
+    .where(leads.c.subject_id > bindparam("after"), leads.c.erased_at.is_(None))
+    .order_by(leads.c.subject_id)
+    .limit(bindparam("limit"))
+)
 
 
 _GRANTS_UNTIL = (
@@ -211,14 +221,18 @@ def read_page(
     after: str,
     limit: int,
 ) -> AudiencePage:
-    """The members among the next ``limit`` candidate leads after ``after``."""
+    """The members among the next ``limit`` leads after ``after``: a page walks leads,
+    members or not, so its cost is bounded (and it may hold fewer members, even none)."""
     connection = session.connection()
+    walked = connection.execute(_PAGE_OF_LEADS, {"after": after, "limit": limit}).scalars().all()
+    if not walked:
+        return AudiencePage(snapshot, [], None)
     params = {
         "after": after,
+        "last": walked[-1],
         "seq": snapshot.as_of_seq,
         "as_of": snapshot.as_of,
         "purpose": snapshot.purpose,
-        "limit": limit,
     }
     rows = connection.execute(_walk(facts), params).all()
     changed = [
@@ -244,7 +258,7 @@ def read_page(
     if facts.topics:  # the last grant is read for the topic set it names
         candidates = _with_grants(connection, snapshot, candidates)
     members = _members(session, linker, facts, snapshot, candidates)
-    last = rows[-1].subject_id if len(rows) == limit else None
+    last = walked[-1] if len(walked) == limit else None
     return AudiencePage(snapshot, members, last)
 
 

@@ -71,7 +71,6 @@ _WITHDRAWN_LEADS = (
     .join(leads, leads.c.subject_id == _s.c.subject_id)
     .where(
         _s.c.subject_id > bindparam("after"),
-        leads.c.subject_id > bindparam("after"),  # PostgreSQL: no merge join from the start
         _s.c.status.in_(WITHDRAWALS),
         leads.c.erased_at.is_(None),
     )

@@ -1873,14 +1873,7 @@ def list_leads(connection: Connection, stage: str, limit: int, after: str) -> li
             & (cs.c.purpose_key == active.model.purpose)
             & cs.c.permitted,
         )
-        .where(
-            _leads.c.stage == stage,
-            _leads.c.subject_id > after,
-            # The bound on the joined sides too: PostgreSQL does not carry it across a
-            # join and would merge-join every row before the page.
-            _profiles.c.subject_id > after,
-            cs.c.subject_id > after,
-        )
+        .where(_leads.c.stage == stage, _leads.c.subject_id > after)
         .order_by(_leads.c.subject_id)
         .limit(limit)
     )

@@ -119,13 +119,7 @@ def pending(
             & (_cs.c.purpose_key == model.purpose)
             & _cs.c.permitted,
         )
-        .where(
-            or_(false(), *conditions),
-            ~acked,
-            _leads.c.subject_id > after,
-            _profiles.c.subject_id > after,  # PostgreSQL: no merge join from the start
-            _cs.c.subject_id > after,
-        )
+        .where(or_(false(), *conditions), ~acked, _leads.c.subject_id > after)
         .order_by(_leads.c.subject_id)
         .limit(limit)
     )

@@ -301,8 +301,8 @@ def test_a_page_costs_the_same_statements_however_many_members(
                 response = first.get("/api/audiences/newsletter", params={"limit": limit})
             assert len(response.json()["members"]) == int(limit)
             counts.append(len(sql))
-    # BEGIN, the key, the purpose, its topics, the head, the walk, the last grants,
-    # their topics, the notice versions, the link versions, COMMIT; the log line's
-    # BEGIN, INSERT, COMMIT. None per member.
+    # BEGIN, the key, the purpose, its topics, the head, the page's leads, the walk,
+    # the last grants, their topics, the notice versions, the link versions, COMMIT;
+    # the log line's BEGIN, INSERT, COMMIT. None per member.
     assert counts[0] == counts[1], counts
-    assert counts[0] <= 14, counts
+    assert counts[0] <= 15, counts
