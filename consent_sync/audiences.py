@@ -182,9 +182,9 @@ def _walk(facts: PurposeFacts) -> Any:
     )
 
 
-_PAGE_OF_LEADS = (
+_PAGE_OF_LEADS = (  # the primary key's index alone (erased leads are left out below)
     select(leads.c.subject_id)
-    .where(leads.c.subject_id > bindparam("after"), leads.c.erased_at.is_(None))
+    .where(leads.c.subject_id > bindparam("after"))
     .order_by(leads.c.subject_id)
     .limit(bindparam("limit"))
 )
