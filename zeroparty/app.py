@@ -8,6 +8,7 @@ builds one from the environment.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -201,6 +202,9 @@ def static_url(context: Mapping[str, Any], path: str) -> str:
 
 def templates_for(directory: Path) -> Jinja2Templates:
     templates = Jinja2Templates(directory=directory)
+    # Templates ship with the code and change only with a new start: no stat() of the
+    # file at every render to see whether it changed (three per page).
+    templates.env.auto_reload = False
     templates.env.globals["static_url"] = static_url
     templates.env.globals["site_brand"] = site_brand
     i18n.install(templates.env)
@@ -242,7 +246,12 @@ def create_app(
         await db.run(current_brand, db)
         for job in jobs:
             job.start()
+        # What start-up made (modules, routes, metadata, compiled templates) lives as
+        # long as the app: kept out of the garbage collector's full collections, which
+        # would otherwise walk all of it again while requests wait.
+        gc.freeze()
         yield
+        gc.unfreeze()
         for job in jobs:
             job.stop()
         if owns_database:
