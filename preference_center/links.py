@@ -89,18 +89,14 @@ def mail_headers(
         settings,
         tokens.issue(LinkPurpose.UNSUBSCRIBE, LinkClaim(subject_id, version, purposes)),
     )
-    return MailLinks(
-        headers=_unsubscribe_headers(one_click, mailto),
-        preference_url=manage,
-        unsubscribe_url=one_click,
-    )
-
-
-def _unsubscribe_headers(one_click: str, mailto: str | None = None) -> dict[str, str]:
-    targets = f"<{one_click}>"
+    targets = [f"<{one_click}>"]
     if mailto:
-        targets += f", <mailto:{mailto}?subject=unsubscribe>"
-    return {"List-Unsubscribe": targets, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+        targets.append(f"<mailto:{mailto}?subject=unsubscribe>")
+    headers = {
+        "List-Unsubscribe": ", ".join(targets),
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    return MailLinks(headers=headers, preference_url=manage, unsubscribe_url=one_click)
 
 
 def lead_linker(settings: Settings) -> LeadLinker:
@@ -115,8 +111,7 @@ def lead_linker(settings: Settings) -> LeadLinker:
 
 def lead_linker_many(settings: Settings) -> LeadLinkerMany:
     """The :data:`zeroparty.mail.LeadLinkerMany` for bulk exports: one look-up of the
-    leads' link versions, the token services built once; the same links and headers as
-    :func:`mail_headers` (an audience export makes two signed links per row)."""
+    leads' link versions, the token services built once."""
     tokens = LinkTokens(settings)
 
     def links(
@@ -126,13 +121,14 @@ def lead_linker_many(settings: Settings) -> LeadLinkerMany:
         withdrawn = tuple(purposes)
         made: dict[str, LeadLinks] = {}
         for subject_id in subject_ids:
-            version = versions.get(subject_id, 0)
-            manage = tokens.issue(LinkPurpose.MANAGE, LinkClaim(subject_id, version))
-            claim = LinkClaim(subject_id, version, withdrawn)
-            one_click = unsubscribe_url(settings, tokens.issue(LinkPurpose.UNSUBSCRIBE, claim))
-            made[subject_id] = LeadLinks(
-                _unsubscribe_headers(one_click), preference_url(settings, manage), one_click
+            mail = mail_headers(
+                settings,
+                subject_id,
+                withdrawn,
+                link_version=versions.get(subject_id, 0),
+                tokens=tokens,
             )
+            made[subject_id] = LeadLinks(mail.headers, mail.preference_url, mail.unsubscribe_url)
         return made
 
     return links
