@@ -85,7 +85,9 @@ def write_jsonl(rows: Iterator[dict[str, Any]], out: IO[bytes]) -> int:
 
 
 def write_csv(rows: Iterator[dict[str, Any]], out: IO[str]) -> int:
-    writer = csv.writer(out)
+    """RFC 4180: rows end in CRLF, and a field holding a comma, a quote, CR or LF is
+    quoted (``csv.writer`` quotes the characters of its line terminator)."""
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(EXPORT_FIELDS)
     count = 0
     for row in rows:

@@ -5,7 +5,6 @@ in the staff log."""
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, TextIO
@@ -17,6 +16,7 @@ from consent_sync import audiences
 from consent_sync.access import SyncRead
 from consent_sync.audience_views import member_json
 from consent_sync.audiences import Member
+from consent_sync.csv_lines import LineFeedCsvWriter
 from zeroparty.cli_support import opened_ledger
 from zeroparty.errors import ServiceUnavailable
 from zeroparty.settings import Settings
@@ -63,11 +63,11 @@ def csv_row(member: Member) -> list[str]:
 def write_csv(members: Iterable[Member], out: TextIO) -> int:
     """One header row, then a row per member; how many.
 
-    Exactly what ``csv.writer(out, lineterminator="\\n")`` writes. A row none of whose
-    fields holds a comma, quote or line break (nearly all: URLs, ids, hashes) is joined
-    directly, a third of the writer's time for rows of long URLs; any other row goes
-    through the writer, which quotes it."""
-    writer = csv.writer(out, lineterminator="\n")
+    Rows end in ``\\n``; a field holding a comma, a quote or a line break (``\\r`` or
+    ``\\n``, RFC 4180) is quoted (:class:`LineFeedCsvWriter`). A row none of whose
+    fields holds one (nearly all: URLs, ids, hashes) is joined directly, a third of the
+    writer's time for rows of long URLs; any other row goes through the writer."""
+    writer = LineFeedCsvWriter(out)
     writer.writerow(CSV_COLUMNS)
     commas = len(CSV_COLUMNS) - 1
     write = out.write

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from typing import TYPE_CHECKING
 
 from consent_sync import suppression
 from consent_sync.access import SyncRead
+from consent_sync.csv_lines import LineFeedCsvWriter
 from consent_sync.suppression_views import entry_json
 from zeroparty.cli_support import opened_database
 from zeroparty.settings import Settings
@@ -28,7 +28,7 @@ def cmd_suppression_export(args: argparse.Namespace, settings: Settings) -> int:
             staff_log_writer()(
                 session, None, SyncRead.SUPPRESSION.value, f"command line: suppression list{of}"
             )
-        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer = LineFeedCsvWriter(sys.stdout)
         writer.writerow(["email_sha256", "reason", "purposes", "since"])
         written = 0
         with database.read() as session:

@@ -100,6 +100,70 @@ def test_unknown_purpose_or_topic_exits_2(
     assert staff_log(database) == []
 
 
+NAMES = [
+    "Ann\rSmith",
+    "Ann\r\nSmith",
+    "Ann\nSmith",
+    'Ann "Annie" Smith',
+    "Smith, Ann",
+    "Ann\r",
+    "\rAnn",
+    '"\r\n,"',
+]
+
+
+def split_records(data: str) -> list[str]:
+    """The records of RFC 4180 text ending in ``\\n``: split at each ``\\n`` outside
+    quotes (a reader independent of :mod:`csv`); no bare ``\\r`` may be left outside."""
+    records, quoted, start = [], False, 0
+    for at, char in enumerate(data):
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char == "\r":
+            raise AssertionError(f"a bare carriage return at {at}: {data[start : at + 1]!r}")
+        elif not quoted and char == "\n":
+            records.append(data[start:at])
+            start = at + 1
+    assert not quoted, "the text ends inside a quoted field"
+    assert start == len(data), "the last row has no line end"
+    return records
+
+
+def read_back(data: str) -> list[list[str]]:
+    """The rows as a reader on the other side gets them."""
+    return list(csv.reader(io.StringIO(data, newline="")))
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_names_with_line_breaks_quotes_and_commas_come_back_intact(
+    database: Database, ledger: ConsentLedger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for n, name in enumerate(NAMES):
+        grant(ledger, database, f"lead{n}@example.com", name=name)
+    grant(ledger, database, "plain@example.com", name="Plain Lead")
+    code, out, err = _run(capsys, "audience", "export", "newsletter")
+    assert code == 0, err
+    assert len(split_records(out)) == 1 + len(NAMES) + 1
+    header, *rows = read_back(out)
+    assert header == CSV_COLUMNS
+    assert all(len(row) == len(CSV_COLUMNS) for row in rows)
+    by_email = {row[0]: row for row in rows}
+    for n, name in enumerate(NAMES):
+        assert by_email[f"lead{n}@example.com"][1] == name
+    assert by_email["plain@example.com"][1] == "Plain Lead"
+
+
+def _reference_line(fields: list[str]) -> str:
+    """RFC 4180 by hand: a field holding a comma, quote, CR or LF is quoted, its quotes
+    doubled; rows end in ``\\n``."""
+    return (
+        ",".join(
+            '"' + f.replace('"', '""') + '"' if any(c in f for c in ',"\r\n') else f for f in fields
+        )
+        + "\n"
+    )
+
+
 _fields = st.text(alphabet=st.sampled_from('ab,"\n\r\x00 é;\t'), max_size=12)
 
 
@@ -107,17 +171,24 @@ _fields = st.text(alphabet=st.sampled_from('ab,"\n\r\x00 é;\t'), max_size=12)
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(rows=st.lists(st.lists(_fields, min_size=len(CSV_COLUMNS), max_size=len(CSV_COLUMNS))))
-def test_the_csv_is_what_the_csv_module_writes(
+def test_every_field_with_a_line_break_is_quoted_and_reads_back(
     rows: list[list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Rows joined directly and rows the writer quotes: byte for byte ``csv.writer``."""
+    """Rows joined directly and rows the writer quotes: RFC 4180 with ``\\n`` line ends
+    (every field holding ``\\r`` or ``\\n`` quoted), read back intact by ``csv.reader``
+    and by a split outside quotes; a row without ``\\r`` is byte for byte what
+    ``csv.writer(out, lineterminator="\\n")`` writes, as before."""
     members = [object() for _ in rows]
     by_member = dict(zip(map(id, members), rows, strict=True))
     monkeypatch.setattr(audience_commands, "csv_row", lambda member: by_member[id(member)])
     ours = io.StringIO()
     assert audience_commands.write_csv(members, ours) == len(rows)  # type: ignore[arg-type]
-    theirs = io.StringIO()
-    writer = csv.writer(theirs, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    writer.writerows(rows)
-    assert ours.getvalue() == theirs.getvalue()
+    data = ours.getvalue()
+    assert data == "".join(map(_reference_line, [CSV_COLUMNS, *rows]))
+    assert read_back(data) == [CSV_COLUMNS, *rows]
+    assert len(split_records(data)) == 1 + len(rows)
+    for fields in rows:
+        if not any("\r" in field for field in fields):
+            before = io.StringIO()
+            csv.writer(before, lineterminator="\n").writerow(fields)
+            assert _reference_line(fields) == before.getvalue()

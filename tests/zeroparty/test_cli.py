@@ -299,6 +299,39 @@ def test_ledger_export_unknown_email_exits_2(
     assert err.startswith(("no lead with email", "error: email:"))
 
 
+LINE_BREAKS = ["crm\rimport", "crm\r\nimport", "crm\nimport", 'crm "A", import', "crm\r"]
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_ledger_export_csv_quotes_line_breaks(
+    database: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A value holding CR, LF, a quote or a comma comes back intact to a CSV reader."""
+    for n, source_ref in enumerate(LINE_BREAKS):
+        with database.write() as session:
+            record_consent(
+                session,
+                ConsentRecord(
+                    email=f"lead{n}@example.com",
+                    purpose="profiling",
+                    action=ConsentAction.GRANTED,
+                    source=ConsentSource.API,
+                    method=ConsentMethod.ELECTRONIC,
+                    notice_sha256=notice_hash(database, "profiling"),
+                    source_ref=source_ref,
+                    evidence={"note": source_ref},
+                ),
+            )
+    code, out, _err = export(capsys, "--format", "csv")
+    assert code == 0
+    header, *rows = list(csv.reader(io.StringIO(out, newline="")))
+    assert tuple(header) == EXPORT_FIELDS
+    assert all(len(row) == len(EXPORT_FIELDS) for row in rows)
+    exported = [dict(zip(header, row, strict=True)) for row in rows]
+    assert [row["source_ref"] for row in exported] == LINE_BREAKS
+    assert [orjson.loads(row["evidence"])["note"] for row in exported] == LINE_BREAKS
+
+
 @pytest.mark.parametrize("prefix", ["=", "+", "-", "@"])
 @pytest.mark.usefixtures("cli_env")
 def test_ledger_export_csv_defuses_formulas(
