@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +35,7 @@ from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
 from consent_ledger.models import NoticeVersion
 from consent_ledger.services import ConsentRecord, record_consent
 from consent_ledger.subjects import ensure_subject
-from zeroparty.db import Database
+from zeroparty.db import Database, make_engine
 
 WARMUP_TRANSACTIONS = 30
 START_TIMEOUT_S = 120.0
@@ -84,6 +85,26 @@ class WriterSpec:
     writers: int
     entries_per_transaction: int
     duration_s: float
+    threads: int = 1  # writer threads in this process, sharing one Database
+    group_commit: bool = True  # zeroparty's group commit (PostgreSQL), or each thread alone
+
+    def thread(self, t: int) -> WriterSpec:
+        """The spec of this process's thread ``t``: its own leads and bare rows."""
+        return replace(
+            self, index=self.index * self.threads + t, writers=self.writers * self.threads
+        )
+
+
+_DATABASES: dict[tuple[str, bool], Database] = {}
+
+
+def _database(spec: WriterSpec) -> Database:
+    """One Database per process (and group-commit setting): its threads share it, as a
+    server's requests do."""
+    key = (spec.url, spec.group_commit)
+    if key not in _DATABASES:
+        _DATABASES[key] = Database(make_engine(spec.url), group_commit=spec.group_commit)
+    return _DATABASES[key]
 
 
 def _bare_transaction(spec: WriterSpec) -> Callable[[int], None]:
@@ -137,7 +158,7 @@ def _email(spec: WriterSpec, n: int) -> str:
 
 
 def _record_consent_transaction(spec: WriterSpec) -> Callable[[int], None]:
-    database = Database.from_url(spec.url)
+    database = _database(spec)
     notice = _notices(database)["profiling"]
 
     def run(n: int) -> None:
@@ -160,7 +181,7 @@ def _record_consent_transaction(spec: WriterSpec) -> Callable[[int], None]:
 
 
 def _append_many_transaction(spec: WriterSpec) -> Callable[[int], None]:
-    database = Database.from_url(spec.url)
+    database = _database(spec)
     notices = _notices(database)
     purposes = [FORM_PURPOSES[k % len(FORM_PURPOSES)] for k in range(spec.entries_per_transaction)]
 
@@ -197,7 +218,7 @@ def _known_lead_transaction(spec: WriterSpec) -> Callable[[int], None]:
     """``record_consent`` for a lead already known, on ``Database.write_connection()``:
     what a preference change, an unsubscribe or an API call about an existing lead
     costs. Each lead alternates grant and withdrawal of ``profiling``."""
-    database = Database.from_url(spec.url)
+    database = _database(spec)
     notice = _notices(database)["profiling"]
     emails = [f"known-{spec.index}-{os.getpid()}-{k}@bench.example" for k in range(KNOWN_LEADS)]
     with database.write_connection() as connection:
@@ -236,25 +257,35 @@ def writer(spec: WriterSpec, ready: Any, go: Any, results: Any) -> None:
     ``cpu_s`` is this process's CPU time during the measured window: unlike the rate, it
     hardly moves when other work shares the machine.
     """
-    transaction = TRANSACTIONS[spec.kind](spec)
-    n = 0
-    for _ in range(WARMUP_TRANSACTIONS):
-        transaction(n)
-        n += 1
+    transactions = [TRANSACTIONS[spec.kind](spec.thread(t)) for t in range(spec.threads)]
+    for transaction in transactions:
+        for n in range(WARMUP_TRANSACTIONS):
+            transaction(n)
     ready.put(spec.index)
     if not go.wait(START_TIMEOUT_S):
         results.put((spec.index, 0, 0.0, [], 0.0))
         return
-    latencies: list[float] = []
+    latencies: list[list[float]] = [[] for _ in transactions]
     cpu_start = time.process_time()
     start = time.perf_counter()
     deadline = start + spec.duration_s
-    now = start
-    while now < deadline:
-        transaction(n)
-        n += 1
-        after = time.perf_counter()
-        latencies.append(after - now)
-        now = after
+    ends = [start] * len(transactions)
+
+    def loop(t: int) -> None:
+        n, now = WARMUP_TRANSACTIONS, time.perf_counter()
+        while now < deadline:
+            transactions[t](n)
+            n += 1
+            after = time.perf_counter()
+            latencies[t].append(after - now)
+            now = after
+        ends[t] = now
+
+    threads = [threading.Thread(target=loop, args=(t,)) for t in range(len(transactions))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     cpu = time.process_time() - cpu_start
-    results.put((spec.index, len(latencies), now - start, latencies, cpu))
+    every = [value for values in latencies for value in values]
+    results.put((spec.index, len(every), max(ends) - start, every, cpu))

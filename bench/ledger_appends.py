@@ -45,6 +45,8 @@ from bench.report import (
 
 TARGET = 0.60
 WRITER_COUNTS = (1, 4)
+THREADS = 4
+THREAD_TARGET = 1.5
 FORM_BOXES = 3
 JOIN_GRACE_S = 90.0
 
@@ -108,8 +110,18 @@ def _sample_waits(url: str, go: Any, stop: threading.Event, counts: Counter[str]
             time.sleep(WAIT_SAMPLE_S)
 
 
-def measure(kind: str, url: str, writers: int, per_transaction: int, duration_s: float) -> Cell:
-    """Run ``writers`` processes of ``kind`` against ``url`` for ``duration_s``."""
+def measure(
+    kind: str,
+    url: str,
+    writers: int,
+    per_transaction: int,
+    duration_s: float,
+    *,
+    threads: int = 1,
+    group_commit: bool = True,
+) -> Cell:
+    """Run ``writers`` processes of ``kind`` (each with ``threads`` writer threads)
+    against ``url`` for ``duration_s``."""
     context = multiprocessing.get_context("spawn")
     ready, results = context.Queue(), context.Queue()
     go = context.Event()
@@ -117,7 +129,9 @@ def measure(kind: str, url: str, writers: int, per_transaction: int, duration_s:
         context.Process(
             target=writer,
             args=(
-                WriterSpec(kind, url, i, writers, per_transaction, duration_s),
+                WriterSpec(
+                    kind, url, i, writers, per_transaction, duration_s, threads, group_commit
+                ),
                 ready,
                 go,
                 results,
@@ -228,6 +242,41 @@ def run_backend(backend: str, fresh: Callable[[], str], duration_s: float) -> li
                 )
             )
             print(f"  {rows[-1].label}: {rows[-1].zeroparty} vs {rows[-1].bare}", flush=True)
+        if backend == "PostgreSQL" and kind != "append_many":
+            rows += _thread_rows(backend, label, kind, fresh, duration_s)
+    return rows
+
+
+def _thread_rows(
+    backend: str, label: str, kind: str, fresh: Callable[[], str], duration_s: float
+) -> list[Row]:
+    """PostgreSQL: one process, 1 and THREADS writer threads on one Database (as a server
+    worker's requests), with the group commit and without; the bare side's threads each
+    insert alone. The target is THREAD_TARGET times the 1-thread rate."""
+    rows: list[Row] = []
+    single = measure(kind, _settled(fresh()), 1, 1, duration_s)
+    for group_commit in (True, False):
+        bare_url = _settled(_with_bare_table(fresh()))
+        bare = measure("bare", bare_url, 1, 1, duration_s, threads=THREADS)
+        ours = measure(
+            kind, _settled(fresh()), 1, 1, duration_s, threads=THREADS, group_commit=group_commit
+        )
+        scaling = ours.entries_per_s / single.entries_per_s if single.entries_per_s else 0.0
+        how = "group commit" if group_commit else "group commit off"
+        rows.append(
+            Row(
+                label=(f"{backend}: {label}, {THREADS} threads of one process ({how}), entries/s"),
+                zeroparty=(
+                    f"{_cell_text(ours)}; {scaling:.2f}x the 1-thread rate "
+                    f"({per_second(single.entries_per_s)})"
+                ),
+                bare=_cell_text(bare),
+                ratio=ratio_text(ours.entries_per_s, bare.entries_per_s),
+                target=f">= {THREAD_TARGET:g}x the 1-thread rate",
+                met=scaling >= THREAD_TARGET,
+            )
+        )
+        print(f"  {rows[-1].label}: {rows[-1].zeroparty} vs {rows[-1].bare}", flush=True)
     return rows
 
 

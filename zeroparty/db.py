@@ -23,6 +23,8 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
+from zeroparty.group_commit import GroupCommit
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -144,7 +146,7 @@ class Database:
     any exception, so a failed request never leaves half its rows behind.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, group_commit: bool = True) -> None:
         self.engine = engine
         # SQLite has one writer at a time. Threads of this process queue here rather
         # than in SQLite's busy handler, which sleeps up to 100 ms between tries (the
@@ -155,6 +157,16 @@ class Database:
         )
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
         self._write_sessions = sessionmaker(bind=self._writer, expire_on_commit=False)
+        # PostgreSQL: concurrent write_connection() transactions of this process's
+        # threads share one commit and one ledger head lock (zeroparty.group_commit).
+        # Not for a write opened inside another write of the same thread: it would
+        # wait for its own group.
+        self._group: GroupCommit | None = (
+            GroupCommit(self._writer)
+            if group_commit and engine.dialect.name == "postgresql"
+            else None
+        )
+        self._writing = threading.local()
         self._read_sessions = sessionmaker(bind=engine, expire_on_commit=False)
         self._wal_autocheckpoint: int | None = None
         self._wal_listening = False
@@ -175,16 +187,43 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        with self._write_lock, self._write_sessions() as session, session.begin():
+        with (
+            self._write_lock,
+            self._marked_writing(),
+            self._write_sessions() as session,
+            session.begin(),
+        ):
             yield session
 
     @contextmanager
     def write_connection(self) -> Iterator[Connection]:
         """Like :meth:`write`, on a plain connection: for write paths made of Core
         statements only (the ledger's appends), which would otherwise pay for an ORM
-        session they never use. Commits on success, rolls back on any exception."""
-        with self._write_lock, self._writer.connect() as connection, connection.begin():
+        session they never use. Commits on success, rolls back on any exception.
+
+        On PostgreSQL the transaction may be shared with other threads' bodies (group
+        commit, :mod:`zeroparty.group_commit`): each body's work still stands or falls
+        alone, and the block returns only once it is committed."""
+        if self._group is not None and not getattr(self._writing, "active", False):
+            with self._marked_writing(), self._group.transaction() as connection:
+                yield connection
+            return
+        with (
+            self._write_lock,
+            self._marked_writing(),
+            self._writer.connect() as connection,
+            connection.begin(),
+        ):
             yield connection
+
+    @contextmanager
+    def _marked_writing(self) -> Iterator[None]:
+        outer = getattr(self._writing, "active", False)
+        self._writing.active = True
+        try:
+            yield
+        finally:
+            self._writing.active = outer
 
     @contextmanager
     def read(self) -> Iterator[Session]:
