@@ -24,6 +24,7 @@ from capture.definitions import CHOICE_TYPES, Definition, FieldSpec, FieldType
 from capture.errors import UnknownField
 from consent_ledger.api import InvalidEmail, normalise_email
 from zeroparty.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from zeroparty.free_text import has_control_characters, normalise_newlines
 from zeroparty.i18n import N_
 
 MAX_BODY_BYTES = 64 * 1024
@@ -192,9 +193,14 @@ def _from_json(body: bytes) -> RawSubmission:
 
 def _check_field(spec: FieldSpec, values: list[str]) -> tuple[tuple[str, ...], str | None]:
     """The field's clean values and, if unfit, why (said to the visitor)."""
+    multiline = spec.type is FieldType.TEXTAREA
+    if multiline:
+        values = [normalise_newlines(v) for v in values]
     cleaned = tuple(v.strip() for v in values if v.strip())
-    if any("\x00" in v for v in cleaned):
-        return (), "contains characters that are not allowed"
+    if any(has_control_characters(v, multiline=multiline) for v in cleaned):
+        if multiline:
+            return (), N_("Remove the invisible control characters (line breaks may stay)")
+        return (), N_("Remove the line breaks and invisible control characters")
     if not cleaned:
         if spec.required:
             if spec.type is FieldType.EMAIL:

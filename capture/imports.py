@@ -84,6 +84,7 @@ from consent_ledger.schemas import API_METHODS, SHA256_RE
 from consent_ledger.site import JURISDICTION_RE, LOCALE_RE
 from zeroparty import lead_signals
 from zeroparty.db import utcnow
+from zeroparty.free_text import has_control_characters
 
 PROFILE_COLUMNS = ("name", "country", "locale")
 ATTRIBUTE_COLUMNS = ("company", "job_title")
@@ -96,6 +97,8 @@ EVIDENCE_COLUMNS = (
     "method",
 )
 EXTRA_EVIDENCE_COLUMNS = ("ip", "user_agent", "evidence_ref")
+# Free text kept or passed on as given: one line, as a form's text inputs send it.
+TEXT_COLUMNS = ("name", *ATTRIBUTE_COLUMNS, "consent_source", "user_agent", "evidence_ref")
 KNOWN_COLUMNS = frozenset(
     ("email", *PROFILE_COLUMNS, *ATTRIBUTE_COLUMNS, *EVIDENCE_COLUMNS, *EXTRA_EVIDENCE_COLUMNS)
 )
@@ -366,6 +369,9 @@ def validate_row(
     locale = values.get("locale") or None
     if locale is not None and not LOCALE_RE.match(locale):
         problem("locale", "must be a locale such as en or de")
+    for column in TEXT_COLUMNS:
+        if has_control_characters(values.get(column, "")):
+            problem(column, "must be one line of text without control characters")
     grant = _grant(row, catalog, now, problem)
     if problems or email is None:
         return problems

@@ -73,7 +73,11 @@ SCHEMAS: dict[str, Any] = {
                 "description": "required for granted: SHA-256 hex of the exact notice text shown",
             },
             "occurred_at": {"type": "string", "format": "date-time"},
-            "source": {"type": "string", "maxLength": 200, "description": "where it was gathered"},
+            "source": {
+                "type": "string",
+                "maxLength": 200,
+                "description": "where it was gathered (one line, no control characters)",
+            },
             "method": {
                 "type": "string",
                 "enum": [
@@ -96,7 +100,11 @@ SCHEMAS: dict[str, Any] = {
             },
             "jurisdiction": {"type": "string", "pattern": "^[A-Z]{2}(-[A-Z0-9]{1,3})?$"},
             "locale": {"type": "string"},
-            "name": {"type": "string", "maxLength": 200},
+            "name": {
+                "type": "string",
+                "maxLength": 200,
+                "description": "one line, no control characters (a tab may stay)",
+            },
         },
     },
     "Notice": {

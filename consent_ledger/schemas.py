@@ -14,6 +14,7 @@ from consent_ledger.services import ConsentRecord
 from consent_ledger.site import JURISDICTION_RE, LOCALE_RE
 from consent_ledger.subjects import InvalidEmail, normalise_email
 from zeroparty.errors import InvalidInput
+from zeroparty.free_text import has_control_characters
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 API_ACTIONS = {
@@ -60,6 +61,9 @@ def _string(body: Mapping[str, Any], key: str, errors: dict[str, str], *,
         return None
     if len(value) > limit:
         errors[key] = f"at most {limit} characters"
+        return None
+    if has_control_characters(value.strip()):
+        errors[key] = "must be one line of text without control characters"
         return None
     return value.strip()
 

@@ -13,7 +13,9 @@ from starlette.testclient import TestClient
 
 from capture.tokens import CaptureTokens
 from tests.capture.conftest import find_all, one
+from tests.capture.test_views_form import answers
 from tests.conftest import TEST_SECRET
+from zeroparty.db import Database
 
 GOOD = {"email": "ann@example.com", "message": "Hello", "consent": "profiling"}
 
@@ -63,6 +65,26 @@ CASES = [
          lambda r: {**GOOD, "company": ["A", "B"], "_rt": r("contact")}),
     Case("nul-character", 422, "invalid_input", "name",
          lambda r: {**GOOD, "name": "A\x00B", "_rt": r("contact")}),
+    # One line of text: no line break, no other control character (C0, DEL, C1).
+    Case("carriage-return-in-name", 422, "invalid_input", "name",
+         lambda r: {**GOOD, "name": "Ann\rSmith", "_rt": r("contact")}),
+    Case("line-feed-in-name", 422, "invalid_input", "name",
+         lambda r: {**GOOD, "name": "Ann\nSmith", "_rt": r("contact")}),
+    Case("crlf-in-company", 422, "invalid_input", "company",
+         lambda r: {**GOOD, "company": "ACME\r\nBcc: x@example.com", "_rt": r("contact")}),
+    Case("escape-in-name", 422, "invalid_input", "name",
+         lambda r: {**GOOD, "name": "Ann\x1b[2JSmith", "_rt": r("contact")}),
+    Case("delete-in-name", 422, "invalid_input", "name",
+         lambda r: {**GOOD, "name": "Ann\x7fSmith", "_rt": r("contact")}),
+    Case("next-line-in-name", 422, "invalid_input", "name",
+         lambda r: {**GOOD, "name": "Ann\x85Smith", "_rt": r("contact")}),
+    Case("control-character-in-email", 422, "invalid_input", "email",
+         lambda r: {**GOOD, "email": "ann\x0b@example.com", "_rt": r("contact")}),
+    # Several lines: line breaks and tabs may stay, other control characters may not.
+    Case("bell-in-message", 422, "invalid_input", "message",
+         lambda r: {**GOOD, "message": "Hello\nthere\x07", "_rt": r("contact")}),
+    Case("form-feed-in-message", 422, "invalid_input", "message",
+         lambda r: {**GOOD, "message": "Page 1\x0cPage 2", "_rt": r("contact")}),
     Case("consent-not-offered", 422, "unknown_field", "consent",
          lambda r: {**GOOD, "consent": "sale_sharing", "_rt": r("contact")}),
     Case("unknown-purpose", 422, "unknown_field", "consent",
@@ -207,3 +229,39 @@ def test_too_fast_keeps_the_first_render_time(
     again = tokens.read_render(one(response.text, "input", name="_rt")["value"])
     assert again.rendered_at == tokens.read_render(first).rendered_at
     assert again.submission_id == tokens.read_render(first).submission_id
+
+
+def test_a_message_keeps_its_lines_and_tabs_with_line_breaks_as_lf(
+    app_client: TestClient, render: Callable[..., str], database: Database
+) -> None:
+    """A textarea's line breaks arrive as CRLF from a browser: kept as LF (WHATWG
+    "normalize newlines", a lone CR too); a tab may stay in a name or a message."""
+    response = app_client.post(
+        "/f/contact",
+        data={
+            **GOOD,
+            "name": "Ann\tSmith",
+            "message": "Dear team,\r\nline two\rline three\n\tindented",
+            "_rt": render("contact"),
+        },
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text[:500]
+    kept = answers(database)
+    assert kept["name"] == ["Ann\tSmith"]
+    assert kept["message"] == ["Dear team,\nline two\nline three\n\tindented"]
+
+
+def test_the_error_says_what_to_remove(app_client: TestClient, render: Callable[..., str]) -> None:
+    response = app_client.post(
+        "/f/contact",
+        json={
+            "fields": {"email": "ann@example.com", "message": "Hi", "name": "Ann\rSmith"},
+            "render_token": render("contact"),
+        },
+        headers={"accept": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"] == {
+        "name": "Remove the line breaks and invisible control characters"
+    }

@@ -279,6 +279,16 @@ BAD_ROWS: list[tuple[str, Builder, int, str]] = [
     ),
     ("unknown method", _rows("a@example.com,,,,,profiling,fair,{at},{p},telepathic"), 3, "method"),
     ("bad country", _rows("a@example.com,,,,Germany,,,,,"), 3, "country"),
+    # Free text is one line, as a form's text inputs send it: no control character.
+    ("carriage return in name", _rows('a@example.com,"Ann\rSmith",,,,,,,,'), 3, "name"),
+    ("line feed in job title", _rows('a@example.com,,,"Head\nof Data",,,,,,'), 3, "job_title"),
+    ("escape in company", _rows("a@example.com,,ACME\x1b[2J,,,,,,,"), 3, "company"),
+    (
+        "control character in consent source",
+        _rows("a@example.com,,,,,profiling,fa\x07ir,{at},{p},"),
+        3,
+        "consent_source",
+    ),
     (
         "duplicate email, conflicting name",
         _rows("a@example.com,Ann,,,,,,,,", "x@example.com,,,,,,,,,", "A@example.com,Anne,,,,,,,,"),
@@ -413,7 +423,7 @@ def test_duplicate_check_fills_repeats_and_conflicts() -> None:
 def test_lines_count_physical_lines_across_quoted_newlines(database: Database) -> None:
     text = 'email,name\na@example.com,"two\nlines"\nnope,x\n'
     report = run(database, text)
-    assert [(p.line, p.column) for p in report.problems] == [(4, "email")]
+    assert [(p.line, p.column) for p in report.problems] == [(2, "name"), (4, "email")]
 
 
 # --- idempotence and the ledger -------------------------------------------------------------

@@ -431,6 +431,16 @@ BAD_BODIES: list[tuple[str, Callable[[Body], Body], int, str]] = [
     ("bad-locale", _mutate(locale="English"), 422, "locale"),
     ("bad-locale-underscore", _mutate(locale="en_US"), 422, "locale"),
     ("name-not-a-string", _mutate(name=["Ann"]), 422, "name"),
+    # Single-line text: no line break, no other control character (C0, DEL, C1).
+    ("name-carriage-return", _mutate(name="Ann\rSmith"), 422, "name"),
+    ("name-line-feed", _mutate(name="Ann\nSmith"), 422, "name"),
+    ("name-crlf", _mutate(name="Ann\r\nBcc: x@example.com"), 422, "name"),
+    ("name-nul", _mutate(name="Ann\x00"), 422, "name"),
+    ("name-escape", _mutate(name="Ann\x1b[2J"), 422, "name"),
+    ("name-delete", _mutate(name="Ann\x7fSmith"), 422, "name"),
+    ("name-next-line", _mutate(name="Ann\x85Smith"), 422, "name"),
+    ("source-line-feed", _mutate(source="signup\npage"), 422, "source"),
+    ("purpose-carriage-return", _mutate(purpose="profiling\rx"), 422, "purpose"),
 ]
 
 
@@ -451,6 +461,15 @@ def test_post_bad_body_changes_nothing(
     assert error["code"] in {"invalid_input", "not_found"}
     assert row_counts(database) == before
     assert consent(api, "ann@example.com", "profiling")["permitted"] is False
+
+
+def test_post_keeps_a_name_with_a_tab_and_trims_its_ends(
+    api: TestClient, database: Database
+) -> None:
+    post(api, grant_body(database, "ann@example.com", "profiling", name=" Ann\tSmith\r\n"))
+    with database.read() as session:
+        names = session.execute(select(SubjectProfile.name)).scalars().all()
+    assert names == ["Ann\tSmith"]
 
 
 def test_post_bad_body_for_known_lead_changes_nothing(api: TestClient, database: Database) -> None:
