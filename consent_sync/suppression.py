@@ -9,7 +9,9 @@ lead is listed for good, by the digest kept at its erasure (:mod:`consent_sync.e
 leads erased before that digest was kept cannot be listed: nothing of them is left).
 
 Pages walk leads in id order (the primary key of each source), so the list is read in
-constant memory however long it is.
+constant memory however long it is. Each source is walked on its own table alone and the
+rest is read for exactly the ids walked, so a page costs the same at every position; a
+page may hold fewer entries than ``limit``, even none, with ``next_after`` moving on.
 """
 
 from __future__ import annotations
@@ -66,14 +68,14 @@ def parse_query(params: Any) -> tuple[str, int]:
 _erased = cast(Table, ErasedAddress.__table__)
 _s = consent_states
 
+# The page's leads from consent_state alone, in its primary key's order. Joined to the
+# leads here (to leave erased ones out), PostgreSQL did not carry the bound across the
+# join and merge-joined every lead before the page (at 1M leads: 8 ms at the start, 730
+# ms three quarters in). Erased leads are left out by _WITHDRAWALS_OF, which reads only
+# the ids walked.
 _WITHDRAWN_LEADS = (
     select(_s.c.subject_id)
-    .join(leads, leads.c.subject_id == _s.c.subject_id)
-    .where(
-        _s.c.subject_id > bindparam("after"),
-        _s.c.status.in_(WITHDRAWALS),
-        leads.c.erased_at.is_(None),
-    )
+    .where(_s.c.subject_id > bindparam("after"), _s.c.status.in_(WITHDRAWALS))
     .group_by(_s.c.subject_id)
     .order_by(_s.c.subject_id)
     .limit(bindparam("limit"))
@@ -88,9 +90,11 @@ def _withdrawn_leads(purpose: str | None) -> Any:
 _WITHDRAWALS_OF = (
     select(_s.c.subject_id, _s.c.purpose_key, _s.c.since, lead_profiles.c.email)
     .join(lead_profiles, lead_profiles.c.subject_id == _s.c.subject_id)
+    .join(leads, leads.c.subject_id == _s.c.subject_id)
     .where(
         _s.c.subject_id.in_(bindparam("sids", expanding=True)),
         _s.c.status.in_(WITHDRAWALS),
+        leads.c.erased_at.is_(None),
     )
     .order_by(_s.c.subject_id, _s.c.purpose_key)
 )
@@ -112,7 +116,10 @@ def check_purpose(connection: Connection, purpose: str | None) -> None:
 def read_page(
     connection: Connection, purpose: str | None, after: str, limit: int
 ) -> SuppressionPage:
-    """The next ``limit`` suppressed addresses after lead ``after``, in lead id order."""
+    """At most ``limit`` suppressed addresses after lead ``after``, in lead id order,
+    and the ``after`` of the next page (``None``: none left). Each source (withdrawals,
+    erasures) walks at most ``limit`` leads; the page holds every entry up to where both
+    have walked, so it may hold fewer than ``limit``, even none, before the list ends."""
     params = {"after": after, "limit": limit}
     ids = list(connection.execute(_withdrawn_leads(purpose), params).scalars())
     withdrawn: dict[str, Suppressed] = {}
@@ -132,9 +139,17 @@ def read_page(
         Suppressed(r.subject_id, r.email_sha256, "erased", [], r.erased_at)
         for r in connection.execute(_ERASED, params)
     ]
-    merged = sorted([*withdrawn.values(), *erased], key=lambda s: s.lead_id)[:limit]
-    more = len(ids) == limit or len(erased) == limit
-    return SuppressionPage(merged, merged[-1].lead_id if more and merged else None)
+    # A source that filled its page is known up to its last lead; one that did not, to
+    # the end. Entries beyond the nearer of those wait for the next page.
+    walked = [page[-1] for page in (ids, [e.lead_id for e in erased]) if len(page) == limit]
+    known = min(walked) if walked else None
+    merged = sorted(
+        (e for e in [*withdrawn.values(), *erased] if known is None or e.lead_id <= known),
+        key=lambda s: s.lead_id,
+    )
+    if len(merged) > limit:
+        return SuppressionPage(merged[:limit], merged[limit - 1].lead_id)
+    return SuppressionPage(merged, known)
 
 
 def walk(connection: Connection, purpose: str | None) -> Iterator[Suppressed]:

@@ -74,6 +74,42 @@ def test_one_purpose(api: TestClient, database: Database, ledger: ConsentLedger)
     assert listed == {sha("bo@example.com"), sha("fay@example.com")}  # erased: always
 
 
+def _pages(api: TestClient, limit: str) -> list[dict[str, object]]:
+    pages: list[dict[str, object]] = []
+    after = ""
+    while True:
+        response = api.get("/api/suppression", params={"limit": limit, "after": after})
+        assert response.status_code == 200, response.text
+        pages.append(response.json())
+        if pages[-1]["next_after"] is None:
+            return pages
+        after = str(pages[-1]["next_after"])
+
+
+@pytest.mark.parametrize("limit", ["1", "2", "3", "4", "1000"])
+def test_pages_list_every_address_once_whatever_the_limit(
+    api: TestClient, database: Database, ledger: ConsentLedger, limit: str
+) -> None:
+    """Each source (withdrawals, erasures) walks at most ``limit`` leads a page; a page
+    holds what both have walked up to, at most ``limit``, and ``next_after`` moves on:
+    nothing is listed twice or left out, also where the two sources' last pages hold
+    more than ``limit`` together (limit 4 here: three withdrawals, two erasures)."""
+    _people(database, ledger)
+    for email in ("gus@example.com", "hal@example.com"):
+        record(database, email, "newsletter")
+        record(database, email, "newsletter", ConsentAction.WITHDRAWN)
+    with database.write() as session:  # gus withdrew, then was erased: listed once
+        subject_id = ledger.find_lead(session, "gus@example.com")
+        assert subject_id is not None
+        ledger.erase(session, subject_id)
+    pages = _pages(api, limit)
+    listed = [e["email_sha256"] for page in pages for e in page["suppressed"]]  # type: ignore[attr-defined]
+    expected = ["ann", "bo", "fay", "gus", "hal"]
+    assert sorted(listed) == sorted(sha(f"{name}@example.com") for name in expected)
+    assert all(len(page["suppressed"]) <= int(limit) for page in pages)  # type: ignore[arg-type]
+    assert pages[-1]["next_after"] is None
+
+
 @pytest.mark.parametrize(
     ("params", "status", "field"),
     [
