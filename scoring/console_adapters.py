@@ -69,11 +69,11 @@ def handoffs(session: Session, now: datetime, limit: int) -> list[sla.PendingHan
         return []
     found: list[sla.PendingHandoff] = []
     for state in (sla.SlaState.BREACHED, sla.SlaState.DUE_SOON):
-        rows = sla.pending(session, now=now, state=state, limit=limit)
+        rows = sla.first_pending(session, now=now, state=state, count=limit)
         found.extend(sorted(rows, key=lambda r: (r.due_at, r.subject_id)))
     # Every running clock, of which those with time left (their ``state`` is None):
     # ``pending`` has no window for them alone.
-    running = sla.pending(session, now=now, state=None, limit=len(found) + limit)
+    running = sla.first_pending(session, now=now, state=None, count=len(found) + limit)
     on_time = [r for r in running if r.state is None][:limit]
     found.extend(sorted(on_time, key=lambda r: (r.due_at, r.subject_id)))
     return found

@@ -28,6 +28,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -1859,10 +1860,45 @@ def next_action_of(
     return actions.next_action(model.next_actions, facts)
 
 
-def list_leads(connection: Connection, stage: str, limit: int, after: str) -> list[LeadRow]:
+@dataclass(frozen=True, slots=True)
+class LeadsPage:
+    leads: list[LeadRow]
+    next_cursor: str | None
+    """The ``after`` of the next page; ``None`` on the last."""
+
+
+def page_of_leads(stages: Sequence[str], after: str, limit: int) -> Any:
+    """The next ``limit`` lead ids after ``after`` at any of ``stages``, in id order: one
+    walk of the (stage, subject_id) index per stage, merged, and no other table.
+
+    A list page walks these first and joins exactly the closed range ``after < id <=
+    last`` (:func:`list_leads`, :func:`scoring.sla.pending`). With the range open at one
+    end, PostgreSQL did not carry the bound across the joins and merge-joined every
+    profile before the page (at 1M leads: 30 ms a page at the start, 630 ms half-way)."""
+    walks = [
+        select(_leads.c.subject_id)
+        .where(_leads.c.stage == stage, _leads.c.subject_id > after)
+        .order_by(_leads.c.subject_id)
+        .limit(limit)
+        for stage in stages
+    ]
+    if len(walks) == 1:
+        return walks[0]
+    # Each walk a subquery of its own: SQLite refuses LIMIT on a bare arm of a UNION.
+    arms = [walk.subquery() for walk in walks]
+    merged = union_all(*(select(arm.c.subject_id) for arm in arms)).subquery()
+    return select(merged.c.subject_id).order_by(merged.c.subject_id).limit(limit)
+
+
+def list_leads(connection: Connection, stage: str, limit: int, after: str) -> LeadsPage:
     """Permissioned leads at ``stage``, by id after ``after`` (keyset pagination). The
-    consent join is belt and braces: the listener already removed anyone else."""
+    consent join is belt and braces: the listener already removed anyone else. A page
+    walks ``limit`` leads at ``stage``: it holds fewer when some of them are not
+    permissioned (even none), and ``next_cursor`` still moves on."""
     active = require_model(connection)
+    walked = connection.execute(page_of_leads([stage], after, limit)).scalars().all()
+    if not walked:
+        return LeadsPage([], None)
     cs = _cs
     rows = connection.execute(
         select(_leads, _profiles.c.email, _ACKED.label("acknowledged"))
@@ -1873,12 +1909,15 @@ def list_leads(connection: Connection, stage: str, limit: int, after: str) -> li
             & (cs.c.purpose_key == active.model.purpose)
             & cs.c.permitted,
         )
-        .where(_leads.c.stage == stage, _leads.c.subject_id > after)
+        .where(
+            _leads.c.stage == stage,
+            _leads.c.subject_id > after,
+            _leads.c.subject_id <= walked[-1],
+        )
         .order_by(_leads.c.subject_id)
-        .limit(limit)
     )
     model = active.model
-    return [
+    leads = [
         LeadRow(
             r.subject_id,
             r.email,
@@ -1892,3 +1931,4 @@ def list_leads(connection: Connection, stage: str, limit: int, after: str) -> li
         )
         for r in rows
     ]
+    return LeadsPage(leads, walked[-1] if len(walked) == limit else None)

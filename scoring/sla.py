@@ -35,6 +35,8 @@ from zeroparty.db import utcnow
 from zeroparty.errors import Conflict
 
 DUE_SOON_SHARE = 0.25
+WALK = 500
+"""Leads walked per page by :func:`first_pending`."""
 MIN_SECONDS, MAX_SECONDS = 60.0, 365 * 86_400.0
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhd])\s*$")
 _UNIT_SECONDS = {"m": 60.0, "h": 3600.0, "d": 86_400.0}
@@ -78,6 +80,13 @@ def _state(due_at: datetime, window: float, now: datetime) -> SlaState | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class PendingPage:
+    handoffs: list[PendingHandoff]
+    next_cursor: str | None
+    """The ``after`` of the next page; ``None`` on the last."""
+
+
 def pending(
     session: Session,
     *,
@@ -85,11 +94,23 @@ def pending(
     state: SlaState | None,
     limit: int,
     after: str = "",
-) -> list[PendingHandoff]:
+) -> PendingPage:
     """Unacknowledged hand-offs of permissioned leads in a stage with an SLA, in
-    ``state`` (``None``: every running clock), by lead id after ``after``."""
+    ``state`` (``None``: every running clock), by lead id after ``after``. A page walks
+    the next ``limit`` leads in those stages (:func:`scoring.services.page_of_leads`), so
+    it costs the same at every position and holds fewer hand-offs than ``limit``, even
+    none, when some of the leads it walks are acknowledged or out of ``state``."""
     connection = session.connection()
     model = services.require_model(connection).model
+    walked = (
+        connection.execute(services.page_of_leads([s for s, _ in model.sla], after, limit))
+        .scalars()
+        .all()
+        if model.sla
+        else []
+    )
+    if not walked:
+        return PendingPage([], None)
     conditions = []
     for stage, seconds in model.sla:
         deadline = now - timedelta(seconds=seconds)
@@ -119,9 +140,13 @@ def pending(
             & (_cs.c.purpose_key == model.purpose)
             & _cs.c.permitted,
         )
-        .where(or_(false(), *conditions), ~acked, _leads.c.subject_id > after)
+        .where(
+            or_(false(), *conditions),
+            ~acked,
+            _leads.c.subject_id > after,
+            _leads.c.subject_id <= walked[-1],
+        )
         .order_by(_leads.c.subject_id)
-        .limit(limit)
     )
     windows = dict(model.sla)
     found = []
@@ -139,7 +164,21 @@ def pending(
                 _state(due, windows[stage], now),
             )
         )
-    return found
+    return PendingPage(found, walked[-1] if len(walked) == limit else None)
+
+
+def first_pending(
+    session: Session, *, now: datetime, state: SlaState | None, count: int, walk: int = WALK
+) -> list[PendingHandoff]:
+    """The first ``count`` hand-offs of :func:`pending` by lead id, read page by page
+    (``walk`` leads a page)."""
+    found: list[PendingHandoff] = []
+    after: str | None = ""
+    while after is not None and len(found) < count:
+        page = pending(session, now=now, state=state, limit=walk, after=after)
+        found.extend(page.handoffs)
+        after = page.next_cursor
+    return found[:count]
 
 
 @dataclass(frozen=True, slots=True)

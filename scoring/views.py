@@ -90,7 +90,8 @@ def get_leads(request: Request) -> JSONResponse:
         connection = session.connection()
         lifecycle = services.lifecycle_in_force(connection)
         query = schemas.parse_leads_query(request.query_params, lifecycle)
-        rows = services.list_leads(connection, query.stage, query.limit, query.after)
+        page = services.list_leads(connection, query.stage, query.limit, query.after)
+        rows = page.leads
         ids = [r.subject_id for r in rows]
         predictions = conversion.predict(connection, ids)
         model = services.require_model(connection).model
@@ -120,7 +121,7 @@ def get_leads(request: Request) -> JSONResponse:
                 }
                 for r in rows
             ],
-            "next_cursor": rows[-1].subject_id if len(rows) == query.limit else None,
+            "next_cursor": page.next_cursor,
         }
     )
 
@@ -404,9 +405,10 @@ def get_sla(request: Request) -> JSONResponse:
     _authenticate(request)
     query = schemas.parse_sla_query(request.query_params)
     with _database(request).read() as session:
-        rows = sla.pending(
+        page = sla.pending(
             session, now=utcnow(), state=query.state, limit=query.limit, after=query.after
         )
+        rows = page.handoffs
     return JSONResponse(
         {
             "leads": [
@@ -421,7 +423,7 @@ def get_sla(request: Request) -> JSONResponse:
                 }
                 for r in rows
             ],
-            "next_cursor": rows[-1].subject_id if len(rows) == query.limit else None,
+            "next_cursor": page.next_cursor,
         }
     )
 

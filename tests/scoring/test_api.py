@@ -7,8 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from starlette.testclient import TestClient
 
+from consent_ledger.subjects import find_subject_id
 from tests.scoring.conftest import counts, grant, rows, ts
 from zeroparty.db import Database, utcnow
 
@@ -76,6 +78,36 @@ def test_leads_by_stage_are_paginated_with_a_cursor(
     assert len(seen) == 5
     assert pages == 3
     assert api.get("/api/leads", params={"stage": "SQL"}).json()["leads"] == []
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3])
+def test_a_short_or_empty_page_of_leads_still_moves_the_cursor(
+    api: TestClient, database: Database, mql: Callable[[str], str], limit: int
+) -> None:
+    """A page walks ``limit`` leads at the stage and lists the permissioned ones: a lead
+    left behind without live consent (the listener removes such rows; here one stays)
+    makes its page shorter, even empty, and paging still lists every other lead once."""
+    emails = [mql(f"lead{n}@example.com") for n in range(4)]
+    with database.write() as session:
+        stale = find_subject_id(session, emails[0])
+        session.execute(
+            text("UPDATE consent_state SET permitted = :no WHERE subject_id = :id"),
+            {"no": False, "id": stale},
+        )
+    pages: list[dict[str, Any]] = []
+    cursor = ""
+    while True:
+        params = {"stage": "MQL", "limit": str(limit), **({"cursor": cursor} if cursor else {})}
+        pages.append(api.get("/api/leads", params=params).json())
+        if pages[-1]["next_cursor"] is None:
+            break
+        cursor = pages[-1]["next_cursor"]
+    seen = [lead["email"] for page in pages for lead in page["leads"]]
+    assert sorted(seen) == sorted(emails[1:])
+    assert all(len(page["leads"]) <= limit for page in pages)
+    assert len(pages) == 4 // limit + 1  # each page walked ``limit`` leads, the last fewer
+    if limit == 1:
+        assert any(page["leads"] == [] and page["next_cursor"] for page in pages)
 
 
 def test_sales_move_forward_and_recycle_backward_explicitly(

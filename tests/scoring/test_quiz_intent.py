@@ -153,7 +153,9 @@ def test_intent_reaches_the_lead_list_and_the_hand_off(
     }
     assert {p["kind"] for p in data["points"]} >= {"tag", "quiz-score"}
     with database.read() as session:
-        subject_id = services.list_leads(session.connection(), Stage.MQL, 10, "")[0].subject_id
+        subject_id = (
+            services.list_leads(session.connection(), Stage.MQL, 10, "").leads[0].subject_id
+        )
         shown = console_adapters.lead_intent(session, subject_id)
     assert shown == console_adapters.LeadIntent(
         ["forecasting", "enterprise"], {"analytics-fit": 40}

@@ -52,7 +52,7 @@ def _pending(
     database: Database, now: datetime, state: sla.SlaState | None = None
 ) -> list[sla.PendingHandoff]:
     with database.read() as session:
-        return sla.pending(session, now=now, state=state, limit=100)
+        return sla.pending(session, now=now, state=state, limit=100).handoffs
 
 
 def _acks(database: Database) -> int:
@@ -186,6 +186,33 @@ def test_the_sla_list_over_http(
     page = api.get("/api/leads/sla", params={"limit": "1"}).json()
     assert len(page["leads"]) == 1
     assert page["next_cursor"] == page["leads"][0]["lead_id"]
+
+
+def test_an_acknowledged_lead_leaves_its_page_short_and_the_cursor_moves_on(
+    api: TestClient, database: Database, sql_lead: Callable[[str], tuple[str, datetime]]
+) -> None:
+    """A page walks ``limit`` leads in stages with an SLA and lists the hand-offs still
+    running: an acknowledged one leaves its page short, even empty, and paging lists
+    every other once; the console's first ``count`` read on across such pages."""
+    emails = [f"{name}@acme-corp.com" for name in ("ann", "bob", "cy", "di")]
+    ids = {sql_lead(email)[0]: email for email in emails}
+    acked = api.post("/api/leads/ack", json={"email": "bob@acme-corp.com"})
+    assert acked.status_code == 201, acked.text
+    pages: list[dict[str, Any]] = []
+    cursor = ""
+    while True:
+        params = {"limit": "1", **({"cursor": cursor} if cursor else {})}
+        pages.append(api.get("/api/leads/sla", params=params).json())
+        if pages[-1]["next_cursor"] is None:
+            break
+        cursor = pages[-1]["next_cursor"]
+    seen = [lead["email"] for page in pages for lead in page["leads"]]
+    assert sorted(seen) == sorted(set(emails) - {"bob@acme-corp.com"})
+    assert any(page["leads"] == [] and page["next_cursor"] for page in pages)
+    running = sorted(i for i, email in ids.items() if email != "bob@acme-corp.com")
+    with database.read() as session:
+        first = sla.first_pending(session, now=utcnow(), state=None, count=2, walk=1)
+    assert [h.subject_id for h in first] == running[:2]
 
 
 @pytest.mark.parametrize(
