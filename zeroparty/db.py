@@ -138,6 +138,17 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     )
 
 
+class _SharedSession(Session):
+    """A session in a transaction shared with other threads' writes: only the group
+    commits it, and a body rolls its own work back by raising."""
+
+    def commit(self) -> None:
+        raise TypeError("a shared write commits when its block ends; do not commit it")
+
+    def rollback(self) -> None:
+        raise TypeError("a shared write is rolled back by raising from its block")
+
+
 class Database:
     """The engine plus the two kinds of session the app uses.
 
@@ -187,6 +198,14 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
+        """A session in a write transaction, committed when the block ends (on
+        PostgreSQL perhaps together with other threads' writes: see
+        :meth:`write_connection`). Roll back by raising: in a shared transaction the
+        session cannot roll back or commit by itself."""
+        if self._group is not None and not getattr(self._writing, "active", False):
+            with self._shared_session() as session:
+                yield session
+            return
         with (
             self._write_lock,
             self._marked_writing(),
@@ -215,6 +234,24 @@ class Database:
             connection.begin(),
         ):
             yield connection
+
+    @contextmanager
+    def _shared_session(self) -> Iterator[Session]:
+        """An ORM session on a group-commit connection: it joins the body's savepoint
+        (``rollback_only``), so a failed flush undoes this body's work only; its
+        ``after_commit`` listeners run once the group has committed."""
+        assert self._group is not None
+        with self._marked_writing():
+            with self._group.transaction() as connection:
+                session = _SharedSession(
+                    bind=connection, join_transaction_mode="rollback_only", expire_on_commit=False
+                )
+                try:
+                    yield session
+                    session.flush()
+                finally:
+                    session.close()
+            session.dispatch.after_commit(session)
 
     @contextmanager
     def _marked_writing(self) -> Iterator[None]:

@@ -13,9 +13,15 @@ What a caller sees does not change:
 - the ``with`` block returns only after the group's commit, so "the block returned"
   still means "committed" (and code after it, such as mail, runs after the commit);
 - a body that raises undoes its own statements only (its savepoint, or for the group's
-  first work the whole transaction, begun again) and gets its own exception;
-- if the commit itself fails, every member whose work was in it gets that error, and
-  nothing of the group is kept: nothing acknowledged is lost.
+  first work the whole transaction, begun again) and gets its own exception, once the
+  group has committed (a later member that fails on an earlier one's rows, such as a
+  retry meeting the first submission's unique key, then finds them committed, as it
+  would have after waiting for that transaction);
+- if the commit fails, or the transaction was lost under the group (a body rolled back
+  more than its own work, or swallowed an error PostgreSQL had already failed the
+  transaction for, which COMMIT would silently turn into a rollback), every member whose
+  work was in it gets an error and nothing of the group is kept. Never is a member told
+  "committed" for work that is not.
 
 A group takes at most ``limit`` members; later arrivals start the next group, which
 waits at the head lock for this one's commit like any other transaction.
@@ -30,7 +36,7 @@ from dataclasses import dataclass, field
 
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Engine
-from sqlalchemy.engine import Connection, RootTransaction
+from sqlalchemy.engine import Connection, NestedTransaction, RootTransaction
 
 # PostgreSQL keeps 64 subtransaction ids per backend before its snapshots slow down
 # for everyone ("subxid overflow"); every member after the first is one.
@@ -38,7 +44,7 @@ GROUP_LIMIT = 32
 
 
 class GroupAborted(RuntimeError):
-    """The shared transaction had failed inside a body that went on; nothing was kept."""
+    """The shared transaction was lost under the group; nothing of it was kept."""
 
 
 def _aborted(connection: Connection) -> bool:
@@ -57,9 +63,8 @@ class _Group:
     transaction: RootTransaction | None = None
     members: int = 0  # joined, not yet finished
     joined: int = 0
-    savepoints: int = 0
     has_work: bool = False  # a finished body's statements are in the transaction
-    error: BaseException | None = None  # the commit (or the connection) failed
+    error: BaseException | None = None  # the group cannot commit (or its commit failed)
 
 
 class GroupCommit:
@@ -74,7 +79,11 @@ class GroupCommit:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A connection in a write transaction shared with other threads' bodies;
-        committed (for all of them) before this returns."""
+        committed (for all of them) before this returns.
+
+        The body may bind an ORM session to the connection with
+        ``join_transaction_mode="rollback_only"``: it then joins this body's savepoint,
+        and a failed flush rolls back this body's work only."""
         group = self._join()
         failed = True
         try:
@@ -86,14 +95,18 @@ class GroupCommit:
                 except BaseException:
                     self._undo(group, connection, savepoint)
                     raise
-                group.has_work = True
+                self._kept(group, connection)
                 failed = False
         finally:
+            # A failed member waits for the commit too: its failure may come from an
+            # earlier member's rows (a unique key both insert), and what it does next,
+            # such as reading those rows in a new transaction, must find them committed,
+            # as it would have after waiting for that member's own transaction.
             if self._leave(group):
                 self._commit(group)
-            elif not failed:
+            else:
                 group.done.wait()
-        if group.error is not None:
+        if group.error is not None and not failed:
             raise group.error
 
     def _join(self) -> _Group:
@@ -130,50 +143,69 @@ class GroupCommit:
             group.connection = connection
         return group.connection
 
-    def _savepoint(self, group: _Group, connection: Connection) -> str | None:
-        """A savepoint before this body when earlier bodies' work is in the transaction;
-        it is never released: the commit keeps it, a rollback to it drops this body's
-        work only, and releasing it would cost a round trip for nothing."""
+    def _savepoint(self, group: _Group, connection: Connection) -> NestedTransaction | None:
+        """A savepoint before this body when earlier bodies' work is in the transaction.
+        It is never released: the commit keeps it, a rollback to it drops this body's
+        work only, and a release would cost a round trip for nothing."""
         if not group.has_work:
             return None
-        group.savepoints += 1
-        name = f"zp_group_{group.savepoints}"
         try:
-            connection.exec_driver_sql(f"SAVEPOINT {name}")
+            return connection.begin_nested()
         except BaseException as exc:
             group.error = exc  # the earlier bodies' work can no longer be kept apart
             raise
-        return name
 
-    def _undo(self, group: _Group, connection: Connection, savepoint: str | None) -> None:
+    def _undo(
+        self, group: _Group, connection: Connection, savepoint: NestedTransaction | None
+    ) -> None:
         """Drop a failed body's work, and only its work."""
+        root = group.transaction
+        assert root is not None
         try:
             if savepoint is not None:
-                connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {savepoint}")
+                if savepoint.is_active:  # a failed ORM flush rolled it back already
+                    savepoint.rollback()
+                if not root.is_active:
+                    raise GroupAborted("a write undid more than its own work; nothing was kept")
                 return
             # Nobody else's work is in the transaction yet: start it again.
-            assert group.transaction is not None
-            group.transaction.rollback()
+            if root.is_active:
+                root.rollback()
             group.transaction = connection.begin()
         except BaseException as exc:
-            group.error = exc  # the connection is gone: the group cannot commit
+            group.error = exc  # the group's transaction is gone: it cannot commit
+
+    def _kept(self, group: _Group, connection: Connection) -> None:
+        """After a body that returned: its work is the group's."""
+        root = group.transaction
+        assert root is not None
+        if not root.is_active:
+            # The body rolled back the whole transaction (an ORM session's rollback()).
+            if group.has_work:
+                group.error = GroupAborted(
+                    "a write undid more than its own work; nothing of its group was kept"
+                )
+                return
+            group.transaction = connection.get_transaction() or connection.begin()
+        group.has_work = True
 
     def _commit(self, group: _Group) -> None:
         try:
             if group.connection is None:
                 return
-            if group.error is None and group.transaction is not None:
+            root = group.transaction
+            if group.error is None and root is not None:
                 if _aborted(group.connection):
                     # PostgreSQL answers COMMIT in a failed transaction with a silent
                     # rollback: a body swallowed a database error without a savepoint.
                     group.error = GroupAborted(
                         "a write transaction failed and was rolled back; nothing was kept"
                     )
-                    group.transaction.rollback()
+                    root.rollback()
                 elif group.has_work:
-                    group.transaction.commit()
+                    root.commit()
                 else:
-                    group.transaction.rollback()
+                    root.rollback()
         except BaseException as exc:
             group.error = exc
         finally:

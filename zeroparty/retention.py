@@ -183,6 +183,14 @@ def current_periods(session: Session) -> dict[RetentionKind, int]:
 # ---------------------------------------------------------------- running
 
 
+class _DryRun(Exception):
+    """Raised out of a dry run's write transaction to roll it back."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.count = count
+
+
 def run_retention(
     database: Database,
     ledger: ConsentLedger,
@@ -200,10 +208,13 @@ def run_retention(
     for purge in purges:
         days = periods[purge.kind]
         cutoff = moment - timedelta(days=days)
-        with database.write() as session:
-            count = purge.run(PurgeContext(session, cutoff, moment, dry_run, ledger))
-            if dry_run:
-                session.rollback()
+        try:
+            with database.write() as session:
+                count = purge.run(PurgeContext(session, cutoff, moment, dry_run, ledger))
+                if dry_run:
+                    raise _DryRun(count)  # rolls the transaction back
+        except _DryRun as dry:
+            count = dry.count
         if purge.after is not None and count and not dry_run:
             purge.after(database)
         reports.append(

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 from starlette.testclient import TestClient
 
 from capture.jobs import delete_expired_held
@@ -31,7 +31,7 @@ from consent_ledger.subjects import find_subject_id
 from tests.capture.conftest import one
 from tests.fixtures.mail import SmtpServer
 from zeroparty.app import create_app
-from zeroparty.db import Base, Database
+from zeroparty.db import Base, Database, make_engine
 from zeroparty.settings import Settings
 
 HELD_LINK_RE = re.compile(rb"http://testserver(/confirm/held/[A-Za-z0-9._-]+)")
@@ -311,6 +311,7 @@ def test_one_held_link_posted_twice_at_once_applies_once(
     api: TestClient,
     render: Callable[..., str],
     smtp_server: SmtpServer,
+    settings: Settings,
     database: Database,
 ) -> None:
     post_contact(mail_client, render, VICTIM, ["profiling"], job_title="Analyst")
@@ -324,19 +325,27 @@ def test_one_held_link_posted_twice_at_once_applies_once(
     barrier = threading.Barrier(2)
     answers: list[str] = []
 
-    def follow() -> None:
+    def follow(client: TestClient) -> None:
         barrier.wait(timeout=30)
-        response = mail_client.post(link)
+        response = client.post(link)
         answers.append(f"{response.status_code} {one(response.text, 'h1')['text']}")
 
     with contextlib.ExitStack() as stack:
         blocker = None
+        clients = [mail_client, mail_client]
         if database.engine.dialect.name == "postgresql":
-            # Hold the held row so both requests read it and then both wait to take it:
-            # the race happens every run, not by chance.
+            # Two worker processes (two apps, two engines): within one process concurrent
+            # writes share one transaction (group commit) and queue in the process;
+            # across processes they meet at the row lock. Hold the held row so both
+            # requests read it and then both wait to take it: the race happens every
+            # run, not by chance.
+            other = Database(create_engine_like(database))
+            stack.callback(other.dispose)
+            other_app = create_app(dataclasses.replace(settings, smtp_url=smtp_server.url), other)
+            clients[1] = stack.enter_context(TestClient(other_app))
             blocker = stack.enter_context(database.engine.connect())
             blocker.execute(text("SELECT 1 FROM capture_pending_submissions FOR UPDATE"))
-        threads = [threading.Thread(target=follow) for _ in range(2)]
+        threads = [threading.Thread(target=follow, args=(client,)) for client in clients]
         for thread in threads:
             thread.start()
         if blocker is not None:
@@ -364,6 +373,11 @@ def test_one_held_link_posted_twice_at_once_applies_once(
     again = mail_client.post(link, headers={"accept": "application/json"})
     assert (again.status_code, again.json()) == (200, {"status": "gone"})
     assert snapshot(database) == after
+
+
+def create_engine_like(database: Database) -> Engine:
+    """Another engine on ``database``'s database: what another worker process has."""
+    return make_engine(database.engine.url.render_as_string(hide_password=False))
 
 
 def wait_for_lock_waiters(connection: Connection, count: int, timeout: float = 30.0) -> None:

@@ -80,18 +80,20 @@ def assert_console_inert(html: str, where: str) -> None:
 
 
 def _submit(client: TestClient, tokens: FormTokens, email: str, payload: str) -> None:
-    """The contact form as a browser posts it, with ``payload`` in every typed field."""
+    """The contact form as a browser posts it, with ``payload`` in every typed field
+    (one-line fields refuse line breaks: there it comes on one line)."""
+    line = one_line(payload)
     answer = client.post(
         "/f/contact",
         data={
             "_rt": tokens.fresh(),
             "email": email,
-            "name": payload,
-            "company": payload,
-            "job_title": payload[:90],
+            "name": line,
+            "company": line,
+            "job_title": line[:90],
             "message": payload,
-            "utm_source": payload,
-            "utm_campaign": payload,
+            "utm_source": line,
+            "utm_campaign": line,
             "_page": "https://www.northwind.example/?q=" + payload,
             "consent": ["newsletter", "profiling"],
         },
@@ -99,6 +101,11 @@ def _submit(client: TestClient, tokens: FormTokens, email: str, payload: str) ->
         follow_redirects=True,
     )
     assert answer.status_code == 200, answer.text
+
+
+def one_line(payload: str) -> str:
+    """``payload`` as a one-line field can hold it: line breaks become spaces."""
+    return " ".join(payload.splitlines())
 
 
 def _download(client: TestClient, settings: Settings, database: Database, email: str) -> None:
@@ -137,7 +144,7 @@ def test_stored_payloads_are_inert_on_every_console_page(
             "/api/consent",
             json={"email": email, "purpose": "product_updates", "action": "granted",
                   "notice_sha256": notice_hash(database, "product_updates"),
-                  "method": "double-opt-in", "source": "api", "name": payload,
+                  "method": "double-opt-in", "source": "api", "name": one_line(payload),
                   "evidence": {"user_agent": payload, "note": payload, "form": payload}},
             headers={"Authorization": f"Bearer {api_key}"},
         )  # fmt: skip

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 import pytest
 from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
 
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
-from consent_ledger.models import ConsentEvent
+from consent_ledger.models import ConsentEvent, Subject
 from consent_ledger.services import ConsentRecord, record_consent
 from consent_ledger.verify import verify_ledger
 from tests.factories import notice_hash
@@ -314,3 +315,106 @@ def test_a_write_inside_a_write_does_not_wait_for_itself(database: Database) -> 
             assert inner.execute(text("SELECT 1")).scalar_one() == 1
         session.execute(text("SELECT 1"))
     assert _emails(database) == ["outer@example.com"]
+
+
+# ORM sessions: Database.write() on PostgreSQL joins the same groups.
+
+
+def _session_member(
+    database: Database, subject_id: str, *, hold: threading.Event | None = None
+) -> Callable[[], None]:
+    def run() -> None:
+        with database.write() as session:
+            if hold is not None:
+                hold.wait(WAIT_S)
+            session.add(Subject(id=subject_id, locale="en"))
+
+    return run
+
+
+def _subjects(database: Database) -> list[str]:
+    with database.read() as session:
+        return sorted(session.execute(select(Subject.id)).scalars())
+
+
+def _threads(database: Database, runs: list[Callable[[], None]]) -> list[BaseException | None]:
+    """Start ``runs[0]``; once it holds the group, the rest; their errors, in order."""
+    errors: list[BaseException | None] = [None] * len(runs)
+
+    def go(i: int) -> None:
+        try:
+            runs[i]()
+        except BaseException as exc:  # the test inspects it
+            errors[i] = exc
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(runs))]
+    threads[0].start()
+    group = database._group  # the PostgreSQL group commit, None on SQLite
+    if group is not None:
+        _until(lambda: _members(group) == 1)
+    for thread in threads[1:]:
+        thread.start()
+    if group is not None:
+        _until(lambda: _members(group) == len(runs))
+    for thread in threads:
+        thread.join(WAIT_S)
+        assert not thread.is_alive()
+    return errors
+
+
+@pytest.mark.parametrize("failing", [0, 1])
+def test_a_failed_flush_in_a_shared_session_undoes_its_own_work_only(
+    database: Database, failing: int
+) -> None:
+    """A duplicate key at flush (what an idempotent retry of a form meets): the member
+    gets the IntegrityError; the others' rows are committed, first member or not."""
+    with database.write() as session:
+        session.add(Subject(id="taken", locale="en"))
+    hold = threading.Event()
+    ids = ["s0", "s1", "s2"]
+    ids[failing] = "taken"
+    runs = [
+        _session_member(database, ids[0], hold=hold),
+        _session_member(database, ids[1]),
+        _session_member(database, ids[2]),
+    ]
+    releaser = threading.Timer(0.2, hold.set)
+    releaser.start()
+    errors = _threads(database, runs)
+    releaser.join()
+    assert [type(e) if e else None for e in errors] == [
+        IntegrityError if i == failing else None for i in range(3)
+    ]
+    assert _subjects(database) == sorted({"taken", *ids})
+
+
+def test_after_commit_listeners_run_once_the_group_committed(database: Database) -> None:
+    seen: list[list[str]] = []
+
+    def listener(_session: Session) -> None:
+        seen.append(_subjects(database))  # another connection: only committed rows
+
+    with database.write() as session:
+        event.listen(session, "after_commit", listener, once=True)
+        session.add(Subject(id="listened", locale="en"))
+    assert seen == [["listened"]]
+
+
+def test_a_shared_session_is_rolled_back_by_raising(database: Database) -> None:
+    if database.dialect != "postgresql":
+        pytest.skip("the group commit is PostgreSQL's; SQLite sessions commit as before")
+
+    def roll_back() -> None:
+        with database.write() as session:
+            session.add(Subject(id="never", locale="en"))
+            session.rollback()
+
+    def commit() -> None:
+        with database.write() as session:
+            session.commit()
+
+    with pytest.raises(TypeError, match="rolled back by raising"):
+        roll_back()
+    with pytest.raises(TypeError, match="commits when its block ends"):
+        commit()
+    assert _subjects(database) == []
