@@ -24,7 +24,11 @@ from capture.definitions import CHOICE_TYPES, Definition, FieldSpec, FieldType
 from capture.errors import UnknownField
 from consent_ledger.api import InvalidEmail, normalise_email
 from zeroparty.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from zeroparty.free_text import has_control_characters, normalise_newlines
+from zeroparty.free_text import (
+    has_control_characters,
+    normalise_newlines,
+    without_control_characters,
+)
 from zeroparty.i18n import N_
 
 MAX_BODY_BYTES = 64 * 1024
@@ -196,6 +200,10 @@ def _check_field(spec: FieldSpec, values: list[str]) -> tuple[tuple[str, ...], s
     multiline = spec.type is FieldType.TEXTAREA
     if multiline:
         values = [normalise_newlines(v) for v in values]
+    elif spec.type is FieldType.HIDDEN:
+        # Filled from the page's address, not typed: the visitor could not remove what
+        # an error would ask them to remove.
+        values = [without_control_characters(v) for v in values]
     cleaned = tuple(v.strip() for v in values if v.strip())
     if any(has_control_characters(v, multiline=multiline) for v in cleaned):
         if multiline:

@@ -252,6 +252,21 @@ def test_a_message_keeps_its_lines_and_tabs_with_line_breaks_as_lf(
     assert kept["message"] == ["Dear team,\nline two\nline three\n\tindented"]
 
 
+def test_a_hidden_field_from_the_address_never_blocks_the_form(
+    app_client: TestClient, render: Callable[..., str], database: Database
+) -> None:
+    """A hidden field is filled from the page's address (``?utm_source=a%0Ab``), not
+    typed: its control characters become spaces instead of an error the visitor could
+    neither see nor fix."""
+    response = app_client.post(
+        "/f/contact",
+        data={**GOOD, "utm_source": "partner\r\npage\x1b", "_rt": render("contact")},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text[:500]
+    assert answers(database)["utm_source"] == ["partner  page"]
+
+
 def test_the_error_says_what_to_remove(app_client: TestClient, render: Callable[..., str]) -> None:
     response = app_client.post(
         "/f/contact",
