@@ -168,10 +168,12 @@ class Database:
         )
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
         self._write_sessions = sessionmaker(bind=self._writer, expire_on_commit=False)
-        # PostgreSQL: concurrent write_connection() transactions of this process's
-        # threads share one commit and one ledger head lock (zeroparty.group_commit).
-        # Not for a write opened inside another write of the same thread: it would
-        # wait for its own group.
+        # PostgreSQL: concurrent write transactions of requests (their work runs in
+        # run()) share one commit and one ledger head lock (zeroparty.group_commit).
+        # Not a job's writes, whose bodies may run for seconds (a rescoring batch, a
+        # purge) and would hold up every request queued behind them, and not a write
+        # opened inside another write of the same thread: it would wait for its own
+        # group.
         self._group: GroupCommit | None = (
             GroupCommit(self._writer)
             if group_commit and engine.dialect.name == "postgresql"
@@ -202,7 +204,7 @@ class Database:
         PostgreSQL perhaps together with other threads' writes: see
         :meth:`write_connection`). Roll back by raising: in a shared transaction the
         session cannot roll back or commit by itself."""
-        if self._group is not None and not getattr(self._writing, "active", False):
+        if self._shares():
             with self._shared_session() as session:
                 yield session
             return
@@ -220,10 +222,11 @@ class Database:
         statements only (the ledger's appends), which would otherwise pay for an ORM
         session they never use. Commits on success, rolls back on any exception.
 
-        On PostgreSQL the transaction may be shared with other threads' bodies (group
-        commit, :mod:`zeroparty.group_commit`): each body's work still stands or falls
-        alone, and the block returns only once it is committed."""
-        if self._group is not None and not getattr(self._writing, "active", False):
+        On PostgreSQL a request's transaction (one opened in :meth:`run`'s work, or under
+        :meth:`sharing`) may be shared with other requests' (group commit,
+        :mod:`zeroparty.group_commit`): each body's work still stands or falls alone, and
+        the block returns only once it is committed."""
+        if self._group is not None and self._shares():
             with self._marked_writing(), self._group.transaction() as connection:
                 yield connection
             return
@@ -252,6 +255,29 @@ class Database:
                 finally:
                     session.close()
             session.dispatch.after_commit(session)
+
+    @contextmanager
+    def sharing(self) -> Iterator[None]:
+        """Let this thread's write transactions share a group commit (PostgreSQL):
+        what :meth:`run` does for a request's work, whose bodies are short by design."""
+        outer = getattr(self._writing, "share", False)
+        self._writing.share = True
+        try:
+            yield
+        finally:
+            self._writing.share = outer
+
+    def _shares(self) -> bool:
+        local = self._writing
+        return (
+            self._group is not None
+            and getattr(local, "share", False)
+            and not getattr(local, "active", False)
+        )
+
+    def _shared_work(self, work: Callable[[], T]) -> T:
+        with self.sharing():
+            return work()
 
     @contextmanager
     def _marked_writing(self) -> Iterator[None]:
@@ -294,7 +320,8 @@ class Database:
         its statements take microseconds, SQLite has one writer at a time anyway, and a
         hop to the threadpool and back costs more than the work (PERF-NOTES: writes
         through ``run_in_threadpool`` halved throughput). On PostgreSQL every statement
-        is a network round trip, so the work makes one hop to the threadpool.
+        is a network round trip, so the work makes one hop to the threadpool, where its
+        write transactions may share a group commit with other requests' (:meth:`sharing`).
 
         ``work`` opens its own transaction(s) (:meth:`write`, :meth:`read`, ...) and
         must not await anything: a request gathers its input first, then calls this
@@ -302,7 +329,7 @@ class Database:
         """
         if self.runs_inline:
             return work(*args, **kwargs)
-        return await anyio.to_thread.run_sync(lambda: work(*args, **kwargs))
+        return await anyio.to_thread.run_sync(self._shared_work, lambda: work(*args, **kwargs))
 
     def set_wal_autocheckpoint(self, pages: int | None) -> None:
         """SQLite only: ``PRAGMA wal_autocheckpoint=pages`` on this database's connections

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import anyio
 import pytest
 from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.engine import Connection
@@ -272,9 +273,9 @@ def test_a_full_group_lets_the_next_one_start(
 
 
 def test_many_threads_append_once_each_in_order(database: Database) -> None:
-    """The ledger through ``Database.write_connection()`` from many threads (a group
-    commit on PostgreSQL, the write lock on SQLite): every acknowledged entry is in the
-    chain once, and the chain verifies."""
+    """The ledger through ``Database.write_connection()`` from many threads doing
+    request work (a group commit on PostgreSQL, the write lock on SQLite): every
+    acknowledged entry is in the chain once, and the chain verifies."""
     threads, per_thread = 8, 10
     acknowledged: list[int] = []
     errors: list[BaseException] = []
@@ -283,7 +284,7 @@ def test_many_threads_append_once_each_in_order(database: Database) -> None:
     def writer_thread(t: int) -> None:
         try:
             for i in range(per_thread):
-                with database.write_connection() as connection:
+                with database.sharing(), database.write_connection() as connection:
                     seq = record_consent(connection, _grant(database, f"t{t}-{i}@example.com")).seq
                 with lock:
                     acknowledged.append(seq)
@@ -305,7 +306,7 @@ def test_many_threads_append_once_each_in_order(database: Database) -> None:
 def test_a_write_inside_a_write_does_not_wait_for_itself(database: Database) -> None:
     if database.dialect != "postgresql":
         pytest.skip("SQLite has one writer: a write inside a write waits, as it always has")
-    with database.write_connection() as outer:
+    with database.sharing(), database.write_connection() as outer:
         record_consent(outer, _grant(database, "outer@example.com"))
         with database.write_connection() as inner:
             assert inner is not outer
@@ -324,7 +325,7 @@ def _session_member(
     database: Database, subject_id: str, *, hold: threading.Event | None = None
 ) -> Callable[[], None]:
     def run() -> None:
-        with database.write() as session:
+        with database.sharing(), database.write() as session:
             if hold is not None:
                 hold.wait(WAIT_S)
             session.add(Subject(id=subject_id, locale="en"))
@@ -394,7 +395,7 @@ def test_after_commit_listeners_run_once_the_group_committed(database: Database)
     def listener(_session: Session) -> None:
         seen.append(_subjects(database))  # another connection: only committed rows
 
-    with database.write() as session:
+    with database.sharing(), database.write() as session:
         event.listen(session, "after_commit", listener, once=True)
         session.add(Subject(id="listened", locale="en"))
     assert seen == [["listened"]]
@@ -405,12 +406,12 @@ def test_a_shared_session_is_rolled_back_by_raising(database: Database) -> None:
         pytest.skip("the group commit is PostgreSQL's; SQLite sessions commit as before")
 
     def roll_back() -> None:
-        with database.write() as session:
+        with database.sharing(), database.write() as session:
             session.add(Subject(id="never", locale="en"))
             session.rollback()
 
     def commit() -> None:
-        with database.write() as session:
+        with database.sharing(), database.write() as session:
             session.commit()
 
     with pytest.raises(TypeError, match="rolled back by raising"):
@@ -418,3 +419,40 @@ def test_a_shared_session_is_rolled_back_by_raising(database: Database) -> None:
     with pytest.raises(TypeError, match="commits when its block ends"):
         commit()
     assert _subjects(database) == []
+
+
+def test_a_job_keeps_its_own_transaction(database: Database) -> None:
+    """Writes outside request work (a job's rescoring batch, a purge) are never shared:
+    a request's write does not queue behind a job's long body."""
+    if database.dialect != "postgresql":
+        pytest.skip("SQLite has one writer: the request waits for the job, as it always has")
+    inside = threading.Event()
+    release = threading.Event()
+    errors: list[BaseException] = []
+
+    def job() -> None:
+        try:
+            with database.write() as session:
+                session.add(Subject(id="job", locale="en"))
+                inside.set()
+                assert release.wait(WAIT_S)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    assert inside.wait(WAIT_S)
+    with database.sharing(), database.write() as session:
+        session.add(Subject(id="request", locale="en"))
+    assert _subjects(database) == ["request"]  # committed while the job still runs
+    release.set()
+    thread.join(WAIT_S)
+    assert errors == []
+    assert _subjects(database) == ["job", "request"]
+
+
+def test_a_request_s_work_shares_through_run(database: Database) -> None:
+    """``Database.run`` is where a request's work is marked as sharing."""
+    seen: list[bool] = []
+    anyio.run(database.run, lambda: seen.append(database._shares()))
+    assert seen == [database.dialect == "postgresql"]
