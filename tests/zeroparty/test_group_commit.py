@@ -454,5 +454,10 @@ def test_a_job_keeps_its_own_transaction(database: Database) -> None:
 def test_a_request_s_work_shares_through_run(database: Database) -> None:
     """``Database.run`` is where a request's work is marked as sharing."""
     seen: list[bool] = []
-    anyio.run(database.run, lambda: seen.append(database._shares()))
+    # An event loop of its own, in a thread of its own (the suite may have one running).
+    thread = threading.Thread(
+        target=anyio.run, args=(database.run, lambda: seen.append(database._shares()))
+    )
+    thread.start()
+    thread.join(WAIT_S)
     assert seen == [database.dialect == "postgresql"]
