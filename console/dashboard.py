@@ -29,7 +29,6 @@ from console.roles import Permission
 from zeroparty.db import utcnow
 
 WEEKS = 8
-HANDOFFS_LIMIT = 200
 HEALTH_RUNS = 8
 
 
@@ -235,13 +234,12 @@ def _requests_tile(session: Session, now: datetime) -> Tile:
 def _sla_tile(
     session: Session, providers: ConsoleProviders, now: datetime, since: datetime, weeks: list[date]
 ) -> Tile | None:
-    if providers.sla_weeks is None or providers.handoffs is None:
+    if providers.sla_weeks is None or providers.handoff_counts is None:
         return None
     report = reports._sla(providers.sla_weeks(session, since), weeks)
     missed = sum(int(r[2]) for r in report.rows)
     met = sum(int(r[1]) for r in report.rows)
-    pending = providers.handoffs(session, now, HANDOFFS_LIMIT)
-    breached = sum(1 for h in pending if h.state == "breached")
+    breached = providers.handoff_counts(session, now).get("breached", 0)
     return Tile(
         "sla",
         "Hand-off SLA breaches",

@@ -168,8 +168,10 @@ class ConsoleProviders:
     ``accounts(session, stage, limit)``: accounts by domain, those at ``stage`` (a stage
     name, ``None``: all) only; unknown stage names raise ``InvalidInput`` (scoring).
     ``account(session, domain)``: one account with its members, or ``None`` (scoring).
-    ``handoffs(session, now, limit)``: hand-offs due soon or breached at ``now``, the
-    breached first (scoring).
+    ``handoffs(session, now, limit)``: hand-offs breached, due soon and on time at
+    ``now``, in that order; of each the ``limit`` due first (scoring).
+    ``handoff_counts(session, now)``: how many hand-offs are ``breached``, ``due_soon``
+    and ``on_time`` at ``now``, all of them (scoring).
     ``acknowledge(session, subject_id, actor, now)``: sales took the lead's current
     hand-off; raises ``Conflict`` without one or without live consent (scoring).
     ``stage_names(session)``: the stages of the lifecycle in force, in order; a lead
@@ -204,6 +206,7 @@ class ConsoleProviders:
         Callable[[Session, str], tuple[AccountRecord, Sequence[AccountMemberRecord]] | None] | None
     ) = None
     handoffs: Callable[[Session, datetime, int], Sequence[HandoffRecord]] | None = None
+    handoff_counts: Callable[[Session, datetime], Mapping[str, int]] | None = None
     acknowledge: Callable[[Session, str, str, datetime], AcknowledgementRecord] | None = None
     stage_names: Callable[[Session], tuple[str, ...]] | None = None
     funnel: Callable[[Session], tuple[str, ...]] | None = None

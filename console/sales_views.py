@@ -236,13 +236,19 @@ def handoff_rows(found: Sequence[HandoffRecord], now: datetime) -> list[HandoffR
     return rows
 
 
-def _handoffs(request: Request, staff: Staff, now: datetime) -> list[HandoffRow] | None:
-    provider = providers_of(request).handoffs
-    if provider is None:
-        return None
+def _handoffs(
+    request: Request, staff: Staff, now: datetime
+) -> tuple[list[HandoffRow] | None, Mapping[str, int]]:
+    """The rows the page shows (``None``: no scoring) and how many wait in all."""
+    providers = providers_of(request)
+    if providers.handoffs is None:
+        return None, {}
     database = database_of(request)
     with database.read() as session:
-        rows = handoff_rows(provider(session, now, HANDOFFS_LIMIT), now)
+        rows = handoff_rows(providers.handoffs(session, now, HANDOFFS_LIMIT), now)
+        counts = (
+            providers.handoff_counts(session, now) if providers.handoff_counts is not None else {}
+        )
     if rows:
         # The page shows leads' emails: which leads it showed goes to the staff log.
         with database.write() as session:
@@ -250,14 +256,25 @@ def _handoffs(request: Request, staff: Staff, now: datetime) -> list[HandoffRow]
             audit.record(
                 session, staff.id, StaffAction.SLA_VIEW, detail=f"{len(rows)} lead(s): {shown}"
             )
-    return rows
+    return rows, counts
 
 
 def _sla_page(request: Request, staff: Staff, extra: dict[str, Any], status: int = 200) -> Response:
     now = utcnow()
     done = request.query_params.get("done")
+    rows, counts = _handoffs(request, staff, now)
     context = {
-        "rows": _handoffs(request, staff, now),
+        "rows": rows,
+        "counts": counts,
+        "cut": [
+            f"{HANDOFFS_LIMIT:,} of {counts[key]:,} {label}"
+            for key, label in (
+                ("breached", "breached"),
+                ("due_soon", "due soon"),
+                ("on_time", "on time"),
+            )
+            if counts.get(key, 0) > HANDOFFS_LIMIT
+        ],
         "now": now,
         "may_ack": staff.may(Permission.ACKNOWLEDGE_HANDOFFS),
         "done": NOTICES.get(done or ""),

@@ -64,19 +64,22 @@ def get_account(
 
 def handoffs(session: Session, now: datetime, limit: int) -> list[sla.PendingHandoff]:
     """Hand-offs breached (first), due soon, then with time enough left (a lead that
-    just became SQL is waiting for sales too) at ``now``, up to ``limit`` of each."""
+    just became SQL is waiting for sales too) at ``now``: of each, the ``limit`` due
+    first (the most overdue breaches, the nearest deadlines)."""
     if services.active_model(session) is None:
         return []
     found: list[sla.PendingHandoff] = []
-    for state in (sla.SlaState.BREACHED, sla.SlaState.DUE_SOON):
-        rows = sla.first_pending(session, now=now, state=state, count=limit)
-        found.extend(sorted(rows, key=lambda r: (r.due_at, r.subject_id)))
-    # Every running clock, of which those with time left (their ``state`` is None):
-    # ``pending`` has no window for them alone.
-    running = sla.first_pending(session, now=now, state=None, count=len(found) + limit)
-    on_time = [r for r in running if r.state is None][:limit]
-    found.extend(sorted(on_time, key=lambda r: (r.due_at, r.subject_id)))
+    for state in (sla.SlaState.BREACHED, sla.SlaState.DUE_SOON, sla.ON_TIME):
+        found.extend(sla.most_urgent(session, now=now, state=state, limit=limit))
     return found
+
+
+def handoff_counts(session: Session, now: datetime) -> dict[str, int]:
+    """How many hand-offs wait at ``now``: ``breached``, ``due_soon`` and ``on_time``."""
+    if services.active_model(session) is None:
+        return {}
+    counts = sla.pending_counts(session, now=now)
+    return {str(state or "on_time"): count for state, count in counts.items()}
 
 
 def acknowledge(

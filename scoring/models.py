@@ -50,7 +50,11 @@ class ScoredLead(Base):
     lifecycle's first stage, Lead by default)."""
 
     __tablename__ = "scoring_leads"
-    __table_args__ = (Index("ix_scoring_leads_stage_subject", "stage", "subject_id"),)
+    __table_args__ = (
+        Index("ix_scoring_leads_stage_subject", "stage", "subject_id"),
+        # The console's most urgent hand-offs: a stage's clocks by when they started.
+        Index("ix_scoring_leads_stage_since", "stage", "stage_since"),
+    )
 
     subject_id: Mapped[str] = mapped_column(String(SUBJECT_ID), primary_key=True)
     stage: Mapped[str] = mapped_column(String(16))

@@ -21,7 +21,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, false, insert, or_, select
+from sqlalchemy import Table, and_, false, func, insert, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -35,8 +35,6 @@ from zeroparty.db import utcnow
 from zeroparty.errors import Conflict
 
 DUE_SOON_SHARE = 0.25
-WALK = 500
-"""Leads walked per page by :func:`first_pending`."""
 MIN_SECONDS, MAX_SECONDS = 60.0, 365 * 86_400.0
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhd])\s*$")
 _UNIT_SECONDS = {"m": 60.0, "h": 3600.0, "d": 86_400.0}
@@ -111,17 +109,49 @@ def pending(
     )
     if not walked:
         return PendingPage([], None)
-    conditions = []
-    for stage, seconds in model.sla:
-        deadline = now - timedelta(seconds=seconds)
-        soon = now - timedelta(seconds=seconds * (1 - DUE_SOON_SHARE))
-        entered = _leads.c.stage_since
-        window = {
-            None: entered.is_not(None),
-            SlaState.BREACHED: entered < deadline,
-            SlaState.DUE_SOON: and_(entered >= deadline, entered <= soon),
-        }[state]
-        conditions.append(and_(_leads.c.stage == stage, window))
+    conditions = [
+        and_(_leads.c.stage == stage, _window(seconds, state, now)) for stage, seconds in model.sla
+    ]
+    rows = connection.execute(
+        _waiting(model.purpose)
+        .where(
+            or_(false(), *conditions),
+            _leads.c.subject_id > after,
+            _leads.c.subject_id <= walked[-1],
+        )
+        .order_by(_leads.c.subject_id)
+    )
+    found = _handoffs(rows, dict(model.sla), now)
+    return PendingPage(found, walked[-1] if len(walked) == limit else None)
+
+
+class _OnTime:
+    """The window of :func:`most_urgent` for clocks with time enough left (``None``
+    there): neither due soon nor breached."""
+
+
+ON_TIME = _OnTime()
+
+
+def _window(seconds: float, state: SlaState | _OnTime | None, now: datetime) -> Any:
+    """The condition on ``stage_since`` of a stage with an SLA of ``seconds`` for the
+    clocks in ``state`` at ``now`` (``None``: every running clock)."""
+    deadline = now - timedelta(seconds=seconds)
+    soon = now - timedelta(seconds=seconds * (1 - DUE_SOON_SHARE))
+    entered = _leads.c.stage_since
+    if state is SlaState.BREACHED:
+        return entered < deadline
+    if state is SlaState.DUE_SOON:
+        return and_(entered >= deadline, entered <= soon)
+    if isinstance(state, _OnTime):
+        return entered > soon
+    return entered.is_not(None)
+
+
+def _waiting(purpose: str, *columns: Any) -> Any:
+    """``columns`` (default: the scoring row and the lead's email) of permissioned leads
+    (``purpose``: the model's gating purpose) whose current hand-off is not
+    acknowledged."""
     acked = (
         select(_acks.c.id)
         .where(
@@ -131,24 +161,21 @@ def pending(
         )
         .exists()
     )
-    rows = connection.execute(
-        select(_leads, _profiles.c.email)
+    return (
+        select(*(columns or (_leads, _profiles.c.email)))
+        .select_from(_leads)
         .join(_profiles, _profiles.c.subject_id == _leads.c.subject_id)
         .join(
             _cs,
             (_cs.c.subject_id == _leads.c.subject_id)
-            & (_cs.c.purpose_key == model.purpose)
+            & (_cs.c.purpose_key == purpose)
             & _cs.c.permitted,
         )
-        .where(
-            or_(false(), *conditions),
-            ~acked,
-            _leads.c.subject_id > after,
-            _leads.c.subject_id <= walked[-1],
-        )
-        .order_by(_leads.c.subject_id)
+        .where(~acked)
     )
-    windows = dict(model.sla)
+
+
+def _handoffs(rows: Any, windows: dict[str, float], now: datetime) -> list[PendingHandoff]:
     found = []
     for r in rows:
         stage = str(r.stage)
@@ -164,21 +191,65 @@ def pending(
                 _state(due, windows[stage], now),
             )
         )
-    return PendingPage(found, walked[-1] if len(walked) == limit else None)
+    return found
 
 
-def first_pending(
-    session: Session, *, now: datetime, state: SlaState | None, count: int, walk: int = WALK
+def most_urgent(
+    session: Session, *, now: datetime, state: SlaState | _OnTime, limit: int
 ) -> list[PendingHandoff]:
-    """The first ``count`` hand-offs of :func:`pending` by lead id, read page by page
-    (``walk`` leads a page)."""
+    """Up to ``limit`` unacknowledged hand-offs of permissioned leads in ``state``
+    (:data:`ON_TIME`: time enough left), the earliest due first: the most overdue
+    breaches, the nearest deadlines. Per stage with an SLA, one statement reads the
+    first ``limit`` by the time the clock started (``ix_scoring_leads_stage_since``),
+    since within a stage that is the order of the deadlines."""
+    connection = session.connection()
+    model = services.require_model(connection).model
+    windows = dict(model.sla)
     found: list[PendingHandoff] = []
-    after: str | None = ""
-    while after is not None and len(found) < count:
-        page = pending(session, now=now, state=state, limit=walk, after=after)
-        found.extend(page.handoffs)
-        after = page.next_cursor
-    return found[:count]
+    for stage, seconds in model.sla:
+        rows = connection.execute(
+            _waiting(model.purpose)
+            .where(_leads.c.stage == stage, _window(seconds, state, now))
+            .order_by(_leads.c.stage_since, _leads.c.subject_id)
+            .limit(limit)
+        )
+        found.extend(_handoffs(rows, windows, now))
+    found.sort(key=lambda h: (h.due_at, h.subject_id))
+    return found[:limit]
+
+
+def pending_counts(session: Session, *, now: datetime) -> dict[SlaState | None, int]:
+    """How many unacknowledged hand-offs of permissioned leads are breached, due soon
+    and on time (``None``) at ``now``: all of them, in one statement."""
+    connection = session.connection()
+    model = services.require_model(connection).model
+    counts: dict[SlaState | None, int] = {SlaState.BREACHED: 0, SlaState.DUE_SOON: 0, None: 0}
+    if not model.sla:
+        return counts
+    kinds: list[tuple[SlaState | None, SlaState | _OnTime]] = [
+        (SlaState.BREACHED, SlaState.BREACHED),
+        (SlaState.DUE_SOON, SlaState.DUE_SOON),
+        (None, ON_TIME),
+    ]
+    columns = [
+        func.count().filter(
+            or_(
+                false(),
+                *(
+                    and_(_leads.c.stage == stage, _window(seconds, window, now))
+                    for stage, seconds in model.sla
+                ),
+            )
+        )
+        for _, window in kinds
+    ]
+    stages = [stage for stage, _ in model.sla]
+    row = connection.execute(
+        _waiting(model.purpose, *columns).where(_leads.c.stage.in_(stages))
+    ).one()
+    for (key, _), value in zip(kinds, row, strict=True):
+        counts[key] = int(value or 0)
+    return counts
 
 
 @dataclass(frozen=True, slots=True)

@@ -312,6 +312,7 @@ def create_app(
         accounts=scoring.console_adapters.list_accounts,
         account=scoring.console_adapters.get_account,
         handoffs=scoring.console_adapters.handoffs,
+        handoff_counts=scoring.console_adapters.handoff_counts,
         acknowledge=scoring.console_adapters.acknowledge,
         stage_names=scoring.console_adapters.stage_names,
         funnel=scoring.console_adapters.funnel,

@@ -180,6 +180,31 @@ def test_sla_page_lists_breached_and_due_soon(
     assert "@" not in logged.detail
 
 
+def test_more_hand_offs_than_the_page_shows_the_most_overdue_and_counts_all(
+    as_role: Callable[[str], TestClient],
+    api: TestClient,
+    database: Database,
+    submit: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With more breaches than the page lists, it lists those overdue the longest (not
+    the first by lead id), says how many it left out, and the alert and the dashboard
+    tile count every one."""
+    monkeypatch.setattr(console.sales_views, "HANDOFFS_LIMIT", 2)
+    hours = {"ann": 30, "bob": 90, "cy": 26, "di": 50}
+    for name, ago in hours.items():
+        _handed_off(api, database, submit, f"{name}@acme-corp.com", ago)
+    page = as_role("marketer").get("/console/sla").text
+    assert "⚠ 4 hand-offs OVERDUE." in page
+    assert "Showing the 2 of 4 breached: those due first." in page
+    assert page.index("bob@acme-corp.com") < page.index("di@acme-corp.com")
+    assert "ann@acme-corp.com" not in page
+    assert "cy@acme-corp.com" not in page
+    dashboard = as_role("marketer").get("/console/").text
+    tile = dashboard[dashboard.index('id="tile-sla"') :]
+    assert '<p class="figure"><span class="overdue">⚠ </span>4</p>' in tile[:600], tile[:600]
+
+
 def test_a_lead_that_just_became_sql_is_listed(
     as_role: Callable[[str], TestClient],
     api: TestClient,

@@ -193,7 +193,7 @@ def test_an_acknowledged_lead_leaves_its_page_short_and_the_cursor_moves_on(
 ) -> None:
     """A page walks ``limit`` leads in stages with an SLA and lists the hand-offs still
     running: an acknowledged one leaves its page short, even empty, and paging lists
-    every other once; the console's first ``count`` read on across such pages."""
+    every other once."""
     emails = [f"{name}@acme-corp.com" for name in ("ann", "bob", "cy", "di")]
     ids = {sql_lead(email)[0]: email for email in emails}
     acked = api.post("/api/leads/ack", json={"email": "bob@acme-corp.com"})
@@ -209,10 +209,58 @@ def test_an_acknowledged_lead_leaves_its_page_short_and_the_cursor_moves_on(
     seen = [lead["email"] for page in pages for lead in page["leads"]]
     assert sorted(seen) == sorted(set(emails) - {"bob@acme-corp.com"})
     assert any(page["leads"] == [] and page["next_cursor"] for page in pages)
-    running = sorted(i for i, email in ids.items() if email != "bob@acme-corp.com")
+    assert len(ids) == len(emails)
+
+
+def _started(database: Database, started: dict[str, datetime]) -> None:
+    with database.write() as session:
+        for subject_id, at in started.items():
+            session.execute(
+                update(ScoredLead).where(ScoredLead.subject_id == subject_id).values(stage_since=at)
+            )
+
+
+def test_the_most_urgent_are_the_earliest_due_and_the_counts_are_all(
+    api: TestClient,
+    database: Database,
+    submit: Callable[..., Any],
+    events: Callable[..., Any],
+    sql_lead: Callable[[str], tuple[str, datetime]],
+) -> None:
+    """The console lists of each state the hand-offs due first (the most overdue
+    breaches), across stages with different SLAs, not the first by lead id; the counts
+    are of every hand-off waiting."""
+    now = utcnow()
+    # SQL has 24 h, MQL 72 h: a lead's deadline is when its clock started plus its SLA.
+    ages = {"a": 30, "b": 100, "c": 50, "d": 26, "e": 19, "f": 2, "g": 1}
+    ids: dict[str, str] = {}
+    for name in ages:
+        ids[name], _ = sql_lead(f"{name}@acme-corp.com")
+    submit("mia@acme-corp.com", **FIT)
+    events("mia@acme-corp.com", "pricing_page_viewed", "webinar_attended")  # MQL, 72 h
+    ids["mia"], _ = _entered(database, "mia@acme-corp.com")
+    ages["mia"] = 75  # breached 3 h ago: more recent than b, c and a, earlier than d
+    _started(database, {ids[n]: now - timedelta(hours=h) for n, h in ages.items()})
+    acked = api.post("/api/leads/ack", json={"email": "c@acme-corp.com"})
+    assert acked.status_code == 201, acked.text
+
+    def urgent(state: Any, limit: int) -> list[str]:
+        with database.read() as session:
+            found = sla.most_urgent(session, now=now, state=state, limit=limit)
+        names = {v: k for k, v in ids.items()}
+        return [names[h.subject_id] for h in found]
+
+    assert urgent(sla.SlaState.BREACHED, 10) == ["b", "a", "mia", "d"]
+    assert urgent(sla.SlaState.BREACHED, 2) == ["b", "a"]
+    assert urgent(sla.SlaState.DUE_SOON, 10) == ["e"]
+    assert urgent(sla.ON_TIME, 10) == ["f", "g"]
     with database.read() as session:
-        first = sla.first_pending(session, now=utcnow(), state=None, count=2, walk=1)
-    assert [h.subject_id for h in first] == running[:2]
+        counts = sla.pending_counts(session, now=now)
+    assert counts == {sla.SlaState.BREACHED: 4, sla.SlaState.DUE_SOON: 1, None: 2}
+    withdraw(database, "b@acme-corp.com")
+    assert urgent(sla.SlaState.BREACHED, 2) == ["a", "mia"]
+    with database.read() as session:
+        assert sla.pending_counts(session, now=now)[sla.SlaState.BREACHED] == 3
 
 
 @pytest.mark.parametrize(
