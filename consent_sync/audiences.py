@@ -165,14 +165,18 @@ def _walk(facts: PurposeFacts) -> Any:
             and_(
                 state.c.subject_id == leads.c.subject_id,
                 state.c.purpose_key == bindparam("purpose"),
+                state.c.subject_id > bindparam("after"),
+                state.c.subject_id <= bindparam("last"),
             ),
         )
         .where(
+            lead_profiles.c.subject_id > bindparam("after"),
+            lead_profiles.c.subject_id <= bindparam("last"),
             # The page's leads, walked before (_PAGE_OF_LEADS): a closed range of at
-            # most ``limit`` ids. With a range open at one end, PostgreSQL's estimates
-            # led it to merge-join every profile and state row before (early in the
-            # walk) or after (late) the page: a scan per page. Bounds on the joined
-            # tables too made it probe them by range instead of by id.
+            # most ``limit`` ids, on each table. With a range open at one end,
+            # PostgreSQL's estimates led it to merge-join every profile and state row
+            # before (early in the walk) or after (late) the page: a scan per page.
+            # With the closed range, read_page has it hash-join the three ranges.
             leads.c.subject_id > bindparam("after"),
             leads.c.subject_id <= bindparam("last"),
             leads.c.erased_at.is_(None),
@@ -234,7 +238,16 @@ def read_page(
         "as_of": snapshot.as_of,
         "purpose": snapshot.purpose,
     }
+    postgres = connection.dialect.name == "postgresql"
+    if postgres:
+        # A nested loop probes the profile and the state of each lead by id: 11 ms a
+        # page of 1,000 at 100k leads, against 4 ms for hashing the three closed
+        # ranges, which PostgreSQL's row estimates for the ranges never pick by
+        # themselves. For this statement only.
+        connection.exec_driver_sql("SET LOCAL enable_nestloop = off")
     rows = connection.execute(_walk(facts), params).all()
+    if postgres:
+        connection.exec_driver_sql("SET LOCAL enable_nestloop TO DEFAULT")
     changed = [
         r.subject_id for r in rows if r.last_seq is not None and r.last_seq > snapshot.as_of_seq
     ]

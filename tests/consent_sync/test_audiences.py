@@ -303,6 +303,7 @@ def test_a_page_costs_the_same_statements_however_many_members(
             counts.append(len(sql))
     # BEGIN, the key, the purpose, its topics, the head, the page's leads, the walk,
     # the last grants, their topics, the notice versions, the link versions, COMMIT;
-    # the log line's BEGIN, INSERT, COMMIT. None per member.
+    # the log line's BEGIN, INSERT, COMMIT. None per member. PostgreSQL sets its
+    # planner around the walk (two statements more).
     assert counts[0] == counts[1], counts
-    assert counts[0] <= 15, counts
+    assert counts[0] <= {"sqlite": 15, "postgresql": 17}[database.dialect], counts
