@@ -9,7 +9,6 @@ keep working until that key is removed from the list. Payloads hold no personal 
 
 from __future__ import annotations
 
-import hmac
 import json
 import time
 from binascii import b2a_base64
@@ -96,6 +95,8 @@ class TokenService:
 
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 _PROBE = {"s": 'probe-\u00e9\u2028\x1f\\"', "v": 7, "p": ["a" * 40, "a" * 40]}
 _PROBE_TIME = 1_700_000_000
 
@@ -150,11 +151,21 @@ class _Minter:
     None).
     """
 
-    __slots__ = ("_mac", "_sep")
+    __slots__ = ("_inner", "_outer", "_sep", "_stamp")
 
-    def __init__(self, mac: Any, sep: bytes) -> None:
-        self._mac = mac
+    def __init__(self, key: bytes, digest_method: Any, sep: bytes) -> None:
+        # HMAC (RFC 2104) with its two hash states keyed once: each token copies them,
+        # hashes the message into the inner and the inner's digest into the outer
+        # (what hmac.HMAC.copy and digest do, without their Python frames).
+        inner, outer = digest_method(), digest_method()
+        if len(key) > inner.block_size:
+            key = digest_method(key).digest()
+        key = key.ljust(inner.block_size, b"\x00")
+        inner.update(key.translate(_IPAD))
+        outer.update(key.translate(_OPAD))
+        self._inner, self._outer = inner, outer
         self._sep = sep
+        self._stamp: tuple[int, bytes] = (-1, b"")  # the last second, base64'd
 
     @classmethod
     def for_serializer(cls, serializer: URLSafeTimedSerializer) -> _Minter | None:
@@ -162,7 +173,7 @@ class _Minter:
         algorithm = signer.algorithm
         if type(algorithm) is not HMACAlgorithm:
             return None
-        minter = cls(hmac.new(signer.derive_key(), digestmod=algorithm.digest_method), signer.sep)
+        minter = cls(signer.derive_key(), algorithm.digest_method, signer.sep)
         # The library's own token at a fixed time: the signer's documented hook.
         reference = serializer.make_signer()
         if not isinstance(reference, TimestampSigner):
@@ -174,9 +185,13 @@ class _Minter:
 
     def dumps(self, payload: Mapping[str, Any], timestamp: int) -> str:
         sep = self._sep
-        value = (
-            _b64(_compact_json(payload)) + sep + _b64(timestamp.to_bytes(8, "big").lstrip(b"\x00"))
-        )
-        mac = self._mac.copy()
-        mac.update(value)
-        return (value + sep + _b64(mac.digest())).decode()
+        at, stamp = self._stamp  # one tuple: a thread sees a whole pair or the other
+        if at != timestamp:
+            stamp = sep + _b64(timestamp.to_bytes(8, "big").lstrip(b"\x00"))
+            self._stamp = (timestamp, stamp)
+        value = _b64(_compact_json(payload)) + stamp
+        inner = self._inner.copy()
+        inner.update(value)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return (value + sep + _b64(outer.digest())).decode()

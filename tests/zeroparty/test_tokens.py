@@ -9,6 +9,8 @@ compress; links already mailed (compressed or not) keep working.
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -107,6 +109,22 @@ def test_another_key_derivation_is_followed() -> None:
     with mock.patch("time.time", return_value=NOW):
         assert minter.dumps({"s": "x", "v": 3}, NOW) == serializer.dumps({"s": "x", "v": 3})
     assert serializer.loads(minter.dumps({"s": "x", "v": 3}, int(NOW))) == {"s": "x", "v": 3}
+
+
+@pytest.mark.parametrize("digest", [hashlib.sha1, hashlib.sha256, hashlib.sha512])
+@pytest.mark.parametrize("key", ["short", "k" * 200])  # longer than a block: hashed first
+def test_the_minter_signs_as_the_library_for_each_digest_key_and_second(
+    digest: Any, key: str
+) -> None:
+    """The HMAC keyed once gives the library's own tokens, with any hash it is given,
+    a key longer than the hash's block, and the second's stamp reused or renewed."""
+    serializer = URLSafeTimedSerializer(key, salt="p", signer_kwargs={"digest_method": digest})
+    minter = _Minter.for_serializer(serializer)
+    assert minter is not None
+    for at in (NOW, NOW, NOW + 1, NOW):
+        payload = {"s": hashlib.sha256(b"lead").hexdigest()[:32], "v": 2, "p": ["newsletter"]}
+        with mock.patch("time.time", return_value=at):
+            assert minter.dumps(payload, int(at)) == serializer.dumps(payload)
 
 
 def test_a_signer_it_does_not_know_is_left_to_the_library() -> None:
