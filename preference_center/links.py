@@ -23,6 +23,8 @@ from preference_center.tokens import (
 from zeroparty.mail import LeadLinker, LeadLinkerMany, LeadLinks
 from zeroparty.settings import Settings
 
+ONE_CLICK = "List-Unsubscribe=One-Click"  # List-Unsubscribe-Post (RFC 8058 section 3.1)
+
 
 @dataclass(frozen=True, slots=True)
 class MailLinks:
@@ -81,22 +83,30 @@ def mail_headers(
         version = current_version(session, subject_id)
     else:
         version = 0
-    tokens = tokens or LinkTokens(settings)
-    manage = preference_url(
-        settings, tokens.issue(LinkPurpose.MANAGE, LinkClaim(subject_id, version))
+    headers, manage, one_click = _links(
+        settings, tokens or LinkTokens(settings), subject_id, version, purposes, mailto
     )
-    one_click = unsubscribe_url(
-        settings,
-        tokens.issue(LinkPurpose.UNSUBSCRIBE, LinkClaim(subject_id, version, purposes)),
-    )
-    targets = [f"<{one_click}>"]
-    if mailto:
-        targets.append(f"<mailto:{mailto}?subject=unsubscribe>")
-    headers = {
-        "List-Unsubscribe": ", ".join(targets),
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-    }
     return MailLinks(headers=headers, preference_url=manage, unsubscribe_url=one_click)
+
+
+def _links(
+    settings: Settings,
+    tokens: LinkTokens,
+    subject_id: str,
+    version: int,
+    purposes: Sequence[str],
+    mailto: str | None = None,
+) -> tuple[dict[str, str], str, str]:
+    """The headers, preference URL and one-click URL of :func:`mail_headers`."""
+    manage = preference_url(settings, tokens.mint(LinkPurpose.MANAGE, subject_id, version))
+    one_click = unsubscribe_url(
+        settings, tokens.mint(LinkPurpose.UNSUBSCRIBE, subject_id, version, purposes)
+    )
+    targets = f"<{one_click}>"
+    if mailto:
+        targets += f", <mailto:{mailto}?subject=unsubscribe>"
+    headers = {"List-Unsubscribe": targets, "List-Unsubscribe-Post": ONE_CLICK}
+    return headers, manage, one_click
 
 
 def lead_linker(settings: Settings) -> LeadLinker:
@@ -121,14 +131,8 @@ def lead_linker_many(settings: Settings) -> LeadLinkerMany:
         withdrawn = tuple(purposes)
         made: dict[str, LeadLinks] = {}
         for subject_id in subject_ids:
-            mail = mail_headers(
-                settings,
-                subject_id,
-                withdrawn,
-                link_version=versions.get(subject_id, 0),
-                tokens=tokens,
-            )
-            made[subject_id] = LeadLinks(mail.headers, mail.preference_url, mail.unsubscribe_url)
+            version = versions.get(subject_id, 0)
+            made[subject_id] = LeadLinks(*_links(settings, tokens, subject_id, version, withdrawn))
         return made
 
     return links
