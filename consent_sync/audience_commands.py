@@ -1,95 +1,29 @@
 """``zeroparty audience export PURPOSE [--topic T] [--format csv|jsonl]``: the whole
 audience as one snapshot, streamed to stdout a page at a time (constant memory), noted
-in the staff log."""
+in the staff log. Into a file or a pipe, a second process signs the links and writes
+the rows while this one walks (:mod:`consent_sync.export_writer`)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
-import orjson
+from sqlalchemy.orm import Session
 
-from consent_ledger.entries import format_timestamp
-from consent_sync import audiences
+from consent_ledger.api import ConsentLedger
+from consent_sync import audiences, export_writer
 from consent_sync.access import SyncRead
-from consent_sync.audience_views import member_json
-from consent_sync.audiences import Member
-from consent_sync.csv_lines import LineFeedCsvWriter
+from consent_sync.audience_rows import write_csv, write_jsonl
 from zeroparty.cli_support import opened_ledger
 from zeroparty.errors import ServiceUnavailable
+from zeroparty.mail import LeadLinkerMany
 from zeroparty.settings import Settings
 from zeroparty.wiring import lead_linker_many, staff_log_writer
 
 if TYPE_CHECKING:
     from zeroparty.cli_support import Commands
-
-CSV_COLUMNS = [
-    "email",
-    "name",
-    "locale",
-    "topics",
-    "permitted_since",
-    "notice_version",
-    "notice_sha256",
-    "preference_url",
-    "unsubscribe_url",
-    "list_unsubscribe",
-    "list_unsubscribe_post",
-    "lead_id",
-]
-
-
-def csv_row(member: Member) -> list[str]:
-    """A member as a row of :data:`CSV_COLUMNS` (topics space-separated), as text."""
-    since = member.permitted_since
-    return [
-        member.email,
-        member.name or "",
-        member.locale or "",
-        " ".join(member.topics),
-        format_timestamp(since) if since else "",
-        str(member.notice_version) if member.notice_version is not None else "",
-        member.notice_sha256 or "",
-        member.preference_url,
-        member.unsubscribe_url,
-        member.list_unsubscribe,
-        member.list_unsubscribe_post,
-        member.lead_id,
-    ]
-
-
-def write_csv(members: Iterable[Member], out: TextIO) -> int:
-    """One header row, then a row per member; how many.
-
-    Rows end in ``\\n``; a field holding a comma, a quote or a line break (``\\r`` or
-    ``\\n``, RFC 4180) is quoted (:class:`LineFeedCsvWriter`). A row none of whose
-    fields holds one (nearly all: URLs, ids, hashes) is joined directly, a third of the
-    writer's time for rows of long URLs; any other row goes through the writer."""
-    writer = LineFeedCsvWriter(out)
-    writer.writerow(CSV_COLUMNS)
-    commas = len(CSV_COLUMNS) - 1
-    write = out.write
-    written = 0
-    for member in members:
-        fields = csv_row(member)
-        line = ",".join(fields)
-        if line.count(",") == commas and '"' not in line and "\n" not in line and "\r" not in line:
-            write(line + "\n")
-        else:
-            writer.writerow(fields)
-        written += 1
-    return written
-
-
-def write_jsonl(members: Iterable[Member], out: TextIO) -> int:
-    written = 0
-    for m in members:
-        out.write(orjson.dumps(member_json(m)).decode())
-        out.write("\n")
-        written += 1
-    return written
 
 
 def cmd_audience_export(args: argparse.Namespace, settings: Settings) -> int:
@@ -111,15 +45,51 @@ def cmd_audience_export(args: argparse.Namespace, settings: Settings) -> int:
                 SyncRead.AUDIENCE_EXPORT.value,
                 f"command line: audience {of} as of entry {snapshot.as_of_seq} ({args.format})",
             )
+        output = _output_descriptor()
         with database.read() as session:
-            members = audiences.walk(session, ledger, linker, facts, snapshot)
-            write = write_csv if args.format == "csv" else write_jsonl
-            written = write(members, sys.stdout)
+            if output is None:
+                members = audiences.walk(session, ledger, linker, facts, snapshot)
+                write = write_csv if args.format == "csv" else write_jsonl
+                written = write(members, sys.stdout)
+            else:
+                written = _export_in_two(session, ledger, linker, facts, snapshot, args, output)
     print(
         f"{written} leads may receive {of} as of ledger entry {snapshot.as_of_seq}",
         file=sys.stderr,
     )
     return 0
+
+
+def _output_descriptor() -> int | None:
+    """Standard output's file descriptor when a second process can write to it (a
+    file or a pipe, on a machine with more than one CPU); else ``None``: this process
+    writes, as it does into a captured stream."""
+    if (os.cpu_count() or 1) < 2:
+        return None
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return None
+    sys.stdout.flush()
+    return descriptor
+
+
+def _export_in_two(
+    session: Session,
+    ledger: ConsentLedger,
+    linker: LeadLinkerMany,
+    facts: audiences.PurposeFacts,
+    snapshot: audiences.Snapshot,
+    args: argparse.Namespace,
+    output: int,
+) -> int:
+    """The walk here, the links and rows in a writer process (:mod:`export_writer`),
+    a page ahead."""
+    with export_writer.Writer(output, linker, [snapshot.purpose], args.format) as writer:
+        for fields in audiences.walk_unlinked(session, ledger, facts, snapshot):
+            versions = linker.versions(session, [f[0] for f in fields])
+            writer.send([(f, versions.get(f[0], 0)) for f in fields])
+        return writer.finish()
 
 
 def add_commands(commands: Commands) -> None:

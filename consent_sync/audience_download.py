@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 from consent_ledger.api import ConsentLedger
 from consent_sync import audiences
 from consent_sync.access import SyncRead, bulk_links, staff_log
-from consent_sync.audience_commands import CSV_COLUMNS, csv_row
+from consent_sync.audience_rows import CSV_COLUMNS, csv_row
 from consent_sync.audiences import PurposeFacts, Snapshot
 from zeroparty.db import Database
 from zeroparty.errors import NotFound

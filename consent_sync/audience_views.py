@@ -13,32 +13,11 @@ from consent_ledger.api import ConsentLedger
 from consent_ledger.entries import format_timestamp
 from consent_sync import audiences, cursors
 from consent_sync.access import SyncRead, bulk_links, keyed_read, staff_log
-from consent_sync.audiences import AudiencePage, Member
+from consent_sync.audience_rows import member_json
+from consent_sync.audiences import AudiencePage
 from zeroparty.apikeys import Scope
 from zeroparty.db import Database
 from zeroparty.settings import Settings
-
-
-def member_json(member: Member) -> dict[str, object]:
-    """One member as the API and ``zeroparty audience export --format jsonl`` show it."""
-    return {
-        "lead_id": member.lead_id,
-        "email": member.email,
-        "name": member.name,
-        "locale": member.locale,
-        "topics": member.topics,
-        "permitted_since": format_timestamp(member.permitted_since)
-        if member.permitted_since
-        else None,
-        "notice_sha256": member.notice_sha256,
-        "notice_version": member.notice_version,
-        "preference_url": member.preference_url,
-        "unsubscribe_url": member.unsubscribe_url,
-        "headers": {
-            "List-Unsubscribe": member.list_unsubscribe,
-            "List-Unsubscribe-Post": member.list_unsubscribe_post,
-        },
-    }
 
 
 async def get_audience(request: Request) -> Response:

@@ -41,6 +41,7 @@ from consent_ledger.read_model import (
     purposes,
     topics,
 )
+from consent_sync.audience_rows import Member, Unlinked, linked
 from consent_sync.changes import ledger_head
 from zeroparty.db import utcnow
 from zeroparty.errors import InvalidInput, NotFound
@@ -58,24 +59,6 @@ class Snapshot:
     topic: str | None
     as_of_seq: int
     as_of: datetime
-
-
-class Member(NamedTuple):
-    """One lead of an audience, with what a sending tool merges into its mail. A tuple:
-    an export makes a million of them."""
-
-    lead_id: str
-    email: str
-    name: str | None
-    locale: str | None
-    topics: list[str]
-    permitted_since: datetime | None
-    notice_sha256: str | None
-    notice_version: int | None
-    preference_url: str
-    unsubscribe_url: str
-    list_unsubscribe: str
-    list_unsubscribe_post: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,10 +210,24 @@ def read_page(
 ) -> AudiencePage:
     """The members among the next ``limit`` leads after ``after``: a page walks leads,
     members or not, so its cost is bounded (and it may hold fewer members, even none)."""
+    fields, last = _page(session, ledger, facts, snapshot, after, limit)
+    made = linker(session, [f[0] for f in fields], [snapshot.purpose])
+    return AudiencePage(snapshot, [linked(f, made[f[0]]) for f in fields], last)
+
+
+def _page(
+    session: Session,
+    ledger: ConsentLedger,
+    facts: PurposeFacts,
+    snapshot: Snapshot,
+    after: str,
+    limit: int,
+) -> tuple[list[Unlinked], str | None]:
+    """:func:`read_page` before the links: the members' fields and the last lead."""
     connection = session.connection()
     walked = connection.execute(_PAGE_OF_LEADS, {"after": after, "limit": limit}).scalars().all()
     if not walked:
-        return AudiencePage(snapshot, [], None)
+        return [], None
     params = {
         "after": after,
         "last": walked[-1],
@@ -270,9 +267,8 @@ def read_page(
             candidates.append(_Candidate(row, None, None, 0))  # the opt-out default
     if facts.topics:  # the last grant is read for the topic set it names
         candidates = _with_grants(connection, snapshot, candidates)
-    members = _members(session, linker, facts, snapshot, candidates)
     last = walked[-1] if len(walked) == limit else None
-    return AudiencePage(snapshot, members, last)
+    return _fields(connection, facts, snapshot, candidates), last
 
 
 def _with_grants(
@@ -303,49 +299,38 @@ def _topics_named(connection: Connection, seqs: Sequence[int]) -> dict[int, set[
     return named
 
 
-def _members(
-    session: Session,
-    linker: LeadLinkerMany,
+def _fields(
+    connection: Connection,
     facts: PurposeFacts,
     snapshot: Snapshot,
     candidates: list[_Candidate],
-) -> list[Member]:
-    connection = session.connection()
+) -> list[Unlinked]:
     named = (
         _topics_named(connection, [c.grant_seq or 0 for c in candidates]) if facts.topics else {}
     )
     hashes = sorted({c.notice_sha256 for c in candidates if c.notice_sha256})
     versions = dict(connection.execute(_VERSIONS, {"hashes": hashes}).all()) if hashes else {}
     every_topic = facts.topics
-    chosen_topics: list[tuple[_Candidate, list[str]]] = []
+    fields: list[Unlinked] = []
     for c in candidates:
         wanted = named.get(c.grant_seq or 0) if named else None
         chosen = sorted(set(every_topic) & wanted) if wanted is not None else list(every_topic)
         if snapshot.topic is None or snapshot.topic in chosen:
-            chosen_topics.append((c, chosen))
-    made = linker(session, [c.row.subject_id for c, _ in chosen_topics], [snapshot.purpose])
-    members: list[Member] = []
-    for c, chosen in chosen_topics:
-        row = c.row
-        links = made[row.subject_id]
-        headers = links.headers
-        members.append(
-            Member(
-                row.subject_id,
-                row.email,
-                row.name,
-                row.locale,
-                chosen,
-                c.since,
-                c.notice_sha256,
-                versions.get(c.notice_sha256) if c.notice_sha256 else None,
-                links.preference_url,
-                links.unsubscribe_url,
-                headers["List-Unsubscribe"],
-                headers["List-Unsubscribe-Post"],
+            row = c.row
+            sha = c.notice_sha256
+            fields.append(
+                (
+                    row.subject_id,
+                    row.email,
+                    row.name,
+                    row.locale,
+                    chosen,
+                    c.since,
+                    sha,
+                    versions.get(sha) if sha else None,
+                )
             )
-        )
-    return members
+    return fields
 
 
 def walk(
@@ -357,12 +342,25 @@ def walk(
     page_size: int | None = None,
 ) -> Iterator[Member]:
     """Every member of the export, a page at a time (constant memory)."""
+    for fields in walk_unlinked(session, ledger, facts, snapshot, page_size):
+        made = linker(session, [f[0] for f in fields], [snapshot.purpose])
+        yield from (linked(f, made[f[0]]) for f in fields)
+
+
+def walk_unlinked(
+    session: Session,
+    ledger: ConsentLedger,
+    facts: PurposeFacts,
+    snapshot: Snapshot,
+    page_size: int | None = None,
+) -> Iterator[list[Unlinked]]:
+    """:func:`walk` a page at a time, before the links: each page's members' fields.
+    Read the page's link versions before the next page (it leaves the session)."""
     after = ""
     while True:
-        size = page_size or MAX_LIMIT
-        page = read_page(session, ledger, linker, facts, snapshot, after, size)
-        yield from page.members
-        if page.last_lead is None:
+        fields, last = _page(session, ledger, facts, snapshot, after, page_size or MAX_LIMIT)
+        yield fields
+        if last is None:
             return
-        after = page.last_lead
+        after = last
         session.expunge_all()

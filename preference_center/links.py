@@ -119,20 +119,31 @@ def lead_linker(settings: Settings) -> LeadLinker:
     return links
 
 
-def lead_linker_many(settings: Settings) -> LeadLinkerMany:
-    """The :data:`zeroparty.mail.LeadLinkerMany` for bulk exports: one look-up of the
+class _BulkLinker:
+    """The :class:`zeroparty.mail.LeadLinkerMany` for bulk exports: one look-up of the
     leads' link versions, the token services built once."""
-    tokens = LinkTokens(settings)
 
-    def links(
-        session: Session, subject_ids: Sequence[str], purposes: Sequence[str]
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.tokens = LinkTokens(settings)
+
+    def __reduce__(self) -> tuple[type[_BulkLinker], tuple[Settings]]:
+        return (_BulkLinker, (self.settings,))  # rebuilt from the settings, keys and all
+
+    def __call__(
+        self, session: Session, subject_ids: Sequence[str], purposes: Sequence[str]
     ) -> dict[str, LeadLinks]:
-        versions = current_versions(session, subject_ids)
+        versions = self.versions(session, subject_ids)
         withdrawn = tuple(purposes)
-        made: dict[str, LeadLinks] = {}
-        for subject_id in subject_ids:
-            version = versions.get(subject_id, 0)
-            made[subject_id] = LeadLinks(*_links(settings, tokens, subject_id, version, withdrawn))
-        return made
+        return {sid: self.mint(sid, versions.get(sid, 0), withdrawn) for sid in subject_ids}
 
-    return links
+    def versions(self, session: Session, subject_ids: Sequence[str]) -> dict[str, int]:
+        return current_versions(session, subject_ids)
+
+    def mint(self, subject_id: str, version: int, purposes: Sequence[str]) -> LeadLinks:
+        return LeadLinks(*_links(self.settings, self.tokens, subject_id, version, purposes))
+
+
+def lead_linker_many(settings: Settings) -> LeadLinkerMany:
+    """:class:`_BulkLinker` of ``settings`` (the feature's ``extras["lead_linker_many"]``)."""
+    return _BulkLinker(settings)

@@ -162,10 +162,24 @@ LeadLinker = Callable[[Session, str, Sequence[str]], LeadLinks]
 """``linker(session, subject_id, purposes)``: links for a mail about ``purposes``.
 The preference center provides it; the app factory hands it to packages that send mail."""
 
-LeadLinkerMany = Callable[[Session, Sequence[str], Sequence[str]], dict[str, LeadLinks]]
-"""``linker(session, subject_ids, purposes)``: :data:`LeadLinker` for many leads at once
-(their link versions read in one statement), for bulk exports (consent sync's audiences).
-The preference center provides it too (its feature's ``extras["lead_linker_many"]``)."""
+class LeadLinkerMany(Protocol):
+    """``linker(session, subject_ids, purposes)``: :data:`LeadLinker` for many leads at
+    once (their link versions read in one statement), for bulk exports (consent sync's
+    audiences). The preference center provides it too (its feature's
+    ``extras["lead_linker_many"]``).
+
+    In two steps, for an export that signs in a second process: ``versions`` reads the
+    leads' link versions, ``mint`` signs one lead's links at its version and needs no
+    database. A linker pickles as what rebuilds it from the settings, so the second
+    process can have its own."""
+
+    def __call__(
+        self, session: Session, subject_ids: Sequence[str], purposes: Sequence[str]
+    ) -> dict[str, LeadLinks]: ...
+
+    def versions(self, session: Session, subject_ids: Sequence[str]) -> Mapping[str, int]: ...
+
+    def mint(self, subject_id: str, version: int, purposes: Sequence[str]) -> LeadLinks: ...
 
 
 def mail_language(headers: Mapping[str, str]) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from consent_ledger.api import ConsentLedger
-from consent_sync.audience_commands import CSV_COLUMNS
+from consent_sync.audience_rows import CSV_COLUMNS
 from console.models import StaffAuditEntry
 from tests.consent_sync.conftest import staff_log
 from tests.consent_sync.test_audiences import grant

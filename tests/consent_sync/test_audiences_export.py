@@ -14,8 +14,8 @@ from starlette.testclient import TestClient
 
 from consent_ledger.actions import ConsentAction
 from consent_ledger.api import ConsentLedger
-from consent_sync import audience_commands, audiences
-from consent_sync.audience_commands import CSV_COLUMNS
+from consent_sync import audience_rows, audiences
+from consent_sync.audience_rows import CSV_COLUMNS
 from tests.consent_sync.conftest import staff_log
 from tests.consent_sync.test_audiences import export, grant
 from tests.factories import record
@@ -180,9 +180,9 @@ def test_every_field_with_a_line_break_is_quoted_and_reads_back(
     ``csv.writer(out, lineterminator="\\n")`` writes, as before."""
     members = [object() for _ in rows]
     by_member = dict(zip(map(id, members), rows, strict=True))
-    monkeypatch.setattr(audience_commands, "csv_row", lambda member: by_member[id(member)])
+    monkeypatch.setattr(audience_rows, "csv_row", lambda member: by_member[id(member)])
     ours = io.StringIO()
-    assert audience_commands.write_csv(members, ours) == len(rows)  # type: ignore[arg-type]
+    assert audience_rows.write_csv(members, ours) == len(rows)  # type: ignore[arg-type]
     data = ours.getvalue()
     assert data == "".join(map(_reference_line, [CSV_COLUMNS, *rows]))
     assert read_back(data) == [CSV_COLUMNS, *rows]

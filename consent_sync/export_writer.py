@@ -1,0 +1,166 @@
+"""The audience export's writer: a second process that signs each member's links and
+writes the rows, while the first walks the ledger.
+
+An export of a million leads spends about as long signing two links per lead and
+formatting its row as reading it; one process does both in turn. ``zeroparty audience
+export`` hands every page of members' fields (and their link versions) to this process
+over a pipe and reads the next page meanwhile. The rows come out in the walk's order,
+byte for byte what the export writes in one process (but the second each token is
+signed at).
+
+The pipe carries frames: a 4-byte little-endian length, then a pickle. The first frame
+is the format and the linker (it pickles as what rebuilds it from the settings, keys
+included: the pipe is between two processes of one user), then one frame per page,
+then an empty frame at the end. The writer exits 0 once every row is written and
+flushed; :data:`OUTPUT_CLOSED` when whoever reads the output closed it (``| head``);
+anything else is a failure the parent reports.
+
+Run by the parent as ``python -m consent_sync.export_writer``; nothing else to use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import os
+import pickle
+import struct
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from types import TracebackType
+from typing import IO, Any
+
+from consent_sync.audience_rows import Member, Unlinked, linked, write_csv, write_jsonl
+from zeroparty.errors import ZeropartyError
+from zeroparty.mail import LeadLinkerMany
+
+OUTPUT_CLOSED = 3
+"""The writer's exit status when its output was closed before the end."""
+_LENGTH = struct.Struct("<I")
+_PIPE_BYTES = 1 << 20  # a page of rows (about 170 kB) fits: the walk does not wait
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_OUTPUT_BUFFER = 1 << 20
+
+
+class ExportStopped(ZeropartyError):
+    """The writer process stopped before the end: the export is incomplete."""
+
+    status_code = 500
+    code = "export_stopped"
+
+
+class OutputClosed(BrokenPipeError):
+    """Whoever reads the export closed it before the end (``| head``): what writing
+    into a closed pipe raises in one process, so the command line ends the same way."""
+
+
+Page = list[tuple[Unlinked, int]]
+"""A page of members' fields, each with the lead's link version."""
+
+
+class Writer:
+    """The parent's end: starts the writer process on ``output`` (a file descriptor),
+    sends it pages, and at :meth:`finish` waits for every row to be written."""
+
+    def __init__(
+        self, output: int, linker: LeadLinkerMany, purposes: Sequence[str], form: str
+    ) -> None:
+        self.rows = 0
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "consent_sync.export_writer"],
+            stdin=subprocess.PIPE,
+            stdout=output,
+        )
+        pipe = self._process.stdin
+        assert pipe is not None
+        with contextlib.suppress(OSError):  # a smaller pipe only makes the walk wait more
+            fcntl.fcntl(pipe.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
+        self._pipe: IO[bytes] = pipe
+        self._send((form, linker, tuple(purposes)))
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if kind is not None:  # the walk failed: no half export passes for a whole one
+            self._process.kill()
+            with contextlib.suppress(OSError):
+                self._pipe.close()
+            self._process.wait()
+
+    def send(self, page: Page) -> None:
+        if page:
+            self._send(page)
+            self.rows += len(page)
+
+    def finish(self) -> int:
+        """Wait for the writer to write and flush every row; how many rows."""
+        with contextlib.suppress(OSError):
+            self._pipe.write(_LENGTH.pack(0))
+            self._pipe.close()
+        status = self._process.wait()
+        if status == OUTPUT_CLOSED:
+            raise OutputClosed("the export's output was closed before the end")
+        if status != 0:
+            raise ExportStopped(f"the export's writer process stopped (exit status {status})")
+        return self.rows
+
+    def _send(self, value: object) -> None:
+        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            self._pipe.write(_LENGTH.pack(len(data)))
+            self._pipe.write(data)
+        except BrokenPipeError:
+            self.finish()  # raises what stopped the writer
+            raise ExportStopped("the export's writer process stopped") from None
+
+
+def _frames(source: IO[bytes]) -> Iterator[Any]:
+    while True:
+        head = source.read(_LENGTH.size)
+        if len(head) < _LENGTH.size:
+            raise EOFError("the export ended without its last frame")
+        (size,) = _LENGTH.unpack(head)
+        if size == 0:
+            return
+        yield pickle.loads(source.read(size))  # noqa: S301 (our own parent's frames)
+
+
+def _members(
+    frames: Iterator[Any], linker: LeadLinkerMany, purposes: Sequence[str]
+) -> Iterator[Member]:
+    mint = linker.mint
+    for page in frames:
+        for fields, version in page:
+            yield linked(fields, mint(fields[0], version, purposes))
+
+
+def main() -> int:
+    frames = _frames(sys.stdin.buffer)
+    try:
+        form, linker, purposes = next(frames)
+        raw = io.FileIO(sys.stdout.fileno(), "w", closefd=False)
+        out = io.TextIOWrapper(io.BufferedWriter(raw, _OUTPUT_BUFFER), encoding="utf-8", newline="")
+        write = write_csv if form == "csv" else write_jsonl
+        write(_members(frames, linker, purposes), out)
+        out.flush()
+    except BrokenPipeError:
+        # Whoever reads the output is gone (| head): nothing more to say, and nothing
+        # left to flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return OUTPUT_CLOSED
+    except (EOFError, KeyboardInterrupt) as exc:
+        print(f"export writer: stopped ({exc or type(exc).__name__})", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
