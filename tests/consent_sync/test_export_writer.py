@@ -89,7 +89,8 @@ def test_a_csv_export_into_a_file_is_the_one_process_export(
     started = _spied(monkeypatch)
     code, data = _export_into_file(tmp_path, monkeypatch, "newsletter")
     assert code == 0
-    assert len(started) == 1 and started[0].rows == LEADS  # the writer process wrote
+    assert len(started) == 1
+    assert started[0].rows == LEADS  # the writer process wrote
     assert f"{LEADS} leads may receive newsletter" in capsys.readouterr().err
     one = _in_one_process(capsys, "newsletter").encode()
     # Byte for byte the same rows but for the links (signed at another second).
@@ -115,7 +116,8 @@ def test_a_jsonl_export_into_a_file_is_written_by_the_writer(
 ) -> None:
     started = _spied(monkeypatch)
     code, data = _export_into_file(tmp_path, monkeypatch, "newsletter", "--format", "jsonl")
-    assert code == 0 and len(started) == 1
+    assert code == 0
+    assert len(started) == 1
     lines = [json.loads(line) for line in data.decode().splitlines()]
     assert sorted(m["email"] for m in lines) == audience
     for member in lines:
@@ -174,7 +176,8 @@ def test_a_reader_that_goes_away_ends_the_export_quietly(
     with subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path.cwd()
     ) as process:
-        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout is not None
+        assert process.stderr is not None
         first = process.stdout.readline()
         process.stdout.close()  # the reader is gone after one line
         err = process.stderr.read().decode()
