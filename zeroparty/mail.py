@@ -162,6 +162,7 @@ LeadLinker = Callable[[Session, str, Sequence[str]], LeadLinks]
 """``linker(session, subject_id, purposes)``: links for a mail about ``purposes``.
 The preference center provides it; the app factory hands it to packages that send mail."""
 
+
 class LeadLinkerMany(Protocol):
     """``linker(session, subject_ids, purposes)``: :data:`LeadLinker` for many leads at
     once (their link versions read in one statement), for bulk exports (consent sync's
