@@ -87,8 +87,7 @@ def _export_in_two(
     a page ahead."""
     with export_writer.Writer(output, linker, [snapshot.purpose], args.format) as writer:
         for fields in audiences.walk_unlinked(session, ledger, facts, snapshot):
-            versions = linker.versions(session, [f[0] for f in fields])
-            writer.send([(f, versions.get(f[0], 0)) for f in fields])
+            writer.send(fields, linker.versions(session, [f[0] for f in fields]))
         return writer.finish()
 
 

@@ -10,10 +10,11 @@ signed at).
 
 The pipe carries frames: a 4-byte little-endian length, then a pickle. The first frame
 is the format and the linker (it pickles as what rebuilds it from the settings, keys
-included: the pipe is between two processes of one user), then one frame per page,
-then an empty frame at the end. The writer exits 0 once every row is written and
-flushed; :data:`OUTPUT_CLOSED` when whoever reads the output closed it (``| head``);
-anything else is a failure the parent reports.
+included: the pipe is between two processes of one user), then one frame per page (the
+members' fields and the revoked leads' link versions), then an empty frame at the end.
+The writer exits 0 once every row is written and flushed; :data:`OUTPUT_CLOSED` when
+whoever reads the output closed it (``| head``); anything else is a failure the parent
+reports.
 
 Run by the parent as ``python -m consent_sync.export_writer``; nothing else to use.
 """
@@ -28,7 +29,7 @@ import pickle
 import struct
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import IO, Any
 
@@ -54,10 +55,6 @@ class ExportStopped(ZeropartyError):
 class OutputClosed(BrokenPipeError):
     """Whoever reads the export closed it before the end (``| head``): what writing
     into a closed pipe raises in one process, so the command line ends the same way."""
-
-
-Page = list[tuple[Unlinked, int]]
-"""A page of members' fields, each with the lead's link version."""
 
 
 class Writer:
@@ -95,10 +92,12 @@ class Writer:
                 self._pipe.close()
             self._process.wait()
 
-    def send(self, page: Page) -> None:
-        if page:
-            self._send(page)
-            self.rows += len(page)
+    def send(self, fields: list[Unlinked], versions: Mapping[str, int]) -> None:
+        """A page: its members' fields, and the link versions of those whose links were
+        revoked (any other is at version 0)."""
+        if fields:
+            self._send((fields, versions))
+            self.rows += len(fields)
 
     def finish(self) -> int:
         """Wait for the writer to write and flush every row; how many rows."""
@@ -137,9 +136,10 @@ def _members(
     frames: Iterator[Any], linker: LeadLinkerMany, purposes: Sequence[str]
 ) -> Iterator[Member]:
     mint = linker.mint
-    for page in frames:
-        for fields, version in page:
-            yield linked(fields, mint(fields[0], version, purposes))
+    for page, versions in frames:
+        for fields in page:
+            lead = fields[0]
+            yield linked(fields, mint(lead, versions.get(lead, 0), purposes))
 
 
 def main() -> int:
