@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 from consent_ledger.api import ConsentLedger
+from consent_ledger.subjects import find_subject_id
 from consent_sync import audiences, export_writer
 from consent_sync.audience_rows import CSV_COLUMNS
-from preference_center.tokens import LinkPurpose, LinkTokens
+from preference_center.tokens import LinkPurpose, LinkTokens, revoke_links
 from tests.consent_sync.test_audiences import grant
 from zeroparty import cli
 from zeroparty.db import Database
@@ -68,11 +69,12 @@ def _in_one_process(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     return capsys.readouterr().out
 
 
-def _check_links(settings: Settings, lead_id: str, row: dict[str, str]) -> None:
+def _check_links(settings: Settings, lead_id: str, row: dict[str, str], version: int = 0) -> None:
     tokens = LinkTokens(settings)
     manage = tokens.read(LinkPurpose.MANAGE, row["preference_url"].rsplit("/p/", 1)[1])
     one_click = tokens.read(LinkPurpose.UNSUBSCRIBE, row["unsubscribe_url"].rsplit("/u/", 1)[1])
     assert (manage.subject_id, one_click.subject_id) == (lead_id, lead_id)
+    assert (manage.version, one_click.version) == (version, version)  # not revoked
     assert one_click.purposes == ("newsletter",)
     assert row["list_unsubscribe"] == f"<{row['unsubscribe_url']}>"
 
@@ -80,12 +82,17 @@ def _check_links(settings: Settings, lead_id: str, row: dict[str, str]) -> None:
 @pytest.mark.usefixtures("cli_env")
 def test_a_csv_export_into_a_file_is_the_one_process_export(
     settings: Settings,
+    database: Database,
     audience: list[str],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr(audiences, "MAX_LIMIT", 5)  # several pages, one frame each
+    with database.write() as session:  # one lead's earlier links revoked: version 1
+        revoked = find_subject_id(session, audience[3])
+        assert revoked is not None
+        revoke_links(session, revoked)
     started = _spied(monkeypatch)
     code, data = _export_into_file(tmp_path, monkeypatch, "newsletter")
     assert code == 0
@@ -104,7 +111,7 @@ def test_a_csv_export_into_a_file_is_the_one_process_export(
         assert {k: v for k, v in row.items() if k not in LINKS} == {
             k: v for k, v in same.items() if k not in LINKS
         }
-        _check_links(settings, row["lead_id"], row)
+        _check_links(settings, row["lead_id"], row, 1 if row["lead_id"] == revoked else 0)
 
 
 @pytest.mark.usefixtures("cli_env")
