@@ -210,7 +210,7 @@ class Database:
             return
         with (
             self._write_lock,
-            self._marked_writing(),
+            self._outside_group(),
             self._write_sessions() as session,
             session.begin(),
         ):
@@ -232,7 +232,7 @@ class Database:
             return
         with (
             self._write_lock,
-            self._marked_writing(),
+            self._outside_group(),
             self._writer.connect() as connection,
             connection.begin(),
         ):
@@ -278,6 +278,11 @@ class Database:
     def _shared_work(self, work: Callable[[], T]) -> T:
         with self.sharing():
             return work()
+
+    def _outside_group(self) -> AbstractContextManager[object]:
+        """A write transaction of its own: marked, so that a write nested in it keeps
+        its own too, where there are groups to join (PostgreSQL); else nothing to do."""
+        return self._marked_writing() if self._group is not None else nullcontext()
 
     @contextmanager
     def _marked_writing(self) -> Iterator[None]:
