@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 # Column order of the event insert; matches consent_events.
@@ -200,37 +200,3 @@ def driver_cursor(connection: Connection) -> Iterator[Any]:
         ) from exc
     finally:
         cursor.close()
-
-
-@contextmanager
-def lookup_cursor(engine: Engine) -> Iterator[Any]:
-    """A DBAPI cursor on a pooled connection, for reads of one statement each outside
-    any transaction (the consent API's look-up): SQLite's connections run without
-    implicit transactions already, and a PostgreSQL connection is put in autocommit for
-    the duration, so a look-up is one statement and one round trip, no BEGIN/ROLLBACK.
-    Driver errors come out as SQLAlchemy's exception classes, as in
-    :func:`driver_cursor`. Never write through it."""
-    dialect = engine.dialect
-    pooled = engine.raw_connection()
-    try:
-        driver = pooled.driver_connection
-        autocommit = dialect.name == "postgresql"
-        if autocommit:
-            driver.autocommit = True  # type: ignore[union-attr]
-        try:
-            cursor = pooled.cursor()
-            try:
-                yield cursor
-            finally:
-                cursor.close()
-        finally:
-            if autocommit:
-                driver.autocommit = False  # type: ignore[union-attr]
-    except dialect.loaded_dbapi.Error as exc:
-        if dialect.is_disconnect(exc, pooled.dbapi_connection, None):
-            pooled.invalidate(exc)
-        raise DBAPIError.instance(
-            None, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
-        ) from exc
-    finally:
-        pooled.close()

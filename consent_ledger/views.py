@@ -13,7 +13,6 @@ from starlette.routing import Route
 from consent_ledger import schemas, services, state
 from consent_ledger.actions import ConsentAction
 from consent_ledger.api import ConsentLedger, is_negative
-from consent_ledger.append_sql import lookup_cursor
 from consent_ledger.entries import format_timestamp
 from consent_ledger.subjects import find_subject_id
 from zeroparty.apikeys import ApiKeyVerifier, Scope
@@ -87,9 +86,8 @@ def _verified_lookup(
 
 def _lookup(database: Database, email: str, purpose: str, at: datetime | None) -> dict[str, object]:
     if at is None:
-        engine = database.engine
-        with lookup_cursor(engine) as cursor:
-            answer = state.consent_now_on_cursor(cursor, engine.dialect, email, purpose)
+        with database.lookup_cursor() as cursor:
+            answer = state.consent_now_on_cursor(cursor, database.engine.dialect, email, purpose)
         return _answer_json(answer)
     with database.lookup() as connection:
         subject_id = find_subject_id(connection, email)
@@ -140,9 +138,9 @@ def _record(
         entry = consent_ledger.record_by_email(connection, record)
     # Read after the commit, not inside the transaction: on PostgreSQL the ledger's head
     # stays locked until the commit, and other writers should not wait for this read.
-    engine = database.engine
-    with lookup_cursor(engine) as cursor:
-        answer = state.consent_now_on_cursor(cursor, engine.dialect, record.email, record.purpose)
+    dialect = database.engine.dialect
+    with database.lookup_cursor() as cursor:
+        answer = state.consent_now_on_cursor(cursor, dialect, record.email, record.purpose)
     return entry.as_json(), answer
 
 

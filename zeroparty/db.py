@@ -19,8 +19,9 @@ from typing import Any, ParamSpec, TypeVar
 import anyio.to_thread
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.types import TypeDecorator
 
 from zeroparty.group_commit import GroupCommit
@@ -180,6 +181,9 @@ class Database:
             else None
         )
         self._writing = threading.local()
+        # SQLite: the connection each thread keeps for lookup_cursor(), and its thread.
+        self._kept: dict[int, tuple[threading.Thread, PoolProxiedConnection]] = {}
+        self._kept_lock = threading.Lock()
         self._read_sessions = sessionmaker(bind=engine, expire_on_commit=False)
         self._wal_autocheckpoint: int | None = None
         self._wal_listening = False
@@ -312,6 +316,63 @@ class Database:
         with self.engine.connect() as connection:
             yield connection.execution_options(**{LOOKUP_OPTION: True})
 
+    @contextmanager
+    def lookup_cursor(self) -> Iterator[Any]:
+        """A DBAPI cursor for reads of one statement each outside any transaction (the
+        consent API's look-up): no BEGIN/ROLLBACK and no SQLAlchemy execution around
+        it. On SQLite the connections run without implicit transactions, and each
+        thread keeps one for these reads (a request's work runs on the event loop's
+        thread): no pool checkout per look-up, 9 µs of 10 for one statement. On
+        PostgreSQL a pooled connection is in autocommit for the duration: one
+        statement, one round trip. Driver errors come out as SQLAlchemy's exception
+        classes. Never write through it."""
+        dialect = self.engine.dialect
+        kept = dialect.name == "sqlite"
+        pooled = self._kept_connection() if kept else self.engine.raw_connection()
+        try:
+            if not kept:
+                pooled.driver_connection.autocommit = True  # type: ignore[union-attr]
+            try:
+                cursor = pooled.cursor()
+                try:
+                    yield cursor
+                finally:
+                    cursor.close()
+            finally:
+                if not kept:
+                    pooled.driver_connection.autocommit = False  # type: ignore[union-attr]
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, pooled.dbapi_connection, None):
+                self._drop_kept(pooled)
+                pooled.invalidate(exc)
+            raise DBAPIError.instance(
+                None, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
+            ) from exc
+        finally:
+            if not kept:
+                pooled.close()
+
+    def _kept_connection(self) -> PoolProxiedConnection:
+        thread = threading.current_thread()
+        found = self._kept.get(thread.ident or 0)
+        if found is not None and found[0] is thread:
+            return found[1]
+        pooled = self.engine.raw_connection()
+        with self._kept_lock:
+            # Threads that ended give theirs back to the pool (tests start many).
+            for ident, (owner, connection) in list(self._kept.items()):
+                if not owner.is_alive():
+                    del self._kept[ident]
+                    connection.close()
+            self._kept[thread.ident or 0] = (thread, pooled)
+        return pooled
+
+    def _drop_kept(self, pooled: PoolProxiedConnection) -> None:
+        with self._kept_lock:
+            for ident, (_, connection) in list(self._kept.items()):
+                if connection is pooled:
+                    del self._kept[ident]
+
     @property
     def runs_inline(self) -> bool:
         """Whether :meth:`run` calls its work on the event loop (SQLite) rather than
@@ -358,4 +419,9 @@ class Database:
         cursor.close()
 
     def dispose(self) -> None:
+        with self._kept_lock:
+            kept = [connection for _, connection in self._kept.values()]
+            self._kept.clear()
+        for connection in kept:
+            connection.close()
         self.engine.dispose()

@@ -6,7 +6,6 @@ its origins) sets its own header and this middleware leaves it alone.
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_HEADERS = {
@@ -25,21 +24,27 @@ DEFAULT_HEADERS = {
 class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
         self.app = app
-        self.headers = dict(DEFAULT_HEADERS)
+        headers = dict(DEFAULT_HEADERS)
         if hsts:
-            self.headers["strict-transport-security"] = "max-age=63072000; includeSubDomains"
+            headers["strict-transport-security"] = "max-age=63072000; includeSubDomains"
+        self.headers = headers
+        # As the ASGI message carries them: lower-case names and values, in bytes.
+        self._raw = [
+            (name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        raw = self._raw
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in self.headers.items():
-                    if name not in headers:
-                        headers.append(name, value)
+                headers = message.get("headers", ())
+                present = {name.lower() for name, _ in headers}
+                # A new list: the response's own stays as it was (as MutableHeaders does).
+                message["headers"] = [*headers, *(p for p in raw if p[0] not in present)]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

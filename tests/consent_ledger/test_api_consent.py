@@ -7,6 +7,7 @@ the field at fault, and that nothing was written (SPEC rule 6).
 from __future__ import annotations
 
 import hashlib
+import threading
 import tomllib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,7 +18,6 @@ from sqlalchemy import func, select
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.testclient import TestClient
 
-from consent_ledger.append_sql import lookup_cursor
 from consent_ledger.models import (
     ConsentEvent,
     ConsentEvidence,
@@ -104,13 +104,39 @@ def post(api: TestClient, body: Body) -> dict[str, Any]:
 # --- GET /api/consent -------------------------------------------------------------------
 
 
+def test_lookup_connections_kept_by_threads_go_back_when_the_threads_end(
+    database: Database,
+) -> None:
+    """SQLite: each thread keeps its look-up connection (no pool checkout per look-up);
+    one whose thread ended goes back to the pool when another thread takes one, so
+    threads that come and go (a test client each) never drain the pool; dispose gives
+    every one back."""
+    pool = database.engine.pool
+
+    def look() -> None:
+        with database.lookup_cursor() as cursor:
+            cursor.execute("SELECT 1")
+            assert cursor.fetchone()[0] == 1
+
+    look()
+    look()
+    in_use = pool.checkedout()  # type: ignore[attr-defined]
+    for _ in range(40):  # more threads than the pool holds connections
+        thread = threading.Thread(target=look)
+        thread.start()
+        thread.join()
+    assert pool.checkedout() <= in_use + 1  # type: ignore[attr-defined]
+    database.dispose()
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
 def test_a_lookup_leaves_its_pooled_connection_transactional(database: Database) -> None:
     """The look-up reads outside any transaction (PostgreSQL: autocommit for the one
     statement); the connection goes back to the pool as it came, even when the look-up
     fails, so the next write on it is one transaction again."""
     engine = database.engine
     for purpose in ("profiling", "no-such-purpose"):
-        with lookup_cursor(engine) as cursor:
+        with database.lookup_cursor() as cursor:
             driver = cursor.connection
             try:
                 consent_now_on_cursor(cursor, engine.dialect, "ann@example.com", purpose)
