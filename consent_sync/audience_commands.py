@@ -45,7 +45,7 @@ def cmd_audience_export(args: argparse.Namespace, settings: Settings) -> int:
                 SyncRead.AUDIENCE_EXPORT.value,
                 f"command line: audience {of} as of entry {snapshot.as_of_seq} ({args.format})",
             )
-        output = _output_descriptor()
+        output = _output_descriptor() if export_writer.usable(linker) else None
         with database.read() as session:
             if output is None:
                 members = audiences.walk(session, ledger, linker, facts, snapshot)
@@ -64,7 +64,8 @@ def _output_descriptor() -> int | None:
     """Standard output's file descriptor when a second process can write to it (a
     file or a pipe, on a machine with more than one CPU); else ``None``: this process
     writes, as it does into a captured stream."""
-    if (os.cpu_count() or 1) < 2:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if (cpus or 1) < 2:
         return None
     try:
         descriptor = sys.stdout.fileno()
@@ -85,7 +86,9 @@ def _export_in_two(
 ) -> int:
     """The walk here, the links and rows in a writer process (:mod:`export_writer`),
     a page ahead."""
-    with export_writer.Writer(output, linker, [snapshot.purpose], args.format) as writer:
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    purposes = [snapshot.purpose]
+    with export_writer.Writer(output, linker, purposes, args.format, encoding) as writer:
         for fields in audiences.walk_unlinked(session, ledger, facts, snapshot):
             writer.send(fields, linker.versions(session, [f[0] for f in fields]))
         return writer.finish()

@@ -9,8 +9,9 @@ byte for byte what the export writes in one process (but the second each token i
 signed at).
 
 The pipe carries frames: a 4-byte little-endian length, then a pickle. The first frame
-is the format and the linker (it pickles as what rebuilds it from the settings, keys
-included: the pipe is between two processes of one user), then one frame per page (the
+is the format, the output's encoding and the linker (it pickles as what rebuilds it from
+the secret keys and the base URL: the pipe is between two processes of one user), then
+one frame per page (the
 members' fields and the revoked leads' link versions), then an empty frame at the end.
 The writer exits 0 once every row is written and flushed; :data:`OUTPUT_CLOSED` when
 whoever reads the output closed it (``| head``); anything else is a failure the parent
@@ -62,20 +63,32 @@ class Writer:
     sends it pages, and at :meth:`finish` waits for every row to be written."""
 
     def __init__(
-        self, output: int, linker: LeadLinkerMany, purposes: Sequence[str], form: str
+        self,
+        output: int,
+        linker: LeadLinkerMany,
+        purposes: Sequence[str],
+        form: str,
+        encoding: str = "utf-8",
     ) -> None:
         self.rows = 0
+        first = _frame((form, encoding, linker, tuple(purposes)))  # fails before any start
+        # -P: the writer imports what this process does, never a module that happens to
+        # sit in the working directory.
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "consent_sync.export_writer"],
+            [sys.executable, "-P", "-m", "consent_sync.export_writer"],
             stdin=subprocess.PIPE,
             stdout=output,
         )
         pipe = self._process.stdin
         assert pipe is not None
-        with contextlib.suppress(OSError):  # a smaller pipe only makes the walk wait more
-            fcntl.fcntl(pipe.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
         self._pipe: IO[bytes] = pipe
-        self._send((form, linker, tuple(purposes)))
+        try:
+            with contextlib.suppress(OSError):  # a smaller pipe only makes the walk wait
+                fcntl.fcntl(pipe.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
+            self._write(first)
+        except BaseException:
+            self._stop()
+            raise
 
     def __enter__(self) -> Writer:
         return self
@@ -87,16 +100,13 @@ class Writer:
         trace: TracebackType | None,
     ) -> None:
         if kind is not None:  # the walk failed: no half export passes for a whole one
-            self._process.kill()
-            with contextlib.suppress(OSError):
-                self._pipe.close()
-            self._process.wait()
+            self._stop()
 
     def send(self, fields: list[Unlinked], versions: Mapping[str, int]) -> None:
         """A page: its members' fields, and the link versions of those whose links were
         revoked (any other is at version 0)."""
         if fields:
-            self._send((fields, versions))
+            self._write(_frame((fields, versions)))
             self.rows += len(fields)
 
     def finish(self) -> int:
@@ -111,14 +121,28 @@ class Writer:
             raise ExportStopped(f"the export's writer process stopped (exit status {status})")
         return self.rows
 
-    def _send(self, value: object) -> None:
-        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    def _write(self, frame: bytes) -> None:
         try:
-            self._pipe.write(_LENGTH.pack(len(data)))
-            self._pipe.write(data)
+            self._pipe.write(frame)
         except BrokenPipeError:
             self.finish()  # raises what stopped the writer
             raise ExportStopped("the export's writer process stopped") from None
+
+    def _stop(self) -> None:
+        self._process.kill()
+        with contextlib.suppress(OSError):
+            self._pipe.close()
+        self._process.wait()
+
+
+def usable(linker: object) -> bool:
+    """Whether ``linker`` can sign in the writer: it reads versions and mints apart."""
+    return callable(getattr(linker, "versions", None)) and callable(getattr(linker, "mint", None))
+
+
+def _frame(value: object) -> bytes:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LENGTH.pack(len(data)) + data
 
 
 def _frames(source: IO[bytes]) -> Iterator[Any]:
@@ -129,7 +153,10 @@ def _frames(source: IO[bytes]) -> Iterator[Any]:
         (size,) = _LENGTH.unpack(head)
         if size == 0:
             return
-        yield pickle.loads(source.read(size))  # noqa: S301 (our own parent's frames)
+        body = source.read(size)
+        if len(body) < size:
+            raise EOFError("the export ended in the middle of a frame")
+        yield pickle.loads(body)  # noqa: S301 (our own parent's frames)
 
 
 def _members(
@@ -145,9 +172,10 @@ def _members(
 def main() -> int:
     frames = _frames(sys.stdin.buffer)
     try:
-        form, linker, purposes = next(frames)
+        form, encoding, linker, purposes = next(frames)
         raw = io.FileIO(sys.stdout.fileno(), "w", closefd=False)
-        out = io.TextIOWrapper(io.BufferedWriter(raw, _OUTPUT_BUFFER), encoding="utf-8", newline="")
+        buffered = io.BufferedWriter(raw, _OUTPUT_BUFFER)
+        out = io.TextIOWrapper(buffered, encoding=encoding, newline="")
         write = write_csv if form == "csv" else write_jsonl
         write(_members(frames, linker, purposes), out)
         out.flush()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -127,8 +128,10 @@ class _BulkLinker:
         self.settings = settings
         self.tokens = LinkTokens(settings)
 
-    def __reduce__(self) -> tuple[type[_BulkLinker], tuple[Settings]]:
-        return (_BulkLinker, (self.settings,))  # rebuilt from the settings, keys and all
+    def __reduce__(self) -> tuple[Any, tuple[tuple[str, ...], str]]:
+        # Rebuilt from what signing needs, the keys and the base URL: no database URL,
+        # checkpoint key or webhook secret goes to the export's writer process.
+        return (_signing_linker, (self.settings.secret_keys, self.settings.base_url))
 
     def __call__(
         self, session: Session, subject_ids: Sequence[str], purposes: Sequence[str]
@@ -142,6 +145,10 @@ class _BulkLinker:
 
     def mint(self, subject_id: str, version: int, purposes: Sequence[str]) -> LeadLinks:
         return LeadLinks(*_links(self.settings, self.tokens, subject_id, version, purposes))
+
+
+def _signing_linker(secret_keys: tuple[str, ...], base_url: str) -> _BulkLinker:
+    return _BulkLinker(Settings(secret_keys=secret_keys, base_url=base_url))
 
 
 def lead_linker_many(settings: Settings) -> LeadLinkerMany:

@@ -150,6 +150,11 @@ class _SharedSession(Session):
         raise TypeError("a shared write is rolled back by raising from its block")
 
 
+KEPT_LOOKUP = 4
+"""SQLite: how many threads at most keep a connection for :meth:`Database.lookup_cursor`
+(a server worker's look-ups run on its event loop's one thread)."""
+
+
 class Database:
     """The engine plus the two kinds of session the app uses.
 
@@ -320,17 +325,18 @@ class Database:
     def lookup_cursor(self) -> Iterator[Any]:
         """A DBAPI cursor for reads of one statement each outside any transaction (the
         consent API's look-up): no BEGIN/ROLLBACK and no SQLAlchemy execution around
-        it. On SQLite the connections run without implicit transactions, and each
-        thread keeps one for these reads (a request's work runs on the event loop's
-        thread): no pool checkout per look-up, 9 µs of 10 for one statement. On
+        it. On SQLite the connections run without implicit transactions, and a thread
+        keeps one for these reads (a request's work runs on the event loop's thread;
+        up to :data:`KEPT_LOOKUP` threads do): no pool checkout per look-up, 9 µs of 10
+        for one statement. On
         PostgreSQL a pooled connection is in autocommit for the duration: one
         statement, one round trip. Driver errors come out as SQLAlchemy's exception
         classes. Never write through it."""
         dialect = self.engine.dialect
-        kept = dialect.name == "sqlite"
-        pooled = self._kept_connection() if kept else self.engine.raw_connection()
+        sqlite = dialect.name == "sqlite"
+        pooled, kept = self._kept_connection() if sqlite else (self.engine.raw_connection(), False)
         try:
-            if not kept:
+            if not sqlite:
                 pooled.driver_connection.autocommit = True  # type: ignore[union-attr]
             try:
                 cursor = pooled.cursor()
@@ -339,7 +345,7 @@ class Database:
                 finally:
                     cursor.close()
             finally:
-                if not kept:
+                if not sqlite:
                     pooled.driver_connection.autocommit = False  # type: ignore[union-attr]
         except dialect.loaded_dbapi.Error as exc:
             if dialect.is_disconnect(exc, pooled.dbapi_connection, None):
@@ -352,20 +358,26 @@ class Database:
             if not kept:
                 pooled.close()
 
-    def _kept_connection(self) -> PoolProxiedConnection:
+    def _kept_connection(self) -> tuple[PoolProxiedConnection, bool]:
+        """This thread's kept look-up connection and true; or, when :data:`KEPT_LOOKUP`
+        threads keep one already, an ordinary checkout and false (the caller gives it
+        back). Kept connections of threads that ended go back to the pool first, so
+        threads that come and go never hold the pool's connections."""
         thread = threading.current_thread()
         found = self._kept.get(thread.ident or 0)
         if found is not None and found[0] is thread:
-            return found[1]
-        pooled = self.engine.raw_connection()
+            return found[1], True
         with self._kept_lock:
-            # Threads that ended give theirs back to the pool (tests start many).
             for ident, (owner, connection) in list(self._kept.items()):
                 if not owner.is_alive():
                     del self._kept[ident]
                     connection.close()
-            self._kept[thread.ident or 0] = (thread, pooled)
-        return pooled
+            keep = len(self._kept) < KEPT_LOOKUP
+        pooled = self.engine.raw_connection()
+        if keep:
+            with self._kept_lock:
+                self._kept[thread.ident or 0] = (thread, pooled)
+        return pooled, keep
 
     def _drop_kept(self, pooled: PoolProxiedConnection) -> None:
         with self._kept_lock:

@@ -41,10 +41,11 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = message.get("headers", ())
+                headers = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in headers}
                 # A new list: the response's own stays as it was (as MutableHeaders does).
-                message["headers"] = [*headers, *(p for p in raw if p[0] not in present)]
+                headers.extend(p for p in raw if p[0] not in present)
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -28,7 +28,7 @@ from consent_ledger.models import (
 from consent_ledger.state import UnknownPurpose, consent_now_on_cursor
 from tests.factories import notice_hash
 from zeroparty.apikeys import ApiKey, create_api_key, revoke_api_key
-from zeroparty.db import Database
+from zeroparty.db import KEPT_LOOKUP, Database
 from zeroparty.settings import DEFAULT_SITE_FILE
 
 HEX64 = "0123456789abcdef" * 4
@@ -107,10 +107,10 @@ def post(api: TestClient, body: Body) -> dict[str, Any]:
 def test_lookup_connections_kept_by_threads_go_back_when_the_threads_end(
     database: Database,
 ) -> None:
-    """SQLite: each thread keeps its look-up connection (no pool checkout per look-up);
-    one whose thread ended goes back to the pool when another thread takes one, so
-    threads that come and go (a test client each) never drain the pool; dispose gives
-    every one back."""
+    """SQLite: a thread keeps its look-up connection (no pool checkout per look-up); one
+    whose thread ended goes back to the pool before another thread takes one, and at
+    most KEPT_LOOKUP threads keep one, so threads that come and go (a test client each)
+    or many at once never drain the pool; dispose gives every one back."""
     pool = database.engine.pool
 
     def look() -> None:
@@ -126,6 +126,22 @@ def test_lookup_connections_kept_by_threads_go_back_when_the_threads_end(
         thread.start()
         thread.join()
     assert pool.checkedout() <= in_use + 1  # type: ignore[attr-defined]
+    # Threads alive at once: a few keep theirs, the others check out and give back.
+    ready, done = threading.Barrier(KEPT_LOOKUP + 5), threading.Event()
+
+    def look_and_stay() -> None:
+        look()
+        ready.wait()
+        done.wait()
+
+    threads = [threading.Thread(target=look_and_stay) for _ in range(KEPT_LOOKUP + 4)]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    assert pool.checkedout() <= KEPT_LOOKUP  # type: ignore[attr-defined]
+    done.set()
+    for thread in threads:
+        thread.join()
     database.dispose()
     assert pool.checkedout() == 0  # type: ignore[attr-defined]
 

@@ -7,9 +7,11 @@ fail; a reader that goes away ends it as in one process."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
+import pickle
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -22,12 +24,14 @@ from consent_ledger.api import ConsentLedger
 from consent_ledger.subjects import find_subject_id
 from consent_sync import audiences, export_writer
 from consent_sync.audience_rows import CSV_COLUMNS
+from preference_center.links import lead_linker_many
 from preference_center.tokens import LinkPurpose, LinkTokens, revoke_links
 from tests.consent_sync.test_audiences import grant
 from zeroparty import cli
 from zeroparty.db import Database
 from zeroparty.mail import LeadLinks
 from zeroparty.settings import Settings
+from zeroparty.wiring import lead_linker_many as wired_linker
 
 LINKS = ("preference_url", "unsubscribe_url", "list_unsubscribe")
 LEADS = 12
@@ -192,3 +196,79 @@ def test_a_reader_that_goes_away_ends_the_export_quietly(
     assert first.decode().rstrip("\n") == ",".join(CSV_COLUMNS)
     assert code == 0, err
     assert "Traceback" not in err
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_a_linker_without_two_steps_exports_in_one_process(
+    audience: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A linker that only links whole pages (a plain callable) cannot sign in the
+    writer: the export into a file is made in one process, as before."""
+
+    def plain(settings: Settings) -> Any:
+        linker = wired_linker(settings)
+        assert linker is not None
+        return lambda session, ids, purposes: linker(session, ids, purposes)
+
+    monkeypatch.setattr("consent_sync.audience_commands.lead_linker_many", plain)
+    started = _spied(monkeypatch)
+    code, data = _export_into_file(tmp_path, monkeypatch, "newsletter")
+    assert code == 0
+    assert started == []
+    assert data.count(b"\n") == LEADS + 1
+
+
+def test_the_writer_gets_the_signing_keys_only(settings: Settings) -> None:
+    """What goes down the pipe to the writer rebuilds the linker from the secret keys
+    and the base URL; the database URL and the other secrets stay in the command."""
+    secret = "postgresql://zp:hunter2@db.internal/zp"
+    linker = lead_linker_many(
+        dataclasses.replace(
+            settings, database_url=secret, crm_webhook_secret="whsec-0123", checkpoint_key="ck"
+        )
+    )
+    data = pickle.dumps(linker)
+    assert b"hunter2" not in data
+    assert b"whsec-0123" not in data
+    again = pickle.loads(data)  # noqa: S301 (made just above)
+    lead = "ab" * 16
+    made = again.mint(lead, 2, ["newsletter"])
+    _check_links(
+        settings,
+        lead,
+        {
+            "preference_url": made.preference_url,
+            "unsubscribe_url": made.unsubscribe_url,
+            "list_unsubscribe": made.headers["List-Unsubscribe"],
+        },
+        version=2,
+    )
+
+
+def test_the_writer_does_not_import_from_the_working_directory(
+    settings: Settings, audience: list[str], tmp_path: Path
+) -> None:
+    """Run from a folder holding a module named like one the writer imports (orjson),
+    the export still uses the installed one: the writer starts with ``-P``."""
+    (tmp_path / "orjson.py").write_text("raise SystemExit(9)\n")
+    script = Path(sys.executable).parent / "zeroparty"
+    env = {
+        **os.environ,
+        "ZEROPARTY_DATABASE_URL": settings.database_url,
+        "ZEROPARTY_SECRET_KEYS": ",".join(settings.secret_keys),
+        "ZEROPARTY_BASE_URL": settings.base_url,
+        "ZEROPARTY_CHECKPOINT_KEY_FILE": str(settings.checkpoint_key_file),
+    }
+    out = tmp_path / "audience.csv"
+    with out.open("wb") as target:
+        done = subprocess.run(
+            [str(script), "audience", "export", "newsletter"],
+            env=env,
+            cwd=tmp_path,
+            stdout=target,
+            stderr=subprocess.PIPE,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    assert out.read_bytes().count(b"\n") == LEADS + 1
