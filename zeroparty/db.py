@@ -189,6 +189,7 @@ class Database:
         # SQLite: the connection each thread keeps for lookup_cursor(), and its thread.
         self._kept: dict[int, tuple[threading.Thread, PoolProxiedConnection]] = {}
         self._kept_lock = threading.Lock()
+        self._kept_reserved = 0  # slots taken by threads checking out to keep
         self._read_sessions = sessionmaker(bind=engine, expire_on_commit=False)
         self._wal_autocheckpoint: int | None = None
         self._wal_listening = False
@@ -372,10 +373,20 @@ class Database:
                 if not owner.is_alive():
                     del self._kept[ident]
                     connection.close()
-            keep = len(self._kept) < KEPT_LOOKUP
-        pooled = self.engine.raw_connection()
+            # A slot is taken before the checkout, so threads arriving together never
+            # keep more than KEPT_LOOKUP between them.
+            keep = len(self._kept) + self._kept_reserved < KEPT_LOOKUP
+            self._kept_reserved += keep
+        try:
+            pooled = self.engine.raw_connection()
+        except BaseException:
+            if keep:
+                with self._kept_lock:
+                    self._kept_reserved -= 1
+            raise
         if keep:
             with self._kept_lock:
+                self._kept_reserved -= 1
                 self._kept[thread.ident or 0] = (thread, pooled)
         return pooled, keep
 

@@ -127,9 +127,11 @@ def test_lookup_connections_kept_by_threads_go_back_when_the_threads_end(
         thread.join()
     assert pool.checkedout() <= in_use + 1  # type: ignore[attr-defined]
     # Threads alive at once: a few keep theirs, the others check out and give back.
+    start = threading.Barrier(KEPT_LOOKUP + 4)
     ready, done = threading.Barrier(KEPT_LOOKUP + 5), threading.Event()
 
     def look_and_stay() -> None:
+        start.wait()  # all at once: the cap holds for threads arriving together
         look()
         ready.wait()
         done.wait()
