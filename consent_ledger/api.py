@@ -63,7 +63,7 @@ from consent_ledger.models import (
 from consent_ledger.projection import NO_RECORD, PENDING, is_negative
 from consent_ledger.state import ConsentAnswer, UnknownPurpose
 from consent_ledger.subjects import InvalidEmail, normalise_email
-from zeroparty.db import Database, utcnow
+from zeroparty.db import Database, driver_cursor, utcnow
 from zeroparty.errors import InvalidInput
 from zeroparty.lead_signals import LeadSignal, LeadSignalListener
 from zeroparty.personal_data import PersonalData
@@ -579,7 +579,7 @@ class ConsentLedger:
         connection = _connection(tx)
         if connection.dialect.name == "sqlite":
             return subjects.create_subject(connection, email, locale=locale)
-        from consent_ledger.append_sql import append_sql, driver_cursor
+        from consent_ledger.append_sql import append_sql
 
         sql = append_sql(connection.dialect.name)
         ref = LeadRef(subjects.new_subject_id(), locale, None)

@@ -13,15 +13,10 @@ UTC text on SQLite, aware datetimes on PostgreSQL), so rows read back identicall
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
-
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 
 # Column order of the event insert; matches consent_events.
 EVENT_COLUMNS = (
@@ -179,24 +174,3 @@ def _postgres_append_entry(statements: dict[str, str]) -> str:
         f"WHERE %s{state_conflict}) "
         "SELECT new.seq, new.prev_hash, new.hash, (SELECT count(*) FROM state) FROM new"
     )
-
-
-@contextmanager
-def driver_cursor(connection: Connection) -> Iterator[Any]:
-    """The DBAPI cursor of ``connection``, inside its transaction. Driver errors come out
-    as the exception classes SQLAlchemy would raise (``IntegrityError``, …), so callers
-    and the app's error handling see no difference."""
-    cursor = connection.connection.cursor()
-    try:
-        yield cursor
-    except connection.dialect.loaded_dbapi.Error as exc:
-        raise DBAPIError.instance(
-            None,
-            None,
-            exc,
-            connection.dialect.loaded_dbapi.Error,
-            hide_parameters=True,
-            dialect=connection.dialect,
-        ) from exc
-    finally:
-        cursor.close()

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from consent_ledger import listeners as listeners_module
 from consent_ledger import projection
 from consent_ledger.actions import ConsentAction
-from consent_ledger.append_sql import AppendSql, append_sql, driver_cursor
+from consent_ledger.append_sql import AppendSql, append_sql
 from consent_ledger.entries import (
     GENESIS_HASH,
     LedgerEntry,
@@ -30,7 +30,7 @@ from consent_ledger.entries import (
 )
 from consent_ledger.evidence import EvidenceValue, clean_evidence, seal_evidence
 from consent_ledger.models import ConsentEvent, ConsentEvidence, ConsentState, LedgerHead
-from zeroparty.db import utcnow
+from zeroparty.db import driver_cursor, utcnow
 
 HEAD_ID = 1
 

@@ -12,14 +12,14 @@ from sqlalchemy.orm import Session
 
 from consent_ledger import ledger
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
-from consent_ledger.append_sql import append_sql, driver_cursor
+from consent_ledger.append_sql import append_sql
 from consent_ledger.entries import LedgerEntry
 from consent_ledger.evidence import EvidenceValue
 from consent_ledger.listeners import ConsentListener
 from consent_ledger.models import NoticeVersion, Purpose
 from consent_ledger.state import UnknownPurpose
 from consent_ledger.subjects import SubjectRef, create_subject, ensure_subject, needs_update
-from zeroparty.db import utcnow
+from zeroparty.db import driver_cursor, utcnow
 from zeroparty.errors import InvalidInput
 
 # How far in the future a reported time may lie (clock skew between hosts).

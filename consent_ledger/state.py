@@ -18,7 +18,7 @@ from consent_ledger import projection
 from consent_ledger.actions import Mechanism
 from consent_ledger.ledger import lock_head
 from consent_ledger.models import ConsentEvent, ConsentState, Purpose, Subject, SubjectProfile
-from zeroparty.db import WRITE_OPTION
+from zeroparty.db import WRITE_OPTION, DriverStatement
 from zeroparty.errors import NotFound
 
 DEFAULT_STATUS = "default"
@@ -122,24 +122,9 @@ def consent_now(session: Session | Connection, email: str, purpose: str) -> Cons
     return ConsentAnswer(purpose, bool(permitted), status, since, notice)
 
 
-@dataclass(frozen=True, slots=True)
-class DriverStatement:
-    """A statement compiled once for a dialect, to run on the DBAPI cursor."""
-
-    sql: str
-    positions: tuple[str, ...] | None  # parameter names in order (qmark), or None (named)
-
-    def parameters(self, values: dict[str, object]) -> tuple[object, ...] | dict[str, object]:
-        if self.positions is None:
-            return values
-        return tuple(values[name] for name in self.positions)
-
-
 @cache
 def _current_statement(dialect: Dialect) -> DriverStatement:
-    compiled = _CURRENT.compile(dialect=dialect)
-    positions = compiled.positiontup
-    return DriverStatement(compiled.string, tuple(positions) if positions else None)
+    return DriverStatement.compile(_CURRENT, dialect)
 
 
 def _aware(value: datetime | str | None) -> datetime | None:

@@ -12,9 +12,9 @@ from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from consent_ledger.append_sql import append_sql, driver_cursor
+from consent_ledger.append_sql import append_sql
 from consent_ledger.models import Subject, SubjectProfile
-from zeroparty.db import utcnow
+from zeroparty.db import driver_cursor, utcnow
 from zeroparty.errors import InvalidInput
 
 

@@ -25,12 +25,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any, cast
 
 import orjson
 from sqlalchemy import Boolean, String, Table, and_, bindparam, func, insert, select, true
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
 
@@ -56,7 +57,7 @@ from preference_center.locale import DEFAULT_LOCALE
 from preference_center.models import LinkVersion, TopicSubscription, TopicSubscriptionChange
 from preference_center.tokens import TokenRevoked
 from zeroparty import i18n
-from zeroparty.db import utcnow
+from zeroparty.db import DriverStatement, driver_cursor, utcnow
 from zeroparty.errors import InvalidInput, NotFound
 
 SOURCE = ConsentSource.PREFERENCE_CENTER
@@ -314,6 +315,14 @@ def _lead_statement(with_notices: bool) -> Any:
 
 
 _LEAD_WITH_NOTICES = _lead_statement(True)
+# The columns' order, as lead_on_cursor reads them by position.
+LEAD_COLUMNS = (
+    "locale", "jurisdiction", "erased_at", "email", "version", "purpose", "title",
+    "description", "translations", "category", "mechanism", "jurisdictions",
+    "expires_after_days", "remind_before_days", "status", "permitted", "since",
+    "state_notice", "topic", "topic_title", "topic_description", "topic_translations",
+    "subscribed", "notice_locale", "text", "sha256", "change_summary",
+)  # fmt: skip
 _LEAD = _lead_statement(False)
 _LINK_VERSION = select(LinkVersion.version).where(LinkVersion.subject_id == bindparam("subject_id"))
 _LEAD_ROW = (
@@ -428,55 +437,77 @@ def check_link_version(tx: Transaction, subject_id: str, version: int) -> None:
         raise TokenRevoked("this link has been withdrawn; a newer one may have been mailed")
 
 
+@cache
+def _lead_sql(dialect: Dialect, notices: bool) -> DriverStatement:
+    return DriverStatement.compile(_LEAD_WITH_NOTICES if notices else _LEAD, dialect)
+
+
 def load_lead(
     tx: Transaction, subject_id: str, version: int, *, notices: bool = False
 ) -> Lead | None:
     """The lead behind a link of ``version``, in one statement; ``None`` when it has no
     personal data any more (erased). Raises :class:`TokenRevoked` for an old version."""
-    stmt = _LEAD_WITH_NOTICES if notices else _LEAD
-    rows = _connection(tx).execute(stmt, {"subject_id": subject_id}).all()
-    current = (rows[0].version if rows else None) or 0
+    connection = _connection(tx)
+    with driver_cursor(connection) as cursor:
+        return lead_on_cursor(cursor, connection.dialect, subject_id, version, notices=notices)
+
+
+def lead_on_cursor(
+    cursor: Any, dialect: Dialect, subject_id: str, version: int, *, notices: bool = False
+) -> Lead | None:
+    """:func:`load_lead` on a DBAPI cursor (a request's one statement, compiled once:
+    SQLAlchemy's execution and rows cost more than the query)."""
+    statement = _lead_sql(dialect, notices)
+    cursor.execute(statement.sql, statement.parameters({"subject_id": subject_id}))
+    rows = cursor.fetchall()
+    # Columns in _lead_statement's order (LEAD_COLUMNS; a test holds them together).
+    current = (rows[0][4] if rows else None) or 0
     if version != current:
         raise TokenRevoked("this link has been withdrawn; a newer one may have been mailed")
-    if not rows or rows[0].email is None or rows[0].erased_at is not None:
+    if not rows or rows[0][3] is None or rows[0][2] is not None:
         return None
-    first = rows[0]
+    locale, jurisdiction, _erased_at, email = rows[0][:4]
     purposes: dict[str, LeadPurpose] = {}
     for row in rows:
-        if row.purpose is None:
+        key = row[5]
+        if key is None:
             continue
-        purpose = purposes.get(row.purpose)
+        purpose = purposes.get(key)
         if purpose is None:
-            purpose = purposes[row.purpose] = LeadPurpose(
-                key=row.purpose,
-                title=row.title,
-                description=row.description,
-                category=row.category,
-                mechanism=row.mechanism,
-                jurisdictions=row.jurisdictions,
-                status=row.status,
-                state_permitted=bool(row.permitted),
-                since=_aware(row.since),
-                expires_after_days=row.expires_after_days,
-                remind_before_days=row.remind_before_days,
-                translations=row.translations,
-                state_notice=row.state_notice,
+            (title, description, translations, category, mechanism, jurisdictions) = row[6:12]
+            (expires, remind, status, permitted, since, state_notice) = row[12:18]
+            purpose = purposes[key] = LeadPurpose(
+                key=key,
+                title=title,
+                description=description,
+                category=category,
+                mechanism=mechanism,
+                jurisdictions=jurisdictions,
+                status=status,
+                state_permitted=bool(permitted),
+                since=_aware(since),
+                expires_after_days=expires,
+                remind_before_days=remind,
+                translations=translations,
+                state_notice=state_notice,
             )
-        if notices and row.notice_locale is not None:
-            purpose.notices[row.notice_locale] = (row.text, row.sha256)
-            purpose.change_summaries[row.notice_locale] = row.change_summary
-        if row.topic is not None and not any(t.key == row.topic for t in purpose.topics):
-            choice = None if row.subscribed is None else bool(row.subscribed)
+        if notices and row[23] is not None:
+            notice_locale, text, sha256, change_summary = row[23:27]
+            purpose.notices[notice_locale] = (text, sha256)
+            purpose.change_summaries[notice_locale] = change_summary
+        topic = row[18]
+        if topic is not None and not any(t.key == topic for t in purpose.topics):
+            subscribed = row[22]
             purpose.topics.append(
                 LeadTopic(
-                    row.topic,
-                    row.topic_title,
-                    row.topic_description,
-                    choice,
-                    row.topic_translations,
+                    topic,
+                    row[19],
+                    row[20],
+                    None if subscribed is None else bool(subscribed),
+                    row[21],
                 )
             )
-    return Lead(subject_id, first.email, first.locale, first.jurisdiction, list(purposes.values()))
+    return Lead(subject_id, email, locale, jurisdiction, list(purposes.values()))
 
 
 def live_lead(tx: Transaction, subject_id: str, version: int, *, notices: bool = False) -> Lead:

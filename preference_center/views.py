@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
@@ -197,8 +197,12 @@ def _read_page(
     gpc: services.ChangeContext | None,
 ) -> tuple[services.PreferencePage, str]:
     # One statement: a single snapshot, so no transaction around it.
-    with database.lookup() as connection:
-        lead = services.live_lead(connection, claim.subject_id, claim.version, notices=True)
+    with database.lookup_cursor() as cursor:
+        lead = _live(
+            services.lead_on_cursor(
+                cursor, database.engine.dialect, claim.subject_id, claim.version, notices=True
+            )
+        )
     if gpc is not None and services.gpc_not_yet_honoured(lead):
         # Sec-GPC: 1 from a known lead's browser is their opt-out of sale and sharing
         # (SPEC rule 7, CCPA regs 7025): recorded once, then shown as honoured.
@@ -553,7 +557,21 @@ async def one_click_unsubscribe(request: Request) -> Response:
         context,
         _wish(request),
     )
-    return _render(request, "message.html", {"kind": "unsubscribed"}, locale=locale)
+    if _wants_html(request):  # the button of GET /u/{token} in a browser
+        return _render(request, "message.html", {"kind": "unsubscribed"}, locale=locale)
+    # A mail provider's POST (RFC 8058): nobody sees the body; a short text in the
+    # lead's language, not a page.
+    texts = strings(locale)
+    return PlainTextResponse(
+        f"{texts['unsubscribed_title']}\n{texts['unsubscribed_text']}\n",
+        headers={**NO_REFERRER, "Content-Language": locale},
+    )
+
+
+def _wants_html(request: Request) -> bool:
+    """Whether the request's ``Accept`` names an HTML type, as every browser's does."""
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept or "application/xhtml+xml" in accept
 
 
 def _grants_to_confirm(

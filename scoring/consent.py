@@ -56,11 +56,13 @@ def gate_states(
     }
 
 
+_PERMITTED = select(_cs.c.purpose_key).where(
+    _cs.c.subject_id == bindparam("subject_id"), _cs.c.permitted
+)
+
+
 def permitted_purposes(connection: Connection, subject_id: str) -> set[str]:
-    rows = connection.execute(
-        select(_cs.c.purpose_key).where(_cs.c.subject_id == subject_id, _cs.c.permitted)
-    )
-    return {row.purpose_key for row in rows}
+    return set(connection.execute(_PERMITTED, {"subject_id": subject_id}).scalars())
 
 
 def permitted_purposes_of(

@@ -1522,16 +1522,19 @@ def _cancel_webhooks(connection: Connection, subject_id: str, reason: str) -> st
     return max(delivered, key=lambda row: row.delivered_at).stage if delivered else None
 
 
+_LEAD_ATTRIBUTES = select(_attrs.c.id, _attrs.c.purposes).where(
+    _attrs.c.subject_id == bindparam("subject_id")
+)
+
+
 def _forget_inputs_of(session: Session, active: ActiveModel, subject_id: str) -> None:
     connection = session.connection()
+    # Most leads have no stored answers: then the consent is not read at all.
+    attributes = connection.execute(_LEAD_ATTRIBUTES, {"subject_id": subject_id}).all()
+    if not attributes:
+        return
     permitted = consent.permitted_purposes(connection, subject_id)
-    stale = [
-        row.id
-        for row in connection.execute(
-            select(_attrs.c.id, _attrs.c.purposes).where(_attrs.c.subject_id == subject_id)
-        )
-        if not permitted.intersection(orjson.loads(row.purposes))
-    ]
+    stale = [row.id for row in attributes if not permitted.intersection(orjson.loads(row.purposes))]
     if not stale:
         return
     connection.execute(delete(_attrs).where(_attrs.c.id.in_(stale)))

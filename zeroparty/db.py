@@ -13,8 +13,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import anyio.to_thread
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
@@ -22,6 +23,8 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
 from sqlalchemy.types import TypeDecorator
 
 from zeroparty.group_commit import GroupCommit
@@ -72,6 +75,48 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class DriverStatement:
+    """A statement compiled once for a dialect, to run on a DBAPI cursor (hot paths
+    where SQLAlchemy's execution would cost several times the query). Result rows come
+    back as the driver gives them: no type processing (SQLite timestamps are text)."""
+
+    sql: str
+    positions: tuple[str, ...] | None  # parameter names in order (qmark), or None (named)
+
+    @classmethod
+    def compile(cls, statement: ClauseElement, dialect: Dialect) -> DriverStatement:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+        positions = compiled.positiontup
+        return cls(compiled.string, tuple(positions) if positions else None)
+
+    def parameters(self, values: dict[str, object]) -> tuple[object, ...] | dict[str, object]:
+        if self.positions is None:
+            return values
+        return tuple(values[name] for name in self.positions)
+
+
+@contextmanager
+def driver_cursor(connection: Connection) -> Iterator[Any]:
+    """The DBAPI cursor of ``connection``, inside its transaction. Driver errors come out
+    as the exception classes SQLAlchemy would raise (``IntegrityError``, …), so callers
+    and the app's error handling see no difference."""
+    cursor = connection.connection.cursor()
+    try:
+        yield cursor
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(
+            None,
+            None,
+            exc,
+            connection.dialect.loaded_dbapi.Error,
+            hide_parameters=True,
+            dialect=connection.dialect,
+        ) from exc
+    finally:
+        cursor.close()
 
 
 def utcnow() -> datetime:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import pytest
@@ -10,8 +12,11 @@ from starlette.testclient import TestClient
 
 from consent_ledger.models import ConsentEvent
 from preference_center import mail_headers
+from preference_center.locale import strings
 from preference_center.tokens import LinkPurpose
+from tests.fixtures.browser import LiveServer
 from tests.preference_center.conftest import EMAIL, counts, issue, ledger_size
+from zeroparty.app import create_app
 from zeroparty.db import Database
 from zeroparty.settings import Settings
 
@@ -196,3 +201,70 @@ def test_cli_link_prints_working_url(
     )
     assert landing.status_code == 303
     assert main(["link", "nobody@example.com"]) == 2
+
+
+def _raw_post(port: int, path: str, headers: dict[str, str]) -> tuple[bytes, bytes]:
+    """One HTTP/1.1 POST of the RFC 8058 body on a plain socket; the answer's head and
+    body as the bytes the server sent."""
+    body = b"List-Unsubscribe=One-Click"
+    lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
+    lines += ["Content-Type: application/x-www-form-urlencoded", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    head, _, answer = raw.partition(b"\r\n\r\n")
+    return head, answer
+
+
+@pytest.mark.parametrize(
+    ("headers", "query", "language"),
+    [
+        ({}, "", "en"),  # no Accept at all
+        ({"Accept": "*/*"}, "", "en"),
+        ({"Accept": "*/*"}, "?lang=de", "de"),  # a link mailed in German
+    ],
+)
+def test_a_mail_providers_post_gets_a_short_text_not_a_page(
+    settings: Settings,
+    database: Database,
+    lead: str,
+    serve: Callable[..., LiveServer],
+    headers: dict[str, str],
+    query: str,
+    language: str,
+) -> None:
+    server = serve(create_app(settings, database))
+    start = ledger_size(database)
+    token = _unsubscribe_token(settings, database, lead)
+    head, body = _raw_post(server.port, f"/u/{token}{query}", headers)
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n"), head
+    assert b"\r\ncontent-type: text/plain; charset=utf-8\r\n" in head
+    assert f"\r\ncontent-language: {language}\r\n".encode() in head, head.decode()
+    assert b"\r\nreferrer-policy: no-referrer\r\n" in head
+    assert b"\r\ncache-control: no-store\r\n" in head
+    texts = strings(language)
+    expected = f"{texts['unsubscribed_title']}\n{texts['unsubscribed_text']}\n"
+    assert body == expected.encode("utf-8")
+    if language == "de":
+        assert body != strings("en")["unsubscribed_title"].encode() + b"\n"
+    assert ledger_size(database) == start + 1
+
+
+def test_the_unsubscribe_pages_button_gets_a_page(
+    settings: Settings, database: Database, lead: str, serve: Callable[..., LiveServer]
+) -> None:
+    """A browser (the button on ``GET /u/{token}``) asks for HTML and gets the page."""
+    server = serve(create_app(settings, database))
+    token = _unsubscribe_token(settings, database, lead)
+    accept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    head, body = _raw_post(server.port, f"/u/{token}", {"Accept": accept})
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n"), head
+    assert b"\r\ncontent-type: text/html; charset=utf-8\r\n" in head
+    page = body.decode()
+    assert "<html" in page
+    assert strings("en")["unsubscribed_title"] in page
+    assert "<form" not in page

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from consent_ledger.models import ConsentEvent, ConsentEvidence, Subject
 from consent_ledger.verify import verify_ledger
+from preference_center import services
 from preference_center.models import TopicSubscription, TopicSubscriptionChange
 from tests.factories import notice_hash
 from tests.preference_center.conftest import EMAIL, counts, issue, ledger_size, open_session
@@ -361,3 +362,13 @@ def test_oversized_form_refused(
     response = _post(app_client, "/p/", data)
     assert response.status_code in (400, 413)
     assert counts(database) == before
+
+
+def test_the_lead_is_read_in_the_statements_column_order() -> None:
+    """``lead_on_cursor`` reads the driver's rows by position: ``LEAD_COLUMNS`` is the
+    statement's order, with and without the notices."""
+    with_notices = tuple(c.key for c in services._LEAD_WITH_NOTICES.selected_columns)
+    assert with_notices == services.LEAD_COLUMNS
+    without = tuple(c.key for c in services._LEAD.selected_columns)
+    assert without == services.LEAD_COLUMNS[: len(without)]
+    assert services.LEAD_COLUMNS[len(without)] == "notice_locale"

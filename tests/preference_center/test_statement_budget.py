@@ -30,13 +30,13 @@ from zeroparty.db import Database
 from zeroparty.settings import Settings
 
 # GET /p/ with the session a manage link opened.
-PAGE = {"sqlite": 1, "postgresql": 3}
+PAGE = {"sqlite": 1, "postgresql": 1}
 # POST /u/{token} (RFC 8058), withdrawing the newsletter the token names.
-ONE_CLICK = {"sqlite": 15, "postgresql": 10}
+ONE_CLICK = {"sqlite": 14, "postgresql": 9}
 # POST /p/: the same purposes, one newsletter topic more.
 CHANGE_TOPIC = {"sqlite": 14, "postgresql": 8}
 # POST /p/ action=unsubscribe_all: newsletter and profiling withdrawn.
-UNSUBSCRIBE_ALL = {"sqlite": 26, "postgresql": 19}
+UNSUBSCRIBE_ALL = {"sqlite": 25, "postgresql": 18}
 
 SAME = {"Sec-Fetch-Site": "same-origin"}
 ONE_CLICK_BODY = b"List-Unsubscribe=One-Click"
