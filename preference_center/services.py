@@ -653,14 +653,18 @@ def record_topics(
         return
     upsert, history = _TOPIC_STATEMENTS["sqlite"]
     base = {"subject_id": subject_id, "ledger_seq": ledger_seq}
+    # Each result is closed: with one row SQLAlchemy runs a plain execute, and SQLite's
+    # statement stays in progress until its RETURNING row is read or the cursor reset;
+    # left to the garbage collector, anything that keeps the frame alive (a sampling
+    # profiler, a kept traceback) made the COMMIT fail ("SQL statements in progress").
     connection.execute(
         upsert,
         [{**base, "topic_key": key, "subscribed": on, "updated_at": now} for key, on in choices],
-    )
+    ).close()
     connection.execute(
         history,
         [{**base, "topic_key": key, "subscribed": on, "occurred_at": now} for key, on in choices],
-    )
+    ).close()
 
 
 def validate_choices(lead: Lead, choices: Choices) -> None:

@@ -7,17 +7,18 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from starlette.testclient import TestClient
 
 from consent_ledger.models import ConsentEvent
-from preference_center import mail_headers
+from preference_center import mail_headers, services
 from preference_center.locale import strings
+from preference_center.models import TopicSubscription
 from preference_center.tokens import LinkPurpose
 from tests.fixtures.browser import LiveServer
 from tests.preference_center.conftest import EMAIL, counts, issue, ledger_size
 from zeroparty.app import create_app
-from zeroparty.db import Database
+from zeroparty.db import Database, utcnow
 from zeroparty.settings import Settings
 
 
@@ -268,3 +269,33 @@ def test_the_unsubscribe_pages_button_gets_a_page(
     assert "<html" in page
     assert strings("en")["unsubscribed_title"] in page
     assert "<form" not in page
+
+
+def test_a_topic_choice_commits_while_something_keeps_every_cursor_alive(
+    database: Database, lead: str
+) -> None:
+    """A sampling profiler or a kept traceback can hold a frame, and with it a cursor,
+    past its statement. SQLite refuses to COMMIT while a statement is in progress (an
+    ``INSERT ... RETURNING`` whose row nobody read): a one-click unsubscribe from a
+    purpose with one topic answered 503 under such a profiler. Every result is read or
+    closed before the commit."""
+    kept: list[object] = []
+
+    def keep(_conn: object, cursor: object, *_args: object) -> None:
+        kept.append(cursor)
+
+    event.listen(database.engine, "after_cursor_execute", keep)
+    try:
+        with database.write_connection() as connection:
+            services.record_topics(connection, lead, {"monthly_digest": False}, None, utcnow())
+    finally:
+        event.remove(database.engine, "after_cursor_execute", keep)
+    assert kept, "the listener saw the statements"
+    with database.read() as session:
+        stored = session.execute(
+            select(TopicSubscription.subscribed).where(
+                TopicSubscription.subject_id == lead,
+                TopicSubscription.topic_key == "monthly_digest",
+            )
+        ).scalar_one()
+    assert stored is False
