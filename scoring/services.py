@@ -24,6 +24,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     delete,
+    exists,
     func,
     insert,
     select,
@@ -1442,18 +1443,31 @@ def _insert_answers(rows: int) -> Any:
 # --- consent changes --------------------------------------------------------------------------
 
 
+# The model in force (LATEST_MODEL_KEY) and whether the lead has stored answers: what a
+# consent listener needs first, in one statement.
+_MODEL_AND_INPUTS = select(
+    LATEST_MODEL_KEY.label("model"),
+    exists().where(_attrs.c.subject_id == bindparam("subject_id")).label("inputs"),
+)
+
+
 def on_consent_change(session: Session, entries: Sequence[LedgerEntry]) -> None:
     """Ledger listener: a refusal, withdrawal, GPC opt-out, expiry or erasure of the
     gating purpose removes the lead's scoring data at once; of another purpose, the
-    answers collected only for it. Grants change nothing here (costs no query)."""
+    answers collected only for it. Grants change nothing here (costs no query); a no
+    for a lead without stored answers costs one statement, which confirms the model
+    this process has cached."""
     negative = [(e.subject_id, e.purpose, e) for e in entries if is_negative(e.action)]
     if not negative:
         return
     connection = session.connection()
-    active = active_model(connection)
-    if active is None:
-        return
     for subject_id, purpose, entry in negative:
+        latest, inputs = connection.execute(_MODEL_AND_INPUTS, {"subject_id": subject_id}).one()
+        if latest is None:
+            return  # no model loaded: nothing is scored
+        active = confirmed_model(connection, cached_model(connection), latest)
+        if active is None:
+            return
         if purpose == active.model.purpose:
             handed_off = purge_lead(
                 connection,
@@ -1464,7 +1478,7 @@ def on_consent_change(session: Session, entries: Sequence[LedgerEntry]) -> None:
             if handed_off is not None and entry.action != "erased":
                 # The CRM holding the lead is told (an erasure tells it from erase_scoring).
                 crm_notices.queue_withdrawal(connection, subject_id, handed_off, entry, utcnow())
-        else:
+        elif inputs:
             _forget_inputs_of(session, active, subject_id)
 
 
@@ -1529,7 +1543,6 @@ _LEAD_ATTRIBUTES = select(_attrs.c.id, _attrs.c.purposes).where(
 
 def _forget_inputs_of(session: Session, active: ActiveModel, subject_id: str) -> None:
     connection = session.connection()
-    # Most leads have no stored answers: then the consent is not read at all.
     attributes = connection.execute(_LEAD_ATTRIBUTES, {"subject_id": subject_id}).all()
     if not attributes:
         return

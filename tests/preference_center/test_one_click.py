@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -204,21 +203,13 @@ def test_cli_link_prints_working_url(
     assert main(["link", "nobody@example.com"]) == 2
 
 
-def _raw_post(port: int, path: str, headers: dict[str, str]) -> tuple[bytes, bytes]:
-    """One HTTP/1.1 POST of the RFC 8058 body on a plain socket; the answer's head and
-    body as the bytes the server sent."""
+def _raw_post(server: LiveServer, path: str, headers: dict[str, str]) -> tuple[bytes, bytes]:
+    """One HTTP/1.1 POST of the RFC 8058 body; the answer as the server sent it."""
     body = b"List-Unsubscribe=One-Click"
-    lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
     lines += ["Content-Type: application/x-www-form-urlencoded", f"Content-Length: {len(body)}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(request)
-        raw = b""
-        while chunk := sock.recv(65536):
-            raw += chunk
-    head, _, answer = raw.partition(b"\r\n\r\n")
-    return head, answer
+    return server.raw(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
 
 
 @pytest.mark.parametrize(
@@ -241,7 +232,7 @@ def test_a_mail_providers_post_gets_a_short_text_not_a_page(
     server = serve(create_app(settings, database))
     start = ledger_size(database)
     token = _unsubscribe_token(settings, database, lead)
-    head, body = _raw_post(server.port, f"/u/{token}{query}", headers)
+    head, body = _raw_post(server, f"/u/{token}{query}", headers)
     assert head.startswith(b"HTTP/1.1 200 OK\r\n"), head
     assert b"\r\ncontent-type: text/plain; charset=utf-8\r\n" in head
     assert f"\r\ncontent-language: {language}\r\n".encode() in head, head.decode()
@@ -262,7 +253,7 @@ def test_the_unsubscribe_pages_button_gets_a_page(
     server = serve(create_app(settings, database))
     token = _unsubscribe_token(settings, database, lead)
     accept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
-    head, body = _raw_post(server.port, f"/u/{token}", {"Accept": accept})
+    head, body = _raw_post(server, f"/u/{token}", {"Accept": accept})
     assert head.startswith(b"HTTP/1.1 200 OK\r\n"), head
     assert b"\r\ncontent-type: text/html; charset=utf-8\r\n" in head
     page = body.decode()

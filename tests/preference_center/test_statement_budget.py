@@ -32,7 +32,7 @@ from zeroparty.settings import Settings
 # GET /p/ with the session a manage link opened.
 PAGE = {"sqlite": 1, "postgresql": 1}
 # POST /u/{token} (RFC 8058), withdrawing the newsletter the token names.
-ONE_CLICK = {"sqlite": 14, "postgresql": 9}
+ONE_CLICK = {"sqlite": 13, "postgresql": 8}
 # POST /p/: the same purposes, one newsletter topic more.
 CHANGE_TOPIC = {"sqlite": 14, "postgresql": 8}
 # POST /p/ action=unsubscribe_all: newsletter and profiling withdrawn.

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from tests.fixtures.browser import LiveServer
 from zeroparty.app import create_app
 from zeroparty.db import Database
 from zeroparty.settings import Settings
@@ -38,6 +41,34 @@ def test_security_headers_on_every_response(app_client: TestClient) -> None:
         assert headers["x-content-type-options"] == "nosniff"
         assert "frame-ancestors 'none'" in headers["content-security-policy"]
         assert headers["x-frame-options"] == "DENY"
+
+
+SECURITY_LINES = [
+    b"x-content-type-options: nosniff",
+    b"referrer-policy: strict-origin-when-cross-origin",
+    b"x-frame-options: DENY",
+    b"content-security-policy: default-src 'none'; style-src 'self'; img-src 'self' data:; "
+    b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    b"cross-origin-opener-policy: same-origin",
+    b"permissions-policy: camera=(), microphone=(), geolocation=()",
+]
+
+
+@pytest.mark.parametrize("path", ["/", "/healthz", "/no-such-page", "/api/no-such-thing"])
+def test_security_headers_on_the_wire(
+    settings: Settings, database: Database, serve: Callable[..., LiveServer], path: str
+) -> None:
+    """Each security header once, byte for byte, as a browser receives it (no HSTS on
+    plain http), on pages, the API, and error answers."""
+    server = serve(create_app(settings, database))
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    head, _body = server.raw(request.encode())
+    lines = head.split(b"\r\n")
+    for line in SECURITY_LINES:
+        assert lines.count(line) == 1, (line, lines)
+    names = [line.partition(b":")[0] for line in lines[1:]]
+    assert len(names) == len(set(names)), lines
+    assert b"strict-transport-security" not in names
 
 
 def test_unexpected_error_logs_the_route_never_the_token(
