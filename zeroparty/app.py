@@ -42,6 +42,7 @@ from zeroparty.db import Database
 from zeroparty.errors import ZeropartyError
 from zeroparty.http import JSONResponse, wants_json
 from zeroparty.openapi import build_openapi, openapi_endpoint
+from zeroparty.routing import FirstSegmentRouter
 from zeroparty.secret_keys import resolve_secret_keys
 from zeroparty.security import SecurityHeadersMiddleware
 from zeroparty.settings import PROJECT_ROOT, Settings, SettingsError
@@ -294,6 +295,8 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    # The same routes, found by the path's first segment (zeroparty.routing).
+    app.router = FirstSegmentRouter(routes, lifespan=lifespan)
     app.state.settings = settings
     app.state.database = db
     app.state.ledger = ledger
