@@ -10,13 +10,14 @@ compress; links already mailed (compressed or not) keep working.
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any
 from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from itsdangerous import Serializer, URLSafeTimedSerializer
+from itsdangerous import BadSignature, Serializer, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode
 from itsdangerous.signer import NoneAlgorithm
 
@@ -140,3 +141,66 @@ def test_a_probe_that_differs_keeps_the_library(monkeypatch: pytest.MonkeyPatch)
     assert service._minter is None
     token = service.issue({"s": "x", "v": 0})
     assert service.read(token) == {"s": "x", "v": 0}
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=payloads, age=st.integers(min_value=-3, max_value=63))
+def test_the_fast_read_returns_what_the_library_returns(payload: dict, age: int) -> None:
+    service = TokenService(KEYS, "p", 60)
+    with mock.patch("time.time", return_value=NOW + 0.5):
+        token = service.issue(payload)
+    assert service._minter is not None
+    fast = service._minter.read(token, 60, NOW + age)
+    with mock.patch("time.time", return_value=NOW + age + 0.5):
+        try:
+            expected = _library(KEYS, "p").loads(token, max_age=60)
+        except BadSignature:
+            expected = None
+    if 0 <= age <= 60:
+        assert fast == expected == payload
+    else:
+        assert fast is None  # the library decides: expired, or from the future
+        with mock.patch("time.time", return_value=NOW + age + 0.5):
+            if expected is None:
+                with pytest.raises(TokenExpired):
+                    service.read(token)
+            else:
+                assert service.read(token) == expected
+
+
+def test_a_fresh_token_is_read_without_the_library() -> None:
+    service = TokenService(KEYS, "p", 60)
+    token = service.issue({"s": "x", "v": 2, "p": ["newsletter"]})
+    with mock.patch.object(service._serializer, "loads", side_effect=AssertionError):
+        assert service.read(token) == {"s": "x", "v": 2, "p": ["newsletter"]}
+
+
+def test_the_fast_read_leaves_every_other_token_to_the_library() -> None:
+    service = TokenService(KEYS, "p", 60)
+    minter = service._minter
+    assert minter is not None
+    now = int(time.time())
+    token = service.issue({"s": "x", "v": 0})
+    assert minter.read(token, 60, now) == {"s": "x", "v": 0}
+    body, stamp, signature = token.split(".")
+
+    def changed(text: str) -> str:  # the last character another
+        return text[:-1] + ("A" if text[-1] != "A" else "B")
+
+    others = {
+        "compressed": _library(KEYS, "p").dumps({"s": "lead", "v": 1, "p": ["newsletter"] * 40}),
+        "retired key": TokenService((KEYS[1],), "p", 60).issue({"s": "y", "v": 0}),
+        "other purpose": TokenService(KEYS, "q", 60).issue({"s": "x", "v": 0}),
+        "signature changed": f"{body}.{stamp}.{changed(signature)}",
+        "body changed": f"{changed(body)}.{stamp}.{signature}",
+        "no timestamp": f"{body}.{signature}",
+        "not ascii": token + "é",
+        "empty": "",
+    }
+    for name, other in others.items():
+        assert minter.read(other, 60, now) is None, name
+    assert minter.read(token, 60, now + 61) is None, "expired"
+    assert minter.read(token, 60, now - 1) is None, "from the future"
+    # The library still reads what it should.
+    assert service.read(others["compressed"])["v"] == 1
+    assert service.read(others["retired key"]) == {"s": "y", "v": 0}
