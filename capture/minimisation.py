@@ -14,10 +14,12 @@ Grants cost no query; an erasure is left to erasure, which removes everything.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import cast
 
 import orjson
 from sqlalchemy import Table, bindparam, delete, select, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from capture.definitions import Definition, from_json
@@ -26,6 +28,7 @@ from consent_ledger.actions import Mechanism
 from consent_ledger.api import is_negative
 from consent_ledger.entries import LedgerEntry
 from consent_ledger.read_model import consent_states, leads, purposes
+from zeroparty.db import DriverStatement, driver_cursor
 
 _answers = cast(Table, Answer.__table__)
 _submissions = cast(Table, Submission.__table__)
@@ -57,6 +60,11 @@ _PERMISSIONS = (
 )
 
 
+@cache
+def _lead_answers(dialect: Dialect) -> DriverStatement:
+    return DriverStatement.compile(_LEAD_ANSWERS, dialect)
+
+
 def _permitted(session: Session, subject_id: str) -> set[str]:
     allowed: set[str] = set()
     for key, mechanism, jurisdictions, status, permitted, jurisdiction in session.execute(
@@ -85,9 +93,14 @@ def forget_unserved_answers(session: Session, subject_ids: Iterable[str]) -> int
     needed by the request), and the quiz results of their submissions; returns how many
     answers went."""
     removed = 0
-    connection = session.connection()  # plain reads: no ORM execution around them
+    connection = session.connection()
+    # On the driver's cursor, compiled once: a withdrawal asks this of every lead, and
+    # most have no answers kept.
+    statement = _lead_answers(connection.dialect)
     for subject_id in sorted(set(subject_ids)):
-        rows = connection.execute(_LEAD_ANSWERS, {"sid": subject_id}).all()
+        with driver_cursor(connection) as cursor:
+            cursor.execute(statement.sql, statement.parameters({"sid": subject_id}))
+            rows = cursor.fetchall()
         if not rows:
             continue
         allowed = _permitted(session, subject_id)

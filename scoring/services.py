@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Any, cast
 from weakref import WeakKeyDictionary
 
@@ -34,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.orm import Session
 
 from consent_ledger.api import NO_RECORD, PENDING, is_negative
@@ -59,7 +60,7 @@ from scoring.models import (
 )
 from scoring.rules import ScoringModel, model_from_json
 from scoring.stages import Actor
-from zeroparty.db import utcnow
+from zeroparty.db import DriverStatement, driver_cursor, utcnow
 from zeroparty.errors import Conflict, InvalidInput, NotFound
 from zeroparty.lead_signals import LeadInput, LeadSignal
 
@@ -1451,6 +1452,11 @@ _MODEL_AND_INPUTS = select(
 )
 
 
+@cache
+def _model_and_inputs(dialect: Dialect) -> DriverStatement:
+    return DriverStatement.compile(_MODEL_AND_INPUTS, dialect)
+
+
 def on_consent_change(session: Session, entries: Sequence[LedgerEntry]) -> None:
     """Ledger listener: a refusal, withdrawal, GPC opt-out, expiry or erasure of the
     gating purpose removes the lead's scoring data at once; of another purpose, the
@@ -1461,8 +1467,11 @@ def on_consent_change(session: Session, entries: Sequence[LedgerEntry]) -> None:
     if not negative:
         return
     connection = session.connection()
+    statement = _model_and_inputs(connection.dialect)
     for subject_id, purpose, entry in negative:
-        latest, inputs = connection.execute(_MODEL_AND_INPUTS, {"subject_id": subject_id}).one()
+        with driver_cursor(connection) as cursor:
+            cursor.execute(statement.sql, statement.parameters({"subject_id": subject_id}))
+            latest, inputs = cursor.fetchone()
         if latest is None:
             return  # no model loaded: nothing is scored
         active = confirmed_model(connection, cached_model(connection), latest)

@@ -11,7 +11,7 @@ stay deferred so readers never wait for writers.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,18 +81,27 @@ class UTCDateTime(TypeDecorator[datetime]):
 class DriverStatement:
     """A statement compiled once for a dialect, to run on a DBAPI cursor (hot paths
     where SQLAlchemy's execution would cost several times the query). Result rows come
-    back as the driver gives them: no type processing (SQLite timestamps are text)."""
+    back as the driver gives them: no type processing (SQLite timestamps are text), and
+    parameters go as given (no expanding ``IN`` lists)."""
 
     sql: str
     positions: tuple[str, ...] | None  # parameter names in order (qmark), or None (named)
+    defaults: Mapping[str, object]  # the statement's own values (literals such as ":")
 
     @classmethod
     def compile(cls, statement: ClauseElement, dialect: Dialect) -> DriverStatement:
         compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
         positions = compiled.positiontup
-        return cls(compiled.string, tuple(positions) if positions else None)
+        defaults = {
+            compiled.bind_names[bind]: bind.effective_value
+            for bind in compiled.binds.values()
+            if not bind.required
+        }
+        return cls(compiled.string, tuple(positions) if positions else None, defaults)
 
     def parameters(self, values: dict[str, object]) -> tuple[object, ...] | dict[str, object]:
+        if self.defaults:
+            values = {**self.defaults, **values}
         if self.positions is None:
             return values
         return tuple(values[name] for name in self.positions)
