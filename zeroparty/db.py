@@ -107,6 +107,28 @@ class DriverStatement:
         return tuple(values[name] for name in self.positions)
 
 
+@dataclass(frozen=True, slots=True)
+class ExpandingStatement:
+    """A statement with expanding ``IN`` lists, compiled once for a dialect, for the
+    DBAPI cursor: each call has SQLAlchemy render the lists' placeholders
+    (``construct_expanded_state``), a fraction of an execution through the engine.
+    Parameters go as given (no type processing), rows come back as the driver gives
+    them."""
+
+    compiled: SQLCompiler
+
+    @classmethod
+    def compile(cls, statement: ClauseElement, dialect: Dialect) -> ExpandingStatement:
+        return cls(cast(SQLCompiler, statement.compile(dialect=dialect)))
+
+    def render(self, values: dict[str, object]) -> tuple[str, Any]:
+        """The SQL for these values, and its parameters in the driver's style."""
+        state = self.compiled.construct_expanded_state(values)
+        if self.compiled.positional:
+            return state.statement, state.positional_parameters
+        return state.statement, state.parameters
+
+
 @contextmanager
 def driver_cursor(connection: Connection) -> Iterator[Any]:
     """The DBAPI cursor of ``connection``, inside its transaction. Driver errors come out
