@@ -353,28 +353,12 @@ _subscription_change = cast(Table, TopicSubscriptionChange.__table__)
 
 
 def _topic_statements() -> dict[str, tuple[Executable, ...]]:
-    """Store topic choices of one lead and their history, per dialect; each statement
-    single-row in form, so SQLAlchemy compiles it once (a multi-row ``VALUES`` is
-    compiled on every call). SQLite: an upsert and a history insert, each sent once for
-    all rows (executemany with RETURNING becomes one multi-row statement,
-    "insertmanyvalues"). PostgreSQL: one statement, the choices as arrays
-    (``topic_keys``, ``subscribed``) and the history inserted from the upsert's
-    RETURNING."""
+    """Store topic choices of one lead and their history on PostgreSQL: one statement,
+    the choices as arrays (``topic_keys``, ``subscribed``) and the history inserted from
+    the upsert's RETURNING. (SQLite: :func:`_sqlite_topic_rows`.)"""
     c = _subscription.c
     history_columns = ["subject_id", "topic_key", "subscribed", "occurred_at", "ledger_seq"]
     statements: dict[str, tuple[Executable, ...]] = {}
-    lite = sqlite.insert(_subscription)
-    statements["sqlite"] = (
-        lite.on_conflict_do_update(
-            index_elements=[c.subject_id, c.topic_key],
-            set_={
-                "subscribed": lite.excluded.subscribed,
-                "updated_at": lite.excluded.updated_at,
-                "ledger_seq": lite.excluded.ledger_seq,
-            },
-        ).returning(c.topic_key),
-        insert(_subscription_change).returning(_subscription_change.c.id),
-    )
     rows = (
         func.unnest(
             bindparam("topic_keys", type_=postgresql.ARRAY(String)),
@@ -651,20 +635,48 @@ def record_topics(
         }
         connection.execute(statement, params)
         return
-    upsert, history = _TOPIC_STATEMENTS["sqlite"]
-    base = {"subject_id": subject_id, "ledger_seq": ledger_seq}
-    # Each result is closed: with one row SQLAlchemy runs a plain execute, and SQLite's
-    # statement stays in progress until its RETURNING row is read or the cursor reset;
-    # left to the garbage collector, anything that keeps the frame alive (a sampling
-    # profiler, a kept traceback) made the COMMIT fail ("SQL statements in progress").
-    connection.execute(
-        upsert,
-        [{**base, "topic_key": key, "subscribed": on, "updated_at": now} for key, on in choices],
-    ).close()
-    connection.execute(
-        history,
-        [{**base, "topic_key": key, "subscribed": on, "occurred_at": now} for key, on in choices],
-    ).close()
+    upsert, history = _sqlite_topic_rows(connection.dialect, len(choices))
+    at = now.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    values: dict[str, object] = {"subject_id": subject_id, "ledger_seq": ledger_seq, "at": at}
+    for n, (key, on) in enumerate(choices):
+        values[f"topic_key_{n}"], values[f"subscribed_{n}"] = key, on
+    # On the driver's cursor, one multi-row statement each (compiled once per count of
+    # topics): SQLAlchemy's executemany around them cost more than SQLite's work.
+    with driver_cursor(connection) as cursor:
+        cursor.execute(upsert.sql, upsert.parameters(values))
+        cursor.execute(history.sql, history.parameters(values))
+
+
+@cache
+def _sqlite_topic_rows(dialect: Dialect, count: int) -> tuple[DriverStatement, DriverStatement]:
+    """SQLite's topic upsert and history insert for ``count`` choices, as
+    :func:`record_topics` fills them (``topic_key_N``, ``subscribed_N``; the timestamp
+    as SQLAlchemy stores it)."""
+    c = _subscription.c
+
+    def rows(time_column: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "subject_id": bindparam("subject_id"),
+                "topic_key": bindparam(f"topic_key_{n}"),
+                "subscribed": bindparam(f"subscribed_{n}"),
+                time_column: bindparam("at"),
+                "ledger_seq": bindparam("ledger_seq"),
+            }
+            for n in range(count)
+        ]
+
+    upsert = sqlite.insert(_subscription).values(rows("updated_at"))
+    upsert = upsert.on_conflict_do_update(
+        index_elements=[c.subject_id, c.topic_key],
+        set_={
+            "subscribed": upsert.excluded.subscribed,
+            "updated_at": upsert.excluded.updated_at,
+            "ledger_seq": upsert.excluded.ledger_seq,
+        },
+    )
+    history = insert(_subscription_change).values(rows("occurred_at"))
+    return DriverStatement.compile(upsert, dialect), DriverStatement.compile(history, dialect)
 
 
 def validate_choices(lead: Lead, choices: Choices) -> None:

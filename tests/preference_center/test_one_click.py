@@ -263,7 +263,7 @@ def test_the_unsubscribe_pages_button_gets_a_page(
 
 
 def test_a_topic_choice_commits_while_something_keeps_every_cursor_alive(
-    database: Database, lead: str
+    settings: Settings, database: Database, lead: str
 ) -> None:
     """A sampling profiler or a kept traceback can hold a frame, and with it a cursor,
     past its statement. SQLite refuses to COMMIT while a statement is in progress (an
@@ -275,12 +275,20 @@ def test_a_topic_choice_commits_while_something_keeps_every_cursor_alive(
     def keep(_conn: object, cursor: object, *_args: object) -> None:
         kept.append(cursor)
 
+    token = _unsubscribe_token(settings, database, lead)
     event.listen(database.engine, "after_cursor_execute", keep)
     try:
         with database.write_connection() as connection:
             services.record_topics(connection, lead, {"monthly_digest": False}, None, utcnow())
+        with TestClient(create_app(settings, database)) as client:
+            response = client.post(
+                f"/u/{token}",
+                content=b"List-Unsubscribe=One-Click",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
     finally:
         event.remove(database.engine, "after_cursor_execute", keep)
+    assert response.status_code == 200, response.text
     assert kept, "the listener saw the statements"
     with database.read() as session:
         stored = session.execute(
