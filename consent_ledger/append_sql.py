@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 
+from zeroparty.db import sqlite_time
+
 # Column order of the event insert; matches consent_events.
 EVENT_COLUMNS = (
     "seq",
@@ -53,11 +55,6 @@ class AppendSql:
     # PostgreSQL only: an entry, its evidence, its projection and the head in one
     # statement (one round trip while the head is locked); see _postgres_append_entry.
     append_entry: str | None = None
-
-
-def _sqlite_time(moment: datetime) -> str:
-    # SQLAlchemy's SQLite DATETIME storage format (naive UTC, microseconds).
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _aware_time(moment: datetime) -> datetime:
@@ -125,7 +122,7 @@ def append_sql(dialect: str) -> AppendSql:
         )
         statements = {key: sql.replace("?", "%s") for key, sql in statements.items()}
         statements["append_entry"] = _postgres_append_entry(statements)
-    bind_time = _sqlite_time if dialect == "sqlite" else _aware_time
+    bind_time = sqlite_time if dialect == "sqlite" else _aware_time
     return AppendSql(bind_time=bind_time, **statements)
 
 

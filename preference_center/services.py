@@ -57,7 +57,7 @@ from preference_center.locale import DEFAULT_LOCALE
 from preference_center.models import LinkVersion, TopicSubscription, TopicSubscriptionChange
 from preference_center.tokens import TokenRevoked
 from zeroparty import i18n
-from zeroparty.db import DriverStatement, driver_cursor, utcnow
+from zeroparty.db import DriverStatement, driver_cursor, sqlite_time, utcnow
 from zeroparty.errors import InvalidInput, NotFound
 
 SOURCE = ConsentSource.PREFERENCE_CENTER
@@ -619,7 +619,7 @@ def record_topics(
     now: datetime,
 ) -> None:
     """Store topic choices (upserted) and their history: two statements per batch on
-    SQLite, one on PostgreSQL (see :func:`_topic_statements`)."""
+    SQLite (:func:`_sqlite_topic_rows`), one on PostgreSQL (:func:`_topic_statements`)."""
     if not changes:
         return
     connection = _connection(tx)
@@ -636,8 +636,11 @@ def record_topics(
         connection.execute(statement, params)
         return
     upsert, history = _sqlite_topic_rows(connection.dialect, len(choices))
-    at = now.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-    values: dict[str, object] = {"subject_id": subject_id, "ledger_seq": ledger_seq, "at": at}
+    values: dict[str, object] = {
+        "subject_id": subject_id,
+        "ledger_seq": ledger_seq,
+        "at": sqlite_time(now),
+    }
     for n, (key, on) in enumerate(choices):
         values[f"topic_key_{n}"], values[f"subscribed_{n}"] = key, on
     # On the driver's cursor, one multi-row statement each (compiled once per count of

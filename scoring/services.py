@@ -60,7 +60,7 @@ from scoring.models import (
 )
 from scoring.rules import ScoringModel, model_from_json
 from scoring.stages import Actor
-from zeroparty.db import DriverStatement, driver_cursor, utcnow
+from zeroparty.db import DriverStatement, driver_cursor, sqlite_time, utcnow
 from zeroparty.errors import Conflict, InvalidInput, NotFound
 from zeroparty.lead_signals import LeadInput, LeadSignal
 
@@ -794,7 +794,7 @@ def _insert_points(connection: Connection, rows: list[dict[str, Any]]) -> None:
                     r["kind"],
                     float(r["points"]),
                     r["source"],
-                    _sqlite_time(r["occurred_at"]),
+                    sqlite_time(r["occurred_at"]),
                     r["consent_seq"],
                 )
                 for r in rows
@@ -964,15 +964,6 @@ _INSERT_EVENTS_SQLITE = (
 )
 
 
-def _sqlite_time(at: datetime) -> str:
-    """``at`` as :class:`zeroparty.db.UTCDateTime` stores it on SQLite (naive UTC text)."""
-    u = at.astimezone(UTC)
-    return (
-        f"{u.year:04d}-{u.month:02d}-{u.day:02d} "
-        f"{u.hour:02d}:{u.minute:02d}:{u.second:02d}.{u.microsecond:06d}"
-    )
-
-
 _INSERT_EVENTS_PG = text(
     "INSERT INTO scoring_events "
     "(id, subject_id, type, occurred_at, received_at, properties, consent_seq) "
@@ -1034,7 +1025,7 @@ def _insert_events(
         # SQLite: this transaction is the one writer; the ids were checked unseen. The
         # driver's executemany of plain tuples, times in the text UTCDateTime stores:
         # no per-row parameter processing.
-        received = _sqlite_time(now)
+        received = sqlite_time(now)
         connection.exec_driver_sql(
             _INSERT_EVENTS_SQLITE,
             [
@@ -1042,7 +1033,7 @@ def _insert_events(
                     r["id"],
                     r["subject_id"],
                     r["type"],
-                    _sqlite_time(r["occurred_at"]),
+                    sqlite_time(r["occurred_at"]),
                     received,
                     r["properties"],
                     r["consent_seq"],

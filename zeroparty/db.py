@@ -150,6 +150,12 @@ def driver_cursor(connection: Connection) -> Iterator[Any]:
         cursor.close()
 
 
+def sqlite_time(moment: datetime) -> str:
+    """``moment`` as :class:`UTCDateTime` stores it on SQLite (SQLAlchemy's DATETIME
+    text: naive UTC, microseconds), for statements sent on the driver's cursor."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 def utcnow() -> datetime:
     """The server's clock, UTC, microsecond precision (what the database keeps)."""
     return datetime.now(UTC)
