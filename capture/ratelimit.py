@@ -17,17 +17,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from capture.models import RateCounter
+from zeroparty.db import Prepared
 
 _counters = cast(Table, RateCounter.__table__)
 
-_SQLITE_UPSERT = (
+_SQLITE_UPSERT = Prepared(
     sqlite.insert(_counters)
     .on_conflict_do_update(
         index_elements=["bucket", "window_start"], set_={"count": _counters.c.count + 1}
     )
     .returning(_counters.c.count)
 )
-_POSTGRES_UPSERT = (
+_POSTGRES_UPSERT = Prepared(
     postgresql.insert(_counters)
     .on_conflict_do_update(
         index_elements=["bucket", "window_start"], set_={"count": _counters.c.count + 1}
@@ -52,7 +53,8 @@ def hit(session: Session, bucket: str, window_seconds: int, now: float | None = 
     connection = session.connection()
     upsert = _SQLITE_UPSERT if connection.dialect.name == "sqlite" else _POSTGRES_UPSERT
     params = {"bucket": bucket, "window_start": window_start(window_seconds, now), "count": 1}
-    return int(connection.execute(upsert, params).scalar_one())
+    (row,) = upsert.execute(connection, params)
+    return int(row[0])
 
 
 def forget_old_windows(session: Session, max_window_seconds: int = 86_400) -> int:

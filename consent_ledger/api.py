@@ -65,7 +65,7 @@ from consent_ledger.models import (
 from consent_ledger.projection import NO_RECORD, PENDING, is_negative
 from consent_ledger.state import ConsentAnswer, UnknownPurpose
 from consent_ledger.subjects import InvalidEmail, normalise_email
-from zeroparty.db import Database, ExpandingStatement, driver_cursor, utcnow
+from zeroparty.db import Database, ExpandingStatement, Prepared, driver_cursor, utcnow
 from zeroparty.errors import InvalidInput
 from zeroparty.lead_signals import LeadSignal, LeadSignalListener
 from zeroparty.personal_data import PersonalData
@@ -623,8 +623,10 @@ class ConsentLedger:
 
     # -- preference_center: topics picked with a form's grant (preference_center.form_topics)
 
-    _EVIDENCE_BODIES = select(ConsentEvidence.seq, ConsentEvidence.body).where(
-        ConsentEvidence.seq.in_(bindparam("seqs", expanding=True))
+    _EVIDENCE_BODIES = Prepared(
+        select(ConsentEvidence.seq, ConsentEvidence.body).where(
+            ConsentEvidence.seq.in_(bindparam("seqs", expanding=True))
+        )
     )
 
     @staticmethod
@@ -634,7 +636,7 @@ class ConsentLedger:
         listener is told of entries with a transaction, not the ledger."""
         if not seqs:
             return {}
-        rows = _connection(tx).execute(ConsentLedger._EVIDENCE_BODIES, {"seqs": list(seqs)})
+        rows = ConsentLedger._EVIDENCE_BODIES.execute(_connection(tx), {"seqs": list(seqs)})
         return {row.seq: row.body for row in rows}
 
     # -- capture: the CSV import (capture.imports) ------------------------------------

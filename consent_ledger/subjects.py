@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from consent_ledger.append_sql import append_sql
 from consent_ledger.models import Subject, SubjectProfile
-from zeroparty.db import driver_cursor, utcnow
+from zeroparty.db import Prepared, driver_cursor, utcnow
 from zeroparty.errors import InvalidInput
 
 
@@ -59,7 +59,7 @@ def new_subject_id() -> str:
 
 _subjects = cast(Table, Subject.__table__)
 _profiles = cast(Table, SubjectProfile.__table__)
-_FIND = select(_profiles.c.subject_id).where(_profiles.c.email == bindparam("email"))
+_FIND = Prepared(select(_profiles.c.subject_id).where(_profiles.c.email == bindparam("email")))
 _FIND_WITH_SUBJECT = (
     select(_subjects.c.id, _subjects.c.locale, _subjects.c.jurisdiction)
     .join(_profiles, _profiles.c.subject_id == _subjects.c.id)
@@ -93,7 +93,8 @@ def needs_update(known: SubjectRef, locale: str | None, jurisdiction: str | None
 def find_subject_id(session: Session | Connection, email: str) -> str | None:
     """The subject id for an already-normalised email, or ``None``."""
     connection = session.connection() if isinstance(session, Session) else session
-    return connection.execute(_FIND, {"email": email}).scalar_one_or_none()
+    rows = _FIND.execute(connection, {"email": email})
+    return str(rows[0].subject_id) if rows else None
 
 
 def ensure_subject(

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from consent_ledger.api import ConsentLedger
 from consent_ledger.read_model import consent_states
 from scoring.models import ScoringModelVersion
+from zeroparty.db import Prepared
 
 _cs = consent_states
 
@@ -135,7 +136,7 @@ def gates_and_permitted(
     stmt = _GATES_AND_PERMITTED
     if lock and connection.dialect.name == "postgresql":
         stmt = _GATES_AND_PERMITTED_LOCKED
-    rows = connection.execute(stmt, {"ids": list(permitted), "purpose": purpose})
+    rows = stmt.execute(connection, {"ids": list(permitted), "purpose": purpose})
     for sid, key, allowed, since, last_seq, status, model_key in rows:
         latest = model_key
         if allowed:
@@ -145,7 +146,7 @@ def gates_and_permitted(
     return gates, permitted, latest
 
 
-_GATES_AND_PERMITTED = select(
+_GATES_AND_PERMITTED_SELECT = select(
     _cs.c.subject_id,
     _cs.c.purpose_key,
     _cs.c.permitted,
@@ -157,4 +158,6 @@ _GATES_AND_PERMITTED = select(
     _cs.c.subject_id.in_(bindparam("ids", expanding=True)),
     or_(_cs.c.permitted, _cs.c.purpose_key == bindparam("purpose")),
 )
-_GATES_AND_PERMITTED_LOCKED = _GATES_AND_PERMITTED.with_for_update(read=True)
+# On the driver's cursor: the first statement of every scoring of answers or events.
+_GATES_AND_PERMITTED = Prepared(_GATES_AND_PERMITTED_SELECT)
+_GATES_AND_PERMITTED_LOCKED = Prepared(_GATES_AND_PERMITTED_SELECT.with_for_update(read=True))

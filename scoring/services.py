@@ -60,7 +60,7 @@ from scoring.models import (
 )
 from scoring.rules import ScoringModel, model_from_json
 from scoring.stages import Actor
-from zeroparty.db import DriverStatement, driver_cursor, sqlite_time, utcnow
+from zeroparty.db import DriverStatement, Prepared, driver_cursor, sqlite_time, utcnow
 from zeroparty.errors import Conflict, InvalidInput, NotFound
 from zeroparty.lead_signals import LeadInput, LeadSignal
 
@@ -134,13 +134,25 @@ def _per_dialect(build: Callable[[Callable[[Any], Any]], Any]) -> dict[str, Any]
     }
 
 
-_LEAD_ROWS = _per_dialect(
-    lambda among: select(_leads).where(among(_leads.c.subject_id)).order_by(_leads.c.subject_id)
+# On the driver's cursor (scoring.services' hot statements: every submission and event
+# batch runs them). Locked in id order, like the inserts before it: two writers never
+# wait on each other in opposite orders (no deadlock).
+_LEAD_ROWS = {
+    dialect: Prepared(statement.with_for_update() if dialect == "postgresql" else statement)
+    for dialect, statement in _per_dialect(
+        lambda among: select(_leads).where(among(_leads.c.subject_id)).order_by(_leads.c.subject_id)
+    ).items()
+}
+_INSERT_LEADS = Prepared(
+    sqlite.insert(_leads)
+    .values(
+        {
+            name: bindparam(name, type_=_leads.c[name].type)
+            for name in ("subject_id", "stage", "score", "model_id", "scored_at", "stage_since")
+        }
+    )
+    .on_conflict_do_nothing()
 )
-# Locked in id order, like the inserts before it: two writers never wait on each other
-# in opposite orders (no deadlock).
-_LEAD_ROWS["postgresql"] = _LEAD_ROWS["postgresql"].with_for_update()
-_INSERT_LEADS = sqlite.insert(_leads).on_conflict_do_nothing()
 _PERMITTED = _per_dialect(
     lambda among: select(_cs.c.subject_id, _cs.c.purpose_key).where(
         among(_cs.c.subject_id), _cs.c.permitted
@@ -374,7 +386,7 @@ def _lock_leads(
         )
         leads = {
             row.subject_id: row
-            for row in connection.execute(_LEAD_ROWS[dialect], {"ids": list(subject_ids)})
+            for row in _LEAD_ROWS[dialect].execute(connection, {"ids": list(subject_ids)})
         }
         return leads, created
     # SQLite: this transaction is the one writer (BEGIN IMMEDIATE); read first and
@@ -382,7 +394,7 @@ def _lock_leads(
     # known without reading them back.
     leads = {
         row.subject_id: row
-        for row in connection.execute(_LEAD_ROWS[dialect], {"ids": list(subject_ids)})
+        for row in _LEAD_ROWS[dialect].execute(connection, {"ids": list(subject_ids)})
     }
     missing = [sid for sid in subject_ids if sid not in leads]
     if missing:
@@ -390,13 +402,14 @@ def _lock_leads(
         leads.update((lead.subject_id, lead) for lead in new)
         if defer_new:
             return leads, set(missing)
-        connection.execute(
-            _INSERT_LEADS,
+        _INSERT_LEADS.executemany(
+            connection,
             [
                 {
                     "subject_id": lead.subject_id,
                     "stage": lead.stage,
                     "score": lead.score,
+                    "model_id": None,
                     "scored_at": lead.scored_at,
                     "stage_since": lead.stage_since,
                 }
@@ -683,7 +696,7 @@ def _store_scores(
         scored[sid] = LeadScore(sid, stage, score, points, moved)
     dialect = connection.dialect.name
     if inserts:
-        connection.execute(_INSERT_LEADS, inserts)
+        _INSERT_LEADS.executemany(connection, inserts)
     if replaced:
         connection.execute(_DELETE_POINTS[dialect], {"ids": replaced})
     if point_rows:
@@ -1389,8 +1402,8 @@ def _store_answers(
         connection.execute(_WIDEN_PURPOSES, widened)
     for start in range(0, len(inserts), _ANSWER_CHUNK):
         chunk = inserts[start : start + _ANSWER_CHUNK]
-        connection.execute(
-            _insert_answers(len(chunk)),
+        _insert_answers(len(chunk)).execute(
+            connection,
             {f"{c}_{i}": row[c] for i, row in enumerate(chunk) for c in _ANSWER_COLUMNS},
         )
     return inserts
@@ -1406,27 +1419,27 @@ _ANSWER_COLUMNS = (
     "occurred_at",
     "consent_seq",
 )
-_INSERT_ANSWERS: dict[int, Any] = {}
+_INSERT_ANSWERS: dict[int, Prepared] = {}
 
 
-def _insert_answers(rows: int) -> Any:
-    """One multi-row INSERT of ``rows`` answers, built once per row count. As text: a
-    multi-row ``insert().values([...])`` has no cache key, so SQLAlchemy compiled it again
-    on every submission; a text statement is compiled once and served from the cache.
-    Its parameters keep their columns' types (timestamps are converted as elsewhere)."""
+def _insert_answers(rows: int) -> Prepared:
+    """One multi-row INSERT of ``rows`` answers, compiled once per row count, for the
+    driver's cursor. As text: a multi-row ``insert().values([...])`` would be compiled
+    again for every submission. Its parameters keep their columns' types (timestamps
+    are converted as elsewhere)."""
     stmt = _INSERT_ANSWERS.get(rows)
     if stmt is None:
         columns = ", ".join(_ANSWER_COLUMNS)
         values = ", ".join(
             "(" + ", ".join(f":{c}_{i}" for c in _ANSWER_COLUMNS) + ")" for i in range(rows)
         )
-        stmt = _INSERT_ANSWERS[rows] = text(
-            f"INSERT INTO {_attrs.name} ({columns}) VALUES {values}"
-        ).bindparams(
-            *(
-                bindparam(f"{c}_{i}", type_=_attrs.c[c].type)
-                for i in range(rows)
-                for c in _ANSWER_COLUMNS
+        stmt = _INSERT_ANSWERS[rows] = Prepared(
+            text(f"INSERT INTO {_attrs.name} ({columns}) VALUES {values}").bindparams(
+                *(
+                    bindparam(f"{c}_{i}", type_=_attrs.c[c].type)
+                    for i in range(rows)
+                    for c in _ANSWER_COLUMNS
+                )
             )
         )
     return stmt

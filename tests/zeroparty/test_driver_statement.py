@@ -1,11 +1,18 @@
 """DriverStatement: a statement compiled once, run on the DBAPI cursor, with the values
-the statement holds itself (literals, LIMIT) sent along with the caller's."""
+the statement holds itself (literals, LIMIT) sent along with the caller's; Prepared:
+the same with the column types' bind and result processing."""
 
 from __future__ import annotations
 
-from sqlalchemy import Integer, String, bindparam, cast, literal, select
+from datetime import UTC, datetime, timedelta
+from typing import cast as cast_table
 
-from zeroparty.db import Database, DriverStatement, driver_cursor
+import pytest
+from sqlalchemy import Integer, String, Table, bindparam, cast, insert, literal, select
+from sqlalchemy.exc import IntegrityError
+
+from scoring.models import ScoredLead
+from zeroparty.db import Database, DriverStatement, Prepared, driver_cursor
 
 
 def test_a_statement_with_literals_and_parameters_runs_on_the_driver(database: Database) -> None:
@@ -23,3 +30,69 @@ def test_a_statement_with_literals_and_parameters_runs_on_the_driver(database: D
         with driver_cursor(connection) as cursor:
             cursor.execute(compiled.sql, compiled.parameters({"name": "abc", "n": 41}))
             assert tuple(cursor.fetchone()) == ("7:abc", 42)
+
+
+# --- Prepared: compiled once, run on the driver, with the column types' own processing ---
+
+WHEN = datetime(2026, 12, 5, 6, 1, 2, 345678, tzinfo=UTC)
+_leads = cast_table(Table, ScoredLead.__table__)
+_INSERT = Prepared(insert(_leads))
+_SELECT = Prepared(select(_leads).where(_leads.c.subject_id.in_(bindparam("ids", expanding=True))))
+
+
+def _lead(n: int, **values: object) -> dict[str, object]:
+    return {
+        "subject_id": f"lead-{n}",
+        "stage": "MQL",
+        "score": 12.5 + n,
+        "model_id": None,
+        "scored_at": WHEN,
+        "stage_since": WHEN + timedelta(seconds=n),
+        "recycled_score": None,
+        "lead_types": None,
+        **values,
+    }
+
+
+def test_prepared_writes_and_reads_what_the_engine_does(database: Database) -> None:
+    with database.write_connection() as connection:
+        _INSERT.execute(connection, _lead(1))
+        _INSERT.executemany(connection, [_lead(2, model_id=7), _lead(3, lead_types="{}")])
+        connection.execute(insert(_leads), _lead(4))  # the engine, for comparison
+    with database.read() as session:
+        engine_rows = session.execute(select(_leads).order_by(_leads.c.subject_id)).all()
+    with database.write_connection() as connection:
+        prepared = _SELECT.execute(connection, {"ids": ["lead-1", "lead-2", "lead-3", "lead-4"]})
+    assert sorted(tuple(row) for row in prepared) == [tuple(row) for row in engine_rows]
+    # Named as the statement's columns; timestamps aware UTC, floats as floats.
+    ordered = sorted(prepared, key=lambda row: row.subject_id)
+    assert ordered[0].scored_at == WHEN
+    assert ordered[0].scored_at.tzinfo is not None
+    assert ordered[0].stage_since == WHEN + timedelta(seconds=1)
+    assert isinstance(ordered[0].score, float)
+    assert ordered[0].score == 13.5
+    assert [row.model_id for row in ordered] == [None, 7, None, None]
+
+
+def test_prepared_is_compiled_once_per_dialect(database: Database) -> None:
+    with database.write_connection() as connection:
+        assert _SELECT.on(connection.dialect) is _SELECT.on(connection.dialect)
+        for count in (1, 3):  # expanding lists are rendered per call
+            assert _SELECT.execute(connection, {"ids": [f"x{i}" for i in range(count)]}) == []
+
+
+def test_a_statement_returning_nothing_gives_no_rows(database: Database) -> None:
+    with database.write_connection() as connection:
+        assert _INSERT.execute(connection, _lead(5)) == []
+
+
+def test_driver_errors_come_out_as_sqlalchemy_exceptions(database: Database) -> None:
+    def insert_twice() -> None:
+        with database.write_connection() as connection:
+            _INSERT.execute(connection, _lead(6))
+            _INSERT.execute(connection, _lead(6))
+
+    with pytest.raises(IntegrityError):
+        insert_twice()
+    with database.read() as session:  # the failed transaction left nothing behind
+        assert session.execute(select(_leads.c.subject_id)).all() == []
