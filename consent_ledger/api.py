@@ -27,12 +27,10 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import cache
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     ColumnElement,
-    Select,
     Table,
     and_,
     bindparam,
@@ -44,7 +42,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import Connection, Dialect, Row
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session, aliased
 
 from consent_ledger import erasure, ledger, projection, services, state, subjects
@@ -65,7 +63,7 @@ from consent_ledger.models import (
 from consent_ledger.projection import NO_RECORD, PENDING, is_negative
 from consent_ledger.state import ConsentAnswer, UnknownPurpose
 from consent_ledger.subjects import InvalidEmail, normalise_email
-from zeroparty.db import Database, ExpandingStatement, Prepared, driver_cursor, utcnow
+from zeroparty.db import Database, Prepared, driver_cursor, utcnow
 from zeroparty.errors import InvalidInput
 from zeroparty.lead_signals import LeadSignal, LeadSignalListener
 from zeroparty.personal_data import PersonalData
@@ -199,9 +197,9 @@ def _connection(tx: Transaction) -> Connection:
     return tx.connection() if isinstance(tx, Session) else tx
 
 
-@cache
-def _expanding(statement: Select[Any], dialect: Dialect) -> ExpandingStatement:
-    return ExpandingStatement.compile(statement, dialect)
+# On the driver's cursor: every consent change asks one of these first.
+_PURPOSES_OF_BATCH = Prepared(_PURPOSES_AND_NOTICES)
+_PURPOSES_OF_BATCH_CONFIRMED = Prepared(_PURPOSES_NOTICES_CONFIRMED)
 
 
 class ConsentLedger:
@@ -829,18 +827,14 @@ class ConsentLedger:
             "hashes": sorted({c.notice_sha256 for c in changes if c.notice_sha256}) or [""],
         }
         asking = {c.subject_id for c in changes if self._asks_reconfirmation(c)}
-        statement = _PURPOSES_AND_NOTICES
+        statement = _PURPOSES_OF_BATCH
         if len(asking) == 1:
-            statement = _PURPOSES_NOTICES_CONFIRMED
+            statement = _PURPOSES_OF_BATCH_CONFIRMED
             params["sid"] = next(iter(asking))
         double_opt_in: dict[str, bool] = {}
         notice_locale: dict[tuple[str, str], str] = {}
         confirmed: set[tuple[str, str, str]] | None = set() if len(asking) == 1 else None
-        # On the driver's cursor: every consent change asks this first.
-        sql, parameters = _expanding(statement, connection.dialect).render(params)
-        with driver_cursor(connection) as cursor:
-            cursor.execute(sql, parameters)
-            rows: Iterable[Any] = cursor.fetchall()  # 5 or 6 columns
+        rows = statement.execute(connection, params)  # 5 or 6 columns
         superseded: set[tuple[str, str]] = set()
         for row in rows:
             key, sha256 = row[0], row[2]

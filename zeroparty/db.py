@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
-from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.compiler import ExpandedState, SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 from sqlalchemy.types import TypeDecorator
 
@@ -108,36 +108,15 @@ class DriverStatement:
         return tuple(values[name] for name in self.positions)
 
 
-@dataclass(frozen=True, slots=True)
-class ExpandingStatement:
-    """A statement with expanding ``IN`` lists, compiled once for a dialect, for the
-    DBAPI cursor: each call has SQLAlchemy render the lists' placeholders
-    (``construct_expanded_state``), a fraction of an execution through the engine.
-    Parameters go as given (no type processing), rows come back as the driver gives
-    them."""
-
-    compiled: SQLCompiler
-
-    @classmethod
-    def compile(cls, statement: ClauseElement, dialect: Dialect) -> ExpandingStatement:
-        return cls(cast(SQLCompiler, statement.compile(dialect=dialect)))
-
-    def render(self, values: dict[str, object]) -> tuple[str, Any]:
-        """The SQL for these values, and its parameters in the driver's style."""
-        state = self.compiled.construct_expanded_state(values)
-        if self.compiled.positional:
-            return state.statement, state.positional_parameters
-        return state.statement, state.parameters
-
-
 class Prepared:
     """A Core statement run on the DBAPI cursor, compiled once per dialect, with its
     column types' own bind and result processing (so a timestamp goes in and comes out
     as it would through an execution), and none of the engine's per-execution work
     (events, cache key, result object): a few microseconds instead of several tens.
 
-    For the statements of hot requests. Expanding ``IN`` lists are rendered per call
-    (:meth:`SQLCompiler.construct_expanded_state`). Rows come back as named tuples of
+    For the statements of hot requests. Expanding ``IN`` lists are rendered by SQLAlchemy
+    (:meth:`SQLCompiler.construct_expanded_state`) once per shape, the lengths of the
+    lists; later calls of a shape only pick their values. Rows come back as named tuples of
     the statement's column keys. Driver errors surface as SQLAlchemy's exception
     classes (:func:`driver_cursor`)."""
 
@@ -181,6 +160,8 @@ class _PreparedFor:
     compiled: SQLCompiler
     sql: str
     expanding: bool
+    lists: tuple[str, ...]  # the expanding parameters (IN lists)
+    shapes: dict[tuple[int, ...], _Shape]  # rendered SQL by the lists' lengths
     positions: tuple[str, ...] | None  # parameter names in order (qmark), or None (named)
     defaults: Mapping[str, object]  # the statement's own values (literals, LIMIT)
     binds: Mapping[str, Callable[[Any], Any]]  # bind processors, by parameter name
@@ -207,6 +188,8 @@ class _PreparedFor:
             compiled=compiled,
             sql=compiled.string,
             expanding=bool(compiled.post_compile_params),
+            lists=tuple(sorted(compiled.bind_names[b] for b in compiled.post_compile_params)),
+            shapes={},
             positions=tuple(compiled.positiontup) if compiled.positiontup else None,
             defaults=defaults,
             binds=binds,
@@ -219,14 +202,7 @@ class _PreparedFor:
         """The SQL for ``values``, and its parameters, processed, in the driver's style."""
         params = {**self.defaults, **values} if self.defaults else dict(values)
         if self.expanding:
-            state = self.compiled.construct_expanded_state(params)
-            params = dict(state.parameters)
-            for name, expanded in state.processors.items():
-                if name in params and params[name] is not None:
-                    params[name] = expanded(params[name])
-            if state.positiontup is None:
-                return state.statement, params
-            return state.statement, tuple(params[name] for name in state.positiontup)
+            return self._render_expanded(params)
         for name, processor in self.binds.items():
             value = params.get(name)
             if value is not None:
@@ -234,6 +210,27 @@ class _PreparedFor:
         if self.positions is None:
             return self.sql, params
         return self.sql, tuple(params[name] for name in self.positions)
+
+    def _render_expanded(self, params: dict[str, Any]) -> tuple[str, Any]:
+        """:meth:`render` with ``IN`` lists: SQLAlchemy renders each shape (the lists'
+        lengths) once; later calls of that shape only pick the values."""
+        lengths = tuple(len(params[name]) for name in self.lists)
+        shape = self.shapes.get(lengths)
+        if shape is None:
+            state = self.compiled.construct_expanded_state(params)
+            shape = _Shape.of(state, params)
+            if shape is None:
+                return _expanded_parameters(state)
+            self.shapes[lengths] = shape
+        picked = []
+        for _target, name, index, processor in shape.sources:
+            value = params[name] if index is None else params[name][index]
+            if processor is not None and value is not None:
+                value = processor(value)
+            picked.append(value)
+        if shape.positional:
+            return shape.sql, tuple(picked)
+        return shape.sql, {s[0]: value for s, value in zip(shape.sources, picked, strict=True)}
 
     def rows(self, description: Any, fetched: list[Any]) -> list[Any]:
         """Fetched rows as named tuples, their values processed by the column types
@@ -253,6 +250,47 @@ class _PreparedFor:
             make(*[value if p is None else p(value) for p, value in zip(results, row, strict=True)])
             for row in fetched
         ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """An expanded statement for one length of each ``IN`` list: its SQL, and for each
+    driver parameter (in order) its name, the caller's parameter it comes from, the
+    index in that list (``None``: not a list) and its bind processor."""
+
+    sql: str
+    positional: bool
+    sources: tuple[tuple[str, str, int | None, Callable[[Any], Any] | None], ...]
+
+    @classmethod
+    def of(cls, state: ExpandedState, params: Mapping[str, Any]) -> _Shape | None:
+        """The shape of ``state``, or ``None`` where values went into the SQL itself or
+        a list is not one parameter per item (tuples): render those every time."""
+        origin: dict[str, tuple[str, int]] = {}
+        for name, expanded in (state.parameter_expansion or {}).items():
+            values = params.get(name)
+            if not isinstance(values, list | tuple) or len(expanded) != len(values):
+                return None
+            origin.update((target, (name, i)) for i, target in enumerate(expanded))
+        targets = state.positiontup if state.positiontup is not None else list(state.parameters)
+        sources = []
+        for target in targets:
+            name, index = origin.get(target, (target, None))
+            if index is None and target not in params:
+                return None
+            sources.append((target, name, index, state.processors.get(target)))
+        return cls(state.statement, state.positiontup is not None, tuple(sources))
+
+
+def _expanded_parameters(state: ExpandedState) -> tuple[str, Any]:
+    """The SQL and processed parameters of an expanded statement, as SQLAlchemy gives them."""
+    params = dict(state.parameters)
+    for name, processor in state.processors.items():
+        if name in params and params[name] is not None:
+            params[name] = processor(params[name])
+    if state.positiontup is None:
+        return state.statement, params
+    return state.statement, tuple(params[name] for name in state.positiontup)
 
 
 @contextmanager

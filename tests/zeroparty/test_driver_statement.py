@@ -5,6 +5,7 @@ the same with the column types' bind and result processing."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from typing import cast as cast_table
 
 import pytest
@@ -96,3 +97,42 @@ def test_driver_errors_come_out_as_sqlalchemy_exceptions(database: Database) -> 
         insert_twice()
     with database.read() as session:  # the failed transaction left nothing behind
         assert session.execute(select(_leads.c.subject_id)).all() == []
+
+
+_BY_IDS_AND_STAGES = Prepared(
+    select(_leads.c.subject_id, _leads.c.stage)
+    .where(
+        _leads.c.subject_id.in_(bindparam("ids", expanding=True)),
+        _leads.c.stage.in_(bindparam("stages", expanding=True)),
+        _leads.c.score >= bindparam("least"),
+    )
+    .order_by(_leads.c.subject_id)
+    .limit(10)
+)
+
+
+def test_in_lists_are_rendered_once_per_shape_and_read_right(database: Database) -> None:
+    with database.write_connection() as connection:
+        _INSERT.executemany(
+            connection, [_lead(n, stage="MQL" if n % 2 else "SQL") for n in range(1, 7)]
+        )
+
+        def ids(rows: list[Any]) -> list[str]:
+            return [row.subject_id for row in rows]
+
+        prepared = _BY_IDS_AND_STAGES.on(connection.dialect)
+        asked = {"ids": ["lead-1", "lead-2", "lead-3"], "stages": ["MQL"], "least": 0}
+        assert ids(_BY_IDS_AND_STAGES.execute(connection, asked)) == ["lead-1", "lead-3"]
+        assert set(prepared.shapes) == {(1, 3)} or set(prepared.shapes) == {(3, 1)}
+        # The same shape with other values: the kept SQL, the new values.
+        again = {"ids": ["lead-4", "lead-5", "lead-6"], "stages": ["SQL"], "least": 16}
+        assert ids(_BY_IDS_AND_STAGES.execute(connection, again)) == ["lead-4", "lead-6"]
+        assert len(prepared.shapes) == 1
+        both = {"ids": ["lead-5", "lead-6"], "stages": ["MQL", "SQL"], "least": 0}
+        assert ids(_BY_IDS_AND_STAGES.execute(connection, both)) == ["lead-5", "lead-6"]
+        none = {"ids": [], "stages": ["MQL"], "least": 0}
+        assert _BY_IDS_AND_STAGES.execute(connection, none) == []
+        assert len(prepared.shapes) == 3
+        # A timestamp inside a list goes through its type's processing, as a single one.
+        at = Prepared(select(_leads.c.subject_id).where(_leads.c.scored_at.in_([WHEN])))
+        assert len(at.execute(connection)) == 6
