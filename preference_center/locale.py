@@ -145,7 +145,13 @@ def _strings(language: str) -> Mapping[str, str]:
     return {key: i18n.gettext(language, text) for key, text in TEXTS.items()}
 
 
+def text_language(locale: str) -> str:
+    """The language whose texts a page in ``locale`` shows: its primary subtag when it
+    has a catalogue, else English."""
+    language = i18n.primary(locale)
+    return language if language in i18n.languages() else DEFAULT_LOCALE
+
+
 def strings(locale: str) -> Mapping[str, str]:
     """Every text in ``locale`` (English where it has no catalogue), built once."""
-    language = i18n.primary(locale)
-    return _strings(language if language in i18n.languages() else DEFAULT_LOCALE)
+    return _strings(text_language(locale))

@@ -29,6 +29,7 @@ from functools import cache
 from typing import Any, cast
 
 import orjson
+from markupsafe import Markup, escape
 from sqlalchemy import Boolean, String, Table, and_, bindparam, func, insert, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
@@ -53,6 +54,7 @@ from consent_ledger.read_model import (
     purposes,
     topics,
 )
+from preference_center.escaped import site_html, site_text_html
 from preference_center.locale import DEFAULT_LOCALE
 from preference_center.models import LinkVersion, TopicSubscription, TopicSubscriptionChange
 from preference_center.tokens import TokenRevoked
@@ -91,30 +93,36 @@ class ChangeContext:
 
 @dataclass(frozen=True, slots=True)
 class TopicView:
-    key: str
-    title: str
-    description: str
+    """A topic as the page shows it; its texts escaped (:mod:`preference_center.escaped`)."""
+
+    key: Markup
+    title: Markup
+    description: Markup
     subscribed: bool
 
 
 @dataclass(frozen=True, slots=True)
 class PurposeView:
-    key: str
-    title: str
-    description: str
+    """A purpose as the page shows it. Its texts from the site file are escaped, once per
+    process (:mod:`preference_center.escaped`): the page prints them as they are."""
+
+    key: Markup
+    title: Markup
+    description: Markup
     category: str
     mechanism: str
-    notice_text: str
-    notice_sha256: str
-    notice_locale: str
+    notice_text: Markup
+    notice_sha256: Markup
+    notice_locale: Markup
     permitted: bool
     status: str
     topics: list[TopicView] = field(default_factory=list)
     # The notice changed materially since the lead agreed (their grant expired): the
     # page says so, with what changed (``change_summary``, as site.toml says it).
     changed: bool = False
-    change_summary: str | None = None
+    change_summary: Markup | None = None
     ends_at: datetime | None = None  # when a live grant lapses (expires_after_days)
+    ends_on: Markup | None = None  # its date, YYYY-MM-DD
 
     @property
     def gpc_honoured(self) -> bool:
@@ -524,32 +532,35 @@ def preference_page(lead: Lead, locale: str, *, gpc: bool = False) -> Preference
         )
         text, sha = texts[shown_locale]
         permitted = purpose.permitted(lead.jurisdiction)
+        summary = purpose.change_summaries.get(shown_locale)
+        ends_at = purpose.ends_at()
         views.append(
             PurposeView(
-                key=purpose.key,
-                title=purpose.title_in(locale),
-                description=i18n.site_text(
+                key=site_html(purpose.key),
+                title=site_text_html(purpose.title, purpose.translations, locale, "title"),
+                description=site_text_html(
                     purpose.description, purpose.translations, locale, "description"
                 ),
                 category=purpose.category,
                 mechanism=purpose.mechanism,
-                notice_text=text,
-                notice_sha256=sha,
-                notice_locale=shown_locale,
+                notice_text=site_html(text),
+                notice_sha256=site_html(sha),
+                notice_locale=site_html(shown_locale),
                 permitted=permitted,
                 status=purpose.status if purpose.status is not None else "none",
                 topics=[
                     TopicView(
-                        t.key,
-                        i18n.site_text(t.title, t.translations, locale),
-                        i18n.site_text(t.description, t.translations, locale, "description"),
+                        site_html(t.key),
+                        site_text_html(t.title, t.translations, locale, "title"),
+                        site_text_html(t.description, t.translations, locale, "description"),
                         permitted and t.wanted,
                     )
                     for t in purpose.topics
                 ],
                 changed=_expired_by_change(purpose, sha),
-                change_summary=purpose.change_summaries.get(shown_locale),
-                ends_at=purpose.ends_at(),
+                change_summary=None if summary is None else site_html(summary),
+                ends_at=ends_at,
+                ends_on=None if ends_at is None else escape(ends_at.date().isoformat()),
             )
         )
     return PreferencePage(lead.subject_id, lead.email, locale, views, gpc=gpc)

@@ -27,6 +27,7 @@ from consent_ledger.api import PENDING, ConsentLedger, InvalidEmail, scrub_sqlit
 from consent_ledger.proofs.receipts import build_receipt
 from consent_ledger.requests import RequestChannel, RequestKind, record_request
 from preference_center import export, forms, mails, services
+from preference_center.escaped import page_texts
 from preference_center.locale import LanguageWish, strings
 from preference_center.tokens import MAX_AGE, LinkClaim, LinkPurpose, LinkTokens, TokenRevoked
 from zeroparty import i18n
@@ -81,7 +82,7 @@ def _render(
         return templates.TemplateResponse(
             request,
             f"preference_center/{template}",
-            {**context, "lang": lang, "t": strings(lang), "lang_query": wish.query()},
+            {**context, "lang": lang, "t": page_texts(lang), "lang_query": wish.query()},
             status_code=status,
             headers=NO_REFERRER,
         )
