@@ -581,7 +581,7 @@ def _apply(
                     evidence=evidence,
                 )
             )
-    applied.signal = _lead_signal(request, subject_id, kept)
+    applied.signal = _lead_signal(request, lead, kept)
     return applied
 
 
@@ -697,7 +697,7 @@ def _hold(
 
 
 def _lead_signal(
-    request: SubmissionRequest, subject_id: str, kept: Mapping[str, tuple[str, ...]]
+    request: SubmissionRequest, lead: Lead, kept: Mapping[str, tuple[str, ...]]
 ) -> lead_signals.LeadSignal:
     """The kept answers, each with the purposes it was collected for."""
     definition = request.published.definition
@@ -720,10 +720,11 @@ def _lead_signal(
             if question.key in kept
         ]
     return lead_signals.LeadSignal(
-        subject_id,
+        lead.subject_id,
         request.occurred_at,
         f"{definition.slug}@v{request.published.version}",
         tuple(inputs),
+        new_lead=lead.created,
     )
 
 

@@ -632,10 +632,13 @@ class ConsentLedger:
         """The kept evidence of the entries ``seqs``, as its JSON text, by seq (entries
         without evidence, or whose evidence was erased, left out). Static: a consent
         listener is told of entries with a transaction, not the ledger."""
-        if not seqs:
-            return {}
-        rows = ConsentLedger._EVIDENCE_BODIES.execute(_connection(tx), {"seqs": list(seqs)})
-        return {row.seq: row.body for row in rows}
+        told = ledger.told_evidence()  # a listener asking of the entries it is told of
+        found = {seq: body for seq in seqs if (body := told.get(seq)) is not None}
+        unknown = [seq for seq in seqs if seq not in told]
+        if unknown:
+            rows = ConsentLedger._EVIDENCE_BODIES.execute(_connection(tx), {"seqs": unknown})
+            found.update((row.seq, row.body) for row in rows)
+        return found
 
     # -- capture: the CSV import (capture.imports) ------------------------------------
 

@@ -9,6 +9,7 @@ evidence, the projection and the head commit together or not at all.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -145,24 +146,45 @@ def append_many(
     connection = session.connection() if isinstance(session, Session) else session
     sql = append_sql(connection.dialect.name)
     recorded_at = utcnow()
+    sealed = [_sealed_evidence(draft) for draft in drafts]
     with driver_cursor(connection) as cursor:
         if sql.append_entry is not None and len(drafts) <= ONE_STATEMENT_MAX:
-            entries = _append_postgres(connection, cursor, sql, drafts, recorded_at)
+            entries = _append_postgres(connection, cursor, sql, drafts, sealed, recorded_at)
         else:
-            entries = _append_chained(connection, cursor, sql, drafts, recorded_at)
+            entries = _append_chained(connection, cursor, sql, drafts, sealed, recorded_at)
     told = listeners
     if told:
         # Derived data (scores) follows a withdrawal in this same transaction (rule 2).
-        if isinstance(session, Session):
-            for listener in told:
-                listener(session, entries)
-        else:
-            # Listeners work with an ORM session. One bound to this connection joins its
-            # transaction, and neither commits it nor, when closed, rolls it back.
-            with Session(bind=session) as orm:
+        # While they run, listeners read the new entries' evidence from memory.
+        bodies = {e.seq: s[1][1] if s[1] else None for e, s in zip(entries, sealed, strict=True)}
+        reset = _TOLD_EVIDENCE.set(bodies)
+        try:
+            if isinstance(session, Session):
                 for listener in told:
-                    listener(orm, entries)
+                    listener(session, entries)
+            else:
+                # Listeners work with an ORM session. One bound to this connection joins
+                # its transaction, and neither commits it nor, when closed, rolls it back.
+                with Session(bind=session) as orm:
+                    for listener in told:
+                        listener(orm, entries)
+        finally:
+            _TOLD_EVIDENCE.reset(reset)
     return entries
+
+
+# The evidence bodies (JSON text, by seq; None: no evidence) of the entries listeners
+# are being told of: what :func:`told_evidence` answers from memory instead of reading
+# back what was just written.
+_TOLD_EVIDENCE: ContextVar[Mapping[int, str | None] | None] = ContextVar(
+    "told_evidence", default=None
+)
+
+
+def told_evidence() -> Mapping[int, str | None]:
+    """The evidence bodies of the entries the running listeners are told of, by seq
+    (``None``: the entry has none); empty outside a listener call."""
+    return _TOLD_EVIDENCE.get() or {}
 
 
 def _sealed_evidence(draft: EntryDraft) -> tuple[str | None, tuple[str, str] | None]:
@@ -250,6 +272,7 @@ def _append_chained(
     cursor: Any,
     sql: AppendSql,
     drafts: Sequence[EntryDraft],
+    sealed: Sequence[tuple[str | None, tuple[str, str] | None]],
     recorded_at: datetime,
 ) -> list[LedgerEntry]:
     """Lock the head once, hash the entries here, write them with a few statements and
@@ -262,9 +285,8 @@ def _append_chained(
     seq, prev_hash = int(head[0]), str(head[1])
     entries: list[LedgerEntry] = []
     evidence_rows: list[tuple[object, ...]] = []
-    for draft in drafts:
+    for draft, (commitment, evidence) in zip(drafts, sealed, strict=True):
         seq += 1
-        commitment, evidence = _sealed_evidence(draft)
         if evidence is not None:
             evidence_rows.append((seq, *evidence))
         fields = _hashed_fields(draft, seq, prev_hash, recorded_at, commitment)
@@ -308,6 +330,7 @@ def _append_postgres(
     cursor: Any,
     sql: AppendSql,
     drafts: Sequence[EntryDraft],
+    sealed: Sequence[tuple[str | None, tuple[str, str] | None]],
     recorded_at: datetime,
 ) -> list[LedgerEntry]:
     """PostgreSQL: one statement per entry locks the head, links and writes the entry
@@ -317,8 +340,7 @@ def _append_postgres(
     bind = sql.bind_time
     prepared = []
     rows = []
-    for draft in drafts:
-        commitment, evidence = _sealed_evidence(draft)
+    for draft, (commitment, evidence) in zip(drafts, sealed, strict=True):
         fields = _hashed_fields(draft, 0, GENESIS_HASH, recorded_at, commitment)
         state = _state_params(sql, draft, 0)
         # The statement takes the projection's values less last_seq (it is the new

@@ -368,6 +368,7 @@ def _lock_leads(
     *,
     start: str,
     defer_new: bool = False,
+    fresh: Collection[str] = (),
 ) -> tuple[dict[str, Any], set[str]]:
     """The leads' scoring rows, created at stage ``start`` (the lifecycle's first) if
     new, locked for this transaction (so two writers scoring one lead queue, and a
@@ -375,7 +376,8 @@ def _lock_leads(
     of the leads this call created (new to scoring: no points, events or answers yet).
 
     ``defer_new``: on SQLite (one writer: nothing to lock), the new leads' rows are not
-    inserted here but by :func:`_store_scores`, with their first score."""
+    inserted here but by :func:`_store_scores`, with their first score. ``fresh``: leads
+    created in this transaction, which cannot have a row yet (not looked for)."""
     dialect = connection.dialect.name
     leads: dict[str, Any]
     if dialect == "postgresql":
@@ -384,18 +386,24 @@ def _lock_leads(
                 _INSERT_LEADS_PG, {"ids": list(subject_ids), "at": now, "stage": start}
             ).scalars()
         )
-        leads = {
-            row.subject_id: row
-            for row in _LEAD_ROWS[dialect].execute(connection, {"ids": list(subject_ids)})
-        }
+        # A row just inserted is this transaction's, locked, and as the insert wrote it.
+        leads = {sid: _NewLead(sid, start, 0.0, now, now) for sid in created}
+        known = [sid for sid in subject_ids if sid not in created]
+        if known:
+            leads.update(
+                (row.subject_id, row)
+                for row in _LEAD_ROWS[dialect].execute(connection, {"ids": known})
+            )
         return leads, created
     # SQLite: this transaction is the one writer (BEGIN IMMEDIATE); read first and
     # insert only the leads new to scoring (most batches have none), whose rows are then
     # known without reading them back.
-    leads = {
-        row.subject_id: row
-        for row in _LEAD_ROWS[dialect].execute(connection, {"ids": list(subject_ids)})
-    }
+    known = [sid for sid in subject_ids if sid not in fresh]
+    leads = {}
+    if known:
+        leads = {
+            row.subject_id: row for row in _LEAD_ROWS[dialect].execute(connection, {"ids": known})
+        }
     missing = [sid for sid in subject_ids if sid not in leads]
     if missing:
         new = [_NewLead(sid, start, 0.0, now, now, inserted=not defer_new) for sid in missing]
@@ -1278,7 +1286,12 @@ def record_answers(session: Session, signals: Sequence[LeadSignal]) -> None:
     # Lock the leads' scoring rows before reading their answers: two writers keeping
     # answers of one lead queue here rather than both replacing the same answer.
     leads, created = _lock_leads(
-        connection, subjects, now, start=active.model.lifecycle.start, defer_new=True
+        connection,
+        subjects,
+        now,
+        start=active.model.lifecycle.start,
+        defer_new=True,
+        fresh={signal.subject_id for signal, _, _ in accepted if signal.new_lead},
     )
     changed = {sid for sid, lead in leads.items() if lead.model_id is None}  # never scored
     names = {item.name for _, _, inputs in accepted for item in inputs}

@@ -50,6 +50,8 @@ class LeadSignal:
     occurred_at: datetime
     source_ref: str
     inputs: tuple[LeadInput, ...]
+    # The lead was created in the publishing transaction: nothing was derived from it yet.
+    new_lead: bool = False
 
 
 LeadSignalListener = Callable[[Session, Sequence[LeadSignal]], None]

@@ -4,12 +4,14 @@ entries, projection and guarantees as through an ORM session, for less."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
+from consent_ledger.api import ConsentLedger
 from consent_ledger.entries import LedgerEntry
 from consent_ledger.listeners import ConsentListener
 from consent_ledger.models import ConsentEvent, Subject
@@ -18,6 +20,7 @@ from consent_ledger.state import consent_now
 from consent_ledger.subjects import ensure_subject, get_or_create_subject
 from consent_ledger.verify import verify_ledger
 from tests.factories import notice_hash
+from tests.fixtures.statements import StatementCounter
 from zeroparty.db import Database
 from zeroparty.errors import InvalidInput
 
@@ -128,3 +131,32 @@ def test_a_known_lead_takes_a_new_jurisdiction_and_a_missing_locale(database: Da
     with database.write() as session:
         subject = get_or_create_subject(session, "carl@example.com", jurisdiction="DE")
         assert (subject.id, subject.locale, subject.jurisdiction) == (first.id, "de", "DE")
+
+
+def test_a_listener_reads_the_evidence_it_is_told_of_without_reading_it_back(
+    database: Database, statement_counter: StatementCounter
+) -> None:
+    """While listeners run, :meth:`ConsentLedger.evidence_of` answers for the entries
+    just appended from memory (the body written, byte for byte), and still reads
+    older entries' evidence from the database; outside a listener it reads as before."""
+    with database.write_connection() as connection:
+        first = record_consent(connection, _record(database, ConsentAction.GRANTED))
+    seen: dict[str, Any] = {}
+
+    def listener(session: Session, entries: Sequence[LedgerEntry]) -> None:
+        (entry,) = entries
+        with statement_counter.count() as sql:
+            seen["own"] = ConsentLedger.evidence_of(session, [entry.seq])
+        seen["own_statements"] = len(sql)
+        seen["both"] = ConsentLedger.evidence_of(session, [first.seq, entry.seq])
+        seen["seq"] = entry.seq
+
+    with database.write_connection() as connection:
+        record_consent(connection, _record(database, ConsentAction.WITHDRAWN), listeners=[listener])
+    with database.read() as session:
+        rows = session.execute(text("SELECT seq, body FROM consent_evidence")).all()
+        stored = {int(seq): str(body) for seq, body in rows}
+        assert ConsentLedger.evidence_of(session, [first.seq, seen["seq"]]) == stored
+    assert seen["own_statements"] == 0
+    assert seen["own"] == {seen["seq"]: stored[seen["seq"]]}
+    assert seen["both"] == stored
