@@ -44,17 +44,26 @@ def gate_states(
     """Current gating state of each of ``subject_ids`` (absent: nothing recorded)."""
     if not subject_ids:
         return {}
-    stmt = select(
-        _cs.c.subject_id, _cs.c.permitted, _cs.c.since, _cs.c.last_seq, _cs.c.status
-    ).where(_cs.c.purpose_key == purpose, _cs.c.subject_id.in_(list(subject_ids)))
+    stmt = _GATES
     if lock and connection.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(read=True)
+        stmt = _GATES_LOCKED
     return {
         row.subject_id: GateState(
             bool(row.permitted), row.since, int(row.last_seq), str(row.status)
         )
-        for row in connection.execute(stmt)
+        for row in stmt.execute(connection, {"purpose": purpose, "ids": sorted(subject_ids)})
     }
+
+
+# On the driver's cursor: every event batch asks this.
+_GATES_SELECT = select(
+    _cs.c.subject_id, _cs.c.permitted, _cs.c.since, _cs.c.last_seq, _cs.c.status
+).where(
+    _cs.c.purpose_key == bindparam("purpose"),
+    _cs.c.subject_id.in_(bindparam("ids", expanding=True)),
+)
+_GATES = Prepared(_GATES_SELECT)
+_GATES_LOCKED = Prepared(_GATES_SELECT.with_for_update(read=True))
 
 
 _PERMITTED = select(_cs.c.purpose_key).where(

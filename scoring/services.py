@@ -81,7 +81,7 @@ _profiles = lead_profiles
 _cs = consent_states
 _qual = cast(Table, Qualification.__table__)
 _outcomes = cast(Table, LeadOutcome.__table__)
-_UPDATE_SCORE = (
+_UPDATE_SCORE = Prepared(
     update(_leads)
     .where(_leads.c.subject_id == bindparam("sid"))
     .values(
@@ -89,10 +89,12 @@ _UPDATE_SCORE = (
     )
 )
 
-_UPDATE_SCORES_PG = text(
-    "UPDATE scoring_leads AS l SET score = v.score, model_id = :model_id, scored_at = :at "
-    "FROM unnest(CAST(:ids AS text[]), CAST(:scores AS float8[])) AS v(subject_id, score) "
-    "WHERE l.subject_id = v.subject_id"
+_UPDATE_SCORES_PG = Prepared(
+    text(
+        "UPDATE scoring_leads AS l SET score = v.score, model_id = :model_id, scored_at = :at "
+        "FROM unnest(CAST(:ids AS text[]), CAST(:scores AS float8[])) AS v(subject_id, score) "
+        "WHERE l.subject_id = v.subject_id"
+    )
 )
 # PostgreSQL: rows as column arrays (unnest), one statement whatever the count, instead
 # of a pipeline of one statement per row.
@@ -137,6 +139,11 @@ def _per_dialect(build: Callable[[Callable[[Any], Any]], Any]) -> dict[str, Any]
 # On the driver's cursor (scoring.services' hot statements: every submission and event
 # batch runs them). Locked in id order, like the inserts before it: two writers never
 # wait on each other in opposite orders (no deadlock).
+def _prepared_per_dialect(build: Callable[[Callable[[Any], Any]], Any]) -> dict[str, Prepared]:
+    """:func:`_per_dialect`, each statement run on the driver's cursor (:class:`Prepared`)."""
+    return {dialect: Prepared(statement) for dialect, statement in _per_dialect(build).items()}
+
+
 _LEAD_ROWS = {
     dialect: Prepared(statement.with_for_update() if dialect == "postgresql" else statement)
     for dialect, statement in _per_dialect(
@@ -181,12 +188,14 @@ _BANT = _per_dialect(
         _qual.c.value.is_not(None),
     )
 )
-_DELETE_POINTS = _per_dialect(lambda among: delete(_points).where(among(_points.c.subject_id)))
+_DELETE_POINTS = _prepared_per_dialect(
+    lambda among: delete(_points).where(among(_points.c.subject_id))
+)
 _INSERT_POINTS_SQLITE = (
     "INSERT INTO scoring_points (subject_id, rule, kind, points, source, occurred_at, "
     "consent_seq) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-_STORED_POINTS = _per_dialect(
+_STORED_POINTS = _prepared_per_dialect(
     lambda among: (
         select(
             _points.c.subject_id,
@@ -209,19 +218,23 @@ _EVENT_COLUMNS = (
     _events.c.consent_seq,
 )
 _EVENTS_OF_TYPES = {
-    "sqlite": select(*_EVENT_COLUMNS).where(
-        _events.c.subject_id.in_(bindparam("ids", expanding=True)),
-        _events.c.type.in_(bindparam("types", expanding=True)),
-        _events.c.occurred_at >= bindparam("since"),
+    "sqlite": Prepared(
+        select(*_EVENT_COLUMNS).where(
+            _events.c.subject_id.in_(bindparam("ids", expanding=True)),
+            _events.c.type.in_(bindparam("types", expanding=True)),
+            _events.c.occurred_at >= bindparam("since"),
+        )
     ),
-    "postgresql": select(*_EVENT_COLUMNS).where(
-        _events.c.subject_id == any_(bindparam("ids", type_=ARRAY(String))),
-        _events.c.type == any_(bindparam("types", type_=ARRAY(String))),
-        _events.c.occurred_at >= bindparam("since"),
+    "postgresql": Prepared(
+        select(*_EVENT_COLUMNS).where(
+            _events.c.subject_id == any_(bindparam("ids", type_=ARRAY(String))),
+            _events.c.type == any_(bindparam("types", type_=ARRAY(String))),
+            _events.c.occurred_at >= bindparam("since"),
+        )
     ),
 }
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)
-_TOUCH_LEADS = _per_dialect(
+_TOUCH_LEADS = _prepared_per_dialect(
     lambda among: update(_leads).where(among(_leads.c.subject_id)).values(scored_at=bindparam("at"))
 )
 _INSERT_POINTS_PG = text(
@@ -469,8 +482,8 @@ def _stored_points(connection: Connection, subject_ids: list[str]) -> dict[str, 
     """The leads' stored points, in the order they were computed (each id is a key)."""
     stored: dict[str, list[engine.Point]] = {sid: [] for sid in subject_ids}
     if subject_ids:
-        rows = connection.execute(
-            _STORED_POINTS[connection.dialect.name], {"ids": list(subject_ids)}
+        rows = _STORED_POINTS[connection.dialect.name].execute(
+            connection, {"ids": list(subject_ids)}
         )
         for r in rows:
             stored[r.subject_id].append(
@@ -492,9 +505,8 @@ def _events_of_types(
     types = sorted({t for sid in subject_ids for t in needs[sid]})
     times = [since for sid in subject_ids for since in needs[sid].values()]
     since = _EPOCH if any(t is None for t in times) else min(t for t in times if t is not None)
-    rows = connection.execute(
-        _EVENTS_OF_TYPES[connection.dialect.name],
-        {"ids": list(subject_ids), "types": types, "since": since},
+    rows = _EVENTS_OF_TYPES[connection.dialect.name].execute(
+        connection, {"ids": list(subject_ids), "types": types, "since": since}
     )
     for r in rows:
         found[r.subject_id].append(engine.EventFact(r.id, r.type, r.occurred_at, r.consent_seq))
@@ -706,16 +718,16 @@ def _store_scores(
     if inserts:
         _INSERT_LEADS.executemany(connection, inserts)
     if replaced:
-        connection.execute(_DELETE_POINTS[dialect], {"ids": replaced})
+        _DELETE_POINTS[dialect].execute(connection, {"ids": replaced})
     if point_rows:
         _insert_points(connection, point_rows)
     if unchanged:
         # Same score, same model: one statement moves their scoring time.
-        connection.execute(_TOUCH_LEADS[dialect], {"ids": unchanged, "at": now})
+        _TOUCH_LEADS[dialect].execute(connection, {"ids": unchanged, "at": now})
     if updates and dialect == "postgresql":
         # One statement over two arrays rather than a pipeline of one UPDATE per lead.
-        connection.execute(
-            _UPDATE_SCORES_PG,
+        _UPDATE_SCORES_PG.execute(
+            connection,
             {
                 "ids": [u["sid"] for u in updates],
                 "scores": [float(u["score"]) for u in updates],  # type: ignore[arg-type]
@@ -724,7 +736,7 @@ def _store_scores(
             },
         )
     elif updates:
-        connection.execute(_UPDATE_SCORE, updates)
+        _UPDATE_SCORE.executemany(connection, updates)
     if typed:
         connection.execute(_UPDATE_TYPES, typed)
     return scored
@@ -965,16 +977,22 @@ def _move(
 # --- events -------------------------------------------------------------------------------
 
 
-_SUBJECTS_BY_EMAIL = select(_profiles.c.email, _profiles.c.subject_id, LATEST_MODEL_KEY).where(
-    _profiles.c.email.in_(bindparam("emails", expanding=True))
+_SUBJECTS_BY_EMAIL = Prepared(
+    select(_profiles.c.email, _profiles.c.subject_id, LATEST_MODEL_KEY).where(
+        _profiles.c.email.in_(bindparam("emails", expanding=True))
+    )
 )
-_SEEN_EVENTS = select(_events.c.id).where(_events.c.id.in_(bindparam("ids", expanding=True)))
+_SEEN_EVENTS = Prepared(
+    select(_events.c.id).where(_events.c.id.in_(bindparam("ids", expanding=True)))
+)
 # PostgreSQL: one parameter (an array) and one statement text whatever the batch size.
-_SUBJECTS_BY_EMAIL_PG = select(_profiles.c.email, _profiles.c.subject_id, LATEST_MODEL_KEY).where(
-    _profiles.c.email == any_(bindparam("emails", type_=ARRAY(String)))
+_SUBJECTS_BY_EMAIL_PG = Prepared(
+    select(_profiles.c.email, _profiles.c.subject_id, LATEST_MODEL_KEY).where(
+        _profiles.c.email == any_(bindparam("emails", type_=ARRAY(String)))
+    )
 )
-_SEEN_EVENTS_PG = select(_events.c.id).where(
-    _events.c.id == any_(bindparam("ids", type_=ARRAY(String)))
+_SEEN_EVENTS_PG = Prepared(
+    select(_events.c.id).where(_events.c.id == any_(bindparam("ids", type_=ARRAY(String))))
 )
 # A retry racing its first attempt (another process, PostgreSQL) waits on the unique id
 # and then inserts nothing, rather than failing the batch.
@@ -1022,7 +1040,7 @@ def _subject_ids(
     stmt = _SUBJECTS_BY_EMAIL_PG if pg else _SUBJECTS_BY_EMAIL
     subjects: dict[str, str] = {}
     latest: str | None = None
-    for email, subject_id, model_key in connection.execute(stmt, {"emails": sorted(set(emails))}):
+    for email, subject_id, model_key in stmt.execute(connection, {"emails": sorted(set(emails))}):
         subjects[email], latest = subject_id, model_key
     return subjects, latest
 
@@ -1110,7 +1128,7 @@ def ingest_events(session: Session | Connection, events: Sequence[EventIn]) -> I
             f"{len(problems)} problem(s) in the batch; nothing was stored", fields=problems
         )
     seen_stmt = _SEEN_EVENTS_PG if connection.dialect.name == "postgresql" else _SEEN_EVENTS
-    seen = {row.id for row in connection.execute(seen_stmt, {"ids": [e.id for e in events]})}
+    seen = {row.id for row in seen_stmt.execute(connection, {"ids": [e.id for e in events]})}
     gates = consent.gate_states(connection, set(subjects.values()), active.model.purpose, lock=True)
     rows: list[dict[str, Any]] = []
     dropped: dict[tuple[str, str], int] = {}
