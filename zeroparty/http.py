@@ -25,7 +25,9 @@ class JSONResponse(Response):
 def wants_json(request: Request) -> bool:
     """Machines get JSON: API paths, clients that ask for JSON before HTML, and clients
     that sent JSON without asking for HTML (a script posting a form's JSON body)."""
-    path = request.url.path
+    # The scope's path, not request.url's (a URL object built for one prefix test): the
+    # same text for these tests, since the URL only escapes "?", "#" and "\\" in it.
+    path: str = request.scope["path"]
     if path.startswith(("/api/", "/ledger/")) or path in ("/healthz", "/openapi.json"):
         return True
     accept = request.headers.get("accept", "")
