@@ -24,7 +24,12 @@ are written exactly as RFC 2369 and RFC 8058 show them: folded at whitespace onl
 RFC 2047-encoded (mailbox providers do not decode them; Python's default policy would).
 A mail with files (:class:`Attachment`, kept in the outbox row with the text) is
 ``multipart/mixed``: the text (or its text and HTML alternatives) first, then each file
-base64-encoded, so a client saves exactly the bytes queued.
+base64-encoded, so a client saves exactly the bytes queued. A transport is handed the
+bytes (:class:`WireMessage`): :func:`wire_message` writes those of a text mail (with or
+without the brand's HTML alternative) from header lines the policy stored and folded
+once, and the email package's own body encoding, without building an ``EmailMessage``;
+any other mail is built by :func:`build_message`. The bytes are the same either way
+(``tests/zeroparty/test_mail_build.py``).
 
 Transports: SMTP (``ZEROPARTY_SMTP_URL``: ``smtp://user:pass@host:587?starttls=1`` or
 ``smtps://host:465``) or, without it, ``.eml`` files in the outbox folder plus a log line
@@ -36,6 +41,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import logging
+import os
 import re
 import smtplib
 import ssl
@@ -43,10 +49,11 @@ import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from email.contentmanager import _encode_text  # type: ignore[attr-defined]
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy
-from email.utils import format_datetime
+from email.utils import format_datetime, getaddresses
 from functools import lru_cache
 from html import escape
 from pathlib import Path
@@ -70,7 +77,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from zeroparty import i18n
-from zeroparty.db import Base, Database, UTCDateTime, utcnow
+from zeroparty.db import Base, Database, Prepared, UTCDateTime, utcnow
 from zeroparty.i18n import N_
 from zeroparty.mail_html import mail_html
 from zeroparty.site_info import MailSender, cached_mail_sender, mail_sender
@@ -309,7 +316,7 @@ WIRE_POLICY = WirePolicy(
 
 
 class Transport(Protocol):
-    def send(self, message: EmailMessage) -> None: ...
+    def send(self, message: WireMessage) -> None: ...
 
 
 class SmtpUrlError(ValueError):
@@ -431,7 +438,7 @@ class SmtpTransport:
         self.starttls = endpoint.starttls
         self.timeout = timeout
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: WireMessage) -> None:
         context = ssl.create_default_context()
         client: smtplib.SMTP
         if self.implicit_tls:
@@ -443,21 +450,32 @@ class SmtpTransport:
                 client.starttls(context=context)
             if self.username and self.password:
                 client.login(self.username, self.password)
-            client.send_message(message)
+            # What ``send_message`` would send: its envelope and its flattening.
+            client.sendmail(message.envelope_from, list(message.envelope_to), message.smtp_data())
 
 
 class FolderTransport:
-    """Writes each mail as an ``.eml`` file: for development and for sites without SMTP."""
+    """Writes each mail as an ``.eml`` file: for development and for sites without SMTP.
+
+    The folder is made when a file cannot be written for want of it (not looked up
+    before every mail)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._folder = os.fspath(directory)
 
-    def send(self, message: EmailMessage) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+    def send(self, message: WireMessage) -> None:
         name = f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.eml"
-        (self.directory / name).write_bytes(message.as_bytes())
-        domain = str(message["To"]).rpartition("@")[2]
-        log.warning("mail written to %s (recipient at %s): %s", name, domain, message["Subject"])
+        path = os.path.join(self._folder, name)
+        try:
+            file = open(path, "wb")  # noqa: SIM115 (closed below; opened again after mkdir)
+        except FileNotFoundError:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            file = open(path, "wb")  # noqa: SIM115
+        with file:
+            file.write(message.data)
+        domain = message.envelope_to[0].rpartition("@")[2] if message.envelope_to else ""
+        log.warning("mail written to %s (recipient at %s): %s", name, domain, message.subject)
 
 
 def transport_for(smtp_url: str | None, outbox_dir: Path) -> Transport:
@@ -465,12 +483,32 @@ def transport_for(smtp_url: str | None, outbox_dir: Path) -> Transport:
 
 
 _outbox = cast(Table, OutboxMail.__table__)
-_INSERT_OUTBOX = insert(_outbox)
-_MARK_SENT = (
+_INSERT_OUTBOX = Prepared(insert(_outbox))
+_MARK_SENT = Prepared(
     update(_outbox)
     .where(_outbox.c.id == bindparam("mail_id"))
     .values(sent_at=bindparam("sent_at"), claimed_until=None, attempts=bindparam("attempts"))
 )
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMail:
+    """A mail as :func:`queue_mail` wrote its ``mail_outbox`` row: the columns a
+    message is made from (:func:`build_message`), without an ORM object."""
+
+    id: str
+    to_address: str
+    subject: str
+    body_text: str
+    body_html: str | None
+    headers: str
+    created_at: datetime
+    attempts: int
+    attachments: str | None
+
+
+MailRow = OutboxMail | QueuedMail
+"""What a message is made from: a loaded outbox row, or one just queued."""
 
 
 def attachments_json(attachments: Sequence[Attachment]) -> str | None:
@@ -513,7 +551,7 @@ def attachments_json(attachments: Sequence[Attachment]) -> str | None:
     ).decode()
 
 
-def attachments_of(row: OutboxMail) -> tuple[Attachment, ...]:
+def attachments_of(row: MailRow) -> tuple[Attachment, ...]:
     """The files ``row`` keeps (see :func:`attachments_json`), in order."""
     if not row.attachments:
         return ()
@@ -538,9 +576,8 @@ def queue_mail(
     attachments = attachments_json(mail.attachments)
     mail_id = uuid.uuid4().hex
     now = utcnow()
-    row = OutboxMail(
+    row = QueuedMail(
         id=mail_id,
-        subject_id=subject_id,
         to_address=mail.to,
         subject=mail.subject,
         body_text=mail.text,
@@ -548,13 +585,29 @@ def queue_mail(
         headers=orjson.dumps(dict(mail.headers)).decode(),
         created_at=now,
         attempts=0,
-        next_attempt_at=now,
-        claimed_until=now + timedelta(seconds=CLAIM_SECONDS) if claimed else None,
         attachments=attachments,
     )
-    session.execute(
-        _INSERT_OUTBOX,
-        {column.key: getattr(row, column.key) for column in _outbox.columns},
+    # On the driver's cursor (zeroparty.db.Prepared): the same INSERT, in the session's
+    # transaction, without the ORM's per-execution work.
+    _INSERT_OUTBOX.execute(
+        session.connection(),
+        {
+            "id": mail_id,
+            "subject_id": subject_id,
+            "to_address": mail.to,
+            "subject": mail.subject,
+            "body_text": mail.text,
+            "body_html": mail.html,
+            "headers": row.headers,
+            "created_at": now,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "claimed_until": now + timedelta(seconds=CLAIM_SECONDS) if claimed else None,
+            "sent_at": None,
+            "failed_at": None,
+            "last_error": None,
+            "attachments": attachments,
+        },
     )
     if claimed:
         session.info.setdefault(CLAIMED, []).append(row)
@@ -575,7 +628,7 @@ class ClaimedMails:
     written, with the sender to send them as: what :func:`send_claimed` sends once the
     transaction committed."""
 
-    rows: tuple[OutboxMail, ...] = ()
+    rows: tuple[QueuedMail, ...] = ()
     sender: MailSender | None = None
 
     def __bool__(self) -> bool:
@@ -630,7 +683,7 @@ def mail_footer(sender: MailSender, language: str = i18n.SOURCE_LANGUAGE) -> str
     return "\n".join(lines)
 
 
-def build_message(row: OutboxMail, sender: MailSender) -> EmailMessage:
+def build_message(row: MailRow, sender: MailSender) -> EmailMessage:
     """The message for ``row`` as ``sender`` sends it, with the footer
     (:func:`mail_footer`); with a brand, also as HTML in its colours
     (:func:`zeroparty.mail_html.mail_html`, made from the text), then the files. Its
@@ -687,6 +740,186 @@ def build_message(row: OutboxMail, sender: MailSender) -> EmailMessage:
     return message
 
 
+@dataclass(frozen=True, slots=True)
+class WireMessage:
+    """A mail as it goes out: the envelope, the subject (for the log line), and the
+    message's bytes as the email package writes :func:`build_message`'s message, split
+    into the header block (blank line included) and the body."""
+
+    envelope_from: str
+    envelope_to: tuple[str, ...]
+    subject: str
+    head: bytes
+    body: bytes
+
+    @property
+    def data(self) -> bytes:
+        """The bytes ``EmailMessage.as_bytes()`` writes (the ``.eml`` file)."""
+        return self.head + self.body
+
+    def smtp_data(self) -> bytes:
+        """The bytes ``smtplib.SMTP.send_message`` writes: its generator has no policy
+        of its own, so it puts ``>`` before each body line that begins with ``From ``
+        (``mangle_from_``); headers and multipart boundaries never begin so."""
+        return self.head + _FROM_LINE.sub(b">From ", self.body)
+
+    @classmethod
+    def of(cls, message: EmailMessage) -> WireMessage:
+        """``message`` written by the email package, its envelope found as
+        ``send_message`` finds it (``From``, ``To``)."""
+        head, blank, body = message.as_bytes().partition(b"\r\n\r\n")
+        to = message["To"]
+        return cls(
+            envelope_from=getaddresses([str(message["From"])])[0][1],
+            envelope_to=tuple(address for _, address in getaddresses([str(to)])) if to else (),
+            subject=str(message["Subject"]),
+            head=head + blank,
+            body=body,
+        )
+
+
+_FROM_LINE = re.compile(rb"^From ", re.MULTILINE)  # email.generator's fcre, on bytes
+_LINE_ENDS = re.compile(r"\r\n|\r|\n")  # email.generator.NLCRE: each becomes CRLF
+_MAIL_ID = re.compile(r"[0-9a-f]{32}")  # the outbox's ids (uuid4().hex)
+_PLAIN_DOMAIN = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9_%+-]+(\.[A-Za-z0-9_%+-]+)*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*"
+)
+# The headers a queued mail may carry that :func:`wire_message` writes itself.
+_WRITTEN_HEADERS = frozenset({"List-Unsubscribe", "List-Unsubscribe-Post", CONTENT_LANGUAGE})
+_ID_MARK = "0" * 32
+
+
+def _header_line(name: str, value: Any) -> bytes:
+    """``name: value`` as the email package writes it into a message: stored by the
+    policy (:meth:`WirePolicy.header_store_parse`, as ``message[name] = value`` does),
+    then folded (:meth:`WirePolicy.fold_binary`, as the generator does)."""
+    return WIRE_POLICY.fold_binary(name, WIRE_POLICY.header_store_parse(name, value)[1])
+
+
+@lru_cache(maxsize=64)
+def _sender_lines(name: str, address: str, reply_to: str) -> tuple[bytes, str]:
+    """The ``From`` (and ``Reply-To``) lines of a sender and its envelope address."""
+    from_header = _from_header(name, address)
+    lines = _header_line("From", from_header)
+    if reply_to:
+        lines += _header_line("Reply-To", reply_to)
+    return lines, getaddresses([str(from_header)])[0][1]
+
+
+@lru_cache(maxsize=16)
+def _part_head(subtype: str, cte: str) -> bytes:
+    """The header block of a ``text/SUBTYPE`` part (``set_content`` of a str)."""
+    return (
+        _header_line("Content-Type", f'text/{subtype}; charset="utf-8"')
+        + _header_line("Content-Transfer-Encoding", cte)
+        + b"\r\n"
+    )
+
+
+@lru_cache(maxsize=1)
+def _alternative_head() -> tuple[bytes, bytes]:
+    """``MIME-Version`` and the ``multipart/alternative`` type of :func:`build_message`,
+    for an id of :data:`_MAIL_ID`'s shape, split where the id goes (every such id is
+    quoted and folded alike)."""
+    line = _header_line("MIME-Version", "1.0") + _header_line(
+        "Content-Type", f'multipart/alternative; boundary="=_alt_{_ID_MARK}"'
+    )
+    before, mark, after = line.partition(_ID_MARK.encode())
+    assert mark
+    assert _ID_MARK.encode() not in after
+    return before, after
+
+
+def _text_part(text: str, subtype: str) -> tuple[bytes, bytes]:
+    """The header block and body of ``set_content(text)``'s part, as written."""
+    cte, payload = _encode_text(text, "utf-8", None, WIRE_POLICY)
+    body = _LINE_ENDS.sub("\r\n", payload).encode("ascii", "surrogateescape")
+    return _part_head(subtype, cte), body
+
+
+def _raw_value(value: str) -> bool:
+    """A ``List-*`` value :func:`_fold_raw` may be given directly: the email package's
+    header object would hold the same text (no line break, control character or
+    encoded-word, nothing to strip)."""
+    return value.isascii() and value.isprintable() and "=?" not in value and value == value.strip()
+
+
+def wire_message(row: MailRow, sender: MailSender) -> WireMessage:
+    """:func:`build_message`'s message for ``row``, as the bytes the email package would
+    write, without building it: the mails sent right after a request (text, with the
+    brand's HTML alternative or without) are written here from the same pieces (header
+    lines stored and folded by :data:`WIRE_POLICY`, cached per text; the body encoded by
+    the email package's own ``_encode_text``); any other mail (files, HTML of its own,
+    other headers) is built by :func:`build_message`. ``tests/zeroparty/test_mail_build.py``
+    compares both byte for byte."""
+    headers: dict[str, str] = orjson.loads(row.headers)
+    if (
+        row.body_html
+        or row.attachments
+        or not headers.keys() <= _WRITTEN_HEADERS
+        or not _MAIL_ID.fullmatch(row.id)
+    ):
+        return WireMessage.of(build_message(row, sender))
+    from_address = wire_address(sender.from_address)
+    head, envelope_from = _sender_lines(
+        sender.from_name, from_address, wire_address(sender.reply_to) if sender.reply_to else ""
+    )
+    to = wire_address(row.to_address)
+    if len(to) < SOFT_LINE_OCTETS and _PLAIN_ADDRESS.fullmatch(to):
+        head += b"To: " + to.encode("ascii") + b"\r\n"
+        envelope_to: tuple[str, ...] = (to,)
+    else:
+        to_header = WIRE_POLICY.header_store_parse("To", to)[1]
+        head += WIRE_POLICY.fold_binary("To", to_header)
+        envelope_to = tuple(address for _, address in getaddresses([str(to_header)]))
+    subject = WIRE_POLICY.header_store_parse("Subject", row.subject)[1]
+    head += WIRE_POLICY.fold_binary("Subject", subject)
+    date = format_datetime(row.created_at)
+    if row.created_at.utcoffset() == timedelta(0):  # read back and written the same
+        head += b"Date: " + date.encode("ascii") + b"\r\n"
+    else:
+        head += _header_line("Date", date)
+    domain = from_address.rpartition("@")[2]
+    message_id = f"<{row.id}@{domain}>"
+    if len(domain) < SOFT_LINE_OCTETS and _PLAIN_DOMAIN.fullmatch(domain):
+        head += b"Message-ID: " + message_id.encode("ascii") + b"\r\n"
+    else:
+        head += _header_line("Message-ID", message_id)
+    for name, value in headers.items():
+        if name == CONTENT_LANGUAGE:
+            continue  # set_content takes it off; written last (see build_message)
+        if _raw_value(value):
+            head += _fold_raw(name, value, "\r\n").encode("ascii")
+        else:
+            head += _header_line(name, value)
+    language = mail_language(headers)
+    text = f"{row.body_text.rstrip()}\n\n{mail_footer(sender, language)}\n"
+    text_head, text_body = _text_part(text, "plain")
+    if sender.colours is None:
+        head += text_head[:-2] + _header_line("MIME-Version", "1.0")
+        body = text_body
+    else:
+        before, after = _alternative_head()
+        head += before + row.id.encode("ascii") + after
+        html_head, html_body = _text_part(mail_html(text, sender.colours), "html")
+        boundary = b"--=_alt_" + row.id.encode("ascii")
+        body = b"".join(
+            (
+                boundary + b"\r\n",
+                text_head,
+                text_body,
+                b"\r\n" + boundary + b"\r\n",
+                html_head,
+                html_body,
+                b"\r\n" + boundary + b"--\r\n",
+            )
+        )
+    if language != i18n.SOURCE_LANGUAGE:
+        head += _header_line(CONTENT_LANGUAGE, language)
+    return WireMessage(envelope_from, envelope_to, str(subject), head + b"\r\n", body)
+
+
 def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** (attempts - 1), 6 * 3600))
 
@@ -738,17 +971,17 @@ def send_claimed(database: Database, settings: Settings, mails: ClaimedMails) ->
     for row in mails.rows:
         if _send(database, transport, row, mails.sender):
             with database.write_connection() as connection:
-                connection.execute(
-                    _MARK_SENT, {"mail_id": row.id, "sent_at": utcnow(), "attempts": 1}
+                _MARK_SENT.execute(
+                    connection, {"mail_id": row.id, "sent_at": utcnow(), "attempts": 1}
                 )
             sent += 1
     return sent
 
 
-def _send(database: Database, transport: Transport, row: OutboxMail, sender: MailSender) -> bool:
+def _send(database: Database, transport: Transport, row: MailRow, sender: MailSender) -> bool:
     """Send ``row``; on failure schedule its retry (or give it up) and return False."""
     try:
-        transport.send(build_message(row, sender))
+        transport.send(wire_message(row, sender))
     except (OSError, smtplib.SMTPException, ValueError) as exc:
         # ValueError: a header that cannot be written (retried, then given up).
         _failed(database, row.id, row.attempts + 1, exc)
@@ -788,11 +1021,9 @@ def _deliver(
         mail_id, attempts = row.id, row.attempts
         if not _send(database, transport, row, sender):
             continue
-        with database.write() as session:
-            session.execute(
-                update(OutboxMail)
-                .where(OutboxMail.id == mail_id)
-                .values(sent_at=utcnow(), claimed_until=None, attempts=attempts + 1)
+        with database.write_connection() as connection:
+            _MARK_SENT.execute(
+                connection, {"mail_id": mail_id, "sent_at": utcnow(), "attempts": attempts + 1}
             )
         sent += 1
     return sent

@@ -1,17 +1,23 @@
 """A message built with the cached headers is byte for byte the one the email package
-builds without them (the wire tests read real SMTP; this one compares every byte)."""
+builds without them, and so are the bytes :func:`zeroparty.mail.wire_message` writes
+without building one, for the ``.eml`` file and for SMTP (the wire tests read real SMTP;
+this one compares every byte)."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import email.generator
+import io
 import time
 import uuid
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import EmailPolicy
-from email.utils import format_datetime
+from email.utils import format_datetime, getaddresses
 from html import escape
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,12 +31,17 @@ from zeroparty.mail import (
     MAX_LINE_OCTETS,
     RAW_HEADERS,
     WIRE_POLICY,
+    Attachment,
+    FolderTransport,
     OutboxMail,
     WirePolicy,
     _fold_raw,
+    attachments_json,
     build_message,
+    in_language,
     mail_footer,
     wire_address,
+    wire_message,
 )
 from zeroparty.mail_html import mail_html
 from zeroparty.site_info import (
@@ -75,9 +86,11 @@ def _reference(row: OutboxMail, sender: MailSender) -> EmailMessage:
     message["Subject"] = row.subject
     message["Date"] = format_datetime(row.created_at)
     message["Message-ID"] = f"<{row.id}@{from_address.rpartition('@')[2]}>"
-    for name, value in orjson.loads(row.headers).items():
+    headers = orjson.loads(row.headers)
+    for name, value in headers.items():
         message[name] = value
-    footer = mail_footer(sender)
+    language = headers.get("Content-Language", "en")
+    footer = mail_footer(sender, language)
     text = f"{row.body_text.rstrip()}\n\n{footer}\n"
     message.set_content(text)
     if row.body_html:
@@ -89,7 +102,20 @@ def _reference(row: OutboxMail, sender: MailSender) -> EmailMessage:
     for part in message.iter_parts():
         for inner in part.walk():
             del inner["MIME-Version"]
+    if language != "en":
+        del message["Content-Language"]
+        message["Content-Language"] = language
     return message
+
+
+def _smtp_bytes(message: EmailMessage) -> bytes:
+    """What ``smtplib.SMTP.send_message`` sends for ``message`` (its own flattening)."""
+    flat = copy.copy(message)
+    del flat["Bcc"]
+    del flat["Resent-Bcc"]
+    with io.BytesIO() as out:
+        email.generator.BytesGenerator(out).flatten(flat, linesep="\r\n")
+        return out.getvalue()
 
 
 SENDERS = [
@@ -126,13 +152,24 @@ BODIES = [
     ("Hello,\n\nconfirm: http://testserver/confirm/" + "t" * 140 + "\n", None),
     ("Grüße,\n\nbitte bestätigen: http://testserver/confirm/abc\n", "<p>Grüße</p>"),
     ("x" * 1200 + "\nline\n", "<p>" + "y" * 1500 + "</p>"),
+    # Lines that begin with "From " (SMTP's generator marks them), a dot, CRLF, indents.
+    ("From here on\r\n.\r\n\r\n    zeroparty receipt verify r.json\nFrom x\n", None),
+    ("\n".join(f"Zeile {n}: Grüße" for n in range(30)) + "\n", None),
 ]
+LANGUAGES = [{}, in_language("de"), {"Content-Language": "en"}]
 
 
-def _row(subject: str, body: tuple[str, str | None], to: str) -> OutboxMail:
+def _row(
+    subject: str,
+    body: tuple[str, str | None],
+    to: str,
+    language: dict[str, str] | None = None,
+    attachments: tuple[Attachment, ...] = (),
+) -> OutboxMail:
     headers = {
         "List-Unsubscribe": "<http://testserver/u/" + uuid.uuid4().hex * 3 + ">",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        **(language or {}),
     }
     return OutboxMail(
         id=uuid.uuid4().hex,
@@ -142,6 +179,8 @@ def _row(subject: str, body: tuple[str, str | None], to: str) -> OutboxMail:
         body_html=body[1],
         headers=orjson.dumps(headers).decode(),
         created_at=datetime(2026, 12, 4, 4, 40, 1, 123456, tzinfo=UTC),
+        attempts=0,
+        attachments=attachments_json(attachments),
     )
 
 
@@ -168,6 +207,54 @@ def test_cached_build_writes_the_same_bytes(sender: MailSender) -> None:
                     assert built.as_string() == expected.as_string()
                     assert bytes(built) == bytes(expected)
                     assert [str(v) for v in built.values()] == [str(v) for v in expected.values()]
+
+
+TO = ["lead@example.com", "lead@bücher.example", "a.b+c@sub.example.org", '"odd one"@example.com']
+RECEIPT = (Attachment("receipt.json", "application/json", b'{"a": 1}\n' * 40),)
+
+
+@pytest.mark.parametrize("sender", SENDERS)
+def test_wire_message_writes_the_email_packages_bytes(sender: MailSender) -> None:
+    """The bytes written without building a message are the email package's, for the
+    ``.eml`` file (``as_bytes``) and for SMTP (``send_message``), with its envelope."""
+    for _round in range(2):
+        for subject in SUBJECTS:
+            for body in BODIES:
+                for to in TO:
+                    for language in LANGUAGES:
+                        for files in ((), RECEIPT):
+                            row = _row(subject, body, to, language, files)
+                            wire = wire_message(row, sender)
+                            expected = build_message(row, sender)
+                            assert wire.data == expected.as_bytes()
+                            assert wire.smtp_data() == _smtp_bytes(expected)
+                            assert wire.envelope_from == getaddresses([expected["From"]])[0][1]
+                            assert wire.envelope_to == tuple(
+                                address for _, address in getaddresses([expected["To"]])
+                            )
+                            assert wire.subject == str(expected["Subject"])
+
+
+def test_the_folder_transport_makes_its_folder_and_writes_the_bytes(tmp_path: Path) -> None:
+    wire = wire_message(_row(SUBJECTS[1], BODIES[1], "lead@example.com"), SENDERS[3])
+    folder = tmp_path / "missing" / "outbox"
+    FolderTransport(folder).send(wire)
+    FolderTransport(folder).send(wire)  # the folder is there now
+    files = sorted(folder.iterdir())
+    assert len(files) == 2
+    assert [file.read_bytes() for file in files] == [wire.data, wire.data]
+
+
+def test_wire_message_refuses_what_build_message_refuses() -> None:
+    sender = SENDERS[0]
+    for header in ("<http://x/u/a>\r\nBcc: x@example.com", "<http://x/u/é>"):
+        row = _row("s", BODIES[0], "lead@example.com")
+        row.headers = orjson.dumps({"List-Unsubscribe": header}).decode()
+        with pytest.raises(ValueError, match=r"\S") as built:
+            build_message(row, sender).as_bytes()
+        with pytest.raises(ValueError, match=r"\S") as written:
+            wire_message(row, sender)
+        assert str(written.value) == str(built.value)
 
 
 def test_bad_header_text_is_still_refused() -> None:
