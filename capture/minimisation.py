@@ -19,7 +19,7 @@ from typing import cast
 
 import orjson
 from sqlalchemy import Table, bindparam, delete, select, update
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
 
 from capture.definitions import Definition, from_json
@@ -65,9 +65,9 @@ def _lead_answers(dialect: Dialect) -> DriverStatement:
     return DriverStatement.compile(_LEAD_ANSWERS, dialect)
 
 
-def _permitted(session: Session, subject_id: str) -> set[str]:
+def _permitted(connection: Connection, subject_id: str) -> set[str]:
     allowed: set[str] = set()
-    for key, mechanism, jurisdictions, status, permitted, jurisdiction in session.execute(
+    for key, mechanism, jurisdictions, status, permitted, jurisdiction in connection.execute(
         _PERMISSIONS, {"sid": subject_id}
     ):
         if status is not None and status != "none":
@@ -88,12 +88,12 @@ def answer_purposes(definition: Definition) -> dict[str, tuple[bool, tuple[str, 
     return served
 
 
-def forget_unserved_answers(session: Session, subject_ids: Iterable[str]) -> int:
+def forget_unserved_answers(tx: Session | Connection, subject_ids: Iterable[str]) -> int:
     """Delete each lead's answers none of whose purposes is permitted any more (and not
     needed by the request), and the quiz results of their submissions; returns how many
     answers went."""
     removed = 0
-    connection = session.connection()
+    connection = tx.connection() if isinstance(tx, Session) else tx
     # On the driver's cursor, compiled once: a withdrawal asks this of every lead, and
     # most have no answers kept.
     statement = _lead_answers(connection.dialect)
@@ -103,7 +103,7 @@ def forget_unserved_answers(session: Session, subject_ids: Iterable[str]) -> int
             rows = cursor.fetchall()
         if not rows:
             continue
-        allowed = _permitted(session, subject_id)
+        allowed = _permitted(connection, subject_id)
         definitions: dict[str, dict[str, tuple[bool, tuple[str, ...]]]] = {}
         gone: list[int] = []
         touched: set[str] = set()
@@ -117,9 +117,9 @@ def forget_unserved_answers(session: Session, subject_ids: Iterable[str]) -> int
             gone.append(answer_id)
             touched.add(submission_id)
         if gone:
-            session.execute(delete(_answers).where(_answers.c.id.in_(gone)))
+            connection.execute(delete(_answers).where(_answers.c.id.in_(gone)))
             # Quiz results derive from every answer on the path: none survives a gap.
-            session.execute(
+            connection.execute(
                 update(_submissions)
                 .where(_submissions.c.id.in_(sorted(touched)))
                 .values(outcome=None, tags=None, score=None)
@@ -128,11 +128,11 @@ def forget_unserved_answers(session: Session, subject_ids: Iterable[str]) -> int
     return removed
 
 
-def on_consent_change(session: Session, entries: Sequence[LedgerEntry]) -> None:
+def on_consent_change(tx: Session | Connection, entries: Sequence[LedgerEntry]) -> None:
     """Ledger listener: after a no (withdrawal, refusal, GPC opt-out, expiry) for a
     lead, forget the answers it leaves without a purpose. Grants cost no query."""
     leads_with_a_no = {
         e.subject_id for e in entries if is_negative(e.action) and e.action != "erased"
     }
     if leads_with_a_no:
-        forget_unserved_answers(session, leads_with_a_no)
+        forget_unserved_answers(tx, leads_with_a_no)

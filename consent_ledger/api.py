@@ -24,7 +24,7 @@ SQL use the read-only selectables of :mod:`consent_ledger.read_model`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple, cast
@@ -318,7 +318,8 @@ class ConsentLedger:
         """Hand what leads told us (answers with their purposes) to the packages that
         derive data from it, in the caller's transaction."""
         if signals and self._signal_listeners:
-            _with_session(tx, lambda s: [fn(s, signals) for fn in self._signal_listeners])
+            for listener in self._signal_listeners:
+                listener(tx, signals)
 
     def erase(
         self,
@@ -940,14 +941,3 @@ class ConsentLedger:
                     grants.get(subject_id),
                 )
         return states
-
-
-def _with_session(tx: Transaction, work: Callable[[Session], object]) -> None:
-    """Run ``work`` with an ORM session in ``tx``'s transaction: the session itself, or
-    one bound to the plain connection, which joins its transaction and neither commits
-    it nor, when closed, rolls it back."""
-    if isinstance(tx, Session):
-        work(tx)
-        return
-    with Session(bind=tx) as orm:
-        work(orm)

@@ -159,15 +159,8 @@ def append_many(
         bodies = {e.seq: s[1][1] if s[1] else None for e, s in zip(entries, sealed, strict=True)}
         reset = _TOLD_EVIDENCE.set(bodies)
         try:
-            if isinstance(session, Session):
-                for listener in told:
-                    listener(session, entries)
-            else:
-                # Listeners work with an ORM session. One bound to this connection joins
-                # its transaction, and neither commits it nor, when closed, rolls it back.
-                with Session(bind=session) as orm:
-                    for listener in told:
-                        listener(orm, entries)
+            for listener in told:
+                listener(session, entries)
         finally:
             _TOLD_EVIDENCE.reset(reset)
     return entries

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import orjson
 from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from consent_ledger.actions import ConsentAction, ConsentSource
@@ -30,7 +31,7 @@ _TOPICS = select(topic_rows.c.key, topic_rows.c.purpose_key).where(
 )
 
 
-def on_append(session: Session, entries: Sequence[LedgerEntry]) -> None:
+def on_append(tx: Session | Connection, entries: Sequence[LedgerEntry]) -> None:
     grants = [
         e
         for e in entries
@@ -40,7 +41,7 @@ def on_append(session: Session, entries: Sequence[LedgerEntry]) -> None:
     ]
     if not grants:
         return
-    bodies = ConsentLedger.evidence_of(session, [e.seq for e in grants])
+    bodies = ConsentLedger.evidence_of(tx, [e.seq for e in grants])
     picked = {
         e.seq: str(body["topics"])
         for e in grants
@@ -50,12 +51,12 @@ def on_append(session: Session, entries: Sequence[LedgerEntry]) -> None:
         return
     purposes = {e.purpose for e in grants if e.seq in picked}
     topics: dict[str, list[str]] = {}
-    for key, purpose in session.execute(_TOPICS, {"purposes": sorted(purposes)}):
+    connection = tx.connection() if isinstance(tx, Session) else tx
+    for key, purpose in connection.execute(_TOPICS, {"purposes": sorted(purposes)}):
         topics.setdefault(purpose, []).append(key)
     for entry in grants:
         if entry.seq not in picked:
             continue
         chosen = set(picked[entry.seq].split(","))
         changes = {key: key in chosen for key in topics.get(entry.purpose, [])}
-        record_topics(session, entry.subject_id, changes, entry.seq, entry.occurred_at)
-    session.flush()
+        record_topics(connection, entry.subject_id, changes, entry.seq, entry.occurred_at)

@@ -931,7 +931,11 @@ def demote_idle(
 
 
 def rescore_lead(
-    session: Session, active: ActiveModel, subject_id: str, *, now: datetime | None = None
+    session: Session | Connection,
+    active: ActiveModel,
+    subject_id: str,
+    *,
+    now: datetime | None = None,
 ) -> LeadScore:
     """:func:`rescore_leads` for one lead."""
     return rescore_leads(session, active, [subject_id], now=now)[subject_id]
@@ -1244,7 +1248,7 @@ class _KeptAnswer:
     widened: bool = False
 
 
-def record_answers(session: Session, signals: Sequence[LeadSignal]) -> None:
+def record_answers(tx: Session | Connection, signals: Sequence[LeadSignal]) -> None:
     """Keep the answers of ``signals`` for scoring and rescore the leads they changed
     (the :mod:`zeroparty.lead_signals` listener; capture sends one submission, an import
     a chunk of rows, so this costs a few statements per batch, not per lead).
@@ -1265,7 +1269,7 @@ def record_answers(session: Session, signals: Sequence[LeadSignal]) -> None:
     signals = [s for s in signals if s.inputs]
     if not signals:
         return
-    connection = session.connection()
+    connection = tx.connection() if isinstance(tx, Session) else tx
     subjects = sorted({s.subject_id for s in signals})
     active = cached_model(connection) or active_model(connection)
     if active is None:
@@ -1492,7 +1496,7 @@ def _model_and_inputs(dialect: Dialect) -> DriverStatement:
     return DriverStatement.compile(_MODEL_AND_INPUTS, dialect)
 
 
-def on_consent_change(session: Session, entries: Sequence[LedgerEntry]) -> None:
+def on_consent_change(tx: Session | Connection, entries: Sequence[LedgerEntry]) -> None:
     """Ledger listener: a refusal, withdrawal, GPC opt-out, expiry or erasure of the
     gating purpose removes the lead's scoring data at once; of another purpose, the
     answers collected only for it. Grants change nothing here (costs no query); a no
@@ -1501,7 +1505,7 @@ def on_consent_change(session: Session, entries: Sequence[LedgerEntry]) -> None:
     negative = [(e.subject_id, e.purpose, e) for e in entries if is_negative(e.action)]
     if not negative:
         return
-    connection = session.connection()
+    connection = tx.connection() if isinstance(tx, Session) else tx
     statement = _model_and_inputs(connection.dialect)
     for subject_id, purpose, entry in negative:
         with driver_cursor(connection) as cursor:
@@ -1523,7 +1527,7 @@ def on_consent_change(session: Session, entries: Sequence[LedgerEntry]) -> None:
                 # The CRM holding the lead is told (an erasure tells it from erase_scoring).
                 crm_notices.queue_withdrawal(connection, subject_id, handed_off, entry, utcnow())
         elif inputs:
-            _forget_inputs_of(session, active, subject_id)
+            _forget_inputs_of(connection, active, subject_id)
 
 
 def purge_lead(
@@ -1585,8 +1589,7 @@ _LEAD_ATTRIBUTES = select(_attrs.c.id, _attrs.c.purposes).where(
 )
 
 
-def _forget_inputs_of(session: Session, active: ActiveModel, subject_id: str) -> None:
-    connection = session.connection()
+def _forget_inputs_of(connection: Connection, active: ActiveModel, subject_id: str) -> None:
     attributes = connection.execute(_LEAD_ATTRIBUTES, {"subject_id": subject_id}).all()
     if not attributes:
         return
@@ -1596,7 +1599,7 @@ def _forget_inputs_of(session: Session, active: ActiveModel, subject_id: str) ->
         return
     connection.execute(delete(_attrs).where(_attrs.c.id.in_(stale)))
     if active.model.purpose in permitted:
-        rescore_lead(session, active, subject_id)
+        rescore_lead(connection, active, subject_id)
 
 
 # --- stage moves by people ------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 
@@ -54,4 +55,6 @@ class LeadSignal:
     new_lead: bool = False
 
 
-LeadSignalListener = Callable[[Session, Sequence[LeadSignal]], None]
+# Given the publishing transaction as the publisher holds it (an ORM session or a plain
+# connection); listeners run Core statements only.
+LeadSignalListener = Callable[[Session | Connection, Sequence[LeadSignal]], None]

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from consent_ledger.actions import ConsentAction, ConsentMethod, ConsentSource
@@ -96,10 +97,11 @@ def test_bad_input_on_a_connection_changes_nothing(database: Database) -> None:
 def seen_by_listener() -> tuple[list[tuple[bool, int]], ConsentListener]:
     seen: list[tuple[bool, int]] = []
 
-    def listener(session: Session, entries: Sequence[LedgerEntry]) -> None:
-        # What a listener writes belongs to the appending transaction.
-        session.execute(text("UPDATE subjects SET locale = 'xx'"))
-        seen.append((isinstance(session, Session), len(entries)))
+    def listener(tx: Session | Connection, entries: Sequence[LedgerEntry]) -> None:
+        # What a listener writes belongs to the appending transaction; on a plain
+        # connection it is given that connection (no ORM session is made for it).
+        tx.execute(text("UPDATE subjects SET locale = 'xx'"))
+        seen.append((isinstance(tx, Connection), len(entries)))
 
     return seen, listener
 
@@ -143,7 +145,7 @@ def test_a_listener_reads_the_evidence_it_is_told_of_without_reading_it_back(
         first = record_consent(connection, _record(database, ConsentAction.GRANTED))
     seen: dict[str, Any] = {}
 
-    def listener(session: Session, entries: Sequence[LedgerEntry]) -> None:
+    def listener(session: Session | Connection, entries: Sequence[LedgerEntry]) -> None:
         (entry,) = entries
         with statement_counter.count() as sql:
             seen["own"] = ConsentLedger.evidence_of(session, [entry.seq])
