@@ -9,6 +9,7 @@ import base64
 import dataclasses
 import quopri
 import re
+import ssl
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -30,6 +31,7 @@ from zeroparty.mail import (
     deliver_pending,
     deliver_queued,
     queue_mail,
+    tls_context,
     transport_for,
 )
 from zeroparty.settings import Settings
@@ -551,3 +553,25 @@ def test_a_non_ascii_local_part_is_never_sent_as_an_encoded_word(
         sent = session.get(OutboxMail, fine)
         assert sent is not None
         assert sent.sent_at is not None
+
+
+def test_plain_smtp_makes_no_tls_context_and_tls_shares_one(
+    settings: Settings, database: Database, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Making a TLS context reads the whole CA store (milliseconds of CPU): a mail over
+    plain SMTP makes none, and TLS connections share the one made per process."""
+
+    def refused() -> ssl.SSLContext:
+        raise AssertionError("a TLS context was made for plain SMTP")
+
+    monkeypatch.setattr(ssl, "create_default_context", refused)
+    with database.write() as session:
+        mail_id = queue_mail(session, Mail(to=EMAIL, subject="Plain", text="Text\nFrom me\n"))
+    transport = transport_for(smtp_server.url, settings.outbox_dir)
+    assert deliver_queued(database, transport, [mail_id], base_url=settings.base_url) == 1
+    (raw,) = smtp_server.raw
+    assert b"\r\n>From me\r\n" in raw  # smtplib's own flattening, as send_message wrote it
+    monkeypatch.undo()
+    assert tls_context() is tls_context()
+    assert tls_context().verify_mode == ssl.CERT_REQUIRED
+    assert tls_context().check_hostname
