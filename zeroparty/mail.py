@@ -65,6 +65,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import (
     ColumnElement,
     Integer,
+    Select,
     String,
     Table,
     Text,
@@ -940,14 +941,7 @@ def deliver_pending(
 ) -> int:
     """Send the mails that are due; returns how many were sent. ``base_url`` names the
     host of the default sender (``no-reply@host``) when the site configures none."""
-    now = utcnow()
-    return _deliver(
-        database,
-        transport,
-        base_url,
-        [OutboxMail.next_attempt_at <= now],
-        limit,
-    )
+    return _deliver(database, transport, base_url, _CLAIM_DUE, {"limit": limit})
 
 
 def deliver_queued(
@@ -958,7 +952,7 @@ def deliver_queued(
     mails; one that fails waits for :func:`deliver_pending`'s retry like any other."""
     if not mail_ids:
         return 0
-    return _deliver(database, transport, base_url, [OutboxMail.id.in_(list(mail_ids))], None)
+    return _deliver(database, transport, base_url, _CLAIM_QUEUED, {"mail_ids": list(mail_ids)})
 
 
 def send_after_commit(database: Database, settings: Settings, mail_ids: Collection[str]) -> int:
@@ -1000,32 +994,56 @@ def _send(database: Database, transport: Transport, row: MailRow, sender: MailSe
     return True
 
 
+def _claimable(*which: ColumnElement[bool]) -> Select[Any]:
+    """Unsent, not given up, unclaimed (or the claim lapsed) rows meeting ``which``,
+    locked (PostgreSQL skips rows another deliverer holds), as :class:`QueuedMail`'s
+    columns."""
+    c = _outbox.c
+    return (
+        select(*(c[name] for name in QueuedMail.__dataclass_fields__))
+        .where(
+            *which,
+            c.sent_at.is_(None),
+            c.failed_at.is_(None),
+            or_(c.claimed_until.is_(None), c.claimed_until < bindparam("now")),
+        )
+        .order_by(c.next_attempt_at)
+        .with_for_update(skip_locked=True)
+    )
+
+
+_CLAIM_DUE = Prepared(
+    _claimable(_outbox.c.next_attempt_at <= bindparam("now")).limit(bindparam("limit"))
+)
+_CLAIM_QUEUED = Prepared(_claimable(_outbox.c.id.in_(bindparam("mail_ids", expanding=True))))
+_SET_CLAIM = Prepared(
+    update(_outbox)
+    .where(_outbox.c.id == bindparam("mail_id"))
+    .values(claimed_until=bindparam("claimed_until"))
+)
+
+
 def _deliver(
     database: Database,
     transport: Transport,
     base_url: str,
-    which: list[ColumnElement[bool]],
-    limit: int | None,
+    claimable: Prepared,
+    values: dict[str, object],
 ) -> int:
     now = utcnow()
     with database.write() as session:
-        stmt = (
-            select(OutboxMail)
-            .where(
-                *which,
-                OutboxMail.sent_at.is_(None),
-                OutboxMail.failed_at.is_(None),
-                or_(OutboxMail.claimed_until.is_(None), OutboxMail.claimed_until < now),
-            )
-            .order_by(OutboxMail.next_attempt_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        rows = list(session.execute(stmt).scalars())
+        connection = session.connection()
+        rows = [QueuedMail(*row) for row in claimable.execute(connection, {**values, "now": now})]
         if not rows:
             return 0
-        for row in rows:
-            row.claimed_until = now + timedelta(seconds=CLAIM_SECONDS)
+        claims = [
+            {"mail_id": row.id, "claimed_until": now + timedelta(seconds=CLAIM_SECONDS)}
+            for row in rows
+        ]
+        if len(claims) == 1:
+            _SET_CLAIM.execute(connection, claims[0])
+        else:
+            _SET_CLAIM.executemany(connection, claims)
         sender = mail_sender(session, base_url)
     sent = 0
     for row in rows:  # loaded, claimed and committed: no transaction held while sending
