@@ -111,10 +111,12 @@ def _links(
 
 
 def lead_linker(settings: Settings) -> LeadLinker:
-    """The :data:`zeroparty.mail.LeadLinker` the app factory gives to mail senders."""
+    """The :data:`zeroparty.mail.LeadLinker` the app factory gives to mail senders (the
+    token services built once, not for every mail)."""
+    tokens = LinkTokens(settings)
 
     def links(session: Session, subject_id: str, purposes: Sequence[str]) -> LeadLinks:
-        made = mail_headers(settings, subject_id, tuple(purposes), session)
+        made = mail_headers(settings, subject_id, tuple(purposes), session, tokens=tokens)
         return LeadLinks(made.headers, made.preference_url, made.unsubscribe_url)
 
     return links

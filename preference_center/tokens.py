@@ -16,10 +16,11 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from preference_center.models import LinkVersion
-from zeroparty.db import utcnow
+from zeroparty.db import Prepared, utcnow
 from zeroparty.settings import Settings
 from zeroparty.tokens import TokenError, TokenInvalid, TokenService
 
@@ -115,9 +116,16 @@ class LinkTokens:
         return LinkClaim(subject_id, version, tuple(purposes), nonce)
 
 
-def current_version(session: Session, subject_id: str) -> int:
-    stmt = select(LinkVersion.version).where(LinkVersion.subject_id == subject_id)
-    return session.execute(stmt).scalar_one_or_none() or 0
+_VERSION = Prepared(
+    select(LinkVersion.version).where(LinkVersion.subject_id == bindparam("subject_id"))
+)
+
+
+def current_version(session: Session | Connection, subject_id: str) -> int:
+    """The subject's link version (0: its links were never revoked)."""
+    connection = session.connection() if isinstance(session, Session) else session
+    rows = _VERSION.execute(connection, {"subject_id": subject_id})
+    return int(rows[0].version or 0) if rows else 0
 
 
 _VERSIONS_BETWEEN = select(LinkVersion.subject_id, LinkVersion.version).where(
