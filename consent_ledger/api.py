@@ -509,13 +509,21 @@ class ConsentLedger:
         return list(_connection(tx).execute(stmt))
 
     # -- capture: form submissions and their confirmations (capture.services) --------
-    # Statements built once: a submission is the busiest write path of the app.
+    # Statements compiled once, run on the driver's cursor: a submission is the busiest
+    # write path of the app.
 
     from consent_ledger import models as _m  # the tables these verbs read
 
-    _PURPOSE_FACTS = select(_m.Purpose.key, _m.Purpose.title, _m.Purpose.category,
-                            _m.Purpose.double_opt_in, _m.Purpose.translations)  # fmt: skip
-    _FORM_NOTICES = (
+    _PURPOSE_FACTS = Prepared(
+        select(
+            _m.Purpose.key,
+            _m.Purpose.title,
+            _m.Purpose.category,
+            _m.Purpose.double_opt_in,
+            _m.Purpose.translations,
+        )
+    )
+    _FORM_NOTICES = Prepared(
         select(_m.NoticeVersion.purpose_key, _m.NoticeVersion.text, _m.NoticeVersion.sha256)
         .where(
             _m.NoticeVersion.purpose_key.in_(bindparam("purposes", expanding=True)),
@@ -523,17 +531,23 @@ class ConsentLedger:
         )
         .order_by(_m.NoticeVersion.purpose_key, _m.NoticeVersion.version)
     )
-    _LEAD_STATES = select(
-        _m.ConsentState.purpose_key,
-        _m.ConsentState.status,
-        _m.ConsentState.permitted,
-        _m.ConsentState.notice_sha256,
-    ).where(_m.ConsentState.subject_id == bindparam("sid"))
-    _TOPICS = select(_m.Topic.key, _m.Topic.purpose_key).where(
-        _m.Topic.purpose_key.in_(bindparam("purposes", expanding=True))
+    _LEAD_STATES = Prepared(
+        select(
+            _m.ConsentState.purpose_key,
+            _m.ConsentState.status,
+            _m.ConsentState.permitted,
+            _m.ConsentState.notice_sha256,
+        ).where(_m.ConsentState.subject_id == bindparam("sid"))
     )
-    _LEAD = select(_m.Subject.id, _m.Subject.locale, _m.Subject.jurisdiction).where(
-        _m.Subject.id == bindparam("sid")
+    _TOPICS = Prepared(
+        select(_m.Topic.key, _m.Topic.purpose_key).where(
+            _m.Topic.purpose_key.in_(bindparam("purposes", expanding=True))
+        )
+    )
+    _LEAD = Prepared(
+        select(_m.Subject.id, _m.Subject.locale, _m.Subject.jurisdiction).where(
+            _m.Subject.id == bindparam("sid")
+        )
     )
     del _m
 
@@ -541,7 +555,7 @@ class ConsentLedger:
         """Every purpose as ``(key, title, category, double_opt_in, translations)``
         (``translations``: the title in the site's other languages, for
         :func:`zeroparty.i18n.site_text`)."""
-        return [tuple(row) for row in _connection(tx).execute(self._PURPOSE_FACTS)]  # type: ignore[misc]
+        return [tuple(row) for row in self._PURPOSE_FACTS.execute(_connection(tx))]
 
     def latest_notices(
         self, tx: Transaction, purposes: Sequence[str], locale: str
@@ -550,8 +564,8 @@ class ConsentLedger:
         sha256); a purpose without a notice in that locale is left out."""
         if not purposes:
             return {}
-        rows = _connection(tx).execute(
-            self._FORM_NOTICES, {"purposes": list(purposes), "locale": locale}
+        rows = self._FORM_NOTICES.execute(
+            _connection(tx), {"purposes": list(purposes), "locale": locale}
         )
         return {key: (text, sha256) for key, text, sha256 in rows}  # by version: last wins
 
@@ -559,22 +573,22 @@ class ConsentLedger:
         self, tx: Transaction, subject_id: str
     ) -> dict[str, tuple[str, bool, str | None]]:
         """A lead's state per purpose now: purpose → (status, permitted, notice_sha256)."""
-        rows = _connection(tx).execute(self._LEAD_STATES, {"sid": subject_id})
+        rows = self._LEAD_STATES.execute(_connection(tx), {"sid": subject_id})
         return {key: (status, bool(permitted), sha) for key, status, permitted, sha in rows}
 
     def topics_of(self, tx: Transaction, purposes: Sequence[str]) -> dict[str, set[str]]:
         """The topic keys of each of ``purposes`` (purposes without topics left out)."""
         topics: dict[str, set[str]] = {}
         if purposes:
-            rows = _connection(tx).execute(self._TOPICS, {"purposes": list(purposes)})
+            rows = self._TOPICS.execute(_connection(tx), {"purposes": list(purposes)})
             for key, purpose in rows:
                 topics.setdefault(purpose, set()).add(key)
         return topics
 
     def lead(self, tx: Transaction, subject_id: str) -> LeadRef | None:
         """The lead with this id, or ``None`` (unknown)."""
-        row = _connection(tx).execute(self._LEAD, {"sid": subject_id}).first()
-        return None if row is None else LeadRef(row.id, row.locale, row.jurisdiction)
+        rows = self._LEAD.execute(_connection(tx), {"sid": subject_id})
+        return None if not rows else LeadRef(rows[0].id, rows[0].locale, rows[0].jurisdiction)
 
     def create_lead_if_new(
         self, tx: Transaction, email: str, *, locale: str | None = None
