@@ -20,7 +20,6 @@ from typing import cast
 import orjson
 from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.orm import Session
 
 from capture.definitions import Definition, from_json
 from capture.models import Answer, DefinitionVersion, Submission
@@ -28,7 +27,7 @@ from consent_ledger.actions import Mechanism
 from consent_ledger.api import is_negative
 from consent_ledger.entries import LedgerEntry
 from consent_ledger.read_model import consent_states, leads, purposes
-from zeroparty.db import DriverStatement, driver_cursor
+from zeroparty.db import DriverStatement, Transaction, connection_of, driver_cursor
 
 _answers = cast(Table, Answer.__table__)
 _submissions = cast(Table, Submission.__table__)
@@ -88,12 +87,12 @@ def answer_purposes(definition: Definition) -> dict[str, tuple[bool, tuple[str, 
     return served
 
 
-def forget_unserved_answers(tx: Session | Connection, subject_ids: Iterable[str]) -> int:
+def forget_unserved_answers(tx: Transaction, subject_ids: Iterable[str]) -> int:
     """Delete each lead's answers none of whose purposes is permitted any more (and not
     needed by the request), and the quiz results of their submissions; returns how many
     answers went."""
     removed = 0
-    connection = tx.connection() if isinstance(tx, Session) else tx
+    connection = connection_of(tx)
     # On the driver's cursor, compiled once: a withdrawal asks this of every lead, and
     # most have no answers kept.
     statement = _lead_answers(connection.dialect)
@@ -128,7 +127,7 @@ def forget_unserved_answers(tx: Session | Connection, subject_ids: Iterable[str]
     return removed
 
 
-def on_consent_change(tx: Session | Connection, entries: Sequence[LedgerEntry]) -> None:
+def on_consent_change(tx: Transaction, entries: Sequence[LedgerEntry]) -> None:
     """Ledger listener: after a no (withdrawal, refusal, GPC opt-out, expiry) for a
     lead, forget the answers it leaves without a purpose. Grants cost no query."""
     leads_with_a_no = {

@@ -29,7 +29,6 @@ from typing import cast
 
 import orjson
 from sqlalchemy import Table, and_, bindparam, insert, select, text
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from capture import pending as held_submissions
@@ -47,7 +46,7 @@ from consent_ledger.api import ConsentChange, ConsentLedger
 from consent_ledger.entries import LedgerEntry
 from consent_ledger.evidence import EvidenceValue
 from zeroparty import i18n, lead_signals
-from zeroparty.db import Prepared
+from zeroparty.db import Prepared, Transaction
 from zeroparty.errors import Conflict, NotFound
 from zeroparty.i18n import N_
 from zeroparty.mail import LeadLinker, Mail, in_language, queue_mail, with_lead_links
@@ -226,7 +225,7 @@ class DefinitionStore:
     by_id: dict[int, Published] = field(default_factory=dict)
     in_locale: dict[tuple[int, str], Published] = field(default_factory=dict)
 
-    def latest(self, tx: Session | Connection, slug: str) -> Published:
+    def latest(self, tx: Transaction, slug: str) -> Published:
         if not SLUG_RE.match(slug):  # not a slug at all: nothing to look up
             raise UnknownForm(slug)
         row = tx.execute(_LATEST_VERSION, {"slug": slug}).scalar_one_or_none()
@@ -245,7 +244,7 @@ class DefinitionStore:
             found = self.in_locale[key] = replace(published, definition=definition)
         return found
 
-    def get(self, tx: Session | Connection, definition_id: int) -> Published:
+    def get(self, tx: Transaction, definition_id: int) -> Published:
         published = self.by_id.get(definition_id)
         if published is None:
             version = tx.execute(_VERSION, {"id": definition_id}).first()
@@ -262,9 +261,7 @@ def purposes_info(ledger: ConsentLedger, session: Session) -> dict[str, PurposeI
     return {row[0]: PurposeInfo(*row) for row in ledger.purpose_facts(session)}
 
 
-def purpose_titles(
-    tx: Session | Connection, purposes: Sequence[str], language: str
-) -> dict[str, str]:
+def purpose_titles(tx: Transaction, purposes: Sequence[str], language: str) -> dict[str, str]:
     """The titles of ``purposes`` in ``language`` (unknown ones left out), in one
     statement."""
     if not purposes:
@@ -273,7 +270,7 @@ def purpose_titles(
     return {row.key: i18n.site_text(row.title, row.translations, language) for row in rows}
 
 
-def notices_shown(tx: Session | Connection, definition: Definition) -> list[Notice]:
+def notices_shown(tx: Transaction, definition: Definition) -> list[Notice]:
     """The current notice text of each of the form's consent purposes, in its locale
     (a purpose without a notice in that locale is not shown), in one statement."""
     if not definition.consent:

@@ -63,12 +63,10 @@ from consent_ledger.models import (
 from consent_ledger.projection import NO_RECORD, PENDING, is_negative
 from consent_ledger.state import ConsentAnswer, UnknownPurpose
 from consent_ledger.subjects import InvalidEmail, normalise_email
-from zeroparty.db import Database, Prepared, driver_cursor, utcnow
+from zeroparty.db import Database, Prepared, Transaction, connection_of, driver_cursor, utcnow
 from zeroparty.errors import InvalidInput
 from zeroparty.lead_signals import LeadSignal, LeadSignalListener
 from zeroparty.personal_data import PersonalData
-
-Transaction = Session | Connection
 
 __all__ = [
     "NO_RECORD",
@@ -193,10 +191,6 @@ _PURPOSES_NOTICES_CONFIRMED = _PURPOSES_AND_NOTICES.add_columns(
 )
 
 
-def _connection(tx: Transaction) -> Connection:
-    return tx.connection() if isinstance(tx, Session) else tx
-
-
 # On the driver's cursor: every consent change asks one of these first.
 _PURPOSES_OF_BATCH = Prepared(_PURPOSES_AND_NOTICES)
 _PURPOSES_OF_BATCH_CONFIRMED = Prepared(_PURPOSES_NOTICES_CONFIRMED)
@@ -228,7 +222,7 @@ class ConsentLedger:
         :class:`InvalidInput` (nothing appended) when one of them is not valid."""
         if not changes:
             return []
-        connection = _connection(tx)
+        connection = connection_of(tx)
         double_opt_in, notice_locale, confirmed = self._purposes_of_batch(connection, changes)
         now = utcnow()
         drafts = [self._draft(c, double_opt_in, notice_locale, now) for c in changes]
@@ -410,7 +404,7 @@ class ConsentLedger:
         """Leads whose id is ``text``, whose email is ``text``, or else (at most
         ``limit``, by email) whose email starts with it; ``text`` lower-cased, as emails
         are stored. Columns as :meth:`lead_card`."""
-        connection = _connection(tx)
+        connection = connection_of(tx)
         if self._LEAD_ID.fullmatch(text):
             return list(connection.execute(self._LEAD_CARDS.where(Subject.id == text)))
         by_email = self._LEAD_CARDS
@@ -434,18 +428,18 @@ class ConsentLedger:
         """One lead: ``subject_id, email, name, created_at, erased_at, jurisdiction,
         locale`` (email and name ``None`` once erased), or ``None`` if unknown."""
         stmt = self._LEAD_CARDS.where(Subject.id == subject_id)
-        return _connection(tx).execute(stmt).one_or_none()
+        return connection_of(tx).execute(stmt).one_or_none()
 
     def timeline(self, tx: Transaction, subject_id: str, limit: int) -> list[Row[*tuple[Any, ...]]]:
         """A lead's entries in order, at most ``limit``: every column of an entry, with
         ``evidence_body`` (the kept evidence as JSON text, ``None`` once erased) and
         ``notice_text`` (the text its notice hash names)."""
         stmt = self._TIMELINE.where(self._EVENTS.c.subject_id == subject_id).limit(limit)
-        return list(_connection(tx).execute(stmt))
+        return list(connection_of(tx).execute(stmt))
 
     def purpose_keys(self, tx: Transaction) -> list[str]:
         """Every purpose's key, sorted."""
-        return list(_connection(tx).scalars(select(Purpose.key).order_by(Purpose.key)))
+        return list(connection_of(tx).scalars(select(Purpose.key).order_by(Purpose.key)))
 
     def notice_versions(self, tx: Transaction) -> list[Row[*tuple[Any, ...]]]:
         """Every notice version: ``purpose_key, locale, version, sha256, created_at,
@@ -462,7 +456,7 @@ class ConsentLedger:
             NoticeVersion.change,
             NoticeVersion.change_summary,
         ).order_by(NoticeVersion.purpose_key, NoticeVersion.locale, NoticeVersion.version)
-        return list(_connection(tx).execute(stmt))
+        return list(connection_of(tx).execute(stmt))
 
     def entries_page(
         self, tx: Transaction, ledger_filter: LedgerFilter, before: int | None, limit: int
@@ -489,7 +483,7 @@ class ConsentLedger:
         )
         if before is not None:
             stmt = stmt.where(ev.seq < before)
-        return list(_connection(tx).execute(stmt))
+        return list(connection_of(tx).execute(stmt))
 
     def daily_counts(
         self, tx: Transaction, since: datetime, actions: Sequence[str]
@@ -506,7 +500,7 @@ class ConsentLedger:
             .where(ev.occurred_at >= since, ev.action.in_(actions))
             .group_by(*keys, ev.confirmation_required)
         )
-        return list(_connection(tx).execute(stmt))
+        return list(connection_of(tx).execute(stmt))
 
     # -- capture: form submissions and their confirmations (capture.services) --------
     # Statements compiled once, run on the driver's cursor: a submission is the busiest
@@ -555,7 +549,7 @@ class ConsentLedger:
         """Every purpose as ``(key, title, category, double_opt_in, translations)``
         (``translations``: the title in the site's other languages, for
         :func:`zeroparty.i18n.site_text`)."""
-        return [tuple(row) for row in self._PURPOSE_FACTS.execute(_connection(tx))]
+        return [tuple(row) for row in self._PURPOSE_FACTS.execute(connection_of(tx))]
 
     def latest_notices(
         self, tx: Transaction, purposes: Sequence[str], locale: str
@@ -565,7 +559,7 @@ class ConsentLedger:
         if not purposes:
             return {}
         rows = self._FORM_NOTICES.execute(
-            _connection(tx), {"purposes": list(purposes), "locale": locale}
+            connection_of(tx), {"purposes": list(purposes), "locale": locale}
         )
         return {key: (text, sha256) for key, text, sha256 in rows}  # by version: last wins
 
@@ -573,21 +567,21 @@ class ConsentLedger:
         self, tx: Transaction, subject_id: str
     ) -> dict[str, tuple[str, bool, str | None]]:
         """A lead's state per purpose now: purpose → (status, permitted, notice_sha256)."""
-        rows = self._LEAD_STATES.execute(_connection(tx), {"sid": subject_id})
+        rows = self._LEAD_STATES.execute(connection_of(tx), {"sid": subject_id})
         return {key: (status, bool(permitted), sha) for key, status, permitted, sha in rows}
 
     def topics_of(self, tx: Transaction, purposes: Sequence[str]) -> dict[str, set[str]]:
         """The topic keys of each of ``purposes`` (purposes without topics left out)."""
         topics: dict[str, set[str]] = {}
         if purposes:
-            rows = self._TOPICS.execute(_connection(tx), {"purposes": list(purposes)})
+            rows = self._TOPICS.execute(connection_of(tx), {"purposes": list(purposes)})
             for key, purpose in rows:
                 topics.setdefault(purpose, set()).add(key)
         return topics
 
     def lead(self, tx: Transaction, subject_id: str) -> LeadRef | None:
         """The lead with this id, or ``None`` (unknown)."""
-        rows = self._LEAD.execute(_connection(tx), {"sid": subject_id})
+        rows = self._LEAD.execute(connection_of(tx), {"sid": subject_id})
         return None if not rows else LeadRef(rows[0].id, rows[0].locale, rows[0].jurisdiction)
 
     def create_lead_if_new(
@@ -596,7 +590,7 @@ class ConsentLedger:
         """:meth:`create_lead` for an email just found unknown, or ``None`` when another
         transaction created a lead for it meanwhile (PostgreSQL; SQLite has one writer):
         a submission must not speak for a lead it did not create."""
-        connection = _connection(tx)
+        connection = connection_of(tx)
         if connection.dialect.name == "sqlite":
             return subjects.create_subject(connection, email, locale=locale)
         from consent_ledger.append_sql import append_sql
@@ -626,7 +620,7 @@ class ConsentLedger:
         ``confirmed`` change still never waits for a confirmation."""
         if not changes:
             return []
-        connection = _connection(tx)
+        connection = connection_of(tx)
         required, notice_locale, confirmed = self._purposes_of_batch(connection, changes)
         doi = {key: bool(double_opt_in.get(key, own)) for key, own in required.items()}
         now = utcnow()
@@ -651,7 +645,7 @@ class ConsentLedger:
         found = {seq: body for seq in seqs if (body := told.get(seq)) is not None}
         unknown = [seq for seq in seqs if seq not in told]
         if unknown:
-            rows = ConsentLedger._EVIDENCE_BODIES.execute(_connection(tx), {"seqs": unknown})
+            rows = ConsentLedger._EVIDENCE_BODIES.execute(connection_of(tx), {"seqs": unknown})
             found.update((row.seq, row.body) for row in rows)
         return found
 
@@ -675,7 +669,7 @@ class ConsentLedger:
         (PostgreSQL; SQLite has one writer) is left out, for :meth:`ensure_lead`."""
         if not leads:
             return {}
-        connection = _connection(tx)
+        connection = connection_of(tx)
         now = utcnow()
         refs = {
             email: LeadRef(subjects.new_subject_id(), locale, jurisdiction)
@@ -729,7 +723,7 @@ class ConsentLedger:
         wanted = sorted(set(moments))
         if not wanted:
             return {}
-        rows = _connection(tx).execute(
+        rows = connection_of(tx).execute(
             ConsentLedger._FACTS_OF_LEADS_UNTIL,
             {
                 "ids": sorted({sid for sid, _ in wanted}),
@@ -778,7 +772,7 @@ class ConsentLedger:
         for sid, purpose, sha in triples:
             by_lead.setdefault(sid, set()).add((purpose, sha))
         confirmed: set[tuple[str, str, str]] = set()
-        connection = _connection(tx)
+        connection = connection_of(tx)
         for sid, pairs in sorted(by_lead.items()):
             params = {
                 "sid": sid,
@@ -811,7 +805,8 @@ class ConsentLedger:
         wanted = set(shown)
         if not wanted:
             return set()
-        rows = _connection(tx).execute(self._SUPERSEDED, {"hashes": sorted({h for _, h in wanted})})
+        hashes = sorted({h for _, h in wanted})
+        rows = connection_of(tx).execute(self._SUPERSEDED, {"hashes": hashes})
         return {(purpose, sha) for purpose, sha in rows} & wanted
 
     _CATEGORY = select(Purpose.category).where(Purpose.key == bindparam("purpose"))
@@ -819,7 +814,7 @@ class ConsentLedger:
     def is_sale_or_sharing(self, tx: Transaction, purpose: str) -> bool:
         """Whether ``purpose`` is a sale or sharing (what a GPC signal opts out of,
         SPEC rule 7); raises :class:`UnknownPurpose` for no such purpose."""
-        category = _connection(tx).execute(self._CATEGORY, {"purpose": purpose}).scalar()
+        category = connection_of(tx).execute(self._CATEGORY, {"purpose": purpose}).scalar()
         if category is None:
             raise UnknownPurpose(purpose)
         return bool(category == PurposeCategory.SALE_OR_SHARING.value)
@@ -940,7 +935,7 @@ class ConsentLedger:
         facts: dict[str, list[projection.ConsentFact]] = {}
         grants: dict[str, int] = {}
         params = {"sids": list(subject_ids), "purpose": purpose, "seq": seq}
-        for row in _connection(tx).execute(self._PAIR_FACTS_UNTIL_SEQ, params):
+        for row in connection_of(tx).execute(self._PAIR_FACTS_UNTIL_SEQ, params):
             facts.setdefault(row.subject_id, []).append(projection.ConsentFact(*row[1:]))
             if row.action == ConsentAction.GRANTED.value:
                 grants[row.subject_id] = max(grants.get(row.subject_id, 0), row.seq)

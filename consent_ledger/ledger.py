@@ -16,7 +16,6 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
 
 from consent_ledger import listeners as listeners_module
 from consent_ledger import projection
@@ -31,7 +30,7 @@ from consent_ledger.entries import (
 )
 from consent_ledger.evidence import EvidenceValue, clean_evidence, seal_evidence
 from consent_ledger.models import ConsentEvent, ConsentEvidence, ConsentState, LedgerHead
-from zeroparty.db import driver_cursor, utcnow
+from zeroparty.db import Transaction, connection_of, driver_cursor, utcnow
 
 HEAD_ID = 1
 
@@ -118,7 +117,7 @@ def lock_head(connection: Connection) -> tuple[int, str]:
 
 
 def append(
-    session: Session | Connection,
+    session: Transaction,
     draft: EntryDraft,
     *,
     listeners: Sequence[listeners_module.ConsentListener] = (),
@@ -128,7 +127,7 @@ def append(
 
 
 def append_many(
-    session: Session | Connection,
+    session: Transaction,
     drafts: Sequence[EntryDraft],
     *,
     listeners: Sequence[listeners_module.ConsentListener] = (),
@@ -143,7 +142,7 @@ def append_many(
     """
     if not drafts:
         return []
-    connection = session.connection() if isinstance(session, Session) else session
+    connection = connection_of(session)
     sql = append_sql(connection.dialect.name)
     recorded_at = utcnow()
     sealed = [_sealed_evidence(draft) for draft in drafts]

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
-
 from consent_ledger.entries import LedgerEntry
+from zeroparty.db import Transaction
 
 # A listener is given the appending transaction as the appender holds it: an ORM session
 # (Database.write) or a plain connection (Database.write_connection, which then costs no
 # session). Listeners run Core statements only, so either serves.
-ConsentListener = Callable[[Session | Connection, Sequence[LedgerEntry]], None]
+ConsentListener = Callable[[Transaction, Sequence[LedgerEntry]], None]

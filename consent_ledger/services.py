@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from consent_ledger import ledger
@@ -19,7 +18,7 @@ from consent_ledger.listeners import ConsentListener
 from consent_ledger.models import NoticeVersion, Purpose
 from consent_ledger.state import UnknownPurpose
 from consent_ledger.subjects import SubjectRef, create_subject, ensure_subject, needs_update
-from zeroparty.db import driver_cursor, utcnow
+from zeroparty.db import Transaction, connection_of, driver_cursor, utcnow
 from zeroparty.errors import InvalidInput
 
 # How far in the future a reported time may lie (clock skew between hosts).
@@ -68,7 +67,7 @@ def notice_for(session: Session, purpose: str, notice_sha256: str) -> NoticeVers
 
 
 def record_consent(
-    session: Session | Connection,
+    session: Transaction,
     record: ConsentRecord,
     *,
     listeners: Sequence[ConsentListener] = (),
@@ -80,7 +79,7 @@ def record_consent(
     must belong to the purpose. A grant of a double opt-in purpose is pending until a
     ``confirmed`` entry follows, unless its method says it was confirmed already.
     """
-    connection = session.connection() if isinstance(session, Session) else session
+    connection = connection_of(session)
     # Purpose, notice and lead in one statement on the driver's cursor: this runs for
     # every consent recorded, and SQLAlchemy's execution would cost more than SQLite's.
     with driver_cursor(connection) as cursor:

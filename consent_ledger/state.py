@@ -18,7 +18,7 @@ from consent_ledger import projection
 from consent_ledger.actions import Mechanism
 from consent_ledger.ledger import lock_head
 from consent_ledger.models import ConsentEvent, ConsentState, Purpose, Subject, SubjectProfile
-from zeroparty.db import WRITE_OPTION, DriverStatement
+from zeroparty.db import WRITE_OPTION, DriverStatement, Transaction, connection_of
 from zeroparty.errors import NotFound
 
 DEFAULT_STATUS = "default"
@@ -103,17 +103,13 @@ _FACTS_UNTIL = (
 )
 
 
-def _connection(source: Session | Connection) -> Connection:
-    return source.connection() if isinstance(source, Session) else source
-
-
-def consent_now(session: Session | Connection, email: str, purpose: str) -> ConsentAnswer:
+def consent_now(session: Transaction, email: str, purpose: str) -> ConsentAnswer:
     """Whether ``email`` (normalised) may be contacted for ``purpose`` now.
 
     Read from the kept projection, which every append updates in its own transaction,
     so a withdrawal is reflected by the next request (SPEC rule 2).
     """
-    row = _connection(session).execute(_CURRENT, {"email": email, "purpose": purpose}).first()
+    row = connection_of(session).execute(_CURRENT, {"email": email, "purpose": purpose}).first()
     if row is None:
         raise UnknownPurpose(purpose)
     mechanism, jurisdictions, subject_jurisdiction, status, permitted, since, notice = row
@@ -150,15 +146,13 @@ def consent_now_on_cursor(cursor: Any, dialect: Dialect, email: str, purpose: st
     return ConsentAnswer(purpose, bool(permitted), status, _aware(since), notice)
 
 
-def consent_at(
-    session: Session | Connection, subject_id: str, purpose: str, at: datetime
-) -> ConsentAnswer:
+def consent_at(session: Transaction, subject_id: str, purpose: str, at: datetime) -> ConsentAnswer:
     """What ``subject_id`` had permitted for ``purpose`` at ``at``, from the ledger itself.
 
     Only entries whose action happened at or before ``at`` count, folded in the same
     order as the kept projection.
     """
-    connection = _connection(session)
+    connection = connection_of(session)
     head = connection.execute(_PURPOSE_AND_SUBJECT, {"sid": subject_id, "purpose": purpose})
     row = head.first()
     if row is None:

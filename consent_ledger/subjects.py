@@ -15,12 +15,11 @@ from email_validator.rfc_constants import (
     LOCAL_PART_MAX_LENGTH,
 )
 from sqlalchemy import Table, bindparam, delete, select, update
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from consent_ledger.append_sql import append_sql
 from consent_ledger.models import Subject, SubjectProfile
-from zeroparty.db import Prepared, driver_cursor, utcnow
+from zeroparty.db import Prepared, Transaction, connection_of, driver_cursor, utcnow
 from zeroparty.errors import InvalidInput
 
 
@@ -133,15 +132,15 @@ def needs_update(known: SubjectRef, locale: str | None, jurisdiction: str | None
     )
 
 
-def find_subject_id(session: Session | Connection, email: str) -> str | None:
+def find_subject_id(session: Transaction, email: str) -> str | None:
     """The subject id for an already-normalised email, or ``None``."""
-    connection = session.connection() if isinstance(session, Session) else session
+    connection = connection_of(session)
     rows = _FIND.execute(connection, {"email": email})
     return str(rows[0].subject_id) if rows else None
 
 
 def ensure_subject(
-    session: Session | Connection,
+    session: Transaction,
     email: str,
     *,
     name: str | None = None,
@@ -151,7 +150,7 @@ def ensure_subject(
     """The lead with this normalised email, created if new, in the caller's (write)
     transaction; a known lead takes the jurisdiction given and a locale it lacked.
     Core statements only, so it runs on a plain connection too."""
-    connection = session.connection() if isinstance(session, Session) else session
+    connection = connection_of(session)
     row = connection.execute(_FIND_WITH_SUBJECT, {"email": email}).first()
     if row is not None:
         known = SubjectRef(row.id, row.locale, row.jurisdiction)
@@ -167,7 +166,7 @@ def ensure_subject(
 
 
 def create_subject(
-    session: Session | Connection,
+    session: Transaction,
     email: str,
     *,
     name: str | None = None,
@@ -180,7 +179,7 @@ def create_subject(
 
     The hot path of every signup: its statements run on the driver's cursor (one round
     trip on PostgreSQL), like the ledger's appends."""
-    connection = session.connection() if isinstance(session, Session) else session
+    connection = connection_of(session)
     sql = append_sql(connection.dialect.name)
     ref = SubjectRef(new_subject_id(), locale, jurisdiction)
     now = sql.bind_time(utcnow())

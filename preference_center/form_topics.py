@@ -15,14 +15,13 @@ from collections.abc import Sequence
 
 import orjson
 from sqlalchemy import bindparam, select
-from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
 
 from consent_ledger.actions import ConsentAction, ConsentSource
 from consent_ledger.api import ConsentLedger
 from consent_ledger.entries import LedgerEntry
 from consent_ledger.read_model import topics as topic_rows
 from preference_center.services import record_topics
+from zeroparty.db import Transaction, connection_of
 
 LISTENER = "preference_center.form_topics"
 _SOURCES = frozenset({ConsentSource.FORM.value, ConsentSource.QUIZ.value})
@@ -31,7 +30,7 @@ _TOPICS = select(topic_rows.c.key, topic_rows.c.purpose_key).where(
 )
 
 
-def on_append(tx: Session | Connection, entries: Sequence[LedgerEntry]) -> None:
+def on_append(tx: Transaction, entries: Sequence[LedgerEntry]) -> None:
     grants = [
         e
         for e in entries
@@ -51,7 +50,7 @@ def on_append(tx: Session | Connection, entries: Sequence[LedgerEntry]) -> None:
         return
     purposes = {e.purpose for e in grants if e.seq in picked}
     topics: dict[str, list[str]] = {}
-    connection = tx.connection() if isinstance(tx, Session) else tx
+    connection = connection_of(tx)
     for key, purpose in connection.execute(_TOPICS, {"purposes": sorted(purposes)}):
         topics.setdefault(purpose, []).append(key)
     for entry in grants:

@@ -32,8 +32,7 @@ import orjson
 from markupsafe import Markup, escape
 from sqlalchemy import Boolean, String, Table, and_, bindparam, func, insert, select, true
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.expression import Executable
 
 from consent_ledger.actions import (
@@ -59,11 +58,17 @@ from preference_center.locale import DEFAULT_LOCALE
 from preference_center.models import LinkVersion, TopicSubscription, TopicSubscriptionChange
 from preference_center.tokens import TokenRevoked
 from zeroparty import i18n
-from zeroparty.db import DriverStatement, driver_cursor, sqlite_time, utcnow
+from zeroparty.db import (
+    DriverStatement,
+    Transaction,
+    connection_of,
+    driver_cursor,
+    sqlite_time,
+    utcnow,
+)
 from zeroparty.errors import InvalidInput, NotFound
 
 SOURCE = ConsentSource.PREFERENCE_CENTER
-Transaction = Session | Connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,16 +420,12 @@ def _topic_statements() -> dict[str, tuple[Executable, ...]]:
 _TOPIC_STATEMENTS = _topic_statements()
 
 
-def _connection(tx: Transaction) -> Connection:
-    return tx.connection() if isinstance(tx, Session) else tx
-
-
 # -- reads ------------------------------------------------------------------------------
 
 
 def check_link_version(tx: Transaction, subject_id: str, version: int) -> None:
     """Raise :class:`TokenRevoked` unless ``version`` is the subject's current one."""
-    current = _connection(tx).execute(_LINK_VERSION, {"subject_id": subject_id}).scalar()
+    current = connection_of(tx).execute(_LINK_VERSION, {"subject_id": subject_id}).scalar()
     if version != (current or 0):
         raise TokenRevoked("this link has been withdrawn; a newer one may have been mailed")
 
@@ -439,7 +440,7 @@ def load_lead(
 ) -> Lead | None:
     """The lead behind a link of ``version``, in one statement; ``None`` when it has no
     personal data any more (erased). Raises :class:`TokenRevoked` for an old version."""
-    connection = _connection(tx)
+    connection = connection_of(tx)
     with driver_cursor(connection) as cursor:
         return lead_on_cursor(cursor, connection.dialect, subject_id, version, notices=notices)
 
@@ -512,7 +513,7 @@ def live_lead(tx: Transaction, subject_id: str, version: int, *, notices: bool =
 
 def lead_row(tx: Transaction, subject_id: str) -> Any:
     """Locale, jurisdiction, created_at and email of a live lead; else SubjectGone."""
-    row = _connection(tx).execute(_LEAD_ROW, {"subject_id": subject_id}).first()
+    row = connection_of(tx).execute(_LEAD_ROW, {"subject_id": subject_id}).first()
     if row is None:
         raise SubjectGone("there is no personal data behind this link any more")
     return row
@@ -633,7 +634,7 @@ def record_topics(
     SQLite (:func:`_sqlite_topic_rows`), one on PostgreSQL (:func:`_topic_statements`)."""
     if not changes:
         return
-    connection = _connection(tx)
+    connection = connection_of(tx)
     choices = sorted(changes.items())
     if connection.dialect.name == "postgresql":
         (statement,) = _TOPIC_STATEMENTS["postgresql"]
@@ -795,7 +796,7 @@ def _notices_shown(
     if not hashes:
         return {}
     found: dict[tuple[str, str], tuple[str, bool]] = {}
-    rows = _connection(tx).execute(_NOTICES_BY_HASH, {"hashes": hashes})
+    rows = connection_of(tx).execute(_NOTICES_BY_HASH, {"hashes": hashes})
     for purpose, sha, locale, current in rows:
         found[(purpose, sha)] = (locale, bool(current))  # ordered by version: latest wins
     shown: dict[str, tuple[str, str]] = {}

@@ -16,11 +16,10 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from preference_center.models import LinkVersion
-from zeroparty.db import Prepared, utcnow
+from zeroparty.db import Prepared, Transaction, connection_of, utcnow
 from zeroparty.settings import Settings
 from zeroparty.tokens import TokenError, TokenInvalid, TokenService
 
@@ -121,9 +120,9 @@ _VERSION = Prepared(
 )
 
 
-def current_version(session: Session | Connection, subject_id: str) -> int:
+def current_version(session: Transaction, subject_id: str) -> int:
     """The subject's link version (0: its links were never revoked)."""
-    connection = session.connection() if isinstance(session, Session) else session
+    connection = connection_of(session)
     rows = _VERSION.execute(connection, {"subject_id": subject_id})
     return int(rows[0].version or 0) if rows else 0
 

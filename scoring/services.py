@@ -60,7 +60,15 @@ from scoring.models import (
 )
 from scoring.rules import ScoringModel, model_from_json
 from scoring.stages import Actor
-from zeroparty.db import DriverStatement, Prepared, driver_cursor, sqlite_time, utcnow
+from zeroparty.db import (
+    DriverStatement,
+    Prepared,
+    Transaction,
+    connection_of,
+    driver_cursor,
+    sqlite_time,
+    utcnow,
+)
 from zeroparty.errors import Conflict, InvalidInput, NotFound
 from zeroparty.lead_signals import LeadInput, LeadSignal
 
@@ -291,9 +299,9 @@ class LeadScore:
     moved: bool = False
 
 
-def active_model(session: Session | Connection) -> ActiveModel | None:
+def active_model(session: Transaction) -> ActiveModel | None:
     """The model in force (the latest loaded), parsed once per process per version."""
-    connection = session.connection() if isinstance(session, Session) else session
+    connection = connection_of(session)
     row = connection.execute(_LATEST_MODEL).first()
     if row is None:
         _IN_FORCE.pop(connection.engine, None)
@@ -326,7 +334,7 @@ def confirmed_model(
     return active_model(connection)
 
 
-def lifecycle_in_force(session: Session | Connection) -> Lifecycle:
+def lifecycle_in_force(session: Transaction) -> Lifecycle:
     """The lifecycle of the model in force (the fixed chain while none is loaded)."""
     active = active_model(session)
     return active.model.lifecycle if active is not None else DEFAULT_LIFECYCLE
@@ -345,7 +353,7 @@ def stage_named(lifecycle: Lifecycle, raw: object, *, beyond_start: bool = False
     return stage
 
 
-def require_model(session: Session | Connection) -> ActiveModel:
+def require_model(session: Transaction) -> ActiveModel:
     active = active_model(session)
     if active is None:
         raise NotFound("no scoring model is loaded: add [scoring] to site.toml and load it")
@@ -514,7 +522,7 @@ def _events_of_types(
 
 
 def rescore_leads(
-    session: Session | Connection,
+    session: Transaction,
     active: ActiveModel,
     subject_ids: Iterable[str],
     *,
@@ -524,7 +532,7 @@ def rescore_leads(
     the whole set (the caller checked their consent, holding the gating state locked).
     A score crossing a threshold moves the lead forward, records the move and queues the
     hand-off in this transaction."""
-    connection = session.connection() if isinstance(session, Session) else session
+    connection = connection_of(session)
     ids = sorted(set(subject_ids))
     if not ids:
         return {}
@@ -931,7 +939,7 @@ def demote_idle(
 
 
 def rescore_lead(
-    session: Session | Connection,
+    session: Transaction,
     active: ActiveModel,
     subject_id: str,
     *,
@@ -1103,7 +1111,7 @@ def _insert_events(
     return [r for r in rows if r["id"] in inserted]
 
 
-def ingest_events(session: Session | Connection, events: Sequence[EventIn]) -> IntakeResult:
+def ingest_events(session: Transaction, events: Sequence[EventIn]) -> IntakeResult:
     """Keep the events whose lead's gating consent is live now and was live when the
     event happened; count the others (no personal data); rescore each lead once.
 
@@ -1112,7 +1120,7 @@ def ingest_events(session: Session | Connection, events: Sequence[EventIn]) -> I
     email, the ids seen before, the leads' gating consent, the inserts, the rescoring
     of the leads touched.
     """
-    connection = session.connection() if isinstance(session, Session) else session
+    connection = connection_of(session)
     cached = cached_model(connection)
     subjects, latest = _subject_ids(connection, (e.email for e in events))
     active = confirmed_model(connection, cached, latest)
@@ -1248,7 +1256,7 @@ class _KeptAnswer:
     widened: bool = False
 
 
-def record_answers(tx: Session | Connection, signals: Sequence[LeadSignal]) -> None:
+def record_answers(tx: Transaction, signals: Sequence[LeadSignal]) -> None:
     """Keep the answers of ``signals`` for scoring and rescore the leads they changed
     (the :mod:`zeroparty.lead_signals` listener; capture sends one submission, an import
     a chunk of rows, so this costs a few statements per batch, not per lead).
@@ -1269,7 +1277,7 @@ def record_answers(tx: Session | Connection, signals: Sequence[LeadSignal]) -> N
     signals = [s for s in signals if s.inputs]
     if not signals:
         return
-    connection = tx.connection() if isinstance(tx, Session) else tx
+    connection = connection_of(tx)
     subjects = sorted({s.subject_id for s in signals})
     active = cached_model(connection) or active_model(connection)
     if active is None:
@@ -1496,7 +1504,7 @@ def _model_and_inputs(dialect: Dialect) -> DriverStatement:
     return DriverStatement.compile(_MODEL_AND_INPUTS, dialect)
 
 
-def on_consent_change(tx: Session | Connection, entries: Sequence[LedgerEntry]) -> None:
+def on_consent_change(tx: Transaction, entries: Sequence[LedgerEntry]) -> None:
     """Ledger listener: a refusal, withdrawal, GPC opt-out, expiry or erasure of the
     gating purpose removes the lead's scoring data at once; of another purpose, the
     answers collected only for it. Grants change nothing here (costs no query); a no
@@ -1505,7 +1513,7 @@ def on_consent_change(tx: Session | Connection, entries: Sequence[LedgerEntry]) 
     negative = [(e.subject_id, e.purpose, e) for e in entries if is_negative(e.action)]
     if not negative:
         return
-    connection = tx.connection() if isinstance(tx, Session) else tx
+    connection = connection_of(tx)
     statement = _model_and_inputs(connection.dialect)
     for subject_id, purpose, entry in negative:
         with driver_cursor(connection) as cursor:

@@ -21,10 +21,9 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import String, select
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from zeroparty.db import Base, UTCDateTime, utcnow
+from zeroparty.db import Base, Transaction, UTCDateTime, utcnow
 from zeroparty.errors import Conflict, Forbidden, InvalidInput, Unauthorized
 
 KEY_PREFIX = "zp"
@@ -164,7 +163,7 @@ class ApiKeyVerifier:
             return cached[1]
         return None
 
-    def verify(self, session: Session | Connection, authorization: str | None) -> Caller:
+    def verify(self, session: Transaction, authorization: str | None) -> Caller:
         """The caller of a good key (from the cache, or by one query through ``session``);
         :class:`Unauthorized` for anything else."""
         key = _bearer_key(authorization)

@@ -45,6 +45,10 @@ P = ParamSpec("P")
 T = TypeVar("T")
 LOOKUP_OPTION = "zeroparty_lookup"
 
+Transaction = Session | Connection
+"""A writer's transaction as the writer holds it: the request's ORM session, or a plain
+connection from :meth:`Database.write_connection` (one-click, the consent API)."""
+
 
 class Base(DeclarativeBase):
     """The one declarative base every package maps its tables on."""
@@ -291,6 +295,11 @@ def _expanded_parameters(state: ExpandedState) -> tuple[str, Any]:
     if state.positiontup is None:
         return state.statement, params
     return state.statement, tuple(params[name] for name in state.positiontup)
+
+
+def connection_of(tx: Transaction) -> Connection:
+    """The connection ``tx`` runs on (a session's own, begun if it was not yet)."""
+    return tx.connection() if isinstance(tx, Session) else tx
 
 
 @contextmanager

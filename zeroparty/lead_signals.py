@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
+from zeroparty.db import Transaction
 
 
 class InputKind(StrEnum):
@@ -57,4 +56,4 @@ class LeadSignal:
 
 # Given the publishing transaction as the publisher holds it (an ORM session or a plain
 # connection); listeners run Core statements only.
-LeadSignalListener = Callable[[Session | Connection, Sequence[LeadSignal]], None]
+LeadSignalListener = Callable[[Transaction, Sequence[LeadSignal]], None]
