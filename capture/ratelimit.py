@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from capture.models import RateCounter
-from zeroparty.db import Prepared
+from zeroparty.db import Prepared, Transaction, connection_of
 
 _counters = cast(Table, RateCounter.__table__)
 
@@ -48,9 +48,9 @@ def window_start(window_seconds: int, now: float | None = None) -> int:
     return moment - moment % window_seconds
 
 
-def hit(session: Session, bucket: str, window_seconds: int, now: float | None = None) -> int:
+def hit(tx: Transaction, bucket: str, window_seconds: int, now: float | None = None) -> int:
     """Count one submission in the current window; returns the count including it."""
-    connection = session.connection()
+    connection = connection_of(tx)
     upsert = _SQLITE_UPSERT if connection.dialect.name == "sqlite" else _POSTGRES_UPSERT
     params = {"bucket": bucket, "window_start": window_start(window_seconds, now), "count": 1}
     (row,) = upsert.execute(connection, params)

@@ -29,7 +29,6 @@ from typing import cast
 
 import orjson
 from sqlalchemy import Table, and_, bindparam, insert, select, text
-from sqlalchemy.orm import Session
 
 from capture import pending as held_submissions
 from capture import ratelimit
@@ -46,10 +45,10 @@ from consent_ledger.api import ConsentChange, ConsentLedger
 from consent_ledger.entries import LedgerEntry
 from consent_ledger.evidence import EvidenceValue
 from zeroparty import i18n, lead_signals
-from zeroparty.db import Prepared, Transaction
+from zeroparty.db import Prepared, Transaction, connection_of
 from zeroparty.errors import Conflict, NotFound
 from zeroparty.i18n import N_
-from zeroparty.mail import LeadLinker, Mail, in_language, queue_mail, with_lead_links
+from zeroparty.mail import LeadLinker, Mail, QueuedMail, in_language, queue_mail, with_lead_links
 
 NEXT_STEP = N_("If anything needs confirming, we have sent you an email with a link.")
 NEGATIVE_STATUSES = frozenset({"withdrawn", "refused", "gpc-opt-out", "expired", "erased"})
@@ -257,8 +256,8 @@ class DefinitionStore:
         return published
 
 
-def purposes_info(ledger: ConsentLedger, session: Session) -> dict[str, PurposeInfo]:
-    return {row[0]: PurposeInfo(*row) for row in ledger.purpose_facts(session)}
+def purposes_info(ledger: ConsentLedger, tx: Transaction) -> dict[str, PurposeInfo]:
+    return {row[0]: PurposeInfo(*row) for row in ledger.purpose_facts(tx)}
 
 
 def purpose_titles(tx: Transaction, purposes: Sequence[str], language: str) -> dict[str, str]:
@@ -299,12 +298,12 @@ def notices_shown(tx: Transaction, definition: Definition) -> list[Notice]:
     return notices
 
 
-def replay(session: Session, request: SubmissionRequest) -> SubmissionResult | None:
+def replay(tx: Transaction, request: SubmissionRequest) -> SubmissionResult | None:
     """The answer already given under this idempotency key, if any.
 
     Raises :class:`Conflict` when the key was used for a different submission.
     """
-    row = session.execute(_SELECT_IDEMPOTENCY, {"key": request.idempotency_key}).first()
+    row = tx.execute(_SELECT_IDEMPOTENCY, {"key": request.idempotency_key}).first()
     if row is None:
         return None
     if row.request_sha256 != request.submission.request_sha256():
@@ -354,15 +353,18 @@ def _sharing(info: Mapping[str, PurposeInfo]) -> list[str]:
 
 
 def accept_submission(
-    session: Session,
+    tx: Transaction,
     request: SubmissionRequest,
     *,
     ledger: ConsentLedger,
     tokens: CaptureTokens,
     base_url: str,
     lead_links: LeadLinker | None = None,
+    claims: list[QueuedMail],
 ) -> SubmissionResult:
-    """Store a checked submission (see the module docstring). The caller commits.
+    """Store a checked submission (see the module docstring). The caller commits, then
+    sends the mail it queued: each is added to ``claims``, claimed by this process
+    (:func:`zeroparty.mail.queue_mail`).
 
     A retry is not looked up first (that would cost every submission a query): it runs
     into the unique submission id or idempotency key, the transaction fails with
@@ -371,7 +373,7 @@ def accept_submission(
     definition = request.published.definition
     email = request.submission.email
     assert email is not None  # a submission without an email is answered without storing
-    connection = session.connection()
+    connection = connection_of(tx)
     subject_id = ledger.find_lead(connection, email)
     new_lead: Lead | None = None
     if subject_id is None:
@@ -382,16 +384,16 @@ def accept_submission(
             subject_id = ledger.find_lead(connection, email)
             assert subject_id is not None
     # Purposes are read only when needed: a GPC signal, a held submission, a mail.
-    info = purposes_info(ledger, session) if request.gpc else None
+    info = purposes_info(ledger, tx) if request.gpc else None
     ticked = _ticked(request, info)
     applied = _Applied()
     if new_lead is not None:
-        applied = _apply(session, ledger, request, new_lead, info, ticked, states={})
+        applied = _apply(tx, ledger, request, new_lead, info, ticked, states={})
     else:
         assert subject_id is not None
-        info = info if info is not None else purposes_info(ledger, session)
-        _hold(session, request, Lead(subject_id, None, created=False), info, ticked,
-              tokens=tokens, base_url=base_url, lead_links=lead_links)  # fmt: skip
+        info = info if info is not None else purposes_info(ledger, tx)
+        _hold(tx, request, Lead(subject_id, None, created=False), info, ticked,
+              tokens=tokens, base_url=base_url, lead_links=lead_links, claims=claims)  # fmt: skip
     quiz = request.quiz
     result = SubmissionResult(
         submission_id=request.submission_id,
@@ -413,20 +415,20 @@ def accept_submission(
     # and every ledger append (the head) must lock: they stay locked until the commit,
     # so as little as possible happens after them.
     limit = definition.rate_limit
-    if ratelimit.hit(session, request.rate_bucket, limit.window_seconds) > limit.count:
+    if ratelimit.hit(tx, request.rate_bucket, limit.window_seconds) > limit.count:
         raise RateLimited("too many submissions from your network for this form; try again later")
-    entries = _record(session, ledger, applied)
+    entries = _record(tx, ledger, applied)
     pending = [e.purpose for e in entries if e.confirmation_required]
     if pending and new_lead is not None:
         # The ledger decided double opt-in: the mail is queued after its entries.
-        info = info if info is not None else purposes_info(ledger, session)
-        _queue_confirmation(session, request, new_lead, info, pending, tokens=tokens,
-                            base_url=base_url, lead_links=lead_links)  # fmt: skip
+        info = info if info is not None else purposes_info(ledger, tx)
+        _queue_confirmation(tx, request, new_lead, info, pending, tokens=tokens,
+                            base_url=base_url, lead_links=lead_links, claims=claims)  # fmt: skip
     return result
 
 
 def apply_confirmed(
-    session: Session,
+    tx: Transaction,
     ledger: ConsentLedger,
     request: SubmissionRequest,
     lead: Lead,
@@ -437,15 +439,15 @@ def apply_confirmed(
     double opt-in mail is needed (the link just followed was one). Each grant carries
     the submission's evidence plus ``confirmation``; a purpose that needs double opt-in
     gets its ``confirmed`` entry (method double-opt-in) right after its grant."""
-    info = purposes_info(ledger, session)
-    states = ledger.lead_states(session, lead.subject_id)
+    info = purposes_info(ledger, tx)
+    states = ledger.lead_states(tx, lead.subject_id)
     ticked = _ticked(request, info)
     # A box ticked under a text a material change replaced while the submission was
     # held grants nothing (issue 16): the rest of the submission still applies.
-    replaced = ledger.superseded_notices(session, [(p, request.notices[p]) for p in ticked])
+    replaced = ledger.superseded_notices(tx, [(p, request.notices[p]) for p in ticked])
     ticked = [p for p in ticked if (p, request.notices[p]) not in replaced]
-    applied = _apply(session, ledger, request, lead, info, ticked, states, confirmation)
-    _record(session, ledger, applied)
+    applied = _apply(tx, ledger, request, lead, info, ticked, states, confirmation)
+    _record(tx, ledger, applied)
 
 
 @dataclass(slots=True)
@@ -457,16 +459,16 @@ class _Applied:
     signal: lead_signals.LeadSignal | None = None
 
 
-def _record(session: Session, ledger: ConsentLedger, applied: _Applied) -> list[LedgerEntry]:
-    entries = ledger.record_form(session, applied.changes, applied.overrides)
+def _record(tx: Transaction, ledger: ConsentLedger, applied: _Applied) -> list[LedgerEntry]:
+    entries = ledger.record_form(tx, applied.changes, applied.overrides)
     if applied.signal is not None:
         # scoring listens (the app's wiring); same transaction
-        ledger.publish_signals(session, [applied.signal])
+        ledger.publish_signals(tx, [applied.signal])
     return entries
 
 
 def _apply(
-    session: Session,
+    tx: Transaction,
     ledger: ConsentLedger,
     request: SubmissionRequest,
     lead: Lead,
@@ -484,7 +486,7 @@ def _apply(
     submission, whose double opt-in the ledger decides."""
     definition = request.published.definition
     subject_id = lead.subject_id
-    connection = session.connection()
+    connection = connection_of(tx)
     allowed = set(ticked) | {p for p, state in states.items() if state[1]}
     kept, all_answers_kept = _kept_values(request, allowed)
     quiz = request.quiz
@@ -516,7 +518,7 @@ def _apply(
     evidence = (
         dict(request.evidence) if confirmation is None else {**request.evidence, **confirmation}
     )
-    picked = _picked_topics(session, ledger, request, ticked)
+    picked = _picked_topics(tx, ledger, request, ticked)
     applied = _Applied(overrides=dict(definition.double_opt_in))
     for purpose in ticked:
         _status, live, live_notice = states.get(purpose, ("", False, None))
@@ -583,7 +585,7 @@ def _apply(
 
 
 def _picked_topics(
-    session: Session, ledger: ConsentLedger, request: SubmissionRequest, ticked: Sequence[str]
+    tx: Transaction, ledger: ConsentLedger, request: SubmissionRequest, ticked: Sequence[str]
 ) -> dict[str, str]:
     """The topics picked per ticked purpose, as the grant's ``topics`` evidence (keys,
     comma-separated, sorted: as the preference center records a topic set).
@@ -597,7 +599,7 @@ def _picked_topics(
     pickers = [spec for spec in definition.fields if spec.choices and spec.name in values]
     if not ticked or not pickers:
         return {}
-    topics = ledger.topics_of(session, list(ticked))
+    topics = ledger.topics_of(tx, list(ticked))
     picked: dict[str, str] = {}
     for purpose, keys in topics.items():
         chosen = {
@@ -613,7 +615,7 @@ def _picked_topics(
 
 
 def _queue_confirmation(
-    session: Session,
+    tx: Transaction,
     request: SubmissionRequest,
     lead: Lead,
     info: Mapping[str, PurposeInfo],
@@ -622,6 +624,7 @@ def _queue_confirmation(
     tokens: CaptureTokens,
     base_url: str,
     lead_links: LeadLinker | None,
+    claims: list[QueuedMail],
 ) -> None:
     """The double opt-in mail of a new lead, queued in the transaction."""
     assert request.submission.email is not None
@@ -636,13 +639,13 @@ def _queue_confirmation(
     )
     if lead_links is not None:
         # One-click unsubscribe withdraws exactly the purposes this mail is about.
-        mail = with_lead_links(mail, lead_links(session, lead.subject_id, list(purposes)))
+        mail = with_lead_links(mail, lead_links(tx, lead.subject_id, list(purposes)))
     # Claimed by this process: the request sends it right after its commit.
-    queue_mail(session, mail, subject_id=lead.subject_id, claimed=True)
+    queue_mail(tx, mail, subject_id=lead.subject_id, claims=claims)
 
 
 def _hold(
-    session: Session,
+    tx: Transaction,
     request: SubmissionRequest,
     lead: Lead,
     info: Mapping[str, PurposeInfo],
@@ -651,6 +654,7 @@ def _hold(
     tokens: CaptureTokens,
     base_url: str,
     lead_links: LeadLinker | None,
+    claims: list[QueuedMail],
 ) -> None:
     """Hold a submission under an existing lead's address and mail the address a link
     that applies it (see :mod:`capture.pending`)."""
@@ -665,7 +669,7 @@ def _hold(
     }
     quiz = request.quiz
     held_submissions.hold(
-        session.connection(),
+        connection_of(tx),
         held_submissions.HeldSubmission(
             submission_id=request.submission_id,
             subject_id=lead.subject_id,
@@ -689,8 +693,8 @@ def _hold(
         definition.locale,
     )
     if lead_links is not None and ticked:
-        mail = with_lead_links(mail, lead_links(session, lead.subject_id, ticked))
-    queue_mail(session, mail, subject_id=lead.subject_id, claimed=True)
+        mail = with_lead_links(mail, lead_links(tx, lead.subject_id, ticked))
+    queue_mail(tx, mail, subject_id=lead.subject_id, claims=claims)
 
 
 def _lead_signal(

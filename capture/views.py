@@ -66,7 +66,7 @@ from zeroparty.db import Database, utcnow
 from zeroparty.errors import ZeropartyError
 from zeroparty.http import JSONResponse, wants_json
 from zeroparty.i18n import N_
-from zeroparty.mail import ClaimedMails, LeadLinker, claimed_mails, send_claimed
+from zeroparty.mail import ClaimedMails, LeadLinker, QueuedMail, claimed_mails, send_claimed
 from zeroparty.tokens import TokenError, TokenInvalid
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -434,16 +434,20 @@ def _store(
     """Store the submission; also returns the mails it queued (claimed by this process,
     to send once the transaction committed)."""
     try:
-        with ledger.database.write() as session:
+        # A plain connection: every statement of a submission is Core, so it pays for no
+        # ORM session (listeners take the transaction as it is held).
+        with ledger.database.write_connection() as connection:
+            claims: list[QueuedMail] = []
             result = services.accept_submission(
-                session,
+                connection,
                 request,
                 ledger=ledger,
                 tokens=tokens,
                 base_url=base_url,
                 lead_links=lead_links,
+                claims=claims,
             )
-            mails = claimed_mails(session, base_url)
+            mails = claimed_mails(connection, claims, base_url)
         return result, mails
     except IntegrityError:
         # A retry (same render token or Idempotency-Key) met the first submission's

@@ -21,6 +21,7 @@ from preference_center.tokens import (
     current_version,
     current_versions,
 )
+from zeroparty.db import Transaction
 from zeroparty.mail import LeadLinker, LeadLinkerMany, LeadLinks
 from zeroparty.settings import Settings
 
@@ -62,7 +63,7 @@ def mail_headers(
     settings: Settings,
     subject_id: str,
     purpose: str | list[str] | tuple[str, ...],
-    session: Session | None = None,
+    session: Transaction | None = None,
     *,
     mailto: str | None = None,
     link_version: int | None = None,
@@ -115,7 +116,7 @@ def lead_linker(settings: Settings) -> LeadLinker:
     token services built once, not for every mail)."""
     tokens = LinkTokens(settings)
 
-    def links(session: Session, subject_id: str, purposes: Sequence[str]) -> LeadLinks:
+    def links(session: Transaction, subject_id: str, purposes: Sequence[str]) -> LeadLinks:
         made = mail_headers(settings, subject_id, tuple(purposes), session, tokens=tokens)
         return LeadLinks(made.headers, made.preference_url, made.unsubscribe_url)
 

@@ -11,7 +11,7 @@ it queued (:func:`queued_mail_ids`) to :func:`deliver_queued`, which claims and 
 the same way; the periodic :func:`deliver_pending` stays the retry path.
 
 Cheaper still, a hot path queues its mail already claimed by its own process
-(``queue_mail(..., claimed=True)``: ``claimed_until`` = now + the claim window, written in
+(``queue_mail(..., claims=rows)``: ``claimed_until`` = now + the claim window, written in
 the request's transaction) and takes the sender with it (:func:`claimed_mails`), so after
 the answer only the send and one "sent" update remain (:func:`send_claimed`). Nothing
 acknowledged is lost: the row committed with the request, and if this process never
@@ -78,7 +78,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from zeroparty import i18n
-from zeroparty.db import Base, Database, Prepared, UTCDateTime, utcnow
+from zeroparty.db import Base, Database, Prepared, Transaction, UTCDateTime, connection_of, utcnow
 from zeroparty.i18n import N_
 from zeroparty.mail_html import mail_html
 from zeroparty.site_info import MailSender, cached_mail_sender, mail_sender
@@ -99,7 +99,6 @@ MAX_LINE_OCTETS = 998  # RFC 5322 section 2.1.1, CRLF excluded
 SOFT_LINE_OCTETS = 78  # RFC 5322 section 2.1.1: SHOULD
 RAW_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
 QUEUED_IDS = "zeroparty.mail.queued"  # Session.info key: ids queued in this session
-CLAIMED = "zeroparty.mail.claimed"  # Session.info key: rows queued claimed, to send after commit
 SMTP_URL_OPTIONS = frozenset({"starttls"})
 MAX_ATTACHMENT_BYTES = 1_000_000  # all of a mail's files together, before base64
 ATTACHMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -166,7 +165,7 @@ class LeadLinks:
     """The one-click unsubscribe URL the ``List-Unsubscribe`` header names."""
 
 
-LeadLinker = Callable[[Session, str, Sequence[str]], LeadLinks]
+LeadLinker = Callable[[Transaction, str, Sequence[str]], LeadLinks]
 """``linker(session, subject_id, purposes)``: links for a mail about ``purposes``.
 The preference center provides it; the app factory hands it to packages that send mail."""
 
@@ -574,15 +573,20 @@ def attachments_of(row: MailRow) -> tuple[Attachment, ...]:
 
 
 def queue_mail(
-    session: Session, mail: Mail, *, subject_id: str | None = None, claimed: bool = False
+    tx: Transaction,
+    mail: Mail,
+    *,
+    subject_id: str | None = None,
+    claims: list[QueuedMail] | None = None,
 ) -> str:
-    """Queue ``mail`` in the caller's transaction; returns its id (also listed by
-    :func:`queued_mail_ids` for this session, to send once the transaction commits).
+    """Queue ``mail`` in the caller's transaction; returns its id (in an ORM session also
+    listed by :func:`queued_mail_ids`, to send once the transaction commits).
 
-    ``claimed``: the caller sends it itself right after the commit (:func:`claimed_mails`,
+    ``claims``: the caller sends it itself right after the commit (:func:`claimed_mails`,
     :func:`send_claimed`): the row is written claimed by this process for
     :data:`CLAIM_SECONDS`, so no deliverer takes it meanwhile, and the periodic delivery
-    sends it once the claim lapses if this process never does.
+    sends it once the claim lapses if this process never does. The row, as written, is
+    added to ``claims`` (the caller's own list, dropped with it if the transaction fails).
 
     Raises :class:`AttachmentError` (nothing written) for a file it cannot send."""
     attachments = attachments_json(mail.attachments)
@@ -602,7 +606,7 @@ def queue_mail(
     # On the driver's cursor (zeroparty.db.Prepared): the same INSERT, in the session's
     # transaction, without the ORM's per-execution work.
     _INSERT_OUTBOX.execute(
-        session.connection(),
+        connection_of(tx),
         {
             "id": mail_id,
             "subject_id": subject_id,
@@ -614,17 +618,17 @@ def queue_mail(
             "created_at": now,
             "attempts": 0,
             "next_attempt_at": now,
-            "claimed_until": now + timedelta(seconds=CLAIM_SECONDS) if claimed else None,
+            "claimed_until": None if claims is None else now + timedelta(seconds=CLAIM_SECONDS),
             "sent_at": None,
             "failed_at": None,
             "last_error": None,
             "attachments": attachments,
         },
     )
-    if claimed:
-        session.info.setdefault(CLAIMED, []).append(row)
-    else:
-        session.info.setdefault(QUEUED_IDS, []).append(mail_id)
+    if claims is not None:
+        claims.append(row)
+    elif isinstance(tx, Session):
+        tx.info.setdefault(QUEUED_IDS, []).append(mail_id)
     return mail_id
 
 
@@ -636,7 +640,7 @@ def queued_mail_ids(session: Session) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class ClaimedMails:
-    """The mails a transaction queued claimed (``queue_mail(..., claimed=True)``), as
+    """The mails a transaction queued claimed (``queue_mail(..., claims=rows)``), as
     written, with the sender to send them as: what :func:`send_claimed` sends once the
     transaction committed."""
 
@@ -647,15 +651,14 @@ class ClaimedMails:
         return bool(self.rows)
 
 
-def claimed_mails(session: Session, base_url: str) -> ClaimedMails:
-    """The mails queued claimed in ``session`` so far, and (if there are any) the site's
+def claimed_mails(tx: Transaction, claims: Sequence[QueuedMail], base_url: str) -> ClaimedMails:
+    """The mails ``tx`` queued claimed (``claims``), and (if there are any) the site's
     sender (read in the same transaction, or this process's copy of it: at most
     :data:`zeroparty.site_info.SENDER_CACHE_SECONDS` old). Call it inside the transaction,
     just before it commits; send what it returns after the commit (:func:`send_claimed`)."""
-    rows = tuple(session.info.get(CLAIMED, ()))
-    if not rows:
+    if not claims:
         return ClaimedMails()
-    return ClaimedMails(rows, cached_mail_sender(session, base_url))
+    return ClaimedMails(tuple(claims), cached_mail_sender(tx, base_url))
 
 
 def wire_address(address: str) -> str:

@@ -7,14 +7,15 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 from weakref import WeakKeyDictionary
 
 import orjson
-from sqlalchemy import Connection, Engine, Integer, String, Text, event, select
+from sqlalchemy import Connection, Engine, Integer, Row, String, Text, event, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from zeroparty.db import Base
+from zeroparty.db import Base, Transaction
 
 SITE_INFO_ID = 1
 # How long a process sends mail as the sender it read last: a change by ``site load`` in
@@ -38,6 +39,9 @@ class SiteInfo(Base):
     mail_company: Mapped[str] = mapped_column(String(500), default="", server_default="")
     # [site.brand] as checked by zeroparty.brand (JSON); NULL: the stylesheet's defaults.
     brand: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+_SITE_ROW = select(SiteInfo.__table__).where(SiteInfo.__table__.c.id == SITE_INFO_ID)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,15 +128,19 @@ def sender_of(identity: SiteIdentity, base_url: str, brand: str | None = None) -
     )
 
 
-def _site_row(session: Session) -> SiteInfo | None:
-    return session.execute(select(SiteInfo).where(SiteInfo.id == SITE_INFO_ID)).scalar_one_or_none()
+def _site_row(tx: Transaction) -> SiteInfo | Row[Any] | None:
+    """The site's row: the mapped object in an ORM session (which flushes pending changes
+    first), the same columns as a row on a plain connection."""
+    if isinstance(tx, Session):
+        return tx.execute(select(SiteInfo).where(SiteInfo.id == SITE_INFO_ID)).scalar_one_or_none()
+    return tx.execute(_SITE_ROW).first()
 
 
 def site_identity(session: Session) -> SiteIdentity:
     return _identity_of(_site_row(session))
 
 
-def _identity_of(row: SiteInfo | None) -> SiteIdentity:
+def _identity_of(row: SiteInfo | Row[Any] | None) -> SiteIdentity:
     if row is None:
         return UNNAMED
     return SiteIdentity(
@@ -148,9 +156,9 @@ def _identity_of(row: SiteInfo | None) -> SiteIdentity:
     )
 
 
-def mail_sender(session: Session, base_url: str) -> MailSender:
+def mail_sender(tx: Transaction, base_url: str) -> MailSender:
     """The sender as stored now, with the brand's footer (one statement)."""
-    row = _site_row(session)
+    row = _site_row(tx)
     return sender_of(_identity_of(row), base_url, row.brand if row else None)
 
 
@@ -171,15 +179,15 @@ class _SenderCache:
             self.generation += 1
             self._senders.clear()
 
-    def sender(self, session: Session, base_url: str) -> MailSender:
-        bind = session.get_bind()
+    def sender(self, tx: Transaction, base_url: str) -> MailSender:
+        bind = tx.get_bind() if isinstance(tx, Session) else tx
         engine = bind.engine if isinstance(bind, Connection) else bind
         now = time.monotonic()
         cached = self._senders.get(engine, {}).get(base_url)
         if cached is not None and cached[0] == self.generation and cached[1] > now:
             return cached[2]
         generation = self.generation
-        sender = mail_sender(session, base_url)
+        sender = mail_sender(tx, base_url)
         with self._lock:
             if generation == self.generation:
                 entries = self._senders.setdefault(engine, {})
@@ -190,10 +198,10 @@ class _SenderCache:
 _SENDERS = _SenderCache()
 
 
-def cached_mail_sender(session: Session, base_url: str) -> MailSender:
+def cached_mail_sender(tx: Transaction, base_url: str) -> MailSender:
     """:func:`mail_sender`, read from the database at most every
     :data:`SENDER_CACHE_SECONDS` per process (the hot path of the double opt-in mail)."""
-    return _SENDERS.sender(session, base_url)
+    return _SENDERS.sender(tx, base_url)
 
 
 def store_site_identity(session: Session, identity: SiteIdentity) -> list[str]:

@@ -22,6 +22,7 @@ from zeroparty.mail import (
     AttachmentError,
     Mail,
     OutboxMail,
+    QueuedMail,
     claimed_mails,
     deliver_queued,
     queue_mail,
@@ -163,13 +164,14 @@ def test_a_mail_queued_claimed_sends_its_files_after_the_commit(
     """The hot path's way (queued claimed, sent by the request after its commit) carries
     the files as the outbox's retry does."""
     files = (Attachment("a.json", "application/json", b'{"a": 1}\n'),)
-    with database.write() as session:
+    with database.write_connection() as connection:
+        claims: list[QueuedMail] = []
         queue_mail(
-            session,
+            connection,
             Mail(to=EMAIL, subject="Claimed", text="t", headers=HEADERS, attachments=files),
-            claimed=True,
+            claims=claims,
         )
-        mails = claimed_mails(session, settings.base_url)
+        mails = claimed_mails(connection, claims, settings.base_url)
     live = dataclasses.replace(settings, smtp_url=smtp_server.url)
     assert send_claimed(database, live, mails) == 1
     (raw,) = smtp_server.raw

@@ -19,7 +19,7 @@ from zeroparty.db import Database
 from zeroparty.mail import Mail, deliver_queued, mail_footer, queue_mail, transport_for
 from zeroparty.settings import DEFAULT_SITE_FILE, Settings
 from zeroparty.site import load_site
-from zeroparty.site_info import MailSender, cached_mail_sender
+from zeroparty.site_info import MailSender, cached_mail_sender, mail_sender
 
 DEMO = DEFAULT_SITE_FILE.read_text("utf-8")
 COMPANY = "Northwind Analytics GmbH, Example Street 1, 10115 Berlin"
@@ -127,3 +127,15 @@ def test_without_a_brand_the_policy_url_of_site_is_linked(
 )
 def test_footer_lines(sender: MailSender, footer: str) -> None:
     assert mail_footer(sender) == footer
+
+
+def test_the_sender_reads_alike_in_a_session_and_on_a_plain_connection(
+    settings: Settings, database: Database
+) -> None:
+    """A submission reads the sender on a plain connection (no ORM session): the same
+    sender, footer and all, as a session reads."""
+    with database.read() as session:
+        in_session = mail_sender(session, settings.base_url)
+    with database.write_connection() as connection:
+        assert mail_sender(connection, settings.base_url) == in_session
+    assert in_session.postal_address == COMPANY
