@@ -134,6 +134,8 @@ def score_lead(
     now: datetime,
 ) -> list[Point]:
     """Every point ``model`` gives a lead with these facts at ``now``."""
+    if not attributes and not events:
+        return []  # every rule scores an input (a full rescore: most leads' answers)
     points: list[Point] = []
     fields = [a for a in attributes if a.kind == InputKind.FIELD]
     answers = [a for a in attributes if a.kind == InputKind.QUIZ_ANSWER]
@@ -255,18 +257,32 @@ def _behaviour_points(
             continue
         if count - rule.min_count >= rule.max_count:
             break
-        value = decayed(rule.points, now - event.occurred_at, rule.half_life_days)
-        points.append(
-            Point(
-                rule.name,
-                "behaviour",
-                round(value, 2),
-                f"event:{event.event_id}",
-                event.occurred_at,
-                event.consent_seq,
-            )
-        )
+        points.append(behaviour_point(rule, event, now))
     return points
+
+
+def behaviour_point(rule: BehaviourRule, event: EventFact, now: datetime) -> Point:
+    """The point ``rule`` gives for ``event``, one it counts (decayed to ``now``)."""
+    value = decayed(rule.points, now - event.occurred_at, rule.half_life_days)
+    return Point(
+        rule.name,
+        "behaviour",
+        round(value, 2),
+        f"event:{event.event_id}",
+        event.occurred_at,
+        event.consent_seq,
+    )
+
+
+def counted_points(
+    model: ScoringModel, counted: Iterable[tuple[int, EventFact]], now: datetime
+) -> list[Point]:
+    """The behaviour points of a lead whose counted events are known already: each
+    ``(i, event)`` an event that ``model.behaviour[i]`` counts, in rule order, then in
+    (time, id) order (:mod:`scoring.counted_events` selects them in SQL). The same
+    points as :func:`score_lead` gives for all the lead's events."""
+    rules = model.behaviour
+    return [behaviour_point(rules[i], event, now) for i, event in counted]
 
 
 def _stored_events(rule: BehaviourRule, stored: Sequence[Point]) -> list[EventFact]:

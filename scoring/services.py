@@ -43,6 +43,7 @@ from consent_ledger.entries import LedgerEntry, format_timestamp
 from consent_ledger.read_model import consent_states, lead_profiles
 from scoring import actions, consent, crm_notices, engine
 from scoring.consent import LATEST_MODEL_KEY
+from scoring.counted_events import counted_events
 from scoring.lifecycle import DEFAULT as DEFAULT_LIFECYCLE
 from scoring.lifecycle import Lifecycle
 from scoring.models import (
@@ -89,14 +90,6 @@ _profiles = lead_profiles
 _cs = consent_states
 _qual = cast(Table, Qualification.__table__)
 _outcomes = cast(Table, LeadOutcome.__table__)
-_UPDATE_SCORE = Prepared(
-    update(_leads)
-    .where(_leads.c.subject_id == bindparam("sid"))
-    .values(
-        score=bindparam("score"), model_id=bindparam("model_id"), scored_at=bindparam("scored_at")
-    )
-)
-
 _UPDATE_SCORES_PG = Prepared(
     text(
         "UPDATE scoring_leads AS l SET score = v.score, model_id = :model_id, scored_at = :at "
@@ -158,22 +151,21 @@ _LEAD_ROWS = {
         lambda among: select(_leads).where(among(_leads.c.subject_id)).order_by(_leads.c.subject_id)
     ).items()
 }
-_INSERT_LEADS = Prepared(
-    sqlite.insert(_leads)
-    .values(
-        {
-            name: bindparam(name, type_=_leads.c[name].type)
-            for name in ("subject_id", "stage", "score", "model_id", "scored_at", "stage_since")
-        }
-    )
-    .on_conflict_do_nothing()
+# SQLite: rows as plain tuples on the driver's executemany, times as UTCDateTime stores
+# them (a full rescore inserts or updates every lead's row).
+_INSERT_LEADS_SQLITE = (
+    "INSERT INTO scoring_leads (subject_id, stage, score, model_id, scored_at, stage_since) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
-_PERMITTED = _per_dialect(
+_UPDATE_SCORE_SQLITE = (
+    "UPDATE scoring_leads SET score = ?, model_id = ?, scored_at = ? WHERE subject_id = ?"
+)
+_PERMITTED = _prepared_per_dialect(
     lambda among: select(_cs.c.subject_id, _cs.c.purpose_key).where(
         among(_cs.c.subject_id), _cs.c.permitted
     )
 )
-_ATTRIBUTES = _per_dialect(
+_ATTRIBUTES = _prepared_per_dialect(
     lambda among: select(_attrs).where(among(_attrs.c.subject_id)).order_by(_attrs.c.id)
 )
 _EVENT_FACTS = _per_dialect(
@@ -185,7 +177,7 @@ _EVENT_FACTS = _per_dialect(
         _events.c.consent_seq,
     ).where(among(_events.c.subject_id))
 )
-_BANT = _per_dialect(
+_BANT = _prepared_per_dialect(
     lambda among: select(_qual).where(
         _qual.c.id.in_(
             select(func.max(_qual.c.id))
@@ -251,6 +243,12 @@ _INSERT_POINTS_PG = text(
     "CAST(:kinds AS text[]), CAST(:points AS float8[]), CAST(:sources AS text[]), "
     "CAST(:occurred_at AS timestamptz[]), CAST(:consent_seqs AS bigint[]))"
 )
+
+_COPY_POINTS_PG = (
+    "COPY scoring_points (subject_id, rule, kind, points, source, occurred_at, consent_seq) "
+    "FROM STDIN"
+)
+_COPY_POINTS_FROM = 500  # rows; fewer (an event batch's) go as one INSERT over arrays
 
 
 class ConsentMissing(Conflict):
@@ -431,7 +429,7 @@ def _lock_leads(
         leads.update((lead.subject_id, lead) for lead in new)
         if defer_new:
             return leads, set(missing)
-        _INSERT_LEADS.executemany(
+        _insert_lead_rows(
             connection,
             [
                 {
@@ -459,12 +457,15 @@ def _facts(
     ``events``, their events. ``permitted``: the purposes each lead permits, if the
     caller read them already."""
     dialect, params = connection.dialect.name, {"ids": list(subject_ids)}
+    kept = _ATTRIBUTES[dialect].execute(connection, params)
     if permitted is None:
         permitted = defaultdict(set)
-        for row in connection.execute(_PERMITTED[dialect], params):
+        # Read only where there are answers to check (a full rescore: most leads have
+        # only events).
+        for row in _PERMITTED[dialect].execute(connection, params) if kept else ():
             permitted[row.subject_id].add(row.purpose_key)
     attributes: dict[str, list[engine.AttributeFact]] = defaultdict(list)
-    for r in connection.execute(_ATTRIBUTES[dialect], params):
+    for r in kept:
         if permitted.get(r.subject_id, set()).intersection(orjson.loads(r.purposes)):
             attributes[r.subject_id].append(
                 engine.AttributeFact(
@@ -477,7 +478,7 @@ def _facts(
             facts[r.subject_id].append(engine.EventFact(r.id, r.type, r.occurred_at, r.consent_seq))
     # Current BANT values count as fields "bant.<name>" (scoring.qualification); sales
     # recorded them under a live gating consent, and they are deleted with it.
-    for r in connection.execute(_BANT[dialect], params):
+    for r in _BANT[dialect].execute(connection, params):
         attributes[r.subject_id].append(
             engine.AttributeFact(
                 "field", f"bant.{r.field}", r.value, "bant", r.recorded_at, r.consent_seq
@@ -537,23 +538,39 @@ def rescore_leads(
     if not ids:
         return {}
     now = now or utcnow()
-    leads, _ = _lock_leads(connection, ids, now, start=active.model.lifecycle.start)
-    return _rescore_locked(connection, active, leads, now)
+    # On SQLite the rows of leads new to scoring are inserted with their first score.
+    leads, created = _lock_leads(
+        connection, ids, now, start=active.model.lifecycle.start, defer_new=True
+    )
+    return _rescore_locked(connection, active, leads, now, created)
 
 
 def _rescore_locked(
-    connection: Connection, active: ActiveModel, leads: Mapping[str, Any], now: datetime
+    connection: Connection,
+    active: ActiveModel,
+    leads: Mapping[str, Any],
+    now: datetime,
+    created: Collection[str] = (),
 ) -> dict[str, LeadScore]:
-    """:func:`rescore_leads` of ``leads``, their rows as :func:`_lock_leads` locked them:
-    every fact of each lead read and scored again."""
+    """:func:`rescore_leads` of ``leads``, their rows as :func:`_lock_leads` locked them
+    (``created``: the leads it created): every fact of each lead read and scored again.
+    Of the events, only those a rule counts are kept (:mod:`scoring.counted_events`,
+    the engine's count over the batch in one pass)."""
     ids = sorted(leads)
     if not ids:
         return {}
-    attributes, events = _facts(connection, ids)
+    model = active.model
+    attributes, _ = _facts(connection, ids, events=False)
+    counted = counted_events(connection, model, ids, now)
     computed = {
-        sid: engine.score_lead(active.model, attributes[sid], events[sid], now) for sid in ids
+        sid: engine.score_lead(model, attributes[sid], (), now)
+        + engine.counted_points(model, counted.get(sid, ()), now)
+        for sid in ids
     }
-    return _store_scores(connection, active, leads, computed, {}, now)
+    unstored = [
+        sid for sid in created if isinstance(leads[sid], _NewLead) and not leads[sid].inserted
+    ]
+    return _store_scores(connection, active, leads, computed, {}, now, unstored)
 
 
 def _rescore_changed(
@@ -724,7 +741,7 @@ def _store_scores(
         scored[sid] = LeadScore(sid, stage, score, points, moved)
     dialect = connection.dialect.name
     if inserts:
-        _INSERT_LEADS.executemany(connection, inserts)
+        _insert_lead_rows(connection, inserts)
     if replaced:
         _DELETE_POINTS[dialect].execute(connection, {"ids": replaced})
     if point_rows:
@@ -744,7 +761,13 @@ def _store_scores(
             },
         )
     elif updates:
-        _UPDATE_SCORE.executemany(connection, updates)
+        connection.exec_driver_sql(
+            _UPDATE_SCORE_SQLITE,
+            [
+                (u["score"], u["model_id"], sqlite_time(cast(datetime, u["scored_at"])), u["sid"])
+                for u in updates
+            ],
+        )
     if typed:
         connection.execute(_UPDATE_TYPES, typed)
     return scored
@@ -822,6 +845,24 @@ class LeadTypes:
         return [{"type": name, **given} for name, given in self.held.items()]
 
 
+def _insert_lead_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """New leads' scoring rows, on SQLite (the one writer: :func:`_lock_leads`)."""
+    connection.exec_driver_sql(
+        _INSERT_LEADS_SQLITE,
+        [
+            (
+                r["subject_id"],
+                r["stage"],
+                float(r["score"]),
+                r["model_id"],
+                sqlite_time(r["scored_at"]),
+                sqlite_time(r["stage_since"]),
+            )
+            for r in rows
+        ],
+    )
+
+
 def _insert_points(connection: Connection, rows: list[dict[str, Any]]) -> None:
     if connection.dialect.name != "postgresql":
         # SQLite: the driver's executemany of plain tuples (a full rescore writes
@@ -841,6 +882,23 @@ def _insert_points(connection: Connection, rows: list[dict[str, Any]]) -> None:
                 for r in rows
             ],
         )
+        return
+    if len(rows) >= _COPY_POINTS_FROM:
+        # Many rows (a full rescore's batch): COPY, whose rows psycopg formats in C,
+        # where column arrays are built in Python element by element.
+        with driver_cursor(connection) as cursor, cursor.copy(_COPY_POINTS_PG) as copy:
+            for r in rows:
+                copy.write_row(
+                    (
+                        r["subject_id"],
+                        r["rule"],
+                        r["kind"],
+                        float(r["points"]),
+                        r["source"],
+                        r["occurred_at"],
+                        r["consent_seq"],
+                    )
+                )
         return
     # PostgreSQL: the rows as column arrays, one statement for the batch.
     connection.execute(
@@ -1754,7 +1812,7 @@ def lead_intents(
         return found
     dialect, params = connection.dialect.name, {"ids": list(subject_ids)}
     permitted: dict[str, set[str]] = defaultdict(set)
-    for row in connection.execute(_PERMITTED[dialect], params):
+    for row in _PERMITTED[dialect].execute(connection, params):
         permitted[row.subject_id].add(row.purpose_key)
     answers: dict[str, list[engine.AttributeFact]] = defaultdict(list)
     for r in connection.execute(_QUIZ_ANSWERS[dialect], params):
