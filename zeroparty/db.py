@@ -21,7 +21,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 import anyio.to_thread
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.sql.compiler import ExpandedState, SQLCompiler
@@ -140,12 +140,19 @@ class Prepared:
         self, connection: Connection, values: Mapping[str, object] | None = None
     ) -> list[Any]:
         """Run with ``values``; the rows it returns (none for a statement without)."""
-        prepared = self.on(connection.dialect)
+        dialect = connection.dialect
+        prepared = self._compiled.get(dialect) or self.on(dialect)
         sql, parameters = prepared.render(values or {})
-        with driver_cursor(connection) as cursor:
+        # driver_cursor's work, inline: this runs for every statement of a hot request.
+        cursor = connection.connection.cursor()
+        try:
             cursor.execute(sql, parameters)
             description = cursor.description
             return prepared.rows(description, cursor.fetchall()) if description else []
+        except dialect.loaded_dbapi.Error as exc:
+            raise _translated(dialect, exc) from exc
+        finally:
+            cursor.close()
 
     def executemany(self, connection: Connection, rows: Sequence[Mapping[str, object]]) -> None:
         """Run once per mapping of ``rows`` (no expanding lists, nothing returned)."""
@@ -169,6 +176,9 @@ class _PreparedFor:
     positions: tuple[str, ...] | None  # parameter names in order (qmark), or None (named)
     defaults: Mapping[str, object]  # the statement's own values (literals, LIMIT)
     binds: Mapping[str, Callable[[Any], Any]]  # bind processors, by parameter name
+    # Positional, no list, no value of its own: each driver parameter's name and bind
+    # processor, in order (the common case, rendered without building a dict).
+    ordered: tuple[tuple[str, Callable[[Any], Any] | None], ...] | None
     columns: tuple[Any, ...]  # the statement's columns (their types process results)
     row: Callable[..., Any] | None  # the named tuple of a returned row
     # Result processors per column (None: nothing to do), by the driver's type codes.
@@ -187,16 +197,20 @@ class _PreparedFor:
                 defaults[name] = bind.effective_value
         columns = tuple(getattr(statement, "exported_columns", None) or ())
         keys = [column.key for column in columns]
+        positions = tuple(compiled.positiontup) if compiled.positiontup else None
+        expanding = bool(compiled.post_compile_params)
+        simple = positions is not None and not expanding and not defaults
         return cls(
             dialect=dialect,
             compiled=compiled,
             sql=compiled.string,
-            expanding=bool(compiled.post_compile_params),
+            expanding=expanding,
             lists=tuple(sorted(compiled.bind_names[b] for b in compiled.post_compile_params)),
             shapes={},
-            positions=tuple(compiled.positiontup) if compiled.positiontup else None,
+            positions=positions,
             defaults=defaults,
             binds=binds,
+            ordered=tuple((n, binds.get(n)) for n in positions or ()) if simple else None,
             columns=columns,
             row=namedtuple("Row", keys, rename=True) if keys else None,
             results={},
@@ -204,6 +218,11 @@ class _PreparedFor:
 
     def render(self, values: Mapping[str, object]) -> tuple[str, Any]:
         """The SQL for ``values``, and its parameters, processed, in the driver's style."""
+        if self.ordered is not None:
+            return self.sql, tuple(
+                values[name] if process is None or values[name] is None else process(values[name])
+                for name, process in self.ordered
+            )
         params = {**self.defaults, **values} if self.defaults else dict(values)
         if self.expanding:
             return self._render_expanded(params)
@@ -236,24 +255,34 @@ class _PreparedFor:
             return shape.sql, tuple(picked)
         return shape.sql, {s[0]: value for s, value in zip(shape.sources, picked, strict=True)}
 
-    def rows(self, description: Any, fetched: list[Any]) -> list[Any]:
+    def rows(self, description: Any, fetched: Sequence[Any]) -> list[Any]:
         """Fetched rows as named tuples, their values processed by the column types
         (``description``: the cursor's, whose type codes some processors depend on)."""
-        make = cast(Callable[..., Any], self.row)
-        codes = tuple(column[1] for column in description)
-        if codes not in self.results:
+        make = self.row
+        assert make is not None
+        # SQLite gives no type codes (all None): one set of processors, looked up at once.
+        codes = _NO_CODES if self.dialect.name == "sqlite" else tuple(c[1] for c in description)
+        try:
+            results = self.results[codes]
+        except KeyError:
             processors = tuple(
                 column.type.dialect_impl(self.dialect).result_processor(self.dialect, code)
-                for column, code in zip(self.columns, codes, strict=True)
+                for column, code in zip(self.columns, _codes(codes, self.columns), strict=True)
             )
-            self.results[codes] = processors if any(processors) else None
-        results = self.results[codes]
+            results = self.results[codes] = processors if any(processors) else None
         if results is None:
             return [make(*row) for row in fetched]
         return [
             make(*[value if p is None else p(value) for p, value in zip(results, row, strict=True)])
             for row in fetched
         ]
+
+
+_NO_CODES: tuple[Any, ...] = ()
+
+
+def _codes(codes: tuple[Any, ...], columns: tuple[Any, ...]) -> tuple[Any, ...]:
+    return codes if codes is not _NO_CODES else (None,) * len(columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,16 +340,16 @@ def driver_cursor(connection: Connection) -> Iterator[Any]:
     try:
         yield cursor
     except connection.dialect.loaded_dbapi.Error as exc:
-        raise DBAPIError.instance(
-            None,
-            None,
-            exc,
-            connection.dialect.loaded_dbapi.Error,
-            hide_parameters=True,
-            dialect=connection.dialect,
-        ) from exc
+        raise _translated(connection.dialect, exc) from exc
     finally:
         cursor.close()
+
+
+def _translated(dialect: Dialect, exc: Exception) -> StatementError:
+    """``exc``, a driver error, as the SQLAlchemy exception class an execution raises."""
+    return DBAPIError.instance(
+        None, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
+    )
 
 
 def sqlite_time(moment: datetime) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from typing import cast as cast_table
 
 import pytest
-from sqlalchemy import Integer, String, Table, bindparam, cast, insert, literal, select
+from sqlalchemy import Integer, String, Table, bindparam, cast, insert, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from scoring.models import ScoredLead
@@ -136,3 +136,44 @@ def test_in_lists_are_rendered_once_per_shape_and_read_right(database: Database)
         # A timestamp inside a list goes through its type's processing, as a single one.
         at = Prepared(select(_leads.c.subject_id).where(_leads.c.scored_at.in_([WHEN])))
         assert len(at.execute(connection)) == 6
+
+
+_BY_TIME = Prepared(
+    select(_leads.c.subject_id)
+    .where(
+        or_(
+            _leads.c.scored_at == bindparam("at"),
+            _leads.c.stage_since == bindparam("at"),
+            _leads.c.model_id == bindparam("model"),
+        )
+    )
+    .order_by(_leads.c.subject_id)
+)
+
+
+def test_plain_parameters_are_processed_in_order_and_may_repeat(database: Database) -> None:
+    """A statement without lists or values of its own (rendered without a dict): a
+    timestamp goes in as the engine writes it, a name used twice is sent twice, a None
+    is sent as NULL, not processed."""
+    with database.write_connection() as connection:
+        _INSERT.executemany(connection, [_lead(n, model_id=n) for n in range(1, 5)])
+        cases = [
+            {"at": WHEN, "model": None},
+            {"at": WHEN + timedelta(seconds=2), "model": 4},
+            {"at": WHEN - timedelta(days=1), "model": 3},
+        ]
+        for values in cases:
+            prepared = [row.subject_id for row in _BY_TIME.execute(connection, values)]
+            engine = list(connection.execute(_BY_TIME.statement, values).scalars())
+            assert prepared == engine
+        assert [r.subject_id for r in _BY_TIME.execute(connection, cases[0])] == [
+            "lead-1",
+            "lead-2",
+            "lead-3",
+            "lead-4",
+        ]
+        assert [r.subject_id for r in _BY_TIME.execute(connection, cases[1])] == [
+            "lead-2",
+            "lead-4",
+        ]
+        assert [r.subject_id for r in _BY_TIME.execute(connection, cases[2])] == ["lead-3"]
