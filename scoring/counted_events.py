@@ -14,6 +14,7 @@ engine's own (the same timestamps compared in Python; ids ordered by code point:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
@@ -36,21 +37,60 @@ def rule_since(rule: BehaviourRule, now: datetime) -> datetime | None:
     return now - timedelta(days=rule.window_days) if rule.window_days else None
 
 
+# A counted event as read: (rule index, event id, time as the driver gives it, consent seq).
+CountedRow = tuple[int, str, Any, int]
+
+
+@dataclass(frozen=True, slots=True)
+class CountedRows:
+    """Per lead, the events the model's behaviour rules count, as read: ``(i, event id,
+    stored time, consent seq)`` for ``model.behaviour[i]``, in rule order, then in (time,
+    id) order (leads without any are absent). ``loaded`` turns a stored time into
+    UTCDateTime's value; ``stored`` is the other way; ``as_written`` is a stored time as
+    UTCDateTime writes it (itself, unless a row was written otherwise)."""
+
+    by_lead: dict[str, list[CountedRow]]
+    loaded: Callable[[Any], datetime]
+    stored: Callable[[datetime], Any]
+
+    def as_written(self, stored_at: Any) -> Any:
+        if isinstance(stored_at, str) and len(stored_at) != len(_SQLITE_TIME):
+            return self.stored(self.loaded(stored_at))
+        return stored_at
+
+
 def counted_events(
     session: Transaction, model: ScoringModel, subject_ids: Sequence[str], now: datetime
 ) -> Counted:
     """Per lead of ``subject_ids`` (sorted, distinct), the events ``model``'s behaviour
     rules count at ``now``: ``(i, event)`` for ``model.behaviour[i]``, in rule order,
     then in (time, id) order. Leads without any are absent."""
-    rules = model.behaviour
-    if not rules or not subject_ids:
-        return {}
+    counted = counted_rows(session, model, subject_ids, now)
+    rules, loaded = model.behaviour, counted.loaded
+    return {
+        subject_id: [
+            (i, EventFact(event_id, rules[i].event, loaded(occurred_at), seq))
+            for i, event_id, occurred_at, seq in rows
+        ]
+        for subject_id, rows in counted.by_lead.items()
+    }
+
+
+def counted_rows(
+    session: Transaction, model: ScoringModel, subject_ids: Sequence[str], now: datetime
+) -> CountedRows:
+    """:func:`counted_events` as read, without making an event of each (a full rescore
+    writes them straight into point rows)."""
     connection = connection_of(session)
     dialect = connection.dialect
     # Times are compared as the driver gives them (SQLite: UTCDateTime's fixed-width
     # text, in time order; PostgreSQL: aware datetimes); only counted events' times are
-    # turned into UTCDateTime's values.
+    # turned into UTCDateTime's values, and only by the caller.
     stored, loaded = _time_processors(dialect)
+    found: dict[str, list[CountedRow]] = {}
+    rules = model.behaviour
+    if not rules or not subject_ids:
+        return CountedRows(found, loaded, stored)
     by_type: dict[str, list[tuple[int, BehaviourRule, Any]]] = {}
     for i, rule in enumerate(rules):
         since = rule_since(rule, now)
@@ -75,22 +115,18 @@ def counted_events(
         cursor.execute(sql, parameters)
         rows = cursor.fetchall()  # plain tuples: most rows are only counted
     counts: dict[tuple[str, int], int] = {}
-    found: Counted = {}
     for subject_id, event_type, event_id, occurred_at, consent_seq in rows:
-        event: EventFact | None = None
         for i, rule, since in by_type[event_type]:
             if since is not None and occurred_at < since:
                 continue
             key = (subject_id, i)
             count = counts[key] = counts.get(key, 0) + 1
             if rule.min_count <= count < rule.min_count + rule.max_count:
-                if event is None:
-                    event = EventFact(event_id, event_type, loaded(occurred_at), consent_seq)
-                found.setdefault(subject_id, []).append((i, event))
+                found.setdefault(subject_id, []).append((i, event_id, occurred_at, consent_seq))
     if len(rules) > 1:
         for pairs in found.values():
             pairs.sort(key=_by_rule)  # stable: each rule's events stay in (time, id) order
-    return found
+    return CountedRows(found, loaded, stored)
 
 
 def _time_processors(dialect: Dialect) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
@@ -112,6 +148,7 @@ def _unchanged(value: Any) -> Any:
     return value
 
 
+_SQLITE_TIME = "2026-12-05 09:30:00.000000"  # UTCDateTime's text on SQLite: fixed width
 _TIME_PROCESSORS: dict[Dialect, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {}
 
 

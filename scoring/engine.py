@@ -117,7 +117,12 @@ def intent_of(model: ScoringModel, attributes: Iterable[AttributeFact]) -> Inten
 
 
 def total(points: Iterable[Point]) -> float:
-    return float(round(sum(p.points for p in points), 2))
+    return total_of(p.points for p in points)
+
+
+def total_of(values: Iterable[float]) -> float:
+    """:func:`total` of the points' values, in the points' order."""
+    return float(round(sum(values), 2))
 
 
 def decayed(points: float, age: timedelta, half_life_days: float | None) -> float:
@@ -263,15 +268,20 @@ def _behaviour_points(
 
 def behaviour_point(rule: BehaviourRule, event: EventFact, now: datetime) -> Point:
     """The point ``rule`` gives for ``event``, one it counts (decayed to ``now``)."""
-    value = decayed(rule.points, now - event.occurred_at, rule.half_life_days)
     return Point(
         rule.name,
         "behaviour",
-        round(value, 2),
+        behaviour_value(rule, event.occurred_at, now),
         f"event:{event.event_id}",
         event.occurred_at,
         event.consent_seq,
     )
+
+
+def behaviour_value(rule: BehaviourRule, occurred_at: datetime, now: datetime) -> float:
+    """The value of a point of ``rule`` for an event at ``occurred_at`` (without
+    ``half_life_days``, ``rule.points`` rounded whatever the time)."""
+    return round(decayed(rule.points, now - occurred_at, rule.half_life_days), 2)
 
 
 def counted_points(

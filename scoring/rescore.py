@@ -14,11 +14,10 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Table, func, select
-from sqlalchemy.engine import Connection
 
 from consent_ledger.read_model import consent_states
 from scoring.models import ScoredLead
-from scoring.services import ActiveModel, purge_lead, require_model, rescore_leads
+from scoring.services import purge_lead, require_model, rescore_in_full
 from zeroparty.db import Database, utcnow
 
 BATCH = 1000
@@ -79,18 +78,11 @@ def rescore_all(
             ids = [row.subject_id for row in connection.execute(stmt)]
             if not ids:
                 break
-            batch_points, batch_moved = _rescore_batch(connection, active, ids, now)
-        points += batch_points
-        moved += batch_moved
+            batch = rescore_in_full(connection, active, ids, now)
+        points += batch.points
+        moved += batch.moved
         done += len(ids)
         after = ids[-1]
         if progress is not None:
             progress(done, total)
     return RescoreReport(done, points, moved, purged, active.id)
-
-
-def _rescore_batch(
-    connection: Connection, active: ActiveModel, ids: list[str], now: datetime
-) -> tuple[int, int]:
-    scored = rescore_leads(connection, active, ids, now=now).values()
-    return sum(len(lead.points) for lead in scored), sum(lead.moved for lead in scored)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from functools import cache
+from functools import cache, partial
 from typing import Any, cast
 from weakref import WeakKeyDictionary
 
@@ -43,7 +43,7 @@ from consent_ledger.entries import LedgerEntry, format_timestamp
 from consent_ledger.read_model import consent_states, lead_profiles
 from scoring import actions, consent, crm_notices, engine
 from scoring.consent import LATEST_MODEL_KEY
-from scoring.counted_events import counted_events
+from scoring.counted_events import counted_events, counted_rows
 from scoring.lifecycle import DEFAULT as DEFAULT_LIFECYCLE
 from scoring.lifecycle import Lifecycle
 from scoring.models import (
@@ -59,7 +59,7 @@ from scoring.models import (
     StageChange,
     Webhook,
 )
-from scoring.rules import ScoringModel, model_from_json
+from scoring.rules import BehaviourRule, ScoringModel, model_from_json
 from scoring.stages import Actor
 from zeroparty.db import (
     DriverStatement,
@@ -573,6 +573,94 @@ def _rescore_locked(
     return _store_scores(connection, active, leads, computed, {}, now, unstored)
 
 
+@dataclass(frozen=True, slots=True)
+class FullRescore:
+    """What :func:`rescore_in_full` did: points stored, leads moved by a threshold."""
+
+    points: int
+    moved: int
+
+
+def rescore_in_full(
+    session: Transaction, active: ActiveModel, subject_ids: Iterable[str], now: datetime
+) -> FullRescore:
+    """:func:`rescore_leads` for ``zeroparty score`` (:mod:`scoring.rescore`): the same
+    rows written (points, scores, stages, moves, hand-offs, lead types), without the
+    leads' points in memory: the events a behaviour rule counts
+    (:func:`scoring.counted_events.counted_rows`) go straight into point rows, each
+    worth :func:`scoring.engine.behaviour_value`, and a lead's score is
+    :func:`scoring.engine.total_of` its points' values in the engine's order (answers'
+    points first, then each rule's, as :func:`scoring.engine.score_lead`)."""
+    connection = connection_of(session)
+    ids = sorted(set(subject_ids))
+    if not ids:
+        return FullRescore(0, 0)
+    model = active.model
+    leads, created = _lock_leads(connection, ids, now, start=model.lifecycle.start, defer_new=True)
+    unstored = [
+        sid for sid in created if isinstance(leads[sid], _NewLead) and not leads[sid].inserted
+    ]
+    attributes, _ = _facts(connection, ids, events=False)
+    counted = counted_rows(connection, model, ids, now)
+    rules, loaded, written = model.behaviour, counted.loaded, counted.as_written
+    at = _stored_time(connection)
+    # A rule without decay gives every event it counts the same value.
+    fixed = [None if r.half_life_days else engine.behaviour_value(r, now, now) for r in rules]
+    rows: list[tuple[Any, ...]] = []
+    replaced: list[str] = []
+    writes = _LeadWrites(active, now, unstored)
+    moved = 0
+    for sid in ids:
+        lead = leads[sid]
+        inputs = engine.score_lead(model, attributes[sid], (), now) if sid in attributes else []
+        behaviour = [
+            (
+                i,
+                event_id,
+                stored_at,
+                seq,
+                value
+                if (value := fixed[i]) is not None
+                else engine.behaviour_value(rules[i], loaded(stored_at), now),
+            )
+            for i, event_id, stored_at, seq in counted.by_lead.get(sid, ())
+        ]
+        if lead.model_id is not None:
+            replaced.append(sid)  # as _store_scores: points not read, all replaced
+        rows += [
+            (sid, p.rule, p.kind, float(p.points), p.source, at(p.occurred_at), p.consent_seq)
+            for p in inputs
+        ]
+        rows += [
+            (sid, rules[i].name, "behaviour", value, f"event:{event_id}", written(stored_at), seq)
+            for i, event_id, stored_at, seq, value in behaviour
+        ]
+        score = engine.total_of([*(p.points for p in inputs), *(b[4] for b in behaviour)])
+        _, did_move = writes.score(
+            connection,
+            sid,
+            lead,
+            score,
+            partial(_rules_that_scored, rules, inputs, behaviour),
+        )
+        moved += did_move
+    writes.insert_new(connection)
+    if replaced:
+        _DELETE_POINTS[connection.dialect.name].execute(connection, {"ids": replaced})
+    _write_point_tuples(connection, rows)
+    writes.update_known(connection)
+    return FullRescore(len(rows), moved)
+
+
+def _rules_that_scored(
+    rules: Sequence[BehaviourRule],
+    inputs: Iterable[engine.Point],
+    behaviour: Iterable[tuple[int, str, Any, int, float]],
+) -> set[str]:
+    """:func:`_scored_rules` of :func:`rescore_in_full`'s points of a lead."""
+    return _scored_rules(inputs) | {rules[b[0]].name for b in behaviour if b[4] > 0}
+
+
 def _rescore_changed(
     connection: Connection,
     active: ActiveModel,
@@ -657,13 +745,9 @@ def _store_scores(
     scores and stages; a score crossing a threshold moves the lead forward, records the
     move and queues the hand-off. ``unstored``: new leads whose rows
     :func:`_lock_leads` left to insert here, with their first score."""
-    rank = active.model.lifecycle.rank
     point_rows: list[dict[str, Any]] = []
     replaced: list[str] = []
-    updates: list[dict[str, object]] = []
-    unchanged: list[str] = []
-    inserts: list[dict[str, object]] = []
-    typed: list[dict[str, object]] = []
+    writes = _LeadWrites(active, now, unstored)
     scored: dict[str, LeadScore] = {}
     for sid in sorted(computed):
         points = computed[sid]
@@ -695,13 +779,57 @@ def _store_scores(
             for p in added
         ]
         score = engine.total(points)
-        stage, reached = str(lead.stage), active.model.stage_for(score)
+        stage, moved = writes.score(connection, sid, lead, score, partial(_scored_rules, points))
+        scored[sid] = LeadScore(sid, stage, score, points, moved)
+    dialect = connection.dialect.name
+    writes.insert_new(connection)
+    if replaced:
+        _DELETE_POINTS[dialect].execute(connection, {"ids": replaced})
+    if point_rows:
+        _insert_points(connection, point_rows)
+    writes.update_known(connection)
+    return scored
+
+
+def _scored_rules(points: Iterable[engine.Point]) -> set[str]:
+    """The rules that gave a lead points (what a lead type's ``rules`` ask for)."""
+    return {p.rule for p in points if p.points > 0}
+
+
+@dataclass
+class _LeadWrites:
+    """The scoring rows' side of a store: each lead's new score (:meth:`score`, which
+    moves it forward at a threshold and gives it the lead types it earns), then the
+    rows written a statement for all (:meth:`insert_new`, :meth:`update_known`).
+    ``unstored``: new leads whose rows :func:`_lock_leads` left to insert here."""
+
+    active: ActiveModel
+    now: datetime
+    unstored: Collection[str]
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    typed: list[dict[str, object]] = field(default_factory=list)
+
+    def score(
+        self,
+        connection: Connection,
+        sid: str,
+        lead: Any,
+        score: float,
+        scored_rules: Callable[[], set[str]],
+    ) -> tuple[str, bool]:
+        """Take ``score`` for ``lead`` (its locked row); its stage after, and whether
+        the score moved it. ``scored_rules``: the rules that gave it points."""
+        model, now = self.active.model, self.now
+        rank = model.lifecycle.rank
+        stage, reached = str(lead.stage), model.stage_for(score)
         held = lead.recycled_score is not None and score <= lead.recycled_score
         if rank(reached) > rank(stage) and not held:
-            threshold = dict(active.model.thresholds)[reached]
+            threshold = dict(model.thresholds)[reached]
             _move(
                 connection,
-                active.model,
+                model,
                 sid,
                 stage,
                 reached,
@@ -710,7 +838,7 @@ def _store_scores(
                 score,
                 now,
             )
-            if sid not in unstored:
+            if sid not in self.unstored:
                 connection.execute(
                     update(_leads)
                     .where(_leads.c.subject_id == sid)
@@ -719,58 +847,57 @@ def _store_scores(
             stage, moved = reached, True
         else:
             moved = False
-        if sid in unstored:
-            inserts.append(
+        if sid in self.unstored:
+            self.inserts.append(
                 {
                     "subject_id": sid,
                     "stage": stage,
                     "score": score,
-                    "model_id": active.id,
+                    "model_id": self.active.id,
                     "scored_at": now,
                     "stage_since": now,
                 }
             )
-        elif score == lead.score and lead.model_id == active.id:
-            unchanged.append(sid)
+        elif score == lead.score and lead.model_id == self.active.id:
+            self.unchanged.append(sid)
         else:
-            updates.append({"sid": sid, "score": score, "model_id": active.id, "scored_at": now})
-        if active.model.lead_types:
-            earned = _earned_types(active.model, lead.lead_types, score, points, now)
+            self.updates.append(
+                {"sid": sid, "score": score, "model_id": self.active.id, "scored_at": now}
+            )
+        if model.lead_types:
+            earned = _earned_types(model, lead.lead_types, score, scored_rules(), now)
             if earned is not None:
-                typed.append({"sid": sid, "types": earned})
-        scored[sid] = LeadScore(sid, stage, score, points, moved)
-    dialect = connection.dialect.name
-    if inserts:
-        _insert_lead_rows(connection, inserts)
-    if replaced:
-        _DELETE_POINTS[dialect].execute(connection, {"ids": replaced})
-    if point_rows:
-        _insert_points(connection, point_rows)
-    if unchanged:
-        # Same score, same model: one statement moves their scoring time.
-        _TOUCH_LEADS[dialect].execute(connection, {"ids": unchanged, "at": now})
-    if updates and dialect == "postgresql":
-        # One statement over two arrays rather than a pipeline of one UPDATE per lead.
-        _UPDATE_SCORES_PG.execute(
-            connection,
-            {
-                "ids": [u["sid"] for u in updates],
-                "scores": [float(u["score"]) for u in updates],  # type: ignore[arg-type]
-                "model_id": active.id,
-                "at": now,
-            },
-        )
-    elif updates:
-        connection.exec_driver_sql(
-            _UPDATE_SCORE_SQLITE,
-            [
-                (u["score"], u["model_id"], sqlite_time(cast(datetime, u["scored_at"])), u["sid"])
-                for u in updates
-            ],
-        )
-    if typed:
-        connection.execute(_UPDATE_TYPES, typed)
-    return scored
+                self.typed.append({"sid": sid, "types": earned})
+        return stage, moved
+
+    def insert_new(self, connection: Connection) -> None:
+        if self.inserts:
+            _insert_lead_rows(connection, self.inserts)
+
+    def update_known(self, connection: Connection) -> None:
+        dialect, now = connection.dialect.name, self.now
+        if self.unchanged:
+            # Same score, same model: one statement moves their scoring time.
+            _TOUCH_LEADS[dialect].execute(connection, {"ids": self.unchanged, "at": now})
+        if self.updates and dialect == "postgresql":
+            # One statement over two arrays rather than a pipeline of one UPDATE per lead.
+            _UPDATE_SCORES_PG.execute(
+                connection,
+                {
+                    "ids": [u["sid"] for u in self.updates],
+                    "scores": [float(u["score"]) for u in self.updates],
+                    "model_id": self.active.id,
+                    "at": now,
+                },
+            )
+        elif self.updates:
+            at = _sqlite_times()
+            connection.exec_driver_sql(
+                _UPDATE_SCORE_SQLITE,
+                [(u["score"], u["model_id"], at(u["scored_at"]), u["sid"]) for u in self.updates],
+            )
+        if self.typed:
+            connection.execute(_UPDATE_TYPES, self.typed)
 
 
 _UPDATE_TYPES = (
@@ -786,12 +913,12 @@ def held_types(raw: str | None) -> dict[str, dict[str, str]]:
 
 
 def _earned_types(
-    model: ScoringModel, raw: str | None, score: float, points: list[engine.Point], now: datetime
+    model: ScoringModel, raw: str | None, score: float, scored_rules: set[str], now: datetime
 ) -> str | None:
-    """The lead's types with those it earns now added (JSON), ``None`` if none is new.
-    A type once earned is kept, like the stage a threshold reached."""
+    """The lead's types with those it earns now added (JSON), ``None`` if none is new
+    (``scored_rules``: the rules that gave it points). A type once earned is kept, like
+    the stage a threshold reached."""
     held = held_types(raw)
-    scored_rules = {p.rule for p in points if p.points > 0}
     new = [t for t in model.lead_types if t.name not in held and t.earned(score, scored_rules)]
     if not new:
         return None
@@ -847,6 +974,7 @@ class LeadTypes:
 
 def _insert_lead_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
     """New leads' scoring rows, on SQLite (the one writer: :func:`_lock_leads`)."""
+    at = _sqlite_times()
     connection.exec_driver_sql(
         _INSERT_LEADS_SQLITE,
         [
@@ -855,20 +983,34 @@ def _insert_lead_rows(connection: Connection, rows: list[dict[str, Any]]) -> Non
                 r["stage"],
                 float(r["score"]),
                 r["model_id"],
-                sqlite_time(r["scored_at"]),
-                sqlite_time(r["stage_since"]),
+                at(r["scored_at"]),
+                at(r["stage_since"]),
             )
             for r in rows
         ],
     )
 
 
+def _sqlite_times() -> Callable[[datetime], str]:
+    """:func:`sqlite_time`, each moment formatted once (the rows of one store mostly
+    share the store's ``now``)."""
+    formatted: dict[datetime, str] = {}
+
+    def at(moment: datetime) -> str:
+        text = formatted.get(moment)
+        if text is None:
+            text = formatted[moment] = sqlite_time(moment)
+        return text
+
+    return at
+
+
 def _insert_points(connection: Connection, rows: list[dict[str, Any]]) -> None:
-    if connection.dialect.name != "postgresql":
-        # SQLite: the driver's executemany of plain tuples (a full rescore writes
-        # hundreds of thousands), times as UTCDateTime stores them.
-        connection.exec_driver_sql(
-            _INSERT_POINTS_SQLITE,
+    postgresql = connection.dialect.name == "postgresql"
+    if not postgresql or len(rows) >= _COPY_POINTS_FROM:
+        at = _stored_time(connection)
+        _write_point_tuples(
+            connection,
             [
                 (
                     r["subject_id"],
@@ -876,31 +1018,14 @@ def _insert_points(connection: Connection, rows: list[dict[str, Any]]) -> None:
                     r["kind"],
                     float(r["points"]),
                     r["source"],
-                    sqlite_time(r["occurred_at"]),
+                    at(r["occurred_at"]),
                     r["consent_seq"],
                 )
                 for r in rows
             ],
         )
         return
-    if len(rows) >= _COPY_POINTS_FROM:
-        # Many rows (a full rescore's batch): COPY, whose rows psycopg formats in C,
-        # where column arrays are built in Python element by element.
-        with driver_cursor(connection) as cursor, cursor.copy(_COPY_POINTS_PG) as copy:
-            for r in rows:
-                copy.write_row(
-                    (
-                        r["subject_id"],
-                        r["rule"],
-                        r["kind"],
-                        float(r["points"]),
-                        r["source"],
-                        r["occurred_at"],
-                        r["consent_seq"],
-                    )
-                )
-        return
-    # PostgreSQL: the rows as column arrays, one statement for the batch.
+    # PostgreSQL, a few rows (an event batch's): column arrays, one statement.
     connection.execute(
         _INSERT_POINTS_PG,
         {
@@ -913,6 +1038,31 @@ def _insert_points(connection: Connection, rows: list[dict[str, Any]]) -> None:
             "consent_seqs": [r["consent_seq"] for r in rows],
         },
     )
+
+
+def _stored_time(connection: Connection) -> Callable[[datetime], Any]:
+    """A time as :func:`_write_point_tuples` takes it: UTCDateTime's text on SQLite."""
+    return sqlite_time if connection.dialect.name != "postgresql" else _as_given
+
+
+def _as_given(moment: datetime) -> datetime:
+    return moment
+
+
+def _write_point_tuples(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Point rows as tuples in the table's order (subject_id, rule, kind, points,
+    source, occurred_at, consent_seq), times as the driver stores them. SQLite: the
+    driver's executemany (a full rescore writes hundreds of thousands); PostgreSQL: COPY,
+    whose rows psycopg formats in C (column arrays are built in Python element by
+    element)."""
+    if not rows:
+        return
+    if connection.dialect.name != "postgresql":
+        connection.exec_driver_sql(_INSERT_POINTS_SQLITE, list(rows))
+        return
+    with driver_cursor(connection) as cursor, cursor.copy(_COPY_POINTS_PG) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 @dataclass(frozen=True, slots=True)
