@@ -38,6 +38,7 @@ from zeroparty import __version__, access_log, error_pages, i18n
 from zeroparty.apikeys import ApiKeyVerifier
 from zeroparty.background import PeriodicJob
 from zeroparty.brand import brand_css, current_brand, site_brand
+from zeroparty.brand_parts import BrandParts
 from zeroparty.db import Database
 from zeroparty.errors import ZeropartyError
 from zeroparty.http import JSONResponse, wants_json
@@ -209,10 +210,12 @@ def templates_for(directory: Path) -> Jinja2Templates:
     templates.env.globals["static_url"] = static_url
     templates.env.globals["site_brand"] = site_brand
     i18n.install(templates.env)
-    # The brand's macros as a module built once (zeroparty/base.html calls them): an
-    # `{% import %}` looks the module up again at every render, and one `with context`
-    # builds it again, a few tens of µs of every page.
-    templates.env.globals["branding"] = templates.env.get_template("zeroparty/_brand.html").module
+    # The brand's macros (zeroparty/base.html calls them) from a module built once, their
+    # HTML kept once rendered: an `{% import %}` looks the module up again at every
+    # render, one `with context` builds it again, and the macro calls were about a fifth
+    # of a short page's render.
+    macros = templates.env.get_template("zeroparty/_brand.html").module
+    templates.env.globals["branding"] = BrandParts(macros)
     return templates
 
 

@@ -1,30 +1,57 @@
 """The brand's macros (``templates/zeroparty/_brand.html``) as the shared layout calls
-them: one module built when the app starts, given the root path and the page's own
-privacy policy explicitly, printing what they printed when imported with context."""
+them (:mod:`zeroparty.brand_parts`): rendered once per brand, language and arguments,
+given the root path and the page's own privacy policy explicitly, printing what they
+printed when imported with context."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from starlette.testclient import TestClient
 
+from zeroparty import i18n
 from zeroparty.app import TEMPLATES_DIR, create_app
+from zeroparty.brand import current_brand
+from zeroparty.brand_parts import BrandParts
 from zeroparty.db import Database
 from zeroparty.settings import Settings
 
 POLICY = 'href="https://northwind.example/privacy"'
 
 
-def test_the_layout_calls_one_module_built_at_start(settings: Settings, database: Database) -> None:
+def test_the_layout_prints_parts_rendered_once(settings: Settings, database: Database) -> None:
     """An import in the layout would look the module up, or (``with context``) build it
-    again, at every render."""
+    again, at every render; the parts are rendered once per brand and language."""
     app = create_app(settings, database)
-    templates = app.state.templates
-    module = templates.env.globals["branding"]
-    assert module is templates.env.get_template("zeroparty/_brand.html").module
+    parts = app.state.templates.env.globals["branding"]
+    assert isinstance(parts, BrandParts)
     assert "import" not in (TEMPLATES_DIR / "zeroparty" / "base.html").read_text(encoding="utf-8")
     with TestClient(app) as client:
-        for _ in range(2):
-            assert client.get("/p/request-link").status_code == 200
-    assert templates.env.globals["branding"] is module
+        english = client.get("/p/request-link").text
+        kept = dict(parts._kept)
+        assert client.get("/p/request-link").text == english
+        assert parts._kept == kept  # nothing rendered again
+        german = client.get("/p/request-link?lang=de").text
+    assert '<a href="https://northwind.example/privacy">Privacy policy</a>' in english
+    assert '<a href="https://northwind.example/privacy">Datenschutzerklärung</a>' in german
+    assert len(parts._kept) == len(kept) + 1  # the footer, in German
+
+
+def test_a_new_brand_is_shown_at_once(settings: Settings, database: Database) -> None:
+    """Parts are kept by the brand's value: another brand renders its own."""
+    app = create_app(settings, database)
+    parts = app.state.templates.env.globals["branding"]
+    with TestClient(app) as client:
+        client.get("/p/request-link")
+    brand = current_brand(database)
+    assert brand is not None
+    renamed = dataclasses.replace(brand, name="Southwind", logo_svg="", logo_url="")
+    with i18n.activated("en"):
+        header = parts.header(renamed)
+        assert "Southwind" in header
+        assert "Northwind" not in header
+        assert parts.header(brand) != header
+        assert parts.header(None) == ""
 
 
 def test_brand_stylesheet_behind_a_proxy_prefix(settings: Settings, database: Database) -> None:
