@@ -197,9 +197,12 @@ def mail_language(headers: Mapping[str, str]) -> str:
 
 
 def in_language(language: str) -> dict[str, str]:
-    """The headers of a mail written in ``language`` (none for English, the default)."""
+    """The headers of a mail written in ``language``: none for English, the default, nor
+    for a language without a catalogue, whose mail is written in English."""
     language = i18n.primary(language)
-    return {} if language == i18n.SOURCE_LANGUAGE else {CONTENT_LANGUAGE: language}
+    if language == i18n.SOURCE_LANGUAGE or language not in i18n.languages():
+        return {}
+    return {CONTENT_LANGUAGE: language}
 
 
 def with_lead_links(mail: Mail, links: LeadLinks) -> Mail:
@@ -1034,8 +1037,7 @@ def _deliver(
     values: dict[str, object],
 ) -> int:
     now = utcnow()
-    with database.write() as session:
-        connection = session.connection()
+    with database.write_connection() as connection:
         rows = [QueuedMail(*row) for row in claimable.execute(connection, {**values, "now": now})]
         if not rows:
             return 0
@@ -1047,7 +1049,7 @@ def _deliver(
             _SET_CLAIM.execute(connection, claims[0])
         else:
             _SET_CLAIM.executemany(connection, claims)
-        sender = mail_sender(session, base_url)
+        sender = mail_sender(connection, base_url)
     sent = 0
     for row in rows:  # loaded, claimed and committed: no transaction held while sending
         mail_id, attempts = row.id, row.attempts

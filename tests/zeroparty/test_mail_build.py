@@ -290,3 +290,14 @@ def test_the_sender_is_read_once_and_forgotten_when_the_site_changes(
         )
     assert changes == ["site: updated"]
     assert sender().from_address == "new@northwind.example"
+
+
+def test_content_language_names_only_a_language_the_mail_is_written_in() -> None:
+    """A lead whose language has no catalogue gets the mail in English: its header
+    must not claim the lead's language (RFC 3282 names the language of the content)."""
+    assert in_language("de") == {"Content-Language": "de"}
+    assert in_language("de-AT") == {"Content-Language": "de"}
+    assert in_language("en") == {}
+    assert in_language("en-GB") == {}
+    assert in_language("fr") == {}
+    assert in_language("pt-BR") == {}
