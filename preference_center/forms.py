@@ -18,12 +18,17 @@ KEY_RE = re.compile(r"^[a-z0-9_][a-z0-9_-]{0,63}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 ACTIONS = ("save", "unsubscribe_all")
+ONE_CLICK_BODY = b"List-Unsubscribe=One-Click"
+ONE_CLICK_LENGTH = str(len(ONE_CLICK_BODY))
+
+
+def _content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
 async def read_form(request: Request, *, max_fields: int = MAX_FIELDS) -> FormData:
     """The body as a form (urlencoded or multipart, no files), or a clear 4xx error."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in FORM_TYPES:
+    if _content_type(request) not in FORM_TYPES:
         raise UnsupportedMediaType(
             "send the form as application/x-www-form-urlencoded or multipart/form-data"
         )
@@ -77,6 +82,22 @@ def check_csrf(form: FormData, expected: str | None) -> None:
     given = form.get("csrf")
     if not expected or not isinstance(given, str) or not hmac.compare_digest(given, expected):
         raise Forbidden("this form has expired or did not come from this site; reload the page")
+
+
+async def read_one_click(request: Request) -> None:
+    """RFC 8058 section 3.1: the POST's body carries ``List-Unsubscribe=One-Click``, or a
+    clear 4xx error. The body mail providers send is exactly that, urlencoded (the RFC's
+    example), and is recognised as it is, without building a form; any other body is
+    read as a form (:func:`read_form`) and checked (:func:`check_one_click`), with
+    their answers. Only a body that declares its length is read first (never more than
+    that one's length)."""
+    if (
+        _content_type(request) == FORM_TYPES[0]
+        and request.headers.get("content-length") == ONE_CLICK_LENGTH
+        and await request.body() == ONE_CLICK_BODY
+    ):
+        return
+    check_one_click(await read_form(request, max_fields=10))
 
 
 def check_one_click(form: FormData) -> None:

@@ -541,8 +541,7 @@ async def one_click_unsubscribe(request: Request) -> Response:
     """``POST /u/{token}`` (RFC 8058): withdraw the token's purposes; 200, nothing to click."""
     token = request.path_params["token"]
     claim = _tokens(request).read(LinkPurpose.UNSUBSCRIBE, token)
-    form = await forms.read_form(request, max_fields=10)
-    forms.check_one_click(form)
+    await forms.read_one_click(request)
     context = services.ChangeContext(
         method=ConsentMethod.ONE_CLICK,
         ip=request.client.host if request.client else None,
