@@ -4,8 +4,8 @@
 counts the events of the rule's type inside its window in (time, id) order, scoring
 those counted ``min_count`` to ``min_count + max_count - 1``. Here the same count runs
 over a batch of leads in one pass: one statement reads only the events some rule can
-count (of a type a rule reads, inside the widest window of that type's rules), already in
-(time, id) order, and the counted events come out per lead as ``(rule index, event)``
+count (of a type a rule reads, inside the widest window of that type's rules), lead by
+lead in (time, id) order, and the counted events come out per lead as ``(rule index, event)``
 pairs for :func:`scoring.engine.counted_points`. The window test and the order are the
 engine's own (the same timestamps compared in Python; ids ordered by code point: SQLite's
 ``BINARY`` collation, PostgreSQL's ``"C"``), so the points are exactly the engine's.
@@ -114,14 +114,24 @@ def counted_rows(
     with driver_cursor(connection) as cursor:
         cursor.execute(sql, parameters)
         rows = cursor.fetchall()  # plain tuples: most rows are only counted
-    counts: dict[tuple[str, int], int] = {}
+    # Per type, its rules: (index, window start, the counts from which it scores).
+    reading = {
+        event_type: tuple(
+            (i, since, rule.min_count, rule.min_count + rule.max_count)
+            for i, rule, since in of_type
+        )
+        for event_type, of_type in by_type.items()
+    }
+    lead: str | None = None
+    counts: list[int] = []
     for subject_id, event_type, event_id, occurred_at, consent_seq in rows:
-        for i, rule, since in by_type[event_type]:
+        if subject_id != lead:  # rows come lead by lead
+            lead, counts = subject_id, [0] * len(rules)
+        for i, since, first, beyond in reading[event_type]:
             if since is not None and occurred_at < since:
                 continue
-            key = (subject_id, i)
-            count = counts[key] = counts.get(key, 0) + 1
-            if rule.min_count <= count < rule.min_count + rule.max_count:
+            count = counts[i] = counts[i] + 1
+            if first <= count < beyond:
                 found.setdefault(subject_id, []).append((i, event_id, occurred_at, consent_seq))
     if len(rules) > 1:
         for pairs in found.values():
@@ -179,7 +189,7 @@ def _statement(dialect: str, windowed: tuple[bool, ...]) -> Prepared:
     sql = (
         "SELECT subject_id, type, id, occurred_at, consent_seq FROM scoring_events "
         f"WHERE subject_id BETWEEN :first AND :last AND {among} AND ({kinds}) "
-        f"ORDER BY occurred_at, id{collate}"
+        f"ORDER BY subject_id, occurred_at, id{collate}"
     )
     binds: list[Any] = [ids, bindparam("first", type_=String), bindparam("last", type_=String)]
     for n, has_window in enumerate(windowed):
