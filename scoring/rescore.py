@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, bindparam, func, select
 
 from consent_ledger.read_model import consent_states
 from scoring.models import ScoredLead
 from scoring.services import purge_lead, require_model, rescore_in_full
-from zeroparty.db import Database, utcnow
+from zeroparty.db import Database, Prepared, utcnow
 
 BATCH = 1000
 
@@ -26,6 +26,21 @@ _cs = consent_states
 _leads = cast(Table, ScoredLead.__table__)
 
 Progress = Callable[[int, int], None]
+
+# The next batch of permissioned leads by id; on PostgreSQL their gating consent rows are
+# locked (FOR SHARE) until the batch commits: a withdrawal waits, then removes the rows.
+_NEXT_BATCH_SELECT = (
+    select(_cs.c.subject_id)
+    .where(
+        _cs.c.purpose_key == bindparam("purpose"),
+        _cs.c.permitted,
+        _cs.c.subject_id > bindparam("after"),
+    )
+    .order_by(_cs.c.subject_id)
+    .limit(bindparam("size"))
+)
+_NEXT_BATCH = Prepared(_NEXT_BATCH_SELECT)
+_NEXT_BATCH_LOCKED = Prepared(_NEXT_BATCH_SELECT.with_for_update(read=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,15 +82,15 @@ def rescore_all(
     while True:
         with database.write() as session:
             connection = session.connection()
-            stmt = (
-                select(_cs.c.subject_id)
-                .where(_cs.c.purpose_key == purpose, _cs.c.permitted, _cs.c.subject_id > after)
-                .order_by(_cs.c.subject_id)
-                .limit(batch_size)
+            batch_ids = (
+                _NEXT_BATCH_LOCKED if connection.dialect.name == "postgresql" else _NEXT_BATCH
             )
-            if connection.dialect.name == "postgresql":
-                stmt = stmt.with_for_update(read=True)
-            ids = [row.subject_id for row in connection.execute(stmt)]
+            ids = [
+                row.subject_id
+                for row in batch_ids.execute(
+                    connection, {"purpose": purpose, "after": after, "size": batch_size}
+                )
+            ]
             if not ids:
                 break
             batch = rescore_in_full(connection, active, ids, now)
