@@ -54,7 +54,7 @@ class CountedRows:
     stored: Callable[[datetime], Any]
 
     def as_written(self, stored_at: Any) -> Any:
-        if isinstance(stored_at, str) and len(stored_at) != len(_SQLITE_TIME):
+        if stored_at.__class__ is str and len(stored_at) != _SQLITE_TIME_LENGTH:
             return self.stored(self.loaded(stored_at))
         return stored_at
 
@@ -158,7 +158,7 @@ def _unchanged(value: Any) -> Any:
     return value
 
 
-_SQLITE_TIME = "2026-12-05 09:30:00.000000"  # UTCDateTime's text on SQLite: fixed width
+_SQLITE_TIME_LENGTH = len("2026-12-05 09:30:00.000000")  # UTCDateTime's text on SQLite
 _TIME_PROCESSORS: dict[Dialect, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {}
 
 

@@ -814,6 +814,11 @@ class _LeadWrites:
     unchanged: list[str] = field(default_factory=list)
     typed: list[dict[str, object]] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # Asked once per lead: a set, not the caller's list (a batch of 1,000 new leads
+        # scanned a 1,000-item list for each).
+        self.unstored = frozenset(self.unstored)
+
     def score(
         self,
         connection: Connection,
