@@ -754,14 +754,15 @@ NOTES = [
     "in one write transaction (lead, duplicate and consent look-ups, insert, the lead's "
     "answers and events, points replaced, score updated); the bare baseline is one "
     "INSERT per transaction without HTTP. Batches amortise both: send batches.",
-    "Full rescoring reads every event of every permissioned lead into Python (1,000 "
-    "leads per transaction), re-checks consent under a share lock, replaces every point "
-    "row and updates every lead; the bare query only aggregates. On PostgreSQL the "
-    "per-row fetch of 1,000,000 events through psycopg dominates, then the pipelined "
-    "insert of the point rows (cProfile, 10,000-lead run); lead rows and score updates "
-    "already go as one statement over arrays (`unnest`) and id lists as `= ANY(array)`. "
-    "Reading events with a server-side range scan and writing points with COPY are the "
-    "next steps if this matters. Peak memory stays flat: one batch at a time.",
+    "Full rescoring takes 1,000 leads per transaction, re-checks their consent under a "
+    "share lock, reads in one statement only the events a rule can count (its types, "
+    "inside its window, lead by lead in time order: 600,000 of the 1,000,000), counts "
+    "them as the engine does and writes every point row with its rule, event and ledger "
+    "entry (COPY on PostgreSQL) and every lead's score; the bare query only aggregates. "
+    "Reading the events through the subject index is the largest part on both databases; "
+    "on PostgreSQL a new lead's row is also inserted (to lock it) and then updated with "
+    "its score (bench/analysis.md, 'Full rescore'). Peak memory stays flat: one batch at "
+    "a time.",
     "An accounts page is, beyond the scoring-model look-up, the next domains from the "
     "domain index, the grouped query over that range of domains (the bare query's work) "
     "and the page's buying committees (job titles and current BANT authority of every "
