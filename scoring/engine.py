@@ -140,7 +140,7 @@ def score_lead(
 ) -> list[Point]:
     """Every point ``model`` gives a lead with these facts at ``now``."""
     if not attributes and not events:
-        return []  # every rule scores an input (a full rescore: most leads' answers)
+        return []  # no input, no point (a full rescore: most leads have no answers)
     points: list[Point] = []
     fields = [a for a in attributes if a.kind == InputKind.FIELD]
     answers = [a for a in attributes if a.kind == InputKind.QUIZ_ANSWER]
