@@ -7,9 +7,11 @@ events, a first pass and a later one."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from scoring import services
@@ -42,6 +44,26 @@ SNAPSHOT = {
     "ORDER BY subject_id, created_at",
 }
 WRITTEN = ("scoring_points", "scoring_stage_changes", "scoring_webhooks", "scoring_leads")
+# The demo model with decay, a rule counting several events and lead types (earned by
+# score and by a rule that scored).
+VARIED = (
+    (
+        'name = "webinar"\nevent = "webinar_attended"\npoints = 15\nwindow_days = 180\n',
+        'name = "webinar"\nevent = "webinar_attended"\npoints = 15\nwindow_days = 180\n'
+        "half_life_days = 30\n",
+    ),
+    (
+        'name = "pricing-page"\nevent = "pricing_page_viewed"\npoints = 20\n',
+        'name = "pricing-page"\nevent = "pricing_page_viewed"\npoints = 20\n'
+        "max_count = 3\nhalf_life_days = 12.5\n",
+    ),
+    (
+        '[[scoring.quiz]]\nname = "terabytes"',
+        '[[scoring.lead_type]]\nname = "IQL"\nmin_score = 30\n\n'
+        '[[scoring.lead_type]]\nname = "webinar-goer"\nrules = ["webinar"]\n\n'
+        '[[scoring.quiz]]\nname = "terabytes"',
+    ),
+)
 
 
 def _seed(database: Database, rng: random.Random) -> list[str]:
@@ -117,7 +139,12 @@ def _snapshot(database: Database) -> dict[str, list[tuple[Any, ...]]]:
         }
 
 
-def test_full_rescore_writes_what_rescoring_each_lead_writes(database: Database) -> None:
+@pytest.mark.parametrize("model", ["demo", "varied"])
+def test_full_rescore_writes_what_rescoring_each_lead_writes(
+    database: Database, load_model: Callable[..., list[str]], model: str
+) -> None:
+    if model == "varied":
+        assert any("version 2" in change for change in load_model(*VARIED))
     ids = _seed(database, random.Random(17))
     with database.read() as session:
         before = [tuple(r) for r in session.execute(text("SELECT * FROM scoring_leads"))]
@@ -148,6 +175,9 @@ def test_full_rescore_writes_what_rescoring_each_lead_writes(database: Database)
         assert report.leads == len(ids)
         assert report.points == sum(len(lead.points) for lead in scored.values())
         assert report.moved == sum(lead.moved for lead in scored.values())
-    # The data exercises points and moves.
+    # The data exercises points, moves (demo) and lead types (varied).
     assert full[0][0].points > 0
-    assert full[0][0].moved > 0
+    if model == "demo":
+        assert full[0][0].moved > 0
+    else:
+        assert any(lead[-1] for lead in full[0][1]["leads"])
