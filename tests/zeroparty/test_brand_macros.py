@@ -79,3 +79,14 @@ def test_the_footer_names_the_policy_once(settings: Settings, database: Database
     assert 'class="brand-footer"' in page
     assert error.text.count(POLICY) == 1
     assert 'class="brand-address"' in error.text  # the rest of the brand's footer stays
+
+
+def test_no_page_imports_the_brand_macros_at_render() -> None:
+    """Every page (the shared layout's, capture's) prints the kept parts of the global
+    ``branding``; an import of the macros would build or look them up at every render."""
+    importing = [
+        path.relative_to(TEMPLATES_DIR).as_posix()
+        for path in TEMPLATES_DIR.rglob("*.html")
+        if 'import "zeroparty/_brand.html"' in path.read_text(encoding="utf-8")
+    ]
+    assert importing == []
