@@ -903,7 +903,8 @@ class _LeadWrites:
             )
         elif self.updates:
             at = _sqlite_times()
-            connection.exec_driver_sql(
+            _sqlite_many(
+                connection,
                 _UPDATE_SCORE_SQLITE,
                 [(u["score"], u["model_id"], at(u["scored_at"]), u["sid"]) for u in self.updates],
             )
@@ -986,7 +987,8 @@ class LeadTypes:
 def _insert_lead_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
     """New leads' scoring rows, on SQLite (the one writer: :func:`_lock_leads`)."""
     at = _sqlite_times()
-    connection.exec_driver_sql(
+    _sqlite_many(
+        connection,
         _INSERT_LEADS_SQLITE,
         [
             (
@@ -1000,6 +1002,15 @@ def _insert_lead_rows(connection: Connection, rows: list[dict[str, Any]]) -> Non
             for r in rows
         ],
     )
+
+
+def _sqlite_many(connection: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """``sql`` (SQLite's ``?`` style) once for each of ``rows``, on the driver's cursor:
+    the rows are plain tuples already, and a SQLAlchemy execution around the driver's
+    ``executemany`` (events, a result object: about 40 µs) would cost more than a hot
+    request's one-row write."""
+    with driver_cursor(connection) as cursor:
+        cursor.executemany(sql, rows)
 
 
 def _sqlite_times() -> Callable[[datetime], str]:
@@ -1069,7 +1080,7 @@ def _write_point_tuples(connection: Connection, rows: Sequence[tuple[Any, ...]])
     if not rows:
         return
     if connection.dialect.name != "postgresql":
-        connection.exec_driver_sql(_INSERT_POINTS_SQLITE, list(rows))
+        _sqlite_many(connection, _INSERT_POINTS_SQLITE, list(rows))
         return
     with driver_cursor(connection) as cursor, cursor.copy(_COPY_POINTS_PG) as copy:
         for row in rows:
@@ -1296,7 +1307,8 @@ def _insert_events(
         # driver's executemany of plain tuples, times in the text UTCDateTime stores:
         # no per-row parameter processing.
         received = sqlite_time(now)
-        connection.exec_driver_sql(
+        _sqlite_many(
+            connection,
             _INSERT_EVENTS_SQLITE,
             [
                 (
