@@ -276,13 +276,6 @@ _current_notice = (
 
 # The columns of the lead's statement, in order (lead_on_cursor reads them by position),
 # and the type of each.
-LEAD_COLUMNS = (
-    "locale", "jurisdiction", "erased_at", "email", "version", "purpose", "title",
-    "description", "translations", "category", "mechanism", "jurisdictions",
-    "expires_after_days", "remind_before_days", "status", "permitted", "since",
-    "state_notice", "topic", "topic_title", "topic_description", "topic_translations",
-    "subscribed", "notice_locale", "text", "sha256", "change_summary",
-)  # fmt: skip
 _LEAD_TYPES: dict[str, TypeEngine[Any]] = {
     name: column.type
     for name, column in (
@@ -315,6 +308,7 @@ _LEAD_TYPES: dict[str, TypeEngine[Any]] = {
         ("change_summary", _current_notice.c.change_summary),
     )
 }
+LEAD_COLUMNS = tuple(_LEAD_TYPES)
 
 
 def _lead_statement(with_notices: bool) -> Any:

@@ -181,8 +181,9 @@ class _PreparedFor:
     ordered: tuple[tuple[str, Callable[[Any], Any] | None], ...] | None
     columns: tuple[Any, ...]  # the statement's columns (their types process results)
     row: Callable[..., Any] | None  # the named tuple of a returned row
-    # Result processors per column (None: nothing to do), by the driver's type codes.
-    results: dict[tuple[Any, ...], tuple[Callable[[Any], Any] | None, ...] | None]
+    # Result processors per column (None: nothing to do), by the driver's type codes
+    # (None: SQLite, which gives none).
+    results: dict[tuple[Any, ...] | None, tuple[Callable[[Any], Any] | None, ...] | None]
 
     @classmethod
     def compile(cls, statement: ClauseElement, dialect: Dialect) -> _PreparedFor:
@@ -261,13 +262,15 @@ class _PreparedFor:
         make = self.row
         assert make is not None
         # SQLite gives no type codes (all None): one set of processors, looked up at once.
-        codes = _NO_CODES if self.dialect.name == "sqlite" else tuple(c[1] for c in description)
+        codes = None if self.dialect.name == "sqlite" else tuple(c[1] for c in description)
         try:
             results = self.results[codes]
         except KeyError:
             processors = tuple(
                 column.type.dialect_impl(self.dialect).result_processor(self.dialect, code)
-                for column, code in zip(self.columns, _codes(codes, self.columns), strict=True)
+                for column, code in zip(
+                    self.columns, codes or (None,) * len(self.columns), strict=True
+                )
             )
             results = self.results[codes] = processors if any(processors) else None
         if results is None:
@@ -276,13 +279,6 @@ class _PreparedFor:
             make(*[value if p is None else p(value) for p, value in zip(results, row, strict=True)])
             for row in fetched
         ]
-
-
-_NO_CODES: tuple[Any, ...] = ()
-
-
-def _codes(codes: tuple[Any, ...], columns: tuple[Any, ...]) -> tuple[Any, ...]:
-    return codes if codes is not _NO_CODES else (None,) * len(columns)
 
 
 @dataclass(frozen=True, slots=True)
